@@ -28,6 +28,9 @@ pub enum DecodeError {
 pub enum EncodeError {
     #[error("value of {len} bytes exceeds the {max}-byte limit of its length prefix")]
     TooLong { len: usize, max: usize },
+    /// The value cannot be represented at the requested version / layout.
+    #[error("cannot encode: {0}")]
+    Invalid(&'static str),
 }
 
 /// Cursor over an input slice.
@@ -479,15 +482,21 @@ pub fn unpad(padded: &[u8]) -> Result<&[u8], PadError> {
     p.take(n).map_err(|_| PadError::InvalidMsg)
 }
 
-/// Lazy padding (Int64 length prefix), used for file/large bodies.
+/// Lazy padding (Int64 length prefix), used for file/large bodies, as the reference's
+/// `Crypto.Lazy.pad`: `Int64 msg_len ‖ first msg_len bytes of msg ‖ '#' × (padded_len − msg_len − 8)`.
+/// A `msg` longer than `msg_len` is truncated; a shorter one gives a shorter output (the pad
+/// count is computed from `msg_len`). Fails only if `msg_len + 8 > padded_len`.
 pub fn pad_lazy(msg: &[u8], msg_len: usize, padded_len: usize) -> Result<Vec<u8>, PadError> {
-    if msg_len + 8 > padded_len || msg.len() + 8 > padded_len {
-        return Err(PadError::LargeMsg);
-    }
-    let mut out = Vec::with_capacity(padded_len);
-    put_int64(&mut out, msg_len as i64);
-    out.extend_from_slice(msg);
-    out.resize(padded_len, b'#');
+    let pad_count = padded_len
+        .checked_sub(msg_len)
+        .and_then(|r| r.checked_sub(8))
+        .ok_or(PadError::LargeMsg)?;
+    let len = i64::try_from(msg_len).map_err(|_| PadError::LargeMsg)?;
+    let body = &msg[..msg_len.min(msg.len())];
+    let mut out = Vec::with_capacity(8 + body.len() + pad_count);
+    put_int64(&mut out, len);
+    out.extend_from_slice(body);
+    out.resize(out.len() + pad_count, b'#');
     Ok(out)
 }
 

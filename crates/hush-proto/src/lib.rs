@@ -5,5 +5,8 @@
 //! `hush-transport`.
 
 pub mod encoding;
+pub mod handshake;
+pub mod transmission;
+pub mod version;
 
 pub use encoding::{Decode, DecodeError, Encode, EncodeError, Parser};
