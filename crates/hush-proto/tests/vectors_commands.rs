@@ -1,0 +1,434 @@
+//! /work/shared/vectors/commands.json: transmission.*, xftp_transmission.*, batching.*,
+//! smp_syntax.* and encode.* vectors.
+
+use hush_proto::encoding::{pad, unpad};
+use hush_proto::transmission::*;
+use hush_proto::version::SMP_BLOCK_SIZE;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn load(file: &str) -> Vec<Value> {
+    let path = format!(
+        "{}/../../../shared/vectors/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("vector file {path} missing: {e}"));
+    serde_json::from_str::<Vec<Value>>(&text).expect("vector file is a JSON array")
+}
+
+fn family(prefix: &str) -> Vec<Value> {
+    load("commands.json")
+        .into_iter()
+        .filter(|v| v["name"].as_str().unwrap().starts_with(prefix))
+        .collect()
+}
+
+fn hexv(v: &Value) -> Vec<u8> {
+    hex::decode(
+        v.as_str()
+            .unwrap_or_else(|| panic!("hex string expected, got {v}")),
+    )
+    .expect("valid hex")
+}
+
+fn ascii(v: &Value) -> Vec<u8> {
+    v.as_str().expect("string").as_bytes().to_vec()
+}
+
+/// `_hex` or `_ascii` variant of a field.
+fn bytes_field(o: &Value, base: &str) -> Vec<u8> {
+    if let Some(h) = o.get(format!("{base}_hex")) {
+        hexv(h)
+    } else {
+        ascii(&o[format!("{base}_ascii")])
+    }
+}
+
+fn single_block(items: &[&[u8]]) -> Vec<u8> {
+    let owned: Vec<Vec<u8>> = items.iter().map(|t| t.to_vec()).collect();
+    let batches = batch_transmissions(&owned, SMP_BLOCK_SIZE);
+    assert_eq!(batches.len(), 1);
+    let b = batches.into_iter().next().unwrap().unwrap();
+    assert_eq!(b.items, 0..items.len());
+    assert_eq!(batch_one(items, SMP_BLOCK_SIZE).unwrap(), b.content);
+    b.content
+}
+
+#[test]
+fn transmission_vectors() {
+    let vs = family("transmission.");
+    assert_eq!(vs.len(), 5);
+    for v in &vs {
+        let name = v["name"].as_str().unwrap();
+        let i = &v["inputs"];
+        let e = &v["expected"];
+        let version = i.get("smp_version").and_then(Value::as_u64).unwrap_or(18) as u16;
+        let corr = hexv(&i["corr_id_hex"]);
+        let entity = i.get("entity_id_hex").map(hexv).unwrap_or_default();
+        let t_bytes = hexv(&e["transmission_hex"]);
+        let t = decode_transmission(&t_bytes, version, true).unwrap();
+        assert_eq!(t.corr_id, &corr[..], "{name}");
+        assert_eq!(t.entity_id, &entity[..], "{name}");
+        assert_eq!(t.service_sig, None, "{name}");
+        if let Some(c) = i.get("command_ascii") {
+            assert_eq!(t.command, &ascii(c)[..], "{name}");
+        }
+        // re-encoding gives the same bytes
+        let mut out = Vec::new();
+        encode_transmission(&mut out, &t, version, true).unwrap();
+        assert_eq!(out, t_bytes, "{name} re-encode");
+        if let Some(sig) = e.get("signature_hex") {
+            assert_eq!(t.authorization, &hexv(sig)[..], "{name}");
+        }
+        if let Some(sid) = i.get("session_id_hex") {
+            let sid = hexv(sid);
+            if version < 7 {
+                assert_eq!(t.session_id, &sid[..], "{name}: v<7 session id on the wire");
+            } else {
+                assert!(t.session_id.is_empty());
+            }
+            let authorized = t.authorized(&sid);
+            if let Some(a) = e.get("authorized_hex") {
+                assert_eq!(authorized, hexv(a), "{name} authorized bytes");
+            }
+            // the authorized bytes are the same formula at every version
+            let mut expect = vec![sid.len() as u8];
+            expect.extend(&sid);
+            expect.push(corr.len() as u8);
+            expect.extend(&corr);
+            expect.push(entity.len() as u8);
+            expect.extend(&entity);
+            expect.extend(t.command);
+            assert_eq!(authorized, expect, "{name}");
+        }
+        match name {
+            "transmission.v18.SUB.ed25519" | "transmission.v6.SUB.ed25519" => {
+                assert_eq!(t.authorization.len(), 64);
+                // same signature in both layouts (the signed bytes do not depend on the version)
+                assert_eq!(
+                    hex::encode(t.authorization),
+                    "1ae3c80f1f24ef2b1fc8f896b42c7adf631972c4a5f0b20db43f34d94eeb18c16463bc18e9d9ec51506caa31eda130c8b5e52f4f18b0f538dc6aea45ae579407"
+                );
+                // v18 with non-empty authorization: '0' service slot right after it
+                if version >= 16 {
+                    assert_eq!(t_bytes[65], b'0');
+                }
+            }
+            "transmission.v18.SUB.authenticator" => assert_eq!(t.authorization.len(), 80),
+            "transmission.v18.PING" => {
+                assert!(t.authorization.is_empty());
+                assert_eq!(t.command, b"PING");
+                let resp = hexv(&e["response_transmission_hex"]);
+                let mut out = Vec::new();
+                encode_transmission(&mut out, &Transmission::new(&corr, &[], b"PONG"), 18, true)
+                    .unwrap();
+                assert_eq!(out, resp, "{name} response");
+            }
+            "transmission.v18.SUB.response_SOK" => {
+                assert!(t.authorization.is_empty());
+                assert_eq!(t.command, b"SOK 0");
+                assert_eq!(e["v15_and_below_response_ascii"], "OK");
+            }
+            _ => panic!("unhandled {name}"),
+        }
+        if let Some(b) = e.get("block_content_hex") {
+            let content = hexv(b);
+            assert_eq!(single_block(&[&t_bytes]), content, "{name} block content");
+            assert_eq!(decode_batch(&content).unwrap(), vec![&t_bytes[..]]);
+        }
+    }
+}
+
+#[test]
+fn xftp_transmission_vectors() {
+    // XFTP keeps the session id on the wire: the SMP v6 layout.
+    let vs = family("xftp_transmission.");
+    assert_eq!(vs.len(), 2);
+    for v in &vs {
+        let name = v["name"].as_str().unwrap();
+        let i = &v["inputs"];
+        let e = &v["expected"];
+        let content = hexv(&e["block_content_hex"]);
+        let items = decode_batch(&content).unwrap();
+        assert_eq!(items.len(), 1);
+        let t = decode_transmission_with(items[0], Layout::smp(6)).unwrap();
+        assert_eq!(t.session_id, &hexv(&i["session_id_hex"])[..], "{name}");
+        assert_eq!(t.corr_id, &ascii(&i["corr_id_ascii"])[..], "{name}");
+        assert_eq!(t.entity_id, &hexv(&i["entity_id_hex"])[..], "{name}");
+        assert_eq!(t.command, &ascii(&i["command_ascii"])[..], "{name}");
+        match name {
+            "xftp_transmission.PING.unsigned" => assert!(t.authorization.is_empty()),
+            "xftp_transmission.FPUT.signed" => assert_eq!(t.authorization.len(), 64),
+            _ => panic!("unhandled {name}"),
+        }
+        let mut out = Vec::new();
+        encode_transmission_with(&mut out, &t, Layout::smp(6)).unwrap();
+        assert_eq!(single_block(&[&out]), content, "{name}");
+        let block = pad(&content, e["padded_block_len"].as_u64().unwrap() as usize).unwrap();
+        assert_eq!(
+            hex::encode(Sha256::digest(&block)),
+            e["padded_block_sha256_hex"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_eq!(unpad(&block).unwrap(), &content[..]);
+    }
+}
+
+fn ed25519_sub(version: u16, k: u8) -> Vec<u8> {
+    let t = Transmission {
+        authorization: &[k; 64],
+        service_sig: None,
+        session_id: &[7; 32],
+        corr_id: &[k; 24],
+        entity_id: &[k.wrapping_add(1); 24],
+        command: b"SUB",
+    };
+    let mut out = Vec::new();
+    encode_transmission(&mut out, &t, version, true).unwrap();
+    out
+}
+
+fn counts(b: &[Result<Batch, TooLarge>]) -> Vec<Option<usize>> {
+    b.iter()
+        .map(|r| r.as_ref().ok().map(|b| b.items.len()))
+        .collect()
+}
+
+/// Every block content is well formed and within budget, and the items are all there in order.
+fn check_batches(items: &[Vec<u8>], batches: &[Result<Batch, TooLarge>]) {
+    let mut next = 0;
+    for b in batches {
+        match b {
+            Ok(b) => {
+                assert_eq!(b.items.start, next);
+                assert!(b.content.len() + 18 <= SMP_BLOCK_SIZE);
+                let got = decode_batch(&b.content).unwrap();
+                let want: Vec<&[u8]> = items[b.items.clone()].iter().map(|v| &v[..]).collect();
+                assert_eq!(got, want);
+                next = b.items.end;
+            }
+            Err(e) => {
+                assert_eq!(e.index, next);
+                next += 1;
+            }
+        }
+    }
+    assert_eq!(next, items.len());
+}
+
+#[test]
+fn batching_vectors() {
+    let vs = family("batching.");
+    assert_eq!(vs.len(), 5);
+    for v in &vs {
+        let name = v["name"].as_str().unwrap();
+        let want = &v["expected"]["value"];
+        match name {
+            "batching.v18.SUB_per_block" | "batching.v6.SUB_per_block" => {
+                let version = if name.contains("v18") { 18 } else { 6 };
+                let per = want.as_u64().unwrap() as usize;
+                let subs: Vec<Vec<u8>> = (0..300).map(|k| ed25519_sub(version, k as u8)).collect();
+                assert_eq!(subs[0].len(), if version == 18 { 119 } else { 151 });
+                let b = batch_transmissions(&subs, SMP_BLOCK_SIZE);
+                check_batches(&subs, &b);
+                // right-aligned like the reference: the remainder goes first
+                let r = 300 % per;
+                let mut expect = vec![Some(r)];
+                expect.extend(std::iter::repeat_n(Some(per), 300 / per));
+                assert_eq!(counts(&b), expect, "{name}");
+                // exactly `per` fit one block, one more does not
+                assert_eq!(batch_transmissions(&subs[..per], SMP_BLOCK_SIZE).len(), 1);
+                assert_eq!(
+                    batch_transmissions(&subs[..per + 1], SMP_BLOCK_SIZE).len(),
+                    2
+                );
+            }
+            "batching.v18.END_per_block" => {
+                let ends: Vec<Vec<u8>> = (0..300)
+                    .map(|k| {
+                        let mut o = Vec::new();
+                        encode_transmission(
+                            &mut o,
+                            &Transmission::new(&[], &[k as u8; 24], b"END"),
+                            18,
+                            true,
+                        )
+                        .unwrap();
+                        o
+                    })
+                    .collect();
+                let b = batch_transmissions(&ends, SMP_BLOCK_SIZE);
+                check_batches(&ends, &b);
+                assert_eq!(want.as_u64(), Some(255));
+                assert_eq!(counts(&b), vec![Some(45), Some(255)], "{name}");
+            }
+            "batching.v18.NMSG_per_block" => {
+                let ntfs: Vec<Vec<u8>> = (0..200)
+                    .map(|k| {
+                        let mut cmd = b"NMSG ".to_vec();
+                        cmd.extend([k as u8; 24]);
+                        cmd.push(144);
+                        cmd.extend([1u8; 144]);
+                        let mut o = Vec::new();
+                        encode_transmission(
+                            &mut o,
+                            &Transmission::new(&[], &[k as u8; 24], &cmd),
+                            18,
+                            true,
+                        )
+                        .unwrap();
+                        o
+                    })
+                    .collect();
+                assert_eq!(ntfs[0].len() + 2, 203);
+                let b = batch_transmissions(&ntfs, SMP_BLOCK_SIZE);
+                check_batches(&ntfs, &b);
+                assert_eq!(want.as_u64(), Some(80));
+                assert_eq!(counts(&b), vec![Some(40), Some(80), Some(80)], "{name}");
+            }
+            "batching.v18.SOK_with_MSG" => {
+                // Upstream testBatchSubResponses: SOK Nothing with 24-byte corrId and id; MSG with
+                // a 24-byte msgId and a maxMessageLength (16048) random body.
+                let sok = |k: u8| {
+                    let mut o = Vec::new();
+                    encode_transmission(
+                        &mut o,
+                        &Transmission::new(&[k; 24], &[k; 24], b"SOK 0"),
+                        18,
+                        true,
+                    )
+                    .unwrap();
+                    o
+                };
+                let mut cmd = b"MSG ".to_vec();
+                cmd.push(24);
+                cmd.extend([9u8; 24]);
+                cmd.extend(vec![5u8; 16048]);
+                let mut msg = Vec::new();
+                encode_transmission(
+                    &mut msg,
+                    &Transmission::new(&[3; 24], &[4; 24], &cmd),
+                    18,
+                    true,
+                )
+                .unwrap();
+                let mut four: Vec<Vec<u8>> = (0..4).map(sok).collect();
+                four.push(msg.clone());
+                assert_eq!(
+                    batch_transmissions(&four, SMP_BLOCK_SIZE).len(),
+                    1,
+                    "{name}"
+                );
+                let mut five: Vec<Vec<u8>> = (0..5).map(sok).collect();
+                five.push(msg);
+                let b = batch_transmissions(&five, SMP_BLOCK_SIZE);
+                check_batches(&five, &b);
+                assert_eq!(b.len(), 2, "{name}");
+                assert!(
+                    want.as_str()
+                        .unwrap()
+                        .starts_with("4 SOK + 1 max-size MSG fit in one block")
+                );
+            }
+            _ => panic!("unhandled {name}"),
+        }
+    }
+}
+
+/// Upstream BatchingTests with an over-size SEND in the middle / at the start.
+#[test]
+fn batching_large_message_splits() {
+    let send = |len: usize| {
+        let mut cmd = b"SEND F ".to_vec();
+        cmd.extend(vec![1u8; len]);
+        let t = Transmission {
+            authorization: &[2; 80],
+            service_sig: None,
+            session_id: &[],
+            corr_id: &[3; 24],
+            entity_id: &[4; 24],
+            command: &cmd,
+        };
+        let mut o = Vec::new();
+        encode_transmission(&mut o, &t, 18, true).unwrap();
+        o
+    };
+    let subs = |n: usize| (0..n).map(|k| ed25519_sub(18, k as u8)).collect::<Vec<_>>();
+    // 60 SUB, SEND 8000, 40 SUB → (33, 68)
+    let mut items = subs(60);
+    items.push(send(8000));
+    items.extend(subs(40));
+    let b = batch_transmissions(&items, SMP_BLOCK_SIZE);
+    check_batches(&items, &b);
+    assert_eq!(counts(&b), vec![Some(33), Some(68)]);
+    // 60 SUB, SEND 17000, 150 SUB → (60, large, 15, 135)
+    let mut items = subs(60);
+    items.push(send(17000));
+    items.extend(subs(150));
+    let b = batch_transmissions(&items, SMP_BLOCK_SIZE);
+    check_batches(&items, &b);
+    assert_eq!(counts(&b), vec![Some(60), None, Some(15), Some(135)]);
+    assert_eq!(b[1].as_ref().unwrap_err().index, 60);
+    // SEND 17000 first, then 60 + 150 SUB → (large, 75, 135)
+    let mut items = vec![send(17000)];
+    items.extend(subs(210));
+    let b = batch_transmissions(&items, SMP_BLOCK_SIZE);
+    check_batches(&items, &b);
+    assert_eq!(counts(&b), vec![None, Some(75), Some(135)]);
+}
+
+#[test]
+fn decode_batch_rejects_malformed() {
+    assert!(decode_batch(&[]).is_err());
+    assert!(decode_batch(&[0]).is_err(), "count 0");
+    assert!(decode_batch(&[1, 0, 2, 1]).is_err(), "short item");
+    assert!(decode_batch(&[1, 0, 1, 1, 9]).is_err(), "trailing bytes");
+    assert_eq!(
+        decode_batch(&[2, 0, 1, 1, 0, 0]).unwrap(),
+        vec![&[1u8][..], &[][..]]
+    );
+}
+
+#[test]
+fn smp_syntax_framing() {
+    let vs = family("smp_syntax.");
+    assert_eq!(vs.len(), 31);
+    for v in &vs {
+        let name = v["name"].as_str().unwrap();
+        let i = &v["inputs"];
+        let e = &v["expected"];
+        assert_eq!(i["smp_version"], 18);
+        let t_bytes = hexv(&i["transmission_hex"]);
+        let content = hexv(&i["block_content_hex"]);
+        assert_eq!(
+            decode_batch(&content).unwrap(),
+            vec![&t_bytes[..]],
+            "{name}"
+        );
+        let t = decode_transmission(&t_bytes, 18, true).unwrap();
+        assert_eq!(
+            t.authorization,
+            &hexv(&i["authorization_hex"])[..],
+            "{name}"
+        );
+        assert_eq!(t.corr_id, &bytes_field(i, "corr_id")[..], "{name}");
+        assert_eq!(t.entity_id, &bytes_field(i, "entity_id")[..], "{name}");
+        assert_eq!(t.command, &hexv(&i["command_hex"])[..], "{name}");
+        let mut out = Vec::new();
+        encode_transmission(&mut out, &t, 18, true).unwrap();
+        assert_eq!(out, t_bytes, "{name}");
+        // the response: empty authorization, no service slot, same corrId and entity
+        let resp = hexv(&e["response_hex"]);
+        assert_eq!(resp, e["response_ascii"].as_str().unwrap().as_bytes());
+        let mut out = Vec::new();
+        let rc = bytes_field(e, "corr_id");
+        let re = bytes_field(e, "entity_id");
+        encode_transmission(&mut out, &Transmission::new(&rc, &re, &resp), 18, true).unwrap();
+        assert_eq!(
+            out,
+            hexv(&e["transmission_hex"]),
+            "{name} response transmission"
+        );
+    }
+}
