@@ -1,0 +1,52 @@
+//! Hashes and HKDF used by the protocols (reference §4.3).
+
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256, Sha512};
+use sha3::{Sha3_256, Sha3_384};
+
+/// SHA-256.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// SHA-512.
+pub fn sha512(data: &[u8]) -> [u8; 64] {
+    Sha512::digest(data).into()
+}
+
+/// SHA3-256 (short-link key: `linkKey = SHA3-256(fixed link data)`, §3.9).
+pub fn sha3_256(data: &[u8]) -> [u8; 32] {
+    Sha3_256::digest(data).into()
+}
+
+/// SHA3-384.
+pub fn sha3_384(data: &[u8]) -> [u8; 48] {
+    Sha3_384::digest(data).into()
+}
+
+/// HKDF-SHA512 (the only HKDF the protocols use). `out.len()` must be ≤ 255 × 64; longer
+/// outputs are never requested by the protocols and yield `InvalidKey`.
+pub fn hkdf_sha512(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<(), crate::CryptoError> {
+    Hkdf::<Sha512>::new(Some(salt), ikm)
+        .expand(info, out)
+        .map_err(|_| crate::CryptoError::InvalidKey)
+}
+
+/// The sender id a client may supply in `NEW` (short links): the first 24 bytes of
+/// SHA3-384(corrId) (§3.5).
+pub fn sender_id_from_corr_id(corr_id: &[u8]) -> [u8; 24] {
+    let h = sha3_384(corr_id);
+    let mut out = [0u8; 24];
+    out.copy_from_slice(&h[..24]);
+    out
+}
+
+/// Short-link key: SHA3-256 of the fixed link data (§3.9).
+pub fn link_key(fixed_data: &[u8]) -> [u8; 32] {
+    sha3_256(fixed_data)
+}
