@@ -4,6 +4,7 @@
 //! authenticates or encrypts lives in `hush-crypto`; everything that touches a socket lives in
 //! `hush-transport`.
 
+pub mod address;
 pub mod encoding;
 pub mod handshake;
 pub mod transmission;
