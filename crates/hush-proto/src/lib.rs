@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod encoding;
+pub mod error;
 pub mod handshake;
 pub mod transmission;
 pub mod version;

@@ -432,3 +432,89 @@ fn smp_syntax_framing() {
         );
     }
 }
+
+mod err_vectors {
+    use super::*;
+    use hush_proto::Decode;
+    use hush_proto::encoding::{Encode, ShortString};
+    use hush_proto::error::*;
+
+    /// The value each `encode.ERR.*` vector describes, built by hand.
+    fn expected_value(name: &str) -> ErrorType {
+        use ErrorType as E;
+        let blocked = |reason, notice: Option<&str>| {
+            E::Blocked(BlockingInfo {
+                reason,
+                notice: notice.map(str::to_owned),
+            })
+        };
+        let broker = |b| E::Proxy(ProxyError::Broker(b));
+        match name.trim_start_matches("encode.ERR.") {
+            "BLOCK" => E::Block,
+            "SESSION" => E::Session,
+            "CMD UNKNOWN" => E::Cmd(CommandError::Unknown),
+            "CMD SYNTAX" => E::Cmd(CommandError::Syntax),
+            "CMD PROHIBITED" => E::Cmd(CommandError::Prohibited),
+            "CMD NO_AUTH" => E::Cmd(CommandError::NoAuth),
+            "CMD HAS_AUTH" => E::Cmd(CommandError::HasAuth),
+            "CMD NO_ENTITY" => E::Cmd(CommandError::NoEntity),
+            "AUTH" => E::Auth,
+            "SERVICE" => E::Service,
+            "CRYPTO" => E::Crypto,
+            "QUOTA" => E::Quota,
+            "STORE some error text" => E::Store("some error text".into()),
+            "EXPIRED" => E::Expired,
+            "NO_MSG" => E::NoMsg,
+            "LARGE_MSG" => E::LargeMsg,
+            "INTERNAL" => E::Internal,
+            "PROXY PROTOCOL AUTH" => E::Proxy(ProxyError::Protocol(Box::new(E::Auth))),
+            "PROXY BROKER TIMEOUT" => broker(BrokerErrorType::Timeout),
+            "PROXY BROKER NETWORK" => broker(BrokerErrorType::Network),
+            "PROXY BROKER HOST" => broker(BrokerErrorType::Host),
+            "PROXY BROKER NO_SERVICE" => broker(BrokerErrorType::NoService),
+            "PROXY BROKER TRANSPORT VERSION" => {
+                broker(BrokerErrorType::Transport(TransportError::Version))
+            }
+            "PROXY BROKER TRANSPORT HANDSHAKE IDENTITY" => broker(BrokerErrorType::Transport(
+                TransportError::Handshake(HandshakeError::Identity),
+            )),
+            "PROXY BROKER RESPONSE" => broker(BrokerErrorType::Response(
+                ShortString::new(b"hello".to_vec()).unwrap(),
+            )),
+            "PROXY BASIC_AUTH" => E::Proxy(ProxyError::BasicAuth),
+            "PROXY NO_SESSION" => E::Proxy(ProxyError::NoSession),
+            "BLOCKED.v18" | "BLOCKED.v12-17" | "BLOCKED.v11" => {
+                blocked(BlockingReason::Spam, Some("{\"ttl\":3600}"))
+            }
+            "BLOCKED.v18.no_notice" => blocked(BlockingReason::Content, None),
+            other => panic!("unhandled ERR vector {other}"),
+        }
+    }
+
+    #[test]
+    fn encode_err_vectors() {
+        let vs = family("encode.ERR.");
+        assert_eq!(vs.len(), 31);
+        for v in &vs {
+            let name = v["name"].as_str().unwrap();
+            let version = v["inputs"]["smp_version"].as_u64().unwrap() as u16;
+            let want = hexv(&v["expected"]["bytes_hex"]);
+            let value = expected_value(name);
+            let mut out = b"ERR ".to_vec();
+            value.encode_for_version(&mut out, version);
+            assert_eq!(out, want, "{name}");
+            // decoding the payload gives the (version-adjusted) value back
+            let payload = want.strip_prefix(b"ERR ").unwrap();
+            assert_eq!(
+                ErrorType::decode(payload).unwrap(),
+                value.for_version(version),
+                "{name}"
+            );
+            assert_eq!(
+                ErrorType::from_bytes(payload).unwrap().to_bytes(),
+                payload,
+                "{name}"
+            );
+        }
+    }
+}
