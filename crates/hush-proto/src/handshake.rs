@@ -12,9 +12,9 @@
 //! decided while parsing.
 
 use crate::encoding::{
-    put_bool, put_word16, Decode, DecodeError, Encode, EncodeError, Large, Parser, ShortString,
+    Decode, DecodeError, Encode, EncodeError, Large, Parser, ShortString, put_bool, put_word16,
 };
-use crate::version::{ntf_version, smp_version, VersionRange};
+use crate::version::{VersionRange, ntf_version, smp_version};
 use thiserror::Error;
 
 /// SMP version from which the server hello carries a signed session key and the client hello
@@ -472,10 +472,12 @@ impl Encode for SmpServerHandshakeResponse {
 impl Decode for SmpServerHandshakeResponse {
     fn decode(p: &mut Parser<'_>) -> Result<Self, DecodeError> {
         match p.byte()? {
-            b'R' => Ok(SmpServerHandshakeResponse::ServiceId(ShortString::decode(p)?)),
-            b'E' => Ok(SmpServerHandshakeResponse::Error(HelloTransportError::decode(
+            b'R' => Ok(SmpServerHandshakeResponse::ServiceId(ShortString::decode(
                 p,
             )?)),
+            b'E' => Ok(SmpServerHandshakeResponse::Error(
+                HelloTransportError::decode(p)?,
+            )),
             found => Err(DecodeError::Unexpected {
                 expected: "R or E",
                 found,

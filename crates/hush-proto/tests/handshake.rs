@@ -34,7 +34,11 @@ fn hex_field(v: &Value, path: &[&str]) -> Vec<u8> {
     for p in path {
         x = &x[*p];
     }
-    hex::decode(x.as_str().unwrap_or_else(|| panic!("{path:?} not a string"))).unwrap()
+    hex::decode(
+        x.as_str()
+            .unwrap_or_else(|| panic!("{path:?} not a string")),
+    )
+    .unwrap()
 }
 
 fn vr(min: u16, max: u16) -> VersionRange {
@@ -236,7 +240,10 @@ fn smp_client_hello_version_dependent_fields() {
     let b6 = full(6).to_bytes();
     assert_eq!(b6.len(), 35);
     let d6 = SmpClientHello::decode(&b6).unwrap();
-    assert_eq!((d6.dh_key, d6.proxy_server, d6.service), (None, false, None));
+    assert_eq!(
+        (d6.dh_key, d6.proxy_server, d6.service),
+        (None, false, None)
+    );
     // v7..13: + key
     let b13 = full(13).to_bytes();
     assert_eq!(b13.len(), 35 + 45);
@@ -416,10 +423,8 @@ fn arb_client_hello() -> impl Strategy<Value = SmpClientHello> {
         proptest::option::of(any::<[u8; 32]>()),
         any::<bool>(),
         proptest::option::of(
-            (arb_role(), arb_cck()).prop_map(|(role, cert_key)| ClientHelloService {
-                role,
-                cert_key,
-            }),
+            (arb_role(), arb_cck())
+                .prop_map(|(role, cert_key)| ClientHelloService { role, cert_key }),
         ),
     )
         .prop_map(|(version, key_hash, dh_key, proxy_server, service)| {
