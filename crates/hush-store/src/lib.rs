@@ -1,0 +1,31 @@
+//! hush-store: the relay's persistent state (reference `protocols.md` §3.5–§3.8, §7.4).
+//!
+//! One trait, [`QueueStore`], with three backends:
+//! * [`SqliteStore`] — embedded default: one writer thread with group commit (many operations
+//!   per transaction, each acknowledged only after its transaction committed), WAL, a bounded pool
+//!   of read connections gated by a semaphore, load shedding ([`StoreError::Busy`]) when the
+//!   write queue is full, versioned schema, integrity check on open.
+//! * [`MemoryStore`] — same semantics in RAM.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hush_store::StoreError> {
+//! use std::sync::Arc;
+//! use hush_store::{QueueStore, SqliteOptions, SqliteStore};
+//! let store: Arc<dyn QueueStore> =
+//!     Arc::new(SqliteStore::open("/var/opt/hush/smp-server.db", SqliteOptions::default())?);
+//! let head = store.peek_message([0u8; 24]).await;
+//! # let _ = head; Ok(()) }
+//! ```
+
+mod error;
+mod memory;
+pub mod sqlite;
+mod store;
+mod types;
+mod validate;
+
+pub use error::{StoreError, StoreResult};
+pub use memory::MemoryStore;
+pub use sqlite::{SqliteOptions, SqliteStore, SyncPolicy, WriterStats};
+pub use store::{QueueStore, StoreFuture};
+pub use types::*;

@@ -1,0 +1,419 @@
+//! In-memory backend: same semantics as SQLite, nothing persisted (tests, `store_queues=memory`
+//! without a store log).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::error::{StoreError, StoreResult};
+use crate::store::{QueueStore, StoreFuture};
+use crate::types::{
+    AppendOutcome, BlockInfo, DEFAULT_QUOTA, DeleteOutcome, EntityId, Message, MsgId, NewMessage,
+    NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, StoreStats,
+};
+use crate::validate;
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<EntityId, QueueRecord>,
+    messages: HashMap<EntityId, VecDeque<Message>>,
+    by_sender: HashMap<EntityId, EntityId>,
+    by_notifier: HashMap<EntityId, EntityId>,
+    by_link: HashMap<EntityId, EntityId>,
+    ntfs: HashMap<EntityId, VecDeque<PendingNtf>>,
+}
+
+/// In-memory [`QueueStore`].
+pub struct MemoryStore {
+    quota: usize,
+    state: Mutex<State>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_QUOTA)
+    }
+}
+
+impl MemoryStore {
+    /// `quota`: messages per queue (at least 1).
+    pub fn new(quota: usize) -> Self {
+        Self {
+            quota: quota.max(1),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> StoreResult<MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Internal("memory store lock poisoned"))
+    }
+
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut State, usize) -> StoreResult<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        Box::pin(async move {
+            let mut s = self.lock()?;
+            f(&mut s, self.quota)
+        })
+    }
+}
+
+fn queue_mut<'a>(s: &'a mut State, rid: &EntityId) -> StoreResult<&'a mut QueueRecord> {
+    s.queues.get_mut(rid).ok_or(StoreError::NotFound)
+}
+
+fn lookup(
+    s: &State,
+    idx: fn(&State) -> &HashMap<EntityId, EntityId>,
+    id: &EntityId,
+) -> Option<QueueRecord> {
+    idx(s).get(id).and_then(|rid| s.queues.get(rid)).cloned()
+}
+
+impl QueueStore for MemoryStore {
+    fn create_queue(&self, queue: QueueRecord) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            let queue = validate::queue(queue)?;
+            let rid = queue.recipient_id;
+            if s.queues.contains_key(&rid)
+                || s.by_sender.contains_key(&queue.sender_id)
+                || queue
+                    .notifier
+                    .as_ref()
+                    .is_some_and(|n| s.by_notifier.contains_key(&n.notifier_id))
+                || queue
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| s.by_link.contains_key(&l.link_id))
+            {
+                return Err(StoreError::DuplicateId);
+            }
+            s.by_sender.insert(queue.sender_id, rid);
+            if let Some(n) = &queue.notifier {
+                s.by_notifier.insert(n.notifier_id, rid);
+            }
+            if let Some(l) = &queue.link {
+                s.by_link.insert(l.link_id, rid);
+            }
+            s.queues.insert(rid, queue);
+            Ok(())
+        })
+    }
+
+    fn get_by_recipient(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+        self.with(move |s, _| Ok(s.queues.get(&recipient_id).cloned()))
+    }
+
+    fn get_by_sender(&self, sender_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+        self.with(move |s, _| Ok(lookup(s, |s| &s.by_sender, &sender_id)))
+    }
+
+    fn get_by_notifier(&self, notifier_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+        self.with(move |s, _| Ok(lookup(s, |s| &s.by_notifier, &notifier_id)))
+    }
+
+    fn get_by_link(&self, link_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+        self.with(move |s, _| Ok(lookup(s, |s| &s.by_link, &link_id)))
+    }
+
+    fn secure_queue(&self, recipient_id: EntityId, sender_key: Vec<u8>) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            let q = queue_mut(s, &recipient_id)?;
+            match &q.sender_key {
+                None => {
+                    q.sender_key = Some(sender_key);
+                    Ok(())
+                }
+                Some(k) if *k == sender_key => Ok(()),
+                Some(_) => Err(StoreError::SenderKeyMismatch),
+            }
+        })
+    }
+
+    fn add_recipient_key(&self, recipient_id: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            let q = queue_mut(s, &recipient_id)?;
+            q.recipient_keys = validate::add_key(std::mem::take(&mut q.recipient_keys), key)?;
+            Ok(())
+        })
+    }
+
+    fn remove_recipient_key(&self, recipient_id: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            let q = queue_mut(s, &recipient_id)?;
+            q.recipient_keys = validate::remove_key(q.recipient_keys.clone(), &key)?;
+            Ok(())
+        })
+    }
+
+    fn set_recipient_keys(
+        &self,
+        recipient_id: EntityId,
+        keys: Vec<Vec<u8>>,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            let keys = validate::key_set(keys)?;
+            queue_mut(s, &recipient_id)?.recipient_keys = keys;
+            Ok(())
+        })
+    }
+
+    fn set_link(&self, recipient_id: EntityId, link: QueueLink) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            let current = s
+                .queues
+                .get(&recipient_id)
+                .ok_or(StoreError::NotFound)?
+                .link
+                .clone();
+            match validate::link_change(current.as_ref(), &link)? {
+                validate::LinkChange::New => {
+                    if s.by_link.contains_key(&link.link_id) {
+                        return Err(StoreError::DuplicateId);
+                    }
+                    s.by_link.insert(link.link_id, recipient_id);
+                }
+                validate::LinkChange::UpdateUser => {}
+            }
+            queue_mut(s, &recipient_id)?.link = Some(link);
+            Ok(())
+        })
+    }
+
+    fn delete_link(&self, recipient_id: EntityId) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            if let Some(l) = queue_mut(s, &recipient_id)?.link.take() {
+                s.by_link.remove(&l.link_id);
+            }
+            Ok(())
+        })
+    }
+
+    fn set_notifier(
+        &self,
+        recipient_id: EntityId,
+        creds: NotifierCreds,
+    ) -> StoreFuture<'_, Option<EntityId>> {
+        self.with(move |s, _| {
+            let old = s
+                .queues
+                .get(&recipient_id)
+                .ok_or(StoreError::NotFound)?
+                .notifier
+                .as_ref()
+                .map(|n| n.notifier_id);
+            if old != Some(creds.notifier_id) && s.by_notifier.contains_key(&creds.notifier_id) {
+                return Err(StoreError::DuplicateId);
+            }
+            if let Some(old) = &old {
+                s.by_notifier.remove(old);
+                s.ntfs.remove(old);
+            }
+            s.by_notifier.insert(creds.notifier_id, recipient_id);
+            queue_mut(s, &recipient_id)?.notifier = Some(creds);
+            Ok(old)
+        })
+    }
+
+    fn delete_notifier(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<EntityId>> {
+        self.with(move |s, _| {
+            let old = queue_mut(s, &recipient_id)?
+                .notifier
+                .take()
+                .map(|n| n.notifier_id);
+            if let Some(old) = &old {
+                s.by_notifier.remove(old);
+                s.ntfs.remove(old);
+            }
+            Ok(old)
+        })
+    }
+
+    fn suspend_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            queue_mut(s, &recipient_id)?.status = QueueStatus::Off;
+            Ok(())
+        })
+    }
+
+    fn block_queue(&self, recipient_id: EntityId, info: BlockInfo) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            queue_mut(s, &recipient_id)?.status = QueueStatus::Blocked(info);
+            Ok(())
+        })
+    }
+
+    fn unblock_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            let q = queue_mut(s, &recipient_id)?;
+            if matches!(q.status, QueueStatus::Blocked(_)) {
+                q.status = QueueStatus::Active;
+            }
+            Ok(())
+        })
+    }
+
+    fn touch_queue(&self, recipient_id: EntityId, updated_at: i64) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            queue_mut(s, &recipient_id)?.updated_at = Some(updated_at);
+            Ok(())
+        })
+    }
+
+    fn delete_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, QueueRecord> {
+        self.with(move |s, _| {
+            let q = s.queues.remove(&recipient_id).ok_or(StoreError::NotFound)?;
+            s.messages.remove(&recipient_id);
+            s.by_sender.remove(&q.sender_id);
+            if let Some(n) = &q.notifier {
+                s.by_notifier.remove(&n.notifier_id);
+                s.ntfs.remove(&n.notifier_id);
+            }
+            if let Some(l) = &q.link {
+                s.by_link.remove(&l.link_id);
+            }
+            Ok(q)
+        })
+    }
+
+    fn append_message(
+        &self,
+        recipient_id: EntityId,
+        msg: NewMessage,
+        ntf: Option<PendingNtf>,
+    ) -> StoreFuture<'_, AppendOutcome> {
+        self.with(move |s, quota| {
+            validate::message(&msg)?;
+            let notifier = s
+                .queues
+                .get(&recipient_id)
+                .ok_or(StoreError::NotFound)?
+                .notifier
+                .as_ref()
+                .map(|n| n.notifier_id);
+            let msgs = s.messages.entry(recipient_id).or_default();
+            let has_marker = msgs.back().is_some_and(Message::is_quota_marker);
+            match validate::quota_decision(msgs.len(), has_marker, quota) {
+                validate::QuotaDecision::Refuse => Ok(AppendOutcome::QuotaExceeded {
+                    marker_added: false,
+                }),
+                validate::QuotaDecision::AddMarker => {
+                    msgs.push_back(Message::QuotaMarker {
+                        msg_id: validate::random_msg_id(),
+                        ts: msg.ts,
+                    });
+                    Ok(AppendOutcome::QuotaExceeded { marker_added: true })
+                }
+                validate::QuotaDecision::Append => {
+                    let was_empty = msgs.is_empty();
+                    msgs.push_back(Message::Message(msg));
+                    if let (Some(nid), Some(ntf)) = (notifier, ntf) {
+                        s.ntfs.entry(nid).or_default().push_back(ntf);
+                    }
+                    Ok(AppendOutcome::Appended { was_empty })
+                }
+            }
+        })
+    }
+
+    fn peek_message(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<Message>> {
+        self.with(move |s, _| {
+            if !s.queues.contains_key(&recipient_id) {
+                return Err(StoreError::NotFound);
+            }
+            Ok(s.messages
+                .get(&recipient_id)
+                .and_then(|m| m.front().cloned()))
+        })
+    }
+
+    fn delete_message(
+        &self,
+        recipient_id: EntityId,
+        msg_id: MsgId,
+    ) -> StoreFuture<'_, DeleteOutcome> {
+        self.with(move |s, _| {
+            if !s.queues.contains_key(&recipient_id) {
+                return Err(StoreError::NotFound);
+            }
+            let Some(msgs) = s.messages.get_mut(&recipient_id) else {
+                return Ok(DeleteOutcome {
+                    deleted: false,
+                    head: None,
+                });
+            };
+            let deleted = msgs.front().is_some_and(|m| *m.msg_id() == msg_id);
+            if deleted {
+                msgs.pop_front();
+            }
+            Ok(DeleteOutcome {
+                deleted,
+                head: msgs.front().cloned(),
+            })
+        })
+    }
+
+    fn message_count(&self, recipient_id: EntityId) -> StoreFuture<'_, usize> {
+        self.with(move |s, _| {
+            if !s.queues.contains_key(&recipient_id) {
+                return Err(StoreError::NotFound);
+            }
+            Ok(s.messages.get(&recipient_id).map_or(0, VecDeque::len))
+        })
+    }
+
+    fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64> {
+        self.with(move |s, _| {
+            let mut n = 0u64;
+            for msgs in s.messages.values_mut() {
+                let len = msgs.len();
+                msgs.retain(|m| m.ts() >= before);
+                n += (len - msgs.len()) as u64;
+            }
+            Ok(n)
+        })
+    }
+
+    fn drain_notifications(
+        &self,
+        notifier_id: EntityId,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<PendingNtf>> {
+        self.with(move |s, _| {
+            let Some(q) = s.ntfs.get_mut(&notifier_id) else {
+                return Ok(Vec::new());
+            };
+            let n = limit.min(q.len());
+            let out: Vec<_> = q.drain(..n).collect();
+            if q.is_empty() {
+                s.ntfs.remove(&notifier_id);
+            }
+            Ok(out)
+        })
+    }
+
+    fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64> {
+        self.with(move |s, _| {
+            let mut n = 0u64;
+            for q in s.ntfs.values_mut() {
+                let len = q.len();
+                q.retain(|x| x.ts >= before);
+                n += (len - q.len()) as u64;
+            }
+            s.ntfs.retain(|_, q| !q.is_empty());
+            Ok(n)
+        })
+    }
+
+    fn stats(&self) -> StoreFuture<'_, StoreStats> {
+        self.with(|s, _| {
+            Ok(StoreStats {
+                queues: s.queues.len() as u64,
+                messages: s.messages.values().map(|m| m.len() as u64).sum(),
+                notifications: s.ntfs.values().map(|m| m.len() as u64).sum(),
+            })
+        })
+    }
+}

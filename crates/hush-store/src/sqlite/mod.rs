@@ -1,0 +1,529 @@
+//! SQLite backend: one writer thread with group commit, a bounded pool of read connections.
+//!
+//! Write path: a write method sends a job over a bounded channel (`try_send`: a full channel is
+//! [`StoreError::Busy`], never unbounded buffering) to the writer thread. The thread takes the
+//! first job, then everything else already queued (up to `max_batch`), and runs them in one
+//! `BEGIN IMMEDIATE … COMMIT` transaction, each job inside its own savepoint (a failing job is
+//! rolled back alone and gets its error). Only after `COMMIT` returned — i.e. durable under
+//! the sync policy — are the callers' oneshots completed. If the commit fails, every job of the
+//! batch gets [`StoreError::CommitFailed`] and nothing of it is stored.
+//!
+//! Read path: lookups take a permit from a semaphore (as many permits as read connections; a
+//! caller waiting longer than `read_timeout` gets [`StoreError::Busy`]) and run on a read-only
+//! connection in `spawn_blocking`. WAL mode lets reads proceed while the writer commits; a read
+//! issued after a write's future resolved sees that write.
+//!
+//! Must be used from within a tokio runtime (reads use `spawn_blocking`).
+
+mod open;
+mod ops;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::{StoreError, StoreResult};
+use crate::store::{QueueStore, StoreFuture};
+use crate::types::{
+    AppendOutcome, BlockInfo, DEFAULT_QUOTA, DeleteOutcome, EntityId, Message, MsgId, NewMessage,
+    NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, StoreStats,
+};
+use ops::IdKind;
+
+pub use open::SCHEMA_VERSION;
+
+/// What `COMMIT` waits for (`PRAGMA synchronous`, WAL mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// `synchronous=FULL` (default, ini value `full`): every commit is fsynced before it is
+    /// acknowledged; an acknowledged write survives a process crash and a power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL` (ini value `normal`): the WAL is fsynced only at checkpoints; an
+    /// acknowledged write survives a process crash (SIGKILL) but the last commits may be lost on
+    /// power loss / OS crash. Faster.
+    Normal,
+}
+
+impl SyncPolicy {
+    /// Parse the ini value (`full` / `normal`, case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "full" => Some(Self::Full),
+            "normal" => Some(Self::Normal),
+            _ => None,
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Options for [`SqliteStore::open`].
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    pub sync: SyncPolicy,
+    /// Bounded write queue (jobs waiting for the writer); beyond it writes get `Busy`.
+    pub write_queue: usize,
+    /// Most jobs committed in one transaction.
+    pub max_batch: usize,
+    /// Read connections (and semaphore permits).
+    pub readers: usize,
+    /// How long a read waits for a free connection before `Busy`.
+    pub read_timeout: Duration,
+    /// Messages per queue before the quota marker.
+    pub quota: usize,
+    /// Create the file if it does not exist (an existing file is never re-created).
+    pub create: bool,
+    /// Run `PRAGMA quick_check` on open (O(database size)).
+    pub quick_check: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            sync: SyncPolicy::Full,
+            write_queue: 4096,
+            max_batch: 1024,
+            readers: 4,
+            read_timeout: Duration::from_secs(5),
+            quota: DEFAULT_QUOTA,
+            create: true,
+            quick_check: true,
+        }
+    }
+}
+
+/// A write operation queued for the writer thread.
+trait WriteJob: Send {
+    /// Run on the writer connection: whether it succeeded (else its savepoint is rolled back)
+    /// and a completion to call with the batch's commit result.
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Completion);
+    /// The transaction is unusable: complete without running.
+    fn fail(self: Box<Self>, error: String);
+}
+
+type Job = Box<dyn WriteJob>;
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+struct OpJob<F, T> {
+    op: F,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<F, T> WriteJob for OpJob<F, T>
+where
+    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Completion) {
+        let OpJob { op, reply } = *self;
+        let r = op(conn);
+        let ok = r.is_ok();
+        let done: Completion = Box::new(move |commit| {
+            let out = match commit {
+                Ok(()) => r,
+                Err(e) => Err(StoreError::CommitFailed(e)),
+            };
+            // The caller may have gone away (dropped future): nothing to tell then.
+            let _ = reply.send(out);
+        });
+        (ok, done)
+    }
+
+    fn fail(self: Box<Self>, error: String) {
+        let _ = self.reply.send(Err(StoreError::CommitFailed(error)));
+    }
+}
+
+/// Writer counters (for metrics and to see group commit at work).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Operations committed (in those transactions).
+    pub ops: u64,
+    /// Largest batch so far.
+    pub max_batch: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    ops: AtomicU64,
+    max_batch: AtomicU64,
+}
+
+struct Inner {
+    path: PathBuf,
+    counters: Arc<Counters>,
+    quota: usize,
+    writer: Option<mpsc::Sender<Job>>,
+    writer_thread: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Arc<Semaphore>,
+    read_timeout: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish the queued jobs and exit.
+        self.writer.take();
+        if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// SQLite [`QueueStore`]. Cheap to clone (shared handle).
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn configure(c: &Connection, sync: SyncPolicy) -> StoreResult<()> {
+    c.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Internal("could not enable WAL journal mode"));
+    }
+    c.pragma_update(None, "synchronous", sync.pragma())?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Open (or create) the database at `path`. An existing file is checked first, read-only:
+    /// a file that is not SQLite, is truncated or corrupt, or has a newer schema is refused with
+    /// [`StoreError::NotDatabase`] / [`StoreError::Corrupt`] / [`StoreError::SchemaTooNew`]
+    /// and left untouched. Blocking (call it at start-up or in `spawn_blocking`).
+    pub fn open(path: impl AsRef<Path>, opts: SqliteOptions) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let exists = path.try_exists()?;
+        if exists {
+            open::check_existing(&path, opts.quick_check)?;
+        } else if !opts.create {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: database does not exist", path.display()),
+            )));
+        }
+        let mut writer = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&writer, opts.sync)?;
+        open::migrate(&mut writer, &path)?;
+        writer.set_prepared_statement_cache_capacity(64);
+
+        let n_readers = opts.readers.max(1);
+        let mut readers = Vec::with_capacity(n_readers);
+        for _ in 0..n_readers {
+            let r = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(Duration::from_secs(5))?;
+            r.set_prepared_statement_cache_capacity(32);
+            readers.push(r);
+        }
+
+        let (tx, rx) = mpsc::channel::<Job>(opts.write_queue.max(1));
+        let max_batch = opts.max_batch.max(1);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name("hush-store-writer".into())
+            .spawn(move || writer_loop(writer, rx, max_batch, &thread_counters))?;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                counters,
+                quota: opts.quota.max(1),
+                writer: Some(tx),
+                writer_thread: Some(writer_thread),
+                readers: Mutex::new(readers),
+                read_permits: Arc::new(Semaphore::new(n_readers)),
+                read_timeout: opts.read_timeout,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Group-commit counters.
+    pub fn writer_stats(&self) -> WriterStats {
+        let c = &self.inner.counters;
+        WriterStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            ops: c.ops.load(Ordering::Relaxed),
+            max_batch: c.max_batch.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queue a write job; resolves after its batch committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(OpJob { op: f, reply: tx });
+        let sender = self.inner.writer.as_ref().ok_or(StoreError::Closed)?;
+        sender.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run a read on a pooled read-only connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let permit = tokio::time::timeout(
+            self.inner.read_timeout,
+            self.inner.read_permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| StoreError::Busy)?
+        .map_err(|_| StoreError::Closed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .readers
+                .lock()
+                .map_err(|_| StoreError::Internal("reader pool lock poisoned"))?
+                .pop()
+                .ok_or(StoreError::Internal("reader pool empty"))?;
+            let r = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            drop(permit);
+            r
+        })
+        .await
+        .map_err(|_| StoreError::Internal("read task failed"))?
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    counters: &Counters,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Some(job) = rx.blocking_recv() {
+        batch.push(job);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        if run_batch(&conn, &mut batch) {
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            counters.ops.fetch_add(n, Ordering::Relaxed);
+            counters.max_batch.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+    tracing::debug!("hush-store: writer thread exiting");
+}
+
+fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Run and commit one batch; true if it committed.
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>) -> bool {
+    let n = batch.len();
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        tracing::warn!(error = %e, "hush-store: BEGIN failed");
+        for job in batch.drain(..) {
+            job.fail(e.clone());
+        }
+        return false;
+    }
+    let mut completions: Vec<Completion> = Vec::with_capacity(n);
+    let mut broken: Option<String> = None;
+    for job in batch.drain(..) {
+        if let Some(e) = &broken {
+            job.fail(e.clone());
+            continue;
+        }
+        if let Err(e) = exec(conn, "SAVEPOINT op") {
+            broken = Some(e.clone());
+            job.fail(e.clone());
+            continue;
+        }
+        let (ok, done) = job.run(conn);
+        completions.push(done);
+        let end = if ok {
+            exec(conn, "RELEASE op")
+        } else {
+            exec(conn, "ROLLBACK TO op").and_then(|()| exec(conn, "RELEASE op"))
+        };
+        if let Err(e) = end {
+            broken = Some(e);
+        }
+    }
+    let commit = match broken {
+        Some(e) => Err(e),
+        None => exec(conn, "COMMIT"),
+    };
+    if let Err(e) = &commit {
+        tracing::warn!(error = %e, jobs = n, "hush-store: batch transaction failed");
+        let _ = exec(conn, "ROLLBACK");
+    } else {
+        tracing::trace!(jobs = n, "hush-store: committed batch");
+    }
+    let committed = commit.is_ok();
+    for done in completions {
+        done(commit.clone());
+    }
+    committed
+}
+
+impl QueueStore for SqliteStore {
+    fn create_queue(&self, queue: QueueRecord) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::create_queue(c, queue)))
+    }
+
+    fn get_by_recipient(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+        Box::pin(self.read(move |c| ops::get_queue(c, IdKind::Recipient, &id)))
+    }
+
+    fn get_by_sender(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+        Box::pin(self.read(move |c| ops::get_queue(c, IdKind::Sender, &id)))
+    }
+
+    fn get_by_notifier(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+        Box::pin(self.read(move |c| ops::get_queue(c, IdKind::Notifier, &id)))
+    }
+
+    fn get_by_link(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+        Box::pin(self.read(move |c| ops::get_queue(c, IdKind::Link, &id)))
+    }
+
+    fn secure_queue(&self, rid: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::secure_queue(c, &rid, key)))
+    }
+
+    fn add_recipient_key(&self, rid: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::add_recipient_key(c, &rid, key)))
+    }
+
+    fn remove_recipient_key(&self, rid: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::remove_recipient_key(c, &rid, &key)))
+    }
+
+    fn set_recipient_keys(&self, rid: EntityId, keys: Vec<Vec<u8>>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::set_recipient_keys(c, &rid, keys)))
+    }
+
+    fn set_link(&self, rid: EntityId, link: QueueLink) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::set_link(c, &rid, link)))
+    }
+
+    fn delete_link(&self, rid: EntityId) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::delete_link(c, &rid)))
+    }
+
+    fn set_notifier(
+        &self,
+        rid: EntityId,
+        creds: NotifierCreds,
+    ) -> StoreFuture<'_, Option<EntityId>> {
+        Box::pin(self.write(move |c| ops::set_notifier(c, &rid, creds)))
+    }
+
+    fn delete_notifier(&self, rid: EntityId) -> StoreFuture<'_, Option<EntityId>> {
+        Box::pin(self.write(move |c| ops::delete_notifier(c, &rid)))
+    }
+
+    fn suspend_queue(&self, rid: EntityId) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::set_status(c, &rid, &QueueStatus::Off)))
+    }
+
+    fn block_queue(&self, rid: EntityId, info: BlockInfo) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::set_status(c, &rid, &QueueStatus::Blocked(info))))
+    }
+
+    fn unblock_queue(&self, rid: EntityId) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::unblock_queue(c, &rid)))
+    }
+
+    fn touch_queue(&self, rid: EntityId, updated_at: i64) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c| ops::touch_queue(c, &rid, updated_at)))
+    }
+
+    fn delete_queue(&self, rid: EntityId) -> StoreFuture<'_, QueueRecord> {
+        Box::pin(self.write(move |c| ops::delete_queue(c, &rid)))
+    }
+
+    fn append_message(
+        &self,
+        rid: EntityId,
+        msg: NewMessage,
+        ntf: Option<PendingNtf>,
+    ) -> StoreFuture<'_, AppendOutcome> {
+        let quota = self.inner.quota;
+        Box::pin(self.write(move |c| ops::append_message(c, &rid, msg, ntf, quota)))
+    }
+
+    fn peek_message(&self, rid: EntityId) -> StoreFuture<'_, Option<Message>> {
+        Box::pin(self.read(move |c| ops::peek_message(c, &rid)))
+    }
+
+    fn delete_message(&self, rid: EntityId, msg_id: MsgId) -> StoreFuture<'_, DeleteOutcome> {
+        Box::pin(self.write(move |c| ops::delete_message(c, &rid, &msg_id)))
+    }
+
+    fn message_count(&self, rid: EntityId) -> StoreFuture<'_, usize> {
+        Box::pin(self.read(move |c| ops::message_count(c, &rid)))
+    }
+
+    fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |c| ops::expire_messages(c, before)))
+    }
+
+    fn drain_notifications(&self, nid: EntityId, limit: usize) -> StoreFuture<'_, Vec<PendingNtf>> {
+        Box::pin(self.write(move |c| ops::drain_notifications(c, &nid, limit)))
+    }
+
+    fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |c| ops::expire_notifications(c, before)))
+    }
+
+    fn stats(&self) -> StoreFuture<'_, StoreStats> {
+        Box::pin(self.read(ops::stats))
+    }
+}

@@ -1,0 +1,576 @@
+//! SQL for each operation, run on the writer connection (inside the batch transaction and a
+//! per-operation savepoint) or on a read connection.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::{StoreError, StoreResult};
+use crate::types::{
+    AppendOutcome, BlockInfo, BlockNotice, BlockReason, DeleteOutcome, EntityId, LinkData, Message,
+    MsgId, NewMessage, NotifierCreds, PendingNtf, QueueLink, QueueMode, QueueRecord, QueueStatus,
+    StoreStats,
+};
+use crate::validate;
+
+const QUEUE_COLUMNS: &str = "recipient_id, recipient_keys, rcv_dh_secret, sender_id, sender_key, \
+     queue_mode, link_id, link_fixed, link_user, notifier_id, notifier_key, rcv_ntf_dh_secret, \
+     status, block_reason, block_notice, block_notice_ttl, updated_at";
+
+const KIND_MESSAGE: i64 = 0;
+const KIND_QUOTA: i64 = 1;
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// Map a UNIQUE violation to `DuplicateId`.
+fn dup(e: rusqlite::Error) -> StoreError {
+    if is_constraint(&e) {
+        StoreError::DuplicateId
+    } else {
+        StoreError::Sqlite(e)
+    }
+}
+
+fn bad(what: &str) -> StoreError {
+    StoreError::BadRecord(what.to_string())
+}
+
+fn fixed<const N: usize>(v: Vec<u8>, what: &str) -> StoreResult<[u8; N]> {
+    <[u8; N]>::try_from(v).map_err(|_| bad(what))
+}
+
+fn opt_fixed<const N: usize>(v: Option<Vec<u8>>, what: &str) -> StoreResult<Option<[u8; N]>> {
+    v.map(|v| fixed(v, what)).transpose()
+}
+
+/// Recipient key set: count(u8) ‖ (len(u16 BE) ‖ key)*.
+pub(crate) fn encode_keys(keys: &[Vec<u8>]) -> StoreResult<Vec<u8>> {
+    let count =
+        u8::try_from(keys.len()).map_err(|_| StoreError::Invalid("too many recipient keys"))?;
+    let mut out = vec![count];
+    for k in keys {
+        let len =
+            u16::try_from(k.len()).map_err(|_| StoreError::Invalid("recipient key length"))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(k);
+    }
+    Ok(out)
+}
+
+pub(crate) fn decode_keys(b: &[u8]) -> StoreResult<Vec<Vec<u8>>> {
+    let (&count, mut rest) = b
+        .split_first()
+        .ok_or_else(|| bad("recipient keys: empty"))?;
+    let mut keys = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (len, tail) = rest
+            .split_at_checked(2)
+            .ok_or_else(|| bad("recipient keys: length"))?;
+        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        let (key, tail) = tail
+            .split_at_checked(len)
+            .ok_or_else(|| bad("recipient keys: key"))?;
+        keys.push(key.to_vec());
+        rest = tail;
+    }
+    if !rest.is_empty() || keys.is_empty() {
+        return Err(bad("recipient keys: trailing bytes or empty set"));
+    }
+    Ok(keys)
+}
+
+fn mode_to_db(m: Option<QueueMode>) -> Option<i64> {
+    m.map(|m| match m {
+        QueueMode::Messaging => 1,
+        QueueMode::Contact => 2,
+    })
+}
+
+/// (status, block_reason, block_notice, block_notice_ttl)
+fn status_to_db(s: &QueueStatus) -> (i64, Option<i64>, Option<i64>, Option<i64>) {
+    match s {
+        QueueStatus::Active => (0, None, None, None),
+        QueueStatus::Off => (1, None, None, None),
+        QueueStatus::Blocked(b) => (
+            2,
+            Some(match b.reason {
+                BlockReason::Spam => 1,
+                BlockReason::Content => 2,
+            }),
+            Some(i64::from(b.notice.is_some())),
+            b.notice.and_then(|n| n.ttl),
+        ),
+    }
+}
+
+fn row_to_queue(r: &Row<'_>) -> StoreResult<QueueRecord> {
+    let recipient_id = fixed(r.get(0)?, "recipient id")?;
+    let recipient_keys = decode_keys(&r.get::<_, Vec<u8>>(1)?)?;
+    let rcv_dh_secret = fixed(r.get(2)?, "rcv dh secret")?;
+    let sender_id = fixed(r.get(3)?, "sender id")?;
+    let sender_key: Option<Vec<u8>> = r.get(4)?;
+    let mode = match r.get::<_, Option<i64>>(5)? {
+        None => None,
+        Some(1) => Some(QueueMode::Messaging),
+        Some(2) => Some(QueueMode::Contact),
+        Some(_) => return Err(bad("queue mode")),
+    };
+    let link_id: Option<EntityId> = opt_fixed(r.get(6)?, "link id")?;
+    let link = match (
+        link_id,
+        r.get::<_, Option<Vec<u8>>>(7)?,
+        r.get::<_, Option<Vec<u8>>>(8)?,
+    ) {
+        (None, None, None) => None,
+        (Some(link_id), Some(fixed), Some(user)) => Some(QueueLink {
+            link_id,
+            data: LinkData { fixed, user },
+        }),
+        _ => return Err(bad("link columns")),
+    };
+    let notifier_id: Option<EntityId> = opt_fixed(r.get(9)?, "notifier id")?;
+    let notifier = match (
+        notifier_id,
+        r.get::<_, Option<Vec<u8>>>(10)?,
+        r.get::<_, Option<Vec<u8>>>(11)?,
+    ) {
+        (None, None, None) => None,
+        (Some(notifier_id), Some(notifier_key), Some(secret)) => Some(NotifierCreds {
+            notifier_id,
+            notifier_key,
+            rcv_ntf_dh_secret: fixed(secret, "rcv ntf dh secret")?,
+        }),
+        _ => return Err(bad("notifier columns")),
+    };
+    let status = match r.get::<_, i64>(12)? {
+        0 => QueueStatus::Active,
+        1 => QueueStatus::Off,
+        2 => {
+            let reason = match r.get::<_, Option<i64>>(13)? {
+                Some(1) => BlockReason::Spam,
+                Some(2) => BlockReason::Content,
+                _ => return Err(bad("block reason")),
+            };
+            let notice = match r.get::<_, Option<i64>>(14)? {
+                Some(1) => Some(BlockNotice { ttl: r.get(15)? }),
+                None | Some(0) => None,
+                _ => return Err(bad("block notice")),
+            };
+            QueueStatus::Blocked(BlockInfo { reason, notice })
+        }
+        _ => return Err(bad("status")),
+    };
+    Ok(QueueRecord {
+        recipient_id,
+        recipient_keys,
+        rcv_dh_secret,
+        sender_id,
+        sender_key,
+        mode,
+        link,
+        notifier,
+        status,
+        updated_at: r.get(16)?,
+    })
+}
+
+/// Lookup column: which namespace an id is searched in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum IdKind {
+    Recipient,
+    Sender,
+    Notifier,
+    Link,
+}
+
+pub(crate) fn get_queue(
+    c: &Connection,
+    kind: IdKind,
+    id: &EntityId,
+) -> StoreResult<Option<QueueRecord>> {
+    let sql = match kind {
+        IdKind::Recipient => select_by("recipient_id"),
+        IdKind::Sender => select_by("sender_id"),
+        IdKind::Notifier => select_by("notifier_id"),
+        IdKind::Link => select_by("link_id"),
+    };
+    let mut st = c.prepare_cached(&sql)?;
+    let mut rows = st.query(params![&id[..]])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(row_to_queue(r)?)),
+        None => Ok(None),
+    }
+}
+
+fn select_by(col: &str) -> String {
+    format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE {col} = ?1")
+}
+
+fn require(c: &Connection, rid: &EntityId) -> StoreResult<QueueRecord> {
+    get_queue(c, IdKind::Recipient, rid)?.ok_or(StoreError::NotFound)
+}
+
+/// Internal row id of a queue.
+fn queue_rowid(c: &Connection, rid: &EntityId) -> StoreResult<i64> {
+    c.prepare_cached("SELECT id FROM queues WHERE recipient_id = ?1")?
+        .query_row(params![&rid[..]], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound)
+}
+
+pub(crate) fn create_queue(c: &Connection, q: QueueRecord) -> StoreResult<()> {
+    let q = validate::queue(q)?;
+    let (status, reason, notice, ttl) = status_to_db(&q.status);
+    let keys = encode_keys(&q.recipient_keys)?;
+    c.prepare_cached(&format!(
+        "INSERT INTO queues ({QUEUE_COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))?
+    .execute(params![
+        &q.recipient_id[..],
+        keys,
+        &q.rcv_dh_secret[..],
+        &q.sender_id[..],
+        q.sender_key,
+        mode_to_db(q.mode),
+        q.link.as_ref().map(|l| l.link_id.to_vec()),
+        q.link.as_ref().map(|l| &l.data.fixed),
+        q.link.as_ref().map(|l| &l.data.user),
+        q.notifier.as_ref().map(|n| n.notifier_id.to_vec()),
+        q.notifier.as_ref().map(|n| &n.notifier_key),
+        q.notifier.as_ref().map(|n| n.rcv_ntf_dh_secret.to_vec()),
+        status,
+        reason,
+        notice,
+        ttl,
+        q.updated_at,
+    ])
+    .map_err(dup)?;
+    Ok(())
+}
+
+fn update(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<()> {
+    let n = c.prepare_cached(sql)?.execute(p).map_err(dup)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(crate) fn secure_queue(c: &Connection, rid: &EntityId, key: Vec<u8>) -> StoreResult<()> {
+    match require(c, rid)?.sender_key {
+        Some(k) if k == key => Ok(()),
+        Some(_) => Err(StoreError::SenderKeyMismatch),
+        None => update(
+            c,
+            "UPDATE queues SET sender_key = ?2 WHERE recipient_id = ?1",
+            params![&rid[..], key],
+        ),
+    }
+}
+
+fn write_keys(c: &Connection, rid: &EntityId, keys: &[Vec<u8>]) -> StoreResult<()> {
+    update(
+        c,
+        "UPDATE queues SET recipient_keys = ?2 WHERE recipient_id = ?1",
+        params![&rid[..], encode_keys(keys)?],
+    )
+}
+
+pub(crate) fn add_recipient_key(c: &Connection, rid: &EntityId, key: Vec<u8>) -> StoreResult<()> {
+    let keys = validate::add_key(require(c, rid)?.recipient_keys, key)?;
+    write_keys(c, rid, &keys)
+}
+
+pub(crate) fn remove_recipient_key(c: &Connection, rid: &EntityId, key: &[u8]) -> StoreResult<()> {
+    let keys = validate::remove_key(require(c, rid)?.recipient_keys, key)?;
+    write_keys(c, rid, &keys)
+}
+
+pub(crate) fn set_recipient_keys(
+    c: &Connection,
+    rid: &EntityId,
+    keys: Vec<Vec<u8>>,
+) -> StoreResult<()> {
+    let keys = validate::key_set(keys)?;
+    require(c, rid)?;
+    write_keys(c, rid, &keys)
+}
+
+pub(crate) fn set_link(c: &Connection, rid: &EntityId, link: QueueLink) -> StoreResult<()> {
+    let current = require(c, rid)?.link;
+    validate::link_change(current.as_ref(), &link)?;
+    update(
+        c,
+        "UPDATE queues SET link_id = ?2, link_fixed = ?3, link_user = ?4 WHERE recipient_id = ?1",
+        params![&rid[..], &link.link_id[..], link.data.fixed, link.data.user],
+    )
+}
+
+pub(crate) fn delete_link(c: &Connection, rid: &EntityId) -> StoreResult<()> {
+    update(
+        c,
+        "UPDATE queues SET link_id = NULL, link_fixed = NULL, link_user = NULL WHERE recipient_id = ?1",
+        params![&rid[..]],
+    )
+}
+
+fn delete_ntfs(c: &Connection, nid: &EntityId) -> StoreResult<()> {
+    c.prepare_cached("DELETE FROM notifications WHERE notifier_id = ?1")?
+        .execute(params![&nid[..]])?;
+    Ok(())
+}
+
+pub(crate) fn set_notifier(
+    c: &Connection,
+    rid: &EntityId,
+    n: NotifierCreds,
+) -> StoreResult<Option<EntityId>> {
+    let old = require(c, rid)?.notifier.map(|n| n.notifier_id);
+    if let Some(old) = &old {
+        delete_ntfs(c, old)?;
+    }
+    update(
+        c,
+        "UPDATE queues SET notifier_id = ?2, notifier_key = ?3, rcv_ntf_dh_secret = ?4 WHERE recipient_id = ?1",
+        params![
+            &rid[..],
+            &n.notifier_id[..],
+            n.notifier_key,
+            &n.rcv_ntf_dh_secret[..]
+        ],
+    )?;
+    Ok(old)
+}
+
+pub(crate) fn delete_notifier(c: &Connection, rid: &EntityId) -> StoreResult<Option<EntityId>> {
+    let old = require(c, rid)?.notifier.map(|n| n.notifier_id);
+    if let Some(old) = &old {
+        delete_ntfs(c, old)?;
+    }
+    update(
+        c,
+        "UPDATE queues SET notifier_id = NULL, notifier_key = NULL, rcv_ntf_dh_secret = NULL WHERE recipient_id = ?1",
+        params![&rid[..]],
+    )?;
+    Ok(old)
+}
+
+pub(crate) fn set_status(c: &Connection, rid: &EntityId, s: &QueueStatus) -> StoreResult<()> {
+    let (status, reason, notice, ttl) = status_to_db(s);
+    update(
+        c,
+        "UPDATE queues SET status = ?2, block_reason = ?3, block_notice = ?4, block_notice_ttl = ?5 \
+         WHERE recipient_id = ?1",
+        params![&rid[..], status, reason, notice, ttl],
+    )
+}
+
+pub(crate) fn unblock_queue(c: &Connection, rid: &EntityId) -> StoreResult<()> {
+    if matches!(require(c, rid)?.status, QueueStatus::Blocked(_)) {
+        set_status(c, rid, &QueueStatus::Active)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn touch_queue(c: &Connection, rid: &EntityId, at: i64) -> StoreResult<()> {
+    update(
+        c,
+        "UPDATE queues SET updated_at = ?2 WHERE recipient_id = ?1",
+        params![&rid[..], at],
+    )
+}
+
+pub(crate) fn delete_queue(c: &Connection, rid: &EntityId) -> StoreResult<QueueRecord> {
+    let q = require(c, rid)?;
+    let row = queue_rowid(c, rid)?;
+    c.prepare_cached("DELETE FROM messages WHERE queue_id = ?1")?
+        .execute(params![row])?;
+    if let Some(n) = &q.notifier {
+        delete_ntfs(c, &n.notifier_id)?;
+    }
+    c.prepare_cached("DELETE FROM queues WHERE id = ?1")?
+        .execute(params![row])?;
+    Ok(q)
+}
+
+fn row_to_message(r: &Row<'_>) -> StoreResult<Message> {
+    let msg_id: MsgId = fixed(r.get(0)?, "msg id")?;
+    let ts: i64 = r.get(1)?;
+    match r.get::<_, i64>(2)? {
+        KIND_MESSAGE => {
+            let flags = u8::try_from(r.get::<_, i64>(3)?).map_err(|_| bad("flags"))?;
+            let body: Vec<u8> = r.get(4)?;
+            if body.len() > crate::types::MAX_MESSAGE_BODY {
+                return Err(bad("body length"));
+            }
+            Ok(Message::Message(NewMessage {
+                msg_id,
+                ts,
+                flags,
+                body,
+            }))
+        }
+        KIND_QUOTA => Ok(Message::QuotaMarker { msg_id, ts }),
+        _ => Err(bad("message kind")),
+    }
+}
+
+fn head(c: &Connection, row: i64) -> StoreResult<Option<(i64, Message)>> {
+    let mut st = c.prepare_cached(
+        "SELECT msg_id, ts, kind, flags, body, id FROM messages WHERE queue_id = ?1 ORDER BY id LIMIT 1",
+    )?;
+    let mut rows = st.query(params![row])?;
+    match rows.next()? {
+        Some(r) => Ok(Some((r.get(5)?, row_to_message(r)?))),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn append_message(
+    c: &Connection,
+    rid: &EntityId,
+    msg: NewMessage,
+    ntf: Option<PendingNtf>,
+    quota: usize,
+) -> StoreResult<AppendOutcome> {
+    validate::message(&msg)?;
+    let (row, notifier): (i64, Option<Vec<u8>>) = c
+        .prepare_cached("SELECT id, notifier_id FROM queues WHERE recipient_id = ?1")?
+        .query_row(params![&rid[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    let (len, max_kind): (i64, i64) = c
+        .prepare_cached(
+            "SELECT count(*), coalesce(max(kind), 0) FROM messages WHERE queue_id = ?1",
+        )?
+        .query_row(params![row], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let len = usize::try_from(len).map_err(|_| bad("count"))?;
+    let insert = |m: &Message| -> StoreResult<()> {
+        let (kind, flags, body): (i64, i64, &[u8]) = match m {
+            Message::Message(m) => (KIND_MESSAGE, i64::from(m.flags), &m.body),
+            Message::QuotaMarker { .. } => (KIND_QUOTA, 0, &[]),
+        };
+        c.prepare_cached(
+            "INSERT INTO messages (queue_id, msg_id, ts, kind, flags, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![row, &m.msg_id()[..], m.ts(), kind, flags, body])?;
+        Ok(())
+    };
+    match validate::quota_decision(len, max_kind == KIND_QUOTA, quota) {
+        validate::QuotaDecision::Refuse => Ok(AppendOutcome::QuotaExceeded {
+            marker_added: false,
+        }),
+        validate::QuotaDecision::AddMarker => {
+            insert(&Message::QuotaMarker {
+                msg_id: validate::random_msg_id(),
+                ts: msg.ts,
+            })?;
+            Ok(AppendOutcome::QuotaExceeded { marker_added: true })
+        }
+        validate::QuotaDecision::Append => {
+            insert(&Message::Message(msg))?;
+            if let (Some(nid), Some(n)) = (notifier, ntf) {
+                c.prepare_cached(
+                    "INSERT INTO notifications (notifier_id, msg_id, ts, nonce, enc_meta) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![nid, &n.msg_id[..], n.ts, &n.nonce[..], n.enc_meta])?;
+            }
+            Ok(AppendOutcome::Appended {
+                was_empty: len == 0,
+            })
+        }
+    }
+}
+
+pub(crate) fn peek_message(c: &Connection, rid: &EntityId) -> StoreResult<Option<Message>> {
+    let row = queue_rowid(c, rid)?;
+    Ok(head(c, row)?.map(|(_, m)| m))
+}
+
+pub(crate) fn delete_message(
+    c: &Connection,
+    rid: &EntityId,
+    msg_id: &MsgId,
+) -> StoreResult<DeleteOutcome> {
+    let row = queue_rowid(c, rid)?;
+    match head(c, row)? {
+        Some((id, m)) if m.msg_id() == msg_id => {
+            c.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+                .execute(params![id])?;
+            Ok(DeleteOutcome {
+                deleted: true,
+                head: head(c, row)?.map(|(_, m)| m),
+            })
+        }
+        h => Ok(DeleteOutcome {
+            deleted: false,
+            head: h.map(|(_, m)| m),
+        }),
+    }
+}
+
+pub(crate) fn message_count(c: &Connection, rid: &EntityId) -> StoreResult<usize> {
+    let row = queue_rowid(c, rid)?;
+    let n: i64 = c
+        .prepare_cached("SELECT count(*) FROM messages WHERE queue_id = ?1")?
+        .query_row(params![row], |r| r.get(0))?;
+    usize::try_from(n).map_err(|_| bad("count"))
+}
+
+pub(crate) fn expire_messages(c: &Connection, before: i64) -> StoreResult<u64> {
+    let n = c
+        .prepare_cached("DELETE FROM messages WHERE ts < ?1")?
+        .execute(params![before])?;
+    Ok(n as u64)
+}
+
+pub(crate) fn drain_notifications(
+    c: &Connection,
+    nid: &EntityId,
+    limit: usize,
+) -> StoreResult<Vec<PendingNtf>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    let mut last_id: Option<i64> = None;
+    {
+        let mut st = c.prepare_cached(
+            "SELECT msg_id, ts, nonce, enc_meta, id FROM notifications WHERE notifier_id = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let mut rows = st.query(params![&nid[..], limit])?;
+        while let Some(r) = rows.next()? {
+            out.push(PendingNtf {
+                msg_id: fixed(r.get(0)?, "ntf msg id")?,
+                ts: r.get(1)?,
+                nonce: fixed(r.get(2)?, "ntf nonce")?,
+                enc_meta: r.get(3)?,
+            });
+            last_id = Some(r.get(4)?);
+        }
+    }
+    if let Some(last) = last_id {
+        c.prepare_cached("DELETE FROM notifications WHERE notifier_id = ?1 AND id <= ?2")?
+            .execute(params![&nid[..], last])?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn expire_notifications(c: &Connection, before: i64) -> StoreResult<u64> {
+    let n = c
+        .prepare_cached("DELETE FROM notifications WHERE ts < ?1")?
+        .execute(params![before])?;
+    Ok(n as u64)
+}
+
+pub(crate) fn stats(c: &Connection) -> StoreResult<StoreStats> {
+    let count = |sql: &str| -> StoreResult<u64> {
+        let n: i64 = c.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+        u64::try_from(n).map_err(|_| bad("count"))
+    };
+    Ok(StoreStats {
+        queues: count("SELECT count(*) FROM queues")?,
+        messages: count("SELECT count(*) FROM messages")?,
+        notifications: count("SELECT count(*) FROM notifications")?,
+    })
+}

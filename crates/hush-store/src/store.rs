@@ -1,0 +1,110 @@
+//! The storage trait the relay is written against.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::StoreError;
+use crate::types::{
+    AppendOutcome, BlockInfo, DeleteOutcome, EntityId, Message, MsgId, NewMessage, NotifierCreds,
+    PendingNtf, QueueLink, QueueRecord, StoreStats,
+};
+
+/// Boxed future returned by every [`QueueStore`] method (keeps the trait object-safe, so the
+/// relay can hold an `Arc<dyn QueueStore>` and pick the backend at start-up).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Persistent relay state: queue records, their messages, pending notifications.
+///
+/// Concurrency model: every method may be called concurrently from any tokio task. Each method
+/// is atomic. A write method's future resolves only once the change is durable under the
+/// backend's sync policy (SQLite: after the batch transaction that holds it committed), so the
+/// relay may answer `OK` as soon as it resolves. Writes that cannot be queued fail fast with
+/// [`StoreError::Busy`] (load shedding) instead of buffering without bound.
+///
+/// Lookups return the record whatever its status (active / off / blocked): the relay decides
+/// what a status means for each command. Deleted queues are gone: every method on them returns
+/// [`StoreError::NotFound`] (lookups return `Ok(None)`). Message methods do not look at status.
+pub trait QueueStore: Send + Sync {
+    /// Create a queue. Fails with [`StoreError::DuplicateId`] if its recipient, sender,
+    /// notifier or link id is already used (each in its own namespace).
+    fn create_queue(&self, queue: QueueRecord) -> StoreFuture<'_, ()>;
+
+    fn get_by_recipient(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>>;
+    fn get_by_sender(&self, sender_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>>;
+    fn get_by_notifier(&self, notifier_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>>;
+    fn get_by_link(&self, link_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>>;
+
+    /// Set the sender key. The same key again is `Ok`; a different one is
+    /// [`StoreError::SenderKeyMismatch`].
+    fn secure_queue(&self, recipient_id: EntityId, sender_key: Vec<u8>) -> StoreFuture<'_, ()>;
+    /// Add a recipient key (no-op if already present).
+    fn add_recipient_key(&self, recipient_id: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()>;
+    /// Remove a recipient key (no-op if absent); removing the last key is
+    /// [`StoreError::Invalid`].
+    fn remove_recipient_key(&self, recipient_id: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()>;
+    /// Replace the recipient key set (`RKEY`); must be non-empty. Duplicates are dropped.
+    fn set_recipient_keys(&self, recipient_id: EntityId, keys: Vec<Vec<u8>>)
+    -> StoreFuture<'_, ()>;
+    /// Set the short link (`LSET`). Allowed if there is no link yet, or to change the user part
+    /// of the same link id with the same fixed part; otherwise [`StoreError::LinkMismatch`].
+    fn set_link(&self, recipient_id: EntityId, link: QueueLink) -> StoreFuture<'_, ()>;
+    /// Remove the short link (`LDEL`, or on first send to a secured messaging queue).
+    /// `Ok` also when there is none.
+    fn delete_link(&self, recipient_id: EntityId) -> StoreFuture<'_, ()>;
+    /// Set or replace notifier credentials. Returns the replaced notifier id, whose pending
+    /// notifications are dropped.
+    fn set_notifier(
+        &self,
+        recipient_id: EntityId,
+        creds: NotifierCreds,
+    ) -> StoreFuture<'_, Option<EntityId>>;
+    /// Remove notifier credentials and their pending notifications; returns the removed id.
+    fn delete_notifier(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<EntityId>>;
+    /// Status → off (`OFF`; idempotent).
+    fn suspend_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, ()>;
+    /// Status → blocked (operator).
+    fn block_queue(&self, recipient_id: EntityId, info: BlockInfo) -> StoreFuture<'_, ()>;
+    /// Status blocked → active (other statuses are left as they are).
+    fn unblock_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, ()>;
+    /// Set `updated_at` (unix seconds, rounded to a day by the caller).
+    fn touch_queue(&self, recipient_id: EntityId, updated_at: i64) -> StoreFuture<'_, ()>;
+    /// Delete the queue, its messages and its pending notifications. Returns the deleted record
+    /// (so the relay can send `DELD` to its subscribers).
+    fn delete_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, QueueRecord>;
+
+    /// Append a message, with quota (§3.7): if the queue already holds `quota` items, a quota
+    /// marker (random msg id, `msg.ts`) is appended instead and `QuotaExceeded` returned; all
+    /// further appends return `QuotaExceeded` until the queue is drained completely (marker
+    /// included). `ntf` is stored for the queue's current notifier (if any) only when the message
+    /// was stored. Body longer than `MAX_MESSAGE_BODY` → [`StoreError::MessageTooLarge`].
+    fn append_message(
+        &self,
+        recipient_id: EntityId,
+        msg: NewMessage,
+        ntf: Option<PendingNtf>,
+    ) -> StoreFuture<'_, AppendOutcome>;
+    /// The oldest item (message or quota marker).
+    fn peek_message(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<Message>>;
+    /// Remove the head if its id is `msg_id` (`ACK`); returns whether it did and the new head.
+    fn delete_message(
+        &self,
+        recipient_id: EntityId,
+        msg_id: MsgId,
+    ) -> StoreFuture<'_, DeleteOutcome>;
+    /// Items in the queue (quota marker included).
+    fn message_count(&self, recipient_id: EntityId) -> StoreFuture<'_, usize>;
+    /// Remove items with `ts < before` from all queues; returns how many.
+    fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64>;
+
+    /// Take up to `limit` pending notifications of a notifier, oldest first (they are removed).
+    fn drain_notifications(
+        &self,
+        notifier_id: EntityId,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<PendingNtf>>;
+    /// Remove notifications with `ts < before` (the relay passes now − 24 h); returns how many.
+    fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64>;
+
+    /// Totals for metrics.
+    fn stats(&self) -> StoreFuture<'_, StoreStats>;
+}
