@@ -1,0 +1,945 @@
+//! Typed `smp-server.ini` (reference §7.2 sections and keys where they apply, plus hush's own
+//! `[LIMITS]` and `[METRICS]`, and `store_path`/`sync` in `[STORE_LOG]`).
+//!
+//! [`Config::load`] reads the file, [`Config::parse`] parses bytes. Unknown keys and reference keys hush
+//! does not implement are warnings ([`ConfigWarning`]); malformed values are errors that name the file,
+//! the line and the key ([`ConfigError`]). Nothing here panics on file content.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::ini::{Entry, Ini, IniError};
+
+/// Default SMP port (reference §2.1).
+pub const DEFAULT_PORT: u16 = 5223;
+/// Default control port (reference §7.5).
+pub const DEFAULT_CONTROL_PORT: u16 = 5224;
+/// Default Prometheus endpoint (hush; loopback only).
+pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5225);
+/// Reference `defMsgExpirationDays`.
+pub const DEFAULT_EXPIRE_MESSAGES_DAYS: u32 = 21;
+/// Reference `defNtfExpirationHours`.
+pub const DEFAULT_EXPIRE_NTFS_HOURS: u32 = 24;
+/// Reference `defaultInactiveClientExpiration` ttl, seconds.
+pub const DEFAULT_INACTIVE_TTL_SECS: u64 = 21600;
+/// Reference `defaultInactiveClientExpiration` checkInterval, seconds.
+pub const DEFAULT_INACTIVE_CHECK_SECS: u64 = 3600;
+/// Reference `defaultMsgQueueQuota`.
+pub const DEFAULT_QUEUE_QUOTA: usize = 128;
+/// Reference `tbqSize` (per-client queue of blocks).
+pub const DEFAULT_CLIENT_QUEUE_BLOCKS: usize = 128;
+/// hush default for concurrent client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Reference default `daily_block_queue_quota`.
+pub const DEFAULT_DAILY_BLOCK_QUEUE_QUOTA: i64 = 20;
+
+/// File names inside the config directory (reference §7.1).
+pub const INI_FILE: &str = "smp-server.ini";
+pub const CA_CERT_FILE: &str = "ca.crt";
+pub const CA_KEY_FILE: &str = "ca.key";
+pub const SERVER_CERT_FILE: &str = "server.crt";
+pub const SERVER_KEY_FILE: &str = "server.key";
+pub const FINGERPRINT_FILE: &str = "fingerprint";
+/// Default store file name inside the data directory.
+pub const STORE_FILE: &str = "smp-server-store.db";
+
+/// Where the server keeps its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerPaths {
+    pub config_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl ServerPaths {
+    pub fn ini_file(&self) -> PathBuf {
+        self.config_dir.join(INI_FILE)
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.config_dir.join(CA_CERT_FILE)
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.config_dir.join(CA_KEY_FILE)
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.config_dir.join(SERVER_CERT_FILE)
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.config_dir.join(SERVER_KEY_FILE)
+    }
+    pub fn fingerprint_file(&self) -> PathBuf {
+        self.config_dir.join(FINGERPRINT_FILE)
+    }
+}
+
+/// A password from `[AUTH]` (`create_password`, control port passwords): printable ASCII without
+/// whitespace, `@`, `:` and `/`, 1..=255 bytes (reference §2.1). `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth(String);
+
+impl BasicAuth {
+    pub fn new(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("password is empty".into());
+        }
+        if s.len() > 255 {
+            return Err(format!(
+                "password is {} bytes, at most 255 allowed",
+                s.len()
+            ));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !c.is_ascii_graphic() || matches!(c, '@' | ':' | '/'))
+        {
+            return Err(format!(
+                "password contains {c:?}; only printable ASCII without whitespace, '@', ':' and '/' is allowed"
+            ));
+        }
+        Ok(BasicAuth(s.to_string()))
+    }
+    /// A password made of base64url text (always valid: `A-Z a-z 0-9 - _ =`).
+    pub(crate) fn from_base64url(s: String) -> Self {
+        debug_assert!(BasicAuth::new(&s).is_ok());
+        BasicAuth(s)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Constant-time comparison (the control port compares typed passwords with this).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let a = self.0.as_bytes();
+        if a.len() != candidate.len() {
+            return false;
+        }
+        a.iter()
+            .zip(candidate)
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    }
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BasicAuth(<redacted>)")
+    }
+}
+
+/// `[STORE_LOG] sync`: how hard the store pushes writes to disk before the server acknowledges them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// fsync on every commit (SQLite `synchronous=FULL`): nothing acknowledged is lost on power loss.
+    Full,
+    /// WAL `synchronous=NORMAL`: survives a process crash; the last commits may be lost on power loss.
+    Normal,
+}
+
+/// `[INFORMATION]`: public server information (reference `ServerPublicInfo`). It is only used when
+/// `source_code` is set (as in the reference).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerInformation {
+    pub source_code: Option<String>,
+    pub usage_conditions: Option<String>,
+    pub condition_amendments: Option<String>,
+    pub server_country: Option<String>,
+    pub operator: Option<String>,
+    pub operator_country: Option<String>,
+    pub website: Option<String>,
+    pub admin_simplex: Option<String>,
+    pub admin_email: Option<String>,
+    pub admin_pgp: Option<String>,
+    pub admin_pgp_fingerprint: Option<String>,
+    pub complaints_simplex: Option<String>,
+    pub complaints_email: Option<String>,
+    pub complaints_pgp: Option<String>,
+    pub complaints_pgp_fingerprint: Option<String>,
+    pub hosting: Option<String>,
+    pub hosting_country: Option<String>,
+    pub hosting_type: Option<HostingType>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostingType {
+    Virtual,
+    Dedicated,
+    Colocation,
+    Owned,
+}
+
+/// `[STORE_LOG]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `enable` (default on): persist queues and messages; off = memory only, lost on restart.
+    pub enable: bool,
+    /// `store_path` (hush): the store file; relative paths are relative to the data directory.
+    pub path: PathBuf,
+    /// `sync` (hush): `full` (default) or `normal`.
+    pub sync: SyncPolicy,
+    /// `expire_messages_days` (21).
+    pub message_expiration: Duration,
+    /// `expire_messages_on_start` (on).
+    pub expire_messages_on_start: bool,
+    /// `expire_messages_on_send` (code default on; `init` writes off).
+    pub expire_messages_on_send: bool,
+    /// `expire_ntfs_hours` (24).
+    pub notification_expiration: Duration,
+}
+
+/// `[AUTH] daily_block_queue_quota`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockQuota {
+    Unlimited,
+    Forbidden,
+    PerDay(u32),
+}
+
+/// `[AUTH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `new_queues` (on).
+    pub new_queues: bool,
+    /// `create_password`: required in `NEW` (and to use this server as a proxy) when set.
+    pub create_password: Option<BasicAuth>,
+    pub control_port_admin_password: Option<BasicAuth>,
+    pub control_port_user_password: Option<BasicAuth>,
+    /// `daily_block_queue_quota` (20; 0 = unlimited, -1 = blocking forbidden).
+    pub daily_block_queue_quota: BlockQuota,
+}
+
+/// `[TRANSPORT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// `host`: comma-separated host names, only used to print the server address.
+    pub hosts: Vec<String>,
+    /// `port`: comma-separated TCP ports to serve SMP on (default 5223). Port 0 = any free port (tests).
+    pub ports: Vec<u16>,
+    /// `bind` (hush): comma-separated addresses to listen on (default `0.0.0.0`).
+    pub bind: Vec<IpAddr>,
+    /// `control_port`: loopback control port; absent = no control port.
+    pub control_port: Option<u16>,
+    /// `log_tls_errors` (off).
+    pub log_tls_errors: bool,
+}
+
+impl TransportConfig {
+    /// Every (address, port) pair to listen on.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.bind
+            .iter()
+            .flat_map(|ip| self.ports.iter().map(|p| SocketAddr::new(*ip, *p)))
+            .collect()
+    }
+    /// Loopback address of the control port, if enabled.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control_port
+            .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))
+    }
+}
+
+/// `[INACTIVE_CLIENTS]` when `disconnect = on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InactiveClients {
+    /// `ttl` seconds (21600): disconnect clients without subscriptions inactive this long.
+    pub ttl: Duration,
+    /// `check_interval` seconds (3600).
+    pub check_interval: Duration,
+}
+
+/// `[LIMITS]` (hush).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `max_connections` (10000): concurrent client connections; more are refused at accept.
+    pub max_connections: usize,
+    /// `queue_quota` (128): messages stored per queue before `SEND` gets `ERR QUOTA`.
+    pub queue_quota: usize,
+    /// `client_queue_blocks` (128): blocks queued per client connection (reference `tbqSize`).
+    pub client_queue_blocks: usize,
+}
+
+/// `[METRICS]` (hush): the Prometheus text endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `enable` (off when absent; `init` writes on).
+    pub enable: bool,
+    /// `address` (127.0.0.1:5225).
+    pub address: SocketAddr,
+}
+
+/// The whole configuration of one relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub paths: ServerPaths,
+    pub information: ServerInformation,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub transport: TransportConfig,
+    pub inactive_clients: Option<InactiveClients>,
+    pub limits: Limits,
+    pub metrics: MetricsConfig,
+}
+
+impl Config {
+    /// The built-in defaults (what an empty file gives).
+    pub fn defaults(paths: ServerPaths) -> Config {
+        let store_path = paths.data_dir.join(STORE_FILE);
+        Config {
+            paths,
+            information: ServerInformation::default(),
+            store: StoreConfig {
+                enable: true,
+                path: store_path,
+                sync: SyncPolicy::Full,
+                message_expiration: Duration::from_secs(
+                    86400 * u64::from(DEFAULT_EXPIRE_MESSAGES_DAYS),
+                ),
+                expire_messages_on_start: true,
+                expire_messages_on_send: true,
+                notification_expiration: Duration::from_secs(
+                    3600 * u64::from(DEFAULT_EXPIRE_NTFS_HOURS),
+                ),
+            },
+            auth: AuthConfig {
+                new_queues: true,
+                create_password: None,
+                control_port_admin_password: None,
+                control_port_user_password: None,
+                daily_block_queue_quota: BlockQuota::PerDay(DEFAULT_DAILY_BLOCK_QUEUE_QUOTA as u32),
+            },
+            transport: TransportConfig {
+                hosts: Vec::new(),
+                ports: vec![DEFAULT_PORT],
+                bind: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+                control_port: None,
+                log_tls_errors: false,
+            },
+            inactive_clients: None,
+            limits: Limits {
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                queue_quota: DEFAULT_QUEUE_QUOTA,
+                client_queue_blocks: DEFAULT_CLIENT_QUEUE_BLOCKS,
+            },
+            metrics: MetricsConfig {
+                enable: false,
+                address: DEFAULT_METRICS_ADDR,
+            },
+        }
+    }
+
+    /// Reads and parses `paths.ini_file()`.
+    pub fn load(paths: ServerPaths) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let file = paths.ini_file();
+        let meta = std::fs::metadata(&file).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        if meta.len() > crate::ini::MAX_FILE_LEN as u64 {
+            return Err(ConfigError::Syntax {
+                file,
+                error: IniError::FileTooLarge {
+                    len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+                    max: crate::ini::MAX_FILE_LEN,
+                },
+            });
+        }
+        let bytes = std::fs::read(&file).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&bytes, &file, paths)
+    }
+
+    /// Parses the bytes of an INI file; `file` is only used in messages.
+    pub fn parse(
+        bytes: &[u8],
+        file: &Path,
+        paths: ServerPaths,
+    ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let ini = Ini::parse(bytes).map_err(|error| ConfigError::Syntax {
+            file: file.to_path_buf(),
+            error,
+        })?;
+        let mut r = Reader {
+            ini: &ini,
+            file,
+            warnings: Vec::new(),
+        };
+        let mut cfg = Config::defaults(paths);
+        r.check_keys();
+        r.read_information(&mut cfg.information);
+        r.read_store(&mut cfg)?;
+        r.read_auth(&mut cfg.auth)?;
+        r.read_transport(&mut cfg.transport)?;
+        r.read_inactive(&mut cfg)?;
+        r.read_limits(&mut cfg.limits)?;
+        r.read_metrics(&mut cfg.metrics)?;
+        if cfg.transport.control_port.is_some()
+            && cfg.auth.control_port_admin_password.is_none()
+            && cfg.auth.control_port_user_password.is_none()
+        {
+            r.warn_at(
+                r.ini.get("TRANSPORT", "control_port"),
+                "TRANSPORT",
+                "control_port",
+                "control port is enabled but [AUTH] has no control_port_admin_password or \
+                 control_port_user_password: every command that needs a role will be refused",
+            );
+        }
+        let warnings = r.warnings;
+        Ok((cfg, warnings))
+    }
+}
+
+/// An error in the configuration file. `Display` names the file, the line and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", file.display())]
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {error}", file.display())]
+    Syntax { file: PathBuf, error: IniError },
+    #[error("{}: line {line}: [{section}] {key} = {value:?}: {reason}", file.display())]
+    Value {
+        file: PathBuf,
+        line: usize,
+        section: &'static str,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The 1-based line the error is about, if any.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Io { .. } => None,
+            ConfigError::Syntax { error, .. } => error.line(),
+            ConfigError::Value { line, .. } => Some(*line),
+        }
+    }
+}
+
+/// Something the operator should look at, but that does not stop the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub line: usize,
+    pub section: String,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(k) => write!(
+                f,
+                "line {}: [{}] {}: {}",
+                self.line, self.section, k, self.message
+            ),
+            None => write!(
+                f,
+                "line {}: [{}]: {}",
+                self.line, self.section, self.message
+            ),
+        }
+    }
+}
+
+/// Keys hush understands, per section.
+const KNOWN: &[(&str, &[&str])] = &[
+    (
+        "INFORMATION",
+        &[
+            "source_code",
+            "usage_conditions",
+            "condition_amendments",
+            "server_country",
+            "operator",
+            "operator_country",
+            "website",
+            "admin_simplex",
+            "admin_email",
+            "admin_pgp",
+            "admin_pgp_fingerprint",
+            "complaints_simplex",
+            "complaints_email",
+            "complaints_pgp",
+            "complaints_pgp_fingerprint",
+            "hosting",
+            "hosting_country",
+            "hosting_type",
+        ],
+    ),
+    (
+        "STORE_LOG",
+        &[
+            "enable",
+            "store_path",
+            "sync",
+            "expire_messages_days",
+            "expire_messages_on_start",
+            "expire_messages_on_send",
+            "expire_ntfs_hours",
+        ],
+    ),
+    (
+        "AUTH",
+        &[
+            "new_queues",
+            "create_password",
+            "control_port_admin_password",
+            "control_port_user_password",
+            "daily_block_queue_quota",
+        ],
+    ),
+    (
+        "TRANSPORT",
+        &["host", "port", "bind", "control_port", "log_tls_errors"],
+    ),
+    ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
+    (
+        "LIMITS",
+        &["max_connections", "queue_quota", "client_queue_blocks"],
+    ),
+    ("METRICS", &["enable", "address"]),
+];
+
+/// Reference keys (and sections) that hush reads past with a specific warning.
+const REFERENCE_ONLY: &[(&str, &[&str])] = &[
+    (
+        "STORE_LOG",
+        &[
+            "store_queues",
+            "store_messages",
+            "db_connection",
+            "db_schema",
+            "db_pool_size",
+            "db_store_log",
+            "db_deleted_ttl",
+            "restore_messages",
+            "log_stats",
+            "prometheus_interval",
+        ],
+    ),
+    ("TRANSPORT", &["websockets", "accept_service_credentials"]),
+];
+const REFERENCE_ONLY_SECTIONS: &[&str] = &["PROXY", "WEB"];
+
+struct Reader<'a> {
+    ini: &'a Ini,
+    file: &'a Path,
+    warnings: Vec<ConfigWarning>,
+}
+
+impl<'a> Reader<'a> {
+    fn check_keys(&mut self) {
+        for s in &self.ini.sections {
+            if REFERENCE_ONLY_SECTIONS.contains(&s.name.as_str()) {
+                self.warnings.push(ConfigWarning {
+                    line: s.line,
+                    section: s.name.clone(),
+                    key: None,
+                    message:
+                        "section of the reference server that hush does not implement yet; ignored"
+                            .into(),
+                });
+                continue;
+            }
+            let Some((_, keys)) = KNOWN.iter().find(|(n, _)| *n == s.name) else {
+                self.warnings.push(ConfigWarning {
+                    line: s.line,
+                    section: s.name.clone(),
+                    key: None,
+                    message: "unknown section; ignored".into(),
+                });
+                continue;
+            };
+            let reference_only = REFERENCE_ONLY
+                .iter()
+                .find(|(n, _)| *n == s.name)
+                .map(|(_, k)| *k)
+                .unwrap_or(&[]);
+            for e in &s.entries {
+                if keys.contains(&e.key.as_str()) {
+                    continue;
+                }
+                let message = if reference_only.contains(&e.key.as_str()) {
+                    "setting of the reference server that hush does not implement; ignored"
+                } else {
+                    "unknown key; ignored"
+                };
+                self.warnings.push(ConfigWarning {
+                    line: e.line,
+                    section: s.name.clone(),
+                    key: Some(e.key.clone()),
+                    message: message.into(),
+                });
+            }
+        }
+    }
+
+    fn warn_at(&mut self, e: Option<&Entry>, section: &str, key: &str, message: &str) {
+        self.warnings.push(ConfigWarning {
+            line: e.map(|e| e.line).unwrap_or(0),
+            section: section.into(),
+            key: Some(key.into()),
+            message: message.into(),
+        });
+    }
+
+    fn err(
+        &self,
+        e: &Entry,
+        section: &'static str,
+        key: &'static str,
+        reason: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Value {
+            file: self.file.to_path_buf(),
+            line: e.line,
+            section,
+            key,
+            value: truncate_for_message(&e.value),
+            reason: reason.into(),
+        }
+    }
+
+    fn get(&self, section: &str, key: &str) -> Option<&'a Entry> {
+        self.ini.get(section, key)
+    }
+
+    fn on_off(
+        &self,
+        section: &'static str,
+        key: &'static str,
+    ) -> Result<Option<bool>, ConfigError> {
+        match self.get(section, key) {
+            None => Ok(None),
+            Some(e) => match e.value.as_str() {
+                "on" => Ok(Some(true)),
+                "off" => Ok(Some(false)),
+                _ => Err(self.err(e, section, key, "expected `on` or `off`")),
+            },
+        }
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        section: &'static str,
+        key: &'static str,
+        min: T,
+        max: T,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T: PartialOrd + fmt::Display + Copy,
+    {
+        match self.get(section, key) {
+            None => Ok(None),
+            Some(e) => {
+                let v: T = e.value.parse().map_err(|_| {
+                    self.err(
+                        e,
+                        section,
+                        key,
+                        format!("expected a whole number from {min} to {max}"),
+                    )
+                })?;
+                if v < min || v > max {
+                    return Err(self.err(
+                        e,
+                        section,
+                        key,
+                        format!("expected a whole number from {min} to {max}"),
+                    ));
+                }
+                Ok(Some(v))
+            }
+        }
+    }
+
+    fn password(&self, key: &'static str) -> Result<Option<BasicAuth>, ConfigError> {
+        match self.get("AUTH", key) {
+            None => Ok(None),
+            Some(e) => BasicAuth::new(&e.value)
+                .map(Some)
+                // The message never repeats the value: it is a secret.
+                .map_err(|reason| ConfigError::Value {
+                    file: self.file.to_path_buf(),
+                    line: e.line,
+                    section: "AUTH",
+                    key,
+                    value: "<redacted>".into(),
+                    reason,
+                }),
+        }
+    }
+
+    fn read_information(&mut self, info: &mut ServerInformation) {
+        let text = |k: &str| {
+            self.get("INFORMATION", k)
+                .map(|e| e.value.clone())
+                .filter(|v| !v.is_empty())
+        };
+        info.source_code = text("source_code");
+        info.usage_conditions = text("usage_conditions");
+        info.condition_amendments = text("condition_amendments");
+        info.operator = text("operator");
+        info.website = text("website");
+        info.admin_simplex = text("admin_simplex");
+        info.admin_email = text("admin_email");
+        info.admin_pgp = text("admin_pgp");
+        info.admin_pgp_fingerprint = text("admin_pgp_fingerprint");
+        info.complaints_simplex = text("complaints_simplex");
+        info.complaints_email = text("complaints_email");
+        info.complaints_pgp = text("complaints_pgp");
+        info.complaints_pgp_fingerprint = text("complaints_pgp_fingerprint");
+        info.hosting = text("hosting");
+        for (key, slot) in [
+            ("server_country", &mut info.server_country),
+            ("operator_country", &mut info.operator_country),
+            ("hosting_country", &mut info.hosting_country),
+        ] {
+            if let Some(e) = self.get("INFORMATION", key) {
+                let v = e.value.as_str();
+                if v.len() == 2 && v.chars().all(|c| c.is_ascii_alphabetic()) {
+                    *slot = Some(v.to_ascii_uppercase());
+                } else {
+                    self.warnings.push(ConfigWarning {
+                        line: e.line,
+                        section: "INFORMATION".into(),
+                        key: Some(key.into()),
+                        message: "use an ISO 3166 2-letter country code; ignored".into(),
+                    });
+                }
+            }
+        }
+        if let Some(e) = self.get("INFORMATION", "hosting_type") {
+            info.hosting_type = match e.value.as_str() {
+                "virtual" => Some(HostingType::Virtual),
+                "dedicated" => Some(HostingType::Dedicated),
+                "colocation" => Some(HostingType::Colocation),
+                "owned" => Some(HostingType::Owned),
+                _ => {
+                    self.warnings.push(ConfigWarning {
+                        line: e.line,
+                        section: "INFORMATION".into(),
+                        key: Some("hosting_type".into()),
+                        message: "expected virtual, dedicated, colocation or owned; ignored".into(),
+                    });
+                    None
+                }
+            };
+        }
+        let info_section = self.ini.section("INFORMATION");
+        if let (None, Some(s)) = (&info.source_code, info_section) {
+            if s.entries.iter().any(|e| !e.value.is_empty()) {
+                self.warnings.push(ConfigWarning {
+                    line: s.line,
+                    section: "INFORMATION".into(),
+                    key: Some("source_code".into()),
+                    message: "server information is not published without source_code (AGPLv3 requires it)"
+                        .into(),
+                });
+            }
+        }
+    }
+
+    fn read_store(&mut self, cfg: &mut Config) -> Result<(), ConfigError> {
+        const S: &str = "STORE_LOG";
+        let st = &mut cfg.store;
+        if let Some(v) = self.on_off(S, "enable")? {
+            st.enable = v;
+        }
+        if let Some(e) = self.get(S, "store_path") {
+            if e.value.is_empty() {
+                return Err(self.err(e, S, "store_path", "expected a file path"));
+            }
+            st.path = cfg.paths.data_dir.join(&e.value);
+        }
+        if let Some(e) = self.get(S, "sync") {
+            st.sync = match e.value.as_str() {
+                "full" => SyncPolicy::Full,
+                "normal" => SyncPolicy::Normal,
+                _ => return Err(self.err(e, S, "sync", "expected `full` or `normal`")),
+            };
+        }
+        if let Some(d) = self.number::<u32>(S, "expire_messages_days", 1, 36500)? {
+            st.message_expiration = Duration::from_secs(86400 * u64::from(d));
+        }
+        if let Some(v) = self.on_off(S, "expire_messages_on_start")? {
+            st.expire_messages_on_start = v;
+        }
+        if let Some(v) = self.on_off(S, "expire_messages_on_send")? {
+            st.expire_messages_on_send = v;
+        }
+        if let Some(h) = self.number::<u32>(S, "expire_ntfs_hours", 1, 24 * 365)? {
+            st.notification_expiration = Duration::from_secs(3600 * u64::from(h));
+        }
+        Ok(())
+    }
+
+    fn read_auth(&mut self, auth: &mut AuthConfig) -> Result<(), ConfigError> {
+        if let Some(v) = self.on_off("AUTH", "new_queues")? {
+            auth.new_queues = v;
+        }
+        auth.create_password = self.password("create_password")?;
+        auth.control_port_admin_password = self.password("control_port_admin_password")?;
+        auth.control_port_user_password = self.password("control_port_user_password")?;
+        if let Some(q) = self.number::<i64>("AUTH", "daily_block_queue_quota", -1, 1_000_000)? {
+            auth.daily_block_queue_quota = match q {
+                -1 => BlockQuota::Forbidden,
+                0 => BlockQuota::Unlimited,
+                n => BlockQuota::PerDay(u32::try_from(n).unwrap_or(u32::MAX)),
+            };
+        }
+        Ok(())
+    }
+
+    fn read_transport(&mut self, t: &mut TransportConfig) -> Result<(), ConfigError> {
+        const S: &str = "TRANSPORT";
+        if let Some(e) = self.get(S, "host") {
+            let mut hosts = Vec::new();
+            for h in e.value.split(',').map(str::trim) {
+                if !valid_host(h) {
+                    return Err(self.err(
+                        e,
+                        S,
+                        "host",
+                        format!(
+                            "{h:?} is not a host name or IP address (comma-separated list expected)"
+                        ),
+                    ));
+                }
+                hosts.push(h.to_string());
+            }
+            t.hosts = hosts;
+        }
+        if let Some(e) = self.get(S, "port") {
+            let mut ports = Vec::new();
+            for p in e.value.split(',').map(str::trim) {
+                let port: u16 = p.parse().map_err(|_| {
+                    self.err(
+                        e,
+                        S,
+                        "port",
+                        format!(
+                            "{p:?} is not a TCP port (comma-separated list of 0..65535 expected)"
+                        ),
+                    )
+                })?;
+                if ports.contains(&port) && port != 0 {
+                    return Err(self.err(e, S, "port", format!("port {port} is listed twice")));
+                }
+                ports.push(port);
+            }
+            t.ports = ports;
+        }
+        if let Some(e) = self.get(S, "bind") {
+            let mut addrs = Vec::new();
+            for a in e.value.split(',').map(str::trim) {
+                let ip: IpAddr = a.parse().map_err(|_| {
+                    self.err(
+                        e,
+                        S,
+                        "bind",
+                        format!("{a:?} is not an IP address (comma-separated list expected)"),
+                    )
+                })?;
+                addrs.push(ip);
+            }
+            t.bind = addrs;
+        }
+        if let Some(e) = self.get(S, "control_port") {
+            let port: u16 = e.value.parse().map_err(|_| {
+                self.err(e, S, "control_port", "expected a TCP port from 0 to 65535")
+            })?;
+            t.control_port = Some(port);
+        }
+        if let Some(v) = self.on_off(S, "log_tls_errors")? {
+            t.log_tls_errors = v;
+        }
+        Ok(())
+    }
+
+    fn read_inactive(&mut self, cfg: &mut Config) -> Result<(), ConfigError> {
+        const S: &str = "INACTIVE_CLIENTS";
+        let ttl = self.number::<u64>(S, "ttl", 1, 10 * 365 * 86400)?;
+        let check = self.number::<u64>(S, "check_interval", 1, 10 * 365 * 86400)?;
+        cfg.inactive_clients = match self.on_off(S, "disconnect")? {
+            Some(true) => Some(InactiveClients {
+                ttl: Duration::from_secs(ttl.unwrap_or(DEFAULT_INACTIVE_TTL_SECS)),
+                check_interval: Duration::from_secs(check.unwrap_or(DEFAULT_INACTIVE_CHECK_SECS)),
+            }),
+            _ => None,
+        };
+        Ok(())
+    }
+
+    fn read_limits(&mut self, l: &mut Limits) -> Result<(), ConfigError> {
+        const S: &str = "LIMITS";
+        if let Some(v) = self.number::<usize>(S, "max_connections", 1, 10_000_000)? {
+            l.max_connections = v;
+        }
+        if let Some(v) = self.number::<usize>(S, "queue_quota", 1, 1_000_000)? {
+            l.queue_quota = v;
+        }
+        if let Some(v) = self.number::<usize>(S, "client_queue_blocks", 1, 65_536)? {
+            l.client_queue_blocks = v;
+        }
+        Ok(())
+    }
+
+    fn read_metrics(&mut self, m: &mut MetricsConfig) -> Result<(), ConfigError> {
+        const S: &str = "METRICS";
+        if let Some(v) = self.on_off(S, "enable")? {
+            m.enable = v;
+        }
+        if let Some(e) = self.get(S, "address") {
+            m.address = e
+                .value
+                .parse()
+                .map_err(|_| self.err(e, S, "address", "expected IP:PORT, e.g. 127.0.0.1:5225"))?;
+            if !m.address.ip().is_loopback() {
+                self.warn_at(
+                    Some(e),
+                    S,
+                    "address",
+                    "metrics are served without authentication on a non-loopback address",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Host names as the reference accepts them in server addresses (§2.1): no whitespace and none of
+/// `:#,;/@` outside brackets; `[v6]` and bare IPv6 are allowed.
+pub fn valid_host(h: &str) -> bool {
+    if h.is_empty() || h.len() > 255 {
+        return false;
+    }
+    if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if h.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    h.chars().all(|c| {
+        c.is_ascii_graphic() && !matches!(c, ':' | '#' | ',' | ';' | '/' | '@' | '[' | ']')
+    })
+}
+
+fn truncate_for_message(v: &str) -> String {
+    const MAX: usize = 80;
+    if v.len() <= MAX {
+        return v.to_string();
+    }
+    let mut end = MAX;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &v[..end], v.len())
+}

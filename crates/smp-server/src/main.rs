@@ -1,0 +1,183 @@
+//! `smp-server` binary: CLI dispatch (reference §7.1). Library errors are typed; this file turns them
+//! into messages and exit codes with anyhow.
+
+use std::io::{BufRead, Write};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use smp_server::cli::{CertArgs, Cli, Command, DeleteArgs, InitArgs, StartArgs};
+use smp_server::config::Config;
+use smp_server::init::{self, InitOptions, PasswordChoice};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Init(a) => cmd_init(&cli, a),
+        Command::Start(a) => cmd_start(&cli, a),
+        Command::Cert(a) => cmd_cert(&cli, a),
+        Command::Delete(a) => cmd_delete(&cli, a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Asks a yes/no question on the terminal; anything but `y`/`yes` (or end of input) is a no.
+fn confirm(question: &str) -> bool {
+    print!("{question} [y/N]: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    match std::io::stdin().lock().read_line(&mut answer) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => matches!(answer.trim(), "y" | "Y" | "yes" | "YES"),
+    }
+}
+
+fn cmd_init(cli: &Cli, a: &InitArgs) -> anyhow::Result<()> {
+    let paths = cli.paths();
+    let password = match (&a.password, a.no_password) {
+        (Some(p), _) => PasswordChoice::Given(p.clone()),
+        (None, true) => PasswordChoice::None,
+        (None, false) => PasswordChoice::Random,
+    };
+    if !a.yes
+        && !confirm(&format!(
+            "Initialize an SMP server with configuration in {} and data in {}?",
+            paths.config_dir.display(),
+            paths.data_dir.display()
+        ))
+    {
+        bail!("server NOT initialized (use -y to skip this question)");
+    }
+    let opts = InitOptions {
+        paths: paths.clone(),
+        fqdn: a.fqdn.clone(),
+        ip: a.ip,
+        password,
+        sign_algorithm: a.sign_algorithm.into(),
+        port: a.port,
+        control_port: a.control_port,
+        store_log: !a.disable_store_log,
+        force: a.force,
+    };
+    let out = init::init(&opts)?;
+    println!(
+        "Server initialized; add server information in {}.",
+        out.ini_file.display()
+    );
+    println!("Run `smp-server start` to start the server.");
+    println!("----------");
+    println!("Store the CA private key securely and delete it from the server.");
+    println!(
+        "If the TLS credentials are compromised, `smp-server cert` signs new ones with it, keeping the"
+    );
+    println!(
+        "same server identity. CA private key: {}",
+        paths.ca_key().display()
+    );
+    println!("----------");
+    println!("Fingerprint: {}", init::fingerprint_text(&out.fingerprint));
+    println!("Server address: {}", out.address);
+    Ok(())
+}
+
+fn cmd_cert(cli: &Cli, a: &CertArgs) -> anyhow::Result<()> {
+    let paths = cli.paths();
+    let fp = init::rotate_cert(&paths, a.sign_algorithm.map(Into::into), a.cn.as_deref())?;
+    println!("Generated new server credentials.");
+    println!("Fingerprint (unchanged): {}", init::fingerprint_text(&fp));
+    Ok(())
+}
+
+fn cmd_delete(cli: &Cli, a: &DeleteArgs) -> anyhow::Result<()> {
+    let paths = cli.paths();
+    if !a.yes {
+        println!(
+            "WARNING: deleting the server makes all its queues unreachable, because the server identity \
+             (certificate fingerprint) is lost. THIS CANNOT BE UNDONE!"
+        );
+        if !confirm("Delete the server?") {
+            bail!("server NOT deleted");
+        }
+    }
+    let d = init::delete(&paths)?;
+    println!("Deleted {} files and directories.", d.removed.len());
+    for dir in d.kept_dirs {
+        println!(
+            "Kept {} because it holds files smp-server did not create.",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&a.log_level))
+        .context("invalid --log-level")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let paths = cli.paths();
+    let (config, warnings) = Config::load(paths.clone())?;
+    for w in &warnings {
+        tracing::warn!("{}: {w}", paths.ini_file().display());
+    }
+    let fp = init::check_fingerprint(&paths)?;
+    let port = config
+        .transport
+        .ports
+        .first()
+        .copied()
+        .unwrap_or(smp_server::config::DEFAULT_PORT);
+    println!(
+        "Server address: {}",
+        init::server_address(
+            &fp,
+            config.auth.create_password.as_ref(),
+            &config.transport.hosts,
+            port
+        )
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (trigger, shutdown) = smp_server::shutdown_channel();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            trigger.trigger();
+        });
+        smp_server::run(config, shutdown).await
+    })?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
