@@ -1,19 +1,41 @@
 //! hush-crypto: keys and their DER encodings, signatures, DH, crypto_box, the SimpleX secretbox,
 //! the block-encryption chain, command authenticators and server certificates (reference §1.1, §2.6, §2.7, §4).
+//!
+//! No primitive is written here: X25519/Ed25519 come from dalek, HSalsa20/XSalsa20-Poly1305
+//! from RustCrypto, HKDF/SHA from RustCrypto, Ed448/X448 and certificates from OpenSSL.
+//! Private keys zeroize on drop; secret comparisons use [`ct_eq`].
 
+pub mod auth;
 pub mod cert;
+pub mod cryptobox;
 mod der;
 pub mod error;
 pub mod hash;
+pub mod identity;
+pub mod keys;
 pub mod sbchain;
 pub mod secretbox;
 pub mod x25519;
 
+pub use auth::{
+    AUTHENTICATOR_LEN, TransmissionAuth, cb_authenticate, cb_verify, dummy_verify,
+    dummy_verify_transmission, verify_transmission,
+};
 pub use cert::{
     CertKey, SignAlgorithm, fingerprint, generate_ca, generate_online_cert, sign_x25519_key,
     verify_signed_x25519_key,
 };
+pub use cryptobox::{
+    cb_decrypt, cb_decrypt_no_pad, cb_encrypt, cb_encrypt_no_pad, cb_nonce, decrypt_nmsg_meta,
+    decrypt_rcv_msg_body, encrypt_nmsg_meta, encrypt_rcv_msg_body, random_nonce,
+};
 pub use error::CryptoError;
+pub use hash::{sender_id_from_corr_id, sha256, sha512};
+pub use identity::ServerIdentity;
+pub use keys::{
+    Ed448Public, Ed448Secret, Ed25519Public, Ed25519Secret, KeyAlgorithm, PrivateKey, PublicKey,
+    SignSecret, X448Public, X448Secret,
+};
 pub use sbchain::{SbChainKey, sb_chain_init};
 pub use secretbox::{sb_decrypt, sb_decrypt_no_pad, sb_encrypt, sb_encrypt_no_pad};
 pub use x25519::{DhSecret, X25519Public, X25519Secret};

@@ -1,0 +1,543 @@
+//! Ed25519 (ed25519-dalek), Ed448 and X448 (OpenSSL) keys, their DER forms (§1.1), and
+//! algorithm detection from DER. X25519 lives in [`crate::x25519`].
+//!
+//! Public keys are kept as raw bytes and only decoded as curve points when used, like the
+//! reference (whose key parsers only check the DER structure and the length).
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use openssl::derive::Deriver;
+use openssl::pkey::{Id, PKey, Private};
+use openssl::sign::{Signer, Verifier};
+use rand::rngs::OsRng;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::CryptoError;
+use crate::x25519::{X25519Public, X25519Secret};
+
+pub use crate::cert::SignAlgorithm;
+
+/// Key algorithms used on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    Ed25519,
+    Ed448,
+    X25519,
+    X448,
+}
+
+impl KeyAlgorithm {
+    /// Last byte of the OID 1.3.101.x.
+    fn oid_byte(self) -> u8 {
+        match self {
+            KeyAlgorithm::X25519 => 0x6e,
+            KeyAlgorithm::X448 => 0x6f,
+            KeyAlgorithm::Ed25519 => 0x70,
+            KeyAlgorithm::Ed448 => 0x71,
+        }
+    }
+
+    fn from_oid_byte(b: u8) -> Option<Self> {
+        match b {
+            0x6e => Some(KeyAlgorithm::X25519),
+            0x6f => Some(KeyAlgorithm::X448),
+            0x70 => Some(KeyAlgorithm::Ed25519),
+            0x71 => Some(KeyAlgorithm::Ed448),
+            _ => None,
+        }
+    }
+
+    /// Raw public key length (also the raw private key length, except Ed448's 57 = 57).
+    pub fn key_len(self) -> usize {
+        match self {
+            KeyAlgorithm::Ed25519 | KeyAlgorithm::X25519 => 32,
+            KeyAlgorithm::Ed448 => 57,
+            KeyAlgorithm::X448 => 56,
+        }
+    }
+}
+
+/// DER SubjectPublicKeyInfo: `SEQ { SEQ { OID 1.3.101.x } BIT STRING { 0x00 ‖ key } }`.
+fn spki_encode(alg: KeyAlgorithm, key: &[u8]) -> Vec<u8> {
+    let n = key.len() as u8; // ≤ 57
+    let mut out = Vec::with_capacity(12 + key.len());
+    out.extend_from_slice(&[0x30, n + 10, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65]);
+    out.push(alg.oid_byte());
+    out.extend_from_slice(&[0x03, n + 1, 0x00]);
+    out.extend_from_slice(key);
+    out
+}
+
+/// Parses an SPKI of one of the four algorithms; returns the algorithm and raw key.
+fn spki_decode(der: &[u8]) -> Result<(KeyAlgorithm, &[u8]), CryptoError> {
+    let bad = CryptoError::Der("not an Ed25519/Ed448/X25519/X448 SubjectPublicKeyInfo");
+    if der.len() < 12 || der[2..8] != [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65] {
+        return Err(bad);
+    }
+    let alg = KeyAlgorithm::from_oid_byte(der[8]).ok_or(bad)?;
+    let n = alg.key_len();
+    if der.len() != 12 + n
+        || usize::from(der[1]) != n + 10
+        || der[0] != 0x30
+        || der[9..12] != [0x03, (n + 1) as u8, 0x00]
+    {
+        return Err(CryptoError::Der("bad SubjectPublicKeyInfo length"));
+    }
+    Ok((alg, &der[12..]))
+}
+
+fn spki_decode_as(alg: KeyAlgorithm, der: &[u8]) -> Result<&[u8], CryptoError> {
+    let (a, k) = spki_decode(der)?;
+    if a != alg {
+        return Err(CryptoError::Der(
+            "unexpected key algorithm in SubjectPublicKeyInfo",
+        ));
+    }
+    Ok(k)
+}
+
+/// PKCS#8 v1: `SEQ { INT 0, SEQ { OID }, OCTET STRING { OCTET STRING { key } } }`.
+fn pkcs8_encode(alg: KeyAlgorithm, key: &[u8]) -> Zeroizing<Vec<u8>> {
+    let n = key.len() as u8;
+    let mut out = Zeroizing::new(Vec::with_capacity(16 + key.len()));
+    out.extend_from_slice(&[
+        0x30,
+        n + 14,
+        0x02,
+        0x01,
+        0x00,
+        0x30,
+        0x05,
+        0x06,
+        0x03,
+        0x2b,
+        0x65,
+    ]);
+    out.push(alg.oid_byte());
+    out.extend_from_slice(&[0x04, n + 2, 0x04, n]);
+    out.extend_from_slice(key);
+    out
+}
+
+fn pkcs8_decode(der: &[u8]) -> Result<(KeyAlgorithm, &[u8]), CryptoError> {
+    let bad = CryptoError::Der("not an Ed25519/Ed448/X25519/X448 PKCS#8 v1 key");
+    if der.len() < 16 || der[2..11] != [0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65] {
+        return Err(bad);
+    }
+    let alg = KeyAlgorithm::from_oid_byte(der[11]).ok_or(bad)?;
+    // Ed448 private keys are 57 bytes, X448 56, the 25519 ones 32.
+    let n = alg.key_len();
+    if der.len() != 16 + n
+        || der[0] != 0x30
+        || usize::from(der[1]) != n + 14
+        || der[12..16] != [0x04, (n + 2) as u8, 0x04, n as u8]
+    {
+        return Err(CryptoError::Der("bad PKCS#8 length"));
+    }
+    Ok((alg, &der[16..]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ed25519
+
+/// An Ed25519 signing key (zeroized on drop by ed25519-dalek).
+#[derive(Clone)]
+pub struct Ed25519Secret(SigningKey);
+
+impl std::fmt::Debug for Ed25519Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ed25519Secret(..)")
+    }
+}
+
+impl Ed25519Secret {
+    pub fn generate() -> Self {
+        Ed25519Secret(SigningKey::generate(&mut OsRng))
+    }
+
+    /// From the 32-byte seed (RFC 8032 private key).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Ed25519Secret(SigningKey::from_bytes(seed))
+    }
+
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    pub fn public(&self) -> Ed25519Public {
+        Ed25519Public(self.0.verifying_key().to_bytes())
+    }
+
+    /// A 64-byte signature.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.0.sign(msg).to_bytes()
+    }
+
+    /// PKCS#8 v1 DER, 48 bytes.
+    pub fn to_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
+        pkcs8_encode(KeyAlgorithm::Ed25519, self.seed().as_ref())
+    }
+
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
+        match PrivateKey::from_pkcs8_der(der)? {
+            PrivateKey::Ed25519(k) => Ok(k),
+            _ => Err(CryptoError::Der("not an Ed25519 PKCS#8 key")),
+        }
+    }
+}
+
+/// An Ed25519 public key (raw 32 bytes; decoded as a point when verifying).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Ed25519Public(pub [u8; 32]);
+
+impl Ed25519Public {
+    /// 44-byte DER SPKI.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        spki_encode(KeyAlgorithm::Ed25519, &self.0)
+    }
+
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let k = spki_decode_as(KeyAlgorithm::Ed25519, der)?;
+        Ok(Ed25519Public(
+            k.try_into().map_err(|_| CryptoError::InvalidKey)?,
+        ))
+    }
+
+    /// Verifies a 64-byte signature (RFC 8032, cofactorless; non-canonical S rejected).
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        let sig: [u8; 64] = sig.try_into().map_err(|_| CryptoError::BadSignature)?;
+        let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| CryptoError::BadSignature)?;
+        use ed25519_dalek::Verifier as _;
+        vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+            .map_err(|_| CryptoError::BadSignature)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ed448 (OpenSSL)
+
+/// An Ed448 signing key (OpenSSL frees it with a secure clear).
+#[derive(Clone)]
+pub struct Ed448Secret(PKey<Private>);
+
+impl std::fmt::Debug for Ed448Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ed448Secret(..)")
+    }
+}
+
+impl Ed448Secret {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(Ed448Secret(PKey::generate_ed448()?))
+    }
+
+    /// From the 57 raw private-key bytes.
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, CryptoError> {
+        if raw.len() != 57 {
+            return Err(CryptoError::InvalidKey);
+        }
+        Ok(Ed448Secret(PKey::private_key_from_raw_bytes(
+            raw,
+            Id::ED448,
+        )?))
+    }
+
+    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        Ok(Zeroizing::new(self.0.raw_private_key()?))
+    }
+
+    pub fn public(&self) -> Result<Ed448Public, CryptoError> {
+        let raw = self.0.raw_public_key()?;
+        Ok(Ed448Public(
+            raw.try_into().map_err(|_| CryptoError::InvalidKey)?,
+        ))
+    }
+
+    /// A 114-byte signature (pure Ed448, empty context).
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(Signer::new_without_digest(&self.0)?.sign_oneshot_to_vec(msg)?)
+    }
+
+    /// PKCS#8 v1 DER, 73 bytes.
+    pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        Ok(pkcs8_encode(KeyAlgorithm::Ed448, &self.to_bytes()?))
+    }
+
+    /// The OpenSSL key (e.g. for certificates).
+    pub fn pkey(&self) -> &PKey<Private> {
+        &self.0
+    }
+}
+
+/// An Ed448 public key (57 raw bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Ed448Public(pub [u8; 57]);
+
+impl Ed448Public {
+    /// 69-byte DER SPKI.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        spki_encode(KeyAlgorithm::Ed448, &self.0)
+    }
+
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let k = spki_decode_as(KeyAlgorithm::Ed448, der)?;
+        Ok(Ed448Public(
+            k.try_into().map_err(|_| CryptoError::InvalidKey)?,
+        ))
+    }
+
+    /// Verifies a 114-byte signature.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        if sig.len() != 114 {
+            return Err(CryptoError::BadSignature);
+        }
+        let ok = PKey::public_key_from_raw_bytes(&self.0, Id::ED448)
+            .and_then(|pk| Verifier::new_without_digest(&pk)?.verify_oneshot(sig, msg))
+            .unwrap_or(false);
+        if ok {
+            Ok(())
+        } else {
+            Err(CryptoError::BadSignature)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// X448 (OpenSSL) — used by the agent's double ratchet, not by the servers.
+
+/// An X448 private key.
+#[derive(Clone)]
+pub struct X448Secret(PKey<Private>);
+
+impl std::fmt::Debug for X448Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("X448Secret(..)")
+    }
+}
+
+impl X448Secret {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(X448Secret(PKey::generate_x448()?))
+    }
+
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, CryptoError> {
+        if raw.len() != 56 {
+            return Err(CryptoError::InvalidKey);
+        }
+        Ok(X448Secret(PKey::private_key_from_raw_bytes(raw, Id::X448)?))
+    }
+
+    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        Ok(Zeroizing::new(self.0.raw_private_key()?))
+    }
+
+    pub fn public(&self) -> Result<X448Public, CryptoError> {
+        let raw = self.0.raw_public_key()?;
+        Ok(X448Public(
+            raw.try_into().map_err(|_| CryptoError::InvalidKey)?,
+        ))
+    }
+
+    /// Raw X448 shared secret (56 bytes).
+    pub fn dh(&self, peer: &X448Public) -> Result<Zeroizing<[u8; 56]>, CryptoError> {
+        let peer = PKey::public_key_from_raw_bytes(&peer.0, Id::X448)?;
+        let mut d = Deriver::new(&self.0)?;
+        d.set_peer(&peer)?;
+        let mut out = Zeroizing::new([0u8; 56]);
+        let n = d.derive(out.as_mut())?;
+        if n != 56 {
+            return Err(CryptoError::InvalidKey);
+        }
+        Ok(out)
+    }
+
+    /// PKCS#8 v1 DER, 72 bytes.
+    pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        Ok(pkcs8_encode(KeyAlgorithm::X448, &self.to_bytes()?))
+    }
+}
+
+/// An X448 public key (56 raw bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct X448Public(pub [u8; 56]);
+
+impl X448Public {
+    /// 68-byte DER SPKI.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        spki_encode(KeyAlgorithm::X448, &self.0)
+    }
+
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let k = spki_decode_as(KeyAlgorithm::X448, der)?;
+        Ok(X448Public(
+            k.try_into().map_err(|_| CryptoError::InvalidKey)?,
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Algorithm-detecting enums
+
+/// Any public key, algorithm detected from the DER SPKI.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum PublicKey {
+    Ed25519(Ed25519Public),
+    Ed448(Ed448Public),
+    X25519(X25519Public),
+    X448(X448Public),
+}
+
+impl PublicKey {
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let (alg, k) = spki_decode(der)?;
+        let bad = |_| CryptoError::InvalidKey;
+        Ok(match alg {
+            KeyAlgorithm::Ed25519 => PublicKey::Ed25519(Ed25519Public(k.try_into().map_err(bad)?)),
+            KeyAlgorithm::Ed448 => PublicKey::Ed448(Ed448Public(k.try_into().map_err(bad)?)),
+            KeyAlgorithm::X25519 => PublicKey::X25519(X25519Public(k.try_into().map_err(bad)?)),
+            KeyAlgorithm::X448 => PublicKey::X448(X448Public(k.try_into().map_err(bad)?)),
+        })
+    }
+
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        match self {
+            PublicKey::Ed25519(k) => k.to_spki_der(),
+            PublicKey::Ed448(k) => k.to_spki_der(),
+            PublicKey::X25519(k) => k.to_spki_der(),
+            PublicKey::X448(k) => k.to_spki_der(),
+        }
+    }
+
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        match self {
+            PublicKey::Ed25519(_) => KeyAlgorithm::Ed25519,
+            PublicKey::Ed448(_) => KeyAlgorithm::Ed448,
+            PublicKey::X25519(_) => KeyAlgorithm::X25519,
+            PublicKey::X448(_) => KeyAlgorithm::X448,
+        }
+    }
+
+    /// Raw key bytes.
+    pub fn raw(&self) -> &[u8] {
+        match self {
+            PublicKey::Ed25519(k) => &k.0,
+            PublicKey::Ed448(k) => &k.0,
+            PublicKey::X25519(k) => &k.0,
+            PublicKey::X448(k) => &k.0,
+        }
+    }
+
+    /// Verifies a signature with this key; the signature's length must match the key's
+    /// algorithm (64 for Ed25519, 114 for Ed448). DH keys never verify signatures.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        match self {
+            PublicKey::Ed25519(k) => k.verify(msg, sig),
+            PublicKey::Ed448(k) => k.verify(msg, sig),
+            _ => Err(CryptoError::Algorithm),
+        }
+    }
+}
+
+/// Any private key, algorithm detected from PKCS#8 v1 DER (NTF `SNEW` carries the notifier's
+/// private auth key this way).
+#[derive(Clone, Debug)]
+pub enum PrivateKey {
+    Ed25519(Ed25519Secret),
+    Ed448(Ed448Secret),
+    X25519(X25519Secret),
+    X448(X448Secret),
+}
+
+impl PrivateKey {
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let (alg, k) = pkcs8_decode(der)?;
+        Ok(match alg {
+            KeyAlgorithm::Ed25519 => {
+                let mut seed: [u8; 32] = k.try_into().map_err(|_| CryptoError::InvalidKey)?;
+                let key = Ed25519Secret::from_seed(&seed);
+                seed.zeroize();
+                PrivateKey::Ed25519(key)
+            }
+            KeyAlgorithm::X25519 => {
+                let raw: [u8; 32] = k.try_into().map_err(|_| CryptoError::InvalidKey)?;
+                PrivateKey::X25519(X25519Secret::from_bytes(raw))
+            }
+            KeyAlgorithm::Ed448 => PrivateKey::Ed448(Ed448Secret::from_bytes(k)?),
+            KeyAlgorithm::X448 => PrivateKey::X448(X448Secret::from_bytes(k)?),
+        })
+    }
+
+    pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        Ok(match self {
+            PrivateKey::Ed25519(k) => k.to_pkcs8_der(),
+            PrivateKey::X25519(k) => Zeroizing::new(k.to_pkcs8_der()),
+            PrivateKey::Ed448(k) => k.to_pkcs8_der()?,
+            PrivateKey::X448(k) => k.to_pkcs8_der()?,
+        })
+    }
+
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        match self {
+            PrivateKey::Ed25519(_) => KeyAlgorithm::Ed25519,
+            PrivateKey::Ed448(_) => KeyAlgorithm::Ed448,
+            PrivateKey::X25519(_) => KeyAlgorithm::X25519,
+            PrivateKey::X448(_) => KeyAlgorithm::X448,
+        }
+    }
+
+    pub fn public(&self) -> Result<PublicKey, CryptoError> {
+        Ok(match self {
+            PrivateKey::Ed25519(k) => PublicKey::Ed25519(k.public()),
+            PrivateKey::Ed448(k) => PublicKey::Ed448(k.public()?),
+            PrivateKey::X25519(k) => PublicKey::X25519(k.public()),
+            PrivateKey::X448(k) => PublicKey::X448(k.public()?),
+        })
+    }
+}
+
+/// A signing key of either signature algorithm.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // long-lived keys; boxing buys nothing
+pub enum SignSecret {
+    Ed25519(Ed25519Secret),
+    Ed448(Ed448Secret),
+}
+
+impl SignSecret {
+    pub fn generate(alg: SignAlgorithm) -> Result<Self, CryptoError> {
+        Ok(match alg {
+            SignAlgorithm::Ed25519 => SignSecret::Ed25519(Ed25519Secret::generate()),
+            SignAlgorithm::Ed448 => SignSecret::Ed448(Ed448Secret::generate()?),
+        })
+    }
+
+    pub fn algorithm(&self) -> SignAlgorithm {
+        match self {
+            SignSecret::Ed25519(_) => SignAlgorithm::Ed25519,
+            SignSecret::Ed448(_) => SignAlgorithm::Ed448,
+        }
+    }
+
+    /// Signature bytes (64 or 114).
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        match self {
+            SignSecret::Ed25519(k) => Ok(k.sign(msg).to_vec()),
+            SignSecret::Ed448(k) => k.sign(msg),
+        }
+    }
+
+    pub fn public(&self) -> Result<PublicKey, CryptoError> {
+        Ok(match self {
+            SignSecret::Ed25519(k) => PublicKey::Ed25519(k.public()),
+            SignSecret::Ed448(k) => PublicKey::Ed448(k.public()?),
+        })
+    }
+}
+
+/// The algorithm a signature's length implies: 64 → Ed25519, 114 → Ed448.
+pub fn signature_algorithm(sig: &[u8]) -> Option<SignAlgorithm> {
+    match sig.len() {
+        64 => Some(SignAlgorithm::Ed25519),
+        114 => Some(SignAlgorithm::Ed448),
+        _ => None,
+    }
+}
