@@ -1,1 +1,140 @@
-fn main() {}
+//! Appends/s on a real file: group commit (many concurrent appends share one transaction)
+//! vs. one append per transaction (each awaited before the next), under both sync policies.
+//!
+//! `cargo bench -p hush-store --bench append`. Each iteration appends `N` messages of
+//! `BODY` bytes spread over `QUEUES` queues; the queues are emptied between iterations
+//! (not timed). Throughput is reported as items/s.
+
+use std::sync::Arc;
+
+use divan::Bencher;
+use divan::counter::ItemsCount;
+use hush_store::{
+    NewMessage, QueueRecord, QueueStatus, QueueStore, SqliteOptions, SqliteStore, SyncPolicy,
+};
+
+const N: usize = 256;
+const QUEUES: u32 = 16;
+const BODY: usize = 16_000;
+
+fn main() {
+    divan::main();
+}
+
+fn id(tag: u8, n: u32) -> [u8; 24] {
+    let mut id = [tag; 24];
+    id[20..].copy_from_slice(&n.to_be_bytes());
+    id
+}
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(sync: SyncPolicy) -> Setup {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path().join("bench.db"),
+            SqliteOptions {
+                sync,
+                quota: 100_000,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    rt.block_on(async {
+        for q in 0..QUEUES {
+            store
+                .create_queue(QueueRecord {
+                    recipient_id: id(b'r', q),
+                    recipient_keys: vec![vec![1; 44]],
+                    rcv_dh_secret: [0; 32],
+                    sender_id: id(b's', q),
+                    sender_key: None,
+                    mode: None,
+                    link: None,
+                    notifier: None,
+                    status: QueueStatus::Active,
+                    updated_at: None,
+                })
+                .await
+                .unwrap();
+        }
+    });
+    Setup {
+        rt,
+        store,
+        _dir: dir,
+    }
+}
+
+fn message(i: usize) -> NewMessage {
+    let mut msg_id = [0u8; 24];
+    msg_id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    NewMessage {
+        msg_id,
+        ts: 1,
+        flags: b'T',
+        body: vec![i as u8; BODY],
+    }
+}
+
+fn sync_of(name: &str) -> SyncPolicy {
+    SyncPolicy::parse(name).unwrap()
+}
+
+#[divan::bench(args = ["full", "normal"], sample_count = 10, sample_size = 1)]
+fn group_commit(bencher: Bencher, sync: &str) {
+    let s = setup(sync_of(sync));
+    bencher
+        .counter(ItemsCount::new(N))
+        .with_inputs(|| {
+            s.rt.block_on(s.store.expire_messages(i64::MAX)).unwrap();
+        })
+        .bench_local_values(|()| {
+            s.rt.block_on(async {
+                let tasks: Vec<_> = (0..N)
+                    .map(|i| {
+                        let store = s.store.clone();
+                        tokio::spawn(async move {
+                            store
+                                .append_message(id(b'r', i as u32 % QUEUES), message(i), None)
+                                .await
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap().unwrap();
+                }
+            })
+        });
+}
+
+#[divan::bench(args = ["full", "normal"], sample_count = 10, sample_size = 1)]
+fn one_per_transaction(bencher: Bencher, sync: &str) {
+    let s = setup(sync_of(sync));
+    bencher
+        .counter(ItemsCount::new(N))
+        .with_inputs(|| {
+            s.rt.block_on(s.store.expire_messages(i64::MAX)).unwrap();
+        })
+        .bench_local_values(|()| {
+            s.rt.block_on(async {
+                for i in 0..N {
+                    s.store
+                        .append_message(id(b'r', i as u32 % QUEUES), message(i), None)
+                        .await
+                        .unwrap();
+                }
+            })
+        });
+}

@@ -1,0 +1,355 @@
+//! SQLite-specific behaviour with real files: restart, refusing bad files, load shedding,
+//! group commit.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use hush_store::{
+    AppendOutcome, BlockInfo, BlockReason, Message, QueueStatus, QueueStore, SqliteOptions,
+    SqliteStore, StoreError, SyncPolicy,
+};
+
+fn snapshot(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_restores_queues_messages_notifications() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let blocked = BlockInfo {
+        reason: BlockReason::Content,
+        notice: None,
+    };
+    {
+        let s = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                quota: 4,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap();
+        s.create_queue(full_queue(1)).await.unwrap();
+        s.create_queue(queue(2)).await.unwrap();
+        s.create_queue(full_queue(3)).await.unwrap();
+        s.block_queue(rid(2), blocked).await.unwrap();
+        s.secure_queue(rid(2), key(4)).await.unwrap();
+        for i in 0..5 {
+            s.append_message(rid(1), msg(i, 100 + i as i64), Some(ntf(i, 100 + i as i64)))
+                .await
+                .unwrap();
+        }
+        s.append_message(rid(3), msg(20, 1), Some(ntf(20, 1)))
+            .await
+            .unwrap();
+        assert!(
+            s.delete_message(rid(1), eid(b'm', 0))
+                .await
+                .unwrap()
+                .deleted
+        );
+        s.delete_queue(rid(3)).await.unwrap();
+        assert_eq!(s.writer_stats().ops, 13);
+    }
+    let s = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            quota: 4,
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.get_by_recipient(rid(1)).await.unwrap(),
+        Some(full_queue(1))
+    );
+    assert_eq!(
+        s.get_by_notifier(nid(1)).await.unwrap(),
+        Some(full_queue(1))
+    );
+    assert_eq!(s.get_by_link(lid(1)).await.unwrap(), Some(full_queue(1)));
+    let q2 = s.get_by_sender(sid(2)).await.unwrap().unwrap();
+    assert_eq!(q2.status, QueueStatus::Blocked(blocked));
+    assert_eq!(q2.sender_key, Some(key(4)));
+    // Deleted stays deleted, with its messages and notifications.
+    assert_eq!(s.get_by_recipient(rid(3)).await.unwrap(), None);
+    assert_eq!(s.get_by_notifier(nid(3)).await.unwrap(), None);
+    assert!(s.drain_notifications(nid(3), 10).await.unwrap().is_empty());
+    // Messages 1..3 plus the quota marker (the 5th append hit quota 4), in order.
+    assert_eq!(s.message_count(rid(1)).await.unwrap(), 4);
+    for i in 1..4 {
+        let r = s.delete_message(rid(1), eid(b'm', i)).await.unwrap();
+        assert!(r.deleted, "message {i} restored in order");
+    }
+    assert!(matches!(
+        s.peek_message(rid(1)).await.unwrap(),
+        Some(Message::QuotaMarker { ts: 104, .. })
+    ));
+    // Quota state survives the restart: the marker still blocks appends.
+    assert_eq!(
+        s.append_message(rid(1), msg(30, 200), None).await.unwrap(),
+        AppendOutcome::QuotaExceeded {
+            marker_added: false
+        }
+    );
+    let ntfs = s.drain_notifications(nid(1), 100).await.unwrap();
+    assert_eq!(
+        ntfs,
+        (0..4).map(|i| ntf(i, 100 + i as i64)).collect::<Vec<_>>()
+    );
+    assert_eq!(s.stats().await.unwrap().queues, 2);
+}
+
+fn expect_refused(path: &Path, check: impl Fn(&StoreError) -> bool) -> StoreError {
+    let before = snapshot(path);
+    let err = SqliteStore::open(path, SqliteOptions::default()).unwrap_err();
+    assert!(check(&err), "unexpected error: {err:?}");
+    assert_eq!(
+        snapshot(path),
+        before,
+        "refused file must be left untouched"
+    );
+    // Still refused the second time (nothing was "repaired").
+    let err2 = SqliteStore::open(path, SqliteOptions::default()).unwrap_err();
+    assert!(check(&err2), "unexpected error on retry: {err2:?}");
+    assert_eq!(snapshot(path), before);
+    err
+}
+
+#[test]
+fn random_bytes_file_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let bytes: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let err = expect_refused(&path, |e| matches!(e, StoreError::NotDatabase { .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("not a SQLite database") && text.contains("untouched"),
+        "{text}"
+    );
+    assert!(text.contains("store.db"), "error names the file: {text}");
+}
+
+#[test]
+fn empty_and_short_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::write(&path, b"").unwrap();
+    expect_refused(&path, |e| matches!(e, StoreError::Corrupt { .. }));
+    let mut short = b"SQLite format 3\0".to_vec();
+    short.extend_from_slice(&[0u8; 40]);
+    std::fs::write(&path, &short).unwrap();
+    expect_refused(&path, |e| matches!(e, StoreError::Corrupt { .. }));
+    std::fs::write(&path, b"hello").unwrap();
+    expect_refused(&path, |e| matches!(e, StoreError::NotDatabase { .. }));
+}
+
+/// Build a closed database with enough data to span many pages.
+async fn populated_db(path: &Path) {
+    let s = SqliteStore::open(path, sqlite_opts(128)).unwrap();
+    for q in 0..20 {
+        s.create_queue(queue(q)).await.unwrap();
+        for i in 0..10 {
+            let mut m = msg(q * 100 + i, 1);
+            m.body = vec![(q + i) as u8; 4000];
+            s.append_message(rid(q), m, None).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    populated_db(&path).await;
+    assert!(
+        !dir.path().join("store.db-wal").exists(),
+        "clean close checkpoints the WAL"
+    );
+    let full = snapshot(&path);
+    assert!(
+        full.len() > 200_000,
+        "test database too small: {}",
+        full.len()
+    );
+    // Reopening the intact file works.
+    drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    for cut in [full.len() / 2, 4096 * 3, full.len() - 4096] {
+        std::fs::write(&path, &full[..cut]).unwrap();
+        let err = expect_refused(&path, |e| matches!(e, StoreError::Corrupt { .. }));
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_pages_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    populated_db(&path).await;
+    let mut bytes = snapshot(&path);
+    // Overwrite pages 2..6 (b-tree roots and interior pages) with garbage.
+    for (i, b) in bytes[4096..4096 * 6].iter_mut().enumerate() {
+        *b = (i * 7 + 3) as u8;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    expect_refused(&path, |e| matches!(e, StoreError::Corrupt { .. }));
+}
+
+#[test]
+fn foreign_and_newer_databases_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let c = rusqlite_conn(&path);
+        c.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('keep me');")
+            .unwrap();
+    }
+    expect_refused(&path, |e| matches!(e, StoreError::NotDatabase { .. }));
+
+    let path = dir.path().join("newer.db");
+    drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    {
+        let c = rusqlite_conn(&path);
+        c.execute_batch("PRAGMA user_version = 99").unwrap();
+    }
+    expect_refused(
+        &path,
+        |e| matches!(e, StoreError::SchemaTooNew { found: 99, supported, .. } if *supported == hush_store::sqlite::SCHEMA_VERSION),
+    );
+}
+
+fn rusqlite_conn(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+#[test]
+fn missing_file_with_create_false_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.db");
+    let err = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            create: false,
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    assert!(!path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_version_and_wal_mode_are_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    let c = rusqlite_conn(&path);
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, hush_store::sqlite::SCHEMA_VERSION);
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn sync_policy_parses_ini_values() {
+    assert_eq!(SyncPolicy::parse("full"), Some(SyncPolicy::Full));
+    assert_eq!(SyncPolicy::parse(" NORMAL "), Some(SyncPolicy::Normal));
+    assert_eq!(SyncPolicy::parse("off"), None);
+    assert_eq!(SyncPolicy::default(), SyncPolicy::Full);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_group_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(
+        SqliteStore::open(
+            dir.path().join("store.db"),
+            SqliteOptions {
+                quota: 1000,
+                sync: SyncPolicy::Full,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    s.create_queue(queue(1)).await.unwrap();
+    let before = s.writer_stats();
+    let n = 300u32;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.append_message(rid(1), msg(i, 1), None).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(
+            t.await.unwrap().unwrap(),
+            AppendOutcome::Appended { .. }
+        ));
+    }
+    let after = s.writer_stats();
+    assert_eq!(after.ops - before.ops, u64::from(n));
+    assert!(
+        after.batches - before.batches < u64::from(n) / 2,
+        "expected batching, got {} transactions for {n} appends",
+        after.batches - before.batches
+    );
+    assert!(after.max_batch > 1);
+    assert_eq!(s.message_count(rid(1)).await.unwrap(), n as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_write_queue_sheds_load_with_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(
+        SqliteStore::open(
+            dir.path().join("store.db"),
+            SqliteOptions {
+                quota: 100_000,
+                write_queue: 2,
+                max_batch: 1,
+                sync: SyncPolicy::Full,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    s.create_queue(queue(1)).await.unwrap();
+    let tasks: Vec<_> = (0..500u32)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { (i, s.append_message(rid(1), msg(i, 1), None).await) })
+        })
+        .collect();
+    let (mut ok, mut busy) = (0usize, 0usize);
+    let mut stored = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(AppendOutcome::Appended { .. })) => {
+                ok += 1;
+                stored.push(i);
+            }
+            (_, Err(StoreError::Busy)) => busy += 1,
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "a 2-slot queue under 500 concurrent writers must shed load"
+    );
+    assert!(ok > 0);
+    // Exactly the acknowledged ones are stored.
+    assert_eq!(s.message_count(rid(1)).await.unwrap(), ok);
+    assert_eq!(StoreError::Busy.to_string(), "store busy");
+}
