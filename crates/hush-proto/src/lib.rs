@@ -8,6 +8,7 @@ pub mod address;
 pub mod encoding;
 pub mod error;
 pub mod handshake;
+pub mod smp;
 pub mod ntf;
 pub mod transmission;
 pub mod version;

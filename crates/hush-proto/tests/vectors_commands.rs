@@ -518,3 +518,331 @@ mod err_vectors {
         }
     }
 }
+
+mod command_vectors {
+    use super::*;
+    use hush_proto::address::{BasicAuth, ProtocolServer, TransportHost};
+    use hush_proto::encoding::{Large, ShortString};
+    use hush_proto::error::{BlockingInfo, BlockingReason, CommandError, ErrorType};
+    use hush_proto::smp::*;
+
+    fn ss(b: &[u8]) -> ShortString {
+        ShortString::new(b.to_vec()).unwrap()
+    }
+
+    fn link_data() -> QueueLinkData {
+        QueueLinkData {
+            fixed: Large::new(b"fixed data".to_vec()).unwrap(),
+            user: Large::new(b"user data".to_vec()).unwrap(),
+        }
+    }
+
+    struct Ctx {
+        rcv_auth: PublicKeyDer,
+        rcv_dh: PublicKeyDer,
+        srv_dh: PublicKeyDer,
+        ntf_dh: PublicKeyDer,
+        rid: ShortString,
+        sid: ShortString,
+        lid: ShortString,
+        nid: ShortString,
+        svc: ShortString,
+    }
+
+    fn ctx(i: &Value) -> Ctx {
+        Ctx {
+            rcv_auth: PublicKeyDer::auth_key(hexv(&i["rcv_auth_key_spki_hex"])).unwrap(),
+            rcv_dh: PublicKeyDer::dh_key(hexv(&i["rcv_dh_key_spki_hex"])).unwrap(),
+            srv_dh: PublicKeyDer::dh_key(hexv(&i["srv_dh_key_spki_hex"])).unwrap(),
+            ntf_dh: PublicKeyDer::dh_key(hexv(&i["ntf_dh_key_spki_hex"])).unwrap(),
+            rid: ss(&hexv(&i["recipient_id_hex"])),
+            sid: ss(&hexv(&i["sender_id_hex"])),
+            lid: ss(&hexv(&i["link_id_hex"])),
+            nid: ss(&hexv(&i["notifier_id_hex"])),
+            svc: ss(&hexv(&i["service_id_hex"])),
+        }
+    }
+
+    enum V {
+        C(Command),
+        B(BrokerMsg),
+    }
+
+    /// The value each `encode.*` (non-ERR) vector describes, built by hand from its inputs.
+    fn value(name: &str, i: &Value) -> V {
+        let new = |c: &Ctx, auth: Option<&str>, mode, qrd, ntf| {
+            V::C(Command::New(NewQueueReq {
+                rcv_auth_key: c.rcv_auth.clone(),
+                rcv_dh_key: c.rcv_dh.clone(),
+                basic_auth: auth.map(|a| BasicAuth::new(a).unwrap()),
+                sub_mode: mode,
+                queue_req_data: qrd,
+                ntf_creds: ntf,
+            }))
+        };
+        let ids = |c: &Ctx, mode, link: bool, svc: bool, ntf: bool| {
+            V::B(BrokerMsg::Ids(QueueIdsKeys {
+                rcv_id: c.rid.clone(),
+                snd_id: c.sid.clone(),
+                srv_dh_key: c.srv_dh.clone(),
+                queue_mode: mode,
+                link_id: link.then(|| c.lid.clone()),
+                service_id: svc.then(|| c.svc.clone()),
+                server_ntf_creds: ntf.then(|| ServerNtfCreds {
+                    notifier_id: c.nid.clone(),
+                    srv_ntf_dh_key: c.ntf_dh.clone(),
+                }),
+            }))
+        };
+        use SubscriptionMode::*;
+        let c = i.get("rcv_auth_key_spki_hex").map(|_| ctx(i));
+        let c = c.as_ref();
+        match name {
+            "encode.NEW.v18.full" => {
+                let c = c.unwrap();
+                new(
+                    c,
+                    Some("pass"),
+                    OnlyCreate,
+                    Some(QueueReqData::Contact(Some((
+                        c.lid.clone(),
+                        c.sid.clone(),
+                        link_data(),
+                    )))),
+                    Some(NewNtfCreds {
+                        ntf_auth_key: c.rcv_auth.clone(),
+                        rcv_ntf_dh_key: c.ntf_dh.clone(),
+                    }),
+                )
+            }
+            "encode.NEW.v18.messaging_with_link" => {
+                let c = c.unwrap();
+                new(
+                    c,
+                    None,
+                    Subscribe,
+                    Some(QueueReqData::Messaging(Some((c.sid.clone(), link_data())))),
+                    None,
+                )
+            }
+            "encode.NEW.v15" | "encode.NEW.v9" => new(
+                c.unwrap(),
+                None,
+                Subscribe,
+                Some(QueueReqData::Messaging(None)),
+                None,
+            ),
+            "encode.NEW.v6.with_auth" => new(c.unwrap(), Some("pass"), Subscribe, None, None),
+            "encode.NEW.v6.no_auth" => new(c.unwrap(), None, Subscribe, None, None),
+            "encode.IDS.v18" => ids(c.unwrap(), Some(QueueMode::Messaging), true, false, true),
+            "encode.IDS.v18.minimal" => {
+                ids(c.unwrap(), Some(QueueMode::Messaging), false, false, false)
+            }
+            "encode.IDS.v16" => ids(c.unwrap(), Some(QueueMode::Contact), true, true, false),
+            "encode.IDS.v15" | "encode.IDS.v9" => {
+                ids(c.unwrap(), Some(QueueMode::Messaging), false, false, false)
+            }
+            "encode.IDS.v6" => ids(c.unwrap(), None, false, false, false),
+            "encode.KEY" => V::C(Command::Key(c.unwrap().rcv_auth.clone())),
+            "encode.SKEY" => V::C(Command::SKey(c.unwrap().rcv_auth.clone())),
+            "encode.LKEY" => V::C(Command::LKey(c.unwrap().rcv_auth.clone())),
+            "encode.RKEY" => {
+                let k = c.unwrap().rcv_auth.clone();
+                V::C(Command::RKey(NonEmpty::new(vec![k.clone(), k]).unwrap()))
+            }
+            "encode.LSET" => V::C(Command::LSet {
+                link_id: c.unwrap().lid.clone(),
+                data: link_data(),
+            }),
+            "encode.NKEY" => V::C(Command::NKey {
+                notifier_key: c.unwrap().rcv_auth.clone(),
+                rcv_ntf_dh_key: c.unwrap().ntf_dh.clone(),
+            }),
+            "encode.ACK" => V::C(Command::Ack(c.unwrap().rid.clone())),
+            "encode.SEND.notify" | "encode.SEND.no_notify" => V::C(Command::Send {
+                flags: MsgFlags {
+                    notification: name.ends_with(".notify"),
+                },
+                body: b"hello".to_vec(),
+            }),
+            "encode.SUB" => V::C(Command::Sub),
+            "encode.SUBS" => V::C(Command::Subs),
+            "encode.LDEL" => V::C(Command::LDel),
+            "encode.NDEL" => V::C(Command::NDel),
+            "encode.GET" => V::C(Command::Get),
+            "encode.OFF" => V::C(Command::Off),
+            "encode.DEL" => V::C(Command::Del),
+            "encode.QUE" => V::C(Command::Que),
+            "encode.PING" => V::C(Command::Ping),
+            "encode.LGET" => V::C(Command::LGet),
+            "encode.NSUB" => V::C(Command::NSub),
+            "encode.NSUBS" => V::C(Command::NSubs),
+            "encode.PRXY" => {
+                let kh = hush_proto::encoding::base64url_decode(
+                    "LcJUMfVhwD8yxjAiSaDzzGF3-kLG4Uh0Fl_ZIjrRwjI=",
+                )
+                .unwrap();
+                V::C(Command::Prxy {
+                    server: ProtocolServer::smp(
+                        vec![TransportHost::parse_bytes(b"localhost").unwrap()],
+                        Some(5001),
+                        kh,
+                    )
+                    .unwrap(),
+                    basic_auth: Some(BasicAuth::new("pass").unwrap()),
+                })
+            }
+            "encode.PFWD" => V::C(Command::PFwd {
+                version: 17,
+                key: PublicKeyDer::dh_key(hexv(&i["rcv_dh_key_spki_hex"])).unwrap(),
+                enc_transmission: b"\x00\x01encrypted".to_vec(),
+            }),
+            "encode.RFWD" => V::C(Command::RFwd(b"forwarded \x00 bytes".to_vec())),
+            "encode.LNK" => V::B(BrokerMsg::Lnk {
+                sender_id: c.unwrap().sid.clone(),
+                data: link_data(),
+            }),
+            "encode.SOK.nothing" => V::B(BrokerMsg::Sok(None)),
+            "encode.SOK.just" => V::B(BrokerMsg::Sok(Some(c.unwrap().svc.clone()))),
+            "encode.SOKS" => V::B(BrokerMsg::Soks(5)),
+            "encode.ENDS" => V::B(BrokerMsg::Ends(5)),
+            "encode.NID" => V::B(BrokerMsg::Nid {
+                notifier_id: c.unwrap().nid.clone(),
+                srv_ntf_dh_key: c.unwrap().ntf_dh.clone(),
+            }),
+            "encode.NMSG" => {
+                let nonce: [u8; 24] = std::array::from_fn(|k| 0x19 + k as u8);
+                let meta = hex::decode("985a5a53fd734b1b647d8ef2cb14506393bde3a276b5e32140b2a002b797c2bd5f0a54e331ad7b196f1abdbf0076a73238605432bcafdd17d07597ed01efa2c248d1238395c33f84fad5f0c118fbdfacf065306f0c740b4bee77db22d793400d28719c0198accfc6f5b0d3da48c24e248dc1aeabb246f39ece5c628aa4c7778caf88219a21057c64d256f0acf0155be2").unwrap();
+                assert_eq!(meta.len(), 144);
+                V::B(BrokerMsg::NMsg {
+                    nonce,
+                    enc_meta: ss(&meta),
+                })
+            }
+            "encode.MSG" => {
+                let body = load("crypto.json")
+                    .into_iter()
+                    .find(|v| v["name"] == "msg_body.encrypt")
+                    .map(|v| hexv(&v["expected"]["enc_body_hex"]))
+                    .expect("crypto.json msg_body.encrypt");
+                V::B(BrokerMsg::Msg {
+                    msg_id: ss(&hexv(&i["msg_id_hex"])),
+                    body,
+                })
+            }
+            "encode.END" => V::B(BrokerMsg::End),
+            "encode.DELD.v10+" | "encode.DELD.v9_and_below" => V::B(BrokerMsg::Deld),
+            "encode.OK" => V::B(BrokerMsg::Ok),
+            "encode.PONG" => V::B(BrokerMsg::Pong),
+            _ => panic!("unhandled vector {name}"),
+        }
+    }
+
+    #[test]
+    fn encode_vectors() {
+        let vs: Vec<Value> = family("encode.")
+            .into_iter()
+            .filter(|v| !v["name"].as_str().unwrap().starts_with("encode.ERR."))
+            .collect();
+        assert_eq!(vs.len(), 49);
+        for v in &vs {
+            let name = v["name"].as_str().unwrap();
+            let i = &v["inputs"];
+            let e = &v["expected"];
+            let version = i["smp_version"].as_u64().unwrap() as u16;
+            let bytes = match value(name, i) {
+                V::C(c) => {
+                    let b = c.encode(version);
+                    let d = Command::decode(&b, version);
+                    assert_eq!(d.as_ref(), Ok(&c), "{name} decode");
+                    // a relay never accepts a command as a broker message and vice versa
+                    assert_eq!(
+                        BrokerMsg::decode(&b, version),
+                        Err(CommandError::Unknown),
+                        "{name}"
+                    );
+                    b
+                }
+                V::B(m) => {
+                    let b = m.encode(version);
+                    let d = BrokerMsg::decode(&b, version).unwrap();
+                    if name == "encode.DELD.v9_and_below" {
+                        assert_eq!(d, BrokerMsg::End);
+                    } else {
+                        assert_eq!(d, m, "{name} decode");
+                    }
+                    assert_eq!(
+                        Command::decode(&b, version),
+                        Err(CommandError::Unknown),
+                        "{name}"
+                    );
+                    b
+                }
+            };
+            if let Some(h) = e.get("bytes_hex") {
+                assert_eq!(hex::encode(&bytes), h.as_str().unwrap(), "{name}");
+            } else {
+                let prefix = hexv(&e["prefix_hex"]);
+                assert!(bytes.starts_with(&prefix), "{name} prefix");
+                if let Some(n) = e.get("total_len") {
+                    assert_eq!(bytes.len(), n.as_u64().unwrap() as usize, "{name} length");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn err_blocked_via_broker_msg() {
+        let info = BlockingInfo {
+            reason: BlockingReason::Spam,
+            notice: Some("{\"ttl\":3600}".into()),
+        };
+        let m = BrokerMsg::Err(ErrorType::Blocked(info));
+        for v in family("encode.ERR.BLOCKED") {
+            let version = v["inputs"]["smp_version"].as_u64().unwrap() as u16;
+            if v["name"] == "encode.ERR.BLOCKED.v18.no_notice" {
+                continue;
+            }
+            assert_eq!(
+                hex::encode(m.encode(version)),
+                v["expected"]["bytes_hex"].as_str().unwrap()
+            );
+        }
+        assert_eq!(BrokerMsg::Sok(None).encode(15), b"OK");
+    }
+
+    /// What the relay answers before touching its store: a parse error, a credential error, or
+    /// (for a well-formed, well-credentialed command) nothing yet.
+    fn pre_store(t: &Transmission<'_>) -> Result<Command, CommandError> {
+        let cmd = Command::decode(t.command, 18)?;
+        cmd.check_credentials(!t.authorization.is_empty(), t.entity_id)?;
+        Ok(cmd)
+    }
+
+    #[test]
+    fn smp_syntax_vectors() {
+        let vs = family("smp_syntax.");
+        assert_eq!(vs.len(), 31);
+        let mut errors = 0;
+        for v in &vs {
+            let name = v["name"].as_str().unwrap();
+            let t_bytes = hexv(&v["inputs"]["transmission_hex"]);
+            let t = decode_transmission(&t_bytes, 18, true).unwrap();
+            let want = v["expected"]["response_ascii"].as_str().unwrap();
+            match pre_store(&t) {
+                Err(e) => {
+                    errors += 1;
+                    let got = BrokerMsg::Err(ErrorType::Cmd(e)).encode(18);
+                    assert_eq!(String::from_utf8(got).unwrap(), want, "{name}");
+                }
+                Ok(Command::Ping) => assert_eq!(want, "PONG", "{name}"),
+                // the queue does not exist: every other well-formed command gets AUTH
+                Ok(_) => assert_eq!(want, "ERR AUTH", "{name}"),
+            }
+            // the expected response decodes as a broker message
+            let resp = BrokerMsg::decode(want.as_bytes(), 18).unwrap();
+            assert_eq!(resp.encode(18), want.as_bytes());
+        }
+        assert!(errors >= 20, "most syntax vectors are errors ({errors})");
+    }
+}
