@@ -345,12 +345,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let n = batch.len() as u64;
-        if run_batch(&conn, &mut batch) {
-            counters.batches.fetch_add(1, Ordering::Relaxed);
-            counters.ops.fetch_add(n, Ordering::Relaxed);
-            counters.max_batch.fetch_max(n, Ordering::Relaxed);
-        }
+        run_batch(&conn, &mut batch, counters);
     }
     tracing::debug!("hush-store: writer thread exiting");
 }
@@ -362,15 +357,15 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Run and commit one batch; true if it committed.
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>) -> bool {
+/// Run and commit one batch, then complete its callers.
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
     let n = batch.len();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::warn!(error = %e, "hush-store: BEGIN failed");
         for job in batch.drain(..) {
             job.fail(e.clone());
         }
-        return false;
+        return;
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(n);
     let mut broken: Option<String> = None;
@@ -405,11 +400,15 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) -> bool {
     } else {
         tracing::trace!(jobs = n, "hush-store: committed batch");
     }
-    let committed = commit.is_ok();
+    if commit.is_ok() {
+        // Before completing callers, so a caller sees its own operation counted.
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.ops.fetch_add(n as u64, Ordering::Relaxed);
+        counters.max_batch.fetch_max(n as u64, Ordering::Relaxed);
+    }
     for done in completions {
         done(commit.clone());
     }
-    committed
 }
 
 impl QueueStore for SqliteStore {
