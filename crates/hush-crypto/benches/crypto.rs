@@ -1,0 +1,81 @@
+//! Hot-path crypto costs: Ed25519 sign/verify, crypto_box and SimpleX secretbox over a
+//! 16 KB block, one block-chain step. Run: `cargo bench -p hush-crypto --bench crypto`.
+
+use divan::{Bencher, black_box};
+use hush_crypto::*;
+
+fn main() {
+    divan::main();
+}
+
+const BLOCK: usize = 16384;
+
+#[divan::bench]
+fn ed25519_sign(b: Bencher) {
+    let sk = Ed25519Secret::from_seed(&[7; 32]);
+    let msg = [1u8; 100];
+    b.bench(|| sk.sign(black_box(&msg)));
+}
+
+#[divan::bench]
+fn ed25519_verify(b: Bencher) {
+    let sk = Ed25519Secret::from_seed(&[7; 32]);
+    let msg = [1u8; 100];
+    let sig = sk.sign(&msg);
+    let pk = PublicKey::Ed25519(sk.public());
+    b.bench(|| pk.verify(black_box(&msg), black_box(&sig)).is_ok());
+}
+
+#[divan::bench]
+fn crypto_box_16k(b: Bencher) {
+    let dh = X25519Secret::from_bytes([1; 32]).dh(&X25519Secret::from_bytes([2; 32]).public());
+    let msg = vec![3u8; 16000];
+    b.counter(divan::counter::BytesCount::new(BLOCK))
+        .bench(|| cb_encrypt(&dh, black_box(&[4; 24]), black_box(&msg), BLOCK - 16).unwrap());
+}
+
+#[divan::bench]
+fn secretbox_16k(b: Bencher) {
+    let msg = vec![3u8; 16000];
+    b.counter(divan::counter::BytesCount::new(BLOCK)).bench(|| {
+        sb_encrypt(
+            black_box(&[5; 32]),
+            black_box(&[4; 24]),
+            black_box(&msg),
+            BLOCK - 16,
+        )
+        .unwrap()
+    });
+}
+
+#[divan::bench]
+fn secretbox_16k_decrypt(b: Bencher) {
+    let msg = vec![3u8; 16000];
+    let ct = sb_encrypt(&[5; 32], &[4; 24], &msg, BLOCK - 16).unwrap();
+    b.counter(divan::counter::BytesCount::new(BLOCK))
+        .bench(|| sb_decrypt(black_box(&[5; 32]), black_box(&[4; 24]), black_box(&ct)).unwrap());
+}
+
+#[divan::bench]
+fn sbchain_step(b: Bencher) {
+    let (mut ck, _) = sb_chain_init(&[9; 32], &DhSecret::from_bytes([8; 32]));
+    b.bench_local(|| ck.next());
+}
+
+#[divan::bench]
+fn authenticator_verify(b: Bencher) {
+    let session = X25519Secret::from_bytes([1; 32]);
+    let queue = X25519Secret::from_bytes([2; 32]);
+    let authorized = [6u8; 120];
+    let a = cb_authenticate(&session.public(), &queue, &[3; 24], &authorized);
+    let qp = queue.public();
+    b.bench(|| {
+        cb_verify(
+            &qp,
+            &session,
+            &[3; 24],
+            black_box(&a),
+            black_box(&authorized),
+        )
+    });
+}
