@@ -298,3 +298,135 @@ impl<W: AsyncWrite + Unpin> BlockWriter<W> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_crypto::{DhSecret, sb_chain_init};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn vector(name: &str) -> Value {
+        let path = format!(
+            "{}/../../../shared/vectors/crypto.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("vector file {path} missing or unreadable: {e}"));
+        let all: Vec<Value> = serde_json::from_str(&text).unwrap();
+        all.into_iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("vector {name} missing"))
+    }
+
+    fn hex_of(v: &Value) -> Vec<u8> {
+        hex::decode(v.as_str().unwrap()).unwrap()
+    }
+
+    /// ck1 of the `sbchain.init` vector (session id 201..232, DH of keys 1..32 × 33..64).
+    fn vector_chain() -> (SbChainKey, SbChainKey) {
+        let init = vector("sbchain.init");
+        let sid = hex_of(&init["inputs"]["salt_session_id_hex"]);
+        let secret: [u8; 32] = hex_of(&init["inputs"]["ikm_dh_secret_hex"])
+            .try_into()
+            .unwrap();
+        sb_chain_init(&sid, &DhSecret::from_bytes(secret))
+    }
+
+    /// The first server→client block of the vector session is `sbchain.encrypted_block.PING`
+    /// (key and nonce from the first `sbchain.step` of ck1), and the reader decrypts it.
+    #[tokio::test]
+    async fn encrypted_block_vector() {
+        let v = vector("sbchain.encrypted_block.PING");
+        let content = hex_of(&v["inputs"]["block_content_hex"]);
+        let block = hex_of(&v["expected"]["block_hex"]);
+        assert_eq!(block.len(), 16384);
+
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let (ck1, _) = vector_chain();
+        let mut w = BlockWriter::new(a, 16384);
+        w.set_session(true, Some(ck1));
+        w.send_block(&content).await.unwrap();
+        let mut wire = vec![0u8; 16384];
+        b.read_exact(&mut wire).await.unwrap();
+        assert_eq!(hex::encode(&wire), hex::encode(&block));
+
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let (ck1, _) = vector_chain();
+        let mut r = BlockReader::new(b, 16384);
+        r.set_session(true, Some(ck1));
+        a.write_all(&block).await.unwrap();
+        let got = r.recv().await.unwrap().unwrap();
+        assert_eq!(got.content(), &content[..]);
+        let ts = got.transmissions().unwrap();
+        assert_eq!(ts.len(), 1);
+        assert!(ts[0].ends_with(b"PING"));
+    }
+
+    /// A bad block advances the chain: the second block (encrypted with step 2) still opens.
+    #[tokio::test]
+    async fn chain_advances_past_bad_block() {
+        let (a, b) = tokio::io::duplex(1 << 17);
+        let (ck1, _) = vector_chain();
+        let (ck1b, _) = vector_chain();
+        let mut w = BlockWriter::new(a, 16384);
+        w.set_session(true, Some(ck1));
+        let mut r = BlockReader::new(b, 16384);
+        r.set_session(true, Some(ck1b));
+        w.send_block_tampered(b"\x01\x00\x01x", |b| b[0] ^= 1)
+            .await
+            .unwrap();
+        w.send_block(b"\x01\x00\x01y").await.unwrap();
+        assert_eq!(r.recv().await.unwrap().unwrap_err(), BlockError::Decrypt);
+        assert_eq!(r.recv().await.unwrap().unwrap().content(), b"\x01\x00\x01y");
+        // Too-large content is refused without advancing the writer's chain.
+        let big = vec![0u8; 16384 - 16 - 1];
+        assert!(matches!(
+            w.send_block(&big).await,
+            Err(TransportError::LargeMsg)
+        ));
+        w.send_block(b"\x01\x00\x01z").await.unwrap();
+        assert_eq!(r.recv().await.unwrap().unwrap().content(), b"\x01\x00\x01z");
+        drop(w);
+        assert!(matches!(r.recv().await, Err(TransportError::Closed)));
+    }
+
+    /// EOF in the middle of a block is a closed connection, not a short block.
+    #[tokio::test]
+    async fn eof_inside_block() {
+        let (mut a, b) = tokio::io::duplex(1024);
+        let mut r = BlockReader::new(b, 512);
+        a.write_all(&[0u8; 100]).await.unwrap();
+        drop(a);
+        assert!(matches!(r.recv().await, Err(TransportError::Closed)));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary bytes, encrypted or not, never panic the reader.
+        #[test]
+        fn reader_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            key in proptest::option::of(any::<[u8; 32]>()),
+            batched in any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async move {
+                let (mut a, b) = tokio::io::duplex(1024);
+                let mut r = BlockReader::new(b, 64);
+                r.set_session(batched, key.map(SbChainKey::from_bytes));
+                a.write_all(&bytes).await.unwrap();
+                drop(a);
+                let mut blocks = 0;
+                loop {
+                    match r.recv().await {
+                        Ok(Ok(b)) => { let _ = b.transmissions(); blocks += 1; }
+                        Ok(Err(_)) => blocks += 1,
+                        Err(_) => break,
+                    }
+                }
+                assert_eq!(blocks, bytes.len() / 64);
+            });
+        }
+    }
+}
