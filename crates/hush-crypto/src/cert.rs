@@ -223,6 +223,28 @@ pub fn verify_signed_x25519_key(
     verify_signed_object_with(&pk, signed_der).and_then(X25519Public::from_spki_der)
 }
 
+/// The same SignedExact structure over any public key's SPKI (v16 service key: an Ed25519
+/// key signed by the service certificate's leaf key).
+pub fn sign_public_key(
+    leaf_key: &PKeyRef<Private>,
+    key: &crate::keys::PublicKey,
+) -> Result<Vec<u8>, CryptoError> {
+    let alg = SignAlgorithm::of_pkey_id(leaf_key.id())?;
+    let spki = key.to_spki_der();
+    let sig = Signer::new_without_digest(leaf_key)?.sign_oneshot_to_vec(&spki)?;
+    Ok(encode_signed_object(&spki, alg, &sig))
+}
+
+/// Verifies a signed public key (any algorithm) against the leaf certificate's key.
+pub fn verify_signed_public_key(
+    leaf_cert_der: &[u8],
+    signed_der: &[u8],
+) -> Result<crate::keys::PublicKey, CryptoError> {
+    let cert = X509::from_der(leaf_cert_der)?;
+    let pk = cert.public_key()?;
+    verify_signed_object_with(&pk, signed_der).and_then(crate::keys::PublicKey::from_spki_der)
+}
+
 /// Verifies a SignedExact with `pk` (algorithm must match) and returns the signed object DER.
 pub(crate) fn verify_signed_object_with<'a>(
     pk: &PKeyRef<Public>,

@@ -309,3 +309,21 @@ fn pem_files_round_trip() {
     assert_eq!(chain, vec![ca.cert_der.clone()]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn signed_service_key_round_trip() {
+    use hush_crypto::cert::{sign_public_key, verify_signed_public_key};
+    use hush_crypto::keys::{Ed25519Secret, PublicKey};
+    let ca = generate_ca(SignAlgorithm::Ed25519, "service CA").unwrap();
+    let leaf = generate_online_cert(&ca, SignAlgorithm::Ed25519, "service").unwrap();
+    let svc = PublicKey::Ed25519(Ed25519Secret::generate().public());
+    let signed = sign_public_key(&leaf.key, &svc).unwrap();
+    assert_eq!(signed.len(), 120);
+    assert_eq!(
+        verify_signed_public_key(&leaf.cert_der, &signed).unwrap(),
+        svc
+    );
+    // an X25519-only verifier rejects an Ed25519 payload
+    assert!(verify_signed_x25519_key(&leaf.cert_der, &signed).is_err());
+    assert!(verify_signed_public_key(&ca.cert_der, &signed).is_err());
+}

@@ -671,3 +671,23 @@ fn dummy_keys_are_the_reference_literals() {
     );
     assert_eq!(X25519Public::from_spki_der(&x).unwrap().0, DUMMY_KEY_X25519);
 }
+
+#[test]
+fn ntf_snew_notifier_private_key() {
+    let all = load("ntf");
+    let v = named(&all, "encode.SNEW");
+    let der = hx(&v["inputs"]["notifier_private_pkcs8_hex"]);
+    let sk = PrivateKey::from_pkcs8_der(&der).unwrap();
+    let PrivateKey::Ed25519(ed) = &sk else {
+        panic!("expected an Ed25519 notifier key")
+    };
+    let seed: Vec<u8> = (1..=32).collect();
+    assert_eq!(ed.seed().to_vec(), seed);
+    assert_eq!(sk.to_pkcs8_der().unwrap().to_vec(), der);
+    // the command ends with shortString(PKCS#8 DER)
+    let bytes = hx(&v["expected"]["bytes_hex"]);
+    let mut tail = vec![der.len() as u8];
+    tail.extend_from_slice(&der);
+    assert!(bytes.ends_with(&tail));
+    assert_eq!(der.len(), 48);
+}
