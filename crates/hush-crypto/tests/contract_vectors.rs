@@ -327,3 +327,65 @@ fn signed_service_key_round_trip() {
     assert!(verify_signed_x25519_key(&leaf.cert_der, &signed).is_err());
     assert!(verify_signed_public_key(&ca.cert_der, &signed).is_err());
 }
+
+#[test]
+fn fixture_ca_fingerprints() {
+    use hush_crypto::keys::{KeyAlgorithm, PublicKey};
+    let all = load("addresses");
+    let mut n = 0;
+    for v in family(&all, "server_identity.fixture_ca_") {
+        let (i, e) = (&v["inputs"], &v["expected"]);
+        let der = hx(&i["ca_cert_der_hex"]);
+        let fp = fingerprint(&der);
+        assert_eq!(fp.to_vec(), hx(&e["sha256_hex"]), "{}", name(v));
+        assert_eq!(
+            hush_proto::encoding::base64url_encode(&fp),
+            s(&e["key_hash_text"])
+        );
+        // our SPKI parser agrees with OpenSSL on the certificate's key
+        let cert = openssl::x509::X509::from_der(&der).unwrap();
+        let spki = cert.public_key().unwrap().public_key_to_der().unwrap();
+        let pk = PublicKey::from_spki_der(&spki).unwrap();
+        let want = match s(&i["ca_cert_key_algorithm"]) {
+            "Ed25519" => KeyAlgorithm::Ed25519,
+            "Ed448" => KeyAlgorithm::Ed448,
+            a => panic!("{a}"),
+        };
+        assert_eq!(pk.algorithm(), want);
+        assert_eq!(pk.to_spki_der(), spki);
+        if let Some(x) = i.get("ca_spki_der_hex") {
+            // an openssl-made Ed448 SPKI example (not the fixture's own key)
+            let other = PublicKey::from_spki_der(&hx(x)).unwrap();
+            assert_eq!(other.algorithm(), KeyAlgorithm::Ed448);
+            assert_eq!(hx(x).len(), 69);
+        }
+        // a PEM round trip keeps the DER (and so the fingerprint)
+        let pem = cert.to_pem().unwrap();
+        let path =
+            std::env::temp_dir().join(format!("hush-fixture-{}-{n}.crt", std::process::id()));
+        std::fs::write(&path, pem).unwrap();
+        let chain = hush_crypto::cert::load_cert_chain_pem(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(fingerprint(&chain[0]), fp);
+        n += 1;
+    }
+    assert_eq!(n, 2);
+    let mut m = 0;
+    for v in family(&all, "cert_chain.fingerprint_") {
+        let chain: Vec<Vec<u8>> = v["inputs"]["chain_hex"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hx)
+            .collect();
+        // the identity certificate is always the second one
+        assert_eq!(
+            fingerprint(&chain[1]).to_vec(),
+            hx(&v["expected"]["fingerprint_hex"]),
+            "{}",
+            name(v)
+        );
+        m += 1;
+    }
+    assert_eq!(m, 2);
+}
