@@ -40,63 +40,9 @@ use crate::version::ntf_version;
 // ---------------------------------------------------------------------------------------------
 // keys
 
-/// A public key as X.509 SubjectPublicKeyInfo DER (shortString on the wire).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct PublicKeyDer {
-    alg: KeyAlgorithm,
-    der: Vec<u8>,
-}
-
-impl PublicKeyDer {
-    /// Accepts the canonical SPKI DER of Ed25519, Ed448, X25519 or X448.
-    pub fn new(der: impl Into<Vec<u8>>) -> Result<PublicKeyDer, DecodeError> {
-        let der = der.into();
-        let alg = KeyAlgorithm::of_spki(&der).ok_or(DecodeError::Invalid("public key DER"))?;
-        Ok(PublicKeyDer { alg, der })
-    }
-
-    pub fn algorithm(&self) -> KeyAlgorithm {
-        self.alg
-    }
-
-    pub fn as_der(&self) -> &[u8] {
-        &self.der
-    }
-
-    /// The raw key bytes after the DER prefix.
-    pub fn raw(&self) -> &[u8] {
-        self.der
-            .get(self.alg.spki_prefix().len()..)
-            .unwrap_or_default()
-    }
-
-    fn decode_allowed(p: &mut Parser<'_>, allowed: &[KeyAlgorithm]) -> Result<Self, DecodeError> {
-        let k = PublicKeyDer::new(p.short_string()?)?;
-        if allowed.contains(&k.alg) {
-            Ok(k)
-        } else {
-            Err(DecodeError::Invalid("key algorithm not allowed here"))
-        }
-    }
-}
-
-impl fmt::Debug for PublicKeyDer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "PublicKeyDer({:?}, {})",
-            self.alg,
-            base64url_encode(&self.der)
-        )
-    }
-}
-
-impl Encode for PublicKeyDer {
-    fn encode(&self, out: &mut Vec<u8>) {
-        // ≤ 69 bytes by construction.
-        let _ = put_short_string(out, &self.der);
-    }
-}
+/// Public keys are the SMP module's SPKI DER wrapper (checked algorithm, shortString on the
+/// wire): `PublicKeyDer::auth_key` for verify keys, `PublicKeyDer::dh_key` for X25519 keys.
+pub use crate::smp::PublicKeyDer;
 
 /// A private key as PKCS#8 v1 DER (only `SNEW` carries one). Its `Debug` output is redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -762,8 +708,8 @@ impl NtfCommand {
         Ok(if letter == b'T' {
             NtfCommand::Tnew {
                 token: p.decode()?,
-                verify_key: PublicKeyDer::decode_allowed(p, &AUTH_KEY_ALGORITHMS)?,
-                dh_key: PublicKeyDer::decode_allowed(p, &[KeyAlgorithm::X25519])?,
+                verify_key: PublicKeyDer::auth_key(p.short_string()?)?,
+                dh_key: PublicKeyDer::dh_key(p.short_string()?)?,
             }
         } else {
             let token_id = p.short_string()?.to_vec();
@@ -935,7 +881,7 @@ impl NtfResponse {
                 p.space().map_err(syntax)?;
                 NtfResponse::TknId {
                     token_id: p.short_string().map_err(syntax)?.to_vec(),
-                    server_dh_key: PublicKeyDer::decode_allowed(&mut p, &[KeyAlgorithm::X25519])
+                    server_dh_key: PublicKeyDer::dh_key(p.short_string().map_err(syntax)?)
                         .map_err(syntax)?,
                 }
             }

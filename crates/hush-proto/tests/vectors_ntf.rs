@@ -399,7 +399,7 @@ fn signed_tnew_transmission() {
         } => {
             assert_eq!(token.token, s(&tnew, "device_token_ascii").as_bytes());
             assert_eq!(
-                verify_key.as_der(),
+                verify_key.as_bytes(),
                 hx(&tnew, "token_verify_key_spki_hex").as_slice()
             );
         }
