@@ -626,7 +626,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn number<T: std::str::FromStr>(
+    fn number<T>(
         &self,
         section: &'static str,
         key: &'static str,
@@ -634,7 +634,7 @@ impl<'a> Reader<'a> {
         max: T,
     ) -> Result<Option<T>, ConfigError>
     where
-        T: PartialOrd + fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
         match self.get(section, key) {
             None => Ok(None),
@@ -733,17 +733,18 @@ impl<'a> Reader<'a> {
                 }
             };
         }
-        let info_section = self.ini.section("INFORMATION");
-        if let (None, Some(s)) = (&info.source_code, info_section) {
-            if s.entries.iter().any(|e| !e.value.is_empty()) {
-                self.warnings.push(ConfigWarning {
-                    line: s.line,
-                    section: "INFORMATION".into(),
-                    key: Some("source_code".into()),
-                    message: "server information is not published without source_code (AGPLv3 requires it)"
+        let unpublished = self.ini.section("INFORMATION").filter(|s| {
+            info.source_code.is_none() && s.entries.iter().any(|e| !e.value.is_empty())
+        });
+        if let Some(s) = unpublished {
+            self.warnings.push(ConfigWarning {
+                line: s.line,
+                section: "INFORMATION".into(),
+                key: Some("source_code".into()),
+                message:
+                    "server information is not published without source_code (AGPLv3 requires it)"
                         .into(),
-                });
-            }
+            });
         }
     }
 

@@ -399,6 +399,8 @@ pub async fn session<H: ControlHandler>(
                     )],
                 )
                 .await;
+                let _ = wr.shutdown().await;
+                linger(&mut rd).await;
                 return;
             }
             Ok(Ok(Some(()))) => ControlCommand::parse(&line),
@@ -476,6 +478,22 @@ pub async fn session<H: ControlHandler>(
             return;
         }
     }
+}
+
+/// Reads and drops what the peer is still sending (bounded in bytes and time) so that closing the socket
+/// does not reset the connection before the peer has read our last line.
+pub(crate) async fn linger<R: tokio::io::AsyncRead + Unpin>(r: &mut R) {
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 1024 * 1024;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while left > 0 {
+            match r.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 fn command_name(c: &ControlCommand) -> &'static str {

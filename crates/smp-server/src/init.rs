@@ -190,10 +190,8 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
             }
         }
     }
-    if let Some(h) = &opts.fqdn {
-        if !config::valid_host(h) {
-            return Err(InitError::BadHost(h.clone()));
-        }
+    if let Some(h) = opts.fqdn.as_ref().filter(|h| !config::valid_host(h)) {
+        return Err(InitError::BadHost(h.clone()));
     }
     std::fs::create_dir_all(&paths.config_dir).map_err(io_err(&paths.config_dir))?;
     std::fs::create_dir_all(&paths.data_dir).map_err(io_err(&paths.data_dir))?;

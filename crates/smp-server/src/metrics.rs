@@ -729,6 +729,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) {
     };
     let _ = stream.write_all(&response).await;
     let _ = stream.shutdown().await;
+    crate::control::linger(&mut stream).await;
 }
 
 enum HeadError {
