@@ -20,6 +20,7 @@ use crate::encoding::{
     Decode, DecodeError, Encode, Large, Parser, ShortString, put_bool, put_int64, put_maybe,
 };
 use crate::error::{CommandError, ErrorType};
+use crate::transmission::{AuthorizationKind, Transmission};
 use crate::version::{VersionRange, smp_version};
 
 // ---------------------------------------------------------------------------------------------
@@ -1104,4 +1105,61 @@ fn parse_ids(p: &mut Parser<'_>, version: u16) -> Result<BrokerMsg, DecodeError>
         });
     }
     Ok(BrokerMsg::Ids(q))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-transmission checks (reference `tDecodeServer` / `tDecodeClient`)
+
+/// A client transmission the relay answers with an error before looking at its store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub error: ErrorType,
+    /// Whether the `ERR` reply carries the request's entity id (`CMD …` errors) or an empty
+    /// one (`BLOCK` for a bad authorization size, `SESSION` for a wrong v<7 session id). The
+    /// reply always carries the request's corrId.
+    pub keep_entity: bool,
+}
+
+/// The relay's checks on one decoded client transmission, in the reference's order: v<7
+/// session id (`SESSION`), authorization size (`BLOCK`), command parse (`CMD UNKNOWN` /
+/// `CMD SYNTAX`), credential rules (`CMD NO_AUTH` / `HAS_AUTH` / `NO_ENTITY`). Signature
+/// verification, service-signature rules and store lookups come after.
+pub fn check_client_transmission(
+    t: &Transmission<'_>,
+    version: u16,
+    session_id: &[u8],
+) -> Result<(AuthorizationKind, Command), Rejected> {
+    if version < smp_version::IMPLIED_SESSION_ID && t.session_id != session_id {
+        return Err(Rejected {
+            error: ErrorType::Session,
+            keep_entity: false,
+        });
+    }
+    let kind = AuthorizationKind::classify(t.authorization).ok_or(Rejected {
+        error: ErrorType::Block,
+        keep_entity: false,
+    })?;
+    let reject = |e: CommandError| Rejected {
+        error: ErrorType::Cmd(e),
+        keep_entity: true,
+    };
+    let cmd = Command::decode(t.command, version).map_err(reject)?;
+    cmd.check_credentials(!t.authorization.is_empty(), t.entity_id)
+        .map_err(reject)?;
+    Ok((kind, cmd))
+}
+
+/// The client's checks on one decoded relay transmission: v<7 session id (`SESSION`), parse
+/// (`CMD UNKNOWN` / `CMD SYNTAX`) and the entity rule of [`BrokerMsg::check_entity`].
+pub fn check_server_transmission(
+    t: &Transmission<'_>,
+    version: u16,
+    session_id: &[u8],
+) -> Result<BrokerMsg, ErrorType> {
+    if version < smp_version::IMPLIED_SESSION_ID && t.session_id != session_id {
+        return Err(ErrorType::Session);
+    }
+    let m = BrokerMsg::decode(t.command, version)?;
+    m.check_entity(t.entity_id)?;
+    Ok(m)
 }

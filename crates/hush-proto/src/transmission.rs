@@ -89,6 +89,37 @@ impl RawTransmission {
     }
 }
 
+/// The service signature is always Ed25519 (reference `Maybe (Signature 'Ed25519)`); any other
+/// length makes the whole transmission unparsable (`ERR BLOCK`).
+pub const SERVICE_SIGNATURE_LEN: usize = 64;
+
+/// What an authorization is, decided by its length (reference `decodeTAuthBytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthorizationKind {
+    /// Empty: no authorization.
+    None,
+    /// 80 bytes: crypto_box authenticator.
+    Authenticator,
+    /// 64 bytes: Ed25519 signature.
+    Ed25519Signature,
+    /// 114 bytes: Ed448 signature.
+    Ed448Signature,
+}
+
+impl AuthorizationKind {
+    /// `None` (the Rust `Option`) for any other length: the relay answers `ERR BLOCK` with the
+    /// request's corrId and an empty entity.
+    pub fn classify(authorization: &[u8]) -> Option<AuthorizationKind> {
+        match authorization.len() {
+            0 => Some(AuthorizationKind::None),
+            80 => Some(AuthorizationKind::Authenticator),
+            64 => Some(AuthorizationKind::Ed25519Signature),
+            114 => Some(AuthorizationKind::Ed448Signature),
+            _ => None,
+        }
+    }
+}
+
 /// Which optional fields a transmission has at a given protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -149,6 +180,11 @@ fn encode_inner(
         match t.service_sig {
             None => out.push(b'0'),
             Some(sig) => {
+                if sig.len() != SERVICE_SIGNATURE_LEN {
+                    return Err(EncodeError::Invalid(
+                        "service signature must be 64 bytes (Ed25519)",
+                    ));
+                }
                 out.push(b'1');
                 put_short_string(out, sig)?;
             }
@@ -187,7 +223,16 @@ pub fn decode_transmission_with(
     let mut p = Parser::new(bytes);
     let authorization = p.short_string()?;
     let service_sig = if layout.service_slot && !authorization.is_empty() {
-        p.maybe(|p| p.short_string())?
+        p.maybe(|p| {
+            let s = p.short_string()?;
+            if s.len() == SERVICE_SIGNATURE_LEN {
+                Ok(s)
+            } else {
+                Err(DecodeError::Invalid(
+                    "service signature must be 64 bytes (Ed25519)",
+                ))
+            }
+        })?
     } else {
         None
     };
@@ -398,5 +443,23 @@ mod tests {
         assert!(encode_transmission(&mut out, &t, 15, true).is_err());
         assert_eq!(out, vec![9]);
         assert!(encode_transmission(&mut out, &t, 16, true).is_ok());
+        let t = Transmission {
+            authorization: &[1; 64],
+            service_sig: Some(&[2; 63]),
+            ..Default::default()
+        };
+        assert!(encode_transmission(&mut Vec::new(), &t, 16, true).is_err());
+        // 63-byte service signature on the wire: unparsable
+        let mut bad = vec![64];
+        bad.extend([1; 64]);
+        bad.extend([b'1', 63]);
+        bad.extend([2; 63]);
+        bad.extend([0, 0]);
+        assert!(decode_transmission(&bad, 18, true).is_err());
+        assert_eq!(AuthorizationKind::classify(&[0; 65]), None);
+        assert_eq!(
+            AuthorizationKind::classify(&[0; 114]),
+            Some(AuthorizationKind::Ed448Signature)
+        );
     }
 }

@@ -811,14 +811,6 @@ mod command_vectors {
         assert_eq!(BrokerMsg::Sok(None).encode(15), b"OK");
     }
 
-    /// What the relay answers before touching its store: a parse error, a credential error, or
-    /// (for a well-formed, well-credentialed command) nothing yet.
-    fn pre_store(t: &Transmission<'_>) -> Result<Command, CommandError> {
-        let cmd = Command::decode(t.command, 18)?;
-        cmd.check_credentials(!t.authorization.is_empty(), t.entity_id)?;
-        Ok(cmd)
-    }
-
     #[test]
     fn smp_syntax_vectors() {
         let vs = family("smp_syntax.");
@@ -829,20 +821,93 @@ mod command_vectors {
             let t_bytes = hexv(&v["inputs"]["transmission_hex"]);
             let t = decode_transmission(&t_bytes, 18, true).unwrap();
             let want = v["expected"]["response_ascii"].as_str().unwrap();
-            match pre_store(&t) {
-                Err(e) => {
+            let sid = [0u8; 32];
+            match check_client_transmission(&t, 18, &sid) {
+                Err(r) => {
                     errors += 1;
-                    let got = BrokerMsg::Err(ErrorType::Cmd(e)).encode(18);
-                    assert_eq!(String::from_utf8(got).unwrap(), want, "{name}");
+                    let got = BrokerMsg::Err(r.error).encode(18);
+                    assert_eq!(String::from_utf8(got.clone()).unwrap(), want, "{name}");
+                    // full response transmission: same corrId, entity kept for CMD errors
+                    assert!(r.keep_entity);
+                    let entity = if r.keep_entity { t.entity_id } else { &[] };
+                    let mut out = Vec::new();
+                    encode_transmission(
+                        &mut out,
+                        &Transmission::new(t.corr_id, entity, &got),
+                        18,
+                        true,
+                    )
+                    .unwrap();
+                    assert_eq!(out, hexv(&v["expected"]["transmission_hex"]), "{name}");
                 }
-                Ok(Command::Ping) => assert_eq!(want, "PONG", "{name}"),
+                Ok((kind, Command::Ping)) => {
+                    assert_eq!(kind, AuthorizationKind::None);
+                    assert_eq!(want, "PONG", "{name}")
+                }
                 // the queue does not exist: every other well-formed command gets AUTH
-                Ok(_) => assert_eq!(want, "ERR AUTH", "{name}"),
+                Ok((kind, _)) => {
+                    assert_eq!(kind, AuthorizationKind::Ed25519Signature, "{name}");
+                    assert_eq!(want, "ERR AUTH", "{name}")
+                }
             }
             // the expected response decodes as a broker message
             let resp = BrokerMsg::decode(want.as_bytes(), 18).unwrap();
             assert_eq!(resp.encode(18), want.as_bytes());
         }
         assert!(errors >= 20, "most syntax vectors are errors ({errors})");
+    }
+}
+
+mod transmission_checks {
+    use super::*;
+    use hush_proto::error::{CommandError, ErrorType};
+    use hush_proto::smp::*;
+
+    #[test]
+    fn bad_authorization_size_and_session() {
+        let sid = [7u8; 32];
+        let t = Transmission {
+            authorization: &[1; 65],
+            corr_id: b"c",
+            entity_id: b"e",
+            command: b"SUB",
+            ..Default::default()
+        };
+        let r = check_client_transmission(&t, 18, &sid).unwrap_err();
+        assert_eq!((r.error, r.keep_entity), (ErrorType::Block, false));
+        // v6: wrong session id → SESSION, checked first
+        let t6 = Transmission {
+            session_id: &[8; 32],
+            ..t
+        };
+        let r = check_client_transmission(&t6, 6, &sid).unwrap_err();
+        assert_eq!((r.error, r.keep_entity), (ErrorType::Session, false));
+        let ok6 = Transmission {
+            session_id: &sid,
+            authorization: &[1; 64],
+            ..t
+        };
+        assert!(check_client_transmission(&ok6, 6, &sid).is_ok());
+        // client side
+        let pong = Transmission::new(b"c", b"", b"PONG");
+        assert_eq!(
+            check_server_transmission(&pong, 18, &sid),
+            Ok(BrokerMsg::Pong)
+        );
+        let pong_e = Transmission::new(b"c", b"e", b"PONG");
+        assert_eq!(
+            check_server_transmission(&pong_e, 18, &sid),
+            Err(ErrorType::Cmd(CommandError::HasAuth))
+        );
+        let ok_no_entity = Transmission::new(b"c", b"", b"OK");
+        assert_eq!(
+            check_server_transmission(&ok_no_entity, 18, &sid),
+            Err(ErrorType::Cmd(CommandError::NoEntity))
+        );
+        let ids_like = Transmission::new(b"c", b"", b"ERR AUTH");
+        assert_eq!(
+            check_server_transmission(&ids_like, 18, &sid),
+            Ok(BrokerMsg::Err(ErrorType::Auth))
+        );
     }
 }
