@@ -17,6 +17,7 @@
 //! # let _ = head; Ok(()) }
 //! ```
 
+mod codec;
 mod error;
 mod memory;
 pub mod sqlite;

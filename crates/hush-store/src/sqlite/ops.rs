@@ -3,20 +3,16 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::codec::{
+    KIND_QUOTA, QUEUE_COLUMNS, QueueRow, bad, encode_keys, message_columns, message_from_columns,
+    ntf_from_columns, status_columns,
+};
 use crate::error::{StoreError, StoreResult};
 use crate::types::{
-    AppendOutcome, BlockInfo, BlockNotice, BlockReason, DeleteOutcome, EntityId, LinkData, Message,
-    MsgId, NewMessage, NotifierCreds, PendingNtf, QueueLink, QueueMode, QueueRecord, QueueStatus,
-    StoreStats,
+    AppendOutcome, DeleteOutcome, EntityId, Message, MsgId, NewMessage, NotifierCreds, PendingNtf,
+    QueueLink, QueueRecord, QueueStatus, StoreStats,
 };
 use crate::validate;
-
-const QUEUE_COLUMNS: &str = "recipient_id, recipient_keys, rcv_dh_secret, sender_id, sender_key, \
-     queue_mode, link_id, link_fixed, link_user, notifier_id, notifier_key, rcv_ntf_dh_secret, \
-     status, block_reason, block_notice, block_notice_ttl, updated_at";
-
-const KIND_MESSAGE: i64 = 0;
-const KIND_QUOTA: i64 = 1;
 
 fn is_constraint(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
@@ -32,147 +28,27 @@ fn dup(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn bad(what: &str) -> StoreError {
-    StoreError::BadRecord(what.to_string())
-}
-
-fn fixed<const N: usize>(v: Vec<u8>, what: &str) -> StoreResult<[u8; N]> {
-    <[u8; N]>::try_from(v).map_err(|_| bad(what))
-}
-
-fn opt_fixed<const N: usize>(v: Option<Vec<u8>>, what: &str) -> StoreResult<Option<[u8; N]>> {
-    v.map(|v| fixed(v, what)).transpose()
-}
-
-/// Recipient key set: count(u8) ‖ (len(u16 BE) ‖ key)*.
-pub(crate) fn encode_keys(keys: &[Vec<u8>]) -> StoreResult<Vec<u8>> {
-    let count =
-        u8::try_from(keys.len()).map_err(|_| StoreError::Invalid("too many recipient keys"))?;
-    let mut out = vec![count];
-    for k in keys {
-        let len =
-            u16::try_from(k.len()).map_err(|_| StoreError::Invalid("recipient key length"))?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(k);
-    }
-    Ok(out)
-}
-
-pub(crate) fn decode_keys(b: &[u8]) -> StoreResult<Vec<Vec<u8>>> {
-    let (&count, mut rest) = b
-        .split_first()
-        .ok_or_else(|| bad("recipient keys: empty"))?;
-    let mut keys = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let (len, tail) = rest
-            .split_at_checked(2)
-            .ok_or_else(|| bad("recipient keys: length"))?;
-        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
-        let (key, tail) = tail
-            .split_at_checked(len)
-            .ok_or_else(|| bad("recipient keys: key"))?;
-        keys.push(key.to_vec());
-        rest = tail;
-    }
-    if !rest.is_empty() || keys.is_empty() {
-        return Err(bad("recipient keys: trailing bytes or empty set"));
-    }
-    Ok(keys)
-}
-
-fn mode_to_db(m: Option<QueueMode>) -> Option<i64> {
-    m.map(|m| match m {
-        QueueMode::Messaging => 1,
-        QueueMode::Contact => 2,
-    })
-}
-
-/// (status, block_reason, block_notice, block_notice_ttl)
-fn status_to_db(s: &QueueStatus) -> (i64, Option<i64>, Option<i64>, Option<i64>) {
-    match s {
-        QueueStatus::Active => (0, None, None, None),
-        QueueStatus::Off => (1, None, None, None),
-        QueueStatus::Blocked(b) => (
-            2,
-            Some(match b.reason {
-                BlockReason::Spam => 1,
-                BlockReason::Content => 2,
-            }),
-            Some(i64::from(b.notice.is_some())),
-            b.notice.and_then(|n| n.ttl),
-        ),
-    }
-}
-
 fn row_to_queue(r: &Row<'_>) -> StoreResult<QueueRecord> {
-    let recipient_id = fixed(r.get(0)?, "recipient id")?;
-    let recipient_keys = decode_keys(&r.get::<_, Vec<u8>>(1)?)?;
-    let rcv_dh_secret = fixed(r.get(2)?, "rcv dh secret")?;
-    let sender_id = fixed(r.get(3)?, "sender id")?;
-    let sender_key: Option<Vec<u8>> = r.get(4)?;
-    let mode = match r.get::<_, Option<i64>>(5)? {
-        None => None,
-        Some(1) => Some(QueueMode::Messaging),
-        Some(2) => Some(QueueMode::Contact),
-        Some(_) => return Err(bad("queue mode")),
-    };
-    let link_id: Option<EntityId> = opt_fixed(r.get(6)?, "link id")?;
-    let link = match (
-        link_id,
-        r.get::<_, Option<Vec<u8>>>(7)?,
-        r.get::<_, Option<Vec<u8>>>(8)?,
-    ) {
-        (None, None, None) => None,
-        (Some(link_id), Some(fixed), Some(user)) => Some(QueueLink {
-            link_id,
-            data: LinkData { fixed, user },
-        }),
-        _ => return Err(bad("link columns")),
-    };
-    let notifier_id: Option<EntityId> = opt_fixed(r.get(9)?, "notifier id")?;
-    let notifier = match (
-        notifier_id,
-        r.get::<_, Option<Vec<u8>>>(10)?,
-        r.get::<_, Option<Vec<u8>>>(11)?,
-    ) {
-        (None, None, None) => None,
-        (Some(notifier_id), Some(notifier_key), Some(secret)) => Some(NotifierCreds {
-            notifier_id,
-            notifier_key,
-            rcv_ntf_dh_secret: fixed(secret, "rcv ntf dh secret")?,
-        }),
-        _ => return Err(bad("notifier columns")),
-    };
-    let status = match r.get::<_, i64>(12)? {
-        0 => QueueStatus::Active,
-        1 => QueueStatus::Off,
-        2 => {
-            let reason = match r.get::<_, Option<i64>>(13)? {
-                Some(1) => BlockReason::Spam,
-                Some(2) => BlockReason::Content,
-                _ => return Err(bad("block reason")),
-            };
-            let notice = match r.get::<_, Option<i64>>(14)? {
-                Some(1) => Some(BlockNotice { ttl: r.get(15)? }),
-                None | Some(0) => None,
-                _ => return Err(bad("block notice")),
-            };
-            QueueStatus::Blocked(BlockInfo { reason, notice })
-        }
-        _ => return Err(bad("status")),
-    };
-    Ok(QueueRecord {
-        recipient_id,
-        recipient_keys,
-        rcv_dh_secret,
-        sender_id,
-        sender_key,
-        mode,
-        link,
-        notifier,
-        status,
+    QueueRow {
+        recipient_id: r.get(0)?,
+        recipient_keys: r.get(1)?,
+        rcv_dh_secret: r.get(2)?,
+        sender_id: r.get(3)?,
+        sender_key: r.get(4)?,
+        queue_mode: r.get(5)?,
+        link_id: r.get(6)?,
+        link_fixed: r.get(7)?,
+        link_user: r.get(8)?,
+        notifier_id: r.get(9)?,
+        notifier_key: r.get(10)?,
+        rcv_ntf_dh_secret: r.get(11)?,
+        status: r.get(12)?,
+        block_reason: r.get(13)?,
+        block_notice: r.get(14)?,
+        block_notice_ttl: r.get(15)?,
         updated_at: r.get(16)?,
-    })
+    }
+    .into_record()
 }
 
 /// Lookup column: which namespace an id is searched in.
@@ -221,30 +97,29 @@ fn queue_rowid(c: &Connection, rid: &EntityId) -> StoreResult<i64> {
 
 pub(crate) fn create_queue(c: &Connection, q: QueueRecord) -> StoreResult<()> {
     let q = validate::queue(q)?;
-    let (status, reason, notice, ttl) = status_to_db(&q.status);
-    let keys = encode_keys(&q.recipient_keys)?;
+    let r = QueueRow::from_record(&q)?;
     c.prepare_cached(&format!(
         "INSERT INTO queues ({QUEUE_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?
     .execute(params![
-        &q.recipient_id[..],
-        keys,
-        &q.rcv_dh_secret[..],
-        &q.sender_id[..],
-        q.sender_key,
-        mode_to_db(q.mode),
-        q.link.as_ref().map(|l| l.link_id.to_vec()),
-        q.link.as_ref().map(|l| &l.data.fixed),
-        q.link.as_ref().map(|l| &l.data.user),
-        q.notifier.as_ref().map(|n| n.notifier_id.to_vec()),
-        q.notifier.as_ref().map(|n| &n.notifier_key),
-        q.notifier.as_ref().map(|n| n.rcv_ntf_dh_secret.to_vec()),
-        status,
-        reason,
-        notice,
-        ttl,
-        q.updated_at,
+        r.recipient_id,
+        r.recipient_keys,
+        r.rcv_dh_secret,
+        r.sender_id,
+        r.sender_key,
+        r.queue_mode,
+        r.link_id,
+        r.link_fixed,
+        r.link_user,
+        r.notifier_id,
+        r.notifier_key,
+        r.rcv_ntf_dh_secret,
+        r.status,
+        r.block_reason,
+        r.block_notice,
+        r.block_notice_ttl,
+        r.updated_at,
     ])
     .map_err(dup)?;
     Ok(())
@@ -358,7 +233,7 @@ pub(crate) fn delete_notifier(c: &Connection, rid: &EntityId) -> StoreResult<Opt
 }
 
 pub(crate) fn set_status(c: &Connection, rid: &EntityId, s: &QueueStatus) -> StoreResult<()> {
-    let (status, reason, notice, ttl) = status_to_db(s);
+    let (status, reason, notice, ttl) = status_columns(s);
     update(
         c,
         "UPDATE queues SET status = ?2, block_reason = ?3, block_notice = ?4, block_notice_ttl = ?5 \
@@ -396,25 +271,7 @@ pub(crate) fn delete_queue(c: &Connection, rid: &EntityId) -> StoreResult<QueueR
 }
 
 fn row_to_message(r: &Row<'_>) -> StoreResult<Message> {
-    let msg_id: MsgId = fixed(r.get(0)?, "msg id")?;
-    let ts: i64 = r.get(1)?;
-    match r.get::<_, i64>(2)? {
-        KIND_MESSAGE => {
-            let flags = u8::try_from(r.get::<_, i64>(3)?).map_err(|_| bad("flags"))?;
-            let body: Vec<u8> = r.get(4)?;
-            if body.len() > crate::types::MAX_MESSAGE_BODY {
-                return Err(bad("body length"));
-            }
-            Ok(Message::Message(NewMessage {
-                msg_id,
-                ts,
-                flags,
-                body,
-            }))
-        }
-        KIND_QUOTA => Ok(Message::QuotaMarker { msg_id, ts }),
-        _ => Err(bad("message kind")),
-    }
+    message_from_columns(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)
 }
 
 fn head(c: &Connection, row: i64) -> StoreResult<Option<(i64, Message)>> {
@@ -448,10 +305,7 @@ pub(crate) fn append_message(
         .query_row(params![row], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let len = usize::try_from(len).map_err(|_| bad("count"))?;
     let insert = |m: &Message| -> StoreResult<()> {
-        let (kind, flags, body): (i64, i64, &[u8]) = match m {
-            Message::Message(m) => (KIND_MESSAGE, i64::from(m.flags), &m.body),
-            Message::QuotaMarker { .. } => (KIND_QUOTA, 0, &[]),
-        };
+        let (kind, flags, body) = message_columns(m);
         c.prepare_cached(
             "INSERT INTO messages (queue_id, msg_id, ts, kind, flags, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
@@ -540,12 +394,12 @@ pub(crate) fn drain_notifications(
         )?;
         let mut rows = st.query(params![&nid[..], limit])?;
         while let Some(r) = rows.next()? {
-            out.push(PendingNtf {
-                msg_id: fixed(r.get(0)?, "ntf msg id")?,
-                ts: r.get(1)?,
-                nonce: fixed(r.get(2)?, "ntf nonce")?,
-                enc_meta: r.get(3)?,
-            });
+            out.push(ntf_from_columns(
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            )?);
             last_id = Some(r.get(4)?);
         }
     }
