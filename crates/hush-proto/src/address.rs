@@ -458,7 +458,18 @@ impl fmt::Display for TransportHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TransportHost::Ipv4([a, b, c, d]) => write!(f, "{a}.{b}.{c}.{d}"),
-            TransportHost::Ipv6(a) => write!(f, "{a}"),
+            TransportHost::Ipv6(a) => {
+                // As the reference (iproute `showIPv6`, RFC 5952 like `inet_ntop`): Rust's
+                // form, except that IPv4-compatible addresses (`::a.b.c.d`, last 32 bits
+                // ≥ 0x10000) keep the dotted tail.
+                let o = a.octets();
+                let tail = u32::from_be_bytes([o[12], o[13], o[14], o[15]]);
+                if o[..12].iter().all(|b| *b == 0) && tail >= 0x10000 {
+                    write!(f, "::{}.{}.{}.{}", o[12], o[13], o[14], o[15])
+                } else {
+                    write!(f, "{a}")
+                }
+            }
             TransportHost::Onion(s) | TransportHost::Domain(s) => f.write_str(s),
         }
     }
@@ -1712,6 +1723,19 @@ mod tests {
             "cafe".parse::<TransportHost>().unwrap(),
             TransportHost::Domain("cafe".into())
         );
+    }
+
+    #[test]
+    fn ipv6_text_matches_reference() {
+        let show = |s: &str| TransportHost::Ipv6(s.parse().unwrap()).to_string();
+        assert_eq!(show("2001:db8:0:0:0:0:0:1"), "2001:db8::1");
+        assert_eq!(show("2001:db8:0:1:0:0:0:1"), "2001:db8:0:1::1");
+        assert_eq!(show("2001:db8:0:0:1:0:0:1"), "2001:db8::1:0:0:1");
+        assert_eq!(show("2001:db8:0:1:1:1:1:1"), "2001:db8:0:1:1:1:1:1");
+        assert_eq!(show("::ffff:192.0.2.1"), "::ffff:192.0.2.1");
+        assert_eq!(show("::c000:201"), "::192.0.2.1");
+        assert_eq!(show("::1"), "::1");
+        assert_eq!(show("::"), "::");
     }
 
     #[test]
