@@ -959,19 +959,39 @@ impl FromStr for ServerWithAuth {
     }
 }
 
-/// The address `smp-server init` prints: `smp://<base64url fingerprint>@host1,host2[:port]`.
-/// `port = None` (or an empty host list, which prints no host) leaves the default port.
-pub fn render_server_address(
+/// The address `smp-server init` / `start` prints (reference `printServiceInfo`):
+/// `smp://<base64url fingerprint>@host1,host2[:port]`. Hosts are printed verbatim, joined by
+/// commas; no hosts prints the reference's `<hostnames>` placeholder. The port is omitted when
+/// it is `None` or the default 5223.
+pub fn render_server_address<H: fmt::Display>(
     fingerprint: &[u8; 32],
-    hosts: &[TransportHost],
+    hosts: &[H],
     port: Option<u16>,
 ) -> String {
-    let mut s = format!(
-        "smp://{}@{}",
-        base64url_encode(fingerprint),
-        hosts_text(hosts)
-    );
-    if let Some(p) = port {
+    render_server_address_with_auth(fingerprint, None, hosts, port)
+}
+
+/// [`render_server_address`] with the optional `create_password` after the fingerprint
+/// (`smp://<fp>:<password>@…`), as the reference prints it.
+pub fn render_server_address_with_auth<H: fmt::Display>(
+    fingerprint: &[u8; 32],
+    password: Option<&BasicAuth>,
+    hosts: &[H],
+    port: Option<u16>,
+) -> String {
+    let mut s = format!("smp://{}", base64url_encode(fingerprint));
+    if let Some(p) = password {
+        s.push(':');
+        s.push_str(p.as_str());
+    }
+    s.push('@');
+    if hosts.is_empty() {
+        s.push_str("<hostnames>");
+    } else {
+        let hs: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        s.push_str(&hs.join(","));
+    }
+    if let Some(p) = port.filter(|p| *p != SMP_DEFAULT_PORT) {
         s.push(':');
         s.push_str(&p.to_string());
     }
@@ -1741,7 +1761,7 @@ mod tests {
     #[test]
     fn render_init_address() {
         let fp = [0u8; 32];
-        let hosts = vec!["smp.example.com".parse().unwrap()];
+        let hosts: Vec<TransportHost> = vec!["smp.example.com".parse().unwrap()];
         let s = render_server_address(&fp, &hosts, None);
         assert_eq!(
             s,
@@ -1752,6 +1772,17 @@ mod tests {
         assert_eq!(srv.effective_port(), 5223);
         let s = render_server_address(&fp, &hosts, Some(443));
         assert_eq!(ProtocolServer::parse(&s).unwrap().effective_port(), 443);
+        assert!(render_server_address(&fp, &hosts, Some(5223)).ends_with("@smp.example.com"));
+        assert!(render_server_address::<&str>(&fp, &[], None).ends_with("@<hostnames>"));
+        let pw = BasicAuth::new("pw1").unwrap();
+        let s = render_server_address_with_auth(&fp, Some(&pw), &["a.b", "c.onion"], Some(7001));
+        assert_eq!(
+            s,
+            "smp://AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:pw1@a.b,c.onion:7001"
+        );
+        let sa = ServerWithAuth::parse(&s).unwrap();
+        assert_eq!(sa.auth, Some(pw));
+        assert_eq!(sa.server.hosts().len(), 2);
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn server_identity() {
         let fp: [u8; 32] = hx(&v["expected"], "sha256_hex").try_into().unwrap();
         let text = s(&v["expected"], "key_hash_text");
         assert_eq!(base64url_encode(&fp), text, "{}", v["name"]);
-        let hosts = vec!["localhost".parse().unwrap()];
+        let hosts: Vec<TransportHost> = vec!["localhost".parse().unwrap()];
         let addr = render_server_address(&fp, &hosts, Some(5001));
         assert_eq!(addr, format!("smp://{text}@localhost:5001"));
         let srv = ProtocolServer::parse(&addr).unwrap();
