@@ -1,13 +1,13 @@
 //! Established connections (after TLS and the hello exchange), client and server side.
 
 use hush_crypto::{X25519Public, X25519Secret};
-use hush_proto::handshake::ClientHelloService;
 use hush_proto::transmission::TooLarge;
 use hush_proto::version::VersionRange;
 use tokio::io::{ReadHalf, WriteHalf};
 
 use crate::block::{Block, BlockReader, BlockWriter};
 use crate::error::{BlockError, TransportError};
+use crate::handshake::{ClientService, PeerService};
 use crate::tls::TlsStream;
 
 /// Receiving half of an established connection.
@@ -118,6 +118,7 @@ pub struct ClientConnection {
     pub(crate) io: Io,
     pub(crate) server_key: Option<X25519Public>,
     pub(crate) server_chain: Vec<Vec<u8>>,
+    pub(crate) service: Option<ClientService>,
 }
 
 impl ClientConnection {
@@ -134,6 +135,11 @@ impl ClientConnection {
     pub fn server_cert_chain(&self) -> &[Vec<u8>] {
         &self.server_chain
     }
+
+    /// The service session (v16), when connected with service credentials.
+    pub fn service(&self) -> Option<&ClientService> {
+        self.service.as_ref()
+    }
 }
 
 /// A server's connection to one client.
@@ -145,7 +151,7 @@ pub struct ServerConnection {
     pub(crate) client_dh_key: Option<X25519Public>,
     pub(crate) proxy_server: bool,
     pub(crate) client_chain: Vec<Vec<u8>>,
-    pub(crate) service: Option<ClientHelloService>,
+    pub(crate) service: Option<PeerService>,
 }
 
 impl ServerConnection {
@@ -172,8 +178,9 @@ impl ServerConnection {
         &self.client_chain
     }
 
-    /// The service the client declared (v16), already checked against its TLS chain.
-    pub fn service(&self) -> Option<&ClientHelloService> {
+    /// The service the client declared (v16): chain checked against TLS, key verified, id
+    /// assigned by the server's registrar.
+    pub fn service(&self) -> Option<&PeerService> {
         self.service.as_ref()
     }
 }

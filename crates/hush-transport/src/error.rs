@@ -68,8 +68,9 @@ pub enum TransportError {
     /// a signed key does not verify (`BAD_AUTH`).
     #[error("bad handshake: {}", .0.as_str())]
     Handshake(HandshakeErrorKind),
-    /// The server answered a declared service with `E <error>`.
-    #[error("server refused the service handshake: {0:?}")]
+    /// The service part of the handshake failed with this error (client: the server's
+    /// `E <error>` reply; server: the registrar's error).
+    #[error("service handshake refused: {0:?}")]
     ServiceRefused(hush_proto::handshake::HelloTransportError),
     /// A timeout expired.
     #[error("timeout during {0:?}")]

@@ -1,14 +1,18 @@
 //! SMP and NTF handshakes in both roles (reference §2.4, §5.1), over an established TLS
 //! stream, and the server/client entry points that add TLS and timeouts.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hush_crypto::keys::{Ed25519Public, Ed25519Secret, PublicKey};
 use hush_crypto::{X25519Public, X25519Secret, sb_chain_init};
 use hush_proto::encoding::{Encode, Large, ShortString};
 use hush_proto::handshake::{
-    CertChain, CertChainPubKey, HandshakeErrorKind, HelloTransportError, NtfClientHello,
-    NtfServerHello, SmpClientHello, SmpServerHandshakeResponse, SmpServerHello,
+    CertChain, CertChainPubKey, ClientHelloService, HandshakeErrorKind, HelloTransportError,
+    NtfClientHello, NtfServerHello, ServiceRole, SmpClientHello, SmpServerHandshakeResponse,
+    SmpServerHello,
 };
 use hush_proto::version::{NTF_BLOCK_SIZE, SMP_BLOCK_SIZE, VersionRange, ntf_version, smp_version};
 use tokio::net::{TcpStream, ToSocketAddrs};
@@ -38,6 +42,55 @@ impl Default for TransportConfig {
             handshake_timeout: Duration::from_secs(120),
         }
     }
+}
+
+/// A service's registration request, seen by the server's [`ServiceRegistrar`] after the
+/// service's chain and signed key were checked (reference `getService`).
+#[derive(Clone, Debug)]
+pub struct ServiceRequest {
+    pub role: ServiceRole,
+    /// The TLS client chain (= the chain in the hello), leaf first.
+    pub cert_chain: Vec<Vec<u8>>,
+    /// SHA-256 of the service's identity certificate (the chain's single certificate, or its
+    /// second one).
+    pub cert_hash: [u8; 32],
+}
+
+/// Looks up or creates the service id for a service (typically backed by the store). An
+/// error is sent to the client as the third handshake message (`E <error>`).
+pub type ServiceRegistrar = Arc<
+    dyn Fn(
+            ServiceRequest,
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, HelloTransportError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A service client as the server knows it after the handshake (`THPeerClientService`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerService {
+    pub service_id: Vec<u8>,
+    pub role: ServiceRole,
+    pub cert_hash: [u8; 32],
+    /// The service's Ed25519 key (signs `SUBS`/`NSUBS` and the service-signature slot).
+    pub key: Ed25519Public,
+}
+
+/// Credentials of a client that connects as a service (v16): its TLS client certificate and
+/// role. A fresh Ed25519 service key is generated per connection and signed by the leaf.
+pub struct ServiceCredentials {
+    pub role: ServiceRole,
+    pub cert: ClientCertificate,
+}
+
+/// A service session as the client knows it after the handshake (`THClientService`).
+#[derive(Clone, Debug)]
+pub struct ClientService {
+    pub service_id: Vec<u8>,
+    pub role: ServiceRole,
+    pub cert_hash: [u8; 32],
+    /// The per-connection service signing key.
+    pub key: Ed25519Secret,
 }
 
 fn handshake_err(kind: HandshakeErrorKind) -> TransportError {
@@ -116,6 +169,7 @@ pub struct TransportServer {
     identity: Arc<ServerIdentity>,
     tls: TlsServer,
     config: ServerConfig,
+    services: Option<ServiceRegistrar>,
 }
 
 impl std::fmt::Debug for TransportServer {
@@ -140,7 +194,15 @@ impl TransportServer {
             identity: Arc::new(identity),
             tls,
             config,
+            services: None,
         })
+    }
+
+    /// Accepts v16 service clients, with `registrar` assigning their service ids. Without a
+    /// registrar a declared service is refused (`E HANDSHAKE BAD_SERVICE`).
+    pub fn with_service_registrar(mut self, registrar: ServiceRegistrar) -> Self {
+        self.services = Some(registrar);
+        self
     }
 
     pub fn smp(identity: ServerIdentity) -> Result<Self, TransportError> {
@@ -213,20 +275,25 @@ impl TransportServer {
         if !versions.contains(client.version) {
             return Err(TransportError::Version);
         }
-        if let Some(service) = &client.service {
-            // The service's chain must be the TLS client chain (else BAD_AUTH). Service
-            // registration (verifying the signed service key, assigning a service id) is not
-            // implemented yet, so a declared service is refused with BAD_SERVICE.
-            let chain_matches = service.cert_key.cert_chain.to_vecs() == facts.peer_chain;
-            let err = if chain_matches {
-                HandshakeErrorKind::BadService
-            } else {
-                HandshakeErrorKind::BadAuth
-            };
-            let reply = SmpServerHandshakeResponse::Error(HelloTransportError::Handshake(err));
-            io.writer.send_block(&reply.to_bytes()).await?;
-            return Err(handshake_err(err));
-        }
+        let service = match &client.service {
+            None => None,
+            Some(declared) => match self.register_service(declared, &facts.peer_chain).await {
+                Ok(ps) => {
+                    let id = short(&ps.service_id)?;
+                    let reply = SmpServerHandshakeResponse::ServiceId(id);
+                    io.writer.send_block(&reply.to_bytes()).await?;
+                    Some(ps)
+                }
+                Err(e) => {
+                    let reply = SmpServerHandshakeResponse::Error(e);
+                    io.writer.send_block(&reply.to_bytes()).await?;
+                    return Err(match e {
+                        HelloTransportError::Handshake(k) => handshake_err(k),
+                        other => TransportError::ServiceRefused(other),
+                    });
+                }
+            },
+        };
         let client_dh_key = client.dh_key.map(X25519Public);
         let keys = match &client_dh_key {
             Some(k) if client.version >= smp_version::ENCRYPTED_BLOCK && !client.proxy_server => {
@@ -257,7 +324,57 @@ impl TransportServer {
             client_dh_key,
             proxy_server: client.proxy_server,
             client_chain: facts.peer_chain,
-            service: None,
+            service,
+        })
+    }
+
+    /// `getClientService`: the hello chain must be the TLS client chain, the service key must
+    /// be an Ed25519 key signed by the chain's leaf, then the registrar assigns the id.
+    async fn register_service(
+        &self,
+        declared: &ClientHelloService,
+        tls_chain: &[Vec<u8>],
+    ) -> Result<PeerService, HelloTransportError> {
+        let bad_auth = HelloTransportError::Handshake(HandshakeErrorKind::BadAuth);
+        let chain = declared.cert_key.cert_chain.to_vecs();
+        if chain != tls_chain {
+            return Err(bad_auth);
+        }
+        let (leaf, id) = match chain_id_ca(&chain) {
+            tls::ChainCerts::SelfSigned(c) => (c, c),
+            tls::ChainCerts::Valid { leaf, id, .. } => (leaf, id),
+            _ => return Err(bad_auth),
+        };
+        let key = match hush_crypto::cert::verify_signed_public_key(
+            leaf,
+            declared.cert_key.signed_key.as_bytes(),
+        ) {
+            Ok(PublicKey::Ed25519(k)) => k,
+            _ => return Err(bad_auth),
+        };
+        let cert_hash = hush_crypto::fingerprint(id);
+        let registrar = self
+            .services
+            .as_ref()
+            .ok_or(HelloTransportError::Handshake(
+                HandshakeErrorKind::BadService,
+            ))?;
+        let service_id = registrar(ServiceRequest {
+            role: declared.role,
+            cert_chain: chain.clone(),
+            cert_hash,
+        })
+        .await?;
+        if service_id.len() > 255 {
+            return Err(HelloTransportError::Handshake(
+                HandshakeErrorKind::BadService,
+            ));
+        }
+        Ok(PeerService {
+            service_id,
+            role: declared.role,
+            cert_hash,
+            key,
         })
     }
 
@@ -349,6 +466,7 @@ pub struct TransportClient {
     protocol: Protocol,
     tls: TlsClient,
     config: ClientConfig,
+    service: Option<Arc<ServiceCredentials>>,
 }
 
 impl std::fmt::Debug for TransportClient {
@@ -370,6 +488,21 @@ impl TransportClient {
             protocol,
             tls: TlsClient::new(client_cert)?,
             config,
+            service: None,
+        })
+    }
+
+    /// An SMP client that presents `service.cert` in TLS and, when the negotiated version is
+    /// ≥ 16, declares itself a service in the hello and waits for its service id.
+    pub fn smp_service(
+        config: ClientConfig,
+        service: ServiceCredentials,
+    ) -> Result<Self, TransportError> {
+        Ok(TransportClient {
+            protocol: Protocol::Smp,
+            tls: TlsClient::new(Some(&service.cert))?,
+            config,
+            service: Some(Arc::new(service)),
         })
     }
 
@@ -478,14 +611,61 @@ impl TransportClient {
             None => None,
         };
         let dh_secret = X25519Secret::generate();
+        // A service is declared only from v16 (and only when a client certificate was
+        // configured, which our TLS client sends whenever the server asks for one, as
+        // reference servers always do).
+        let service_key = match &self.service {
+            Some(creds) if version >= smp_version::SERVICE_CERTS => {
+                let secret = Ed25519Secret::generate();
+                let signed = hush_crypto::cert::sign_public_key(
+                    &creds.cert.key,
+                    &PublicKey::Ed25519(secret.public()),
+                )?;
+                let hello_service = ClientHelloService {
+                    role: creds.role,
+                    cert_key: CertChainPubKey {
+                        cert_chain: CertChain::new(creds.cert.chain.iter().cloned())
+                            .map_err(|e| TransportError::Config(e.to_string()))?,
+                        signed_key: Large::new(signed)
+                            .map_err(|_| TransportError::Config("signed key too long".into()))?,
+                    },
+                };
+                Some((creds.clone(), secret, hello_service))
+            }
+            _ => None,
+        };
         let reply = SmpClientHello {
             version,
             key_hash: short(key_hash)?,
             dh_key: Some(dh_secret.public().0),
             proxy_server: self.config.proxy_server,
-            service: None,
+            service: service_key.as_ref().map(|(_, _, h)| h.clone()),
         };
         io.writer.send_block(&reply.to_bytes()).await?;
+        let service = match service_key {
+            None => None,
+            Some((creds, key, _)) => {
+                let content = io.reader.recv_content().await?;
+                match SmpServerHandshakeResponse::decode(&content).map_err(parse_err)? {
+                    SmpServerHandshakeResponse::ServiceId(id) => {
+                        let id_cert = match chain_id_ca(&creds.cert.chain) {
+                            tls::ChainCerts::SelfSigned(c) => c,
+                            tls::ChainCerts::Valid { id, .. } => id,
+                            _ => return Err(TransportError::Config("bad service chain".into())),
+                        };
+                        Some(ClientService {
+                            service_id: id.into_vec(),
+                            role: creds.role,
+                            cert_hash: hush_crypto::fingerprint(id_cert),
+                            key,
+                        })
+                    }
+                    SmpServerHandshakeResponse::Error(e) => {
+                        return Err(TransportError::ServiceRefused(e));
+                    }
+                }
+            }
+        };
         let keys = match &server_key {
             Some(k) if version >= smp_version::ENCRYPTED_BLOCK && !self.config.proxy_server => {
                 Some(sb_chain_init(&facts.session_id, &dh_secret.dh(k)))
@@ -514,6 +694,7 @@ impl TransportClient {
             io,
             server_key,
             server_chain: facts.peer_chain,
+            service,
         })
     }
 
@@ -564,6 +745,7 @@ impl TransportClient {
             io,
             server_key,
             server_chain: facts.peer_chain,
+            service: None,
         })
     }
 }

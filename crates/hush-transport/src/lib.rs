@@ -38,6 +38,7 @@ pub use connection::{
 };
 pub use error::{BlockError, ChainError, Phase, TransportError};
 pub use handshake::{
-    ClientConfig, ServerConfig, TransportClient, TransportConfig, TransportServer,
+    ClientConfig, ClientService, PeerService, ServerConfig, ServiceCredentials, ServiceRegistrar,
+    ServiceRequest, TransportClient, TransportConfig, TransportServer,
 };
 pub use tls::{ClientCertificate, ServerIdentity};

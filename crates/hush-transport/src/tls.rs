@@ -75,6 +75,11 @@ impl ServerIdentity {
         Self::from_chain(vec![leaf.cert_der, ca_cert_der], leaf.key)
     }
 
+    /// From a `hush_crypto::ServerIdentity` (what `smp-server init` creates / loads).
+    pub fn from_crypto(id: &hush_crypto::ServerIdentity) -> Result<Self, TransportError> {
+        Self::from_chain(id.chain_der(), id.online.key.clone())
+    }
+
     /// Any chain of 2..=4 certificates (leaf first), interpreted as in §2.3; `key` must be the
     /// leaf's private key.
     pub fn from_chain(chain: Vec<Vec<u8>>, key: PKey<Private>) -> Result<Self, TransportError> {

@@ -1,14 +1,16 @@
 //! Real TLS sockets on 127.0.0.1: SMP and NTF handshakes, batched encrypted exchange, and the
 //! failure cases (wrong CA fingerprint, wrong ALPN, non-TLS peers, timeouts, bad blocks).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hush_crypto::{SignAlgorithm, generate_ca, generate_online_cert};
 use hush_proto::version::VersionRange;
 use hush_transport::tls::{self, TlsClient};
 use hush_transport::{
-    BlockError, ChainError, ClientConfig, ClientConnection, Phase, Protocol, ServerConfig,
-    ServerConnection, ServerIdentity, TransportClient, TransportError, TransportServer,
+    BlockError, ChainError, ClientCertificate, ClientConfig, ClientConnection, Phase, Protocol,
+    ServerConfig, ServerConnection, ServerIdentity, ServiceCredentials, ServiceRegistrar,
+    ServiceRequest, TransportClient, TransportError, TransportServer,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -165,6 +167,21 @@ async fn block_keys_agree_with_independent_derivation() {
     assert_eq!(plain, b"\x01\x00\x04PING");
     let b = reader.recv().await.unwrap().unwrap();
     assert_eq!(b.transmissions().unwrap(), vec![&b"PING"[..]]);
+}
+
+#[tokio::test]
+async fn identity_from_hush_crypto_server_identity() {
+    let cid = hush_crypto::ServerIdentity::generate(SignAlgorithm::Ed448, "127.0.0.1").unwrap();
+    let id = ServerIdentity::from_crypto(&cid).unwrap();
+    assert_eq!(id.fingerprint(), cid.fingerprint);
+    let (addr, h) = serve_one(TransportServer::smp(id).unwrap()).await;
+    let client = TransportClient::smp()
+        .unwrap()
+        .connect_addr(addr, &cid.fingerprint)
+        .await
+        .unwrap();
+    let server = h.await.unwrap().unwrap();
+    assert_eq!(client.session_id(), server.session_id());
 }
 
 #[tokio::test]
@@ -532,4 +549,106 @@ async fn recv_reports_closed_peer() {
     client.close().await.unwrap();
     let err = server.recv().await.unwrap_err();
     assert!(matches!(err, TransportError::Closed), "{err:?}");
+}
+
+fn service_creds(role: hush_proto::handshake::ServiceRole) -> (ServiceCredentials, [u8; 32]) {
+    let ca = generate_ca(SignAlgorithm::Ed25519, "service CA").unwrap();
+    let leaf = generate_online_cert(&ca, SignAlgorithm::Ed25519, "service").unwrap();
+    let fp = hush_crypto::fingerprint(&ca.cert_der);
+    let creds = ServiceCredentials {
+        role,
+        cert: ClientCertificate {
+            chain: vec![leaf.cert_der, ca.cert_der],
+            key: leaf.key,
+        },
+    };
+    (creds, fp)
+}
+
+#[tokio::test]
+async fn service_handshake_assigns_id() {
+    use hush_proto::handshake::ServiceRole;
+    let (id, fp) = identity(SignAlgorithm::Ed25519);
+    let registrar: ServiceRegistrar = Arc::new(|req: ServiceRequest| {
+        Box::pin(async move {
+            assert_eq!(req.role, ServiceRole::Notifier);
+            assert_eq!(req.cert_chain.len(), 2);
+            Ok(req.cert_hash[..24].to_vec())
+        })
+    });
+    let server = TransportServer::smp(id)
+        .unwrap()
+        .with_service_registrar(registrar);
+    let (addr, h) = serve_one(server).await;
+    let (creds, svc_fp) = service_creds(ServiceRole::Notifier);
+    let mut client = TransportClient::smp_service(ClientConfig::smp(), creds)
+        .unwrap()
+        .connect_addr(addr, &fp)
+        .await
+        .unwrap();
+    let mut server = h.await.unwrap().unwrap();
+    let cs = client.service().unwrap().clone();
+    let ps = server.service().unwrap().clone();
+    assert_eq!(cs.service_id, svc_fp[..24].to_vec());
+    assert_eq!(ps.service_id, cs.service_id);
+    assert_eq!(cs.cert_hash, svc_fp);
+    assert_eq!(ps.cert_hash, svc_fp);
+    assert_eq!(ps.role, ServiceRole::Notifier);
+    assert_eq!(ps.key, cs.key.public());
+    assert_eq!(server.client_cert_chain().len(), 2);
+    // Block encryption starts after the third message.
+    assert!(client.info().encrypted && server.info().encrypted);
+    exchange_both_ways(&mut client, &mut server).await;
+}
+
+#[tokio::test]
+async fn service_refused_without_registrar() {
+    use hush_proto::handshake::{HandshakeErrorKind, HelloTransportError, ServiceRole};
+    let (id, fp) = identity(SignAlgorithm::Ed25519);
+    let (addr, h) = serve_one(TransportServer::smp(id).unwrap()).await;
+    let (creds, _) = service_creds(ServiceRole::Messaging);
+    let err = TransportClient::smp_service(ClientConfig::smp(), creds)
+        .unwrap()
+        .connect_addr(addr, &fp)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransportError::ServiceRefused(HelloTransportError::Handshake(
+                HandshakeErrorKind::BadService
+            ))
+        ),
+        "{err:?}"
+    );
+    let serr = h.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            serr,
+            TransportError::Handshake(HandshakeErrorKind::BadService)
+        ),
+        "{serr:?}"
+    );
+}
+
+#[tokio::test]
+async fn service_not_declared_below_v16() {
+    use hush_proto::handshake::ServiceRole;
+    let (id, fp) = identity(SignAlgorithm::Ed25519);
+    let (addr, h) = serve_one(TransportServer::smp(id).unwrap()).await;
+    let (creds, _) = service_creds(ServiceRole::Messaging);
+    let cfg = ClientConfig {
+        versions: VersionRange::new(6, 15).unwrap(),
+        ..ClientConfig::smp()
+    };
+    let client = TransportClient::smp_service(cfg, creds)
+        .unwrap()
+        .connect_addr(addr, &fp)
+        .await
+        .unwrap();
+    let server = h.await.unwrap().unwrap();
+    assert_eq!(client.version(), 15);
+    assert!(client.service().is_none() && server.service().is_none());
+    // The TLS client certificate was still presented and validated.
+    assert_eq!(server.client_cert_chain().len(), 2);
 }
