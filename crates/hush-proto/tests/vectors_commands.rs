@@ -911,3 +911,36 @@ mod transmission_checks {
         );
     }
 }
+
+/// Not a vector: with a real MSG event (16122-byte encrypted body, empty corrId) only 3 SOKs
+/// fit next to it in one block; the upstream "4 SOK + MSG" test uses a 16048-byte body.
+#[test]
+fn real_msg_event_capacity() {
+    let sok = |k: u8| {
+        let mut o = Vec::new();
+        encode_transmission(
+            &mut o,
+            &Transmission::new(&[k; 24], &[k; 24], b"SOK 0"),
+            18,
+            true,
+        )
+        .unwrap();
+        o
+    };
+    let mut cmd = b"MSG ".to_vec();
+    cmd.push(24);
+    cmd.extend([9u8; 24]);
+    cmd.extend(vec![5u8; 16122]);
+    let mut msg = Vec::new();
+    encode_transmission(&mut msg, &Transmission::new(&[], &[4; 24], &cmd), 18, true).unwrap();
+    assert_eq!(msg.len() + 2, 16180);
+    for (n, blocks) in [(3, 1), (4, 2)] {
+        let mut items: Vec<Vec<u8>> = (0..n).map(sok).collect();
+        items.push(msg.clone());
+        assert_eq!(
+            batch_transmissions(&items, SMP_BLOCK_SIZE).len(),
+            blocks,
+            "{n} SOKs"
+        );
+    }
+}
