@@ -101,13 +101,36 @@ pub fn fingerprint_text(fp: &[u8; 32]) -> String {
 
 /// `smp://<fingerprint>[:password]@host1[,host2…][:port]`, port omitted when it is 5223 (§2.1).
 ///
-/// TODO(hush-proto address): replace with `hush_proto::address::render_server_address` once it exists.
+/// Rendered by `hush_proto::address::ServerWithAuth` (the same code clients use to parse it). Only
+/// when there is no usable host (no `--fqdn` and a loopback `--ip`, as in the reference) it prints the
+/// placeholder `<hostnames>` for the operator to replace.
 pub fn server_address(
     fingerprint: &[u8; 32],
     password: Option<&BasicAuth>,
     hosts: &[String],
     port: u16,
 ) -> String {
+    use hush_proto::address::{
+        BasicAuth as ProtoAuth, ProtocolServer, ServerWithAuth, TransportHost,
+    };
+    let port_opt = (port != DEFAULT_PORT).then_some(port);
+    let parsed: Option<Vec<TransportHost>> = hosts
+        .iter()
+        .map(|h| {
+            TransportHost::parse_bytes(h.trim_start_matches('[').trim_end_matches(']').as_bytes())
+                .ok()
+        })
+        .collect();
+    let auth: Option<Option<ProtoAuth>> = match password {
+        None => Some(None),
+        Some(p) => ProtoAuth::new(p.as_str()).ok().map(Some),
+    };
+    if let (Some(hosts), Some(auth)) = (parsed.filter(|h| !h.is_empty()), auth)
+        && let Ok(server) = ProtocolServer::smp(hosts, port_opt, fingerprint.to_vec())
+    {
+        return ServerWithAuth { server, auth }.to_string();
+    }
+    // Placeholder form (no usable host).
     let mut s = format!("smp://{}", fingerprint_text(fingerprint));
     if let Some(p) = password {
         s.push(':');
@@ -119,8 +142,8 @@ pub fn server_address(
     } else {
         s.push_str(&hosts.join(","));
     }
-    if port != DEFAULT_PORT {
-        let _ = write!(s, ":{port}");
+    if let Some(p) = port_opt {
+        let _ = write!(s, ":{p}");
     }
     s
 }
@@ -217,10 +240,8 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     let hosts: Vec<String> = match (&opts.fqdn, opts.ip) {
         (Some(f), _) => vec![f.clone()],
         (None, ip) if ip.is_loopback() => Vec::new(),
-        (None, ip) => vec![match ip {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            IpAddr::V4(v4) => v4.to_string(),
-        }],
+        // IPv6 without brackets, as the reference prints hosts.
+        (None, ip) => vec![ip.to_string()],
     };
     let text = ini_content(&IniTemplate {
         hosts: &hosts,

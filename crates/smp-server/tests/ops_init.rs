@@ -83,6 +83,23 @@ fn ca_fingerprint(pem_file: &Path) -> String {
     std.replace('+', "-").replace('/', "_")
 }
 
+/// Parses a printed address with the client-side parser (hush-proto) and checks its parts.
+fn check_address(addr: &str, fp: &str, password: Option<&str>, hosts: &[&str], port: u16) {
+    let a = hush_proto::address::ServerWithAuth::parse(addr)
+        .unwrap_or_else(|e| panic!("{addr:?} does not parse: {e:?}"));
+    assert_eq!(hush_b64(a.server.key_hash()), fp);
+    assert_eq!(a.auth.as_ref().map(|p| p.as_str()), password);
+    let got: Vec<String> = a.server.hosts().iter().map(|h| h.to_string()).collect();
+    assert_eq!(got, hosts);
+    assert_eq!(a.server.effective_port(), port);
+}
+
+fn hush_b64(b: &[u8]) -> String {
+    openssl::base64::encode_block(b)
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
 fn line_with<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines()
         .find_map(|l| l.strip_prefix(prefix))
@@ -145,6 +162,7 @@ fn init_writes_identity_config_and_prints_the_address() {
     let (pwd, host) = rest.split_once('@').unwrap();
     assert_eq!(host, "relay.example.com");
     assert_eq!(pwd.len(), 44, "random 32-byte base64url password");
+    check_address(addr, &fp, Some(pwd), &["relay.example.com"], 5223);
 
     // The written config loads cleanly and holds what was printed.
     let (cfg, warnings) = Config::load(d.paths()).unwrap();
@@ -181,6 +199,13 @@ fn init_options_password_port_algorithm() {
     assert_eq!(
         line_with(&out, "Server address: "),
         format!("smp://{fp}:open-sesame@192.0.2.7:7443")
+    );
+    check_address(
+        line_with(&out, "Server address: "),
+        &fp,
+        Some("open-sesame"),
+        &["192.0.2.7"],
+        7443,
     );
     let ca = X509::from_pem(&std::fs::read(d.file("ca.crt")).unwrap()).unwrap();
     assert_eq!(ca.public_key().unwrap().id(), openssl::pkey::Id::ED448);
