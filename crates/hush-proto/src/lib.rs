@@ -8,8 +8,8 @@ pub mod address;
 pub mod encoding;
 pub mod error;
 pub mod handshake;
-pub mod smp;
 pub mod ntf;
+pub mod smp;
 pub mod transmission;
 pub mod version;
 
