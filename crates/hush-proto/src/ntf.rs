@@ -1019,14 +1019,16 @@ impl PnMessageData {
     fn parse_prefix(p: &mut Parser<'_>) -> Result<PnMessageData, AddressError> {
         let queue = SmpQueueNtf::parse_prefix(p)?;
         space_t(p)?;
+        // reference `A.signed A.decimal`: optional sign, then digits
         let neg = p.try_literal(b"-");
-        let _ = p.try_literal(b"+");
+        if !neg {
+            let _ = p.try_literal(b"+");
+        }
         let digits = take_till(p, |c| !c.is_ascii_digit());
-        let ts = std::str::from_utf8(digits)
-            .ok()
-            .and_then(|d| d.parse::<i64>().ok())
-            .ok_or(AddressError::Syntax("timestamp"))?;
-        let ntf_ts = if neg { -ts } else { ts };
+        let digits = std::str::from_utf8(digits).map_err(|_| AddressError::Syntax("timestamp"))?;
+        let ntf_ts = format!("{}{digits}", if neg { "-" } else { "" })
+            .parse::<i64>()
+            .map_err(|_| AddressError::Syntax("timestamp"))?;
         space_t(p)?;
         let n = b64_token(p)?;
         // reference `cbNonce`: truncated or zero-padded to 24 bytes

@@ -331,7 +331,7 @@ fn pn_message() -> impl Strategy<Value = PnMessageData> {
     (
         server_of(ProtocolType::Smp),
         bytes(1, 32),
-        any::<i64>(),
+        prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), Just(0)],
         any::<[u8; 24]>(),
         bytes(1, 160),
     )
