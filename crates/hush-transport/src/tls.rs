@@ -8,10 +8,11 @@
 //!   none gets no ALPN (legacy version range). The server requests a client certificate but
 //!   does not require one; a presented chain is validated after the handshake (reference
 //!   `validateClientCertificate`).
-//! * Client: sends no SNI; the server chain is checked against the pinned key hash after the
-//!   TLS handshake completes and before any application byte is sent or accepted
-//!   ([`verify_server_chain`]): OpenSSL's own verification is switched off because the trust
-//!   anchor is chosen by the chain itself (§2.3).
+//! * Client: sends no SNI; the server chain is checked against the pinned key hash inside the
+//!   TLS handshake by a verify callback ([`verify_server_chain`]; OpenSSL's store-based
+//!   verdict is ignored because the trust anchor is chosen by the chain itself, §2.3), so a
+//!   wrong server makes the handshake fail (alert) before the client's Finished; the check is repeated
+//!   on the final chain after the handshake.
 //! * Session id = tls-unique: the client's Finished verify_data (client: `finished()`,
 //!   server: `peer_finished()`).
 //! * `SSL_MODE_RELEASE_BUFFERS` is set, so an idle connection does not keep OpenSSL's 16 KB+
@@ -19,7 +20,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use openssl::ex_data::Index;
@@ -340,9 +341,10 @@ pub struct TlsClient {
 impl TlsClient {
     pub fn new(client_cert: Option<&ClientCertificate>) -> Result<Self, TransportError> {
         let mut b = base_context(SslMethod::tls_client())?;
-        // Verified after the handshake by `verify_server_chain` (pinned key hash + the chain's
-        // own CA as the only anchor), which OpenSSL's store-based verification cannot express.
-        b.set_verify(SslVerifyMode::NONE);
+        // Each connection installs its own verify callback (pinned key hash + the chain's own
+        // CA as the only anchor, `verify_server_chain`), which OpenSSL's store-based
+        // verification cannot express.
+        b.set_verify(SslVerifyMode::PEER);
         if let Some(cc) = client_cert {
             let mut certs = cc.chain.iter();
             let leaf = certs
@@ -371,10 +373,37 @@ impl TlsClient {
         if !alpn.is_empty() {
             ssl.set_alpn_protos(&alpn_wire(alpn)?)?;
         }
+        // Check the chain inside the handshake, so a wrong server aborts it (with an
+        // alert) before this client sends its Finished or a client
+        // certificate. The verdict is remembered for the error and the callback's later
+        // per-depth calls.
+        let verdict: Arc<Mutex<Option<Result<(), ChainError>>>> = Arc::new(Mutex::new(None));
+        let slot = verdict.clone();
+        let pinned = key_hash.to_vec();
+        ssl.set_verify_callback(SslVerifyMode::PEER, move |_preverify, ctx| {
+            let Ok(mut v) = slot.lock() else {
+                return false;
+            };
+            if v.is_none() {
+                let chain = X509StoreContext::ssl_idx()
+                    .ok()
+                    .and_then(|i| ctx.ex_data(i))
+                    .map(|ssl| peer_chain(ssl, true))
+                    .unwrap_or_default();
+                *v = Some(verify_server_chain(&chain, &pinned));
+            }
+            matches!(*v, Some(Ok(())))
+        });
         let mut s = SslStream::new(ssl, Sniff::new(tcp))?;
         if let Err(e) = Pin::new(&mut s).connect().await {
+            if let Ok(v) = verdict.lock()
+                && let Some(Err(chain_err)) = v.as_ref()
+            {
+                return Err(TransportError::ServerChain(chain_err.clone()));
+            }
             return Err(classify_tls_error(e, s.get_ref()));
         }
+        // Belt and braces: the same check on the final chain.
         let chain = peer_chain(s.ssl(), true);
         verify_server_chain(&chain, key_hash).map_err(TransportError::ServerChain)?;
         Ok(s)
