@@ -76,7 +76,7 @@ impl ServerPaths {
 /// A password from `[AUTH]` (`create_password`, control port passwords): printable ASCII without
 /// whitespace, `@`, `:` and `/`, 1..=255 bytes (reference §2.1). `Debug` does not show it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct BasicAuth(String);
+pub struct BasicAuth(hush_proto::address::BasicAuth);
 
 impl BasicAuth {
     pub fn new(s: &str) -> Result<Self, String> {
@@ -97,26 +97,20 @@ impl BasicAuth {
                 "password contains {c:?}; only printable ASCII without whitespace, '@', ':' and '/' is allowed"
             ));
         }
-        Ok(BasicAuth(s.to_string()))
-    }
-    /// A password made of base64url text (always valid: `A-Z a-z 0-9 - _ =`).
-    pub(crate) fn from_base64url(s: String) -> Self {
-        debug_assert!(BasicAuth::new(&s).is_ok());
-        BasicAuth(s)
+        hush_proto::address::BasicAuth::new(s)
+            .map(BasicAuth)
+            .map_err(|e| format!("invalid password: {e}"))
     }
     pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+    /// The protocol type (what `NEW`/`PRXY` carry), for the relay core to compare against.
+    pub fn as_proto(&self) -> &hush_proto::address::BasicAuth {
         &self.0
     }
     /// Constant-time comparison (the control port compares typed passwords with this).
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        let a = self.0.as_bytes();
-        if a.len() != candidate.len() {
-            return false;
-        }
-        a.iter()
-            .zip(candidate)
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+        hush_crypto::ct_eq(self.as_str().as_bytes(), candidate)
     }
 }
 

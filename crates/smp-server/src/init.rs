@@ -14,8 +14,8 @@ use hush_crypto::{CertKey, SignAlgorithm};
 use rand::RngCore;
 
 use crate::config::{
-    self, BasicAuth, CA_CERT_FILE, CA_KEY_FILE, DEFAULT_CONTROL_PORT, DEFAULT_PORT,
-    FINGERPRINT_FILE, INI_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE, ServerPaths,
+    self, BasicAuth, CA_CERT_FILE, CA_KEY_FILE, DEFAULT_CONTROL_PORT, FINGERPRINT_FILE, INI_FILE,
+    SERVER_CERT_FILE, SERVER_KEY_FILE, ServerPaths,
 };
 
 /// Common name of the offline CA certificate (as the reference's `openssl_ca.conf`).
@@ -84,6 +84,8 @@ pub enum InitError {
     },
     #[error("invalid host {0:?}")]
     BadHost(String),
+    #[error("{0}")]
+    Password(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InitError + '_ {
@@ -99,53 +101,20 @@ pub fn fingerprint_text(fp: &[u8; 32]) -> String {
     hush_proto::encoding::base64url_encode(fp)
 }
 
-/// `smp://<fingerprint>[:password]@host1[,host2…][:port]`, port omitted when it is 5223 (§2.1).
-///
-/// Rendered by `hush_proto::address::ServerWithAuth` (the same code clients use to parse it). Only
-/// when there is no usable host (no `--fqdn` and a loopback `--ip`, as in the reference) it prints the
-/// placeholder `<hostnames>` for the operator to replace.
+/// `smp://<fingerprint>[:password]@host1[,host2…][:port]`, port omitted when it is 5223, the
+/// placeholder `<hostnames>` when there is no host (reference `printServiceInfo`, §2.1).
 pub fn server_address(
     fingerprint: &[u8; 32],
     password: Option<&BasicAuth>,
     hosts: &[String],
     port: u16,
 ) -> String {
-    use hush_proto::address::{
-        BasicAuth as ProtoAuth, ProtocolServer, ServerWithAuth, TransportHost,
-    };
-    let port_opt = (port != DEFAULT_PORT).then_some(port);
-    let parsed: Option<Vec<TransportHost>> = hosts
-        .iter()
-        .map(|h| {
-            TransportHost::parse_bytes(h.trim_start_matches('[').trim_end_matches(']').as_bytes())
-                .ok()
-        })
-        .collect();
-    let auth: Option<Option<ProtoAuth>> = match password {
-        None => Some(None),
-        Some(p) => ProtoAuth::new(p.as_str()).ok().map(Some),
-    };
-    if let (Some(hosts), Some(auth)) = (parsed.filter(|h| !h.is_empty()), auth)
-        && let Ok(server) = ProtocolServer::smp(hosts, port_opt, fingerprint.to_vec())
-    {
-        return ServerWithAuth { server, auth }.to_string();
-    }
-    // Placeholder form (no usable host).
-    let mut s = format!("smp://{}", fingerprint_text(fingerprint));
-    if let Some(p) = password {
-        s.push(':');
-        s.push_str(p.as_str());
-    }
-    s.push('@');
-    if hosts.is_empty() {
-        s.push_str("<hostnames>");
-    } else {
-        s.push_str(&hosts.join(","));
-    }
-    if let Some(p) = port_opt {
-        let _ = write!(s, ":{p}");
-    }
-    s
+    hush_proto::address::render_server_address_with_auth(
+        fingerprint,
+        password.map(BasicAuth::as_proto),
+        hosts,
+        Some(port),
+    )
 }
 
 fn random_base64url(n: usize) -> String {
@@ -155,13 +124,13 @@ fn random_base64url(n: usize) -> String {
 }
 
 /// Random `create_password`: 32 random bytes, base64url (44 characters, reference `randomBase64 32`).
-pub fn random_password() -> BasicAuth {
-    BasicAuth::from_base64url(random_base64url(32))
+pub fn random_password() -> Result<BasicAuth, InitError> {
+    BasicAuth::new(&random_base64url(32)).map_err(InitError::Password)
 }
 
 /// Random control-port password: 18 random bytes, base64url (24 characters, as the reference).
-fn random_control_password() -> BasicAuth {
-    BasicAuth::from_base64url(random_base64url(18))
+fn random_control_password() -> Result<BasicAuth, InitError> {
+    BasicAuth::new(&random_base64url(18)).map_err(InitError::Password)
 }
 
 /// Writes `path` with mode 0600 (created new or truncated).
@@ -230,13 +199,14 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     std::fs::write(&fp_file, format!("{}\n", fingerprint_text(&fp))).map_err(io_err(&fp_file))?;
 
     let create_password = match &opts.password {
-        PasswordChoice::Random => Some(random_password()),
+        PasswordChoice::Random => Some(random_password()?),
         PasswordChoice::None => None,
         PasswordChoice::Given(p) => Some(p.clone()),
     };
-    let control = opts
-        .control_port
-        .map(|p| (p, random_control_password(), random_control_password()));
+    let control = match opts.control_port {
+        Some(p) => Some((p, random_control_password()?, random_control_password()?)),
+        None => None,
+    };
     let hosts: Vec<String> = match (&opts.fqdn, opts.ip) {
         (Some(f), _) => vec![f.clone()],
         (None, ip) if ip.is_loopback() => Vec::new(),
