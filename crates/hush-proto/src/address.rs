@@ -1405,6 +1405,9 @@ impl ConnectionRequestUri {
             if matches!(e2e.kem, Some(RatchetKemParams::Accepted { .. })) {
                 return syntax("invitation with accepted KEM");
             }
+            if KeyAlgorithm::of_spki(&e2e.key1) != Some(KeyAlgorithm::X448) {
+                return syntax("invitation ratchet keys must be X448");
+            }
             Ok(ConnectionRequestUri::Invitation { data, e2e })
         } else {
             let v = agent_versions.min().max(MIN_SUPPORTED_AGENT_VERSION);

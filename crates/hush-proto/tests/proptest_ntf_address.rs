@@ -169,7 +169,9 @@ fn conn_link() -> impl Strategy<Value = ConnectionRequestUri> {
         range(2, 7),
         prop::collection::vec(queue_uri(), 1..3),
         prop::option::of("\\PC{0,20}"),
-        prop::option::of(e2e_params()),
+        prop::option::of(e2e_params().prop_filter("links carry X448 keys", |e| {
+            KeyAlgorithm::of_spki(&e.key1) == Some(KeyAlgorithm::X448)
+        })),
     )
         .prop_map(|(vr, queues, client_data, e2e)| {
             let data = ConnReqUriData {

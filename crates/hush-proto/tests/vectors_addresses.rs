@@ -319,6 +319,20 @@ fn connection_links() {
         link.to_text()
             .starts_with("https://simplex.chat/contact#/?v=2-7&smp=")
     );
+    // invitation ratchet keys must be X448 (reference `RcvE2ERatchetParamsUri 'X448`)
+    let mut inv = link_from_contents(
+        "connection_link.invitation.x",
+        "agent range 2-7",
+        "/invitation#",
+    );
+    let ConnectionRequestUri::Invitation { e2e, .. } = &mut inv else {
+        unreachable!()
+    };
+    let dh = queue_named("queue.v1-4.two_hosts.messaging").dh_public_key;
+    e2e.key1 = dh.clone();
+    e2e.key2 = dh;
+    assert!(E2eRatchetParamsUri::parse(&e2e.to_text()).is_ok());
+    assert!(ConnectionRequestUri::parse(&inv.to_text()).is_err());
 }
 
 fn short_link_from_inputs(i: &Value) -> ConnShortLink {
