@@ -71,13 +71,76 @@ pub enum RunError {
     Other(String),
 }
 
+/// The admin endpoints started by [`spawn_admin`].
+#[derive(Debug)]
+pub struct AdminEndpoints {
+    /// Bound address of the Prometheus endpoint, if `[METRICS] enable = on`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Bound address of the control port, if `[TRANSPORT] control_port` is set.
+    pub control_addr: Option<std::net::SocketAddr>,
+    /// The serving tasks; they end when the shutdown signal fires.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Binds and spawns what `config` asks for: the metrics endpoint (`[METRICS]`) serving `metrics`, and
+/// the loopback control port (`[TRANSPORT] control_port`, `[AUTH] control_port_*_password`) answering
+/// through `handler`. Port 0 binds a free port (the bound addresses are returned).
+pub async fn spawn_admin<H: ControlHandler>(
+    config: &Config,
+    metrics: &Metrics,
+    handler: std::sync::Arc<H>,
+    shutdown: &Shutdown,
+) -> Result<AdminEndpoints, RunError> {
+    let mut out = AdminEndpoints {
+        metrics_addr: None,
+        control_addr: None,
+        tasks: Vec::new(),
+    };
+    if config.metrics.enable {
+        let addr = config.metrics.address;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        out.metrics_addr = Some(
+            l.local_addr()
+                .map_err(|source| RunError::Bind { addr, source })?,
+        );
+        out.tasks.push(tokio::spawn(metrics::serve(
+            l,
+            metrics.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if let Some(addr) = config.transport.control_addr() {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        out.control_addr = Some(
+            l.local_addr()
+                .map_err(|source| RunError::Bind { addr, source })?,
+        );
+        let auth = control::ControlAuth {
+            admin: config.auth.control_port_admin_password.clone(),
+            user: config.auth.control_port_user_password.clone(),
+        };
+        out.tasks.push(tokio::spawn(control::serve(
+            l,
+            handler,
+            auth,
+            shutdown.clone(),
+        )));
+    }
+    Ok(out)
+}
+
 /// Runs the relay with `config` until `shutdown` fires.
 ///
 /// `smp-server start` calls this after it has loaded the configuration and checked that the CA
 /// certificate matches the `fingerprint` file. It is expected to bind `config.transport.listen_addrs()`,
 /// start the control port (`control::serve` with a [`ControlHandler`]) when
 /// `config.transport.control_addr()` is set, the metrics endpoint (`metrics::serve`) when
-/// `config.metrics.enable`, and return `Ok(())` after a graceful shutdown.
+/// `config.metrics.enable` (both in one call: [`spawn_admin`]), and return `Ok(())` after a graceful
+/// shutdown.
 ///
 /// RELAY-CORE SEAM: placeholder until the relay core lands; it returns [`RunError::NotBuilt`].
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
