@@ -353,90 +353,12 @@ impl Decode for SmpClientHello {
     }
 }
 
-/// Handshake error kinds (`HandshakeError`: text form after `HANDSHAKE `).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HandshakeErrorKind {
-    Parse,
-    Identity,
-    BadAuth,
-    BadService,
-}
-
-impl HandshakeErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HandshakeErrorKind::Parse => "PARSE",
-            HandshakeErrorKind::Identity => "IDENTITY",
-            HandshakeErrorKind::BadAuth => "BAD_AUTH",
-            HandshakeErrorKind::BadService => "BAD_SERVICE",
-        }
-    }
-}
-
-/// Transport error as carried by the third handshake message (`TransportError`, text form).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HelloTransportError {
-    /// `BLOCK`
-    Block,
-    /// `VERSION`
-    Version,
-    /// `LARGE_MSG`
-    LargeMsg,
-    /// `SESSION`
-    Session,
-    /// `NO_AUTH`
-    NoAuth,
-    /// `HANDSHAKE <kind>`
-    Handshake(HandshakeErrorKind),
-}
-
-fn word<'a>(p: &mut Parser<'a>) -> &'a [u8] {
-    let rest = p.remaining();
-    let n = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-    // n <= rest.len(): cannot fail.
-    p.take(n).unwrap_or_default()
-}
-
-impl Encode for HelloTransportError {
-    fn encode(&self, out: &mut Vec<u8>) {
-        let s: &[u8] = match self {
-            HelloTransportError::Block => b"BLOCK",
-            HelloTransportError::Version => b"VERSION",
-            HelloTransportError::LargeMsg => b"LARGE_MSG",
-            HelloTransportError::Session => b"SESSION",
-            HelloTransportError::NoAuth => b"NO_AUTH",
-            HelloTransportError::Handshake(k) => {
-                out.extend_from_slice(b"HANDSHAKE ");
-                k.as_str().as_bytes()
-            }
-        };
-        out.extend_from_slice(s);
-    }
-}
-
-impl Decode for HelloTransportError {
-    fn decode(p: &mut Parser<'_>) -> Result<Self, DecodeError> {
-        Ok(match word(p) {
-            b"BLOCK" => HelloTransportError::Block,
-            b"VERSION" => HelloTransportError::Version,
-            b"LARGE_MSG" => HelloTransportError::LargeMsg,
-            b"SESSION" => HelloTransportError::Session,
-            b"NO_AUTH" => HelloTransportError::NoAuth,
-            b"HANDSHAKE" => {
-                p.space()?;
-                let kind = match word(p) {
-                    b"PARSE" => HandshakeErrorKind::Parse,
-                    b"IDENTITY" => HandshakeErrorKind::Identity,
-                    b"BAD_AUTH" => HandshakeErrorKind::BadAuth,
-                    b"BAD_SERVICE" => HandshakeErrorKind::BadService,
-                    _ => return Err(DecodeError::Invalid("handshake error kind")),
-                };
-                HelloTransportError::Handshake(kind)
-            }
-            _ => return Err(DecodeError::Invalid("transport error")),
-        })
-    }
-}
+/// Handshake error kinds (reference `HandshakeError`): the one definition in
+/// [`crate::error`], under the name this module has always used.
+pub use crate::error::HandshakeError as HandshakeErrorKind;
+/// Transport error as carried by the third handshake message (reference `TransportError`,
+/// text form): the one definition in [`crate::error`].
+pub use crate::error::TransportError as HelloTransportError;
 
 /// Optional third SMP handshake message (server → client, only after a service was declared).
 #[derive(Clone, Debug, PartialEq, Eq)]

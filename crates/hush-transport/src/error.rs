@@ -66,7 +66,7 @@ pub enum TransportError {
     BadSession,
     /// A hello could not be parsed, the peer's key hash is wrong (`IDENTITY`, server side) or
     /// a signed key does not verify (`BAD_AUTH`).
-    #[error("bad handshake: {}", .0.as_str())]
+    #[error("bad handshake: {}", .0.wire())]
     Handshake(HandshakeErrorKind),
     /// The service part of the handshake failed with this error (client: the server's
     /// `E <error>` reply; server: the registrar's error).
