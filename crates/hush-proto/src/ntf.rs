@@ -275,6 +275,26 @@ impl SmpQueueNtf {
     }
 }
 
+impl fmt::Display for SmpQueueNtf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl std::str::FromStr for SmpQueueNtf {
+    type Err = AddressError;
+    /// Parses the whole text form (store logs).
+    fn from_str(s: &str) -> Result<SmpQueueNtf, AddressError> {
+        let mut p = Parser::new(s.as_bytes());
+        let q = SmpQueueNtf::parse_prefix(&mut p)?;
+        if p.is_empty() {
+            Ok(q)
+        } else {
+            Err(AddressError::Syntax("trailing characters"))
+        }
+    }
+}
+
 /// Binary form: smpServer ‖ shortString notifierId (server normalised on decode).
 impl Encode for SmpQueueNtf {
     fn encode(&self, out: &mut Vec<u8>) {

@@ -432,6 +432,14 @@ proptest! {
     }
 
     #[test]
+    fn smp_queue_ntf_roundtrip(q in smp_queue_ntf()) {
+        if !q.notifier_id.is_empty() {
+            prop_assert_eq!(q.to_string().parse::<SmpQueueNtf>().unwrap(), q.clone());
+        }
+        prop_assert_eq!(SmpQueueNtf::from_bytes(&q.to_bytes()).unwrap(), q);
+    }
+
+    #[test]
     fn pn_messages_roundtrip(items in prop::collection::vec(pn_message(), 1..7)) {
         let text = encode_pn_messages(&items);
         prop_assert_eq!(parse_pn_messages(&text).unwrap(), items);
@@ -465,6 +473,7 @@ fn all_text_parsers(s: &str) {
     let _ = ConnShortLink::parse(s);
     let _ = parse_pn_messages(s);
     let _ = DeviceToken::parse_text(s);
+    let _ = s.parse::<SmpQueueNtf>();
     let _ = TokenStatus::parse_text(s);
     let _ = SubStatus::parse_text(s);
 }
