@@ -320,6 +320,63 @@ impl Config {
         }
     }
 
+    /// What `start` prints about the configuration (no secrets).
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let listen: Vec<String> = self
+            .transport
+            .listen_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        out.push(format!("listening on {}", listen.join(", ")));
+        out.push(if self.store.enable {
+            format!(
+                "store: {} (sync {})",
+                self.store.path.display(),
+                match self.store.sync {
+                    SyncPolicy::Full => "full",
+                    SyncPolicy::Normal => "normal",
+                }
+            )
+        } else {
+            "store: memory only (queues and messages are lost on restart)".to_string()
+        });
+        out.push(format!(
+            "expiring messages after {} days",
+            self.store.message_expiration.as_secs() / 86400
+        ));
+        out.push(match self.inactive_clients {
+            Some(i) => format!(
+                "expiring clients inactive for {} seconds every {} seconds",
+                i.ttl.as_secs(),
+                i.check_interval.as_secs()
+            ),
+            None => "not expiring inactive clients".to_string(),
+        });
+        out.push(format!(
+            "creating new queues {}",
+            match (self.auth.new_queues, &self.auth.create_password) {
+                (false, _) => "NOT allowed",
+                (true, Some(_)) => "requires password",
+                (true, None) => "allowed",
+            }
+        ));
+        if let Some(a) = self.transport.control_addr() {
+            out.push(format!("control port: {a}"));
+        }
+        if self.metrics.enable {
+            out.push(format!("metrics: http://{}/metrics", self.metrics.address));
+        }
+        if self.information.source_code.is_none() {
+            out.push(
+                "warning: server source code is not specified; add source_code to [INFORMATION]"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// Reads and parses `paths.ini_file()`.
     pub fn load(paths: ServerPaths) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let file = paths.ini_file();
@@ -336,9 +393,12 @@ impl Config {
                 },
             });
         }
-        let bytes = std::fs::read(&file).map_err(|source| ConfigError::Io {
-            file: file.clone(),
-            source,
+        // Bounded read: the file may have grown since the size check.
+        let bytes = read_bounded(&file, crate::ini::MAX_FILE_LEN + 1).map_err(|source| {
+            ConfigError::Io {
+                file: file.clone(),
+                source,
+            }
         })?;
         Config::parse(&bytes, &file, paths)
     }
@@ -925,6 +985,16 @@ pub fn valid_host(h: &str) -> bool {
     h.chars().all(|c| {
         c.is_ascii_graphic() && !matches!(c, ':' | '#' | ',' | ';' | '/' | '@' | '[' | ']')
     })
+}
+
+/// Reads at most `max` bytes of `path`.
+pub(crate) fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64)
+        .read_to_end(&mut out)?;
+    Ok(out)
 }
 
 fn truncate_for_message(v: &str) -> String {

@@ -388,8 +388,8 @@ address = {metrics}
 /// Returns the fingerprint.
 pub fn check_fingerprint(paths: &ServerPaths) -> Result<[u8; 32], InitError> {
     let fp_file = paths.fingerprint_file();
-    let saved = std::fs::read(&fp_file).map_err(io_err(&fp_file))?;
-    let saved = std::str::from_utf8(saved.get(..saved.len().min(1024)).unwrap_or(&[]))
+    let saved = config::read_bounded(&fp_file, 1024).map_err(io_err(&fp_file))?;
+    let saved = std::str::from_utf8(&saved)
         .map_err(|_| InitError::BadFile {
             path: fp_file.clone(),
             reason: "not valid UTF-8".into(),

@@ -144,6 +144,9 @@ fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
             port
         )
     );
+    for line in config.summary() {
+        println!("{line}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -488,3 +488,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn summary_says_what_runs_without_secrets() {
+    let (c, _) = parse_ok(FULL);
+    let text = c.summary().join("\n");
+    for s in [
+        "listening on 127.0.0.1:5223, 127.0.0.1:443, [::1]:5223, [::1]:443",
+        "store: memory only",
+        "expiring messages after 7 days",
+        "expiring clients inactive for 100 seconds every 10 seconds",
+        "creating new queues NOT allowed",
+        "control port: 127.0.0.1:6000",
+        "metrics: http://127.0.0.1:9100/metrics",
+    ] {
+        assert!(text.contains(s), "missing {s:?} in\n{text}");
+    }
+    assert!(!text.contains("s3cret") && !text.contains("adminpw") && !text.contains("userpw"));
+    let (c, _) = parse_ok("[AUTH]\ncreate_password = pw1\n");
+    let text = c.summary().join("\n");
+    assert!(text.contains("creating new queues requires password"));
+    assert!(text.contains("store: /data/smp-server-store.db (sync full)"));
+    assert!(text.contains("not expiring inactive clients"));
+    assert!(text.contains("source code is not specified"));
+    assert!(!text.contains("pw1"));
+}
