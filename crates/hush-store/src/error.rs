@@ -51,6 +51,13 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(tokio_postgres::Error),
+    #[error("postgres pool: {0}")]
+    Pool(String),
+    /// The PostgreSQL schema was written by a newer hush.
+    #[error("PostgreSQL schema version {found} is newer than supported {supported}")]
+    PgSchemaTooNew { found: i64, supported: i64 },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("internal store error: {0}")]

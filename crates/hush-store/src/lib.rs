@@ -6,6 +6,8 @@
 //!   of read connections gated by a semaphore, load shedding ([`StoreError::Busy`]) when the
 //!   write queue is full, versioned schema, integrity check on open.
 //! * [`MemoryStore`] — same semantics in RAM.
+//! * [`PgStore`] — PostgreSQL (tokio-postgres + deadpool-postgres), one transaction per
+//!   operation, queue rows locked per operation, bounded pool (`Busy` on wait timeout).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hush_store::StoreError> {
@@ -20,6 +22,7 @@
 mod codec;
 mod error;
 mod memory;
+pub mod postgres;
 pub mod sqlite;
 mod store;
 mod types;
@@ -27,6 +30,7 @@ mod validate;
 
 pub use error::{StoreError, StoreResult};
 pub use memory::MemoryStore;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, SyncPolicy, WriterStats};
 pub use store::{QueueStore, StoreFuture};
 pub use types::*;

@@ -176,3 +176,14 @@ proptest! {
         rt.block_on(run(&store, ops))?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn postgres_store_matches_model(ops in prop::collection::vec(op(), 1..60)) {
+        let rt = runtime();
+        let schema = PgSchema::new();
+        let store = rt.block_on(open_pg(&schema, QUOTA));
+        rt.block_on(run(&store, ops))?;
+    }
+}

@@ -31,6 +31,16 @@ macro_rules! both_backends {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let schema = super::PgSchema::new();
+                    let store = super::open_pg(&schema, super::QUOTA).await;
+                    super::$name(&store).await;
+                }
+            )*
+        }
     };
 }
 

@@ -107,3 +107,73 @@ pub fn sqlite_opts(quota: usize) -> SqliteOptions {
 pub fn open_sqlite(dir: &tempfile::TempDir, quota: usize) -> SqliteStore {
     SqliteStore::open(dir.path().join("store.db"), sqlite_opts(quota)).unwrap()
 }
+
+/// PostgreSQL used by tests (design §5): trust auth on this machine; override with
+/// `HUSH_TEST_PG_URL`. Tests fail (never skip) when it is down.
+pub fn pg_url() -> String {
+    std::env::var("HUSH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A fresh schema for one test; dropped (CASCADE) when the guard goes out of scope.
+pub struct PgSchema {
+    pub name: String,
+}
+
+impl PgSchema {
+    pub fn new() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "hush_test_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Self { name }
+    }
+
+    pub fn opts(&self, quota: usize) -> hush_store::PgOptions {
+        hush_store::PgOptions {
+            url: pg_url(),
+            schema: self.name.clone(),
+            pool_size: 4,
+            quota,
+            ..hush_store::PgOptions::default()
+        }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Own thread + runtime: Drop may run inside (or outside) a tokio runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let (client, conn) =
+                    tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+            })
+        })
+        .join();
+    }
+}
+
+pub async fn open_pg(schema: &PgSchema, quota: usize) -> hush_store::PgStore {
+    hush_store::PgStore::connect(schema.opts(quota))
+        .await
+        .expect(
+            "PostgreSQL must be running at HUSH_TEST_PG_URL / 127.0.0.1:5432 (tests do not skip)",
+        )
+}
