@@ -822,3 +822,60 @@ fn simple(code: u16, reason: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn status(resp: &[u8]) -> &str {
+        std::str::from_utf8(resp)
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+    }
+
+    #[test]
+    fn request_lines() {
+        let m = Metrics::new();
+        assert_eq!(
+            status(&respond(b"GET /metrics HTTP/1.1\r\n\r\n", &m)),
+            "200"
+        );
+        assert_eq!(
+            status(&respond(b"GET /metrics?a=b HTTP/1.0\n\n", &m)),
+            "200"
+        );
+        assert_eq!(status(&respond(b"GET /other HTTP/1.1\r\n\r\n", &m)), "404");
+        assert_eq!(
+            status(&respond(b"PUT /metrics HTTP/1.1\r\n\r\n", &m)),
+            "405"
+        );
+        assert!(
+            String::from_utf8(respond(b"PUT /metrics HTTP/1.1\r\n\r\n", &m))
+                .unwrap()
+                .contains("\r\nAllow: GET, HEAD\r\n")
+        );
+        assert_eq!(
+            status(&respond(b"GET  /metrics HTTP/1.1\r\n\r\n", &m)),
+            "400"
+        );
+        assert_eq!(status(&respond(b"", &m)), "400");
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"),
+            Some(20)
+        );
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn respond_never_panics(head in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let m = Metrics::new();
+            let r = respond(&head, &m);
+            prop_assert!(r.starts_with(b"HTTP/1.1 "));
+            let _ = find_head_end(&head);
+        }
+    }
+}

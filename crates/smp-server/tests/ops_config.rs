@@ -513,3 +513,19 @@ fn summary_says_what_runs_without_secrets() {
     assert!(text.contains("source code is not specified"));
     assert!(!text.contains("pw1"));
 }
+
+proptest! {
+    /// The config password type accepts exactly what the protocol's BasicAuth accepts.
+    #[test]
+    fn password_rules_match_the_protocol(s in "[ -~\u{80}-\u{10ff}]{0,40}|[!-~]{250,260}") {
+        let ours = BasicAuth::new(&s);
+        let proto = hush_proto::address::BasicAuth::new(s.clone());
+        prop_assert_eq!(ours.is_ok(), proto.is_ok(), "{:?}", s);
+        if let Ok(p) = ours {
+            prop_assert_eq!(p.as_str(), s.as_str());
+            prop_assert!(p.matches(s.as_bytes()));
+            let longer = format!("{}x", s);
+            prop_assert!(!p.matches(longer.as_bytes()));
+        }
+    }
+}
