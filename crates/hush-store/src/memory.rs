@@ -301,7 +301,7 @@ impl QueueStore for MemoryStore {
                 }),
                 validate::QuotaDecision::AddMarker => {
                     msgs.push_back(Message::QuotaMarker {
-                        msg_id: validate::random_msg_id(),
+                        msg_id: msg.msg_id,
                         ts: msg.ts,
                     });
                     Ok(AppendOutcome::QuotaExceeded { marker_added: true })

@@ -662,7 +662,7 @@ impl QueueStore for PgStore {
                 }
                 validate::QuotaDecision::AddMarker => {
                     insert(Message::QuotaMarker {
-                        msg_id: validate::random_msg_id(),
+                        msg_id: msg.msg_id,
                         ts: msg.ts,
                     })
                     .await?;

@@ -73,10 +73,11 @@ pub trait QueueStore: Send + Sync {
     fn delete_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, QueueRecord>;
 
     /// Append a message, with quota (§3.7): if the queue already holds `quota` items, a quota
-    /// marker (random msg id, `msg.ts`) is appended instead and `QuotaExceeded` returned; all
-    /// further appends return `QuotaExceeded` until the queue is drained completely (marker
-    /// included). `ntf` is stored for the queue's current notifier (if any) only when the message
-    /// was stored. Body longer than `MAX_MESSAGE_BODY` → [`StoreError::MessageTooLarge`].
+    /// marker carrying the refused message's id and ts is appended instead (as the reference's
+    /// `writeMsg` does) and `QuotaExceeded` returned; all further appends return
+    /// `QuotaExceeded` until the queue is drained completely (marker included). `ntf` is stored
+    /// for the queue's current notifier (if any) only when the message was stored. Body longer
+    /// than `MAX_MESSAGE_BODY` → [`StoreError::MessageTooLarge`].
     fn append_message(
         &self,
         recipient_id: EntityId,

@@ -1,7 +1,7 @@
 //! Invariants shared by all backends (one place, so the backends cannot drift apart).
 
 use crate::error::{StoreError, StoreResult};
-use crate::types::{ID_LEN, MAX_MESSAGE_BODY, MsgId, NewMessage, QueueLink, QueueRecord};
+use crate::types::{MAX_MESSAGE_BODY, NewMessage, QueueLink, QueueRecord};
 
 /// Most recipient keys a queue may hold (the stored encoding counts them in one byte).
 pub(crate) const MAX_RECIPIENT_KEYS: usize = 255;
@@ -83,10 +83,4 @@ pub(crate) fn quota_decision(len: usize, has_marker: bool, quota: usize) -> Quot
     } else {
         QuotaDecision::Append
     }
-}
-
-pub(crate) fn random_msg_id() -> MsgId {
-    let mut id = [0u8; ID_LEN];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
-    id
 }

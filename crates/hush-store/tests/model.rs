@@ -43,14 +43,16 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Clone, Debug, PartialEq)]
 enum Item {
     Msg(NewMessage),
-    Marker { ts: i64 },
+    Marker { msg_id: [u8; 24], ts: i64 },
 }
 
 fn same(item: Option<&Item>, m: &Option<Message>) -> bool {
     match (item, m) {
         (None, None) => true,
         (Some(Item::Msg(a)), Some(Message::Message(b))) => a == b,
-        (Some(Item::Marker { ts }), Some(Message::QuotaMarker { ts: t, .. })) => ts == t,
+        (Some(Item::Marker { msg_id, ts }), Some(Message::QuotaMarker { msg_id: i, ts: t })) => {
+            ts == t && msg_id == i
+        }
         _ => false,
     }
 }
@@ -91,7 +93,10 @@ async fn run(store: &dyn QueueStore, ops: Vec<Op>) -> Result<(), TestCaseError> 
                         marker_added: false,
                     }
                 } else if model.len() >= QUOTA {
-                    model.push(Item::Marker { ts: clock });
+                    model.push(Item::Marker {
+                        msg_id: m.msg_id,
+                        ts: clock,
+                    });
                     AppendOutcome::QuotaExceeded { marker_added: true }
                 } else {
                     let was_empty = model.is_empty();
@@ -122,8 +127,7 @@ async fn run(store: &dyn QueueStore, ops: Vec<Op>) -> Result<(), TestCaseError> 
             }
             Op::AckWrong(b) => {
                 let r = store.delete_message(rid(1), [b; 24]).await.unwrap();
-                // [b; 24] never equals a test id ("m" + counter) or, with overwhelming
-                // probability, a random marker id.
+                // [b; 24] never equals a test id ("m" ‖ small counter).
                 prop_assert!(!r.deleted);
                 prop_assert!(same(model.first(), &r.head));
             }
@@ -136,7 +140,7 @@ async fn run(store: &dyn QueueStore, ops: Vec<Op>) -> Result<(), TestCaseError> 
                 let len = model.len();
                 model.retain(|i| match i {
                     Item::Msg(m) => m.ts >= before,
-                    Item::Marker { ts } => *ts >= before,
+                    Item::Marker { ts, .. } => *ts >= before,
                 });
                 prop_assert_eq!(n, (len - model.len()) as u64);
             }

@@ -522,7 +522,11 @@ async fn quota_marker_flow(s: &dyn QueueStore) {
         panic!("expected quota marker, got {head:?}")
     };
     assert_eq!(ts, 200);
-    assert_ne!(msg_id, eid(b'm', 50), "marker gets its own random id");
+    assert_eq!(
+        msg_id,
+        eid(b'm', 50),
+        "marker takes the refused message's id (reference writeMsg)"
+    );
     let r = s.delete_message(rid(1), msg_id).await.unwrap();
     assert!(r.deleted && r.head.is_none());
     // Drained: writes resume.

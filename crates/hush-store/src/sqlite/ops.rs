@@ -318,7 +318,7 @@ pub(crate) fn append_message(
         }),
         validate::QuotaDecision::AddMarker => {
             insert(&Message::QuotaMarker {
-                msg_id: validate::random_msg_id(),
+                msg_id: msg.msg_id,
                 ts: msg.ts,
             })?;
             Ok(AppendOutcome::QuotaExceeded { marker_added: true })
