@@ -104,8 +104,18 @@ async fn restart_restores_queues_messages_notifications() {
     assert_eq!(s.stats().await.unwrap().queues, 2);
 }
 
+fn dir_listing(path: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
+}
+
 fn expect_refused(path: &Path, check: impl Fn(&StoreError) -> bool) -> StoreError {
     let before = snapshot(path);
+    let files_before = dir_listing(path);
     let err = SqliteStore::open(path, SqliteOptions::default()).unwrap_err();
     assert!(check(&err), "unexpected error: {err:?}");
     assert_eq!(
@@ -117,6 +127,11 @@ fn expect_refused(path: &Path, check: impl Fn(&StoreError) -> bool) -> StoreErro
     let err2 = SqliteStore::open(path, SqliteOptions::default()).unwrap_err();
     assert!(check(&err2), "unexpected error on retry: {err2:?}");
     assert_eq!(snapshot(path), before);
+    assert_eq!(
+        dir_listing(path),
+        files_before,
+        "no files created or removed beside it"
+    );
     err
 }
 
@@ -352,4 +367,19 @@ async fn full_write_queue_sheds_load_with_busy() {
     // Exactly the acknowledged ones are stored.
     assert_eq!(s.message_count(rid(1)).await.unwrap(), ok);
     assert_eq!(StoreError::Busy.to_string(), "store busy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_works_with_unusual_path_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("we ird#dir?%");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("st ore#1?.db");
+    {
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        s.create_queue(queue(1)).await.unwrap();
+    }
+    let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(s.get_by_recipient(rid(1)).await.unwrap(), Some(queue(1)));
+    assert_eq!(s.path(), path.as_path());
 }

@@ -133,6 +133,21 @@ fn wal_path(path: &Path) -> std::path::PathBuf {
     s.into()
 }
 
+/// `file:` URI (percent-encoded path) opening the database read-only and immutable.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}
+
 fn map_open_err(path: &Path, e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, msg) => match f.code {
@@ -149,12 +164,18 @@ fn map_open_err(path: &Path, e: rusqlite::Error) -> StoreError {
 }
 
 /// Read-only integrity check of an existing database: header, `PRAGMA quick_check`, version.
+///
+/// Without a WAL file beside it the database is opened `immutable=1`, so the check creates no
+/// `-wal`/`-shm` files either; with one (after a crash), a plain read-only connection is used so
+/// the WAL is part of what is checked.
 pub(crate) fn check_existing(path: &Path, quick_check: bool) -> StoreResult<()> {
     check_header(path)?;
-    let c = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let c = if wal_path(path).exists() {
+        Connection::open_with_flags(path, flags)
+    } else {
+        Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+    }
     .map_err(|e| map_open_err(path, e))?;
     if quick_check {
         let mut st = c
