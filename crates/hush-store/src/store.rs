@@ -19,7 +19,9 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// is atomic. A write method's future resolves only once the change is durable under the
 /// backend's sync policy (SQLite: after the batch transaction that holds it committed), so the
 /// relay may answer `OK` as soon as it resolves. Writes that cannot be queued fail fast with
-/// [`StoreError::Busy`] (load shedding) instead of buffering without bound.
+/// [`StoreError::Busy`] (load shedding) instead of buffering without bound. Dropping a write
+/// future after it was first polled does not cancel the write (it may still commit); a failed
+/// operation leaves no partial effects.
 ///
 /// Lookups return the record whatever its status (active / off / blocked): the relay decides
 /// what a status means for each command. Deleted queues are gone: every method on them returns

@@ -58,6 +58,7 @@ both_backends!(
     expiry,
     notifications_drain_oldest_first,
     stats_counts,
+    failed_operation_leaves_no_partial_effects,
 );
 
 async fn create_and_lookup_namespaces(s: &dyn QueueStore) {
@@ -653,5 +654,45 @@ async fn memory_store_default_quota_is_128() {
     assert_eq!(
         s.append_message(rid(1), msg(200, 1), None).await.unwrap(),
         AppendOutcome::QuotaExceeded { marker_added: true }
+    );
+}
+
+async fn failed_operation_leaves_no_partial_effects(s: &dyn QueueStore) {
+    s.create_queue(QueueRecord {
+        notifier: Some(notifier(1)),
+        ..queue(1)
+    })
+    .await
+    .unwrap();
+    s.create_queue(QueueRecord {
+        notifier: Some(notifier(2)),
+        ..queue(2)
+    })
+    .await
+    .unwrap();
+    s.append_message(rid(1), msg(1, 10), Some(ntf(1, 10)))
+        .await
+        .unwrap();
+    // Replacing notifier 1 by an id that is taken fails; queue 1's notifier and its pending
+    // notification (which a successful replacement would drop) must both survive.
+    assert!(matches!(
+        s.set_notifier(rid(1), notifier(2)).await,
+        Err(StoreError::DuplicateId)
+    ));
+    assert_eq!(
+        s.get_by_recipient(rid(1)).await.unwrap().unwrap().notifier,
+        Some(notifier(1))
+    );
+    assert_eq!(
+        s.get_by_notifier(nid(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .recipient_id,
+        rid(2)
+    );
+    assert_eq!(
+        s.drain_notifications(nid(1), 10).await.unwrap(),
+        vec![ntf(1, 10)]
     );
 }

@@ -383,3 +383,65 @@ async fn reopen_works_with_unusual_path_characters() {
     assert_eq!(s.get_by_recipient(rid(1)).await.unwrap(), Some(queue(1)));
     assert_eq!(s.path(), path.as_path());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_operations_in_a_batch_do_not_affect_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open_sqlite(&dir, 128));
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let s = s.clone();
+            // Every queue is created twice: one of each pair must fail with DuplicateId.
+            tokio::spawn(async move { s.create_queue(queue(i / 2)).await })
+        })
+        .collect();
+    let (mut ok, mut dup) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::DuplicateId) => dup += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, dup), (100, 100));
+    assert!(s.writer_stats().max_batch > 1, "operations were batched");
+    assert_eq!(s.stats().await.unwrap().queues, 100);
+    for i in 0..100 {
+        assert_eq!(s.get_by_sender(sid(i)).await.unwrap(), Some(queue(i)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_reader_pool_sheds_load_with_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(
+        SqliteStore::open(
+            dir.path().join("store.db"),
+            SqliteOptions {
+                readers: 1,
+                read_timeout: std::time::Duration::from_nanos(1),
+                ..sqlite_opts(128)
+            },
+        )
+        .unwrap(),
+    );
+    s.create_queue(full_queue(1)).await.unwrap();
+    let tasks: Vec<_> = (0..300)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.get_by_recipient(rid(1)).await })
+        })
+        .collect();
+    let (mut ok, mut busy) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(Some(q)) => {
+                assert_eq!(q, full_queue(1));
+                ok += 1;
+            }
+            Err(StoreError::Busy) => busy += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(ok > 0 && busy > 0, "ok {ok}, busy {busy}");
+}
