@@ -10,6 +10,7 @@ pub mod control;
 pub mod ini;
 pub mod init;
 pub mod metrics;
+pub mod server;
 
 pub use config::{Config, ConfigError, ConfigWarning, ServerPaths};
 pub use control::{ControlHandler, ControlReply, Role};
@@ -57,11 +58,6 @@ impl Shutdown {
 /// Why the relay stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The placeholder below: the relay core has not been written yet.
-    #[error(
-        "relay core not built yet: `smp-server start` checks the configuration and certificates, but cannot serve clients"
-    )]
-    NotBuilt,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -136,14 +132,14 @@ pub async fn spawn_admin<H: ControlHandler>(
 /// Runs the relay with `config` until `shutdown` fires.
 ///
 /// `smp-server start` calls this after it has loaded the configuration and checked that the CA
-/// certificate matches the `fingerprint` file. It is expected to bind `config.transport.listen_addrs()`,
-/// start the control port (`control::serve` with a [`ControlHandler`]) when
-/// `config.transport.control_addr()` is set, the metrics endpoint (`metrics::serve`) when
-/// `config.metrics.enable` (both in one call: [`spawn_admin`]), and return `Ok(())` after a graceful
-/// shutdown.
-///
-/// RELAY-CORE SEAM: placeholder until the relay core lands; it returns [`RunError::NotBuilt`].
+/// certificate matches the `fingerprint` file. It binds `config.transport.listen_addrs()`, opens the
+/// store (SQLite under the data directory; memory only with `[STORE_LOG] enable = off`), starts the
+/// control port and the metrics endpoint when configured ([`spawn_admin`]), serves clients
+/// ([`server`]), and returns `Ok(())` after a graceful shutdown. [`server::start`] does the same
+/// but returns once everything is bound (with the bound addresses), for tests and tools.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
-    let _ = (config, shutdown);
-    Err(RunError::NotBuilt)
+    server::start(config, shutdown, server::RelayOptions::default())
+        .await?
+        .wait()
+        .await
 }

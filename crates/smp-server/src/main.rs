@@ -124,6 +124,27 @@ fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let paths = cli.paths();
+    if !paths.ini_file().exists() && !paths.ca_cert().exists() {
+        // First run: initialize with the defaults of `smp-server init -y` (random create_password,
+        // certificates for 127.0.0.1, store log on) so that `smp-server start` alone gives a server.
+        println!(
+            "No configuration in {}: initializing a new server (as `smp-server init -y`).",
+            paths.config_dir.display()
+        );
+        let out = init::init(&InitOptions {
+            paths: paths.clone(),
+            fqdn: None,
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            password: PasswordChoice::Random,
+            sign_algorithm: hush_crypto::SignAlgorithm::Ed25519,
+            port: smp_server::config::DEFAULT_PORT,
+            control_port: None,
+            store_log: true,
+            force: false,
+        })?;
+        println!("Configuration written to {}.", out.ini_file.display());
+        println!("Fingerprint: {}", init::fingerprint_text(&out.fingerprint));
+    }
     let (config, warnings) = Config::load(paths.clone())?;
     for w in &warnings {
         tracing::warn!("{}: {w}", paths.ini_file().display());
@@ -158,7 +179,14 @@ fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down");
             trigger.trigger();
         });
-        smp_server::run(config, shutdown).await
+        let options = smp_server::server::RelayOptions {
+            print_listening: true,
+            ..Default::default()
+        };
+        smp_server::server::start(config, shutdown, options)
+            .await?
+            .wait()
+            .await
     })?;
     Ok(())
 }

@@ -1,0 +1,688 @@
+//! One client transmission in, responses out (reference §3.1–§3.5; `Server.hs` `receive`,
+//! `verifyTransmission`, `processCommand`). Delivery decisions are delegated to `delivery.rs`.
+
+use hush_crypto::{TransmissionAuth, X25519Public, X25519Secret};
+use hush_proto::encoding::ShortString;
+use hush_proto::error::{CommandError, ErrorType};
+use hush_proto::smp::{
+    BrokerMsg, Command, NewQueueReq, PublicKeyDer, QueueIdsKeys, QueueMode, QueueReqData,
+    ServerNtfCreds, check_client_transmission,
+};
+use hush_proto::transmission::{Layout, decode_transmission_with};
+use hush_proto::version::smp_version;
+use hush_store::{
+    AppendOutcome, EntityId, ID_LEN, LinkData, Message, NewMessage, NotifierCreds, PendingNtf,
+    QueueLink, QueueRecord, QueueStatus, StoreError,
+};
+use rand::RngCore;
+
+use super::auth::Authorization;
+use super::delivery::{Client, LocalSubs, Outbox, now_secs};
+use super::error::CmdError;
+use super::{Response, Shared};
+use crate::metrics::{GetError, NtfSubError, SendError, SubError};
+
+/// The connection-level facts a command needs.
+pub struct ConnCtx<'a> {
+    pub outbox: &'a Outbox,
+    pub local: &'a mut LocalSubs,
+    pub version: u16,
+    pub session_id: &'a [u8],
+    pub session_key: &'a X25519Secret,
+}
+
+fn random_id() -> EntityId {
+    let mut id = [0u8; ID_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    id
+}
+
+fn id24(b: &[u8]) -> Option<EntityId> {
+    b.try_into().ok()
+}
+
+fn short(b: &[u8]) -> Result<ShortString, CmdError> {
+    ShortString::new(b.to_vec()).map_err(|_| CmdError::Internal("id over 255 bytes"))
+}
+
+fn today() -> i64 {
+    let now = now_secs();
+    now - now.rem_euclid(86400)
+}
+
+impl Shared {
+    /// Processes one transmission of a block. Responses (and own-connection events) come back in
+    /// the order they must be written.
+    pub async fn process_transmission(&self, c: &mut ConnCtx<'_>, bytes: &[u8]) -> Vec<Response> {
+        let t = match decode_transmission_with(bytes, Layout::smp(c.version)) {
+            Ok(t) => t,
+            Err(_) => return vec![Response::err(&[], &[], ErrorType::Block)],
+        };
+        let (_, cmd) = match check_client_transmission(&t, c.version, c.session_id) {
+            Ok(x) => x,
+            Err(r) => {
+                let entity = if r.keep_entity { t.entity_id } else { &[] };
+                return vec![Response::err(t.corr_id, entity, r.error)];
+            }
+        };
+        let tag = cmd.tag();
+        // Service signatures: only NEW/SUB/NSUB may carry one, and only in a service session
+        // (hush does not accept service sessions yet, so any service signature is misuse).
+        if t.service_sig.is_some() {
+            return vec![Response::err(t.corr_id, t.entity_id, ErrorType::Service)];
+        }
+        let auth = Authorization {
+            auth: TransmissionAuth::parse(t.authorization).ok().flatten(),
+            authorized: t.authorized(c.session_id),
+            corr_id: t.corr_id,
+            session_key: c.session_key,
+        };
+        match self.command(c, &auth, t.corr_id, t.entity_id, cmd).await {
+            Ok(r) => r,
+            Err(e) => {
+                e.log(tag);
+                self.count_error(tag, &e);
+                vec![Response::err(t.corr_id, t.entity_id, e.to_protocol())]
+            }
+        }
+    }
+
+    fn count_error(&self, tag: &str, e: &CmdError) {
+        let auth = matches!(e.to_protocol(), ErrorType::Auth);
+        match tag {
+            "SEND" => match e.to_protocol() {
+                ErrorType::Auth => self.metrics.send_error(SendError::Auth),
+                ErrorType::Quota => self.metrics.send_error(SendError::Quota),
+                ErrorType::LargeMsg => self.metrics.send_error(SendError::Large),
+                ErrorType::Blocked(_) => self.metrics.send_error(SendError::Block),
+                _ => {}
+            },
+            "SUB" if auth => self.metrics.subscription_error(SubError::Auth),
+            "GET" if auth => self.metrics.get_error(GetError::Auth),
+            "NSUB" if auth => self.metrics.ntf_subscription_error(NtfSubError::Auth),
+            _ => {}
+        }
+    }
+
+    async fn command(
+        &self,
+        c: &mut ConnCtx<'_>,
+        auth: &Authorization<'_>,
+        corr: &[u8],
+        entity: &[u8],
+        cmd: Command,
+    ) -> Result<Vec<Response>, CmdError> {
+        let one = |msg: BrokerMsg| Ok(vec![Response::new(corr, entity, msg)]);
+        match cmd {
+            Command::Ping => Ok(vec![Response::new(corr, &[], BrokerMsg::Pong)]),
+            Command::New(req) => self.create_queue(c, auth, corr, req).await,
+            Command::Send { flags, body } => {
+                let q = self.sender_queue(entity, auth, None).await?;
+                self.send(c, q, corr, entity, flags.notification, body)
+                    .await
+            }
+            Command::SKey(k) => {
+                let q = self.sender_queue(entity, auth, Some(&k)).await?;
+                check_not_blocked(&q)?;
+                if q.mode != Some(hush_store::QueueMode::Messaging) {
+                    return Err(CmdError::Auth);
+                }
+                self.store
+                    .secure_queue(q.recipient_id, k.as_bytes().to_vec())
+                    .await?;
+                self.metrics.queues_secured.inc();
+                one(BrokerMsg::Ok)
+            }
+            Command::NSub => {
+                let nid = id24(entity);
+                let q = match nid {
+                    Some(id) => self.store.get_by_notifier(id).await?,
+                    None => None,
+                };
+                let (q, nid) = match (q, nid) {
+                    (Some(q), Some(nid)) => match &q.notifier {
+                        Some(n) if auth.verify(&n.notifier_key) => (q, nid),
+                        Some(_) => return Err(CmdError::Auth),
+                        None => {
+                            auth.dummy();
+                            return Err(CmdError::Auth);
+                        }
+                    },
+                    _ => {
+                        auth.dummy();
+                        return Err(CmdError::Auth);
+                    }
+                };
+                check_not_blocked(&q)?;
+                self.subscribe_notifier(
+                    Client {
+                        outbox: c.outbox,
+                        local: c.local,
+                    },
+                    nid,
+                );
+                one(BrokerMsg::Sok(None))
+            }
+            Command::Sub
+            | Command::Get
+            | Command::Ack(_)
+            | Command::Key(_)
+            | Command::RKey(_)
+            | Command::NKey { .. }
+            | Command::NDel
+            | Command::Off
+            | Command::Del
+            | Command::Que => {
+                let q = self.recipient_queue(entity, auth).await?;
+                self.recipient_command(c, q, corr, entity, cmd).await
+            }
+            // Short links, proxying and service subscriptions are not implemented yet.
+            Command::LSet { .. }
+            | Command::LDel
+            | Command::LKey(_)
+            | Command::LGet
+            | Command::Subs
+            | Command::NSubs
+            | Command::Prxy { .. }
+            | Command::PFwd { .. }
+            | Command::RFwd(_) => Err(CmdError::prohibited()),
+        }
+    }
+
+    /// Looks up a queue by recipient id and verifies the authorization against its recipient keys
+    /// (a dummy verification when the queue does not exist).
+    async fn recipient_queue(
+        &self,
+        entity: &[u8],
+        auth: &Authorization<'_>,
+    ) -> Result<QueueRecord, CmdError> {
+        let q = match id24(entity) {
+            Some(id) => self.store.get_by_recipient(id).await?,
+            None => None,
+        };
+        match q {
+            Some(q) if auth.verify_any(&q.recipient_keys) => Ok(q),
+            Some(_) => Err(CmdError::Auth),
+            None => {
+                auth.dummy();
+                Err(CmdError::Auth)
+            }
+        }
+    }
+
+    /// Looks up a queue by sender id. `SKEY k`: verified with `k` if the queue may be secured with
+    /// it; `SEND`: verified with the sender key once secured, must be unsigned before.
+    async fn sender_queue(
+        &self,
+        entity: &[u8],
+        auth: &Authorization<'_>,
+        securing_key: Option<&PublicKeyDer>,
+    ) -> Result<QueueRecord, CmdError> {
+        let q = match id24(entity) {
+            Some(id) => self.store.get_by_sender(id).await?,
+            None => None,
+        };
+        let Some(q) = q else {
+            auth.dummy();
+            return Err(CmdError::Auth);
+        };
+        let ok = match securing_key {
+            Some(k) => {
+                let allowed = q.mode == Some(hush_store::QueueMode::Messaging)
+                    && q.sender_key.as_ref().is_none_or(|s| s == k.as_bytes());
+                if allowed {
+                    auth.verify(k.as_bytes())
+                } else {
+                    auth.dummy();
+                    false
+                }
+            }
+            None => match &q.sender_key {
+                Some(k) => auth.verify(k),
+                None if auth.is_present() => {
+                    auth.dummy();
+                    false
+                }
+                None => true,
+            },
+        };
+        if ok { Ok(q) } else { Err(CmdError::Auth) }
+    }
+
+    async fn touch(&self, q: &QueueRecord) -> Result<(), CmdError> {
+        let t = today();
+        if q.updated_at != Some(t) {
+            match self.store.touch_queue(q.recipient_id, t).await {
+                Ok(()) | Err(StoreError::Busy) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn recipient_command(
+        &self,
+        c: &mut ConnCtx<'_>,
+        q: QueueRecord,
+        corr: &[u8],
+        entity: &[u8],
+        cmd: Command,
+    ) -> Result<Vec<Response>, CmdError> {
+        let one = |msg: BrokerMsg| Ok(vec![Response::new(corr, entity, msg)]);
+        let rid = q.recipient_id;
+        if !matches!(cmd, Command::Off | Command::Del) {
+            check_not_blocked(&q)?;
+        }
+        self.touch(&q).await?;
+        let client = Client {
+            outbox: c.outbox,
+            local: c.local,
+        };
+        match cmd {
+            Command::Sub => self.subscribe(client, &q, corr).await,
+            Command::Get => self.get(client, &q, corr).await,
+            Command::Ack(id) => self.ack(client, &q, corr, id.as_bytes()).await,
+            Command::Key(k) => {
+                self.store.secure_queue(rid, k.as_bytes().to_vec()).await?;
+                self.metrics.queues_secured.inc();
+                one(BrokerMsg::Ok)
+            }
+            Command::RKey(keys) => {
+                if q.mode != Some(hush_store::QueueMode::Contact) {
+                    return Err(CmdError::Auth);
+                }
+                let keys = keys
+                    .into_vec()
+                    .into_iter()
+                    .map(|k| k.as_bytes().to_vec())
+                    .collect();
+                self.store.set_recipient_keys(rid, keys).await?;
+                one(BrokerMsg::Ok)
+            }
+            Command::NKey {
+                notifier_key,
+                rcv_ntf_dh_key,
+            } => {
+                let (creds, srv_key) = new_notifier(&rcv_ntf_dh_key)?;
+                let nid = creds.notifier_id;
+                let mut attempts = 3;
+                let replaced = loop {
+                    let creds = NotifierCreds {
+                        notifier_id: if attempts == 3 { nid } else { random_id() },
+                        notifier_key: notifier_key.as_bytes().to_vec(),
+                        rcv_ntf_dh_secret: creds.rcv_ntf_dh_secret,
+                    };
+                    let id = creds.notifier_id;
+                    match self.store.set_notifier(rid, creds).await {
+                        Ok(r) => break (r, id),
+                        Err(StoreError::DuplicateId) if attempts > 1 => attempts -= 1,
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                let (old, nid) = replaced;
+                if let Some(old) = old {
+                    self.notifier_deleted(old);
+                }
+                self.metrics.queues_notify_created.inc();
+                one(BrokerMsg::Nid {
+                    notifier_id: short(&nid)?,
+                    srv_ntf_dh_key: srv_key,
+                })
+            }
+            Command::NDel => {
+                if let Some(old) = self.store.delete_notifier(rid).await? {
+                    self.notifier_deleted(old);
+                    self.metrics.queues_notify_deleted.inc();
+                }
+                one(BrokerMsg::Ok)
+            }
+            Command::Off => {
+                self.store.suspend_queue(rid).await?;
+                one(BrokerMsg::Ok)
+            }
+            Command::Del => {
+                let deleted = self.store.delete_queue(rid).await?;
+                self.queue_deleted(Some(c.outbox.id()), &deleted);
+                self.metrics.queue_deleted(deleted.sender_key.is_some());
+                one(BrokerMsg::Ok)
+            }
+            Command::Que => {
+                let client = Client {
+                    outbox: c.outbox,
+                    local: c.local,
+                };
+                let sub = self.local_sub_info(&client, &rid);
+                let size = self.store.message_count(rid).await?;
+                let head = self.store.peek_message(rid).await?;
+                one(BrokerMsg::Info(queue_info_json(
+                    &q,
+                    sub,
+                    size,
+                    head.as_ref(),
+                )))
+            }
+            _ => Err(CmdError::Internal("not a recipient command")),
+        }
+    }
+
+    async fn send(
+        &self,
+        c: &mut ConnCtx<'_>,
+        q: QueueRecord,
+        corr: &[u8],
+        entity: &[u8],
+        notification: bool,
+        body: Vec<u8>,
+    ) -> Result<Vec<Response>, CmdError> {
+        if body.len() > smp_version::max_send_body(c.version) {
+            return Err(CmdError::LargeMsg);
+        }
+        match q.status {
+            QueueStatus::Off => return Err(CmdError::Auth),
+            QueueStatus::Blocked(info) => return Err(CmdError::Blocked(info)),
+            QueueStatus::Active => {}
+        }
+        self.touch(&q).await?;
+        // A one-time link dies once its queue is secured and used.
+        if q.link.is_some()
+            && q.sender_key.is_some()
+            && q.mode != Some(hush_store::QueueMode::Contact)
+        {
+            let _ = self.store.delete_link(q.recipient_id).await;
+        }
+        if self.config.store.expire_messages_on_send {
+            self.expire_on_send().await;
+        }
+        let msg = NewMessage {
+            msg_id: random_id(),
+            ts: now_secs(),
+            flags: u8::from(notification),
+            body,
+        };
+        let ntf = match (&q.notifier, notification) {
+            (Some(n), true) => Some(pending_ntf(n, &msg)?),
+            _ => None,
+        };
+        let nid = ntf.as_ref().and(q.notifier.as_ref().map(|n| n.notifier_id));
+        let client = Client {
+            outbox: c.outbox,
+            local: c.local,
+        };
+        let (outcome, mut out) = self.send_message(client, &q, msg, ntf).await?;
+        match outcome {
+            AppendOutcome::Appended { .. } => {
+                self.metrics.messages_sent.inc();
+                if let Some(nid) = nid {
+                    self.metrics.messages_notify_sent.inc();
+                    self.notify.mark(nid);
+                }
+                out.push(Response::new(corr, entity, BrokerMsg::Ok));
+                Ok(out)
+            }
+            AppendOutcome::QuotaExceeded { .. } => Err(CmdError::Quota),
+        }
+    }
+
+    async fn create_queue(
+        &self,
+        c: &mut ConnCtx<'_>,
+        auth: &Authorization<'_>,
+        corr: &[u8],
+        req: NewQueueReq,
+    ) -> Result<Vec<Response>, CmdError> {
+        if !auth.verify(req.rcv_auth_key.as_bytes()) {
+            return Err(CmdError::Auth);
+        }
+        let allowed = self.config.auth.new_queues
+            && match &self.config.auth.create_password {
+                None => true,
+                Some(p) => req.basic_auth.as_ref() == Some(p.as_proto()),
+            };
+        if !allowed {
+            return Err(CmdError::Auth);
+        }
+        let rcv_dh = X25519Public::from_spki_der(req.rcv_dh_key.as_bytes())
+            .map_err(|_| CmdError::Cmd(CommandError::Syntax))?;
+        let srv_dh = X25519Secret::generate();
+        let rcv_dh_secret = *srv_dh.dh(&rcv_dh).as_bytes();
+        let srv_dh_key = PublicKeyDer::dh_key(srv_dh.public().to_spki_der())
+            .map_err(|_| CmdError::Internal("server DH key"))?;
+        let ntf = match &req.ntf_creds {
+            Some(n) => Some((
+                n.ntf_auth_key.as_bytes().to_vec(),
+                new_notifier(&n.rcv_ntf_dh_key)?,
+            )),
+            None => None,
+        };
+        let mode = req.queue_mode().map(|m| match m {
+            QueueMode::Messaging => hush_store::QueueMode::Messaging,
+            QueueMode::Contact => hush_store::QueueMode::Contact,
+        });
+        // Client-supplied sender id (short links) must be derived from the corrId.
+        let client_ids: Option<(EntityId, Option<EntityId>, LinkData)> = match &req.queue_req_data {
+            Some(QueueReqData::Messaging(Some((sid, d)))) => {
+                Some((id_or_prohibited(sid.as_bytes())?, None, link_data(d)))
+            }
+            Some(QueueReqData::Contact(Some((lid, sid, d)))) => Some((
+                id_or_prohibited(sid.as_bytes())?,
+                Some(id_or_prohibited(lid.as_bytes())?),
+                link_data(d),
+            )),
+            _ => None,
+        };
+        if let Some((sid, _, _)) = &client_ids
+            && *sid != hush_crypto::sender_id_from_corr_id(corr)
+        {
+            return Err(CmdError::prohibited());
+        }
+        for _ in 0..3 {
+            let (sender_id, link) = match &client_ids {
+                Some((sid, lid, data)) => (
+                    *sid,
+                    Some(QueueLink {
+                        link_id: lid.unwrap_or_else(random_id),
+                        data: data.clone(),
+                    }),
+                ),
+                None => (random_id(), None),
+            };
+            let notifier = ntf.as_ref().map(|(key, (creds, _))| NotifierCreds {
+                notifier_id: random_id(),
+                notifier_key: key.clone(),
+                rcv_ntf_dh_secret: creds.rcv_ntf_dh_secret,
+            });
+            let record = QueueRecord {
+                recipient_id: random_id(),
+                recipient_keys: vec![req.rcv_auth_key.as_bytes().to_vec()],
+                rcv_dh_secret,
+                sender_id,
+                sender_key: None,
+                mode,
+                link: link.clone(),
+                notifier: notifier.clone(),
+                status: QueueStatus::Active,
+                updated_at: Some(today()),
+            };
+            let rid = record.recipient_id;
+            match self.store.create_queue(record).await {
+                Ok(()) => {}
+                Err(StoreError::DuplicateId) if client_ids.is_some() => {
+                    return Err(CmdError::Auth);
+                }
+                Err(StoreError::DuplicateId) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            self.metrics.queues_created.inc();
+            if notifier.is_some() {
+                self.metrics.queues_notify_new_created.inc();
+            }
+            if req.sub_mode == hush_proto::smp::SubscriptionMode::Subscribe {
+                self.subscribe_new(
+                    Client {
+                        outbox: c.outbox,
+                        local: c.local,
+                    },
+                    rid,
+                );
+            }
+            let server_ntf_creds = match (&notifier, &ntf) {
+                (Some(n), Some((_, (_, key)))) => Some(ServerNtfCreds {
+                    notifier_id: short(&n.notifier_id)?,
+                    srv_ntf_dh_key: key.clone(),
+                }),
+                _ => None,
+            };
+            let ids = QueueIdsKeys {
+                rcv_id: short(&rid)?,
+                snd_id: short(&sender_id)?,
+                srv_dh_key,
+                queue_mode: req.queue_mode(),
+                link_id: match &link {
+                    Some(l) => Some(short(&l.link_id)?),
+                    None => None,
+                },
+                service_id: None,
+                server_ntf_creds,
+            };
+            return Ok(vec![Response::new(corr, &[], BrokerMsg::Ids(ids))]);
+        }
+        Err(CmdError::Internal("could not allocate unique queue ids"))
+    }
+}
+
+fn id_or_prohibited(b: &[u8]) -> Result<EntityId, CmdError> {
+    id24(b).ok_or_else(CmdError::prohibited)
+}
+
+fn link_data(d: &hush_proto::smp::QueueLinkData) -> LinkData {
+    LinkData {
+        fixed: d.fixed.as_bytes().to_vec(),
+        user: d.user.as_bytes().to_vec(),
+    }
+}
+
+fn check_not_blocked(q: &QueueRecord) -> Result<(), CmdError> {
+    match q.status {
+        QueueStatus::Blocked(info) => Err(CmdError::Blocked(info)),
+        _ => Ok(()),
+    }
+}
+
+/// New notifier credentials for a recipient's DH key: (creds with a random id, server DH public key).
+fn new_notifier(rcv_ntf_dh_key: &PublicKeyDer) -> Result<(NotifierCreds, PublicKeyDer), CmdError> {
+    let peer = X25519Public::from_spki_der(rcv_ntf_dh_key.as_bytes())
+        .map_err(|_| CmdError::Cmd(CommandError::Syntax))?;
+    let srv = X25519Secret::generate();
+    let secret = *srv.dh(&peer).as_bytes();
+    let key = PublicKeyDer::dh_key(srv.public().to_spki_der())
+        .map_err(|_| CmdError::Internal("server DH key"))?;
+    Ok((
+        NotifierCreds {
+            notifier_id: random_id(),
+            notifier_key: Vec::new(),
+            rcv_ntf_dh_secret: secret,
+        },
+        key,
+    ))
+}
+
+/// `NMsgMeta = shortString(msgId) ‖ Int64 ts`, boxed for the notifier (§3.8).
+fn pending_ntf(n: &NotifierCreds, msg: &NewMessage) -> Result<PendingNtf, CmdError> {
+    let mut meta = Vec::with_capacity(33);
+    meta.push(ID_LEN as u8);
+    meta.extend_from_slice(&msg.msg_id);
+    hush_proto::encoding::put_int64(&mut meta, msg.ts);
+    let nonce = hush_crypto::random_nonce();
+    let secret = hush_crypto::DhSecret::from_bytes(n.rcv_ntf_dh_secret);
+    let enc_meta = hush_crypto::encrypt_nmsg_meta(&secret, &nonce, &meta)
+        .map_err(|_| CmdError::Internal("notification metadata"))?;
+    Ok(PendingNtf {
+        msg_id: msg.msg_id,
+        ts: msg.ts,
+        nonce,
+        enc_meta,
+    })
+}
+
+fn base64_std(b: &[u8]) -> String {
+    hush_proto::encoding::base64url_encode(b)
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for unix seconds (proleptic Gregorian, UTC).
+pub fn utc_text(secs: i64) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// `QUE` answer: the reference's `QueueInfo` JSON (absent optional fields omitted).
+fn queue_info_json(
+    q: &QueueRecord,
+    sub: Option<(&'static str, Option<[u8; 24]>)>,
+    size: usize,
+    head: Option<&Message>,
+) -> Vec<u8> {
+    let mut s = format!(
+        "{{\"qiSnd\":{},\"qiNtf\":{}",
+        q.sender_key.is_some(),
+        q.notifier.is_some()
+    );
+    if let Some((thread, delivered)) = sub {
+        s.push_str(&format!(",\"qiSub\":{{\"qSubThread\":\"{thread}\""));
+        if let Some(d) = delivered {
+            s.push_str(&format!(",\"qDelivered\":\"{}\"", base64_std(&d)));
+        }
+        s.push('}');
+    }
+    s.push_str(&format!(",\"qiSize\":{size}"));
+    if let Some(m) = head {
+        s.push_str(&format!(
+            ",\"qiMsg\":{{\"msgId\":\"{}\",\"msgTs\":\"{}\",\"msgType\":\"{}\"}}",
+            base64_std(m.msg_id()),
+            utc_text(m.ts()),
+            if m.is_quota_marker() {
+                "quota"
+            } else {
+                "message"
+            }
+        ));
+    }
+    s.push('}');
+    s.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_text_known_dates() {
+        assert_eq!(utc_text(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_text(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_text(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(utc_text(-1), "1969-12-31T23:59:59Z");
+    }
+}

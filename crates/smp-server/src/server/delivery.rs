@@ -1,0 +1,566 @@
+//! The delivery state machine (reference §3.7, §3.8; `Server.hs` `subscribeQueueAndDeliver`,
+//! `getMessage`, `acknowledgeMsg`, `sendMessage`/`tryDeliverMessage`, `endPreviousSubscriptions`).
+//!
+//! Everything that decides *which message goes to whom and when* is in this file:
+//!
+//! * A queue has at most one **subscriber** connection (server-wide registry, [`Subscriptions`]).
+//!   `SUB` from another connection moves the subscription there; the previous connection gets
+//!   `END`. `DEL` ends it with `DELD`.
+//! * A subscription has at most **one delivered, unacknowledged message** (`delivered`). `SUB`
+//!   delivers the head (as a separate `MSG` event after `SOK`), `ACK` of the delivered id deletes it
+//!   and answers with the next `MSG` (carrying the `ACK`'s corrId) or `OK`.
+//! * `SEND` to an **empty** queue whose subscriber has nothing outstanding pushes the message at
+//!   once; when the subscriber is the sending connection itself, the `MSG` is written before the
+//!   `OK` of that `SEND`. Otherwise the message waits for the `ACK` of the one before it.
+//! * `GET` works only on a connection that has not subscribed the queue (and `SUB` only where `GET`
+//!   was not used): both give `CMD PROHIBITED`. A `GET` delivery is tracked per connection; its
+//!   `ACK` deletes the message and answers `OK` (no next message).
+//! * Notifier subscriptions (`NSUB`): one connection per notifier id, `END` on takeover, `DELD`
+//!   when the notifier (or queue) is deleted. `NMSG` batching lives in `notify.rs`.
+//!
+//! Consistency: all state changes of one queue (and the store operations they depend on) run under
+//! that queue's lock (a striped async mutex), so a `SEND` and a `SUB`/`ACK` on the same queue can
+//! never interleave halfway (no message left undelivered to an idle subscriber).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use hush_crypto::DhSecret;
+use hush_proto::encoding::{ShortString, put_int64};
+use hush_proto::smp::BrokerMsg;
+use hush_proto::transmission::{Transmission, encode_transmission};
+use hush_store::{AppendOutcome, EntityId, Message, MsgId, NewMessage, PendingNtf, QueueRecord};
+use tokio::sync::mpsc;
+
+use super::error::CmdError;
+use super::{Response, Shared};
+
+/// A connection's id (for logs and the control port; never a secret).
+pub type ClientId = u64;
+
+/// Per-connection facts other tasks can see (control port `clients`, inactivity).
+#[derive(Debug)]
+pub struct ClientShared {
+    pub id: ClientId,
+    pub version: u16,
+    /// Unix seconds of connection.
+    pub connected_at: i64,
+    /// Queues this connection is the subscriber of.
+    pub rcv_subs: AtomicI64,
+    /// Notifier ids this connection is subscribed to.
+    pub ntf_subs: AtomicI64,
+    /// Unix milliseconds of the last block received or sent.
+    pub last_active_ms: AtomicU64,
+}
+
+impl ClientShared {
+    pub fn touch(&self) {
+        self.last_active_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    pub fn has_subscriptions(&self) -> bool {
+        self.rcv_subs.load(Ordering::Relaxed) > 0 || self.ntf_subs.load(Ordering::Relaxed) > 0
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn now_secs() -> i64 {
+    (now_ms() / 1000) as i64
+}
+
+/// The sending side of a connection: a bounded queue of encoded transmission groups that the
+/// connection's writer task turns into blocks. Events for other connections go through here.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    pub client: Arc<ClientShared>,
+    tx: mpsc::Sender<Vec<Vec<u8>>>,
+}
+
+/// Encodes one server transmission (empty authorization) for a client at `version`.
+pub fn encode_response(corr_id: &[u8], entity_id: &[u8], msg: &BrokerMsg, version: u16) -> Vec<u8> {
+    let command = msg.encode(version);
+    let t = Transmission::new(corr_id, entity_id, &command);
+    let mut out = Vec::with_capacity(command.len() + corr_id.len() + entity_id.len() + 3);
+    // Fields come from decoded transmissions or our own 24-byte ids: always ≤ 255 bytes.
+    if encode_transmission(&mut out, &t, version, true).is_err() {
+        out.clear();
+    }
+    out
+}
+
+impl Outbox {
+    pub fn new(client: Arc<ClientShared>, tx: mpsc::Sender<Vec<Vec<u8>>>) -> Outbox {
+        Outbox { client, tx }
+    }
+
+    pub fn id(&self) -> ClientId {
+        self.client.id
+    }
+
+    /// Queues already-encoded transmissions, waiting while the queue is full (back-pressure on
+    /// the caller). Fails only when the connection is gone.
+    pub async fn send(&self, items: Vec<Vec<u8>>) -> Result<(), ()> {
+        self.tx.send(items).await.map_err(|_| ())
+    }
+
+    /// Queues events (empty corrId) for this connection without making the caller wait: when the
+    /// queue is full a task waits for room (bounded by the number of queues/notifiers that can
+    /// have an event outstanding for this connection).
+    pub fn push_events(&self, entity: &[u8], msgs: &[BrokerMsg]) {
+        if msgs.is_empty() {
+            return;
+        }
+        let items: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|m| encode_response(&[], entity, m, self.client.version))
+            .collect();
+        match self.tx.try_send(items) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(items)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(items).await;
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    pub fn push_event(&self, entity: &[u8], msg: BrokerMsg) {
+        self.push_events(entity, &[msg])
+    }
+}
+
+/// How this connection uses a queue (reference `Sub` with `ServerSub` / `ProhibitSub`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocalSub {
+    /// `SUB`: the delivered message is tracked in the server-wide registry.
+    Sub,
+    /// `GET`: the message last returned by `GET`.
+    Get { delivered: Option<MsgId> },
+}
+
+/// A connection's own view of its subscriptions (only its task touches it).
+#[derive(Debug, Default)]
+pub struct LocalSubs {
+    rcv: HashMap<EntityId, LocalSub>,
+    ntf: HashSet<EntityId>,
+}
+
+impl LocalSubs {
+    pub fn subscribed_count(&self) -> usize {
+        self.rcv.values().filter(|s| **s == LocalSub::Sub).count() + self.ntf.len()
+    }
+}
+
+/// A queue's subscriber.
+#[derive(Debug)]
+struct RcvSub {
+    outbox: Outbox,
+    /// The delivered, not yet acknowledged message and when it was delivered.
+    delivered: Option<(MsgId, Instant)>,
+}
+
+/// Server-wide subscription registry plus per-queue locks.
+pub struct Subscriptions {
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+    rcv: Mutex<HashMap<EntityId, RcvSub>>,
+    ntf: Mutex<HashMap<EntityId, Outbox>>,
+}
+
+impl std::fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriptions").finish_non_exhaustive()
+    }
+}
+
+const STRIPES: usize = 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these short locks would be a bug; keep serving with the data as is.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Subscriptions {
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            rcv: Mutex::new(HashMap::new()),
+            ntf: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Subscriptions {
+    fn stripe(&self, rid: &EntityId) -> &tokio::sync::Mutex<()> {
+        let h = u16::from_le_bytes([rid[0], rid[1]]) as usize % STRIPES;
+        // `h < STRIPES == stripes.len()`.
+        &self.stripes[h]
+    }
+
+    /// Number of queue subscriptions and notifier subscriptions (metrics).
+    pub fn counts(&self) -> (usize, usize) {
+        (lock(&self.rcv).len(), lock(&self.ntf).len())
+    }
+
+    /// The subscriber of a notifier id, if any.
+    pub fn notifier_outbox(&self, nid: &EntityId) -> Option<Outbox> {
+        lock(&self.ntf).get(nid).cloned()
+    }
+
+    pub fn notifier_ids(&self) -> Vec<EntityId> {
+        lock(&self.ntf).keys().copied().collect()
+    }
+
+    fn is_subscriber(&self, rid: &EntityId, me: ClientId) -> bool {
+        lock(&self.rcv)
+            .get(rid)
+            .is_some_and(|s| s.outbox.id() == me)
+    }
+}
+
+/// `MSG` for a stored item: `crypto_box(rcvDhSecret, nonce = msgId, pad(plaintext, 16106))`.
+pub fn encrypt_msg(q: &QueueRecord, m: &Message) -> Result<BrokerMsg, CmdError> {
+    let mut plain = Vec::new();
+    match m {
+        Message::Message(NewMessage {
+            ts, flags, body, ..
+        }) => {
+            plain.reserve(10 + body.len());
+            put_int64(&mut plain, *ts);
+            plain.push(if flags & 1 == 1 { b'T' } else { b'F' });
+            plain.push(b' ');
+            plain.extend_from_slice(body);
+        }
+        Message::QuotaMarker { ts, .. } => {
+            plain.extend_from_slice(b"QUOTA ");
+            put_int64(&mut plain, *ts);
+        }
+    }
+    let msg_id = m.msg_id();
+    let secret = DhSecret::from_bytes(q.rcv_dh_secret);
+    let body = hush_crypto::encrypt_rcv_msg_body(&secret, msg_id, &plain)
+        .map_err(|_| CmdError::Internal("message too large to encrypt"))?;
+    Ok(BrokerMsg::Msg {
+        msg_id: ShortString::new(msg_id.to_vec()).map_err(|_| CmdError::Internal("message id"))?,
+        body,
+    })
+}
+
+/// What a connection brings to a delivery operation.
+pub struct Client<'a> {
+    pub outbox: &'a Outbox,
+    pub local: &'a mut LocalSubs,
+}
+
+fn resp(corr: &[u8], entity: &[u8], msg: BrokerMsg) -> Response {
+    Response {
+        corr_id: corr.to_vec(),
+        entity_id: entity.to_vec(),
+        msg,
+    }
+}
+
+impl Shared {
+    /// `SUB`: subscribe this connection (ending another connection's subscription with `END`),
+    /// answer `SOK`, then deliver the head message as a separate event. Re-`SUB` on the same
+    /// connection redelivers the unacknowledged message.
+    pub async fn subscribe(
+        &self,
+        c: Client<'_>,
+        q: &QueueRecord,
+        corr: &[u8],
+    ) -> Result<Vec<Response>, CmdError> {
+        let rid = q.recipient_id;
+        let me = c.outbox.id();
+        if let Some(LocalSub::Get { .. }) = c.local.rcv.get(&rid) {
+            self.metrics
+                .subscription_error(crate::metrics::SubError::Prohibited);
+            return Err(CmdError::prohibited());
+        }
+        let _guard = self.subs.stripe(&rid).lock().await;
+        let previous = lock(&self.subs.rcv).insert(
+            rid,
+            RcvSub {
+                outbox: c.outbox.clone(),
+                delivered: None,
+            },
+        );
+        match previous {
+            Some(prev) if prev.outbox.id() == me => {
+                self.metrics
+                    .subscription_error(crate::metrics::SubError::Duplicate);
+            }
+            Some(prev) => {
+                prev.outbox.client.rcv_subs.fetch_sub(1, Ordering::Relaxed);
+                prev.outbox.push_event(&rid, BrokerMsg::End);
+                self.metrics.subscription_end.inc();
+                c.outbox.client.rcv_subs.fetch_add(1, Ordering::Relaxed);
+                self.metrics.subscription_successes.inc();
+            }
+            None => {
+                c.outbox.client.rcv_subs.fetch_add(1, Ordering::Relaxed);
+                self.metrics.subscription_successes.inc();
+            }
+        }
+        c.local.rcv.insert(rid, LocalSub::Sub);
+        let mut out = vec![resp(corr, &rid, BrokerMsg::Sok(None))];
+        if let Some(head) = self.store.peek_message(rid).await? {
+            let msg = encrypt_msg(q, &head)?;
+            self.set_delivered(&rid, me, Some(*head.msg_id()));
+            out.push(resp(&[], &rid, msg));
+        }
+        Ok(out)
+    }
+
+    /// Subscribes the creating connection to a new (empty) queue (`NEW` with subscribe mode).
+    pub fn subscribe_new(&self, c: Client<'_>, rid: EntityId) {
+        let prev = lock(&self.subs.rcv).insert(
+            rid,
+            RcvSub {
+                outbox: c.outbox.clone(),
+                delivered: None,
+            },
+        );
+        if prev.is_none() {
+            c.outbox.client.rcv_subs.fetch_add(1, Ordering::Relaxed);
+        }
+        c.local.rcv.insert(rid, LocalSub::Sub);
+    }
+
+    fn set_delivered(&self, rid: &EntityId, me: ClientId, msg_id: Option<MsgId>) {
+        if let Some(s) = lock(&self.subs.rcv).get_mut(rid)
+            && s.outbox.id() == me
+        {
+            s.delivered = msg_id.map(|m| (m, Instant::now()));
+        }
+    }
+
+    /// `GET`: the head message with the request's corrId, or `OK` when empty. Prohibited on a
+    /// connection subscribed to the queue.
+    pub async fn get(
+        &self,
+        c: Client<'_>,
+        q: &QueueRecord,
+        corr: &[u8],
+    ) -> Result<Vec<Response>, CmdError> {
+        let rid = q.recipient_id;
+        let me = c.outbox.id();
+        if let Some(LocalSub::Sub) = c.local.rcv.get(&rid) {
+            if self.subs.is_subscriber(&rid, me) {
+                self.metrics.get_error(crate::metrics::GetError::Prohibited);
+                return Err(CmdError::prohibited());
+            }
+            // The subscription was taken over by another connection (END was sent).
+            c.local.rcv.remove(&rid);
+        }
+        let head = self.store.peek_message(rid).await?;
+        let delivered = head.as_ref().map(|m| *m.msg_id());
+        c.local.rcv.insert(rid, LocalSub::Get { delivered });
+        match head {
+            Some(m) => {
+                self.metrics.messages_notify_get_sent.inc();
+                Ok(vec![resp(corr, &rid, encrypt_msg(q, &m)?)])
+            }
+            None => {
+                self.metrics.get_error(crate::metrics::GetError::NoMsg);
+                Ok(vec![resp(corr, &rid, BrokerMsg::Ok)])
+            }
+        }
+    }
+
+    /// `ACK msgId`: only the delivered message (or an empty id, matching whatever was
+    /// delivered) is accepted, else `NO_MSG`. On a subscription the answer is the next `MSG` (with
+    /// the `ACK`'s corrId) or `OK`; after `GET` it is `OK`.
+    pub async fn ack(
+        &self,
+        c: Client<'_>,
+        q: &QueueRecord,
+        corr: &[u8],
+        msg_id: &[u8],
+    ) -> Result<Vec<Response>, CmdError> {
+        let rid = q.recipient_id;
+        let me = c.outbox.id();
+        let matches = |d: &MsgId| msg_id.is_empty() || msg_id == d.as_slice();
+        let id24: Option<MsgId> = msg_id.try_into().ok();
+        match c.local.rcv.get_mut(&rid) {
+            None => Err(CmdError::NoMsg),
+            Some(LocalSub::Get { delivered }) => {
+                match delivered {
+                    Some(d) if matches(d) => *delivered = None,
+                    _ => return Err(CmdError::NoMsg),
+                }
+                if let Some(id) = id24 {
+                    let _guard = self.subs.stripe(&rid).lock().await;
+                    let out = self.store.delete_message(rid, id).await?;
+                    if out.deleted {
+                        self.metrics.messages_received.inc();
+                        self.metrics.messages_notify_get_received.inc();
+                    }
+                }
+                Ok(vec![resp(corr, &rid, BrokerMsg::Ok)])
+            }
+            Some(LocalSub::Sub) => {
+                let _guard = self.subs.stripe(&rid).lock().await;
+                let delivered_at = {
+                    let mut reg = lock(&self.subs.rcv);
+                    match reg.get_mut(&rid) {
+                        Some(s) if s.outbox.id() == me => match s.delivered {
+                            Some((d, at)) if matches(&d) => {
+                                s.delivered = None;
+                                at
+                            }
+                            _ => return Err(CmdError::NoMsg),
+                        },
+                        _ => return Err(CmdError::NoMsg),
+                    }
+                };
+                let head = match id24 {
+                    Some(id) => {
+                        let out = self.store.delete_message(rid, id).await?;
+                        if out.deleted {
+                            self.metrics.messages_received.inc();
+                            self.metrics
+                                .delivery_ack_confirmed_time
+                                .observe(delivered_at.elapsed().as_secs_f64());
+                        }
+                        out.head
+                    }
+                    None => self.store.peek_message(rid).await?,
+                };
+                match head {
+                    Some(m) => {
+                        let msg = encrypt_msg(q, &m)?;
+                        self.set_delivered(&rid, me, Some(*m.msg_id()));
+                        Ok(vec![resp(corr, &rid, msg)])
+                    }
+                    None => Ok(vec![resp(corr, &rid, BrokerMsg::Ok)]),
+                }
+            }
+        }
+    }
+
+    /// Stores a `SEND`ed message (the future resolves after the store made it durable) and, if
+    /// the queue was empty and its subscriber has nothing outstanding, delivers it. A `MSG` for
+    /// the sending connection itself is returned (to be written before the `OK`); for another
+    /// connection it is queued as an event.
+    pub async fn send_message(
+        &self,
+        c: Client<'_>,
+        q: &QueueRecord,
+        msg: NewMessage,
+        ntf: Option<PendingNtf>,
+    ) -> Result<(AppendOutcome, Vec<Response>), CmdError> {
+        let rid = q.recipient_id;
+        let _guard = self.subs.stripe(&rid).lock().await;
+        let outcome = self.store.append_message(rid, msg.clone(), ntf).await?;
+        let mut own = Vec::new();
+        if let AppendOutcome::Appended { was_empty: true } = outcome {
+            let target = {
+                let mut reg = lock(&self.subs.rcv);
+                match reg.get_mut(&rid) {
+                    Some(s) if s.delivered.is_none() => {
+                        s.delivered = Some((msg.msg_id, Instant::now()));
+                        Some(s.outbox.clone())
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(outbox) = target {
+                let m = encrypt_msg(q, &Message::Message(msg))?;
+                if outbox.id() == c.outbox.id() {
+                    own.push(resp(&[], &rid, m));
+                } else {
+                    outbox.push_event(&rid, m);
+                }
+            }
+        }
+        Ok((outcome, own))
+    }
+
+    /// The queue was deleted (`DEL`, control port): its subscriber (on another connection) gets
+    /// `DELD`, and so does the notifier subscriber.
+    pub fn queue_deleted(&self, me: Option<ClientId>, q: &QueueRecord) {
+        let rid = q.recipient_id;
+        if let Some(s) = lock(&self.subs.rcv).remove(&rid) {
+            s.outbox.client.rcv_subs.fetch_sub(1, Ordering::Relaxed);
+            if Some(s.outbox.id()) != me {
+                s.outbox.push_event(&rid, BrokerMsg::Deld);
+            }
+        }
+        if let Some(n) = &q.notifier {
+            self.notifier_deleted(n.notifier_id);
+        }
+    }
+
+    /// `NSUB`: this connection becomes the notifier subscriber; a previous one gets `END`.
+    pub fn subscribe_notifier(&self, c: Client<'_>, nid: EntityId) {
+        let prev = lock(&self.subs.ntf).insert(nid, c.outbox.clone());
+        match prev {
+            Some(p) if p.id() == c.outbox.id() => {
+                self.metrics
+                    .ntf_subscription_error(crate::metrics::NtfSubError::Duplicate);
+            }
+            Some(p) => {
+                p.client.ntf_subs.fetch_sub(1, Ordering::Relaxed);
+                p.push_event(&nid, BrokerMsg::End);
+                c.outbox.client.ntf_subs.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                c.outbox.client.ntf_subs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.metrics.subscription_ntf_requests.inc();
+        c.local.ntf.insert(nid);
+        self.notify.mark(nid);
+    }
+
+    /// Notifier credentials removed or replaced: the notifier subscriber gets `DELD`.
+    pub fn notifier_deleted(&self, nid: EntityId) {
+        if let Some(p) = lock(&self.subs.ntf).remove(&nid) {
+            p.client.ntf_subs.fetch_sub(1, Ordering::Relaxed);
+            p.push_event(&nid, BrokerMsg::Deld);
+        }
+    }
+
+    /// For `QUE`: (subscription thread name, delivered msg id) of this connection's use of the queue.
+    pub fn local_sub_info(
+        &self,
+        c: &Client<'_>,
+        rid: &EntityId,
+    ) -> Option<(&'static str, Option<MsgId>)> {
+        match c.local.rcv.get(rid)? {
+            LocalSub::Get { delivered } => Some(("prohibitSub", *delivered)),
+            LocalSub::Sub => {
+                let reg = lock(&self.subs.rcv);
+                let s = reg.get(rid).filter(|s| s.outbox.id() == c.outbox.id())?;
+                Some(("noSub", s.delivered.map(|d| d.0)))
+            }
+        }
+    }
+
+    /// The connection closed: drop the subscriptions it still holds.
+    pub fn client_closed(&self, me: ClientId, local: &LocalSubs) {
+        {
+            let mut reg = lock(&self.subs.rcv);
+            for (rid, s) in &local.rcv {
+                if *s == LocalSub::Sub && reg.get(rid).is_some_and(|r| r.outbox.id() == me) {
+                    reg.remove(rid);
+                }
+            }
+        }
+        let mut reg = lock(&self.subs.ntf);
+        for nid in &local.ntf {
+            if reg.get(nid).is_some_and(|o| o.id() == me) {
+                reg.remove(nid);
+            }
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The relay core: listeners, connections, commands, delivery (reference §2–§3, §7).
+//!
+//! Shape (design §4, *mini-redis*): one accept loop per listener with a connection-limit semaphore
+//! (over the limit a new socket is closed at once) and back-off on accept errors; one task per
+//! connection ([`connection`]) that `select!`s on blocks, shutdown and inactivity; background tasks
+//! for message expiry, `NMSG` flushing ([`notify`]) and metric gauges. Graceful shutdown: stop
+//! accepting, let every connection finish the block it is processing, wait for them, then close
+//! the store (its writer commits what is queued — and every `OK` already waited for durability).
+//!
+//! Where to look: [`delivery`] is the queue/subscription/delivery state machine; [`commands`]
+//! parses, authorizes ([`auth`]) and dispatches one transmission; [`error`] maps failures to `ERR`,
+//! metric labels and log levels; [`control`] answers the control port.
+
+pub mod auth;
+pub mod commands;
+pub mod connection;
+pub mod control;
+pub mod delivery;
+pub mod error;
+pub mod notify;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hush_proto::error::ErrorType;
+use hush_proto::smp::BrokerMsg;
+use hush_store::{MemoryStore, QueueStore, SqliteOptions, SqliteStore};
+use hush_transport::TransportServer;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, SyncPolicy};
+use crate::{AdminEndpoints, Metrics, RunError, Shutdown};
+use delivery::{ClientId, ClientShared, Subscriptions, now_secs};
+
+/// Tuning knobs that are not in `smp-server.ini` (the defaults are the reference's).
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// How often expired messages and notifications are removed (reference: every 2 h).
+    pub expire_interval: Duration,
+    /// How often pending notifications are flushed to notifier subscribers (reference: 1.5 s).
+    pub ntf_flush_interval: Duration,
+    /// How long a graceful shutdown waits for connections to finish their current block.
+    pub shutdown_grace: Duration,
+    /// Print "Listening on <addr>" to stdout once bound (the binary does; tests read it).
+    pub print_listening: bool,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            expire_interval: Duration::from_secs(2 * 3600),
+            ntf_flush_interval: Duration::from_millis(1500),
+            shutdown_grace: Duration::from_secs(30),
+            print_listening: false,
+        }
+    }
+}
+
+/// One response or event: corrId (empty for events), entity id, message.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub corr_id: Vec<u8>,
+    pub entity_id: Vec<u8>,
+    pub msg: BrokerMsg,
+}
+
+impl Response {
+    pub fn new(corr: &[u8], entity: &[u8], msg: BrokerMsg) -> Response {
+        Response {
+            corr_id: corr.to_vec(),
+            entity_id: entity.to_vec(),
+            msg,
+        }
+    }
+    pub fn err(corr: &[u8], entity: &[u8], e: ErrorType) -> Response {
+        Response::new(corr, entity, BrokerMsg::Err(e))
+    }
+}
+
+/// State shared by every task of one relay.
+pub struct Shared {
+    pub store: Arc<dyn QueueStore>,
+    pub config: Config,
+    pub options: RelayOptions,
+    pub metrics: Metrics,
+    pub subs: Subscriptions,
+    pub notify: notify::Dirty,
+    clients: Mutex<HashMap<ClientId, Arc<ClientShared>>>,
+    next_client: AtomicU64,
+    last_send_expiry: Mutex<Option<Instant>>,
+    /// (day, queues blocked that day) for `daily_block_queue_quota`.
+    blocked_today: Mutex<(i64, u32)>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn register_client(&self, c: Arc<ClientShared>) {
+        lock(&self.clients).insert(c.id, c);
+        self.metrics.clients_total.inc();
+    }
+
+    fn unregister_client(&self, id: ClientId) {
+        if lock(&self.clients).remove(&id).is_some() {
+            self.metrics.clients_total.dec();
+        }
+    }
+
+    pub fn clients(&self) -> Vec<Arc<ClientShared>> {
+        let mut v: Vec<_> = lock(&self.clients).values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Expiry run by `SEND` when `expire_messages_on_send` is on. The store can only expire all
+    /// queues at once, so this runs at most once per min(ttl / 2, 60 s).
+    async fn expire_on_send(&self) {
+        let ttl = self.config.store.message_expiration;
+        let every = (ttl / 2).min(Duration::from_secs(60));
+        {
+            let mut last = lock(&self.last_send_expiry);
+            if last.is_some_and(|t| t.elapsed() < every) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        self.expire_messages().await;
+    }
+
+    /// Removes messages older than the configured ttl; returns how many.
+    pub async fn expire_messages(&self) -> u64 {
+        let before = now_secs() - self.config.store.message_expiration.as_secs() as i64;
+        match self.store.expire_messages(before).await {
+            Ok(n) => {
+                if n > 0 {
+                    self.metrics.messages_expired.inc_by(n);
+                    tracing::info!(expired = n, "expired messages");
+                }
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "message expiry failed");
+                0
+            }
+        }
+    }
+
+    async fn expire_notifications(&self) {
+        let before = now_secs() - self.config.store.notification_expiration.as_secs() as i64;
+        match self.store.expire_notifications(before).await {
+            Ok(n) if n > 0 => {
+                self.metrics.ntf_error(crate::metrics::NtfError::Expired);
+                tracing::debug!(expired = n, "expired notifications");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "notification expiry failed"),
+        }
+    }
+
+    async fn update_gauges(&self) {
+        if let Ok(s) = self.store.stats().await {
+            self.metrics.queues_total.set(s.queues as i64);
+            self.metrics.messages_total.set(s.messages as i64);
+        }
+        let (rcv, ntf) = self.subs.counts();
+        self.metrics.subscription_total.set(rcv as i64);
+        self.metrics.subscription_ntf_total.set(ntf as i64);
+    }
+}
+
+/// A started relay: bound addresses and the tasks serving them.
+#[derive(Debug)]
+pub struct Relay {
+    /// Bound SMP listener addresses (port 0 in the config gives a free port).
+    pub addrs: Vec<SocketAddr>,
+    /// Bound metrics / control port addresses.
+    pub metrics_addr: Option<SocketAddr>,
+    pub control_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    max_connections: u32,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: Shutdown,
+}
+
+/// Opens the store named by the configuration (SQLite under the data directory; memory only when
+/// the store log is disabled).
+fn open_store(config: &Config) -> Result<Arc<dyn QueueStore>, RunError> {
+    let quota = config.limits.queue_quota;
+    if !config.store.enable {
+        tracing::warn!("store log disabled: queues and messages are kept in memory only");
+        return Ok(Arc::new(MemoryStore::new(quota)));
+    }
+    let path = &config.store.path;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            RunError::Other(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let opts = SqliteOptions {
+        sync: match config.store.sync {
+            SyncPolicy::Full => hush_store::SyncPolicy::Full,
+            SyncPolicy::Normal => hush_store::SyncPolicy::Normal,
+        },
+        quota,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(path, opts).map_err(|e| {
+        RunError::Other(format!(
+            "cannot open the message store {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// Starts the relay: loads the certificates, opens the store (expiring old messages if
+/// configured), binds every listener and the admin endpoints, and spawns the tasks. Returns once
+/// everything is bound; [`Relay::wait`] runs until `shutdown` fires.
+pub async fn start(
+    config: Config,
+    shutdown: Shutdown,
+    options: RelayOptions,
+) -> Result<Relay, RunError> {
+    let identity = hush_crypto::ServerIdentity::load(&config.paths.config_dir).map_err(|e| {
+        RunError::Other(format!(
+            "cannot load the server certificates from {}: {e}",
+            config.paths.config_dir.display()
+        ))
+    })?;
+    let identity = hush_transport::ServerIdentity::from_crypto(&identity)
+        .map_err(|e| RunError::Other(format!("bad server certificates: {e}")))?;
+    let transport = TransportServer::smp(identity)
+        .map_err(|e| RunError::Other(format!("cannot set up TLS: {e}")))?;
+
+    let cfg = config.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&cfg))
+        .await
+        .map_err(|e| RunError::Other(format!("store open task failed: {e}")))??;
+
+    let metrics = Metrics::new();
+    let shared = Arc::new(Shared {
+        store,
+        config,
+        options,
+        metrics: metrics.clone(),
+        subs: Subscriptions::default(),
+        notify: notify::Dirty::default(),
+        clients: Mutex::new(HashMap::new()),
+        next_client: AtomicU64::new(1),
+        last_send_expiry: Mutex::new(None),
+        blocked_today: Mutex::new((0, 0)),
+    });
+    if shared.config.store.expire_messages_on_start {
+        shared.expire_messages().await;
+    }
+    shared.update_gauges().await;
+
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for addr in shared.config.transport.listen_addrs() {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|source| RunError::Bind { addr, source })?;
+        addrs.push(bound);
+        listeners.push(l);
+    }
+    if shared.options.print_listening {
+        for a in &addrs {
+            println!("Listening on {a}");
+        }
+    }
+    let max_connections = shared.config.limits.max_connections.clamp(1, 1 << 20) as u32;
+    let permits = Arc::new(Semaphore::new(max_connections as usize));
+    let mut tasks = Vec::new();
+    for l in listeners {
+        tasks.push(tokio::spawn(accept_loop(
+            shared.clone(),
+            transport.clone(),
+            l,
+            permits.clone(),
+            shutdown.clone(),
+        )));
+    }
+    let admin: AdminEndpoints = crate::spawn_admin(
+        &shared.config,
+        &metrics,
+        Arc::new(control::ControlPort(shared.clone())),
+        &shutdown,
+    )
+    .await?;
+    tasks.extend(admin.tasks);
+    tasks.push(tokio::spawn(notify::flush_loop(
+        shared.clone(),
+        shared.options.ntf_flush_interval,
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(housekeeping(shared.clone(), shutdown.clone())));
+    Ok(Relay {
+        addrs,
+        metrics_addr: admin.metrics_addr,
+        control_addr: admin.control_addr,
+        shared,
+        permits,
+        max_connections,
+        tasks,
+        shutdown,
+    })
+}
+
+impl Relay {
+    /// The relay's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Serves until shutdown, then stops gracefully: no new connections, every connection finishes
+    /// the block it is processing, then the store is closed.
+    pub async fn wait(mut self) -> Result<(), RunError> {
+        self.shutdown.wait().await;
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        // Every connection holds a permit until its task ends.
+        let all = tokio::time::timeout(
+            self.shared.options.shutdown_grace,
+            self.permits.acquire_many(self.max_connections),
+        )
+        .await;
+        if all.is_err() {
+            tracing::warn!("some connections did not finish in time");
+        }
+        let shared = self.shared;
+        // Dropping the last handle of the SQLite store joins its writer thread after it committed
+        // everything queued: do it off the async threads.
+        let _ = tokio::task::spawn_blocking(move || drop(shared)).await;
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    transport: TransportServer,
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+    mut shutdown: Shutdown,
+) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait() => return,
+            a = listener.accept() => a,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _peer)) => {
+                backoff = Duration::from_millis(10);
+                tcp
+            }
+            Err(e) => {
+                // Usually EMFILE/ENFILE: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("connection limit reached: closing new connection");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        shared.metrics.socket_accepted(port);
+        tokio::spawn(connection::serve(
+            shared.clone(),
+            transport.clone(),
+            tcp,
+            port,
+            shutdown.clone(),
+            permit,
+        ));
+    }
+}
+
+/// Periodic expiry and gauge updates.
+async fn housekeeping(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    let mut expire = tokio::time::interval(shared.options.expire_interval);
+    expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    expire.tick().await; // the first tick is immediate; start-up expiry already ran
+    let mut gauges = tokio::time::interval(Duration::from_secs(10));
+    gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = expire.tick() => {
+                shared.expire_messages().await;
+                shared.expire_notifications().await;
+            }
+            _ = gauges.tick() => shared.update_gauges().await,
+        }
+    }
+}
