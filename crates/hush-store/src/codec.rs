@@ -13,6 +13,17 @@ pub(crate) const QUEUE_COLUMNS: &str = "recipient_id, recipient_keys, rcv_dh_sec
      sender_key, queue_mode, link_id, link_fixed, link_user, notifier_id, notifier_key, \
      rcv_ntf_dh_secret, status, block_reason, block_notice, block_notice_ttl, updated_at";
 
+/// Expire a prefix of every queue (`?1`/`$1` = before): items older than `before` that have no
+/// newer-or-equal item ahead of them. Valid SQL for SQLite and PostgreSQL.
+pub(crate) const EXPIRE_ALL_SQL: &str = "DELETE FROM messages WHERE ts < $1 AND id < coalesce(\
+     (SELECT min(n.id) FROM messages n WHERE n.queue_id = messages.queue_id AND n.ts >= $1), \
+     9223372036854775807)";
+
+/// The same for one queue (`$2` = internal queue row id).
+pub(crate) const EXPIRE_QUEUE_SQL: &str = "DELETE FROM messages WHERE queue_id = $2 AND ts < $1 \
+     AND id < coalesce((SELECT min(n.id) FROM messages n WHERE n.queue_id = $2 AND n.ts >= $1), \
+     9223372036854775807)";
+
 pub(crate) const KIND_MESSAGE: i64 = 0;
 pub(crate) const KIND_QUOTA: i64 = 1;
 

@@ -72,6 +72,16 @@ fn lookup(
     idx(s).get(id).and_then(|rid| s.queues.get(rid)).cloned()
 }
 
+/// Pop items from the head while they are older than `before`.
+fn expire_prefix(msgs: &mut VecDeque<Message>, before: i64) -> u64 {
+    let mut n = 0;
+    while msgs.front().is_some_and(|m| m.ts() < before) {
+        msgs.pop_front();
+        n += 1;
+    }
+    n
+}
+
 impl QueueStore for MemoryStore {
     fn create_queue(&self, queue: QueueRecord) -> StoreFuture<'_, ()> {
         self.with(move |s, _| {
@@ -366,13 +376,21 @@ impl QueueStore for MemoryStore {
 
     fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64> {
         self.with(move |s, _| {
-            let mut n = 0u64;
-            for msgs in s.messages.values_mut() {
-                let len = msgs.len();
-                msgs.retain(|m| m.ts() >= before);
-                n += (len - msgs.len()) as u64;
+            Ok(s.messages
+                .values_mut()
+                .map(|m| expire_prefix(m, before))
+                .sum())
+        })
+    }
+
+    fn expire_queue_messages(&self, recipient_id: EntityId, before: i64) -> StoreFuture<'_, u64> {
+        self.with(move |s, _| {
+            if !s.queues.contains_key(&recipient_id) {
+                return Err(StoreError::NotFound);
             }
-            Ok(n)
+            Ok(s.messages
+                .get_mut(&recipient_id)
+                .map_or(0, |m| expire_prefix(m, before)))
         })
     }
 

@@ -17,8 +17,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, NoTls, Row};
 
 use crate::codec::{
-    KIND_QUOTA, QUEUE_COLUMNS, QueueRow, encode_keys, message_columns, message_from_columns,
-    ntf_from_columns, status_columns,
+    EXPIRE_ALL_SQL, EXPIRE_QUEUE_SQL, KIND_QUOTA, QUEUE_COLUMNS, QueueRow, encode_keys,
+    message_columns, message_from_columns, ntf_from_columns, status_columns,
 };
 use crate::error::{StoreError, StoreResult};
 use crate::store::{QueueStore, StoreFuture};
@@ -739,7 +739,18 @@ impl QueueStore for PgStore {
     fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let c = self.client().await?;
-            exec(&**c, "DELETE FROM messages WHERE ts < $1", &[&before]).await
+            exec(&**c, EXPIRE_ALL_SQL, &[&before]).await
+        })
+    }
+
+    fn expire_queue_messages(&self, rid: EntityId, before: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut c = self.client().await?;
+            let tx = begin!(c);
+            let (row, _) = lock(&*tx, &rid).await?;
+            let n = exec(&*tx, EXPIRE_QUEUE_SQL, &[&before, &row]).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(n)
         })
     }
 

@@ -96,8 +96,12 @@ pub trait QueueStore: Send + Sync {
     ) -> StoreFuture<'_, DeleteOutcome>;
     /// Items in the queue (quota marker included).
     fn message_count(&self, recipient_id: EntityId) -> StoreFuture<'_, usize>;
-    /// Remove items with `ts < before` from all queues; returns how many.
+    /// Expire messages in all queues: from each queue's head, remove items while their
+    /// `ts < before` (the reference's `deleteExpiredMsgs`: a prefix, so order is kept even if
+    /// the clock went back). Returns how many.
     fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64>;
+    /// The same for one queue (`expire_messages_on_send`).
+    fn expire_queue_messages(&self, recipient_id: EntityId, before: i64) -> StoreFuture<'_, u64>;
 
     /// Take up to `limit` pending notifications of a notifier, oldest first (they are removed).
     fn drain_notifications(

@@ -20,11 +20,14 @@ enum Op {
     AckHead,
     AckWrong(u8),
     Count,
-    /// Expire items older than (clock − age).
+    /// Expire items older than (clock − age), in all queues or only this one.
     Expire {
         age: i64,
+        one_queue: bool,
     },
     Tick,
+    /// The clock goes back (expiry must still only remove a prefix).
+    Rewind,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,8 +38,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::AckHead),
         1 => any::<u8>().prop_map(Op::AckWrong),
         1 => Just(Op::Count),
-        1 => (0i64..8).prop_map(|age| Op::Expire { age }),
+        1 => (0i64..8, any::<bool>()).prop_map(|(age, one_queue)| Op::Expire { age, one_queue }),
         2 => Just(Op::Tick),
+        1 => Just(Op::Rewind),
     ]
 }
 
@@ -134,17 +138,24 @@ async fn run(store: &dyn QueueStore, ops: Vec<Op>) -> Result<(), TestCaseError> 
             Op::Count => {
                 prop_assert_eq!(store.message_count(rid(1)).await.unwrap(), model.len());
             }
-            Op::Expire { age } => {
+            Op::Expire { age, one_queue } => {
                 let before = clock - age;
-                let n = store.expire_messages(before).await.unwrap();
+                let n = if one_queue {
+                    store.expire_queue_messages(rid(1), before).await.unwrap()
+                } else {
+                    store.expire_messages(before).await.unwrap()
+                };
                 let len = model.len();
-                model.retain(|i| match i {
-                    Item::Msg(m) => m.ts >= before,
-                    Item::Marker { ts, .. } => *ts >= before,
-                });
+                let ts = |i: &Item| match i {
+                    Item::Msg(m) => m.ts,
+                    Item::Marker { ts, .. } => *ts,
+                };
+                let keep_from = model.iter().position(|i| ts(i) >= before).unwrap_or(len);
+                model.drain(..keep_from);
                 prop_assert_eq!(n, (len - model.len()) as u64);
             }
             Op::Tick => clock += 1,
+            Op::Rewind => clock -= 3,
         }
     }
     prop_assert_eq!(store.message_count(rid(1)).await.unwrap(), model.len());

@@ -59,6 +59,7 @@ both_backends!(
     notifications_drain_oldest_first,
     stats_counts,
     failed_operation_leaves_no_partial_effects,
+    expiry_is_a_prefix_and_per_queue,
 );
 
 async fn create_and_lookup_namespaces(s: &dyn QueueStore) {
@@ -695,4 +696,34 @@ async fn failed_operation_leaves_no_partial_effects(s: &dyn QueueStore) {
         s.drain_notifications(nid(1), 10).await.unwrap(),
         vec![ntf(1, 10)]
     );
+}
+
+async fn expiry_is_a_prefix_and_per_queue(s: &dyn QueueStore) {
+    s.create_queue(queue(1)).await.unwrap();
+    s.create_queue(queue(2)).await.unwrap();
+    // The clock went back: 100, 300, 200. Expiry stops at the first item that is not expired.
+    for (i, ts) in [(1, 100), (2, 300), (3, 200)] {
+        s.append_message(rid(1), msg(i, ts), None).await.unwrap();
+    }
+    s.append_message(rid(2), msg(4, 100), None).await.unwrap();
+    s.append_message(rid(2), msg(5, 150), None).await.unwrap();
+    // Per queue: only queue 1 is touched.
+    assert_eq!(s.expire_queue_messages(rid(1), 250).await.unwrap(), 1);
+    assert_eq!(
+        s.peek_message(rid(1)).await.unwrap(),
+        Some(Message::Message(msg(2, 300)))
+    );
+    assert_eq!(s.message_count(rid(1)).await.unwrap(), 2);
+    assert_eq!(s.message_count(rid(2)).await.unwrap(), 2);
+    assert_eq!(s.expire_queue_messages(rid(1), 250).await.unwrap(), 0);
+    // All queues: queue 2 loses both, queue 1 still keeps 300 and the 200 behind it.
+    assert_eq!(s.expire_messages(250).await.unwrap(), 2);
+    assert_eq!(s.message_count(rid(1)).await.unwrap(), 2);
+    assert_eq!(s.message_count(rid(2)).await.unwrap(), 0);
+    assert_eq!(s.expire_messages(301).await.unwrap(), 2);
+    assert_eq!(s.message_count(rid(1)).await.unwrap(), 0);
+    assert!(matches!(
+        s.expire_queue_messages(rid(9), 1).await,
+        Err(StoreError::NotFound)
+    ));
 }

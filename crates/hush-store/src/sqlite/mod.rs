@@ -514,6 +514,10 @@ impl QueueStore for SqliteStore {
         Box::pin(self.write(move |c| ops::expire_messages(c, before)))
     }
 
+    fn expire_queue_messages(&self, rid: EntityId, before: i64) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |c| ops::expire_queue_messages(c, &rid, before)))
+    }
+
     fn drain_notifications(&self, nid: EntityId, limit: usize) -> StoreFuture<'_, Vec<PendingNtf>> {
         Box::pin(self.write(move |c| ops::drain_notifications(c, &nid, limit)))
     }

@@ -1,11 +1,11 @@
 //! SQL for each operation, run on the writer connection (inside the batch transaction and a
 //! per-operation savepoint) or on a read connection.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
 
 use crate::codec::{
-    KIND_QUOTA, QUEUE_COLUMNS, QueueRow, bad, encode_keys, message_columns, message_from_columns,
-    ntf_from_columns, status_columns,
+    EXPIRE_ALL_SQL, EXPIRE_QUEUE_SQL, KIND_QUOTA, QUEUE_COLUMNS, QueueRow, bad, encode_keys,
+    message_columns, message_from_columns, ntf_from_columns, status_columns,
 };
 use crate::error::{StoreError, StoreResult};
 use crate::types::{
@@ -375,8 +375,20 @@ pub(crate) fn message_count(c: &Connection, rid: &EntityId) -> StoreResult<usize
 
 pub(crate) fn expire_messages(c: &Connection, before: i64) -> StoreResult<u64> {
     let n = c
-        .prepare_cached("DELETE FROM messages WHERE ts < ?1")?
-        .execute(params![before])?;
+        .prepare_cached(EXPIRE_ALL_SQL)?
+        .execute(named_params! { "$1": before })?;
+    Ok(n as u64)
+}
+
+pub(crate) fn expire_queue_messages(
+    c: &Connection,
+    rid: &EntityId,
+    before: i64,
+) -> StoreResult<u64> {
+    let row = queue_rowid(c, rid)?;
+    let n = c
+        .prepare_cached(EXPIRE_QUEUE_SQL)?
+        .execute(named_params! { "$1": before, "$2": row })?;
     Ok(n as u64)
 }
 
