@@ -22,8 +22,8 @@ use crate::block::{BlockReader, BlockWriter};
 use crate::connection::{ClientConnection, Io, Protocol, ServerConnection, SessionInfo};
 use crate::error::{Phase, TransportError};
 use crate::tls::{
-    self, ClientCertificate, NTF_ALPN, SMP_CLIENT_ALPN, SMP_SERVER_ALPN, ServerIdentity, TlsClient,
-    TlsServer, TlsStream, chain_id_ca,
+    self, ClientCertificate, NTF_ALPN, NTF_SERVER_ALPN, SMP_CLIENT_ALPN, SMP_SERVER_ALPN,
+    ServerIdentity, TlsClient, TlsServer, TlsStream, chain_id_ca,
 };
 
 /// Timeouts (reference: TLS setup 60 s, `smpHandshakeTimeout` 120 s).
@@ -157,7 +157,7 @@ impl ServerConfig {
         ServerConfig {
             transport: TransportConfig::default(),
             versions: ntf_version::SERVER_RANGE,
-            alpn: NTF_ALPN.iter().map(|s| s.to_string()).collect(),
+            alpn: NTF_SERVER_ALPN.iter().map(|s| s.to_string()).collect(),
         }
     }
 }

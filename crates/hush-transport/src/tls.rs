@@ -51,7 +51,10 @@ pub const SIGALGS: &str = "ed25519:ed448";
 pub const SMP_SERVER_ALPN: &[&str] = &["smp/1", "h2", "http/1.1"];
 /// ALPN a normal SMP client offers.
 pub const SMP_CLIENT_ALPN: &[&str] = &["smp/1"];
-/// ALPN of NTF (server list and client offer).
+/// ALPN list of an NTF server (reference `Notifications/Server/Main.hs`:
+/// `alpnSupportedNTFHandshakes <> httpALPN`).
+pub const NTF_SERVER_ALPN: &[&str] = &["ntf/1", "h2", "http/1.1"];
+/// ALPN an NTF client offers.
 pub const NTF_ALPN: &[&str] = &["ntf/1"];
 
 /// A server's TLS identity: the chain it sends (leaf first, then identity/CA certificates) and
