@@ -1,0 +1,10 @@
+//! cargo-fuzz target `transmission`: see `bodies/proto.rs` for the input format and the checks.
+#![no_main]
+
+#[path = "bodies/proto.rs"]
+#[allow(dead_code)]
+mod bodies;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = bodies::transmission(data);
+});
