@@ -1,0 +1,172 @@
+//! The API the ntf-server calls: [`PushGateway`], with an in-process and a network implementation.
+//!
+//! ```no_run
+//! # async fn demo(gw: push_server::AnyGateway, token_hex: String, apns_json: Vec<u8>) -> Result<(), push_server::GatewayError> {
+//! use push_server::{ApnsEnv, DeviceAddress, JobId, PushGateway, PushJob, PushKind, PushTarget, PushType};
+//! let job = PushJob {
+//!     job_id: JobId::random(),
+//!     target: PushTarget::Device(DeviceAddress::Apns { env: ApnsEnv::Prod, token: token_hex }),
+//!     kind: PushKind::Message,
+//!     payload: apns_json,
+//!     push_type: PushType::Alert,
+//!     priority: None,
+//!     expires_at: None,
+//!     collapse_id: None,
+//! };
+//! gw.submit(job).await?; // durable in the push-server's outbox when this returns
+//! for ev in gw.feedback(0, 100).await? { /* mark the token INVALID with ev.reason */ }
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InvalidReason;
+use crate::job::{JobId, PushJob, PushTarget};
+use crate::net::RemoteGateway;
+use crate::service::PushService;
+
+/// Result of a submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmitOutcome {
+    /// Stored durably; will be delivered at least once (or reported in feedback).
+    Queued,
+    /// This job id was already accepted (pending or delivered): nothing new queued.
+    Duplicate,
+}
+
+/// Why a job did not reach the device, reported back to the ntf-server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackReason {
+    /// The token / subscription / handle target is invalid: mark the token `INVALID,<reason>`.
+    InvalidToken(InvalidReason),
+    /// The job failed permanently (metric label of the error, e.g. `rejected`, `bad_handle`,
+    /// `payload_too_large`, `no_provider`) or expired (`expired`).
+    Failed(String),
+}
+
+/// One feedback event (ordered by `seq`, per ntf-server credential).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackEvent {
+    pub seq: u64,
+    pub job_id: JobId,
+    /// The target exactly as submitted (device address or handle).
+    pub target: PushTarget,
+    pub reason: FeedbackReason,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    #[error("not authorized")]
+    Auth,
+    #[error("push-server unavailable: {0}")]
+    Unavailable(String),
+    #[error("push-server storage error: {0}")]
+    Storage(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl GatewayError {
+    /// Wire code (network protocol).
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidJob(_) => "invalid_job",
+            GatewayError::Auth => "auth",
+            GatewayError::Unavailable(_) => "unavailable",
+            GatewayError::Storage(_) => "storage",
+            GatewayError::Protocol(_) => "protocol",
+        }
+    }
+
+    pub fn from_code(code: &str, message: String) -> GatewayError {
+        match code {
+            "invalid_job" => GatewayError::InvalidJob(message),
+            "auth" => GatewayError::Auth,
+            "storage" => GatewayError::Storage(message),
+            "unavailable" => GatewayError::Unavailable(message),
+            _ => GatewayError::Protocol(message),
+        }
+    }
+}
+
+/// What the ntf-server needs from the push-server.
+pub trait PushGateway: Send + Sync {
+    /// Hands over a job. Returns after the job is durable in the push-server's outbox. Safe to
+    /// retry with the same job id (a duplicate is not delivered twice).
+    fn submit(&self, job: PushJob) -> impl Future<Output = Result<SubmitOutcome, GatewayError>> + Send;
+    /// Feedback events with `seq > after` (at most `max`).
+    fn feedback(
+        &self,
+        after: u64,
+        max: u32,
+    ) -> impl Future<Output = Result<Vec<FeedbackEvent>, GatewayError>> + Send;
+    /// Forgets feedback events up to `seq` (after the ntf-server stored their effect).
+    fn ack_feedback(&self, up_to: u64) -> impl Future<Output = Result<(), GatewayError>> + Send;
+}
+
+/// Direct calls into a [`PushService`] running in the same process.
+#[derive(Clone, Debug)]
+pub struct InProcessGateway {
+    service: PushService,
+    client: String,
+}
+
+impl InProcessGateway {
+    /// `client` names the ntf-server (feedback is kept per client).
+    pub fn new(service: PushService, client: impl Into<String>) -> InProcessGateway {
+        InProcessGateway {
+            service,
+            client: client.into(),
+        }
+    }
+}
+
+impl PushGateway for InProcessGateway {
+    async fn submit(&self, job: PushJob) -> Result<SubmitOutcome, GatewayError> {
+        self.service.submit(&self.client, job).await
+    }
+
+    async fn feedback(&self, after: u64, max: u32) -> Result<Vec<FeedbackEvent>, GatewayError> {
+        self.service.feedback(&self.client, after, max).await
+    }
+
+    async fn ack_feedback(&self, up_to: u64) -> Result<(), GatewayError> {
+        self.service.ack_feedback(&self.client, up_to).await
+    }
+}
+
+/// Either implementation, so that the ntf-server can hold one type.
+#[derive(Debug)]
+pub enum AnyGateway {
+    InProcess(InProcessGateway),
+    Remote(RemoteGateway),
+}
+
+impl PushGateway for AnyGateway {
+    async fn submit(&self, job: PushJob) -> Result<SubmitOutcome, GatewayError> {
+        match self {
+            AnyGateway::InProcess(g) => g.submit(job).await,
+            AnyGateway::Remote(g) => g.submit(job).await,
+        }
+    }
+
+    async fn feedback(&self, after: u64, max: u32) -> Result<Vec<FeedbackEvent>, GatewayError> {
+        match self {
+            AnyGateway::InProcess(g) => g.feedback(after, max).await,
+            AnyGateway::Remote(g) => g.feedback(after, max).await,
+        }
+    }
+
+    async fn ack_feedback(&self, up_to: u64) -> Result<(), GatewayError> {
+        match self {
+            AnyGateway::InProcess(g) => g.ack_feedback(up_to).await,
+            AnyGateway::Remote(g) => g.ack_feedback(up_to).await,
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The network channel between ntf-servers (and devices registering handles) and a separate
+//! push-server.
+//!
+//! Transport: TLS 1.3 (OpenSSL). The push-server has a self-signed P-256 certificate made by
+//! `push-server init`; clients **pin the SHA-256 fingerprint of that certificate** (file
+//! `fingerprint` in the push-server's directory) instead of using CAs. ntf-servers then
+//! authenticate with a per-ntf-server **bearer credential** (random 32 bytes, base64url; the
+//! `[CLIENTS]` section of `push-server.ini` maps a name to each credential; compared in constant
+//! time). Feedback is kept per client name.
+//!
+//! Framing: one JSON object per line (`\n`), at most [`MAX_LINE`] bytes; strictly request →
+//! response on a connection. Requests: `{"id":N,"op":"hello","credential":"…"}` (first, for
+//! ntf-servers), `{"id":N,"op":"submit","job":{…}}`, `{"id":N,"op":"feedback","after":S,"max":M}`,
+//! `{"id":N,"op":"ack_feedback","up_to":S}`, `{"id":N,"op":"ping"}` and, without credential (devices),
+//! `{"id":N,"op":"register","address":{…}}`. Responses: `{"id":N,"ok":…}` or
+//! `{"id":N,"err":{"code":"…","message":"…"}}`. An unauthenticated `submit`/`feedback` is refused
+//! with `auth` and the connection is closed.
+//!
+//! The client reconnects on I/O errors and retries a request once: `submit` is idempotent by job
+//! id, so a retry after a lost response is delivered once.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_openssl::SslStream;
+
+use crate::gateway::{FeedbackEvent, GatewayError, PushGateway, SubmitOutcome};
+use crate::handle::PushHandle;
+use crate::job::{DeviceAddress, PushJob};
+use crate::service::PushService;
+
+/// Longest request or response line.
+pub const MAX_LINE: usize = 256 * 1024;
+/// Concurrent connections served.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A connection with no request for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    Hello { credential: String },
+    Submit { job: PushJob },
+    Feedback { after: u64, max: u32 },
+    AckFeedback { up_to: u64 },
+    Register { address: DeviceAddress },
+    Ping,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct Envelope {
+    id: u64,
+    #[serde(flatten)]
+    req: Request,
+}
+
+/// ntf-server credentials (name → SHA-256 of the credential text).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    by_hash: Vec<([u8; 32], String)>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({} clients)", self.by_hash.len())
+    }
+}
+
+impl Credentials {
+    pub fn new(clients: &HashMap<String, String>) -> Credentials {
+        Credentials {
+            by_hash: clients
+                .iter()
+                .map(|(name, cred)| (openssl::sha::sha256(cred.as_bytes()), name.clone()))
+                .collect(),
+        }
+    }
+
+    /// The client name for a credential (constant-time comparison of hashes).
+    pub fn check(&self, credential: &str) -> Option<String> {
+        let h = openssl::sha::sha256(credential.as_bytes());
+        let mut found = None;
+        for (hash, name) in &self.by_hash {
+            if openssl::memcmp::eq(hash, &h) {
+                found = Some(name.clone());
+            }
+        }
+        found
+    }
+}
+
+/// A new random credential (32 bytes, base64url).
+pub fn new_credential() -> String {
+    use base64::Engine as _;
+    let b: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Serves the push-server protocol on `listener` until `shutdown` becomes true.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: openssl::ssl::SslAcceptor,
+    service: PushService,
+    credentials: Credentials,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = Arc::new(acceptor);
+    let credentials = Arc::new(credentials);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            a = listener.accept() => a,
+        };
+        let (tcp, _peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("push-server accept error: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        let credentials = credentials.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(tcp, &acceptor, &service, &credentials, shutdown).await {
+                tracing::debug!("push-server connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    acceptor: &openssl::ssl::SslAcceptor,
+    service: &PushService,
+    credentials: &Credentials,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let _ = tcp.set_nodelay(true);
+    let ssl = openssl::ssl::Ssl::new(acceptor.context()).map_err(|e| e.to_string())?;
+    let mut tls = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(10), Pin::new(&mut tls).accept())
+        .await
+        .map_err(|_| "TLS handshake timeout".to_string())?
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let (r, mut w) = tokio::io::split(tls);
+    let mut reader = BufReader::new(r);
+    let mut client: Option<String> = None;
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        line.clear();
+        let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
+        let n = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            r = tokio::time::timeout(IDLE_TIMEOUT, limited.read_until(b'\n', &mut line)) => {
+                r.map_err(|_| "idle timeout".to_string())?.map_err(|e| e.to_string())?
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') {
+            return Err("line too long or truncated".into());
+        }
+        let (id, result, close) = match serde_json::from_slice::<Envelope>(&line) {
+            Err(e) => {
+                let id = serde_json::from_slice::<Value>(&line)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_u64))
+                    .unwrap_or(0);
+                (id, Err(GatewayError::Protocol(format!("bad request: {e}"))), false)
+            }
+            Ok(Envelope { id, req }) => {
+                let (r, close) = handle(req, service, credentials, &mut client).await;
+                (id, r, close)
+            }
+        };
+        let resp = match result {
+            Ok(v) => json!({"id": id, "ok": v}),
+            Err(e) => json!({"id": id, "err": {"code": e.code(), "message": e.to_string()}}),
+        };
+        let mut out = serde_json::to_vec(&resp).map_err(|e| e.to_string())?;
+        out.push(b'\n');
+        w.write_all(&out).await.map_err(|e| e.to_string())?;
+        w.flush().await.map_err(|e| e.to_string())?;
+        if close {
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+async fn handle(
+    req: Request,
+    service: &PushService,
+    credentials: &Credentials,
+    client: &mut Option<String>,
+) -> (Result<Value, GatewayError>, bool) {
+    match req {
+        Request::Ping => (Ok(json!("pong")), false),
+        Request::Hello { credential } => match credentials.check(&credential) {
+            Some(name) => {
+                *client = Some(name);
+                (Ok(json!({})), false)
+            }
+            None => (Err(GatewayError::Auth), true),
+        },
+        Request::Register { address } => match service.register(&address) {
+            Ok(h) => (Ok(json!({"handle": h})), false),
+            Err(e) => (Err(GatewayError::InvalidJob(e.to_string())), false),
+        },
+        Request::Submit { job } => {
+            let Some(c) = client.as_deref() else {
+                return (Err(GatewayError::Auth), true);
+            };
+            (
+                service
+                    .submit(c, job)
+                    .await
+                    .map(|o| json!({"outcome": o})),
+                false,
+            )
+        }
+        Request::Feedback { after, max } => {
+            let Some(c) = client.as_deref() else {
+                return (Err(GatewayError::Auth), true);
+            };
+            (
+                service
+                    .feedback(c, after, max)
+                    .await
+                    .and_then(|evs| {
+                        serde_json::to_value(evs).map_err(|e| GatewayError::Protocol(e.to_string()))
+                    }),
+                false,
+            )
+        }
+        Request::AckFeedback { up_to } => {
+            let Some(c) = client.as_deref() else {
+                return (Err(GatewayError::Auth), true);
+            };
+            (service.ack_feedback(c, up_to).await.map(|_| json!({})), false)
+        }
+    }
+}
+
+/// Where and how to reach a push-server.
+#[derive(Clone)]
+pub struct RemoteConfig {
+    pub host: String,
+    pub port: u16,
+    /// SHA-256 of the push-server's certificate (DER).
+    pub fingerprint: [u8; 32],
+    /// Bearer credential (ntf-servers); `None` for devices (register only).
+    pub credential: Option<String>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a fingerprint: 64 hex digits or 43 base64url characters.
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    let s = s.trim();
+    let v = if s.len() == 64 {
+        hex::decode(s).ok()?
+    } else {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .ok()?
+    };
+    v.try_into().ok()
+}
+
+type ClientStream = SslStream<TcpStream>;
+
+struct ClientConn {
+    reader: BufReader<tokio::io::ReadHalf<ClientStream>>,
+    writer: tokio::io::WriteHalf<ClientStream>,
+}
+
+/// Network implementation of [`PushGateway`] (and device registration).
+pub struct RemoteGateway {
+    cfg: RemoteConfig,
+    connector: SslConnector,
+    conn: tokio::sync::Mutex<Option<ClientConn>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for RemoteGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteGateway({:?})", self.cfg)
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Unavailable(e.to_string())
+}
+
+impl RemoteGateway {
+    pub fn new(cfg: RemoteConfig) -> Result<RemoteGateway, GatewayError> {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(unavailable)?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_3))
+            .map_err(unavailable)?;
+        let pin = cfg.fingerprint;
+        b.set_verify_callback(SslVerifyMode::PEER, move |_preverified, ctx| {
+            if ctx.error_depth() != 0 {
+                return true;
+            }
+            ctx.current_cert()
+                .and_then(|c| c.to_der().ok())
+                .map(|der| openssl::memcmp::eq(&openssl::sha::sha256(&der), &pin))
+                .unwrap_or(false)
+        });
+        Ok(RemoteGateway {
+            cfg,
+            connector: b.build(),
+            conn: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    async fn connect(&self) -> Result<ClientConn, GatewayError> {
+        let tcp = tokio::time::timeout(
+            self.cfg.timeout,
+            TcpStream::connect((self.cfg.host.as_str(), self.cfg.port)),
+        )
+        .await
+        .map_err(|_| unavailable("connect timeout"))?
+        .map_err(unavailable)?;
+        let _ = tcp.set_nodelay(true);
+        let mut conf = self.connector.configure().map_err(unavailable)?;
+        conf.set_verify_hostname(false);
+        let ssl = conf.into_ssl("push-server").map_err(unavailable)?;
+        let mut tls = SslStream::new(ssl, tcp).map_err(unavailable)?;
+        tokio::time::timeout(self.cfg.timeout, Pin::new(&mut tls).connect())
+            .await
+            .map_err(|_| unavailable("TLS timeout"))?
+            .map_err(|e| unavailable(format!("TLS (certificate pin?): {e}")))?;
+        // Belt and braces: the leaf must be the pinned certificate.
+        let leaf_ok = tls
+            .ssl()
+            .peer_certificate()
+            .and_then(|c| c.to_der().ok())
+            .map(|der| openssl::memcmp::eq(&openssl::sha::sha256(&der), &self.cfg.fingerprint))
+            .unwrap_or(false);
+        if !leaf_ok {
+            return Err(unavailable("push-server certificate does not match the pin"));
+        }
+        let (r, w) = tokio::io::split(tls);
+        let mut conn = ClientConn {
+            reader: BufReader::new(r),
+            writer: w,
+        };
+        if let Some(cred) = &self.cfg.credential {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let req = Envelope {
+                id,
+                req: Request::Hello {
+                    credential: cred.clone(),
+                },
+            };
+            roundtrip(&mut conn, &req, self.cfg.timeout).await?;
+        }
+        Ok(conn)
+    }
+
+    async fn call(&self, req: Request) -> Result<Value, GatewayError> {
+        let mut guard = self.conn.lock().await;
+        let env = Envelope {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            req,
+        };
+        if let Some(conn) = guard.as_mut() {
+            match roundtrip(conn, &env, self.cfg.timeout).await {
+                Err(e @ (GatewayError::Unavailable(_) | GatewayError::Protocol(_))) => {
+                    // Broken connection (or out of sync): reconnect and retry once.
+                    *guard = None;
+                    tracing::debug!("push-server request failed, reconnecting: {e}");
+                }
+                other => return other,
+            }
+        }
+        let mut conn = self.connect().await?;
+        let r = roundtrip(&mut conn, &env, self.cfg.timeout).await;
+        if !matches!(
+            r,
+            Err(GatewayError::Unavailable(_) | GatewayError::Protocol(_) | GatewayError::Auth)
+        ) {
+            *guard = Some(conn);
+        }
+        r
+    }
+
+    /// Split mode, device side: registers a device address and returns its push handle.
+    pub async fn register(&self, address: DeviceAddress) -> Result<PushHandle, GatewayError> {
+        let v = self.call(Request::Register { address }).await?;
+        serde_json::from_value::<PushHandle>(v.get("handle").cloned().unwrap_or(Value::Null))
+            .map_err(|e| GatewayError::Protocol(e.to_string()))
+    }
+
+    pub async fn ping(&self) -> Result<(), GatewayError> {
+        self.call(Request::Ping).await.map(|_| ())
+    }
+}
+
+async fn roundtrip(
+    conn: &mut ClientConn,
+    env: &Envelope,
+    timeout: Duration,
+) -> Result<Value, GatewayError> {
+    let fut = async {
+        let mut out = serde_json::to_vec(env).map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        out.push(b'\n');
+        conn.writer.write_all(&out).await.map_err(unavailable)?;
+        conn.writer.flush().await.map_err(unavailable)?;
+        let mut line = Vec::new();
+        let n = (&mut conn.reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(unavailable)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            return Err(unavailable("connection closed"));
+        }
+        let v: Value =
+            serde_json::from_slice(&line).map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        if v.get("id").and_then(Value::as_u64) != Some(env.id) {
+            return Err(GatewayError::Protocol("response id mismatch".into()));
+        }
+        if let Some(ok) = v.get("ok") {
+            return Ok(ok.clone());
+        }
+        let err = v.get("err").cloned().unwrap_or(Value::Null);
+        let code = err.get("code").and_then(Value::as_str).unwrap_or("protocol");
+        let msg = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        Err(GatewayError::from_code(code, msg))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| unavailable("request timeout"))?
+}
+
+impl PushGateway for RemoteGateway {
+    async fn submit(&self, job: PushJob) -> Result<SubmitOutcome, GatewayError> {
+        let v = self.call(Request::Submit { job }).await?;
+        serde_json::from_value(v.get("outcome").cloned().unwrap_or(Value::Null))
+            .map_err(|e| GatewayError::Protocol(e.to_string()))
+    }
+
+    async fn feedback(&self, after: u64, max: u32) -> Result<Vec<FeedbackEvent>, GatewayError> {
+        let v = self.call(Request::Feedback { after, max }).await?;
+        serde_json::from_value(v).map_err(|e| GatewayError::Protocol(e.to_string()))
+    }
+
+    async fn ack_feedback(&self, up_to: u64) -> Result<(), GatewayError> {
+        self.call(Request::AckFeedback { up_to }).await.map(|_| ())
+    }
+}

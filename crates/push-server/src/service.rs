@@ -1,0 +1,353 @@
+//! The dispatcher: takes due jobs from the outbox, resolves handles, sends through the provider,
+//! and applies [`PushError::action`]: done, retry with exponential backoff and jitter, or finished
+//! with feedback for the ntf-server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::error::{Action, PushError};
+use crate::gateway::{FeedbackEvent, FeedbackReason, GatewayError, SubmitOutcome};
+use crate::handle::{HandleError, HandleKey, PushHandle};
+use crate::job::{DeviceAddress, PushJob, PushTarget};
+use crate::metrics::Metrics;
+use crate::outbox::{LeasedJob, Outbox, OutboxError};
+use crate::provider::{Delivery, Providers, Route};
+
+/// Dispatcher settings.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// First retry delay; doubles per attempt.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Lifetime of a job without `expires_at`.
+    pub default_ttl: Duration,
+    /// Concurrent deliveries (in-flight provider requests).
+    pub concurrency: usize,
+    /// How long a delivered job id is remembered for deduplication.
+    pub dedup_window: Duration,
+    /// Longest idle sleep between outbox polls.
+    pub poll_interval: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(600),
+            default_ttl: Duration::from_secs(24 * 3600),
+            concurrency: 64,
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Inner {
+    outbox: Outbox,
+    providers: Providers,
+    handle_key: HandleKey,
+    metrics: Metrics,
+    cfg: ServiceConfig,
+    wake: Notify,
+}
+
+/// The push service (cheap to clone). Start its dispatcher with [`PushService::spawn_dispatcher`].
+#[derive(Clone)]
+pub struct PushService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PushService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushService(..)")
+    }
+}
+
+fn storage(e: OutboxError) -> GatewayError {
+    GatewayError::Storage(e.to_string())
+}
+
+/// Backoff for the `attempts`-th failure: `base · 2^(attempts-1)` capped at `max`, then a random
+/// value in `[d/2, d]` (jitter), and at least `min`.
+pub fn backoff(cfg: &ServiceConfig, attempts: u32, min: Option<Duration>) -> Duration {
+    let exp = attempts.saturating_sub(1).min(30);
+    let d = cfg
+        .retry_base
+        .saturating_mul(1u32 << exp)
+        .min(cfg.retry_max);
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let jittered = if ms >= 2 {
+        ms / 2 + rand::random::<u64>() % (ms / 2 + 1)
+    } else {
+        ms
+    };
+    Duration::from_millis(jittered).max(min.unwrap_or_default())
+}
+
+impl PushService {
+    pub fn new(
+        outbox: Outbox,
+        providers: Providers,
+        handle_key: HandleKey,
+        metrics: Metrics,
+        cfg: ServiceConfig,
+    ) -> PushService {
+        PushService {
+            inner: Arc::new(Inner {
+                outbox,
+                providers,
+                handle_key,
+                metrics,
+                cfg,
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
+    }
+
+    /// Accepts a job from `client` (durable when this returns `Queued`).
+    pub async fn submit(&self, client: &str, job: PushJob) -> Result<SubmitOutcome, GatewayError> {
+        job.validate()
+            .map_err(|e| GatewayError::InvalidJob(e.to_string()))?;
+        let now = crate::unix_now();
+        let deadline = job
+            .expires_at
+            .unwrap_or(now + self.inner.cfg.default_ttl.as_secs());
+        if deadline < now {
+            return Err(GatewayError::InvalidJob("job already expired".into()));
+        }
+        let outcome = self
+            .inner
+            .outbox
+            .submit(client, &job, deadline, crate::unix_now_ms())
+            .await
+            .map_err(storage)?;
+        match outcome {
+            SubmitOutcome::Queued => {
+                self.inner.metrics.submitted("queued");
+                self.inner.metrics.outbox_length.inc();
+                self.inner.wake.notify_one();
+            }
+            SubmitOutcome::Duplicate => self.inner.metrics.submitted("duplicate"),
+        }
+        Ok(outcome)
+    }
+
+    /// Split mode: seals a device address into a push handle (the device calls this).
+    pub fn register(&self, address: &DeviceAddress) -> Result<PushHandle, HandleError> {
+        let h = self.inner.handle_key.seal(address)?;
+        self.inner.metrics.handles_registered.inc();
+        Ok(h)
+    }
+
+    pub async fn feedback(
+        &self,
+        client: &str,
+        after: u64,
+        max: u32,
+    ) -> Result<Vec<FeedbackEvent>, GatewayError> {
+        self.inner
+            .outbox
+            .feedback(client, after, max.min(1000))
+            .await
+            .map_err(storage)
+    }
+
+    pub async fn ack_feedback(&self, client: &str, up_to: u64) -> Result<(), GatewayError> {
+        self.inner
+            .outbox
+            .ack_feedback(client, up_to)
+            .await
+            .map_err(storage)
+    }
+
+    /// Runs the dispatcher until `shutdown` becomes true. In-flight deliveries are awaited.
+    pub fn spawn_dispatcher(&self, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.dispatch(shutdown).await })
+    }
+
+    async fn dispatch(self, mut shutdown: watch::Receiver<bool>) {
+        let inner = &self.inner;
+        let concurrency = inner.cfg.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        if let Ok(n) = inner.outbox.len().await {
+            inner.metrics.outbox_length.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let mut last_prune = 0u64;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = crate::unix_now();
+            if now >= last_prune + 3600 {
+                last_prune = now;
+                let before = now.saturating_sub(inner.cfg.dedup_window.as_secs());
+                if let Err(e) = inner.outbox.prune_done(before).await {
+                    tracing::warn!("outbox prune failed: {e}");
+                }
+            }
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => break,
+                    p = permits.clone().acquire_owned() => drop(p),
+                }
+                continue;
+            }
+            let due = match inner.outbox.lease_due(crate::unix_now_ms(), free).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!("outbox read failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if due.is_empty() {
+                let sleep = match inner.outbox.next_due().await {
+                    Ok(Some(at)) => Duration::from_millis(at.saturating_sub(crate::unix_now_ms())),
+                    _ => inner.cfg.poll_interval,
+                }
+                .min(inner.cfg.poll_interval);
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => break,
+                    _ = inner.wake.notified() => {}
+                    _ = tokio::time::sleep(sleep) => {}
+                }
+                continue;
+            }
+            for job in due {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.deliver(job).await;
+                    drop(permit);
+                });
+            }
+        }
+        // Wait for in-flight deliveries (their jobs stay leased only in memory: the outbox clears
+        // leases when it is opened again).
+        let _ = permits
+            .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
+            .await;
+    }
+
+    async fn deliver(&self, leased: LeasedJob) {
+        let inner = &self.inner;
+        let LeasedJob {
+            job,
+            client,
+            deadline,
+            attempts,
+        } = leased;
+        let now = crate::unix_now();
+        let (provider, result) = if now > deadline {
+            ("none", Err(PushError::Expired))
+        } else {
+            let address = match &job.target {
+                PushTarget::Device(a) => Ok(a.clone()),
+                PushTarget::Handle(h) => inner.handle_key.open(h).map_err(|_| PushError::BadHandle),
+            };
+            match address {
+                Err(e) => ("handle", Err(e)),
+                Ok(address) => {
+                    let label = address.provider_label();
+                    match inner.providers.route(&address) {
+                        Err(e) => (label, Err(e)),
+                        Ok(Route::Null) => (label, Ok(())),
+                        Ok(Route::Send(p)) => {
+                            let d = Delivery {
+                                job_id: job.job_id,
+                                kind: job.kind,
+                                address: &address,
+                                payload: &job.payload,
+                                push_type: job.push_type,
+                                priority: job.priority,
+                                expires_at: job.expires_at,
+                                collapse_id: job.collapse_id.as_deref(),
+                            };
+                            (label, p.send(d).await)
+                        }
+                    }
+                }
+            }
+        };
+        let id = job.job_id;
+        let stored = match result {
+            Ok(()) => {
+                inner.metrics.sent(provider);
+                inner.metrics.outbox_length.dec();
+                tracing::debug!(%provider, job = %id, "push accepted");
+                inner.outbox.complete(id, crate::unix_now()).await
+            }
+            Err(e) => {
+                e.log(provider, &id);
+                let label = e.metric_label();
+                match e.action() {
+                    Action::Retry { min_delay } => {
+                        let attempts = attempts.saturating_add(1);
+                        let delay = backoff(&inner.cfg, attempts, min_delay);
+                        let next_ms = crate::unix_now_ms()
+                            .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                        if next_ms / 1000 > deadline {
+                            inner.metrics.failed(provider, "expired");
+                            inner.metrics.outbox_length.dec();
+                            inner
+                                .outbox
+                                .finish(
+                                    id,
+                                    crate::unix_now(),
+                                    Some((client, job.target, FeedbackReason::Failed("expired".into()))),
+                                )
+                                .await
+                        } else {
+                            inner.metrics.retry(provider, label);
+                            inner.outbox.reschedule(id, next_ms, attempts, label).await
+                        }
+                    }
+                    Action::Invalidate(reason) => {
+                        inner.metrics.failed(provider, label);
+                        inner.metrics.outbox_length.dec();
+                        inner
+                            .outbox
+                            .finish(
+                                id,
+                                crate::unix_now(),
+                                Some((client, job.target, FeedbackReason::InvalidToken(reason))),
+                            )
+                            .await
+                    }
+                    Action::Drop => {
+                        inner.metrics.failed(provider, label);
+                        inner.metrics.outbox_length.dec();
+                        inner
+                            .outbox
+                            .finish(
+                                id,
+                                crate::unix_now(),
+                                Some((client, job.target, FeedbackReason::Failed(label.into()))),
+                            )
+                            .await
+                    }
+                }
+            }
+        };
+        if let Err(e) = stored {
+            // The job stays in the outbox (leased until restart, then re-sent: at-least-once).
+            tracing::error!(job = %id, "outbox update failed: {e}");
+        }
+        inner.wake.notify_one();
+    }
+}
