@@ -98,21 +98,46 @@ pub type PoolEvents = mpsc::Receiver<PoolEvent>;
 enum RelayState {
     Idle,
     Connecting,
-    Connected(SmpClient),
+    /// The connection and its generation (1 for the first connection, +1 per reconnect).
+    Connected(SmpClient, u64),
     Failed(ClientError),
     Closed,
 }
 
+/// A remembered subscription.
+struct SubEntry {
+    key: Arc<AuthKey>,
+    /// The connection generation it is known to be subscribed on.
+    on_conn: Option<u64>,
+    /// A `subscribe` call is sending its own `SUB`/`NSUB` right now (the resubscription
+    /// pass skips it to avoid a duplicate).
+    pending: bool,
+}
+
 #[derive(Default)]
 struct Subs {
-    recipients: HashMap<Vec<u8>, Arc<AuthKey>>,
-    notifiers: HashMap<Vec<u8>, Arc<AuthKey>>,
+    recipients: HashMap<Vec<u8>, SubEntry>,
+    notifiers: HashMap<Vec<u8>, SubEntry>,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SubKind {
+    Recipient,
+    Notifier,
+}
+
+type SubList = Vec<(Vec<u8>, Arc<AuthKey>)>;
 
 struct Relay {
     server: ProtocolServer,
     state: watch::Sender<RelayState>,
-    demand: Notify,
+    /// Count of requests for a connection; the relay task serves those made before an
+    /// attempt starts, so a stale request never causes an extra attempt.
+    demand: watch::Sender<u64>,
+    /// Asks the connected loop for another resubscription pass.
+    resub: Notify,
+    /// Serializes resubscription passes (a pass sees what the previous one marked).
+    resub_lock: tokio::sync::Mutex<()>,
     subs: Mutex<Subs>,
 }
 
@@ -124,6 +149,18 @@ impl Relay {
             .unwrap_or(false)
     }
 
+    fn with_map<T>(
+        &self,
+        kind: SubKind,
+        f: impl FnOnce(&mut HashMap<Vec<u8>, SubEntry>) -> T,
+    ) -> Option<T> {
+        let mut s = self.subs.lock().ok()?;
+        Some(match kind {
+            SubKind::Recipient => f(&mut s.recipients),
+            SubKind::Notifier => f(&mut s.notifiers),
+        })
+    }
+
     fn forget(&self, entity_id: &[u8]) {
         if let Ok(mut s) = self.subs.lock() {
             s.recipients.remove(entity_id);
@@ -131,21 +168,33 @@ impl Relay {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn snapshot(&self) -> (Vec<(Vec<u8>, Arc<AuthKey>)>, Vec<(Vec<u8>, Arc<AuthKey>)>) {
+    /// Subscriptions not yet known to be active on connection `generation` (and not being
+    /// sent by a `subscribe` call).
+    fn to_resubscribe(&self, generation: u64) -> (SubList, SubList) {
+        let pick = |m: &HashMap<Vec<u8>, SubEntry>| -> SubList {
+            m.iter()
+                .filter(|(_, e)| !e.pending && e.on_conn != Some(generation))
+                .map(|(k, e)| (k.clone(), e.key.clone()))
+                .collect()
+        };
         match self.subs.lock() {
-            Ok(s) => (
-                s.recipients
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                s.notifiers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            Ok(s) => (pick(&s.recipients), pick(&s.notifiers)),
             Err(_) => (Vec::new(), Vec::new()),
         }
+    }
+
+    fn mark(&self, kind: SubKind, entity_id: &[u8], key: &Arc<AuthKey>, generation: u64) {
+        self.with_map(kind, |m| {
+            if let Some(e) = m.get_mut(entity_id)
+                && Arc::ptr_eq(&e.key, key)
+            {
+                e.on_conn = Some(generation);
+            }
+        });
+    }
+
+    fn request_connection(&self) {
+        self.demand.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -205,10 +254,13 @@ impl SmpClientPool {
             return Ok(r.clone());
         }
         let (state, _) = watch::channel(RelayState::Idle);
+        let (demand, _) = watch::channel(0);
         let relay = Arc::new(Relay {
             server: server.clone(),
             state,
-            demand: Notify::new(),
+            demand,
+            resub: Notify::new(),
+            resub_lock: tokio::sync::Mutex::new(()),
             subs: Mutex::new(Subs::default()),
         });
         relays.insert(server.clone(), relay.clone());
@@ -219,24 +271,21 @@ impl SmpClientPool {
         Ok(relay)
     }
 
-    /// The connection to `server`, connecting if needed. While the relay is unreachable this
-    /// returns the error of the next connection attempt (started at once, cutting a backoff
-    /// wait short).
-    pub async fn client(&self, server: &ProtocolServer) -> Result<SmpClient, ClientError> {
-        let relay = self.relay(server)?;
+    async fn client_gen(&self, relay: &Relay) -> Result<(SmpClient, u64), ClientError> {
         let mut rx = relay.state.subscribe();
-        if let RelayState::Connected(c) = &*rx.borrow_and_update()
-            && !c.is_closed()
-        {
-            return Ok(c.clone());
+        match &*rx.borrow_and_update() {
+            RelayState::Connected(c, g) if !c.is_closed() => return Ok((c.clone(), *g)),
+            RelayState::Closed => return Err(ClientError::PoolClosed),
+            // An attempt is under way: wait for its outcome.
+            RelayState::Connecting => {}
+            _ => relay.request_connection(),
         }
-        relay.demand.notify_one();
         loop {
             if rx.changed().await.is_err() {
                 return Err(ClientError::PoolClosed);
             }
             match &*rx.borrow_and_update() {
-                RelayState::Connected(c) if !c.is_closed() => return Ok(c.clone()),
+                RelayState::Connected(c, g) if !c.is_closed() => return Ok((c.clone(), *g)),
                 RelayState::Failed(e) => return Err(e.clone()),
                 RelayState::Closed => return Err(ClientError::PoolClosed),
                 _ => {}
@@ -244,18 +293,80 @@ impl SmpClientPool {
         }
     }
 
+    /// The connection to `server`, connecting if needed. While the relay is unreachable this
+    /// returns the error of the next connection attempt (started at once, cutting a backoff
+    /// wait short).
+    pub async fn client(&self, server: &ProtocolServer) -> Result<SmpClient, ClientError> {
+        let relay = self.relay(server)?;
+        self.client_gen(&relay).await.map(|(c, _)| c)
+    }
+
     /// The current connection to `server` without connecting.
     pub fn connected_client(&self, server: &ProtocolServer) -> Option<SmpClient> {
         let relays = self.shared.relays.lock().ok()?;
         match &*relays.get(server)?.state.borrow() {
-            RelayState::Connected(c) if !c.is_closed() => Some(c.clone()),
+            RelayState::Connected(c, _) if !c.is_closed() => Some(c.clone()),
             _ => None,
         }
     }
 
+    async fn subscribe_as(
+        &self,
+        kind: SubKind,
+        server: &ProtocolServer,
+        entity_id: &[u8],
+        key: Arc<AuthKey>,
+    ) -> Result<(), ClientError> {
+        let relay = self.relay(server)?;
+        relay.with_map(kind, |m| {
+            m.insert(
+                entity_id.to_vec(),
+                SubEntry {
+                    key: key.clone(),
+                    on_conn: None,
+                    pending: true,
+                },
+            )
+        });
+        let r = match self.client_gen(&relay).await {
+            Ok((c, generation)) => {
+                let r = match kind {
+                    SubKind::Recipient => c.subscribe(entity_id, &key).await,
+                    SubKind::Notifier => c.subscribe_notifier(entity_id, &key).await,
+                };
+                r.map(|()| generation)
+            }
+            Err(e) => Err(e),
+        };
+        relay.with_map(kind, |m| {
+            let ours = m.get(entity_id).is_some_and(|e| Arc::ptr_eq(&e.key, &key));
+            if !ours {
+                return;
+            }
+            match &r {
+                Err(e) if e.is_permanent() => {
+                    m.remove(entity_id);
+                }
+                _ => {
+                    if let Some(e) = m.get_mut(entity_id) {
+                        e.pending = false;
+                        if let Ok(g) = &r {
+                            e.on_conn = Some(*g);
+                        }
+                    }
+                }
+            }
+        });
+        if r.is_err() && matches!(*relay.state.borrow(), RelayState::Connected(..)) {
+            // A reconnect may have skipped this entry while it was pending.
+            relay.resub.notify_one();
+        }
+        r.map(|_| ())
+    }
+
     /// Subscribes to a queue (`SUB`) and remembers it: after every reconnect it is
     /// subscribed again, and while it is remembered the pool keeps the relay connected. A
-    /// connection error leaves it remembered (it is subscribed on reconnect); a permanent
+    /// connection error leaves it remembered (it is subscribed once connected); a permanent
     /// error (e.g. `AUTH`) forgets it.
     pub async fn subscribe(
         &self,
@@ -263,20 +374,8 @@ impl SmpClientPool {
         rcv_id: &[u8],
         rcv_key: Arc<AuthKey>,
     ) -> Result<(), ClientError> {
-        let relay = self.relay(server)?;
-        if let Ok(mut s) = relay.subs.lock() {
-            s.recipients.insert(rcv_id.to_vec(), rcv_key.clone());
-        }
-        let r = match self.client(server).await {
-            Ok(c) => c.subscribe(rcv_id, &rcv_key).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &r
-            && e.is_permanent()
-        {
-            relay.forget(rcv_id);
-        }
-        r
+        self.subscribe_as(SubKind::Recipient, server, rcv_id, rcv_key)
+            .await
     }
 
     /// Subscribes as notifier (`NSUB`) and remembers it, like [`SmpClientPool::subscribe`].
@@ -286,21 +385,8 @@ impl SmpClientPool {
         notifier_id: &[u8],
         notifier_key: Arc<AuthKey>,
     ) -> Result<(), ClientError> {
-        let relay = self.relay(server)?;
-        if let Ok(mut s) = relay.subs.lock() {
-            s.notifiers
-                .insert(notifier_id.to_vec(), notifier_key.clone());
-        }
-        let r = match self.client(server).await {
-            Ok(c) => c.subscribe_notifier(notifier_id, &notifier_key).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &r
-            && e.is_permanent()
-        {
-            relay.forget(notifier_id);
-        }
-        r
+        self.subscribe_as(SubKind::Notifier, server, notifier_id, notifier_key)
+            .await
     }
 
     /// Forgets a subscription (no command is sent: SMP has no unsubscribe; the relay drops it
@@ -354,22 +440,31 @@ async fn emit(shared: &PoolShared, ev: PoolEvent) {
 
 async fn relay_task(shared: Arc<PoolShared>, relay: Arc<Relay>) {
     let mut stop = shared.stop.subscribe();
+    let mut demand = relay.demand.subscribe();
     let mut backoff = Backoff::new(shared.config.backoff.clone());
     let server = relay.server.clone();
+    let mut generation = 0u64;
+    // Requests up to this count are served by an attempt already made.
+    let mut served = 0u64;
     loop {
         if *stop.borrow() {
             break;
         }
-        if !relay.has_subs() {
-            if matches!(*relay.state.borrow(), RelayState::Connecting) {
-                relay.state.send_replace(RelayState::Idle);
-            }
+        if !relay.has_subs() && *demand.borrow() == served {
+            relay.state.send_if_modified(|s| {
+                let idle = matches!(s, RelayState::Connecting);
+                if idle {
+                    *s = RelayState::Idle;
+                }
+                idle
+            });
             tokio::select! {
                 biased;
                 _ = crate::stopped(&mut stop) => break,
-                _ = relay.demand.notified() => {}
+                _ = demand.wait_for(|n| *n != served) => {}
             }
         }
+        served = *demand.borrow_and_update();
         relay.state.send_replace(RelayState::Connecting);
         let attempt = tokio::time::timeout(
             shared.config.connect_timeout,
@@ -395,15 +490,16 @@ async fn relay_task(shared: Arc<PoolShared>, relay: Arc<Relay>) {
                 )
                 .await;
                 if let Some(d) = retry_in {
-                    wait_or_demand(&relay, &mut stop, d).await;
+                    wait_or_demand(&mut stop, &mut demand, served, d).await;
                 }
                 continue;
             }
             Ok((client, events)) => {
                 backoff.reset();
+                generation += 1;
                 relay
                     .state
-                    .send_replace(RelayState::Connected(client.clone()));
+                    .send_replace(RelayState::Connected(client.clone(), generation));
                 emit(
                     &shared,
                     PoolEvent::Connected {
@@ -411,10 +507,7 @@ async fn relay_task(shared: Arc<PoolShared>, relay: Arc<Relay>) {
                     },
                 )
                 .await;
-                if relay.has_subs() {
-                    tokio::spawn(resubscribe(shared.clone(), relay.clone(), client.clone()));
-                }
-                run_connected(&shared, &relay, &client, events).await
+                run_connected(&shared, &relay, &client, generation, events).await
             }
         };
         if *stop.borrow() {
@@ -431,29 +524,36 @@ async fn relay_task(shared: Arc<PoolShared>, relay: Arc<Relay>) {
         .await;
         if relay.has_subs() {
             let d = backoff.next_delay();
-            wait_or_demand(&relay, &mut stop, d).await;
+            wait_or_demand(&mut stop, &mut demand, served, d).await;
         }
     }
-    if let RelayState::Connected(c) = &*relay.state.borrow() {
+    if let RelayState::Connected(c, _) = &*relay.state.borrow() {
         c.abort();
     }
     relay.state.send_replace(RelayState::Closed);
 }
 
-async fn wait_or_demand(relay: &Relay, stop: &mut watch::Receiver<bool>, d: Duration) {
+async fn wait_or_demand(
+    stop: &mut watch::Receiver<bool>,
+    demand: &mut watch::Receiver<u64>,
+    served: u64,
+    d: Duration,
+) {
     tokio::select! {
         biased;
         _ = crate::stopped(stop) => {}
-        _ = relay.demand.notified() => {}
+        _ = demand.wait_for(|n| *n != served) => {}
         _ = tokio::time::sleep(d) => {}
     }
 }
 
-/// Forwards events and keeps the connection alive until it ends; returns why it ended.
+/// Forwards events, resubscribes and keeps the connection alive until it ends; returns why
+/// it ended.
 async fn run_connected(
     shared: &Arc<PoolShared>,
     relay: &Arc<Relay>,
     client: &SmpClient,
+    generation: u64,
     mut events: EventReceiver,
 ) -> ClientError {
     let mut stop = shared.stop.subscribe();
@@ -462,6 +562,12 @@ async fn run_connected(
     let mut ping_in_flight = false;
     let mut missed = 0u32;
     let mut next_check = client.last_received() + interval;
+    tokio::spawn(resubscribe(
+        shared.clone(),
+        relay.clone(),
+        client.clone(),
+        generation,
+    ));
     loop {
         tokio::select! {
             biased;
@@ -477,6 +583,9 @@ async fn run_connected(
                     }
                     emit(shared, PoolEvent::Event { server: relay.server.clone(), event }).await;
                 }
+            },
+            _ = relay.resub.notified() => {
+                tokio::spawn(resubscribe(shared.clone(), relay.clone(), client.clone(), generation));
             },
             Some(r) = ping_rx.recv() => {
                 ping_in_flight = false;
@@ -512,10 +621,20 @@ async fn run_connected(
     }
 }
 
-/// Sends every remembered `SUB` and `NSUB` on a fresh connection (batched), forgets the
-/// permanently failed ones and reports.
-async fn resubscribe(shared: Arc<PoolShared>, relay: Arc<Relay>, client: SmpClient) {
-    let (rcv, ntf) = relay.snapshot();
+/// Sends `SUB`/`NSUB` (batched) for every remembered subscription not yet active on this
+/// connection, forgets the permanently failed ones and reports (when there was anything
+/// to do).
+async fn resubscribe(
+    shared: Arc<PoolShared>,
+    relay: Arc<Relay>,
+    client: SmpClient,
+    generation: u64,
+) {
+    let _pass = relay.resub_lock.lock().await;
+    let (rcv, ntf) = relay.to_resubscribe(generation);
+    if rcv.is_empty() && ntf.is_empty() {
+        return;
+    }
     let rcv_refs: Vec<(&[u8], &AuthKey)> = rcv.iter().map(|(i, k)| (i.as_slice(), &**k)).collect();
     let ntf_refs: Vec<(&[u8], &AuthKey)> = ntf.iter().map(|(i, k)| (i.as_slice(), &**k)).collect();
     let (rr, nr) = tokio::join!(
@@ -523,12 +642,24 @@ async fn resubscribe(shared: Arc<PoolShared>, relay: Arc<Relay>, client: SmpClie
         client.subscribe_notifiers(&ntf_refs)
     );
     let mut failed = Vec::new();
-    for ((id, _), r) in rcv.iter().zip(rr).chain(ntf.iter().zip(nr)) {
-        if let Err(e) = r {
-            if e.is_permanent() {
-                relay.forget(id);
+    let results = rcv
+        .iter()
+        .zip(rr)
+        .map(|x| (SubKind::Recipient, x))
+        .chain(ntf.iter().zip(nr).map(|x| (SubKind::Notifier, x)));
+    for (kind, ((id, key), r)) in results {
+        match r {
+            Ok(()) => relay.mark(kind, id, key, generation),
+            Err(e) => {
+                if e.is_permanent() {
+                    relay.with_map(kind, |m| {
+                        if m.get(id).is_some_and(|x| Arc::ptr_eq(&x.key, key)) {
+                            m.remove(id);
+                        }
+                    });
+                }
+                failed.push((id.clone(), e));
             }
-            failed.push((id.clone(), e));
         }
     }
     emit(
