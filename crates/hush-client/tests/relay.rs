@@ -1,0 +1,518 @@
+//! Against the REAL relay (crates/smp-server, in-process, real TLS on 127.0.0.1, SQLite store):
+//! create / secure / send / subscribe / ack with every key type, GET, QUE, DEL; 1000 messages;
+//! notifications (NKEY, NSUB, NMSG); relay stopped for 5 s and restarted → the pool
+//! reconnects, resubscribes and receives what was sent meanwhile; wrong CA fingerprint.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_client::{
+    AuthAlgorithm, AuthKey, BackoffConfig, ClientConfig, ClientError, EventReceiver,
+    NewQueueParams, PoolConfig, PoolEvent, RawMsg, RcvMsgBody, ServerEvent, SmpClient,
+    SmpClientPool, decrypt_nmsg,
+};
+use hush_proto::address::ProtocolServer;
+use hush_proto::encoding::base64url_encode;
+use hush_proto::error::ErrorType;
+use smp_server::config::Config;
+use smp_server::init::{InitOptions, PasswordChoice};
+use smp_server::server::RelayOptions;
+use smp_server::{ServerPaths, ShutdownTrigger};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Relay {
+    addr: SocketAddr,
+    fp: [u8; 32],
+    config: Config,
+    trigger: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), smp_server::RunError>>,
+}
+
+fn init_dirs(dir: &std::path::Path) -> ServerPaths {
+    let paths = ServerPaths {
+        config_dir: dir.join("config"),
+        data_dir: dir.join("data"),
+    };
+    smp_server::init::init(&InitOptions {
+        paths: paths.clone(),
+        fqdn: None,
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        password: PasswordChoice::None,
+        sign_algorithm: hush_crypto::SignAlgorithm::Ed25519,
+        port: 5223,
+        control_port: None,
+        store_log: true,
+        force: false,
+    })
+    .unwrap();
+    paths
+}
+
+fn config(paths: &ServerPaths, port: u16) -> Config {
+    let (mut c, _) = Config::load(paths.clone()).unwrap();
+    c.transport.ports = vec![port];
+    c.transport.bind = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    c.metrics.enable = false;
+    c
+}
+
+impl Relay {
+    async fn start(config: Config) -> Relay {
+        let fp = smp_server::init::check_fingerprint(&config.paths).unwrap();
+        let (trigger, shutdown) = smp_server::shutdown_channel();
+        let options = RelayOptions {
+            ntf_flush_interval: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(2),
+            ..RelayOptions::default()
+        };
+        let relay = smp_server::server::start(config.clone(), shutdown, options)
+            .await
+            .unwrap();
+        let addr = relay.addrs[0];
+        let task = tokio::spawn(relay.wait());
+        Relay {
+            addr,
+            fp,
+            config,
+            trigger,
+            task,
+        }
+    }
+
+    fn address(&self) -> ProtocolServer {
+        ProtocolServer::parse(&format!(
+            "smp://{}@127.0.0.1:{}",
+            base64url_encode(&self.fp),
+            self.addr.port()
+        ))
+        .unwrap()
+    }
+
+    async fn stop(self) -> Config {
+        self.trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("relay did not stop")
+            .unwrap()
+            .unwrap();
+        self.config
+    }
+}
+
+async fn connect(relay: &Relay) -> (SmpClient, EventReceiver) {
+    SmpClient::connect(&relay.address(), ClientConfig::default())
+        .await
+        .unwrap()
+}
+
+async fn next_msg(ev: &mut EventReceiver, rcv_id: &[u8]) -> RawMsg {
+    loop {
+        match tokio::time::timeout(WAIT, ev.recv())
+            .await
+            .expect("no MSG event")
+            .expect("connection closed")
+        {
+            ServerEvent::Message { rcv_id: r, msg } if r == rcv_id => return msg,
+            e => panic!("unexpected event {e:?}"),
+        }
+    }
+}
+
+fn body_of(m: &RawMsg, q: &hush_client::NewQueue) -> Vec<u8> {
+    match m.decrypt(&q.rcv_dh_secret).unwrap().body {
+        RcvMsgBody::Message { body, .. } => body,
+        b => panic!("expected a message, got {b:?}"),
+    }
+}
+
+/// The whole life of a queue with each recipient key type (Ed25519, Ed448, X25519
+/// authenticator): NEW (subscribed), unsigned SEND, MSG event, ACK, KEY, signed SEND (and an
+/// unsigned one refused with AUTH), GET on another connection, QUE, OFF, DEL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(config(&init_dirs(dir.path()), 0)).await;
+    let (rcv, mut rcv_ev) = connect(&relay).await;
+    let (snd, _snd_ev) = connect(&relay).await;
+    assert_eq!(rcv.version(), 18);
+    for alg in [
+        AuthAlgorithm::Ed25519,
+        AuthAlgorithm::Ed448,
+        AuthAlgorithm::X25519,
+    ] {
+        let q = rcv
+            .create_queue(NewQueueParams {
+                auth: alg,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(q.rcv_id.len(), 24);
+        assert_ne!(q.rcv_id, q.snd_id);
+        // Unsigned SEND before the queue is secured; notification flag kept.
+        snd.send(&q.snd_id, None, true, b"first").await.unwrap();
+        let m = next_msg(&mut rcv_ev, &q.rcv_id).await;
+        let d = m.decrypt(&q.rcv_dh_secret).unwrap();
+        match &d.body {
+            RcvMsgBody::Message { ts, flags, body } => {
+                assert_eq!(body, b"first");
+                assert!(flags.notification);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64;
+                assert!((now - ts).abs() < 60);
+            }
+            b => panic!("{b:?}"),
+        }
+        assert!(
+            rcv.ack(&q.rcv_id, &q.rcv_key, &d.msg_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Acknowledging again: NO_MSG.
+        assert!(matches!(
+            rcv.ack(&q.rcv_id, &q.rcv_key, &d.msg_id).await,
+            Err(ClientError::Smp(ErrorType::NoMsg))
+        ));
+        // Secure with the sender's key (recipient KEY), then signed sends only.
+        let sk = AuthKey::generate(alg).unwrap();
+        rcv.secure_queue(&q.rcv_id, &q.rcv_key, &sk.public_der().unwrap())
+            .await
+            .unwrap();
+        assert!(matches!(
+            snd.send(&q.snd_id, None, false, b"unsigned").await,
+            Err(ClientError::Smp(ErrorType::Auth))
+        ));
+        snd.send(&q.snd_id, Some(&sk), false, b"second")
+            .await
+            .unwrap();
+        let m = next_msg(&mut rcv_ev, &q.rcv_id).await;
+        assert_eq!(body_of(&m, &q), b"second");
+        // A GET on another connection sees the same head message.
+        let (other, _o) = connect(&relay).await;
+        let g = other.get(&q.rcv_id, &q.rcv_key).await.unwrap().unwrap();
+        assert_eq!(g.msg_id, m.msg_id);
+        other.close().await;
+        assert!(
+            rcv.ack(&q.rcv_id, &q.rcv_key, &m.msg_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let info = rcv.queue_info(&q.rcv_id, &q.rcv_key).await.unwrap();
+        assert!(info.contains("qiSize"), "{info}");
+        rcv.suspend(&q.rcv_id, &q.rcv_key).await.unwrap();
+        assert!(matches!(
+            snd.send(&q.snd_id, Some(&sk), false, b"x").await,
+            Err(ClientError::Smp(ErrorType::Auth))
+        ));
+        rcv.delete(&q.rcv_id, &q.rcv_key).await.unwrap();
+        assert!(matches!(
+            rcv.subscribe(&q.rcv_id, &q.rcv_key).await,
+            Err(ClientError::Smp(ErrorType::Auth))
+        ));
+    }
+    // Sender-side securing (SKEY) on a fresh queue.
+    let q = rcv.create_queue(NewQueueParams::default()).await.unwrap();
+    let sk = AuthKey::generate(AuthAlgorithm::Ed25519).unwrap();
+    snd.secure_sender(&q.snd_id, &sk).await.unwrap();
+    snd.send(&q.snd_id, Some(&sk), false, b"after SKEY")
+        .await
+        .unwrap();
+    assert_eq!(
+        body_of(&next_msg(&mut rcv_ev, &q.rcv_id).await, &q),
+        b"after SKEY"
+    );
+    rcv.ping().await.unwrap();
+    rcv.close().await;
+    snd.close().await;
+    relay.stop().await;
+}
+
+/// 1000 messages through one queue: sent 25 at a time concurrently (sharing blocks), retried
+/// on QUOTA; the recipient receives each exactly once (MSG events and ACK responses, the
+/// quota marker acknowledged like a message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_messages() {
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(config(&init_dirs(dir.path()), 0)).await;
+    let (rcv, mut rcv_ev) = connect(&relay).await;
+    let (snd, _snd_ev) = connect(&relay).await;
+    let q = Arc::new(rcv.create_queue(NewQueueParams::default()).await.unwrap());
+    let sender = {
+        let q = q.clone();
+        tokio::spawn(async move {
+            let mut quota_errors = 0;
+            for chunk in (0..N).collect::<Vec<_>>().chunks(25) {
+                let mut todo: Vec<usize> = chunk.to_vec();
+                while !todo.is_empty() {
+                    let mut handles = Vec::new();
+                    for &i in &todo {
+                        let snd = snd.clone();
+                        let sid = q.snd_id.clone();
+                        handles.push(tokio::spawn(async move {
+                            (
+                                i,
+                                snd.send(&sid, None, false, format!("message {i}").as_bytes())
+                                    .await,
+                            )
+                        }));
+                    }
+                    let mut again = Vec::new();
+                    for h in handles {
+                        let (i, r) = h.await.unwrap();
+                        match r {
+                            Ok(()) => {}
+                            Err(ClientError::Smp(ErrorType::Quota)) => {
+                                quota_errors += 1;
+                                again.push(i);
+                            }
+                            Err(e) => panic!("send {i}: {e}"),
+                        }
+                    }
+                    if !again.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    todo = again;
+                }
+            }
+            snd.close().await;
+            quota_errors
+        })
+    };
+    let mut seen = HashSet::new();
+    let mut markers = 0;
+    while seen.len() < N {
+        let mut m = next_msg(&mut rcv_ev, &q.rcv_id).await;
+        loop {
+            match m.decrypt(&q.rcv_dh_secret).unwrap().body {
+                RcvMsgBody::Message { body, .. } => {
+                    let s = String::from_utf8(body).unwrap();
+                    assert!(seen.insert(s.clone()), "duplicate {s}");
+                }
+                RcvMsgBody::Quota { .. } => markers += 1,
+            }
+            match rcv.ack(&q.rcv_id, &q.rcv_key, &m.msg_id).await.unwrap() {
+                Some(next) => m = next,
+                None => break,
+            }
+        }
+    }
+    let quota_errors = tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.len(), N);
+    for i in 0..N {
+        assert!(seen.contains(&format!("message {i}")));
+    }
+    // Each QUOTA period leaves exactly one marker.
+    assert!(
+        markers <= quota_errors,
+        "{markers} markers, {quota_errors} QUOTA errors"
+    );
+    rcv.close().await;
+    relay.stop().await;
+}
+
+/// Notifier path: NKEY (fresh keys), NSUB on another connection, SEND with the notification
+/// flag → NMSG whose metadata decrypts to the delivered message's id; NDEL → DELD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(config(&init_dirs(dir.path()), 0)).await;
+    let (rcv, mut rcv_ev) = connect(&relay).await;
+    let (ntf, mut ntf_ev) = connect(&relay).await;
+    let (snd, _s) = connect(&relay).await;
+    // Credentials inside NEW (v17) and by NKEY.
+    let q = rcv
+        .create_queue(NewQueueParams {
+            notifier: Some(AuthAlgorithm::Ed25519),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        q.notifier.is_some(),
+        "v17+ relay grants notifier creds in NEW"
+    );
+    let creds = rcv
+        .enable_notifications(&q.rcv_id, &q.rcv_key, AuthAlgorithm::Ed25519)
+        .await
+        .unwrap();
+    ntf.subscribe_notifier(&creds.notifier_id, &creds.notifier_key)
+        .await
+        .unwrap();
+    snd.send(&q.snd_id, None, true, b"ping me").await.unwrap();
+    let m = next_msg(&mut rcv_ev, &q.rcv_id).await;
+    let ev = tokio::time::timeout(WAIT, ntf_ev.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let ServerEvent::Notification {
+        notifier_id,
+        nonce,
+        enc_meta,
+    } = ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(notifier_id, creds.notifier_id);
+    let meta = decrypt_nmsg(&creds.rcv_ntf_dh_secret, &nonce, &enc_meta).unwrap();
+    assert_eq!(meta.msg_id, m.msg_id);
+    rcv.disable_notifications(&q.rcv_id, &q.rcv_key)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(30), ntf_ev.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&ev, ServerEvent::Deleted { entity_id } if *entity_id == creds.notifier_id),
+        "{ev:?}"
+    );
+    for c in [rcv, ntf, snd] {
+        c.close().await;
+    }
+    relay.stop().await;
+}
+
+/// The relay stops for 5 s and restarts on the same port with the same store: the pool
+/// reconnects (backoff), resubscribes, and receives the message sent right after the
+/// restart, before the pool was back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_restart_resubscribes() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_dirs(dir.path());
+    let relay = Relay::start(config(&paths, 0)).await;
+    let server = relay.address();
+    let port = relay.addr.port();
+    let (pool, mut events) = SmpClientPool::tls(PoolConfig {
+        backoff: BackoffConfig {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+            multiplier: 2.0,
+            jitter: 0.2,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let c = pool.client(&server).await.unwrap();
+    let q = c
+        .create_queue(NewQueueParams {
+            subscribe: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let key = Arc::new(q.rcv_key.clone());
+    pool.subscribe(&server, &q.rcv_id, key).await.unwrap();
+    let (snd, _s) = connect(&relay).await;
+    snd.send(&q.snd_id, None, false, b"before").await.unwrap();
+    snd.close().await;
+    let m = wait_pool_msg(&mut events, &q.rcv_id).await;
+    assert_eq!(body_of(&m, &q), b"before");
+    c.ack(&q.rcv_id, &q.rcv_key, &m.msg_id).await.unwrap();
+
+    let mut config = relay.stop().await;
+    config.transport.ports = vec![port];
+    let stopped = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let relay = Relay::start(config).await;
+    assert_eq!(relay.addr.port(), port);
+    // Sent while the pool is still backing off.
+    let (snd, _s) = connect(&relay).await;
+    snd.send(&q.snd_id, None, false, b"meanwhile")
+        .await
+        .unwrap();
+    snd.close().await;
+
+    // The MSG that follows the SOK may come before or after the Resubscribed report.
+    let mut saw = (false, false, false);
+    let mut got = None;
+    while got.is_none() || !saw.2 {
+        let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("pool did not recover")
+            .unwrap();
+        match e {
+            PoolEvent::Disconnected { .. } => saw.0 = true,
+            PoolEvent::Connected { .. } => saw.1 = true,
+            PoolEvent::Resubscribed {
+                recipients, failed, ..
+            } => {
+                assert_eq!(recipients, 1);
+                assert!(failed.is_empty(), "{failed:?}");
+                saw.2 = true;
+            }
+            PoolEvent::Event {
+                event: ServerEvent::Message { rcv_id, msg },
+                ..
+            } if rcv_id == q.rcv_id => {
+                assert!(got.is_none(), "message delivered twice");
+                got = Some(msg);
+            }
+            PoolEvent::ConnectFailed { retry_in, .. } => assert!(retry_in.is_some()),
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+    let m = got.unwrap();
+    assert_eq!(saw, (true, true, true));
+    assert!(stopped.elapsed() >= Duration::from_secs(5));
+    assert_eq!(body_of(&m, &q), b"meanwhile");
+    let c = pool.client(&server).await.unwrap();
+    c.ack(&q.rcv_id, &q.rcv_key, &m.msg_id).await.unwrap();
+    pool.close().await;
+    relay.stop().await;
+}
+
+async fn wait_pool_msg(events: &mut hush_client::PoolEvents, rcv_id: &[u8]) -> RawMsg {
+    loop {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("no message")
+            .unwrap()
+        {
+            PoolEvent::Event {
+                event: ServerEvent::Message { rcv_id: r, msg },
+                ..
+            } if r == rcv_id => return msg,
+            _ => {}
+        }
+    }
+}
+
+/// An address whose fingerprint is not the relay's CA: a clear "unknown CA" error, from a
+/// single client and from the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(config(&init_dirs(dir.path()), 0)).await;
+    let mut fp = relay.fp;
+    fp[0] ^= 1;
+    let wrong = ProtocolServer::parse(&format!(
+        "smp://{}@127.0.0.1:{}",
+        base64url_encode(&fp),
+        relay.addr.port()
+    ))
+    .unwrap();
+    let err = SmpClient::connect(&wrong, ClientConfig::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_unknown_ca(), "{err:?}");
+    assert!(err.to_string().contains("unknown CA"), "{err}");
+    let (pool, _ev) = SmpClientPool::tls(PoolConfig::default()).unwrap();
+    let err = pool.client(&wrong).await.unwrap_err();
+    assert!(err.is_unknown_ca(), "{err:?}");
+    // The right fingerprint works.
+    let c = pool.client(&relay.address()).await.unwrap();
+    c.ping().await.unwrap();
+    pool.close().await;
+    relay.stop().await;
+}
