@@ -200,14 +200,20 @@ pub async fn start(cfg: SinkConfig) -> Result<SinkHandle, SinkError> {
             if !ra.ip().is_loopback() {
                 return Err(SinkError::NotLoopback);
             }
-            let l = TcpListener::bind(ra).await.map_err(|e| SinkError::Bind(ra, e))?;
+            let l = TcpListener::bind(ra)
+                .await
+                .map_err(|e| SinkError::Bind(ra, e))?;
             let a = l.local_addr().map_err(|e| SinkError::Bind(ra, e))?;
             tokio::spawn(read_api(l, state.clone(), rx.clone()));
             Some(a)
         }
         None => None,
     };
-    let shared = Arc::new(Shared { cfg, key, state: state.clone() });
+    let shared = Arc::new(Shared {
+        cfg,
+        key,
+        state: state.clone(),
+    });
     tokio::spawn(apns_server(listener, Arc::new(acceptor), shared, rx));
     Ok(SinkHandle {
         addr,
@@ -220,19 +226,33 @@ pub async fn start(cfg: SinkConfig) -> Result<SinkHandle, SinkError> {
 
 impl SinkHandle {
     pub fn received(&self) -> Vec<Received> {
-        self.state.received.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .received
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     pub fn received_for(&self, token: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| r.token == token).collect()
+        self.received()
+            .into_iter()
+            .filter(|r| r.token == token)
+            .collect()
     }
 
     pub fn attempts(&self) -> Vec<Attempt> {
-        self.state.attempts.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .attempts
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     pub fn attempts_for(&self, token: &str) -> Vec<Attempt> {
-        self.attempts().into_iter().filter(|a| a.token == token).collect()
+        self.attempts()
+            .into_iter()
+            .filter(|a| a.token == token)
+            .collect()
     }
 
     /// Pushes to `token` fail with `mode` (the next `times` requests, or always if `None`).
@@ -306,9 +326,14 @@ async fn apns_server(
         let shared = shared.clone();
         let mut sd = shutdown.clone();
         tokio::spawn(async move {
-            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else { return };
-            let Ok(mut tls) = SslStream::new(ssl, tcp) else { return };
-            let hs = tokio::time::timeout(Duration::from_secs(10), Pin::new(&mut tls).accept()).await;
+            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                return;
+            };
+            let Ok(mut tls) = SslStream::new(ssl, tcp) else {
+                return;
+            };
+            let hs =
+                tokio::time::timeout(Duration::from_secs(10), Pin::new(&mut tls).accept()).await;
             if !matches!(hs, Ok(Ok(()))) {
                 return;
             }
@@ -379,10 +404,7 @@ async fn handle_push(shared: &Shared, req: http::Request<Incoming>) -> http::Res
         Ok(v) => v.map(str::to_string),
         Err(()) => None,
     };
-    let id_valid = req_id
-        .as_deref()
-        .map(|s| is_uuid(s))
-        .unwrap_or(true);
+    let id_valid = req_id.as_deref().map(|s| is_uuid(s)).unwrap_or(true);
     let apns_id = match (&req_id, id_valid) {
         (Some(s), true) => s.to_ascii_lowercase(),
         _ => crate::job::JobId::random().to_uuid(),
@@ -507,7 +529,10 @@ async fn check(
     if !cfg.topics.is_empty() && !cfg.topics.iter().any(|t| *t == topic) {
         return (400, Some("TopicDisallowed"), None);
     }
-    let push_type = header(&req, "apns-push-type").ok().flatten().map(str::to_string);
+    let push_type = header(&req, "apns-push-type")
+        .ok()
+        .flatten()
+        .map(str::to_string);
     if let Some(pt) = &push_type
         && !PUSH_TYPES.contains(&pt.as_str())
     {
@@ -531,7 +556,10 @@ async fn check(
             Err(_) => return (400, Some("BadExpirationDate"), None),
         },
     };
-    let collapse_id = header(&req, "apns-collapse-id").ok().flatten().map(str::to_string);
+    let collapse_id = header(&req, "apns-collapse-id")
+        .ok()
+        .flatten()
+        .map(str::to_string);
     if collapse_id.as_ref().is_some_and(|c| c.len() > 64) {
         return (400, Some("BadCollapseId"), None);
     }
@@ -668,7 +696,9 @@ async fn read_request(state: &State, req: http::Request<Incoming>) -> http::Resp
     match (req.method().clone(), req.uri().path()) {
         (http::Method::GET, "/received") => {
             let after = query_param(q.as_deref(), "after").unwrap_or(0);
-            let wait = query_param(q.as_deref(), "wait_ms").unwrap_or(0).min(30_000);
+            let wait = query_param(q.as_deref(), "wait_ms")
+                .unwrap_or(0)
+                .min(30_000);
             let _ = wait_for(
                 state,
                 |r| r.iter().any(|x| x.seq > after),

@@ -1,1 +1,287 @@
-//! placeholder
+//! `push-server init|start`: command line (clap) and the server assembly used by the binary
+//! and by tests ([`start`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{self, Config};
+use crate::handle::HandleKey;
+use crate::http_util::{self, UrlParts};
+use crate::job::ApnsEnv;
+use crate::jwt::Es256Key;
+use crate::metrics::Metrics;
+use crate::net::{self, Credentials};
+use crate::outbox::Outbox;
+use crate::provider::Providers;
+use crate::provider::apns::{ApnsConfig, ApnsProvider};
+use crate::provider::webpush::{Vapid, WebPushConfig, WebPushProvider};
+use crate::service::PushService;
+
+pub const DEFAULT_DIR: &str = "/etc/opt/hush/push";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "push-server",
+    version,
+    about = "hush push gateway: APNs and Web Push / UnifiedPush delivery for ntf-servers"
+)]
+pub struct Cli {
+    /// Directory with push-server.ini, the TLS certificate, keys and the outbox.
+    #[arg(long, short = 'd', global = true, env = "PUSH_SERVER_DIR", default_value = DEFAULT_DIR)]
+    pub dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create push-server.ini, the TLS certificate + fingerprint, the handle key, a VAPID key and
+    /// one ntf-server credential.
+    Init {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        #[arg(long, default_value_t = config::DEFAULT_PORT)]
+        port: u16,
+        /// Name of the first ntf-server client.
+        #[arg(long, default_value = "ntf")]
+        client_name: String,
+    },
+    /// Run the push-server.
+    Start,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{path}: {msg}")]
+    File { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> CliError {
+    CliError::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).map_err(|e| file_err(path, e))?;
+    f.write_all(data).map_err(|e| file_err(path, e))
+}
+
+/// What `init` produced.
+#[derive(Debug)]
+pub struct InitOutcome {
+    pub fingerprint: String,
+    pub client_name: String,
+    pub credential: String,
+}
+
+/// `push-server init`: refuses to overwrite an existing configuration.
+pub fn init(
+    dir: &Path,
+    host: IpAddr,
+    port: u16,
+    client_name: &str,
+) -> Result<InitOutcome, CliError> {
+    let ini = dir.join(config::INI_FILE);
+    if ini.exists() {
+        return Err(file_err(
+            &ini,
+            "already exists (delete the directory to start over)",
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let (cert, key) = http_util::self_signed_cert("push-server", &[], 3650)
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+    let fp = http_util::cert_fingerprint(&cert).map_err(|e| CliError::Setup(e.to_string()))?;
+    let fp_text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp);
+    std::fs::write(dir.join(config::CERT_FILE), &cert)
+        .map_err(|e| file_err(&dir.join(config::CERT_FILE), e))?;
+    write_private(&dir.join(config::KEY_FILE), &key)?;
+    std::fs::write(dir.join(config::FINGERPRINT_FILE), format!("{fp_text}\n"))
+        .map_err(|e| file_err(&dir.join(config::FINGERPRINT_FILE), e))?;
+    HandleKey::generate()
+        .save(&dir.join(config::HANDLE_KEY_FILE))
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+    let vapid = Es256Key::generate()
+        .and_then(|k| k.to_pkcs8_pem())
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+    write_private(&dir.join("vapid.pem"), &vapid)?;
+    let credential = net::new_credential();
+    write_private(
+        &ini,
+        config::default_ini(host, port, client_name, &credential).as_bytes(),
+    )?;
+    Ok(InitOutcome {
+        fingerprint: fp_text,
+        client_name: client_name.to_string(),
+        credential,
+    })
+}
+
+/// Builds the providers configured in `cfg`.
+pub fn providers(cfg: &Config) -> Result<Providers, CliError> {
+    let mut p = Providers::new();
+    if cfg.apns.enable {
+        let pem = std::fs::read(&cfg.apns.key_file).map_err(|e| file_err(&cfg.apns.key_file, e))?;
+        let key = Es256Key::from_pem(&pem).map_err(|e| file_err(&cfg.apns.key_file, e))?;
+        if cfg.apns.team_id.is_empty() || cfg.apns.key_id.is_empty() {
+            return Err(CliError::Setup(
+                "[APNS] team_id and key_id are required".into(),
+            ));
+        }
+        for (env, url, label, ca) in [
+            (ApnsEnv::Prod, &cfg.apns.prod_url, "apns_prod", None),
+            (ApnsEnv::Dev, &cfg.apns.dev_url, "apns_dev", None),
+            (
+                ApnsEnv::Test,
+                &cfg.apns.test_url,
+                "apns_test",
+                cfg.apns.test_ca_file.clone(),
+            ),
+        ] {
+            let Some(url) = url else { continue };
+            let u = UrlParts::parse(url)
+                .filter(|u| u.https)
+                .ok_or_else(|| CliError::Setup(format!("[APNS] bad https URL: {url}")))?;
+            let provider = ApnsProvider::new(ApnsConfig {
+                label,
+                host: u.host,
+                port: u.port,
+                topic: cfg.apns.topic.clone(),
+                team_id: cfg.apns.team_id.clone(),
+                key_id: cfg.apns.key_id.clone(),
+                key: key.clone(),
+                sig_format: cfg.apns.sig_format,
+                jwt_refresh: cfg.apns.jwt_refresh,
+                allow_short_refresh: false,
+                ca_file: ca,
+                connect_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(30),
+                max_payload: crate::provider::apns::MAX_PAYLOAD,
+            })
+            .map_err(|e| CliError::Setup(e.to_string()))?;
+            p = p.with_apns(env, Arc::new(provider));
+        }
+    }
+    if cfg.webpush.enable {
+        let f = &cfg.webpush.vapid_key_file;
+        let pem = std::fs::read(f).map_err(|e| file_err(f, e))?;
+        let key = Es256Key::from_pem(&pem).map_err(|e| file_err(f, e))?;
+        let provider = WebPushProvider::new(WebPushConfig {
+            vapid: Vapid {
+                key,
+                subject: cfg.webpush.subject.clone(),
+                lifetime: Duration::from_secs(12 * 3600),
+            },
+            ca_file: cfg.webpush.ca_file.clone(),
+            allow_http: cfg.webpush.allow_http,
+            default_ttl: cfg.service.default_ttl,
+            timeout: Duration::from_secs(30),
+        })
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+        p = p.with_webpush(Arc::new(provider));
+    }
+    Ok(p)
+}
+
+/// A running push-server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub service: PushService,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Running({})", self.addr)
+    }
+}
+
+impl Running {
+    /// Graceful stop: listeners close, in-flight deliveries finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts everything `cfg` describes (outbox, dispatcher, listener, metrics).
+pub async fn start(cfg: &Config) -> Result<Running, CliError> {
+    let providers = providers(cfg)?;
+    let handle_key = HandleKey::load(&cfg.dir.join(config::HANDLE_KEY_FILE))
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+    let outbox =
+        Outbox::open(&cfg.outbox_file, cfg.full_sync).map_err(|e| file_err(&cfg.outbox_file, e))?;
+    let metrics = Metrics::new();
+    let service = PushService::new(
+        outbox,
+        providers,
+        handle_key,
+        metrics.clone(),
+        cfg.service.clone(),
+    );
+    let cert_path = cfg.dir.join(config::CERT_FILE);
+    let key_path = cfg.dir.join(config::KEY_FILE);
+    let cert = std::fs::read(&cert_path).map_err(|e| file_err(&cert_path, e))?;
+    let key = std::fs::read(&key_path).map_err(|e| file_err(&key_path, e))?;
+    let acceptor = http_util::tls_acceptor(&cert, &key, &[], true)
+        .map_err(|e| CliError::Setup(format!("TLS: {e}")))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| CliError::Setup(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = vec![service.spawn_dispatcher(rx.clone())];
+    tasks.push(tokio::spawn(net::serve(
+        listener,
+        acceptor,
+        service.clone(),
+        Credentials::new(&cfg.clients),
+        rx.clone(),
+    )));
+    let metrics_addr = match cfg.metrics {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| CliError::Setup(format!("cannot listen on {a}: {e}")))?;
+            let ma = l.local_addr().map_err(|e| CliError::Setup(e.to_string()))?;
+            tasks.push(tokio::spawn(crate::metrics::serve(l, metrics, rx.clone())));
+            Some(ma)
+        }
+        None => None,
+    };
+    Ok(Running {
+        addr,
+        metrics_addr,
+        service,
+        shutdown: tx,
+        tasks,
+    })
+}

@@ -179,15 +179,9 @@ pub fn apns_error(status: u16, reason: &str) -> PushError {
         (403, "ExpiredProviderToken") => PushError::ProviderTokenExpired,
         (413, _) => PushError::PayloadTooLarge,
         (429, _) => PushError::RateLimited { retry_after: None },
-        (500..=599, _) => PushError::Unavailable {
-            status,
-            reason: r,
-        },
+        (500..=599, _) => PushError::Unavailable { status, reason: r },
         // 410 with another reason: the reference reconnects and retries.
-        (410, _) => PushError::Unavailable {
-            status,
-            reason: r,
-        },
+        (410, _) => PushError::Unavailable { status, reason: r },
         _ => PushError::Rejected { status, reason: r },
     }
 }

@@ -99,7 +99,10 @@ impl GatewayError {
 pub trait PushGateway: Send + Sync {
     /// Hands over a job. Returns after the job is durable in the push-server's outbox. Safe to
     /// retry with the same job id (a duplicate is not delivered twice).
-    fn submit(&self, job: PushJob) -> impl Future<Output = Result<SubmitOutcome, GatewayError>> + Send;
+    fn submit(
+        &self,
+        job: PushJob,
+    ) -> impl Future<Output = Result<SubmitOutcome, GatewayError>> + Send;
     /// Feedback events with `seq > after` (at most `max`).
     fn feedback(
         &self,

@@ -102,9 +102,10 @@ impl HandleKey {
             hex::decode(text.trim())
                 .map_err(|_| HandleError::KeyFile(format!("{}: not hex", path.display())))?,
         );
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            HandleError::KeyFile(format!("{}: must be 32 bytes", path.display()))
-        })?;
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| HandleError::KeyFile(format!("{}: must be 32 bytes", path.display())))?;
         Ok(HandleKey::from_bytes(arr))
     }
 

@@ -212,7 +212,9 @@ impl DeviceAddress {
                 }
                 if token.is_empty()
                     || token.len() > 200
-                    || !token.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+                    || !token
+                        .bytes()
+                        .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
                 {
                     return Err("APNs token must be lowercase hex");
                 }

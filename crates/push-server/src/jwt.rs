@@ -90,7 +90,9 @@ impl Es256Key {
         let d = BigNum::from_slice(d).map_err(key_err)?;
         let mut ctx = BigNumContext::new().map_err(key_err)?;
         let mut point = openssl::ec::EcPoint::new(&group).map_err(key_err)?;
-        point.mul_generator2(&group, &d, &mut ctx).map_err(key_err)?;
+        point
+            .mul_generator2(&group, &d, &mut ctx)
+            .map_err(key_err)?;
         let key = EcKey::from_private_components(&group, &d, &point).map_err(key_err)?;
         key.check_key().map_err(key_err)?;
         Ok(Es256Key { key })
@@ -113,7 +115,11 @@ impl Es256Key {
         let mut ctx = BigNumContext::new().map_err(key_err)?;
         self.key
             .public_key()
-            .to_bytes(self.key.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)
+            .to_bytes(
+                self.key.group(),
+                PointConversionForm::UNCOMPRESSED,
+                &mut ctx,
+            )
             .map_err(key_err)
     }
 
@@ -174,10 +180,8 @@ pub fn verify_es256(jwt: &str, key: &EcKey<Public>) -> Result<Verified, JwtError
         _ => return Err(JwtError::Format),
     };
     let dec = |p: &str| URL_SAFE_NO_PAD.decode(p).map_err(|_| JwtError::Format);
-    let header: serde_json::Value =
-        serde_json::from_slice(&dec(h)?).map_err(|_| JwtError::Json)?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&dec(c)?).map_err(|_| JwtError::Json)?;
+    let header: serde_json::Value = serde_json::from_slice(&dec(h)?).map_err(|_| JwtError::Json)?;
+    let claims: serde_json::Value = serde_json::from_slice(&dec(c)?).map_err(|_| JwtError::Json)?;
     let (serde_json::Value::Object(header), serde_json::Value::Object(claims)) = (header, claims)
     else {
         return Err(JwtError::Json);

@@ -85,7 +85,11 @@ impl Metrics {
             "Jobs handed over by ntf-servers (queued or duplicate)",
             submitted.clone(),
         );
-        r.register("outbox_length", "Pending jobs in the outbox", outbox_length.clone());
+        r.register(
+            "outbox_length",
+            "Pending jobs in the outbox",
+            outbox_length.clone(),
+        );
         r.register(
             "handles_registered",
             "Push handles issued to devices (split mode)",
@@ -168,21 +172,23 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, mut shutdown: watch:
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let metrics = metrics.clone();
                 async move {
-                    let resp = if req.uri().path() == "/metrics" && req.method() == http::Method::GET
-                    {
-                        SCRAPES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        http::Response::builder()
-                            .header(
-                                "content-type",
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )
-                            .body(http_util::full(Bytes::from(metrics.encode())))
-                    } else {
-                        http::Response::builder()
-                            .status(404)
-                            .body(http_util::full(Bytes::from_static(b"not found\n")))
-                    };
-                    Ok::<_, http::Error>(resp.unwrap_or_else(|_| http::Response::new(Body::default())))
+                    let resp =
+                        if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
+                            SCRAPES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            http::Response::builder()
+                                .header(
+                                    "content-type",
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )
+                                .body(http_util::full(Bytes::from(metrics.encode())))
+                        } else {
+                            http::Response::builder()
+                                .status(404)
+                                .body(http_util::full(Bytes::from_static(b"not found\n")))
+                        };
+                    Ok::<_, http::Error>(
+                        resp.unwrap_or_else(|_| http::Response::new(Body::default())),
+                    )
                 }
             });
             let conn = http1::Builder::new()

@@ -185,7 +185,11 @@ async fn connection(
                     .ok()
                     .and_then(|v| v.get("id").and_then(Value::as_u64))
                     .unwrap_or(0);
-                (id, Err(GatewayError::Protocol(format!("bad request: {e}"))), false)
+                (
+                    id,
+                    Err(GatewayError::Protocol(format!("bad request: {e}"))),
+                    false,
+                )
             }
             Ok(Envelope { id, req }) => {
                 let (r, close) = handle(req, service, credentials, &mut client).await;
@@ -231,10 +235,7 @@ async fn handle(
                 return (Err(GatewayError::Auth), true);
             };
             (
-                service
-                    .submit(c, job)
-                    .await
-                    .map(|o| json!({"outcome": o})),
+                service.submit(c, job).await.map(|o| json!({"outcome": o})),
                 false,
             )
         }
@@ -243,12 +244,9 @@ async fn handle(
                 return (Err(GatewayError::Auth), true);
             };
             (
-                service
-                    .feedback(c, after, max)
-                    .await
-                    .and_then(|evs| {
-                        serde_json::to_value(evs).map_err(|e| GatewayError::Protocol(e.to_string()))
-                    }),
+                service.feedback(c, after, max).await.and_then(|evs| {
+                    serde_json::to_value(evs).map_err(|e| GatewayError::Protocol(e.to_string()))
+                }),
                 false,
             )
         }
@@ -256,7 +254,10 @@ async fn handle(
             let Some(c) = client.as_deref() else {
                 return (Err(GatewayError::Auth), true);
             };
-            (service.ack_feedback(c, up_to).await.map(|_| json!({})), false)
+            (
+                service.ack_feedback(c, up_to).await.map(|_| json!({})),
+                false,
+            )
         }
     }
 }
@@ -369,7 +370,9 @@ impl RemoteGateway {
             .map(|der| openssl::memcmp::eq(&openssl::sha::sha256(&der), &self.cfg.fingerprint))
             .unwrap_or(false);
         if !leaf_ok {
-            return Err(unavailable("push-server certificate does not match the pin"));
+            return Err(unavailable(
+                "push-server certificate does not match the pin",
+            ));
         }
         let (r, w) = tokio::io::split(tls);
         let mut conn = ClientConn {
@@ -456,7 +459,10 @@ async fn roundtrip(
             return Ok(ok.clone());
         }
         let err = v.get("err").cloned().unwrap_or(Value::Null);
-        let code = err.get("code").and_then(Value::as_str).unwrap_or("protocol");
+        let code = err
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("protocol");
         let msg = err
             .get("message")
             .and_then(Value::as_str)

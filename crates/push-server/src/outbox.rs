@@ -111,7 +111,11 @@ impl Outbox {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if full_sync { "FULL" } else { "NORMAL" },
+        )?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS jobs (
                 job_id BLOB PRIMARY KEY,
@@ -206,7 +210,11 @@ impl Outbox {
     }
 
     /// Leases up to `limit` due jobs (not leased, `next_at <= now_ms`), oldest due first.
-    pub async fn lease_due(&self, now_ms: u64, limit: usize) -> Result<Vec<LeasedJob>, OutboxError> {
+    pub async fn lease_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<LeasedJob>, OutboxError> {
         self.op(move |c| {
             let mut out = Vec::new();
             let mut ids = Vec::new();

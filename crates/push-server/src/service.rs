@@ -182,7 +182,10 @@ impl PushService {
         let concurrency = inner.cfg.concurrency.max(1);
         let permits = Arc::new(Semaphore::new(concurrency));
         if let Ok(n) = inner.outbox.len().await {
-            inner.metrics.outbox_length.set(i64::try_from(n).unwrap_or(i64::MAX));
+            inner
+                .metrics
+                .outbox_length
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         let mut last_prune = 0u64;
         loop {
@@ -309,7 +312,11 @@ impl PushService {
                                 .finish(
                                     id,
                                     crate::unix_now(),
-                                    Some((client, job.target, FeedbackReason::Failed("expired".into()))),
+                                    Some((
+                                        client,
+                                        job.target,
+                                        FeedbackReason::Failed("expired".into()),
+                                    )),
                                 )
                                 .await
                         } else {

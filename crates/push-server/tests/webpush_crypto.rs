@@ -42,8 +42,14 @@ fn rfc8291_appendix_a_intermediates() {
     assert_eq!(secret, secret2);
 
     let salt: [u8; 16] = b64(SALT).try_into().unwrap();
-    let ks = webpush::key_schedule(&secret, &b64(AUTH_SECRET), &b64(UA_PUBLIC), &b64(AS_PUBLIC), &salt)
-        .unwrap();
+    let ks = webpush::key_schedule(
+        &secret,
+        &b64(AUTH_SECRET),
+        &b64(UA_PUBLIC),
+        &b64(AS_PUBLIC),
+        &salt,
+    )
+    .unwrap();
     assert_eq!(ks.ikm.to_vec(), b64(IKM));
     assert_eq!(ks.prk.to_vec(), b64(PRK));
     assert_eq!(ks.cek.to_vec(), b64(CEK));
@@ -130,7 +136,9 @@ fn vapid_jwt_verifies_with_the_openssl_cli() {
         lifetime: std::time::Duration::from_secs(12 * 3600),
     };
     let now = 1_700_000_000;
-    let header = vapid.authorization("https://push.example.net", now).unwrap();
+    let header = vapid
+        .authorization("https://push.example.net", now)
+        .unwrap();
     // `vapid t=<jwt>, k=<key>`
     let rest = header.strip_prefix("vapid t=").unwrap();
     let (jwt, k) = rest.split_once(", k=").unwrap();
@@ -155,7 +163,17 @@ fn vapid_jwt_verifies_with_the_openssl_cli() {
     spki.extend(b64(k));
     std::fs::write(dir.path().join("pub.der"), &spki).unwrap();
     let out = run(std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-keyform", "DER", "-verify", "pub.der", "-signature", "sig.der", "data"])
+        .args([
+            "dgst",
+            "-sha256",
+            "-keyform",
+            "DER",
+            "-verify",
+            "pub.der",
+            "-signature",
+            "sig.der",
+            "data",
+        ])
         .current_dir(dir.path()));
     assert!(
         out.status.success(),
@@ -168,7 +186,17 @@ fn vapid_jwt_verifies_with_the_openssl_cli() {
     // And a tampered token is rejected by the same verifier (the check can fail).
     std::fs::write(dir.path().join("data"), format!("{signed}x")).unwrap();
     let out = run(std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-keyform", "DER", "-verify", "pub.der", "-signature", "sig.der", "data"])
+        .args([
+            "dgst",
+            "-sha256",
+            "-keyform",
+            "DER",
+            "-verify",
+            "pub.der",
+            "-signature",
+            "sig.der",
+            "data",
+        ])
         .current_dir(dir.path()));
     assert!(!out.status.success());
 }
@@ -177,8 +205,12 @@ fn vapid_jwt_verifies_with_the_openssl_cli() {
 fn apns_jwt_shape_matches_the_vector() {
     // ntf.json "apns.jwt": header/claims JSON exactly, unpadded base64url, signature DER (reference)
     // or JOSE (our default).
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/ntf.json");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("vectors missing at {path}: {e}"));
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/vectors/ntf.json"
+    );
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("vectors missing at {path}: {e}"));
     let vectors: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let jwt_vectors: Vec<&serde_json::Value> =
         vectors.iter().filter(|v| v["name"] == "apns.jwt").collect();
@@ -203,7 +235,11 @@ fn apns_jwt_shape_matches_the_vector() {
             v["expected"]["claims_json"].as_str().unwrap()
         );
         let sig = b64(parts[2]);
-        assert!(sig_len.contains(&sig.len()), "{format:?}: {} bytes", sig.len());
+        assert!(
+            sig_len.contains(&sig.len()),
+            "{format:?}: {} bytes",
+            sig.len()
+        );
         if format == SigFormat::Der {
             assert_eq!(sig[0], 0x30, "DER SEQUENCE");
         }
@@ -211,7 +247,8 @@ fn apns_jwt_shape_matches_the_vector() {
         assert_eq!(verified.format, format);
         // A different key does not verify it.
         let other = Es256Key::generate().unwrap();
-        let other_pub = push_server::jwt::public_key_from_pem(&other.public_pem().unwrap()).unwrap();
+        let other_pub =
+            push_server::jwt::public_key_from_pem(&other.public_pem().unwrap()).unwrap();
         assert!(verify_es256(&jwt, &other_pub).is_err());
     }
     assert_eq!(v["expected"]["refresh_seconds"].as_u64().unwrap(), 1800);
@@ -223,14 +260,32 @@ fn webpush_status_mapping() {
     assert!(webpush::webpush_status(201, None).is_ok());
     assert!(matches!(
         webpush::webpush_status(404, None),
-        Err(PushError::InvalidToken { reason: InvalidReason::Unregistered, .. })
+        Err(PushError::InvalidToken {
+            reason: InvalidReason::Unregistered,
+            ..
+        })
     ));
     assert!(matches!(
         webpush::webpush_status(410, None),
-        Err(PushError::InvalidToken { reason: InvalidReason::Expired, .. })
+        Err(PushError::InvalidToken {
+            reason: InvalidReason::Expired,
+            ..
+        })
     ));
-    assert!(matches!(webpush::webpush_status(429, None), Err(PushError::RateLimited { .. })));
-    assert!(matches!(webpush::webpush_status(503, None), Err(PushError::Unavailable { .. })));
-    assert!(matches!(webpush::webpush_status(413, None), Err(PushError::PayloadTooLarge)));
-    assert!(matches!(webpush::webpush_status(400, None), Err(PushError::Rejected { .. })));
+    assert!(matches!(
+        webpush::webpush_status(429, None),
+        Err(PushError::RateLimited { .. })
+    ));
+    assert!(matches!(
+        webpush::webpush_status(503, None),
+        Err(PushError::Unavailable { .. })
+    ));
+    assert!(matches!(
+        webpush::webpush_status(413, None),
+        Err(PushError::PayloadTooLarge)
+    ));
+    assert!(matches!(
+        webpush::webpush_status(400, None),
+        Err(PushError::Rejected { .. })
+    ));
 }

@@ -1,1 +1,91 @@
-fn main() {}
+//! `apns-sink start`: a local APNs look-alike (HTTP/2 + TLS) with a plain-HTTP read API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use push_server::apns_sink::{self, SinkConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "apns-sink",
+    version,
+    about = "Local APNs look-alike for tests and `hush up`"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the sink until interrupted.
+    Start {
+        /// HTTP/2 TLS listener.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Plain-HTTP read API (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8444")]
+        read_listen: SocketAddr,
+        /// P-256 public key (PEM) that verifies provider tokens; a private key (e.g. the .p8) is
+        /// accepted too and its public half used.
+        #[arg(long)]
+        jwt_key: PathBuf,
+        /// Required `kid` of provider tokens.
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Required `iss` (team id) of provider tokens.
+        #[arg(long)]
+        team_id: Option<String>,
+        /// Allowed apns-topic (repeatable; none = any).
+        #[arg(long)]
+        topic: Vec<String>,
+        /// Payload limit in bytes.
+        #[arg(long, default_value_t = 4096)]
+        max_payload: usize,
+        /// Where to write the sink's TLS certificate (PEM) for clients to trust.
+        #[arg(long, default_value = "apns-sink.crt")]
+        cert_out: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Cmd::Start {
+        listen,
+        read_listen,
+        jwt_key,
+        key_id,
+        team_id,
+        topic,
+        max_payload,
+        cert_out,
+    } = Cli::parse().command;
+    let pem = std::fs::read(&jwt_key)?;
+    let public_pem = match push_server::jwt::Es256Key::from_pem(&pem) {
+        Ok(k) => k.public_pem()?,
+        Err(_) => pem,
+    };
+    let mut cfg = SinkConfig::new(listen, public_pem);
+    cfg.read_listen = Some(read_listen);
+    cfg.key_id = key_id;
+    cfg.team_id = team_id;
+    cfg.topics = topic;
+    cfg.max_payload = max_payload;
+    let sink = apns_sink::start(cfg).await?;
+    std::fs::write(&cert_out, &sink.cert_pem)?;
+    println!("apns-sink listening on {}", sink.addr);
+    if let Some(r) = sink.read_addr {
+        println!("read API on http://{r}/received");
+    }
+    println!("certificate written to {}", cert_out.display());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -184,7 +184,12 @@ impl ApnsProvider {
         *self.conn.lock().await = None;
     }
 
-    fn request(&self, d: &Delivery<'_>, token: &str, jwt: &str) -> Result<http::Request<Body>, PushError> {
+    fn request(
+        &self,
+        d: &Delivery<'_>,
+        token: &str,
+        jwt: &str,
+    ) -> Result<http::Request<Body>, PushError> {
         let authority = if self.cfg.port == 443 {
             self.cfg.host.clone()
         } else {
@@ -228,7 +233,10 @@ impl ApnsProvider {
                 Ok(s) => s,
                 Err(e) if !reconnected => {
                     reconnected = true;
-                    tracing::debug!(provider = self.cfg.label, "APNs connect failed, retrying: {e}");
+                    tracing::debug!(
+                        provider = self.cfg.label,
+                        "APNs connect failed, retrying: {e}"
+                    );
                     continue;
                 }
                 Err(e) => return Err(e),

@@ -66,8 +66,8 @@ pub fn ecdh_p256(private: &EcKey<Private>, peer_uncompressed: &[u8]) -> Result<[
     }
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(cerr)?;
     let mut ctx = BigNumContext::new().map_err(cerr)?;
-    let point =
-        EcPoint::from_bytes(&group, peer_uncompressed, &mut ctx).map_err(|_| EceError::PublicKey)?;
+    let point = EcPoint::from_bytes(&group, peer_uncompressed, &mut ctx)
+        .map_err(|_| EceError::PublicKey)?;
     let peer = EcKey::from_public_key(&group, &point).map_err(|_| EceError::PublicKey)?;
     peer.check_key().map_err(|_| EceError::PublicKey)?;
     let peer = PKey::from_ec_key(peer).map_err(cerr)?;
@@ -75,7 +75,9 @@ pub fn ecdh_p256(private: &EcKey<Private>, peer_uncompressed: &[u8]) -> Result<[
     let mut d = Deriver::new(&ours).map_err(cerr)?;
     d.set_peer(&peer).map_err(|_| EceError::PublicKey)?;
     let v = Zeroizing::new(d.derive_to_vec().map_err(cerr)?);
-    v.as_slice().try_into().map_err(|_| EceError::Crypto("ECDH length".into()))
+    v.as_slice()
+        .try_into()
+        .map_err(|_| EceError::Crypto("ECDH length".into()))
 }
 
 /// The RFC 8291 key schedule (Appendix A names).
@@ -161,7 +163,11 @@ pub fn encrypt_with(
 }
 
 /// Encrypts with a fresh sender key pair and a fresh random salt.
-pub fn encrypt(ua_public: &[u8], auth_secret: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, EceError> {
+pub fn encrypt(
+    ua_public: &[u8],
+    auth_secret: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EceError> {
     let key = Es256Key::generate().map_err(cerr)?;
     let salt: [u8; 16] = rand::random();
     encrypt_with(ua_public, auth_secret, plaintext, &key, &salt)
@@ -169,11 +175,7 @@ pub fn encrypt(ua_public: &[u8], auth_secret: &[u8], plaintext: &[u8]) -> Result
 
 /// Decrypts an `aes128gcm` body with the UA's private key (what the device does; used by tests and
 /// the device simulator).
-pub fn decrypt(
-    ua_key: &Es256Key,
-    auth_secret: &[u8],
-    body: &[u8],
-) -> Result<Vec<u8>, EceError> {
+pub fn decrypt(ua_key: &Es256Key, auth_secret: &[u8], body: &[u8]) -> Result<Vec<u8>, EceError> {
     use aes_gcm::aead::{Aead, KeyInit};
     if body.len() < HEADER_LEN + 17 {
         return Err(EceError::Malformed);
@@ -216,7 +218,8 @@ impl Vapid {
     pub fn authorization(&self, audience: &str, now: u64) -> Result<String, PushError> {
         let exp = now + self.lifetime.as_secs().min(24 * 3600);
         let header = r#"{"typ":"JWT","alg":"ES256"}"#;
-        let claims = serde_json::json!({"aud": audience, "exp": exp, "sub": self.subject}).to_string();
+        let claims =
+            serde_json::json!({"aud": audience, "exp": exp, "sub": self.subject}).to_string();
         let jwt = self
             .key
             .sign_jwt(header, &claims, SigFormat::Jose)
@@ -349,12 +352,12 @@ impl WebPushProvider {
         {
             req = req.header("topic", topic);
         }
-        let req = req
-            .body(http_util::full(Bytes::from(body)))
-            .map_err(|e| PushError::Rejected {
-                status: 0,
-                reason: format!("request: {e}"),
-            })?;
+        let req =
+            req.body(http_util::full(Bytes::from(body)))
+                .map_err(|e| PushError::Rejected {
+                    status: 0,
+                    reason: format!("request: {e}"),
+                })?;
         let timeout = self.cfg.timeout;
         let resp = if url.https {
             let tls = http_util::connect_tls(&self.connector, &url.host, url.port, timeout)
