@@ -109,15 +109,13 @@ async fn connect(relay: &Relay) -> (SmpClient, EventReceiver) {
 }
 
 async fn next_msg(ev: &mut EventReceiver, rcv_id: &[u8]) -> RawMsg {
-    loop {
-        match tokio::time::timeout(WAIT, ev.recv())
-            .await
-            .expect("no MSG event")
-            .expect("connection closed")
-        {
-            ServerEvent::Message { rcv_id: r, msg } if r == rcv_id => return msg,
-            e => panic!("unexpected event {e:?}"),
-        }
+    match tokio::time::timeout(WAIT, ev.recv())
+        .await
+        .expect("no MSG event")
+        .expect("connection closed")
+    {
+        ServerEvent::Message { rcv_id: r, msg } if r == rcv_id => msg,
+        e => panic!("unexpected event {e:?}"),
     }
 }
 
