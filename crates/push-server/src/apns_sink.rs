@@ -139,6 +139,8 @@ pub struct Attempt {
     pub status: u16,
     pub reason: Option<String>,
     pub apns_id: String,
+    /// When the request was answered (Unix ms).
+    pub at_ms: u64,
 }
 
 #[derive(Default)]
@@ -422,6 +424,7 @@ async fn handle_push(shared: &Shared, req: http::Request<Incoming>) -> http::Res
             status,
             reason: reason.map(str::to_string),
             apns_id: apns_id.clone(),
+            at_ms: crate::unix_now_ms(),
         });
     }
     if let Some(rec) = record
