@@ -19,7 +19,17 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let mut r = bin.connect().await;
     let mut queues = Vec::new();
     for _ in 0..8 {
-        queues.push(new_queue_with(&mut r, AuthKey::ed25519(), NewOpts { subscribe: false, ..Default::default() }).await);
+        queues.push(
+            new_queue_with(
+                &mut r,
+                AuthKey::ed25519(),
+                NewOpts {
+                    subscribe: false,
+                    ..Default::default()
+                },
+            )
+            .await,
+        );
     }
     drop(r);
     let mut senders = Vec::new();
@@ -32,7 +42,10 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
             let mut attempted = 0u32;
             for n in 0u32.. {
                 attempted = n;
-                match c.try_cmd(None, &snd, send_cmd(&n.to_be_bytes(), false)).await {
+                match c
+                    .try_cmd(None, &snd, send_cmd(&n.to_be_bytes(), false))
+                    .await
+                {
                     Some(BrokerMsg::Ok) => acked.push(n),
                     Some(other) => panic!("unexpected response {other:?}"),
                     None => break,
@@ -50,13 +63,17 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     }
     let total: usize = results.iter().map(|(a, _)| a.len()).sum();
     eprintln!("killed after {delay} ms with {total} SENDs acknowledged");
-    assert!(total > 8, "senders made progress before the kill ({total} acknowledged)");
+    assert!(
+        total > 8,
+        "senders made progress before the kill ({total} acknowledged)"
+    );
 
     let bin = BinaryServer::start(&paths);
     let mut r = bin.connect().await;
     for (q, (acked, attempted)) in queues.iter().zip(&results) {
         let corr = random_corr();
-        r.send(Some(&q.rcv_key), &corr, &q.rcv_id, &Command::Sub).await;
+        r.send(Some(&q.rcv_key), &corr, &q.rcv_id, &Command::Sub)
+            .await;
         assert_eq!(r.response_to(&corr).await, BrokerMsg::Sok(None));
         let mut got: Vec<u32> = Vec::new();
         if !acked.is_empty() || *attempted > 0 {
@@ -82,7 +99,11 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         let expect: Vec<u32> = (0..got.len() as u32).collect();
         assert_eq!(got, expect, "delivered in order, no duplicates, no gaps");
         if let Some(last) = acked.last() {
-            assert!(got.len() as u32 > *last, "acknowledged message {last} lost (got {})", got.len());
+            assert!(
+                got.len() as u32 > *last,
+                "acknowledged message {last} lost (got {})",
+                got.len()
+            );
         }
         assert!(got.len() as u32 <= attempted + 1);
     }

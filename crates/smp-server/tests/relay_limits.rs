@@ -71,7 +71,10 @@ async fn client_that_does_not_read_is_not_read_from() {
             break false;
         }
     };
-    assert!(stalled, "the relay kept reading {sent} blocks from a client that does not read");
+    assert!(
+        stalled,
+        "the relay kept reading {sent} blocks from a client that does not read"
+    );
     // others are still served
     assert_eq!(other.cmd(None, &[], Command::Ping).await, BrokerMsg::Pong);
     // the send future was cancelled mid-write: this connection is unusable now (by the block
@@ -97,8 +100,14 @@ async fn inactive_clients_without_subscriptions_are_disconnected() {
     let _q = new_queue(&mut subscribed).await; // NEW with subscribe mode
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let r = tokio::time::timeout(Duration::from_secs(5), idle.conn.recv()).await;
-    assert!(matches!(r, Ok(Err(_))), "idle client disconnected, got {r:?}");
-    assert_eq!(subscribed.cmd(None, &[], Command::Ping).await, BrokerMsg::Pong);
+    assert!(
+        matches!(r, Ok(Err(_))),
+        "idle client disconnected, got {r:?}"
+    );
+    assert_eq!(
+        subscribed.cmd(None, &[], Command::Ping).await,
+        BrokerMsg::Pong
+    );
     server.stop().await;
 }
 
@@ -118,9 +127,15 @@ async fn graceful_stop_and_metrics() {
     let mut r = TestClient::connect(addr, &key_hash).await;
     let mut s = TestClient::connect(addr, &key_hash).await;
     let q = new_queue(&mut r).await;
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"m", false)).await, BrokerMsg::Ok);
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"m", false)).await,
+        BrokerMsg::Ok
+    );
     let (id, _) = q.body(&r.event().await.1);
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await,
+        BrokerMsg::Ok
+    );
     assert_eq!(metrics.queues_created.get(), 1);
     assert_eq!(metrics.messages_sent.get(), 1);
     assert_eq!(metrics.messages_received.get(), 1);
@@ -136,5 +151,11 @@ async fn graceful_stop_and_metrics() {
     // clients see the connection closed; new connections are refused
     let closed = tokio::time::timeout(Duration::from_secs(5), r.conn.recv()).await;
     assert!(matches!(closed, Ok(Err(_))));
-    assert!(TransportClient::smp().unwrap().connect_addr(addr, &key_hash).await.is_err());
+    assert!(
+        TransportClient::smp()
+            .unwrap()
+            .connect_addr(addr, &key_hash)
+            .await
+            .is_err()
+    );
 }

@@ -27,17 +27,39 @@ async fn duplex_channel() {
     let qa = new_queue(&mut a).await; // A receives
     let qb = new_queue(&mut b).await; // B receives
     let (ka, kb) = (AuthKey::ed25519(), AuthKey::ed25519());
-    assert_eq!(a.cmd(Some(&qa.rcv_key), &qa.rcv_id, Command::Key(kb.public_der())).await, BrokerMsg::Ok);
-    assert_eq!(b.cmd(Some(&qb.rcv_key), &qb.rcv_id, Command::Key(ka.public_der())).await, BrokerMsg::Ok);
+    assert_eq!(
+        a.cmd(Some(&qa.rcv_key), &qa.rcv_id, Command::Key(kb.public_der()))
+            .await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        b.cmd(Some(&qb.rcv_key), &qb.rcv_id, Command::Key(ka.public_der()))
+            .await,
+        BrokerMsg::Ok
+    );
     for i in 0..5u8 {
-        assert_eq!(b.cmd(Some(&kb), &qa.snd_id, send_cmd(&[b'b', i], false)).await, BrokerMsg::Ok);
+        assert_eq!(
+            b.cmd(Some(&kb), &qa.snd_id, send_cmd(&[b'b', i], false))
+                .await,
+            BrokerMsg::Ok
+        );
         let (id, body) = qa.body(&a.event().await.1);
         assert_eq!(body, [b'b', i]);
-        assert_eq!(a.cmd(Some(&qa.rcv_key), &qa.rcv_id, ack(&id)).await, BrokerMsg::Ok);
-        assert_eq!(a.cmd(Some(&ka), &qb.snd_id, send_cmd(&[b'a', i], false)).await, BrokerMsg::Ok);
+        assert_eq!(
+            a.cmd(Some(&qa.rcv_key), &qa.rcv_id, ack(&id)).await,
+            BrokerMsg::Ok
+        );
+        assert_eq!(
+            a.cmd(Some(&ka), &qb.snd_id, send_cmd(&[b'a', i], false))
+                .await,
+            BrokerMsg::Ok
+        );
         let (id, body) = qb.body(&b.event().await.1);
         assert_eq!(body, [b'a', i]);
-        assert_eq!(b.cmd(Some(&qb.rcv_key), &qb.rcv_id, ack(&id)).await, BrokerMsg::Ok);
+        assert_eq!(
+            b.cmd(Some(&qb.rcv_key), &qb.rcv_id, ack(&id)).await,
+            BrokerMsg::Ok
+        );
     }
     server.stop().await;
 }
@@ -48,7 +70,8 @@ async fn same_connection_msg_before_ok() {
     let mut c = server.connect().await;
     let q = new_queue(&mut c).await;
     let corr = random_corr();
-    c.send(None, &corr, &q.snd_id, &send_cmd(b"self", false)).await;
+    c.send(None, &corr, &q.snd_id, &send_cmd(b"self", false))
+        .await;
     let (c1, e1, m1) = c.recv().await;
     assert!(c1.is_empty(), "the pushed MSG comes first");
     assert_eq!(e1, q.rcv_id);
@@ -63,13 +86,20 @@ async fn subscription_switch() {
     let mut r1 = server.connect().await;
     let mut s = server.connect().await;
     let q = new_queue(&mut r1).await;
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"one", false)).await, BrokerMsg::Ok);
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"one", false)).await,
+        BrokerMsg::Ok
+    );
     let (id1, _) = q.body(&r1.event().await.1);
 
     let mut r2 = server.connect().await;
     let corr = random_corr();
-    r2.send(Some(&q.rcv_key), &corr, &q.rcv_id, &Command::Sub).await;
-    assert_eq!(r2.recv().await, (corr, q.rcv_id.clone(), BrokerMsg::Sok(None)));
+    r2.send(Some(&q.rcv_key), &corr, &q.rcv_id, &Command::Sub)
+        .await;
+    assert_eq!(
+        r2.recv().await,
+        (corr, q.rcv_id.clone(), BrokerMsg::Sok(None))
+    );
     // the unacked message is redelivered to the new subscriber
     let (e, m) = r2.event().await;
     assert_eq!(e, q.rcv_id);
@@ -77,14 +107,23 @@ async fn subscription_switch() {
     // the first connection gets END
     assert_eq!(r1.event().await, (q.rcv_id.clone(), BrokerMsg::End));
     // ACK from the first connection → NO_MSG
-    assert_err(&r1.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await, ErrorType::NoMsg);
+    assert_err(
+        &r1.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await,
+        ErrorType::NoMsg,
+    );
     // new messages go to the second
     let m = r2.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await;
     assert_eq!(m, BrokerMsg::Ok);
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"two", false)).await, BrokerMsg::Ok);
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"two", false)).await,
+        BrokerMsg::Ok
+    );
     assert_eq!(q.body(&r2.event().await.1).1, b"two");
     // DEL from the first → DELD to the second
-    assert_eq!(r1.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Del).await, BrokerMsg::Ok);
+    assert_eq!(
+        r1.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Del).await,
+        BrokerMsg::Ok
+    );
     assert_eq!(r2.event().await, (q.rcv_id.clone(), BrokerMsg::Deld));
     r1.expect_nothing(Duration::from_millis(300)).await;
     server.stop().await;
@@ -95,12 +134,27 @@ async fn get_and_ack() {
     let (_d, server) = server_with(None).await;
     let mut r = server.connect().await;
     let mut s = server.connect().await;
-    let q = new_queue_with(&mut r, AuthKey::ed25519(), NewOpts { subscribe: false, ..Default::default() }).await;
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await, BrokerMsg::Ok);
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"g1", false)).await, BrokerMsg::Ok);
+    let q = new_queue_with(
+        &mut r,
+        AuthKey::ed25519(),
+        NewOpts {
+            subscribe: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"g1", false)).await,
+        BrokerMsg::Ok
+    );
     r.expect_nothing(Duration::from_millis(200)).await;
     let corr = random_corr();
-    r.send(Some(&q.rcv_key), &corr, &q.rcv_id, &Command::Get).await;
+    r.send(Some(&q.rcv_key), &corr, &q.rcv_id, &Command::Get)
+        .await;
     let (c, e, m) = r.recv().await;
     assert_eq!((c, e), (corr, q.rcv_id.clone()));
     let (id, body) = q.body(&m);
@@ -108,8 +162,14 @@ async fn get_and_ack() {
     // GET again returns the same message until it is acknowledged
     let again = r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await;
     assert_eq!(q.body(&again).0, id);
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await, BrokerMsg::Ok);
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await,
+        BrokerMsg::Ok
+    );
     server.stop().await;
 }
 
@@ -121,30 +181,55 @@ async fn mixed_get_and_sub() {
     let mut s = server.connect().await;
     let q = new_queue(&mut sub).await;
     for b in [b"m1", b"m2", b"m3"] {
-        assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b, false)).await, BrokerMsg::Ok);
+        assert_eq!(
+            s.cmd(None, &q.snd_id, send_cmd(b, false)).await,
+            BrokerMsg::Ok
+        );
     }
     let (id1, b1) = q.body(&sub.event().await.1);
     assert_eq!(b1, b"m1");
     let g = getter.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await;
-    assert_eq!(q.body(&g), (id1.clone(), b"m1".to_vec()), "both see the head");
+    assert_eq!(
+        q.body(&g),
+        (id1.clone(), b"m1".to_vec()),
+        "both see the head"
+    );
     let prohibited = ErrorType::Cmd(CommandError::Prohibited);
-    assert_err(&sub.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await, prohibited.clone());
-    assert_err(&getter.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Sub).await, prohibited);
+    assert_err(
+        &sub.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await,
+        prohibited.clone(),
+    );
+    assert_err(
+        &getter.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Sub).await,
+        prohibited,
+    );
     // subscriber ACK returns the next message
     let m = sub.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await;
     let (id2, b2) = q.body(&m);
     assert_eq!(b2, b"m2");
     // getter: bad id → NO_MSG (and the delivery stays), already-acked id → OK
-    assert_err(&getter.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&[7; 24])).await, ErrorType::NoMsg);
-    assert_eq!(getter.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await, BrokerMsg::Ok);
+    assert_err(
+        &getter.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&[7; 24])).await,
+        ErrorType::NoMsg,
+    );
+    assert_eq!(
+        getter.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await,
+        BrokerMsg::Ok
+    );
     // nothing was lost: getter sees m2, subscriber continues with m3
     let g = getter.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await;
     assert_eq!(q.body(&g), (id2.clone(), b"m2".to_vec()));
     let m = sub.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id2)).await;
     let (id3, b3) = q.body(&m);
     assert_eq!(b3, b"m3");
-    assert_eq!(sub.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id3)).await, BrokerMsg::Ok);
-    assert_eq!(getter.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await, BrokerMsg::Ok);
+    assert_eq!(
+        sub.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id3)).await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        getter.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Get).await,
+        BrokerMsg::Ok
+    );
     server.stop().await;
 }
 
@@ -154,22 +239,46 @@ async fn quota_and_marker() {
     let mut r = server.connect().await;
     let mut s = server.connect().await;
     let q = new_queue(&mut r).await;
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"1", false)).await, BrokerMsg::Ok);
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"2", false)).await, BrokerMsg::Ok);
-    assert_err(&s.cmd(None, &q.snd_id, send_cmd(b"3", false)).await, ErrorType::Quota);
-    assert_err(&s.cmd(None, &q.snd_id, send_cmd(b"4", false)).await, ErrorType::Quota);
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"1", false)).await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"2", false)).await,
+        BrokerMsg::Ok
+    );
+    assert_err(
+        &s.cmd(None, &q.snd_id, send_cmd(b"3", false)).await,
+        ErrorType::Quota,
+    );
+    assert_err(
+        &s.cmd(None, &q.snd_id, send_cmd(b"4", false)).await,
+        ErrorType::Quota,
+    );
     let (id1, b1) = q.body(&r.event().await.1);
     assert_eq!(b1, b"1");
     let (id2, b2) = q.body(&r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await);
     assert_eq!(b2, b"2");
-    assert_err(&s.cmd(None, &q.snd_id, send_cmd(b"5", false)).await, ErrorType::Quota);
+    assert_err(
+        &s.cmd(None, &q.snd_id, send_cmd(b"5", false)).await,
+        ErrorType::Quota,
+    );
     let m = r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id2)).await;
     let (idq, p) = q.decrypt(&m);
     assert!(matches!(p, Plain::Quota { .. }), "quota marker, got {p:?}");
     // still full until the marker is acknowledged
-    assert_err(&s.cmd(None, &q.snd_id, send_cmd(b"6", false)).await, ErrorType::Quota);
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&idq)).await, BrokerMsg::Ok);
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"7", false)).await, BrokerMsg::Ok);
+    assert_err(
+        &s.cmd(None, &q.snd_id, send_cmd(b"6", false)).await,
+        ErrorType::Quota,
+    );
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&idq)).await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"7", false)).await,
+        BrokerMsg::Ok
+    );
     assert_eq!(q.body(&r.event().await.1).1, b"7");
     server.stop().await;
 }
@@ -196,7 +305,10 @@ async fn two_concurrent_senders_fifty_rounds() {
         let m = r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await;
         let (id, body) = q.body(&m);
         assert!(seen.insert(body));
-        assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await, BrokerMsg::Ok);
+        assert_eq!(
+            r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await,
+            BrokerMsg::Ok
+        );
     }
     assert_eq!(seen.len(), 100);
     r.expect_nothing(Duration::from_millis(200)).await;
@@ -208,10 +320,23 @@ async fn que_reports_state() {
     let (_d, server) = server_with(None).await;
     let mut r = server.connect().await;
     let mut s = server.connect().await;
-    let q = new_queue_with(&mut r, AuthKey::ed25519(), NewOpts { ntf: true, ..Default::default() }).await;
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"x", false)).await, BrokerMsg::Ok);
+    let q = new_queue_with(
+        &mut r,
+        AuthKey::ed25519(),
+        NewOpts {
+            ntf: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"x", false)).await,
+        BrokerMsg::Ok
+    );
     let (id, _) = q.body(&r.event().await.1);
-    let BrokerMsg::Info(j) = r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Que).await else { panic!() };
+    let BrokerMsg::Info(j) = r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Que).await else {
+        panic!()
+    };
     let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
     assert_eq!(v["qiSnd"], false);
     assert_eq!(v["qiNtf"], true);

@@ -36,13 +36,21 @@ async fn nkey(r: &mut TestClient, q: &Queue) -> (AuthKey, Vec<u8>, hush_crypto::
             },
         )
         .await;
-    let BrokerMsg::Nid { notifier_id, srv_ntf_dh_key } = m else { panic!("{m:?}") };
+    let BrokerMsg::Nid {
+        notifier_id,
+        srv_ntf_dh_key,
+    } = m
+    else {
+        panic!("{m:?}")
+    };
     let secret = dh.dh(&X25519Public::from_spki_der(srv_ntf_dh_key.as_bytes()).unwrap());
     (nk, notifier_id.as_bytes().to_vec(), secret)
 }
 
 fn check_nmsg(m: &BrokerMsg, secret: &hush_crypto::DhSecret, msg_id: &[u8]) {
-    let BrokerMsg::NMsg { nonce, enc_meta } = m else { panic!("expected NMSG, got {m:?}") };
+    let BrokerMsg::NMsg { nonce, enc_meta } = m else {
+        panic!("expected NMSG, got {m:?}")
+    };
     assert_eq!(enc_meta.len(), 144);
     let meta = hush_crypto::decrypt_nmsg_meta(secret, nonce, enc_meta.as_bytes()).unwrap();
     assert_eq!(meta[0], 24);
@@ -88,9 +96,15 @@ async fn nsub_with_service_signature_outside_service_session() {
     n.send_raw(vec![bytes]).await;
     assert_err(&n.response_to(&corr).await, ErrorType::Service);
     // plain NSUB → SOK 0
-    assert_eq!(n.cmd(Some(&nk), &nid, Command::NSub).await, BrokerMsg::Sok(None));
+    assert_eq!(
+        n.cmd(Some(&nk), &nid, Command::NSub).await,
+        BrokerMsg::Sok(None)
+    );
     // a wrong key → AUTH
-    assert_err(&n.cmd(Some(&AuthKey::ed25519()), &nid, Command::NSub).await, ErrorType::Auth);
+    assert_err(
+        &n.cmd(Some(&AuthKey::ed25519()), &nid, Command::NSub).await,
+        ErrorType::Auth,
+    );
     server.stop().await;
 }
 
@@ -102,25 +116,46 @@ async fn nmsg_delivery_switch_ndel() {
     let q = new_queue(&mut r).await;
     let (nk, nid, secret) = nkey(&mut r, &q).await;
     let mut n1 = server.connect().await;
-    assert_eq!(n1.cmd(Some(&nk), &nid, Command::NSub).await, BrokerMsg::Sok(None));
+    assert_eq!(
+        n1.cmd(Some(&nk), &nid, Command::NSub).await,
+        BrokerMsg::Sok(None)
+    );
 
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"n1", true)).await, BrokerMsg::Ok);
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"n1", true)).await,
+        BrokerMsg::Ok
+    );
     let (id1, _) = q.body(&r.event().await.1);
     let (e, m) = n1.event().await;
     assert_eq!(e, nid);
     check_nmsg(&m, &secret, &id1);
     // flag F: no notification
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await, BrokerMsg::Ok);
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"quiet", false)).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id1)).await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"quiet", false)).await,
+        BrokerMsg::Ok
+    );
     let (idq, _) = q.body(&r.event().await.1);
     n1.expect_nothing(Duration::from_millis(600)).await;
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&idq)).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&idq)).await,
+        BrokerMsg::Ok
+    );
 
     // a second notifier connection takes over: the first gets END
     let mut n2 = server.connect().await;
-    assert_eq!(n2.cmd(Some(&nk), &nid, Command::NSub).await, BrokerMsg::Sok(None));
+    assert_eq!(
+        n2.cmd(Some(&nk), &nid, Command::NSub).await,
+        BrokerMsg::Sok(None)
+    );
     assert_eq!(n1.event().await, (nid.clone(), BrokerMsg::End));
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"n2", true)).await, BrokerMsg::Ok);
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"n2", true)).await,
+        BrokerMsg::Ok
+    );
     let (id2, _) = q.body(&r.event().await.1);
     let (e, m) = n2.event().await;
     assert_eq!(e, nid);
@@ -128,19 +163,40 @@ async fn nmsg_delivery_switch_ndel() {
     n1.expect_nothing(Duration::from_millis(500)).await;
 
     // NDEL → DELD to the notifier subscriber, no further NMSG
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::NDel).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::NDel).await,
+        BrokerMsg::Ok
+    );
     assert_eq!(n2.event().await, (nid.clone(), BrokerMsg::Deld));
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id2)).await, BrokerMsg::Ok);
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"n3", true)).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id2)).await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"n3", true)).await,
+        BrokerMsg::Ok
+    );
     n2.expect_nothing(Duration::from_millis(600)).await;
-    assert_err(&n2.cmd(Some(&nk), &nid, Command::NSub).await, ErrorType::Auth);
+    assert_err(
+        &n2.cmd(Some(&nk), &nid, Command::NSub).await,
+        ErrorType::Auth,
+    );
 
     // a new NKEY after NDEL works again
     let (nk3, nid3, secret3) = nkey(&mut r, &q).await;
-    assert_eq!(n2.cmd(Some(&nk3), &nid3, Command::NSub).await, BrokerMsg::Sok(None));
+    assert_eq!(
+        n2.cmd(Some(&nk3), &nid3, Command::NSub).await,
+        BrokerMsg::Sok(None)
+    );
     let (id3, _) = q.body(&r.event().await.1);
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id3)).await, BrokerMsg::Ok);
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"n4", true)).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id3)).await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"n4", true)).await,
+        BrokerMsg::Ok
+    );
     let (id4, _) = q.body(&r.event().await.1);
     let (e, m) = n2.event().await;
     assert_eq!(e, nid3);
@@ -153,21 +209,49 @@ async fn notifier_creds_in_new_and_pending_before_nsub() {
     let (_d, server) = server().await;
     let mut r = server.connect().await;
     let mut s = server.connect().await;
-    let q = new_queue_with(&mut r, AuthKey::ed25519(), NewOpts { ntf: true, ..Default::default() }).await;
+    let q = new_queue_with(
+        &mut r,
+        AuthKey::ed25519(),
+        NewOpts {
+            ntf: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let (nk, ndh) = q.ntf.clone().unwrap();
     let creds = q.ids.server_ntf_creds.clone().unwrap();
     let secret = ndh.dh(&X25519Public::from_spki_der(creds.srv_ntf_dh_key.as_bytes()).unwrap());
     let nid = q.notifier_id();
     // sent before anyone subscribed as notifier: kept and flushed after NSUB
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(b"early", true)).await, BrokerMsg::Ok);
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(b"early", true)).await,
+        BrokerMsg::Ok
+    );
     let (id, _) = q.body(&r.event().await.1);
     let mut n = server.connect().await;
-    assert_eq!(n.cmd(Some(&nk), &nid, Command::NSub).await, BrokerMsg::Sok(None));
+    assert_eq!(
+        n.cmd(Some(&nk), &nid, Command::NSub).await,
+        BrokerMsg::Sok(None)
+    );
     let (e, m) = n.event().await;
     assert_eq!(e, nid);
     check_nmsg(&m, &secret, &id);
     // DEL of the queue → DELD to the notifier subscriber too
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Del).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Del).await,
+        BrokerMsg::Ok
+    );
     assert_eq!(n.event().await, (nid, BrokerMsg::Deld));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn service_subscriptions_need_a_service_session() {
+    let (_d, server) = server().await;
+    let mut c = server.connect().await;
+    let k = AuthKey::ed25519();
+    for cmd in [Command::NSubs, Command::Subs] {
+        assert_err(&c.cmd(Some(&k), &[3; 24], cmd).await, ErrorType::Service);
+    }
     server.stop().await;
 }

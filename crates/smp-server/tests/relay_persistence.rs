@@ -11,7 +11,8 @@ use hush_proto::smp::{BrokerMsg, Command};
 
 async fn sub(r: &mut TestClient, q: &Queue) {
     let corr = random_corr();
-    r.send(Some(&q.rcv_key), &corr, &q.rcv_id, &Command::Sub).await;
+    r.send(Some(&q.rcv_key), &corr, &q.rcv_id, &Command::Sub)
+        .await;
     assert_eq!(r.response_to(&corr).await, BrokerMsg::Sok(None));
 }
 
@@ -23,37 +24,73 @@ async fn restart_restores_queues_notifiers_and_messages() {
     let server = TestServer::start(cfg.clone()).await;
     let mut r = server.connect().await;
     let mut s = server.connect().await;
-    let q = new_queue_with(&mut r, AuthKey::ed25519(), NewOpts { ntf: true, subscribe: false, ..Default::default() }).await;
+    let q = new_queue_with(
+        &mut r,
+        AuthKey::ed25519(),
+        NewOpts {
+            ntf: true,
+            subscribe: false,
+            ..Default::default()
+        },
+    )
+    .await;
     let sk = AuthKey::ed25519();
-    assert_eq!(s.cmd(Some(&sk), &q.snd_id, Command::SKey(sk.public_der())).await, BrokerMsg::Ok);
-    assert_eq!(s.cmd(Some(&sk), &q.snd_id, send_cmd(b"kept", true)).await, BrokerMsg::Ok);
+    assert_eq!(
+        s.cmd(Some(&sk), &q.snd_id, Command::SKey(sk.public_der()))
+            .await,
+        BrokerMsg::Ok
+    );
+    assert_eq!(
+        s.cmd(Some(&sk), &q.snd_id, send_cmd(b"kept", true)).await,
+        BrokerMsg::Ok
+    );
     let gone = new_queue(&mut r).await;
-    assert_eq!(r.cmd(Some(&gone.rcv_key), &gone.rcv_id, Command::Del).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&gone.rcv_key), &gone.rcv_id, Command::Del).await,
+        BrokerMsg::Ok
+    );
     server.stop().await;
 
     let server = TestServer::start(cfg).await;
     let mut r = server.connect().await;
     let mut s = server.connect().await;
     // the secured state survived: unsigned SEND refused, signed accepted
-    assert_err(&s.cmd(None, &q.snd_id, send_cmd(b"x", false)).await, ErrorType::Auth);
+    assert_err(
+        &s.cmd(None, &q.snd_id, send_cmd(b"x", false)).await,
+        ErrorType::Auth,
+    );
     sub(&mut r, &q).await;
     let (id, body) = q.body(&r.event().await.1);
     assert_eq!(body, b"kept");
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await,
+        BrokerMsg::Ok
+    );
     // notifier survived: NSUB works, and the pending notification from before is delivered
     let (nk, ndh) = q.ntf.clone().unwrap();
     let mut n = server.connect().await;
-    assert_eq!(n.cmd(Some(&nk), &q.notifier_id(), Command::NSub).await, BrokerMsg::Sok(None));
+    assert_eq!(
+        n.cmd(Some(&nk), &q.notifier_id(), Command::NSub).await,
+        BrokerMsg::Sok(None)
+    );
     let (e, m) = n.event().await;
     assert_eq!(e, q.notifier_id());
-    let BrokerMsg::NMsg { nonce, enc_meta } = m else { panic!("{m:?}") };
+    let BrokerMsg::NMsg { nonce, enc_meta } = m else {
+        panic!("{m:?}")
+    };
     let creds = q.ids.server_ntf_creds.clone().unwrap();
     let secret = ndh.dh(&X25519Public::from_spki_der(creds.srv_ntf_dh_key.as_bytes()).unwrap());
     let meta = hush_crypto::decrypt_nmsg_meta(&secret, &nonce, enc_meta.as_bytes()).unwrap();
     assert_eq!(&meta[1..25], id.as_slice());
     // the deleted queue stays deleted
-    assert_err(&r.cmd(Some(&gone.rcv_key), &gone.rcv_id, Command::Sub).await, ErrorType::Auth);
-    assert_err(&s.cmd(None, &gone.snd_id, send_cmd(b"x", false)).await, ErrorType::Auth);
+    assert_err(
+        &r.cmd(Some(&gone.rcv_key), &gone.rcv_id, Command::Sub).await,
+        ErrorType::Auth,
+    );
+    assert_err(
+        &s.cmd(None, &gone.snd_id, send_cmd(b"x", false)).await,
+        ErrorType::Auth,
+    );
     server.stop().await;
 }
 
@@ -66,12 +103,18 @@ async fn without_store_log_nothing_survives() {
     let server = TestServer::start(cfg.clone()).await;
     let mut r = server.connect().await;
     let q = new_queue(&mut r).await;
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Off).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Off).await,
+        BrokerMsg::Ok
+    );
     server.stop().await;
     assert!(!cfg.store.path.exists(), "memory store writes no file");
     let server = TestServer::start(cfg).await;
     let mut r = server.connect().await;
-    assert_err(&r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Sub).await, ErrorType::Auth);
+    assert_err(
+        &r.cmd(Some(&q.rcv_key), &q.rcv_id, Command::Sub).await,
+        ErrorType::Auth,
+    );
     server.stop().await;
 }
 
@@ -83,9 +126,20 @@ async fn binary_sigkill_and_sigterm_keep_acknowledged_messages() {
     let bin = BinaryServer::start(&paths);
     let mut r = bin.connect().await;
     let mut s = bin.connect().await;
-    let q = new_queue_with(&mut r, AuthKey::ed25519(), NewOpts { subscribe: false, ..Default::default() }).await;
+    let q = new_queue_with(
+        &mut r,
+        AuthKey::ed25519(),
+        NewOpts {
+            subscribe: false,
+            ..Default::default()
+        },
+    )
+    .await;
     for i in 0..5u8 {
-        assert_eq!(s.cmd(None, &q.snd_id, send_cmd(&[i], false)).await, BrokerMsg::Ok);
+        assert_eq!(
+            s.cmd(None, &q.snd_id, send_cmd(&[i], false)).await,
+            BrokerMsg::Ok
+        );
     }
     drop((r, s));
     bin.sigkill();
@@ -98,7 +152,10 @@ async fn binary_sigkill_and_sigterm_keep_acknowledged_messages() {
     assert_eq!(b0, [0]);
     let (id1, b1) = q.body(&r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id0)).await);
     assert_eq!(b1, [1]);
-    assert_eq!(s.cmd(None, &q.snd_id, send_cmd(&[5], false)).await, BrokerMsg::Ok);
+    assert_eq!(
+        s.cmd(None, &q.snd_id, send_cmd(&[5], false)).await,
+        BrokerMsg::Ok
+    );
     drop((r, s));
     let status = bin.sigterm();
     assert!(status.success(), "graceful stop exits 0, got {status:?}");
@@ -115,7 +172,10 @@ async fn binary_sigkill_and_sigterm_keep_acknowledged_messages() {
         assert_eq!(b, [expect]);
         id = nid;
     }
-    assert_eq!(r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await, BrokerMsg::Ok);
+    assert_eq!(
+        r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await,
+        BrokerMsg::Ok
+    );
     bin.sigkill();
 }
 
@@ -126,7 +186,11 @@ fn corrupt_store_refuses_to_start() {
     ini_for_binary(&paths, &[]);
     std::fs::create_dir_all(&paths.data_dir).unwrap();
     let db = paths.data_dir.join(smp_server::config::STORE_FILE);
-    std::fs::write(&db, b"this is not a sqlite database, just garbage bytes....").unwrap();
+    std::fs::write(
+        &db,
+        b"this is not a sqlite database, just garbage bytes....",
+    )
+    .unwrap();
     let out = std::process::Command::new(binary())
         .arg("--config-dir")
         .arg(&paths.config_dir)

@@ -57,7 +57,12 @@ async fn bad_blocks_and_wrong_parties() {
     let block_err = (vec![], vec![], BrokerMsg::Err(ErrorType::Block));
 
     // garbage content (count 0 / trailing bytes / truncated item)
-    for content in [vec![0u8], vec![1, 0, 5, 1, 2], b"garbage that is no batch".to_vec(), vec![2, 0, 1, 7]] {
+    for content in [
+        vec![0u8],
+        vec![1, 0, 5, 1, 2],
+        b"garbage that is no batch".to_vec(),
+        vec![2, 0, 1, 7],
+    ] {
         c.conn.send_block(&content).await.unwrap();
         assert_eq!(c.recv().await, block_err, "content {content:?}");
     }
@@ -82,23 +87,45 @@ async fn bad_blocks_and_wrong_parties() {
     t.extend(&q.rcv_id);
     t.extend(b"SUB");
     c.send_raw(vec![t]).await;
-    assert_eq!(c.recv().await, (corr, vec![], BrokerMsg::Err(ErrorType::Block)));
+    assert_eq!(
+        c.recv().await,
+        (corr, vec![], BrokerMsg::Err(ErrorType::Block))
+    );
 
     // commands from the wrong party
     let sk = AuthKey::ed25519();
-    assert_err(&c.cmd(None, &q.rcv_id, send_cmd(b"x", false)).await, ErrorType::Auth);
-    assert_err(&c.cmd(Some(&q.rcv_key), &q.snd_id, Command::Sub).await, ErrorType::Auth);
-    assert_err(&c.cmd(Some(&sk), &q.rcv_id, Command::SKey(sk.public_der())).await, ErrorType::Auth);
-    assert_err(&c.cmd(Some(&q.rcv_key), &q.rcv_id, Command::NSub).await, ErrorType::Auth);
+    assert_err(
+        &c.cmd(None, &q.rcv_id, send_cmd(b"x", false)).await,
+        ErrorType::Auth,
+    );
+    assert_err(
+        &c.cmd(Some(&q.rcv_key), &q.snd_id, Command::Sub).await,
+        ErrorType::Auth,
+    );
+    assert_err(
+        &c.cmd(Some(&sk), &q.rcv_id, Command::SKey(sk.public_der()))
+            .await,
+        ErrorType::Auth,
+    );
+    assert_err(
+        &c.cmd(Some(&q.rcv_key), &q.rcv_id, Command::NSub).await,
+        ErrorType::Auth,
+    );
     // a broker message from a client
     let corr = random_corr();
     let t = c.transmission(None, &corr, &[], b"PONG");
     c.send_raw(vec![t]).await;
-    assert_err(&c.response_to(&corr).await, ErrorType::Cmd(CommandError::Unknown));
+    assert_err(
+        &c.response_to(&corr).await,
+        ErrorType::Cmd(CommandError::Unknown),
+    );
 
     // the connection still works, and so does the other one
     assert_eq!(c.cmd(None, &[], Command::Ping).await, BrokerMsg::Pong);
-    assert_eq!(c.cmd(None, &q.snd_id, send_cmd(b"still ok", false)).await, BrokerMsg::Ok);
+    assert_eq!(
+        c.cmd(None, &q.snd_id, send_cmd(b"still ok", false)).await,
+        BrokerMsg::Ok
+    );
     assert_eq!(q.body(&other.event().await.1).1, b"still ok");
 
     // not even TLS: the relay drops the socket and keeps serving
@@ -107,7 +134,10 @@ async fn bad_blocks_and_wrong_parties() {
     raw.write_all(&[0x55; 600]).await.unwrap();
     let mut buf = [0u8; 64];
     let closed = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut buf)).await;
-    assert!(matches!(closed, Ok(Ok(_)) | Ok(Err(_))), "socket answered or closed");
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "socket answered or closed"
+    );
     assert_eq!(other.cmd(None, &[], Command::Ping).await, BrokerMsg::Pong);
     server.stop().await;
 }

@@ -37,12 +37,27 @@ async fn auth_failures_take_similar_time() {
         ("ed448", AuthKey::ed448),
         ("x25519", AuthKey::x25519),
     ] {
-        let q = new_queue_with(&mut c, make(), NewOpts { subscribe: false, ..Default::default() }).await;
+        let q = new_queue_with(
+            &mut c,
+            make(),
+            NewOpts {
+                subscribe: false,
+                ..Default::default()
+            },
+        )
+        .await;
         let sk = make();
-        assert_eq!(c.cmd(Some(&sk), &q.snd_id, Command::SKey(sk.public_der())).await, BrokerMsg::Ok);
+        assert_eq!(
+            c.cmd(Some(&sk), &q.snd_id, Command::SKey(sk.public_der()))
+                .await,
+            BrokerMsg::Ok
+        );
         let wrong = make();
         let unknown = [9u8; 24];
-        for (cmd, real) in [(Command::Sub, &q.rcv_id), (send_cmd(b"t", false), &q.snd_id)] {
+        for (cmd, real) in [
+            (Command::Sub, &q.rcv_id),
+            (send_cmd(b"t", false), &q.snd_id),
+        ] {
             let mut wrong_key = Vec::new();
             let mut no_queue = Vec::new();
             // interleave the two cases so that machine noise hits both alike
@@ -55,7 +70,10 @@ async fn auth_failures_take_similar_time() {
                 no_queue_sub.push(b);
             }
             let ratio = b.as_secs_f64() / a.as_secs_f64();
-            eprintln!("{name} {}: wrong key {a:?}, no queue {b:?}, ratio {ratio:.2}", cmd.tag());
+            eprintln!(
+                "{name} {}: wrong key {a:?}, no queue {b:?}, ratio {ratio:.2}",
+                cmd.tag()
+            );
             assert!(
                 (0.5..2.0).contains(&ratio),
                 "{name} {}: wrong key {a:?} vs unknown queue {b:?}",

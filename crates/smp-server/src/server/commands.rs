@@ -134,26 +134,19 @@ impl Shared {
                 one(BrokerMsg::Ok)
             }
             Command::NSub => {
-                let nid = id24(entity);
-                let q = match nid {
+                let q = match id24(entity) {
                     Some(id) => self.store.get_by_notifier(id).await?,
                     None => None,
                 };
-                let (q, nid) = match (q, nid) {
-                    (Some(q), Some(nid)) => match &q.notifier {
-                        Some(n) if auth.verify(&n.notifier_key) => (q, nid),
-                        Some(_) => return Err(CmdError::Auth),
-                        None => {
-                            auth.dummy();
-                            return Err(CmdError::Auth);
-                        }
-                    },
-                    _ => {
+                // NSUB works on blocked queues too, as in the reference (no status check).
+                let nid = match q.as_ref().and_then(|q| q.notifier.as_ref()) {
+                    Some(n) if auth.verify(&n.notifier_key) => n.notifier_id,
+                    Some(_) => return Err(CmdError::Auth),
+                    None => {
                         auth.dummy();
                         return Err(CmdError::Auth);
                     }
                 };
-                check_not_blocked(&q)?;
                 self.subscribe_notifier(
                     Client {
                         outbox: c.outbox,
@@ -176,13 +169,14 @@ impl Shared {
                 let q = self.recipient_queue(entity, auth).await?;
                 self.recipient_command(c, q, corr, entity, cmd).await
             }
-            // Short links, proxying and service subscriptions are not implemented yet.
+            // Service subscriptions need a service session, which hush does not accept yet
+            // (reference `verifyServiceCmd`: no service → `SERVICE`).
+            Command::Subs | Command::NSubs => Err(CmdError::Service),
+            // Short links and proxying are not implemented yet.
             Command::LSet { .. }
             | Command::LDel
             | Command::LKey(_)
             | Command::LGet
-            | Command::Subs
-            | Command::NSubs
             | Command::Prxy { .. }
             | Command::PFwd { .. }
             | Command::RFwd(_) => Err(CmdError::prohibited()),
@@ -272,8 +266,8 @@ impl Shared {
         let rid = q.recipient_id;
         if !matches!(cmd, Command::Off | Command::Del) {
             check_not_blocked(&q)?;
+            self.touch(&q).await?;
         }
-        self.touch(&q).await?;
         let client = Client {
             outbox: c.outbox,
             local: c.local,
@@ -321,7 +315,7 @@ impl Shared {
                 };
                 let (old, nid) = replaced;
                 if let Some(old) = old {
-                    self.notifier_deleted(old);
+                    self.notifier_deleted(Some(c.outbox.id()), old);
                 }
                 self.metrics.queues_notify_created.inc();
                 one(BrokerMsg::Nid {
@@ -331,7 +325,7 @@ impl Shared {
             }
             Command::NDel => {
                 if let Some(old) = self.store.delete_notifier(rid).await? {
-                    self.notifier_deleted(old);
+                    self.notifier_deleted(Some(c.outbox.id()), old);
                     self.metrics.queues_notify_deleted.inc();
                 }
                 one(BrokerMsg::Ok)

@@ -133,6 +133,12 @@ impl Outbox {
         }
     }
 
+    /// Whether the outgoing queue has room right now (used to hold notifications back in the
+    /// store instead of piling them up for a client that does not read).
+    pub fn has_room(&self) -> bool {
+        self.tx.capacity() > 0
+    }
+
     pub fn push_event(&self, entity: &[u8], msg: BrokerMsg) {
         self.push_events(entity, &[msg])
     }
@@ -496,7 +502,7 @@ impl Shared {
             }
         }
         if let Some(n) = &q.notifier {
-            self.notifier_deleted(n.notifier_id);
+            self.notifier_deleted(me, n.notifier_id);
         }
     }
 
@@ -522,11 +528,14 @@ impl Shared {
         self.notify.mark(nid);
     }
 
-    /// Notifier credentials removed or replaced: the notifier subscriber gets `DELD`.
-    pub fn notifier_deleted(&self, nid: EntityId) {
+    /// Notifier credentials removed or replaced: the notifier subscriber gets `DELD` (unless it
+    /// is the connection that made the change, `me`).
+    pub fn notifier_deleted(&self, me: Option<ClientId>, nid: EntityId) {
         if let Some(p) = lock(&self.subs.ntf).remove(&nid) {
             p.client.ntf_subs.fetch_sub(1, Ordering::Relaxed);
-            p.push_event(&nid, BrokerMsg::Deld);
+            if Some(p.id()) != me {
+                p.push_event(&nid, BrokerMsg::Deld);
+            }
         }
     }
 

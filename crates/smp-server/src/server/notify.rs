@@ -49,6 +49,11 @@ pub async fn flush_once(shared: &Shared) {
             // No subscriber: notifications stay stored (up to their expiry) until `NSUB`.
             continue;
         };
+        if !outbox.has_room() {
+            // The subscriber is not reading: keep its notifications stored for a later flush.
+            shared.notify.mark(nid);
+            continue;
+        }
         let pending = match shared.store.drain_notifications(nid, DRAIN_LIMIT).await {
             Ok(p) => p,
             Err(e) => {

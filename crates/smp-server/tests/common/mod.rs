@@ -442,14 +442,23 @@ impl TestClient {
 
     /// Like [`TestClient::cmd`] but returns `None` instead of panicking when the connection fails
     /// (for crash tests). Assumes no events arrive on this connection.
-    pub async fn try_cmd(&mut self, key: Option<&AuthKey>, entity: &[u8], cmd: Command) -> Option<BrokerMsg> {
+    pub async fn try_cmd(
+        &mut self,
+        key: Option<&AuthKey>,
+        entity: &[u8],
+        cmd: Command,
+    ) -> Option<BrokerMsg> {
         let corr = random_corr();
         let t = self.transmission(key, &corr, entity, &cmd.encode(self.version()));
         self.conn.send(&[t]).await.ok()?;
         let v = self.version();
         let sid = self.conn.session_id().to_vec();
         loop {
-            let block = tokio::time::timeout(WAIT, self.conn.recv()).await.ok()?.ok()?.ok()?;
+            let block = tokio::time::timeout(WAIT, self.conn.recv())
+                .await
+                .ok()?
+                .ok()?
+                .ok()?;
             for t in block.transmissions().ok()? {
                 let t = hush_proto::transmission::decode_transmission(t, v, true).ok()?;
                 let m = check_server_transmission(&t, v, &sid).ok()?;
