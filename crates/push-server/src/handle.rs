@@ -19,7 +19,10 @@
 //!
 //! Layout: `version(1) = 1 ‖ nonce(12) ‖ AES-256-GCM(key, nonce, aad = "hush-push-handle-v1",
 //! address encoding) ‖ tag(16)`, text form base64url without padding, at most 255 characters so that
-//! it fits the NTF `deviceToken` shortString.
+//! it fits the NTF `deviceToken` shortString (a 32-byte APNs token gives 87 characters). Address
+//! encoding: `'h' env len bytes` (hex APNs token as bytes), `'a' env len text` (other APNs tokens,
+//! e.g. `test_ntf_token`), `'w' len16 endpoint p256dh(65) auth(16)` (Web Push; endpoints longer than
+//! about 100 bytes do not fit and are refused with [`HandleError::TooLong`]).
 
 use std::fmt;
 use std::path::Path;
@@ -193,6 +196,18 @@ fn env_code(e: ApnsEnv) -> u8 {
 fn encode_address(a: &DeviceAddress) -> Result<Vec<u8>, HandleError> {
     let mut out = Vec::new();
     match a {
+        DeviceAddress::Apns { env, token }
+            if token.len() % 2 == 0
+                && token.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            // Hex tokens travel as their bytes (half the size).
+            let bytes = hex::decode(token).map_err(|_| HandleError::Address("token hex"))?;
+            let len = u8::try_from(bytes.len()).map_err(|_| HandleError::TooLong(token.len()))?;
+            out.push(b'h');
+            out.push(env_code(*env));
+            out.push(len);
+            out.extend_from_slice(&bytes);
+        }
         DeviceAddress::Apns { env, token } => {
             let len = u8::try_from(token.len()).map_err(|_| HandleError::TooLong(token.len()))?;
             out.push(b'a');
@@ -216,7 +231,7 @@ fn encode_address(a: &DeviceAddress) -> Result<Vec<u8>, HandleError> {
 fn decode_address(b: &[u8]) -> Result<DeviceAddress, HandleError> {
     let (&tag, rest) = b.split_first().ok_or(HandleError::Malformed)?;
     let addr = match tag {
-        b'a' => {
+        b'a' | b'h' => {
             let (&env, rest) = rest.split_first().ok_or(HandleError::Malformed)?;
             let env = match env {
                 0 => ApnsEnv::Prod,
@@ -229,7 +244,11 @@ fn decode_address(b: &[u8]) -> Result<DeviceAddress, HandleError> {
             if rest.len() != usize::from(len) {
                 return Err(HandleError::Malformed);
             }
-            let token = String::from_utf8(rest.to_vec()).map_err(|_| HandleError::Malformed)?;
+            let token = if tag == b'h' {
+                hex::encode(rest)
+            } else {
+                String::from_utf8(rest.to_vec()).map_err(|_| HandleError::Malformed)?
+            };
             DeviceAddress::Apns { env, token }
         }
         b'w' => {

@@ -158,8 +158,15 @@ async fn reactions_to_every_apns_error() {
             }
         }
     }
-    // Metrics: failures by reason, retries, sent.
-    let m = s.service.metrics().encode();
+    // Metrics: failures by reason, retries, sent (wait for the dispatcher to finish its books).
+    let mut m = String::new();
+    for _ in 0..100 {
+        m = s.service.metrics().encode();
+        if m.contains("push_outbox_length 0") && m.contains(r#"push_sent_total{provider="apns_test"} 4"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(m.contains(r#"push_failed_total{provider="apns_test",reason="invalid_bad"} 1"#), "{m}");
     assert!(m.contains(r#"push_failed_total{provider="apns_test",reason="invalid_unregistered"} 1"#));
     assert!(m.contains(r#"push_retries_total{provider="apns_test",reason="rate_limited"} 2"#), "{m}");
