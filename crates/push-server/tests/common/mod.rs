@@ -84,3 +84,65 @@ pub fn vector(name: &str) -> serde_json::Value {
         .find(|v| v["name"] == name)
         .unwrap_or_else(|| panic!("vector {name} missing"))
 }
+
+/// Writes a push-server directory (via `push_server::cli::init`) whose APNs test endpoint is this
+/// sink; returns (dir, fingerprint, credential).
+pub fn push_server_dir(env: &Env, retry_base_ms: u64) -> (tempfile::TempDir, [u8; 32], String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = push_server::cli::init(dir.path(), "127.0.0.1".parse().unwrap(), 0, "ntf1").unwrap();
+    std::fs::write(dir.path().join("apns-key.p8"), env.key.to_pkcs8_pem().unwrap()).unwrap();
+    std::fs::copy(&env.ca_file, dir.path().join("apns-sink.crt")).unwrap();
+    let ini = format!(
+        "[STORE]\noutbox_file = push-outbox.sqlite\nsync = full\n\
+         [TRANSPORT]\nhost = 127.0.0.1\nport = 0\n\
+         [CLIENTS]\nntf1 = {cred}\n\
+         [APNS]\nenable = on\ntopic = {TOPIC}\nteam_id = {TEAM_ID}\nkey_id = {KEY_ID}\nkey_file = apns-key.p8\n\
+         prod_url =\ndev_url =\ntest_url = https://127.0.0.1:{port}\ntest_ca_file = apns-sink.crt\n\
+         [OUTBOX]\nretry_base_ms = {retry_base_ms}\nretry_max_seconds = 1\nconcurrency = 16\n\
+         [METRICS]\nenable = on\nhost = 127.0.0.1\nport = 0\n",
+        cred = out.credential,
+        port = env.sink.addr.port(),
+    );
+    std::fs::remove_file(dir.path().join("push-server.ini")).unwrap();
+    std::fs::write(dir.path().join("push-server.ini"), ini).unwrap();
+    let fp = push_server::net::parse_fingerprint(
+        &std::fs::read_to_string(dir.path().join("fingerprint")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        push_server::net::parse_fingerprint(&out.fingerprint),
+        Some(fp)
+    );
+    (dir, fp, out.credential)
+}
+
+pub fn remote(
+    addr: std::net::SocketAddr,
+    fp: [u8; 32],
+    credential: Option<String>,
+) -> push_server::net::RemoteGateway {
+    push_server::net::RemoteGateway::new(push_server::net::RemoteConfig {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        fingerprint: fp,
+        credential,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+}
+
+pub fn check_job(t: &str) -> push_server::PushJob {
+    push_server::PushJob {
+        job_id: push_server::JobId::random(),
+        target: push_server::PushTarget::Device(push_server::DeviceAddress::Apns {
+            env: push_server::ApnsEnv::Test,
+            token: t.into(),
+        }),
+        kind: push_server::PushKind::CheckMessages,
+        payload: br#"{"aps":{"content-available":1},"notificationData":{"checkMessages":true}}"#.to_vec(),
+        push_type: push_server::PushType::Background,
+        priority: Some(5),
+        expires_at: None,
+        collapse_id: None,
+    }
+}
