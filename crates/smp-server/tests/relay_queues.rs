@@ -509,10 +509,20 @@ async fn ed448_and_x25519_recipient_keys() {
 async fn unsupported_commands_are_prohibited() {
     let (_d, server) = server().await;
     let mut c = server.connect().await;
-    let q = new_queue(&mut c).await;
-    let m = c.cmd(Some(&q.rcv_key), &q.rcv_id, Command::LDel).await;
+    // proxying is not implemented: RFWD/PFWD get CMD PROHIBITED
+    let m = c.cmd(None, &[], Command::RFwd(vec![1, 2, 3])).await;
     assert_err(&m, ErrorType::Cmd(CommandError::Prohibited));
-    let m = c.cmd(None, &q.snd_id, Command::LGet).await;
+    let m = c
+        .cmd(
+            None,
+            &[5; 24],
+            Command::PFwd {
+                version: 18,
+                key: dh_der(&hush_crypto::X25519Secret::generate()),
+                enc_transmission: vec![0; 32],
+            },
+        )
+        .await;
     assert_err(&m, ErrorType::Cmd(CommandError::Prohibited));
     server.stop().await;
 }

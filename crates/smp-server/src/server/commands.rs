@@ -165,21 +165,33 @@ impl Shared {
             | Command::NDel
             | Command::Off
             | Command::Del
-            | Command::Que => {
+            | Command::Que
+            | Command::LSet { .. }
+            | Command::LDel => {
                 let q = self.recipient_queue(entity, auth).await?;
                 self.recipient_command(c, q, corr, entity, cmd).await
             }
             // Service subscriptions need a service session, which hush does not accept yet
             // (reference `verifyServiceCmd`: no service → `SERVICE`).
             Command::Subs | Command::NSubs => Err(CmdError::Service),
-            // Short links and proxying are not implemented yet.
-            Command::LSet { .. }
-            | Command::LDel
-            | Command::LKey(_)
-            | Command::LGet
-            | Command::Prxy { .. }
-            | Command::PFwd { .. }
-            | Command::RFwd(_) => Err(CmdError::prohibited()),
+            Command::LKey(k) => {
+                let q = self.link_queue(entity, auth, Some(&k)).await?;
+                check_not_blocked(&q)?;
+                self.store
+                    .secure_queue(q.recipient_id, k.as_bytes().to_vec())
+                    .await?;
+                self.metrics.queues_secured.inc();
+                one(link_response(&q, entity)?)
+            }
+            Command::LGet => {
+                let q = self.link_queue(entity, auth, None).await?;
+                check_not_blocked(&q)?;
+                one(link_response(&q, entity)?)
+            }
+            // Proxying is not implemented yet.
+            Command::Prxy { .. } | Command::PFwd { .. } | Command::RFwd(_) => {
+                Err(CmdError::prohibited())
+            }
         }
     }
 
@@ -239,6 +251,38 @@ impl Shared {
                 }
                 None => true,
             },
+        };
+        if ok { Ok(q) } else { Err(CmdError::Auth) }
+    }
+
+    /// Looks up a queue by link id. `LKEY k`: verified with `k` if the (messaging) queue may be
+    /// secured with it; `LGET`: unsigned, contact queues only.
+    async fn link_queue(
+        &self,
+        entity: &[u8],
+        auth: &Authorization<'_>,
+        securing_key: Option<&PublicKeyDer>,
+    ) -> Result<QueueRecord, CmdError> {
+        let q = match id24(entity) {
+            Some(id) => self.store.get_by_link(id).await?,
+            None => None,
+        };
+        let Some(q) = q else {
+            auth.dummy();
+            return Err(CmdError::Auth);
+        };
+        let ok = match securing_key {
+            Some(k) => {
+                let allowed = q.mode == Some(hush_store::QueueMode::Messaging)
+                    && q.sender_key.as_ref().is_none_or(|s| s == k.as_bytes());
+                if allowed {
+                    auth.verify(k.as_bytes())
+                } else {
+                    auth.dummy();
+                    false
+                }
+            }
+            None => is_contact_queue(&q),
         };
         if ok { Ok(q) } else { Err(CmdError::Auth) }
     }
@@ -340,6 +384,31 @@ impl Shared {
                 self.metrics.queue_deleted(deleted.sender_key.is_some());
                 one(BrokerMsg::Ok)
             }
+            Command::LSet { link_id, data } => {
+                let link_id = id24(link_id.as_bytes()).ok_or(CmdError::Auth)?;
+                if is_secured_msg_queue(&q) {
+                    return Err(CmdError::Auth);
+                }
+                if q.link.as_ref().is_some_and(|l| l.link_id != link_id) {
+                    return Err(CmdError::Auth);
+                }
+                self.store
+                    .set_link(
+                        rid,
+                        QueueLink {
+                            link_id,
+                            data: link_data(&data),
+                        },
+                    )
+                    .await?;
+                one(BrokerMsg::Ok)
+            }
+            Command::LDel => {
+                if q.link.is_some() {
+                    self.store.delete_link(rid).await?;
+                }
+                one(BrokerMsg::Ok)
+            }
             Command::Que => {
                 let client = Client {
                     outbox: c.outbox,
@@ -378,10 +447,7 @@ impl Shared {
         }
         self.touch(&q).await?;
         // A one-time link dies once its queue is secured and used.
-        if q.link.is_some()
-            && q.sender_key.is_some()
-            && q.mode != Some(hush_store::QueueMode::Contact)
-        {
+        if q.link.is_some() && is_secured_msg_queue(&q) {
             let _ = self.store.delete_link(q.recipient_id).await;
         }
         if self.config.store.expire_messages_on_send {
@@ -553,6 +619,39 @@ fn link_data(d: &hush_proto::smp::QueueLinkData) -> LinkData {
         fixed: d.fixed.as_bytes().to_vec(),
         user: d.user.as_bytes().to_vec(),
     }
+}
+
+/// Reference `isContactQueue`: contact mode, or a legacy queue that was never secured.
+fn is_contact_queue(q: &QueueRecord) -> bool {
+    match q.mode {
+        Some(hush_store::QueueMode::Messaging) => false,
+        Some(hush_store::QueueMode::Contact) => true,
+        None => q.sender_key.is_none(),
+    }
+}
+
+/// Reference `isSecuredMsgQueue`.
+fn is_secured_msg_queue(q: &QueueRecord) -> bool {
+    q.mode != Some(hush_store::QueueMode::Contact) && q.sender_key.is_some()
+}
+
+/// `LNK senderId fixed user` for the queue's link named by `link_id`.
+fn link_response(q: &QueueRecord, link_id: &[u8]) -> Result<BrokerMsg, CmdError> {
+    let l = q
+        .link
+        .as_ref()
+        .filter(|l| l.link_id.as_slice() == link_id)
+        .ok_or(CmdError::Auth)?;
+    let large = |b: &[u8]| {
+        hush_proto::encoding::Large::new(b.to_vec()).map_err(|_| CmdError::Internal("link data"))
+    };
+    Ok(BrokerMsg::Lnk {
+        sender_id: short(&q.sender_id)?,
+        data: hush_proto::smp::QueueLinkData {
+            fixed: large(&l.data.fixed)?,
+            user: large(&l.data.user)?,
+        },
+    })
 }
 
 fn check_not_blocked(q: &QueueRecord) -> Result<(), CmdError> {
