@@ -1,0 +1,491 @@
+//! `ntf-server.ini` (reference §7.3 sections and keys, plus hush's `[POLICY]`, `[PUSH]` and
+//! `[METRICS]`), read with smp-server's strict INI reader ([`smp_server::ini`]). Unknown keys are
+//! warnings naming their line; bad values are errors naming their line.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use smp_server::config::BasicAuth;
+use smp_server::ini::{Entry, Ini};
+
+use crate::control::ControlAuth;
+use crate::core::CoreOptions;
+use crate::policy::{BudgetConfig, PolicyMode};
+use crate::store::StoreMode;
+
+pub const INI_FILE: &str = "ntf-server.ini";
+pub const STORE_FILE: &str = "ntf-server-store.db";
+pub const DEFAULT_PORT: u16 = 443;
+
+/// Where the server keeps its files (reference `/etc/opt/simplex-notifications`,
+/// `/var/opt/simplex-notifications`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn ini_file(&self) -> PathBuf {
+        self.config_dir.join(INI_FILE)
+    }
+}
+
+/// How pushes reach the push-server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushConfig {
+    /// The push-server runs in the same process (the embedder passes the gateway).
+    InProcess,
+    /// A separate push-server over TLS, pinned by certificate fingerprint.
+    Remote {
+        host: String,
+        port: u16,
+        fingerprint: [u8; 32],
+        credential: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub paths: Paths,
+    /// `[STORE_LOG] enable`: SQLite file in the data directory; off = memory only.
+    pub store_enable: bool,
+    /// `[STORE_LOG] db_file` (default `<data dir>/ntf-server-store.db`).
+    pub store_file: Option<PathBuf>,
+    pub host: Option<String>,
+    pub ports: Vec<u16>,
+    pub bind: Vec<IpAddr>,
+    pub log_tls_errors: bool,
+    pub control_port: Option<u16>,
+    pub control_admin_password: Option<BasicAuth>,
+    pub control_user_password: Option<BasicAuth>,
+    /// `[INACTIVE_CLIENTS] disconnect = on` → ttl.
+    pub inactive_ttl: Option<Duration>,
+    pub max_connections: usize,
+    pub metrics_addr: Option<SocketAddr>,
+    /// `[POLICY] mode = reference`.
+    pub policy_reference: bool,
+    /// `[POLICY]` budget parameters (used unless `policy_reference`).
+    pub budget: BudgetConfig,
+    pub alert_text: String,
+    pub cron_sweep: Duration,
+    pub feedback_interval: Duration,
+    /// `[SUBSCRIBER]` reconnect backoff.
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+    /// `[PUSH] mode = remote`, with its `host`, `port`, `fingerprint`, `credential`.
+    pub push_remote: bool,
+    pub push_host: String,
+    pub push_port: u16,
+    pub push_fingerprint: [u8; 32],
+    pub push_credential: String,
+}
+
+impl Config {
+    pub fn defaults(paths: Paths) -> Config {
+        Config {
+            paths,
+            store_enable: true,
+            store_file: None,
+            host: None,
+            ports: vec![DEFAULT_PORT],
+            bind: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+            log_tls_errors: false,
+            control_port: None,
+            control_admin_password: None,
+            control_user_password: None,
+            inactive_ttl: None,
+            max_connections: 65_536,
+            metrics_addr: None,
+            policy_reference: false,
+            budget: BudgetConfig::default(),
+            alert_text: crate::payload::DEFAULT_ALERT_TEXT.to_string(),
+            cron_sweep: Duration::from_secs(300),
+            feedback_interval: Duration::from_secs(5),
+            reconnect_initial: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+            push_remote: false,
+            push_host: String::new(),
+            push_port: 0,
+            push_fingerprint: [0; 32],
+            push_credential: String::new(),
+        }
+    }
+
+    pub fn policy(&self) -> PolicyMode {
+        if self.policy_reference {
+            PolicyMode::Reference
+        } else {
+            PolicyMode::Budget(self.budget.clone())
+        }
+    }
+
+    pub fn push(&self) -> PushConfig {
+        if self.push_remote {
+            PushConfig::Remote {
+                host: self.push_host.clone(),
+                port: self.push_port,
+                fingerprint: self.push_fingerprint,
+                credential: self.push_credential.clone(),
+            }
+        } else {
+            PushConfig::InProcess
+        }
+    }
+
+    pub fn store_mode(&self) -> StoreMode {
+        if !self.store_enable {
+            return StoreMode::Memory;
+        }
+        StoreMode::Sqlite(
+            self.store_file
+                .clone()
+                .unwrap_or_else(|| self.paths.data_dir.join(STORE_FILE)),
+        )
+    }
+
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        let mut v = Vec::new();
+        for ip in &self.bind {
+            for p in &self.ports {
+                v.push(SocketAddr::new(*ip, *p));
+            }
+        }
+        v
+    }
+
+    pub fn core_options(&self) -> CoreOptions {
+        CoreOptions {
+            policy: self.policy(),
+            alert_text: self.alert_text.clone(),
+            cron_sweep: self.cron_sweep,
+            feedback_interval: self.feedback_interval,
+            ..CoreOptions::default()
+        }
+    }
+
+    pub fn pool_config(&self) -> hush_client::PoolConfig {
+        hush_client::PoolConfig {
+            backoff: hush_client::BackoffConfig {
+                initial: self.reconnect_initial,
+                max: self.reconnect_max,
+                ..Default::default()
+            },
+            // Notification bursts: a large event buffer (the reference's push queue is 32768).
+            event_buffer: 32_768,
+            ..Default::default()
+        }
+    }
+
+    pub fn control_auth(&self) -> ControlAuth {
+        ControlAuth {
+            admin: self.control_admin_password.clone(),
+            user: self.control_user_password.clone(),
+        }
+    }
+
+    /// Reads `<config dir>/ntf-server.ini`.
+    pub fn load(paths: Paths) -> Result<(Config, Vec<String>), ConfigError> {
+        let file = paths.ini_file();
+        let bytes = std::fs::read(&file).map_err(|e| ConfigError::Io(file.clone(), e))?;
+        Config::parse(paths, &bytes)
+    }
+
+    /// Parses ini text; returns the config and warnings.
+    pub fn parse(paths: Paths, bytes: &[u8]) -> Result<(Config, Vec<String>), ConfigError> {
+        let ini = Ini::parse(bytes).map_err(|e| ConfigError::Ini(e.to_string()))?;
+        let mut c = Config::defaults(paths);
+        let mut warnings = Vec::new();
+        for s in &ini.sections {
+            for e in &s.entries {
+                let known = apply(&mut c, &s.name, e)?;
+                if !known {
+                    warnings.push(format!(
+                        "line {}: unknown key [{}] {}",
+                        e.line, s.name, e.key
+                    ));
+                }
+            }
+        }
+        if let (Some(_), None) = (c.control_port, &c.control_admin_password) {
+            warnings.push("control port without admin password: only public commands".into());
+        }
+        Ok((c, warnings))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Ini(String),
+    #[error("line {line}: [{section}] {key}: {reason}")]
+    Value {
+        line: usize,
+        section: String,
+        key: String,
+        reason: String,
+    },
+}
+
+fn bad(section: &str, e: &Entry, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Value {
+        line: e.line,
+        section: section.into(),
+        key: e.key.clone(),
+        reason: reason.into(),
+    }
+}
+
+fn onoff(section: &str, e: &Entry) -> Result<bool, ConfigError> {
+    match e.value.as_str() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(bad(section, e, "expected on or off")),
+    }
+}
+
+fn secs(section: &str, e: &Entry) -> Result<Duration, ConfigError> {
+    let v: f64 = e
+        .value
+        .parse()
+        .map_err(|_| bad(section, e, "expected a number of seconds"))?;
+    if !(0.0..=1e9).contains(&v) {
+        return Err(bad(section, e, "out of range"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn num<T: std::str::FromStr>(section: &str, e: &Entry) -> Result<T, ConfigError> {
+    e.value
+        .parse()
+        .map_err(|_| bad(section, e, "expected a number"))
+}
+
+/// Applies one entry; `Ok(false)` = unknown key.
+fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> {
+    let v = e.value.as_str();
+    match (section, e.key.as_str()) {
+        ("STORE_LOG", "enable") => c.store_enable = onoff(section, e)?,
+        ("STORE_LOG", "db_file") => c.store_file = Some(PathBuf::from(v)),
+        // accepted for compatibility (PostgreSQL options belong to another backend)
+        (
+            "STORE_LOG",
+            "db_connection"
+            | "db_schema"
+            | "db_pool_size"
+            | "db_deleted_ttl"
+            | "log_stats"
+            | "prometheus_interval"
+            | "restore_last_ntfs",
+        ) => {}
+        ("AUTH", "control_port_admin_password") => {
+            c.control_admin_password = Some(BasicAuth::new(v).map_err(|r| bad(section, e, r))?)
+        }
+        ("AUTH", "control_port_user_password") => {
+            c.control_user_password = Some(BasicAuth::new(v).map_err(|r| bad(section, e, r))?)
+        }
+        ("TRANSPORT", "host") => c.host = Some(v.to_string()),
+        ("TRANSPORT", "port") => {
+            c.ports = v
+                .split(',')
+                .map(|p| p.trim().parse::<u16>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad(section, e, "expected port numbers separated by commas"))?;
+            if c.ports.is_empty() {
+                return Err(bad(section, e, "no port"));
+            }
+        }
+        ("TRANSPORT", "bind") => {
+            c.bind = v
+                .split(',')
+                .map(|p| p.trim().parse::<IpAddr>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad(section, e, "expected IP addresses separated by commas"))?;
+        }
+        ("TRANSPORT", "log_tls_errors") => c.log_tls_errors = onoff(section, e)?,
+        ("TRANSPORT", "websockets") => {
+            if onoff(section, e)? {
+                return Err(bad(section, e, "websockets are not supported"));
+            }
+        }
+        ("TRANSPORT", "control_port") => c.control_port = Some(num(section, e)?),
+        ("TRANSPORT", "max_connections") => c.max_connections = num(section, e)?,
+        (
+            "SUBSCRIBER",
+            "host_mode" | "required_host_mode" | "socks_proxy" | "socks_mode"
+            | "own_server_domains",
+        ) => {}
+        ("SUBSCRIBER", "use_service_credentials") => {
+            if onoff(section, e)? {
+                return Err(bad(section, e, "service credentials are not supported yet"));
+            }
+        }
+        ("SUBSCRIBER", "reconnect_initial") => c.reconnect_initial = secs(section, e)?,
+        ("SUBSCRIBER", "reconnect_max") => c.reconnect_max = secs(section, e)?,
+        ("INACTIVE_CLIENTS", "disconnect") => {
+            c.inactive_ttl = if onoff(section, e)? {
+                Some(c.inactive_ttl.unwrap_or(Duration::from_secs(43_200)))
+            } else {
+                None
+            }
+        }
+        ("INACTIVE_CLIENTS", "ttl") => {
+            let d = secs(section, e)?;
+            if c.inactive_ttl.is_some() {
+                c.inactive_ttl = Some(d);
+            }
+        }
+        ("INACTIVE_CLIENTS", "check_interval") => {}
+        ("METRICS", "enable") => {
+            if !onoff(section, e)? {
+                c.metrics_addr = None;
+            } else if c.metrics_addr.is_none() {
+                c.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 5228)));
+            }
+        }
+        ("METRICS", "address") => {
+            c.metrics_addr = Some(v.parse().map_err(|_| bad(section, e, "expected ip:port"))?)
+        }
+        ("POLICY", "mode") => match v {
+            "budget" => c.policy_reference = false,
+            "reference" => c.policy_reference = true,
+            _ => return Err(bad(section, e, "expected budget or reference")),
+        },
+        ("POLICY", "silent_per_window") => {
+            c.budget.silent_per_window = num(section, e)?;
+        }
+        ("POLICY", "window") => {
+            c.budget.window = secs(section, e)?;
+        }
+        ("POLICY", "alert_interval") => {
+            c.budget.alert_interval = secs(section, e)?;
+        }
+        ("POLICY", "alert_text") => {
+            if v.is_empty() || v.len() > 200 {
+                return Err(bad(section, e, "1..200 characters"));
+            }
+            c.alert_text = v.to_string();
+        }
+        ("POLICY", "cron_sweep") => c.cron_sweep = secs(section, e)?,
+        ("POLICY", "feedback_interval") => c.feedback_interval = secs(section, e)?,
+        ("PUSH", "mode") => match v {
+            "in_process" => c.push_remote = false,
+            "remote" => c.push_remote = true,
+            _ => return Err(bad(section, e, "expected in_process or remote")),
+        },
+        ("PUSH", "host") => c.push_host = v.to_string(),
+        ("PUSH", "port") => c.push_port = num(section, e)?,
+        ("PUSH", "fingerprint") => {
+            c.push_fingerprint = push_server::net::parse_fingerprint(v)
+                .ok_or_else(|| bad(section, e, "expected 64 hex digits or base64url"))?
+        }
+        ("PUSH", "credential") => c.push_credential = v.to_string(),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The commented ini that `ntf-server init` writes.
+pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) -> String {
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    let mut s = String::new();
+    s.push_str(&format!(
+        "[STORE_LOG]\n# Persist tokens, subscriptions and last notifications (SQLite in the data directory).\n# off: memory only; clients re-create their tokens and subscriptions after a restart.\nenable = {}\n\n",
+        onoff(store)
+    ));
+    s.push_str("[AUTH]\n");
+    if let Some((_, admin, user)) = control {
+        s.push_str(&format!(
+            "control_port_admin_password = {admin}\ncontrol_port_user_password = {user}\n"
+        ));
+    }
+    s.push_str(&format!(
+        "\n[TRANSPORT]\n# host = ntf.example.com\nport = {port}\nlog_tls_errors = off\nwebsockets = off\n"
+    ));
+    if let Some((p, _, _)) = control {
+        s.push_str(&format!("control_port = {p}\n"));
+    }
+    s.push_str(
+        "\n[SUBSCRIBER]\n# Reconnect backoff to SMP relays (seconds).\nreconnect_initial = 1\nreconnect_max = 60\n\n\
+         [INACTIVE_CLIENTS]\ndisconnect = off\n# ttl = 43200\n# check_interval = 3600\n\n\
+         [METRICS]\nenable = off\n# address = 127.0.0.1:5228\n\n\
+         [POLICY]\n# budget: at most silent_per_window silent pushes per token per window (seconds),\n\
+         # then visible content-free alerts at most every alert_interval seconds (coalesced).\n\
+         # reference: every notification is an alert at once (like the reference server).\n\
+         mode = budget\nsilent_per_window = 3\nwindow = 3600\nalert_interval = 600\n\
+         alert_text = You have a new message\ncron_sweep = 300\n\n\
+         [PUSH]\n# in_process (push-server in the same process) or remote:\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths() -> Paths {
+        Paths {
+            config_dir: "/c".into(),
+            data_dir: "/d".into(),
+        }
+    }
+
+    #[test]
+    fn template_parses_to_defaults() {
+        let t = ini_template(443, Some((5227, "adminpw", "userpw")), true);
+        let (c, w) = Config::parse(paths(), t.as_bytes()).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.ports, vec![443]);
+        assert_eq!(c.control_port, Some(5227));
+        assert_eq!(c.policy(), PolicyMode::default());
+        assert_eq!(
+            c.store_mode(),
+            StoreMode::Sqlite("/d/ntf-server-store.db".into())
+        );
+        assert!(c.control_admin_password.unwrap().matches(b"adminpw"));
+    }
+
+    #[test]
+    fn policy_and_push_sections() {
+        let t = b"[POLICY]\nmode = reference\n[PUSH]\nmode = remote\nhost = h\nport = 7\nfingerprint = 0000000000000000000000000000000000000000000000000000000000000001\ncredential = c\n[STORE_LOG]\nenable = off\n[X]\ny = 1\n";
+        let (c, w) = Config::parse(paths(), t).unwrap();
+        assert_eq!(c.policy(), PolicyMode::Reference);
+        assert_eq!(c.store_mode(), StoreMode::Memory);
+        let PushConfig::Remote {
+            host,
+            port,
+            fingerprint,
+            credential,
+        } = c.push()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (host.as_str(), port, fingerprint[31], credential.as_str()),
+            ("h", 7, 1, "c")
+        );
+        assert_eq!(w.len(), 1);
+        let t = b"[POLICY]\nsilent_per_window = 5\nwindow = 2.5\nalert_interval = 0.5\n";
+        let (c, _) = Config::parse(paths(), t).unwrap();
+        assert_eq!(
+            c.policy(),
+            PolicyMode::Budget(BudgetConfig {
+                silent_per_window: 5,
+                window: Duration::from_millis(2500),
+                alert_interval: Duration::from_millis(500)
+            })
+        );
+        for bad in [
+            &b"[POLICY]\nmode = x\n"[..],
+            b"[TRANSPORT]\nport = a\n",
+            b"[POLICY]\nwindow = -1\n",
+        ] {
+            let e = Config::parse(paths(), bad).unwrap_err();
+            assert!(e.to_string().starts_with("line "), "{e}");
+        }
+    }
+}

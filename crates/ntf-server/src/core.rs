@@ -1,0 +1,979 @@
+//! The notification server's state machine: NTF commands (reference §5.2, §5.3), the relay
+//! side (§5.4: `NSUB` through the hush-client pool, status mapping, `NMSG` → last notifications)
+//! and the push side (policy → payload → [`PushGateway`], periodic `TCRN` pushes, push-server
+//! feedback).
+//!
+//! Where to look: [`Core::process_transmission`] handles one NTF transmission (no I/O but the
+//! store and channels, so it is tested without sockets); [`Core::on_pool_event`] maps relay
+//! events; [`dispatcher`] applies the delivery policy with a tokio clock.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_client::{AuthKey, PoolEvent, ServerEvent, SmpClientPool};
+use hush_crypto::{PrivateKey, PublicKey, TransmissionAuth, X25519Public, X25519Secret};
+use hush_proto::error::{CommandError, ErrorType};
+use hush_proto::ntf::{
+    InvalidReason, NtfCommand, NtfResponse, PnMessageData, SmpQueueNtf, SubStatus, TokenStatus,
+    decode_ntf_transmission, encode_ntf_transmission,
+};
+use hush_proto::transmission::Transmission;
+use hush_proto::version::ntf_version;
+use push_server::{FeedbackReason, JobId, PushGateway, PushJob, PushKind, PushType};
+use tokio::sync::{Semaphore, mpsc};
+use zeroize::Zeroizing;
+
+use crate::command::parse_command;
+use crate::metrics::Metrics;
+use crate::payload::{self, Presentation};
+use crate::policy::{Decision, Policy, PolicyMode, PushStyle, TokenBudget};
+use crate::store::{Device, LastNtf, Store, SubRec, TokenRec};
+
+/// Runtime options of the core (from the configuration).
+#[derive(Clone, Debug)]
+pub struct CoreOptions {
+    pub policy: PolicyMode,
+    /// Visible text of hush's coalesced alerts (budget mode).
+    pub alert_text: String,
+    /// How often tokens are checked for due periodic pushes (reference: 5 min).
+    pub cron_sweep: Duration,
+    /// How often push-server feedback is polled.
+    pub feedback_interval: Duration,
+    /// Pushes handed to the gateway concurrently.
+    pub push_concurrency: usize,
+    /// `NSUB`s in flight at once when (re)subscribing many subscriptions (the client batches
+    /// concurrent commands into blocks).
+    pub subscribe_batch: usize,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        CoreOptions {
+            policy: PolicyMode::default(),
+            alert_text: payload::DEFAULT_ALERT_TEXT.to_string(),
+            cron_sweep: Duration::from_secs(300),
+            feedback_interval: Duration::from_secs(5),
+            push_concurrency: 256,
+            subscribe_batch: 900,
+        }
+    }
+}
+
+/// What the dispatcher is asked to do.
+#[derive(Debug)]
+pub(crate) enum PushRequest {
+    Verification(Vec<u8>),
+    Notification(Vec<u8>),
+}
+
+/// The per-connection facts a command needs.
+pub struct ConnCtx<'a> {
+    pub version: u16,
+    pub session_id: &'a [u8],
+    pub session_key: Option<&'a X25519Secret>,
+}
+
+/// Shared state of one ntf-server.
+pub struct Core<G> {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub options: CoreOptions,
+    pub pool: SmpClientPool,
+    pub(crate) gateway: Arc<G>,
+    pushes: mpsc::Sender<PushRequest>,
+    subscribing: Arc<Semaphore>,
+}
+
+impl<G> std::fmt::Debug for Core<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> i64 {
+    crate::unix_now()
+}
+
+fn random_id() -> Vec<u8> {
+    hush_crypto::random_nonce().to_vec()
+}
+
+fn err(e: ErrorType) -> NtfResponse {
+    NtfResponse::Err(e)
+}
+
+const AUTH: NtfResponse = NtfResponse::Err(ErrorType::Auth);
+
+/// The notifier key of a subscription as a client key.
+fn auth_key(pkcs8: &[u8]) -> Option<AuthKey> {
+    match PrivateKey::from_pkcs8_der(pkcs8).ok()? {
+        PrivateKey::Ed25519(k) => Some(AuthKey::Ed25519(k)),
+        PrivateKey::Ed448(k) => Some(AuthKey::Ed448(k)),
+        PrivateKey::X25519(k) => Some(AuthKey::X25519(k)),
+        PrivateKey::X448(_) => None,
+    }
+}
+
+fn map_invalid(r: &push_server::InvalidReason) -> InvalidReason {
+    match r {
+        push_server::InvalidReason::Bad => InvalidReason::BadToken,
+        push_server::InvalidReason::Topic => InvalidReason::TokenNotForTopic,
+        push_server::InvalidReason::Expired => InvalidReason::ExpiredToken,
+        push_server::InvalidReason::Unregistered => InvalidReason::Unregistered,
+    }
+}
+
+/// SMP subscription status from an `NSUB` error (reference §5.4).
+fn sub_status_for_error(e: &hush_client::ClientError) -> SubStatus {
+    match e.smp_error() {
+        Some(ErrorType::Auth) => SubStatus::Auth,
+        Some(ErrorType::Service) => SubStatus::Service,
+        Some(other) => {
+            let mut b = Vec::new();
+            hush_proto::encoding::Encode::encode(other, &mut b);
+            SubStatus::Err(b)
+        }
+        None if e.is_permanent() => SubStatus::Err(e.to_string().into_bytes()),
+        None => SubStatus::Pending,
+    }
+}
+
+impl<G: PushGateway + 'static> Core<G> {
+    /// Creates the core and spawns its background tasks (dispatcher, relay events, periodic
+    /// sweep, feedback), which stop when `shutdown` fires.
+    pub fn start(
+        store: Store,
+        options: CoreOptions,
+        gateway: Arc<G>,
+        pool: SmpClientPool,
+        pool_events: hush_client::PoolEvents,
+        shutdown: smp_server::Shutdown,
+    ) -> (Arc<Core<G>>, Vec<tokio::task::JoinHandle<()>>) {
+        let (tx, rx) = mpsc::channel(32_768);
+        let core = Arc::new(Core {
+            store,
+            metrics: Metrics::new(),
+            subscribing: Arc::new(Semaphore::new(options.subscribe_batch.max(1))),
+            options,
+            pool,
+            gateway,
+            pushes: tx,
+        });
+        let tasks = vec![
+            tokio::spawn(dispatcher(core.clone(), rx, shutdown.clone())),
+            tokio::spawn(relay_events(core.clone(), pool_events, shutdown.clone())),
+            tokio::spawn(cron_loop(core.clone(), shutdown.clone())),
+            tokio::spawn(feedback_loop(core.clone(), shutdown.clone())),
+            tokio::spawn(gauges_loop(core.clone(), shutdown)),
+        ];
+        // Subscriptions loaded from the store.
+        let subs: Vec<SubRec> = core
+            .store
+            .subs()
+            .into_iter()
+            .filter(|s| s.status.should_subscribe())
+            .collect();
+        if !subs.is_empty() {
+            tracing::info!(count = subs.len(), "resubscribing stored subscriptions");
+        }
+        for s in subs {
+            core.subscribe(s);
+        }
+        (core, tasks)
+    }
+
+    // --- commands ------------------------------------------------------------------------
+
+    /// Processes one transmission; returns the encoded response transmission.
+    pub async fn process_transmission(&self, c: &ConnCtx<'_>, bytes: &[u8]) -> Vec<u8> {
+        let (corr, entity, resp) = match decode_ntf_transmission(bytes, c.version) {
+            Err(_) => (Vec::new(), Vec::new(), err(ErrorType::Block)),
+            Ok(t) => {
+                let r = self.transmission(c, &t).await;
+                let entity = if matches!(r, NtfResponse::Err(ErrorType::Block)) {
+                    Vec::new()
+                } else {
+                    t.entity_id.to_vec()
+                };
+                (t.corr_id.to_vec(), entity, r)
+            }
+        };
+        encode_response(&corr, &entity, &resp, c.version)
+    }
+
+    async fn transmission(&self, c: &ConnCtx<'_>, t: &Transmission<'_>) -> NtfResponse {
+        if !matches!(t.authorization.len(), 0 | 64 | 80 | 114) {
+            return err(ErrorType::Block);
+        }
+        if c.version < ntf_version::AUTH_BATCH_CMDS && t.session_id != c.session_id {
+            return err(ErrorType::Session);
+        }
+        let sc = match parse_command(t.command, c.version) {
+            Ok(x) => x,
+            Err(e) => return err(e),
+        };
+        if let Err(e) = sc
+            .cmd
+            .check_credentials(!t.authorization.is_empty(), t.entity_id)
+        {
+            return err(e);
+        }
+        let auth = TransmissionAuth::parse(t.authorization).ok().flatten();
+        let authorized = t.authorized(c.session_id);
+        let verify = |key: Option<&[u8]>| -> bool {
+            let pk = key.and_then(|k| PublicKey::from_spki_der(k).ok());
+            hush_crypto::verify_transmission(
+                pk.as_ref(),
+                auth.as_ref(),
+                c.session_key,
+                &authorized,
+                t.corr_id,
+            )
+        };
+        match sc.cmd {
+            NtfCommand::Ping => NtfResponse::Pong,
+            NtfCommand::Tnew {
+                verify_key, dh_key, ..
+            } => {
+                if !verify(Some(verify_key.as_bytes())) {
+                    return AUTH;
+                }
+                let Some(device) = sc.device else {
+                    return err(ErrorType::Cmd(CommandError::Syntax));
+                };
+                self.tnew(device, verify_key.as_bytes(), dh_key.as_bytes())
+                    .await
+            }
+            NtfCommand::Snew {
+                token_id,
+                queue,
+                notifier_key,
+            } => {
+                let tkn = self.store.token(&token_id);
+                if !verify(tkn.as_ref().map(|t| t.verify_key.as_slice())) {
+                    return AUTH;
+                }
+                match tkn {
+                    Some(t) if t.status.allows_sub_commands() => {
+                        self.snew(&t, queue, notifier_key.as_der()).await
+                    }
+                    _ => AUTH,
+                }
+            }
+            NtfCommand::Schk | NtfCommand::Sdel => {
+                let sub = self.store.sub(t.entity_id);
+                let tkn = sub.as_ref().and_then(|s| self.store.token(&s.token_id));
+                if !verify(tkn.as_ref().map(|t| t.verify_key.as_slice())) {
+                    return AUTH;
+                }
+                match (sub, tkn) {
+                    (Some(s), Some(tk)) if tk.status.allows_sub_commands() => {
+                        if matches!(sc.cmd, NtfCommand::Schk) {
+                            NtfResponse::Sub(s.status)
+                        } else {
+                            self.delete_sub(&s).await
+                        }
+                    }
+                    _ => AUTH,
+                }
+            }
+            cmd => {
+                let tkn = self.store.token(t.entity_id);
+                if !verify(tkn.as_ref().map(|t| t.verify_key.as_slice())) {
+                    return AUTH;
+                }
+                let Some(tkn) = tkn else { return AUTH };
+                self.token_command(tkn, cmd, sc.device).await
+            }
+        }
+    }
+
+    async fn synced(&self, r: NtfResponse) -> NtfResponse {
+        match self.store.sync().await {
+            Ok(()) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "store sync failed");
+                err(ErrorType::Internal)
+            }
+        }
+    }
+
+    async fn tnew(&self, device: Device, verify_key: &[u8], dh_key: &[u8]) -> NtfResponse {
+        let Ok(client_dh) = X25519Public::from_spki_der(dh_key) else {
+            return err(ErrorType::Cmd(CommandError::Syntax));
+        };
+        if let Some(t) = self.store.token_by_registration(&device, verify_key) {
+            // Same registration: must be the same DH key, then same id, key and code.
+            let server = X25519Secret::from_bytes(*t.server_dh_key);
+            let dh = server.dh(&client_dh);
+            if !hush_crypto::ct_eq(dh.as_bytes(), t.dh_secret.as_slice()) {
+                return AUTH;
+            }
+            if matches!(
+                t.status,
+                TokenStatus::New | TokenStatus::Invalid(_) | TokenStatus::Expired
+            ) {
+                self.store
+                    .update_token(&t.id, |t| t.status = TokenStatus::Registered);
+            }
+            let r = NtfResponse::TknId {
+                token_id: t.id.clone(),
+                server_dh_key: match hush_proto::ntf::PublicKeyDer::dh_key(
+                    server.public().to_spki_der(),
+                ) {
+                    Ok(k) => k,
+                    Err(_) => return err(ErrorType::Internal),
+                },
+            };
+            let r = self.synced(r).await;
+            self.request_push(PushRequest::Verification(t.id)).await;
+            return r;
+        }
+        let server = X25519Secret::generate();
+        let dh = server.dh(&client_dh);
+        let Ok(server_dh_key) =
+            hush_proto::ntf::PublicKeyDer::dh_key(server.public().to_spki_der())
+        else {
+            return err(ErrorType::Internal);
+        };
+        let t = TokenRec {
+            id: random_id(),
+            device,
+            verify_key: verify_key.to_vec(),
+            client_dh_key: dh_key.to_vec(),
+            server_dh_key: Zeroizing::new(*server.to_bytes()),
+            dh_secret: Zeroizing::new(*dh.as_bytes()),
+            status: TokenStatus::Registered,
+            reg_code: hush_crypto::random_nonce()
+                .iter()
+                .chain(&hush_crypto::random_nonce()[..8])
+                .copied()
+                .collect(),
+            cron_interval: 0,
+            cron_sent_at: 0,
+            created_at: now_secs(),
+        };
+        let id = t.id.clone();
+        self.store.put_token(t);
+        self.metrics.tokens_created.inc();
+        let r = self
+            .synced(NtfResponse::TknId {
+                token_id: id.clone(),
+                server_dh_key,
+            })
+            .await;
+        self.request_push(PushRequest::Verification(id)).await;
+        r
+    }
+
+    async fn token_command(
+        &self,
+        t: TokenRec,
+        cmd: NtfCommand,
+        device: Option<Device>,
+    ) -> NtfResponse {
+        match cmd {
+            NtfCommand::Tchk => NtfResponse::Tkn(t.status),
+            NtfCommand::Tvfy { code } => {
+                if !t.status.allows_verification() || !hush_crypto::ct_eq(&code, &t.reg_code) {
+                    return AUTH;
+                }
+                if t.status != TokenStatus::Active {
+                    self.metrics.tokens_verified.inc();
+                }
+                self.store
+                    .update_token(&t.id, |x| x.status = TokenStatus::Active);
+                // Activation removes other registrations of the same device.
+                for other in self.store.tokens_with_device(&t.device) {
+                    if other != t.id {
+                        self.delete_token(&other);
+                    }
+                }
+                self.synced(NtfResponse::Ok).await
+            }
+            NtfCommand::Trpl { .. } => {
+                let Some(device) = device else {
+                    return err(ErrorType::Cmd(CommandError::Syntax));
+                };
+                let code: Vec<u8> = hush_crypto::random_nonce()
+                    .iter()
+                    .chain(&hush_crypto::random_nonce()[..8])
+                    .copied()
+                    .collect();
+                self.store.update_token(&t.id, |x| {
+                    x.device = device;
+                    x.reg_code = code;
+                    x.status = TokenStatus::Registered;
+                });
+                self.metrics.tokens_replaced.inc();
+                let r = self.synced(NtfResponse::Ok).await;
+                self.request_push(PushRequest::Verification(t.id)).await;
+                r
+            }
+            NtfCommand::Tdel => {
+                self.delete_token(&t.id);
+                self.synced(NtfResponse::Ok).await
+            }
+            NtfCommand::Tcrn { minutes } => {
+                if (1..20).contains(&minutes) {
+                    return err(ErrorType::Quota);
+                }
+                self.store.update_token(&t.id, |x| {
+                    x.cron_interval = minutes;
+                    x.cron_sent_at = now_secs();
+                });
+                self.synced(NtfResponse::Ok).await
+            }
+            _ => err(ErrorType::Cmd(CommandError::Prohibited)),
+        }
+    }
+
+    fn delete_token(&self, id: &[u8]) {
+        for s in self.store.delete_token(id) {
+            self.pool
+                .forget_subscription(&s.queue.server, &s.queue.notifier_id);
+            self.metrics.subscriptions_deleted.inc();
+        }
+        self.metrics.tokens_deleted.inc();
+    }
+
+    async fn snew(&self, t: &TokenRec, queue: SmpQueueNtf, notifier_key: &[u8]) -> NtfResponse {
+        if let Some(s) = self.store.sub_by_queue(&queue) {
+            if s.token_id == t.id && hush_crypto::ct_eq(&s.notifier_key, notifier_key) {
+                if !s.status.should_subscribe() {
+                    // Retry of a subscription that ended (END/DELETED/AUTH…): subscribe again.
+                    self.store.set_sub_status(&s.id, SubStatus::New);
+                    self.subscribe(s.clone());
+                }
+                return NtfResponse::SubId { sub_id: s.id };
+            }
+            return AUTH;
+        }
+        if auth_key(notifier_key).is_none() {
+            return err(ErrorType::Cmd(CommandError::Syntax));
+        }
+        let s = SubRec {
+            id: random_id(),
+            token_id: t.id.clone(),
+            queue,
+            notifier_key: Zeroizing::new(notifier_key.to_vec()),
+            status: SubStatus::New,
+        };
+        let id = s.id.clone();
+        self.store.put_sub(s.clone());
+        self.metrics.subscriptions_created.inc();
+        let r = self.synced(NtfResponse::SubId { sub_id: id }).await;
+        self.subscribe(s);
+        r
+    }
+
+    async fn delete_sub(&self, s: &SubRec) -> NtfResponse {
+        self.store.delete_sub(&s.id);
+        self.pool
+            .forget_subscription(&s.queue.server, &s.queue.notifier_id);
+        self.metrics.subscriptions_deleted.inc();
+        self.synced(NtfResponse::Ok).await
+    }
+
+    // --- relay side ----------------------------------------------------------------------
+
+    /// Subscribes (`NSUB`) in the background; the pool remembers it and subscribes again after
+    /// every reconnect. Concurrent `NSUB`s share blocks.
+    pub fn subscribe(&self, s: SubRec) {
+        let store = self.store.clone();
+        let pool = self.pool.clone();
+        let metrics = self.metrics.clone();
+        let permits = self.subscribing.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let Some(key) = auth_key(&s.notifier_key) else {
+                store.set_sub_status(&s.id, SubStatus::Err(b"bad notifier key".to_vec()));
+                return;
+            };
+            let r = pool
+                .subscribe_notifier(&s.queue.server, &s.queue.notifier_id, Arc::new(key))
+                .await;
+            // The subscription may have been deleted meanwhile.
+            if store.sub(&s.id).is_none() {
+                pool.forget_subscription(&s.queue.server, &s.queue.notifier_id);
+                return;
+            }
+            match r {
+                Ok(()) => {
+                    metrics.smp_subscribed.inc();
+                    store.set_sub_status(&s.id, SubStatus::Active);
+                }
+                Err(e) => {
+                    metrics.smp_subscribe_errors.inc();
+                    tracing::debug!(error = %e, "NSUB failed");
+                    store.set_sub_status(&s.id, sub_status_for_error(&e));
+                }
+            }
+        });
+    }
+
+    /// Applies one relay-pool event.
+    pub async fn on_pool_event(&self, ev: PoolEvent) {
+        match ev {
+            PoolEvent::Connected { .. } => {
+                self.metrics.smp_connected.inc();
+            }
+            PoolEvent::ConnectFailed { server, .. } => {
+                for s in self.store.subs_on_server(&server) {
+                    if s.status == SubStatus::New {
+                        self.store.set_sub_status(&s.id, SubStatus::Pending);
+                    }
+                }
+            }
+            PoolEvent::Disconnected { server, .. } => {
+                self.metrics.smp_disconnected.inc();
+                for s in self.store.subs_on_server(&server) {
+                    if s.status == SubStatus::Active {
+                        self.store.set_sub_status(&s.id, SubStatus::Inactive);
+                    }
+                }
+            }
+            PoolEvent::Resubscribed { server, failed, .. } => {
+                let failed: HashMap<Vec<u8>, hush_client::ClientError> =
+                    failed.into_iter().collect();
+                for s in self.store.subs_on_server(&server) {
+                    if !s.status.should_subscribe() {
+                        continue;
+                    }
+                    let st = match failed.get(&s.queue.notifier_id) {
+                        None => SubStatus::Active,
+                        Some(e) => sub_status_for_error(e),
+                    };
+                    self.store.set_sub_status(&s.id, st);
+                }
+            }
+            PoolEvent::Event { server, event } => match event {
+                ServerEvent::Notification {
+                    notifier_id,
+                    nonce,
+                    enc_meta,
+                } => {
+                    self.on_nmsg(
+                        SmpQueueNtf {
+                            server,
+                            notifier_id,
+                        },
+                        nonce,
+                        enc_meta,
+                    )
+                    .await
+                }
+                ServerEvent::End { entity_id } => {
+                    self.set_status_by_queue(server, entity_id, SubStatus::End)
+                }
+                ServerEvent::Deleted { entity_id } => {
+                    self.set_status_by_queue(server, entity_id, SubStatus::Deleted)
+                }
+                _ => {}
+            },
+        }
+    }
+
+    fn set_status_by_queue(
+        &self,
+        server: hush_proto::address::ProtocolServer,
+        notifier_id: Vec<u8>,
+        st: SubStatus,
+    ) {
+        let q = SmpQueueNtf {
+            server,
+            notifier_id,
+        };
+        if let Some(s) = self.store.sub_by_queue(&q) {
+            self.store.set_sub_status(&s.id, st);
+        }
+    }
+
+    async fn on_nmsg(&self, queue: SmpQueueNtf, nonce: [u8; 24], enc_meta: Vec<u8>) {
+        self.metrics.notifications_received.inc();
+        let Some(sub) = self.store.sub_by_queue(&queue) else {
+            self.metrics.notifications_dropped.inc();
+            return;
+        };
+        match self.store.token(&sub.token_id) {
+            Some(t) if t.status == TokenStatus::Active => {}
+            _ => {
+                self.metrics.notifications_dropped.inc();
+                return;
+            }
+        }
+        let data = PnMessageData {
+            queue: sub.queue.clone(),
+            ntf_ts: now_secs(),
+            nonce,
+            enc_meta,
+        };
+        self.store.add_last_ntf(
+            &sub.token_id,
+            LastNtf {
+                sub_id: sub.id.clone(),
+                data,
+            },
+        );
+        self.request_push(PushRequest::Notification(sub.token_id))
+            .await;
+    }
+
+    async fn request_push(&self, r: PushRequest) {
+        if self.pushes.send(r).await.is_err() {
+            tracing::warn!("push dispatcher stopped");
+        }
+    }
+
+    // --- push side -----------------------------------------------------------------------
+
+    /// Builds and submits a message push for the token's last notifications.
+    fn push_message(self: &Arc<Self>, token_id: &[u8], style: PushStyle, permits: &Arc<Semaphore>) {
+        let Some(t) = self.store.token(token_id) else {
+            return;
+        };
+        if t.status != TokenStatus::Active {
+            return;
+        }
+        let Some(target) = t.device.target() else {
+            return;
+        };
+        let items: Vec<PnMessageData> = self
+            .store
+            .last_ntfs(token_id)
+            .into_iter()
+            .map(|n| n.data)
+            .collect();
+        let presentation = match (&self.options.policy, style) {
+            (_, PushStyle::Silent) => Presentation::Background,
+            (PolicyMode::Reference, PushStyle::Alert) => Presentation::Alert {
+                text: payload::REFERENCE_ALERT_TEXT,
+            },
+            (PolicyMode::Budget(_), PushStyle::Alert) => Presentation::Alert {
+                text: &self.options.alert_text,
+            },
+        };
+        let dh = hush_crypto::DhSecret::from_bytes(*t.dh_secret);
+        let payload =
+            match payload::message_payload(&dh, &hush_crypto::random_nonce(), &items, presentation)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no message push");
+                    return;
+                }
+            };
+        let (push_type, priority, label) = match style {
+            PushStyle::Silent => (PushType::Background, Some(5), "silent"),
+            PushStyle::Alert => (PushType::Alert, None, "alert"),
+        };
+        let job = PushJob {
+            job_id: JobId::random(),
+            target,
+            kind: PushKind::Message,
+            payload,
+            push_type,
+            priority,
+            expires_at: None,
+            collapse_id: None,
+        };
+        self.metrics.push_sent(label);
+        self.submit(job, permits, |m, ok| {
+            if ok {
+                m.notifications_delivered.inc()
+            } else {
+                m.notifications_failed.inc()
+            }
+        });
+    }
+
+    fn submit(
+        self: &Arc<Self>,
+        job: PushJob,
+        permits: &Arc<Semaphore>,
+        count: impl FnOnce(&Metrics, bool) + Send + 'static,
+    ) {
+        let core = self.clone();
+        let permits = permits.clone();
+        core.metrics
+            .push_queue_length
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let r = core.gateway.submit(job).await;
+            core.metrics
+                .push_queue_length
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "push submit failed");
+            }
+            count(&core.metrics, r.is_ok());
+        });
+    }
+
+    fn push_verification(self: &Arc<Self>, token_id: &[u8], permits: &Arc<Semaphore>) {
+        let Some(t) = self.store.token(token_id) else {
+            return;
+        };
+        let Some(target) = t.device.target() else {
+            return;
+        };
+        let dh = hush_crypto::DhSecret::from_bytes(*t.dh_secret);
+        let Ok(payload) =
+            payload::verification_payload(&dh, &hush_crypto::random_nonce(), &t.reg_code)
+        else {
+            return;
+        };
+        let job = PushJob {
+            job_id: JobId::random(),
+            target,
+            kind: PushKind::Verification,
+            payload,
+            push_type: PushType::Background,
+            priority: Some(5),
+            expires_at: None,
+            collapse_id: None,
+        };
+        self.metrics.verification_queued.inc();
+        let core = self.clone();
+        let id = t.id.clone();
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            match core.gateway.submit(job).await {
+                Ok(_) => {
+                    core.metrics.verification_delivered.inc();
+                    // Accepted by the push-server (durable): the token counts as confirmed.
+                    core.store.update_token(&id, |t| {
+                        if t.status == TokenStatus::Registered {
+                            t.status = TokenStatus::Confirmed;
+                        }
+                    });
+                }
+                Err(e) => {
+                    core.metrics.verification_failed.inc();
+                    tracing::warn!(error = %e, "verification push submit failed");
+                }
+            }
+        });
+    }
+
+    /// Periodic pushes due now (reference: a sweep every 5 min).
+    pub fn cron_sweep(self: &Arc<Self>, permits: &Arc<Semaphore>) -> usize {
+        let now = now_secs();
+        let mut n = 0;
+        for t in self.store.tokens() {
+            if t.status != TokenStatus::Active || t.cron_interval == 0 {
+                continue;
+            }
+            if t.cron_sent_at + i64::from(t.cron_interval) * 60 > now {
+                continue;
+            }
+            let Some(target) = t.device.target() else {
+                continue;
+            };
+            self.store.update_token(&t.id, |x| x.cron_sent_at = now);
+            let job = PushJob {
+                job_id: JobId::random(),
+                target,
+                kind: PushKind::CheckMessages,
+                payload: payload::check_messages_payload(),
+                push_type: PushType::Background,
+                priority: Some(5),
+                expires_at: None,
+                collapse_id: None,
+            };
+            self.submit(job, permits, |m, ok| {
+                if ok {
+                    m.periodic_delivered.inc()
+                } else {
+                    m.periodic_failed.inc()
+                }
+            });
+            n += 1;
+        }
+        n
+    }
+
+    /// Applies push-server feedback; returns how many events were handled.
+    pub async fn poll_feedback(&self, after: &mut u64) -> usize {
+        let events = match self.gateway.feedback(*after, 500).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(error = %e, "feedback poll failed");
+                return 0;
+            }
+        };
+        let n = events.len();
+        for ev in &events {
+            *after = (*after).max(ev.seq);
+            match &ev.reason {
+                FeedbackReason::InvalidToken(r) => {
+                    let reason = map_invalid(r);
+                    for t in self.store.tokens() {
+                        if t.device.matches_target(&ev.target) {
+                            self.metrics.feedback_invalid.inc();
+                            self.store.update_token(&t.id, |x| {
+                                x.status = TokenStatus::Invalid(Some(reason))
+                            });
+                        }
+                    }
+                }
+                FeedbackReason::Failed(label) => {
+                    tracing::debug!(reason = %label, "push failed permanently");
+                }
+            }
+        }
+        if n > 0 {
+            let _ = self.store.sync().await;
+            let _ = self.gateway.ack_feedback(*after).await;
+        }
+        n
+    }
+}
+
+/// Encodes a response transmission.
+pub fn encode_response(corr: &[u8], entity: &[u8], r: &NtfResponse, version: u16) -> Vec<u8> {
+    let body = r.encode_for_version(version);
+    let t = Transmission::new(corr, entity, &body);
+    let mut out = Vec::new();
+    if encode_ntf_transmission(&mut out, &t, version).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Applies the delivery policy with the tokio clock (ms since the dispatcher started).
+async fn dispatcher<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    mut rx: mpsc::Receiver<PushRequest>,
+    mut shutdown: smp_server::Shutdown,
+) {
+    let policy = Policy::new(core.options.policy.clone());
+    let permits = Arc::new(Semaphore::new(core.options.push_concurrency.max(1)));
+    let start = tokio::time::Instant::now();
+    let now_ms = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut budgets: HashMap<Vec<u8>, TokenBudget> = HashMap::new();
+    let mut timers: BTreeSet<(u64, Vec<u8>)> = BTreeSet::new();
+    loop {
+        let next = timers.first().map(|(at, _)| *at);
+        let sleep = async {
+            match next {
+                Some(at) => {
+                    tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = sleep => {
+                let now = now_ms();
+                while let Some((at, id)) = timers.first().cloned() {
+                    if at > now { break; }
+                    timers.remove(&(at, id.clone()));
+                    let b = budgets.entry(id.clone()).or_default();
+                    if let Some(style) = policy.on_due(b, now) {
+                        core.metrics.policy_decision(match style {
+                            PushStyle::Silent => "due_silent",
+                            PushStyle::Alert => "due_alert",
+                        });
+                        core.push_message(&id, style, &permits);
+                    }
+                }
+            }
+            r = rx.recv() => match r {
+                None => return,
+                Some(PushRequest::Verification(id)) => core.push_verification(&id, &permits),
+                Some(PushRequest::Notification(id)) => {
+                    let now = now_ms();
+                    let b = budgets.entry(id.clone()).or_default();
+                    let d = policy.on_notification(b, now);
+                    core.metrics.policy_decision(d.label());
+                    match d {
+                        Decision::Push(style) => core.push_message(&id, style, &permits),
+                        Decision::Deferred { at_ms } => { timers.insert((at_ms, id)); }
+                        Decision::Coalesced { .. } => {}
+                    }
+                }
+            },
+        }
+    }
+}
+
+async fn relay_events<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    mut events: hush_client::PoolEvents,
+    mut shutdown: smp_server::Shutdown,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            ev = events.recv() => match ev {
+                None => return,
+                Some(ev) => core.on_pool_event(ev).await,
+            },
+        }
+    }
+}
+
+async fn cron_loop<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    mut shutdown: smp_server::Shutdown,
+) {
+    let permits = Arc::new(Semaphore::new(core.options.push_concurrency.max(1)));
+    let mut t = tokio::time::interval(core.options.cron_sweep.max(Duration::from_millis(10)));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = t.tick() => { core.cron_sweep(&permits); }
+        }
+    }
+}
+
+async fn feedback_loop<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    mut shutdown: smp_server::Shutdown,
+) {
+    let mut after = 0u64;
+    let mut t = tokio::time::interval(
+        core.options
+            .feedback_interval
+            .max(Duration::from_millis(10)),
+    );
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = t.tick() => { core.poll_feedback(&mut after).await; }
+        }
+    }
+}
+
+async fn gauges_loop<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    mut shutdown: smp_server::Shutdown,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut t = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = t.tick() => {
+                let c = core.store.counts();
+                core.metrics.tokens_total.store(c.tokens as u64, Relaxed);
+                core.metrics.subscriptions_total.store(c.subscriptions as u64, Relaxed);
+                core.metrics.last_ntfs_total.store(c.last_notifications as u64, Relaxed);
+                let subs = core.store.subs();
+                let active = subs.iter().filter(|s| s.status == SubStatus::Active).count();
+                let pending = subs.iter().filter(|s| matches!(s.status, SubStatus::New | SubStatus::Pending | SubStatus::Inactive)).count();
+                core.metrics.subs_active.store(active as u64, Relaxed);
+                core.metrics.subs_pending.store(pending as u64, Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `ntf-server init` / `delete`: certificates (CA + online certificate, default **Ed448** like
+//! the reference's `ntf-server init`), `fingerprint`, and a commented `ntf-server.ini`.
+
+use std::path::PathBuf;
+
+use hush_crypto::SignAlgorithm;
+use hush_crypto::identity::ServerIdentity;
+
+use crate::config::{Paths, ini_template};
+
+/// CA certificate common name.
+pub const CA_COMMON_NAME: &str = "NTF server CA";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("already initialized: {0} exists (use --force to overwrite)")]
+    AlreadyInitialized(PathBuf),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("crypto: {0}")]
+    Crypto(#[from] hush_crypto::CryptoError),
+}
+
+/// Options of `ntf-server init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub paths: Paths,
+    /// Host name or IP written into the online certificate.
+    pub common_name: String,
+    pub sign_algorithm: SignAlgorithm,
+    pub port: u16,
+    /// (port, admin password, user password).
+    pub control: Option<(u16, String, String)>,
+    pub store_log: bool,
+    pub force: bool,
+}
+
+fn random_password() -> String {
+    hush_proto::encoding::base64url_encode_unpadded(&hush_crypto::random_nonce())
+}
+
+/// Writes the certificates and the ini; returns the CA fingerprint.
+pub fn init(opts: &InitOptions) -> Result<[u8; 32], InitError> {
+    let ini = opts.paths.ini_file();
+    let ca = opts
+        .paths
+        .config_dir
+        .join(hush_crypto::identity::CA_CERT_FILE);
+    if !opts.force {
+        for f in [&ini, &ca] {
+            if f.exists() {
+                return Err(InitError::AlreadyInitialized(f.clone()));
+            }
+        }
+    }
+    std::fs::create_dir_all(&opts.paths.config_dir)?;
+    std::fs::create_dir_all(&opts.paths.data_dir)?;
+    let ca = hush_crypto::generate_ca(opts.sign_algorithm, CA_COMMON_NAME)?;
+    let online = hush_crypto::generate_online_cert(&ca, opts.sign_algorithm, &opts.common_name)?;
+    let fingerprint = ca.fingerprint();
+    let id = ServerIdentity {
+        ca_cert_der: ca.cert_der,
+        ca_key: Some(ca.key),
+        online,
+        fingerprint,
+    };
+    id.save(&opts.paths.config_dir)?;
+    let control = opts
+        .control
+        .as_ref()
+        .map(|(p, a, u)| (*p, a.as_str(), u.as_str()));
+    write_private(
+        &ini,
+        ini_template(opts.port, control, opts.store_log).as_bytes(),
+    )?;
+    Ok(fingerprint)
+}
+
+/// Random control-port passwords (admin, user).
+pub fn control_passwords() -> (String, String) {
+    (random_password(), random_password())
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// `ntf-server delete`: removes the files `init` created and the store; returns what was removed.
+pub fn delete(paths: &Paths) -> Result<Vec<PathBuf>, InitError> {
+    use hush_crypto::identity::*;
+    let mut removed = Vec::new();
+    let files = [
+        paths.ini_file(),
+        paths.config_dir.join(CA_CERT_FILE),
+        paths.config_dir.join(CA_KEY_FILE),
+        paths.config_dir.join(SERVER_CERT_FILE),
+        paths.config_dir.join(SERVER_KEY_FILE),
+        paths.config_dir.join(FINGERPRINT_FILE),
+        paths.data_dir.join(crate::config::STORE_FILE),
+        paths
+            .data_dir
+            .join(format!("{}-wal", crate::config::STORE_FILE)),
+        paths
+            .data_dir
+            .join(format!("{}-shm", crate::config::STORE_FILE)),
+    ];
+    for f in files {
+        if f.exists() {
+            std::fs::remove_file(&f)?;
+            removed.push(f);
+        }
+    }
+    for d in [&paths.data_dir, &paths.config_dir] {
+        if std::fs::remove_dir(d).is_ok() {
+            removed.push(d.clone());
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_loads_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            config_dir: dir.path().join("etc"),
+            data_dir: dir.path().join("var"),
+        };
+        let opts = InitOptions {
+            paths: paths.clone(),
+            common_name: "127.0.0.1".into(),
+            sign_algorithm: SignAlgorithm::Ed448,
+            port: 443,
+            control: Some((5227, "a".into(), "u".into())),
+            store_log: true,
+            force: false,
+        };
+        let fp = init(&opts).unwrap();
+        assert!(matches!(init(&opts), Err(InitError::AlreadyInitialized(_))));
+        let id = ServerIdentity::load(&paths.config_dir).unwrap();
+        assert_eq!(id.fingerprint, fp);
+        let (c, w) = crate::Config::load(paths.clone()).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.control_port, Some(5227));
+        let removed = delete(&paths).unwrap();
+        assert!(removed.len() >= 6);
+        assert!(!paths.ini_file().exists());
+    }
+}

@@ -1,0 +1,42 @@
+//! ntf-server: the private notification subscriber (design §1, §2; reference `protocols.md` §5).
+//!
+//! Devices register a push token (`TNEW`/`TVFY`) and hand over notifier credentials of their
+//! receive queues (`SNEW`); the server subscribes to those queues on their relays as notifier
+//! (`NSUB`, one connection per relay through [`hush_client::SmpClientPool`]) and turns every
+//! `NMSG` into an encrypted push, handed to the push-server through its
+//! [`push_server::PushGateway`] (in the same process or over the network; in split mode the
+//! device registers a push handle, provider code `PH`, and this server never sees the token).
+//!
+//! * [`policy`]: the delivery policy (budget of silent pushes, coalesced alerts), sans-IO.
+//! * [`payload`]: APNs JSON payloads (verification, message, periodic), reference byte layout.
+//! * [`store`]: tokens, subscriptions, last notifications; memory or SQLite (one writer thread).
+//! * [`command`]: command parsing incl. push handles.
+//! * [`core`]: the NTF state machine, relay events, push dispatch.
+//! * [`server`]: listeners and connections; [`config`], [`init`], [`cli`], [`metrics`],
+//!   [`control`]: operations.
+
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod control;
+pub mod core;
+pub mod init;
+pub mod metrics;
+pub mod payload;
+pub mod policy;
+pub mod server;
+pub mod store;
+
+pub use config::{Config, Paths, PushConfig};
+pub use core::{Core, CoreOptions};
+pub use policy::{BudgetConfig, Decision, Policy, PolicyMode, PushStyle};
+pub use server::{NtfServer, RunError, start};
+pub use store::{Store, StoreMode};
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

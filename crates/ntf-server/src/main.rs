@@ -1,0 +1,114 @@
+//! `ntf-server` binary: CLI dispatch; errors become messages and exit codes (anyhow).
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ntf_server::cli::{Cli, Command};
+use ntf_server::config::{Config, PushConfig};
+use ntf_server::init::{InitOptions, control_passwords};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let r = match &cli.command {
+        Command::Init(a) => {
+            let control = a.control_port.map(|p| {
+                let (admin, user) = control_passwords();
+                (p, admin, user)
+            });
+            let opts = InitOptions {
+                paths: cli.paths(),
+                common_name: a.fqdn.clone().unwrap_or_else(|| a.ip.clone()),
+                sign_algorithm: a.sign_algorithm.into(),
+                port: a.port,
+                control,
+                store_log: !a.disable_store_log,
+                force: a.force,
+            };
+            ntf_server::init::init(&opts)
+                .map(|fp| {
+                    println!(
+                        "Server initialized; configuration in {}",
+                        opts.paths.ini_file().display()
+                    );
+                    println!(
+                        "Fingerprint: {}",
+                        hush_proto::encoding::base64url_encode(&fp)
+                    );
+                    let host = a.fqdn.clone().unwrap_or_else(|| a.ip.clone());
+                    println!(
+                        "Server address: ntf://{}@{host}:{}",
+                        hush_proto::encoding::base64url_encode(&fp),
+                        a.port
+                    );
+                })
+                .map_err(anyhow::Error::from)
+        }
+        Command::Delete(a) => {
+            if !a.yes {
+                Err(anyhow::anyhow!(
+                    "pass -y to delete the server (this cannot be undone)"
+                ))
+            } else {
+                ntf_server::init::delete(&cli.paths())
+                    .map(|r| println!("Deleted {} files and directories.", r.len()))
+                    .map_err(anyhow::Error::from)
+            }
+        }
+        Command::Start(a) => start(&cli, &a.log_level),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(log_level))
+        .context("bad log level")?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let (config, warnings) = Config::load(cli.paths())?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let (trigger, shutdown) = smp_server::shutdown_channel();
+        let gateway = match config.push() {
+            PushConfig::Remote {
+                host,
+                port,
+                fingerprint,
+                credential,
+            } => push_server::net::RemoteGateway::new(push_server::net::RemoteConfig {
+                host,
+                port,
+                fingerprint,
+                credential: Some(credential),
+                timeout: std::time::Duration::from_secs(10),
+            })
+            .map_err(|e| anyhow::anyhow!("push-server gateway: {e}"))?,
+            PushConfig::InProcess => bail!(
+                "[PUSH] mode = in_process needs an embedding process (e.g. `hush up`); \
+                 the ntf-server binary needs mode = remote"
+            ),
+        };
+        let server = ntf_server::start(config, Arc::new(gateway), shutdown).await?;
+        for a in &server.addrs {
+            println!("Listening on {a}");
+        }
+        println!(
+            "Fingerprint: {}",
+            hush_proto::encoding::base64url_encode(&server.fingerprint)
+        );
+        let task = tokio::spawn(server.wait());
+        tokio::signal::ctrl_c().await?;
+        trigger.trigger();
+        task.await??;
+        Ok(())
+    })
+}

@@ -1,0 +1,270 @@
+//! Listeners and connections (design §4, *mini-redis*): an accept loop with a connection limit
+//! and back-off on accept errors, one task per NTF connection (TLS, ALPN `ntf/1`, 512-byte
+//! blocks) that reads a block, answers its transmissions in one batch, and stops on shutdown or
+//! inactivity.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_proto::error::ErrorType;
+use hush_proto::ntf::NtfResponse;
+use hush_transport::TransportServer;
+use push_server::PushGateway;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::core::{ConnCtx, Core, CoreOptions, encode_response};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("certificates: {0}")]
+    Certificates(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A started ntf-server.
+pub struct NtfServer<G> {
+    /// Bound NTF listener addresses.
+    pub addrs: Vec<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub control_addr: Option<SocketAddr>,
+    /// SHA-256 of the CA certificate (the server identity in `ntf://<fp>@host`).
+    pub fingerprint: [u8; 32],
+    pub core: Arc<Core<G>>,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: smp_server::Shutdown,
+}
+
+impl<G> std::fmt::Debug for NtfServer<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NtfServer")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts an ntf-server with `config`, pushing through `gateway`. Returns once everything is
+/// bound; [`NtfServer::wait`] runs until `shutdown` fires.
+pub async fn start<G: PushGateway + 'static>(
+    config: Config,
+    gateway: Arc<G>,
+    shutdown: smp_server::Shutdown,
+) -> Result<NtfServer<G>, RunError> {
+    let identity = hush_crypto::ServerIdentity::load(&config.paths.config_dir)
+        .map_err(|e| RunError::Certificates(e.to_string()))?;
+    let fingerprint = hush_crypto::fingerprint(&identity.ca_cert_der);
+    let identity = hush_transport::ServerIdentity::from_crypto(&identity)
+        .map_err(|e| RunError::Certificates(e.to_string()))?;
+    let transport =
+        TransportServer::ntf(identity).map_err(|e| RunError::Certificates(e.to_string()))?;
+
+    let mode = config.store_mode();
+    let store = tokio::task::spawn_blocking(move || Store::open(&mode))
+        .await
+        .map_err(|e| RunError::Other(e.to_string()))??;
+
+    let (pool, pool_events) = hush_client::SmpClientPool::tls(config.pool_config())
+        .map_err(|e| RunError::Other(format!("relay client: {e}")))?;
+    let options: CoreOptions = config.core_options();
+    let (core, mut tasks) =
+        Core::start(store, options, gateway, pool, pool_events, shutdown.clone());
+
+    let mut addrs = Vec::new();
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    for addr in config.listen_addrs() {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        addrs.push(
+            l.local_addr()
+                .map_err(|source| RunError::Bind { addr, source })?,
+        );
+        tasks.push(tokio::spawn(accept_loop(
+            core.clone(),
+            transport.clone(),
+            l,
+            permits.clone(),
+            config.inactive_ttl,
+            config.log_tls_errors,
+            shutdown.clone(),
+        )));
+    }
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics_addr {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        metrics_addr = l.local_addr().ok();
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            l,
+            core.metrics.clone(),
+            shutdown.clone(),
+        )));
+    }
+    let mut control_addr = None;
+    if let Some(port) = config.control_port {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        control_addr = l.local_addr().ok();
+        tasks.push(tokio::spawn(crate::control::serve(
+            l,
+            core.clone(),
+            config.control_auth(),
+            shutdown.clone(),
+        )));
+    }
+    Ok(NtfServer {
+        addrs,
+        metrics_addr,
+        control_addr,
+        fingerprint,
+        core,
+        tasks,
+        shutdown,
+    })
+}
+
+impl<G: PushGateway + 'static> NtfServer<G> {
+    /// Serves until shutdown, then closes relay connections and flushes the store.
+    pub async fn wait(mut self) -> Result<(), RunError> {
+        self.shutdown.wait().await;
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.core.pool.close().await;
+        let _ = self.core.store.sync().await;
+        let core = self.core;
+        let _ = tokio::task::spawn_blocking(move || drop(core)).await;
+        Ok(())
+    }
+}
+
+async fn accept_loop<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    transport: TransportServer,
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+    inactive_ttl: Option<Duration>,
+    log_tls_errors: bool,
+    mut shutdown: smp_server::Shutdown,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait() => return,
+            a = listener.accept() => a,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => {
+                backoff = Duration::from_millis(10);
+                tcp
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let core = core.clone();
+        let transport = transport.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = tokio::select! {
+                _ = shutdown.wait() => return,
+                c = transport.accept(tcp) => c,
+            };
+            let conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    if log_tls_errors {
+                        tracing::info!(error = %e, "NTF handshake failed");
+                    } else {
+                        tracing::debug!(error = %e, "NTF handshake failed");
+                    }
+                    return;
+                }
+            };
+            serve_connection(core, conn, inactive_ttl, shutdown).await;
+        });
+    }
+}
+
+async fn serve_connection<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    mut conn: hush_transport::ServerConnection,
+    inactive_ttl: Option<Duration>,
+    mut shutdown: smp_server::Shutdown,
+) {
+    let version = conn.version();
+    let session_id = conn.session_id().to_vec();
+    let session_key = conn.session_key().clone();
+    let has_key =
+        conn.info().server_versions.max() >= hush_proto::version::ntf_version::AUTH_BATCH_CMDS;
+    loop {
+        let idle = async {
+            match inactive_ttl {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let received = tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = idle => break,
+            r = conn.recv() => r,
+        };
+        let out = match received {
+            Err(_) => break,
+            Ok(Err(_)) => vec![encode_response(
+                &[],
+                &[],
+                &NtfResponse::Err(ErrorType::Block),
+                version,
+            )],
+            Ok(Ok(block)) => match block.transmissions() {
+                Err(_) => vec![encode_response(
+                    &[],
+                    &[],
+                    &NtfResponse::Err(ErrorType::Block),
+                    version,
+                )],
+                Ok(ts) => {
+                    let ctx = ConnCtx {
+                        version,
+                        session_id: &session_id,
+                        session_key: has_key.then_some(&session_key),
+                    };
+                    let mut out = Vec::with_capacity(ts.len());
+                    for t in ts {
+                        out.push(core.process_transmission(&ctx, t).await);
+                    }
+                    out
+                }
+            },
+        };
+        if conn.send(&out).await.is_err() {
+            break;
+        }
+    }
+    let _ = conn.close().await;
+}
