@@ -1,0 +1,245 @@
+//! `loadgen idle`: N TLS connections to a relay, each creating and subscribing (`SUB`) its queues,
+//! then sitting idle; the relay's resident memory before, right after, and after a settle time
+//! gives the cost of one idle subscribed connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hush_client::{ClientConfig, EventReceiver, NewQueueParams, SmpClient, TlsConnector};
+use hush_proto::address::ServerWithAuth;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::LoadError;
+use crate::procfs::{MemStatus, mem_status};
+
+#[derive(Clone, Debug)]
+pub struct IdleOptions {
+    pub server: ServerWithAuth,
+    /// The relay's pid, to read its memory (`None`: connect only, no memory figures).
+    pub relay_pid: Option<u32>,
+    pub connections: usize,
+    pub queues_per_conn: usize,
+    /// Connections being opened at the same time.
+    pub concurrency: usize,
+    /// How long to wait after the last `SUB` before the "settled" reading.
+    pub settle: Duration,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+/// Relay memory at one moment, with the number of its open fds.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    pub mem: MemStatus,
+    pub fds: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct IdleReport {
+    pub connections: usize,
+    pub queues: usize,
+    /// Connections still open after the settle time.
+    pub alive_after_settle: usize,
+    pub connect_time: Duration,
+    pub relay_before: Option<Reading>,
+    pub relay_after: Option<Reading>,
+    pub relay_settled: Option<Reading>,
+    /// After every connection was closed (and 2 s passed).
+    pub relay_closed: Option<Reading>,
+    /// This process (the clients) before and after: client-side cost, for information.
+    pub client_before: MemStatus,
+    pub client_settled: MemStatus,
+}
+
+impl IdleReport {
+    /// Relay VmRSS growth per connection (settled − before), kB.
+    pub fn relay_kb_per_conn(&self) -> Option<f64> {
+        let (b, s) = (self.relay_before?, self.relay_settled?);
+        Some(per(s.mem.vm_rss_kb, b.mem.vm_rss_kb, self.connections))
+    }
+
+    /// Relay RssAnon growth per connection (settled − before), kB.
+    pub fn relay_anon_kb_per_conn(&self) -> Option<f64> {
+        let (b, s) = (self.relay_before?, self.relay_settled?);
+        Some(per(s.mem.rss_anon_kb, b.mem.rss_anon_kb, self.connections))
+    }
+
+    pub fn client_kb_per_conn(&self) -> f64 {
+        per(
+            self.client_settled.vm_rss_kb,
+            self.client_before.vm_rss_kb,
+            self.connections,
+        )
+    }
+
+    /// Human-readable report.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let line = |s: &mut String, name: &str, r: &Option<Reading>| {
+            if let Some(r) = r {
+                s.push_str(&format!(
+                    "  relay {name:<9} VmRSS {:>9} kB  RssAnon {:>9} kB  VmHWM {:>9} kB  fds {:>6}  threads {}\n",
+                    r.mem.vm_rss_kb, r.mem.rss_anon_kb, r.mem.vm_hwm_kb, r.fds, r.mem.threads
+                ));
+            }
+        };
+        s.push_str(&format!(
+            "idle: {} connections, {} queues subscribed, opened in {:.1} s, {} alive after settle\n",
+            self.connections,
+            self.queues,
+            self.connect_time.as_secs_f64(),
+            self.alive_after_settle
+        ));
+        line(&mut s, "before", &self.relay_before);
+        line(&mut s, "after", &self.relay_after);
+        line(&mut s, "settled", &self.relay_settled);
+        line(&mut s, "closed", &self.relay_closed);
+        if let (Some(v), Some(a)) = (self.relay_kb_per_conn(), self.relay_anon_kb_per_conn()) {
+            s.push_str(&format!(
+                "  relay per connection (settled - before): {v:.2} kB VmRSS, {a:.2} kB RssAnon (target <= 16 kB)\n"
+            ));
+        }
+        s.push_str(&format!(
+            "  client (this process) per connection: {:.2} kB VmRSS\n",
+            self.client_kb_per_conn()
+        ));
+        s
+    }
+}
+
+fn per(after: u64, before: u64, n: usize) -> f64 {
+    (after as f64 - before as f64) / n.max(1) as f64
+}
+
+fn reading(pid: Option<u32>) -> Result<Option<Reading>, LoadError> {
+    match pid {
+        None => Ok(None),
+        Some(p) => Ok(Some(Reading {
+            mem: mem_status(p)?,
+            fds: crate::procfs::open_fds(p)?,
+        })),
+    }
+}
+
+type Conn = (SmpClient, EventReceiver);
+
+async fn open_one(
+    connector: Arc<TlsConnector>,
+    server: Arc<ServerWithAuth>,
+    queues: usize,
+) -> Result<Conn, LoadError> {
+    let config = ClientConfig {
+        event_buffer: 16,
+        send_buffer: 16,
+        command_timeout: Duration::from_secs(60),
+    };
+    let (client, events) = connector.connect_to(&server.server, &config).await?;
+    let mut created = Vec::with_capacity(queues);
+    for _ in 0..queues {
+        let q = client
+            .create_queue(NewQueueParams {
+                subscribe: false,
+                basic_auth: server.auth.clone(),
+                ..NewQueueParams::default()
+            })
+            .await?;
+        created.push(q);
+    }
+    let subs: Vec<(&[u8], &hush_client::AuthKey)> = created
+        .iter()
+        .map(|q| (q.rcv_id.as_slice(), &q.rcv_key))
+        .collect();
+    for r in client.subscribe_many(&subs).await {
+        r?;
+    }
+    Ok((client, events))
+}
+
+/// Runs the idle measurement; the connections are closed before it returns.
+pub async fn run_idle(opts: &IdleOptions) -> Result<IdleReport, LoadError> {
+    let me = std::process::id();
+    let client_before = mem_status(me)?;
+    let relay_before = reading(opts.relay_pid)?;
+    let connector = Arc::new(TlsConnector::new()?);
+    let server = Arc::new(opts.server.clone());
+    let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for _ in 0..opts.connections {
+        let permit = gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| LoadError::Relay("semaphore closed".into()))?;
+        let (c, s, q) = (connector.clone(), server.clone(), opts.queues_per_conn);
+        set.spawn(async move {
+            let r = open_one(c, s, q).await;
+            drop(permit);
+            r
+        });
+    }
+    let mut conns: Vec<Conn> = Vec::with_capacity(opts.connections);
+    let mut first_err = None;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(c)) => {
+                conns.push(c);
+                if opts.progress && conns.len().is_multiple_of(1000) {
+                    eprintln!(
+                        "  {} connections subscribed ({:.1} s)",
+                        conns.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                }
+            }
+            Err(e) => {
+                if first_err.is_none() {
+                    first_err = Some(LoadError::Relay(format!("task: {e}")));
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        for (c, _) in &conns {
+            c.abort();
+        }
+        return Err(e);
+    }
+    let connect_time = started.elapsed();
+    let relay_after = reading(opts.relay_pid)?;
+    if opts.progress {
+        eprintln!(
+            "  all {} connections subscribed; settling {} s",
+            conns.len(),
+            opts.settle.as_secs()
+        );
+    }
+    tokio::time::sleep(opts.settle).await;
+    let relay_settled = reading(opts.relay_pid)?;
+    let client_settled = mem_status(me)?;
+    let alive_after_settle = conns.iter().filter(|(c, _)| !c.is_closed()).count();
+    for (c, _) in &conns {
+        c.abort();
+    }
+    drop(conns);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let relay_closed = reading(opts.relay_pid)?;
+    Ok(IdleReport {
+        connections: opts.connections,
+        queues: opts.connections * opts.queues_per_conn,
+        alive_after_settle,
+        connect_time,
+        relay_before,
+        relay_after,
+        relay_settled,
+        relay_closed,
+        client_before,
+        client_settled,
+    })
+}

@@ -1,0 +1,17 @@
+//! loadgen: load generator and benchmarks for hush (design §5: Mosquitto and NATS as
+//! side-by-side baselines; figures go into BENCHMARKS.md).
+//!
+//! * [`idle::run_idle`] — N idle TLS connections to a relay, each with subscribed queues; reads
+//!   the relay's VmRSS/RssAnon from `/proc/<pid>/status` before/after/settled.
+//! * [`throughput::run_all`] — the same closed-loop pattern (M pairs, W messages in flight per
+//!   pair) against the hush relay, Mosquitto (MQTT QoS 1) and NATS core; messages/s and
+//!   end-to-end latency p50/p99, with ratios ([`throughput::render_table`]).
+//! * [`relay::SpawnedRelay`] — the real `smp-server` binary started in its own process.
+
+pub mod error;
+pub mod idle;
+pub mod procfs;
+pub mod relay;
+pub mod throughput;
+
+pub use error::LoadError;

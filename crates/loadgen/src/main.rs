@@ -1,0 +1,281 @@
+//! `loadgen`: idle-connection memory and throughput/latency benchmarks (see BENCHMARKS.md).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use hush_proto::address::ServerWithAuth;
+use loadgen::idle::{IdleOptions, run_idle};
+use loadgen::procfs;
+use loadgen::relay::{RelaySpawn, SpawnedRelay};
+use loadgen::throughput::{ThroughputOptions, render_table, run_all};
+
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", about = "hush load generator and benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// N idle TLS connections, each creating and subscribing queues; prints the relay's RSS
+    /// growth per connection.
+    Idle(IdleArgs),
+    /// Messages/s and end-to-end latency: hush relay, Mosquitto and NATS, same pattern, one run.
+    Throughput(ThroughputArgs),
+}
+
+#[derive(Debug, Args)]
+struct RelayArgs {
+    /// Address of a running relay (smp://fingerprint[:password]@host:port).
+    #[arg(long, conflicts_with = "spawn_relay")]
+    relay: Option<String>,
+    /// Start this smp-server binary (release build) in a fresh directory and use it.
+    #[arg(long, value_name = "PATH")]
+    spawn_relay: Option<PathBuf>,
+    /// Directory for the spawned relay's config and data (default: a new dir under /tmp,
+    /// removed afterwards).
+    #[arg(long)]
+    relay_dir: Option<PathBuf>,
+    /// Spawned relay: keep queues in memory only ([STORE_LOG] enable = off).
+    #[arg(long)]
+    memory_store: bool,
+    /// Spawned relay: --log-level.
+    #[arg(long, default_value = "warn")]
+    relay_log_level: String,
+}
+
+#[derive(Debug, Args)]
+struct IdleArgs {
+    #[command(flatten)]
+    relay: RelayArgs,
+    /// Pid of the relay given with --relay, to read its memory.
+    #[arg(long)]
+    relay_pid: Option<u32>,
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    #[arg(long, default_value_t = 1)]
+    queues_per_conn: usize,
+    /// Connections opened at the same time.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds to wait after the last SUB before the settled reading.
+    #[arg(long, default_value_t = 10)]
+    settle: u64,
+}
+
+#[derive(Debug, Args)]
+struct ThroughputArgs {
+    #[command(flatten)]
+    relay: RelayArgs,
+    /// Mosquitto address.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    mqtt: String,
+    /// NATS address.
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats: String,
+    /// Systems to leave out (hush, mqtt, nats).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Sender → subscriber pairs.
+    #[arg(long, default_value_t = 8)]
+    pairs: usize,
+    /// Messages in flight per pair (end to end).
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Payload sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "256,4096")]
+    sizes: Vec<usize>,
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+}
+
+/// The relay to use: the spawned process (kept alive by the guard) or the given address.
+struct RelayTarget {
+    server: ServerWithAuth,
+    pid: Option<u32>,
+    _spawned: Option<SpawnedRelay>,
+    cleanup: Option<PathBuf>,
+}
+
+impl Drop for RelayTarget {
+    fn drop(&mut self) {
+        if let Some(mut s) = self._spawned.take() {
+            s.stop();
+        }
+        if let Some(d) = &self.cleanup {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn relay_target(a: &RelayArgs, max_connections: usize) -> anyhow::Result<RelayTarget> {
+    match (&a.relay, &a.spawn_relay) {
+        (Some(r), None) => Ok(RelayTarget {
+            server: ServerWithAuth::parse(r).map_err(|e| anyhow::anyhow!("--relay: {e}"))?,
+            pid: None,
+            _spawned: None,
+            cleanup: None,
+        }),
+        (None, Some(bin)) => {
+            let (dir, cleanup) = match &a.relay_dir {
+                Some(d) => (d.clone(), None),
+                None => {
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0);
+                    let d = std::env::temp_dir()
+                        .join(format!("loadgen-relay-{}-{nanos}", std::process::id()));
+                    (d.clone(), Some(d))
+                }
+            };
+            let spawned = SpawnedRelay::start(&RelaySpawn {
+                binary: bin.clone(),
+                dir: dir.clone(),
+                max_connections,
+                store_log: !a.memory_store,
+                log_level: a.relay_log_level.clone(),
+            })
+            .context("starting the relay")?;
+            eprintln!(
+                "relay: {} pid {} ({}, data in {})",
+                spawned.addr,
+                spawned.pid(),
+                if a.memory_store {
+                    "memory store"
+                } else {
+                    "SQLite store"
+                },
+                dir.display()
+            );
+            Ok(RelayTarget {
+                server: spawned.server.clone(),
+                pid: Some(spawned.pid()),
+                _spawned: Some(spawned),
+                cleanup,
+            })
+        }
+        _ => bail!("give --relay <address> or --spawn-relay <smp-server binary>"),
+    }
+}
+
+/// Machine description for the report.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    format!("{cores} cores, {cpu}, MemTotal {mem} kB")
+}
+
+fn check_fds(need: usize) {
+    let me = std::process::id();
+    if let Ok((Some(soft), hard)) = procfs::fd_limit(me)
+        && (soft as usize) < need
+    {
+        eprintln!(
+            "warning: this process may open only {soft} files (hard limit {}); about {need} are needed: run `ulimit -n {need}` (or higher) first",
+            hard.map(|h| h.to_string())
+                .unwrap_or_else(|| "unlimited".into())
+        );
+    }
+    if let Some(max) = procfs::file_max()
+        && (max as usize) < 2 * need
+    {
+        eprintln!(
+            "warning: /proc/sys/fs/file-max is {max}; both processes need about {}",
+            2 * need
+        );
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!("machine: {}", machine());
+    match cli.command {
+        Cmd::Idle(a) => {
+            let need = a.connections + 64;
+            check_fds(need);
+            let target = relay_target(&a.relay, a.connections + 100)?;
+            let pid = a.relay_pid.or(target.pid);
+            if let Some(p) = pid {
+                if let Ok((Some(soft), _)) = procfs::fd_limit(p)
+                    && (soft as usize) < need
+                {
+                    eprintln!("warning: the relay (pid {p}) may open only {soft} files");
+                }
+            } else {
+                eprintln!("no relay pid: connecting only, no memory figures (give --relay-pid)");
+            }
+            let opts = IdleOptions {
+                server: target.server.clone(),
+                relay_pid: pid,
+                connections: a.connections,
+                queues_per_conn: a.queues_per_conn,
+                concurrency: a.concurrency,
+                settle: Duration::from_secs(a.settle),
+                progress: true,
+            };
+            let report = rt.block_on(run_idle(&opts))?;
+            print!("{}", report.render());
+            drop(target);
+        }
+        Cmd::Throughput(a) => {
+            let skip = |s: &str| a.skip.iter().any(|x| x == s);
+            let target = if skip("hush") {
+                None
+            } else {
+                Some(relay_target(&a.relay, 1000)?)
+            };
+            let opts = ThroughputOptions {
+                hush: target.as_ref().map(|t| t.server.clone()),
+                mqtt: (!skip("mqtt")).then(|| a.mqtt.clone()),
+                nats: (!skip("nats")).then(|| a.nats.clone()),
+                pairs: a.pairs,
+                window: a.window,
+                sizes: a.sizes.clone(),
+                warmup: Duration::from_secs(a.warmup),
+                duration: Duration::from_secs(a.duration),
+            };
+            println!(
+                "throughput: {} pairs, window {} per pair, warm-up {} s, measured {} s",
+                a.pairs, a.window, a.warmup, a.duration
+            );
+            let results = rt.block_on(run_all(&opts))?;
+            print!("{}", render_table(&results));
+            drop(target);
+        }
+    }
+    Ok(())
+}

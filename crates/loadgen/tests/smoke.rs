@@ -1,0 +1,102 @@
+//! Smoke test (kept tiny on purpose: the real runs are the manual commands in BENCHMARKS.md):
+//! a few idle connections against an in-process relay, and a sub-second throughput run against
+//! the relay, Mosquitto (127.0.0.1:1883) and NATS (127.0.0.1:4222), which run on this machine
+//! (design §5); a missing broker fails the test.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use hush_proto::address::ServerWithAuth;
+use loadgen::idle::{IdleOptions, run_idle};
+use loadgen::throughput::{ThroughputOptions, render_table, run_all};
+use smp_server::ServerPaths;
+use smp_server::init::{InitOptions, PasswordChoice};
+
+async fn start_relay(dir: &std::path::Path) -> (ServerWithAuth, smp_server::ShutdownTrigger) {
+    let paths = ServerPaths {
+        config_dir: dir.join("config"),
+        data_dir: dir.join("data"),
+    };
+    smp_server::init::init(&InitOptions {
+        paths: paths.clone(),
+        fqdn: None,
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        password: PasswordChoice::None,
+        sign_algorithm: hush_crypto::SignAlgorithm::Ed25519,
+        port: 5223,
+        control_port: None,
+        store_log: true,
+        force: false,
+    })
+    .unwrap();
+    let (mut config, _) = smp_server::config::Config::load(paths.clone()).unwrap();
+    config.transport.ports = vec![0];
+    config.transport.bind = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    config.metrics.enable = false;
+    let fp = smp_server::init::check_fingerprint(&paths).unwrap();
+    let (trigger, shutdown) = smp_server::shutdown_channel();
+    let relay = smp_server::server::start(config, shutdown, Default::default())
+        .await
+        .unwrap();
+    let addr = relay.addrs[0];
+    tokio::spawn(relay.wait());
+    let server = ServerWithAuth::parse(&format!(
+        "smp://{}@127.0.0.1:{}",
+        hush_proto::encoding::base64url_encode(&fp),
+        addr.port()
+    ))
+    .unwrap();
+    (server, trigger)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_throughput_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, trigger) = start_relay(dir.path()).await;
+
+    // Idle: 4 connections × 2 queues; the relay is in this process, so its "pid" is ours.
+    let report = run_idle(&IdleOptions {
+        server: server.clone(),
+        relay_pid: Some(std::process::id()),
+        connections: 4,
+        queues_per_conn: 2,
+        concurrency: 2,
+        settle: Duration::from_millis(100),
+        progress: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.queues, 8);
+    assert_eq!(report.alive_after_settle, 4);
+    let settled = report.relay_settled.unwrap();
+    // 4 client sockets + 4 relay sockets more than before.
+    assert!(
+        settled.fds >= report.relay_before.unwrap().fds + 8,
+        "{report:?}"
+    );
+    assert!(report.relay_kb_per_conn().is_some());
+    assert!(report.render().contains("relay per connection"));
+
+    // Throughput: all three systems, one small size, a fraction of a second each.
+    let results = run_all(&ThroughputOptions {
+        hush: Some(server),
+        mqtt: Some("127.0.0.1:1883".into()),
+        nats: Some("127.0.0.1:4222".into()),
+        pairs: 2,
+        window: 2,
+        sizes: vec![64],
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_millis(500),
+    })
+    .await
+    .unwrap();
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert!(r.messages > 0, "{} received nothing", r.system);
+        assert!(r.p50_us > 0.0 && r.p99_us >= r.p50_us, "{r:?}");
+    }
+    let table = render_table(&results);
+    assert!(table.contains("| 64 B | hush relay |"), "{table}");
+    assert!(table.contains("1.00×"), "{table}");
+    trigger.trigger();
+}
