@@ -406,7 +406,7 @@ async fn handle_push(shared: &Shared, req: http::Request<Incoming>) -> http::Res
         Ok(v) => v.map(str::to_string),
         Err(()) => None,
     };
-    let id_valid = req_id.as_deref().map(|s| is_uuid(s)).unwrap_or(true);
+    let id_valid = req_id.as_deref().map(is_uuid).unwrap_or(true);
     let apns_id = match (&req_id, id_valid) {
         (Some(s), true) => s.to_ascii_lowercase(),
         _ => crate::job::JobId::random().to_uuid(),
@@ -529,7 +529,7 @@ async fn check(
         return (400, Some("MissingTopic"), None);
     };
     let topic = topic.to_string();
-    if !cfg.topics.is_empty() && !cfg.topics.iter().any(|t| *t == topic) {
+    if !cfg.topics.is_empty() && !cfg.topics.contains(&topic) {
         return (400, Some("TopicDisallowed"), None);
     }
     let push_type = header(&req, "apns-push-type")
@@ -571,7 +571,7 @@ async fn check(
     }
     if token.len() < 2
         || token.len() > 200
-        || token.len() % 2 != 0
+        || !token.len().is_multiple_of(2)
         || !token.bytes().all(|c| c.is_ascii_hexdigit())
     {
         return (400, Some("BadDeviceToken"), None);

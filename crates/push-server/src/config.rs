@@ -66,14 +66,12 @@ pub enum ConfigError {
     },
     #[error("{}: {error}", file.display())]
     Syntax { file: PathBuf, error: IniError },
-    #[error("{}: line {line}: [{section}] {key} = {value:?}: {reason}", file.display())]
+    /// `detail` = `[SECTION] key = "value": reason`.
+    #[error("{}: line {line}: {detail}", file.display())]
     Value {
         file: PathBuf,
         line: usize,
-        section: String,
-        key: String,
-        value: String,
-        reason: String,
+        detail: String,
     },
 }
 
@@ -131,10 +129,7 @@ impl Reader<'_> {
         ConfigError::Value {
             file: self.file.to_path_buf(),
             line: e.line,
-            section: section.into(),
-            key: e.key.clone(),
-            value: e.value.clone(),
-            reason: reason.into(),
+            detail: format!("[{section}] {} = {:?}: {}", e.key, e.value, reason.into()),
         }
     }
 

@@ -198,7 +198,9 @@ fn encode_address(a: &DeviceAddress) -> Result<Vec<u8>, HandleError> {
     match a {
         DeviceAddress::Apns { env, token }
             if token.len() % 2 == 0
-                && token.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) =>
+                && token
+                    .bytes()
+                    .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) =>
         {
             // Hex tokens travel as their bytes (half the size).
             let bytes = hex::decode(token).map_err(|_| HandleError::Address("token hex"))?;

@@ -341,6 +341,11 @@ impl Outbox {
         .await
     }
 
+    /// True when no job is pending.
+    pub async fn is_empty(&self) -> Result<bool, OutboxError> {
+        Ok(self.len().await? == 0)
+    }
+
     /// Feedback events of `client` with `seq > after`, at most `max`.
     pub async fn feedback(
         &self,

@@ -219,7 +219,10 @@ impl PushService {
             if due.is_empty() {
                 // Idle: re-synchronise the gauge with the table (inc/dec can race with submit).
                 if let Ok(n) = inner.outbox.len().await {
-                    inner.metrics.outbox_length.set(i64::try_from(n).unwrap_or(i64::MAX));
+                    inner
+                        .metrics
+                        .outbox_length
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
                 let sleep = match inner.outbox.next_due().await {
                     Ok(Some(at)) => Duration::from_millis(at.saturating_sub(crate::unix_now_ms())),

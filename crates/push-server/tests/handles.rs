@@ -28,8 +28,14 @@ fn handle_round_trips_only_with_its_key() {
     let raw = URL_SAFE_NO_PAD.decode(h.as_str()).unwrap();
     let token_bytes = hex::decode(token).unwrap();
     assert!(!h.as_str().contains(token));
-    assert!(!raw.windows(8).any(|w| token.as_bytes().windows(8).any(|t| t == w)));
-    assert!(!raw.windows(8).any(|w| token_bytes.windows(8).any(|t| t == w)));
+    assert!(
+        !raw.windows(8)
+            .any(|w| token.as_bytes().windows(8).any(|t| t == w))
+    );
+    assert!(
+        !raw.windows(8)
+            .any(|w| token_bytes.windows(8).any(|t| t == w))
+    );
     // Every bit matters (authenticated).
     for i in 0..raw.len() {
         let mut r = raw.clone();
@@ -73,7 +79,10 @@ fn key_file_round_trip() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }
 
@@ -92,7 +101,9 @@ fn webpush_handles_and_limits() {
     let h = key.seal(&sub).unwrap();
     assert_eq!(key.open(&h).unwrap(), sub);
     // Too long for the NTF shortString: refused at registration, not truncated.
-    let DeviceAddress::WebPush(mut long) = sub else { unreachable!() };
+    let DeviceAddress::WebPush(mut long) = sub else {
+        unreachable!()
+    };
     long.endpoint = format!("https://push.example.net/{}", "x".repeat(200));
     assert!(matches!(
         key.seal(&DeviceAddress::WebPush(long)),

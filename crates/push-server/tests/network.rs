@@ -26,7 +26,10 @@ async fn remote_gateway_end_to_end() {
     let t = token(1);
     let j = check_job(&t);
     assert_eq!(gw.submit(j.clone()).await.unwrap(), SubmitOutcome::Queued);
-    assert_eq!(gw.submit(j.clone()).await.unwrap(), SubmitOutcome::Duplicate);
+    assert_eq!(
+        gw.submit(j.clone()).await.unwrap(),
+        SubmitOutcome::Duplicate
+    );
     assert!(env.sink.wait_for(1, Duration::from_secs(5)).await);
     assert_eq!(env.sink.received()[0].apns_id, j.job_id.to_uuid());
 
@@ -45,7 +48,10 @@ async fn remote_gateway_end_to_end() {
     }
     assert_eq!(fb.len(), 1);
     assert_eq!(fb[0].job_id, jb.job_id);
-    assert_eq!(fb[0].reason, FeedbackReason::InvalidToken(InvalidReason::Unregistered));
+    assert_eq!(
+        fb[0].reason,
+        FeedbackReason::InvalidToken(InvalidReason::Unregistered)
+    );
     gw.ack_feedback(fb[0].seq).await.unwrap();
     assert!(gw.feedback(0, 10).await.unwrap().is_empty());
 
@@ -54,7 +60,10 @@ async fn remote_gateway_end_to_end() {
     let device = remote(running.addr, fp, None);
     let dt = token(3);
     let h = device
-        .register(DeviceAddress::Apns { env: ApnsEnv::Test, token: dt.clone() })
+        .register(DeviceAddress::Apns {
+            env: ApnsEnv::Test,
+            token: dt.clone(),
+        })
         .await
         .unwrap();
     assert!(!h.as_str().contains(&dt));
@@ -65,25 +74,43 @@ async fn remote_gateway_end_to_end() {
     assert_eq!(env.sink.received_for(&dt)[0].apns_id, jh.job_id.to_uuid());
 
     // A device cannot submit or read feedback.
-    assert!(matches!(device.submit(check_job(&t)).await, Err(GatewayError::Auth)));
+    assert!(matches!(
+        device.submit(check_job(&t)).await,
+        Err(GatewayError::Auth)
+    ));
     // A wrong credential is refused.
     let wrong = remote(running.addr, fp, Some("not-the-credential".into()));
-    assert!(matches!(wrong.submit(check_job(&t)).await, Err(GatewayError::Auth)));
+    assert!(matches!(
+        wrong.submit(check_job(&t)).await,
+        Err(GatewayError::Auth)
+    ));
     // A wrong pin is refused at TLS.
     let mut other = fp;
     other[0] ^= 1;
     let mitm = remote(running.addr, other, Some(cred.clone()));
-    assert!(matches!(mitm.ping().await, Err(GatewayError::Unavailable(_))));
+    assert!(matches!(
+        mitm.ping().await,
+        Err(GatewayError::Unavailable(_))
+    ));
     // Invalid jobs come back as typed errors.
     let mut inv = check_job("zz");
     inv.priority = Some(3);
-    assert!(matches!(gw.submit(inv).await, Err(GatewayError::InvalidJob(_))));
+    assert!(matches!(
+        gw.submit(inv).await,
+        Err(GatewayError::InvalidJob(_))
+    ));
 
     // Metrics endpoint.
     let maddr = running.metrics_addr.unwrap();
     let text = http_get(maddr, "/metrics").await;
-    assert!(text.contains(r#"push_sent_total{provider="apns_test"} 2"#), "{text}");
-    assert!(text.contains(r#"push_failed_total{provider="apns_test",reason="invalid_unregistered"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"push_sent_total{provider="apns_test"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"push_failed_total{provider="apns_test",reason="invalid_unregistered"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("push_handles_registered_total 1"), "{text}");
     running.stop().await;
 }
@@ -109,7 +136,10 @@ async fn sink_read_api_serves_json_lines_and_failure_modes() {
     let body = format!(r#"{{"token":"{t}","mode":"bad_device_token","times":1}}"#);
     let resp = http_req(read, "POST", "/failures", &body).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let a = DeviceAddress::Apns { env: ApnsEnv::Test, token: t.clone() };
+    let a = DeviceAddress::Apns {
+        env: ApnsEnv::Test,
+        token: t.clone(),
+    };
     let d = |id| push_server::provider::Delivery {
         job_id: id,
         kind: push_server::PushKind::Other,

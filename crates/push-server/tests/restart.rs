@@ -45,11 +45,12 @@ async fn sigkill_with_pending_pushes_loses_nothing() {
     let (dir, fp, cred) = push_server_dir(&env, 100);
 
     // Tokens "held": APNs answers 503 until we clear it, so their jobs stay pending in the outbox.
-    let held: Vec<String> = (0..20u8).map(|i| token(i)).collect();
+    let held: Vec<String> = (0..20u8).map(token).collect();
     for t in &held {
-        env.sink.set_failure(t, FailureMode::ServiceUnavailable, None);
+        env.sink
+            .set_failure(t, FailureMode::ServiceUnavailable, None);
     }
-    let healthy: Vec<String> = (100..120u8).map(|i| token(i)).collect();
+    let healthy: Vec<String> = (100..120u8).map(token).collect();
 
     let (mut child, addr) = spawn(dir.path());
     let gw = remote(addr, fp, Some(cred.clone()));
@@ -81,7 +82,10 @@ async fn sigkill_with_pending_pushes_loses_nothing() {
         (acked, attempted)
     });
     // Kill once some of the load is acknowledged and delivering.
-    assert!(env.sink.wait_for(30, Duration::from_secs(20)).await, "load is being delivered");
+    assert!(
+        env.sink.wait_for(30, Duration::from_secs(20)).await,
+        "load is being delivered"
+    );
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
     let (load_acked, attempted) = load.await.unwrap();
@@ -106,7 +110,10 @@ async fn sigkill_with_pending_pushes_loses_nothing() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let got: HashSet<String> = env.sink.received().into_iter().map(|r| r.apns_id).collect();
-        let missing = acked.keys().filter(|id| !got.contains(&id.to_uuid())).count();
+        let missing = acked
+            .keys()
+            .filter(|id| !got.contains(&id.to_uuid()))
+            .count();
         if missing == 0 {
             break;
         }
@@ -124,7 +131,11 @@ async fn sigkill_with_pending_pushes_loses_nothing() {
         *count.entry(r.apns_id.clone()).or_default() += 1;
         // Every push the device got is recognisable as one of our jobs, to the right token.
         let id = JobId::from_uuid(&r.apns_id).unwrap();
-        assert!(acked.contains_key(&id) || attempted.contains(&id), "unknown push {}", r.apns_id);
+        assert!(
+            acked.contains_key(&id) || attempted.contains(&id),
+            "unknown push {}",
+            r.apns_id
+        );
         if let Some(t) = acked.get(&id) {
             assert_eq!(&r.token, t);
         }

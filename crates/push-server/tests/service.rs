@@ -110,7 +110,10 @@ async fn reactions_to_every_apns_error() {
         jobs.push((t, j, *mode));
     }
     // 4 retried-and-delivered pushes.
-    assert!(sink.wait_for(4, Duration::from_secs(20)).await, "retried pushes delivered");
+    assert!(
+        sink.wait_for(4, Duration::from_secs(20)).await,
+        "retried pushes delivered"
+    );
     let fb = wait_feedback(&s.gw, 4).await;
     assert_eq!(fb.len(), 4, "{fb:?}");
     for (t, j, mode) in &jobs {
@@ -130,14 +133,21 @@ async fn reactions_to_every_apns_error() {
                 };
                 let ev = ev.unwrap_or_else(|| panic!("{mode:?}: feedback"));
                 assert_eq!(ev.reason, FeedbackReason::InvalidToken(want));
-                assert_eq!(ev.target, j.target, "feedback names the target as submitted");
+                assert_eq!(
+                    ev.target, j.target,
+                    "feedback names the target as submitted"
+                );
                 assert!(got.is_empty());
                 assert_eq!(att.len(), 1, "{mode:?}: invalid tokens are not retried");
             }
             FailureMode::ExpiredProviderToken => {
                 assert!(ev.is_none());
                 assert_eq!(got.len(), 1);
-                assert_eq!(att.len(), 2, "403 then 200 right away (refresh, not backoff)");
+                assert_eq!(
+                    att.len(),
+                    2,
+                    "403 then 200 right away (refresh, not backoff)"
+                );
                 assert!(att[1].at_ms - att[0].at_ms < 50 + 1000);
             }
             _ => {
@@ -162,16 +172,32 @@ async fn reactions_to_every_apns_error() {
     let mut m = String::new();
     for _ in 0..100 {
         m = s.service.metrics().encode();
-        if m.contains("push_outbox_length 0") && m.contains(r#"push_sent_total{provider="apns_test"} 4"#) {
+        if m.contains("push_outbox_length 0")
+            && m.contains(r#"push_sent_total{provider="apns_test"} 4"#)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(m.contains(r#"push_failed_total{provider="apns_test",reason="invalid_bad"} 1"#), "{m}");
-    assert!(m.contains(r#"push_failed_total{provider="apns_test",reason="invalid_unregistered"} 1"#));
-    assert!(m.contains(r#"push_retries_total{provider="apns_test",reason="rate_limited"} 2"#), "{m}");
-    assert!(m.contains(r#"push_retries_total{provider="apns_test",reason="unavailable"} 3"#), "{m}");
-    assert!(m.contains(r#"push_sent_total{provider="apns_test"} 4"#), "{m}");
+    assert!(
+        m.contains(r#"push_failed_total{provider="apns_test",reason="invalid_bad"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"push_failed_total{provider="apns_test",reason="invalid_unregistered"} 1"#)
+    );
+    assert!(
+        m.contains(r#"push_retries_total{provider="apns_test",reason="rate_limited"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"push_retries_total{provider="apns_test",reason="unavailable"} 3"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"push_sent_total{provider="apns_test"} 4"#),
+        "{m}"
+    );
     assert!(m.contains("push_outbox_length 0"), "{m}");
     // Feedback ack.
     let last = fb.iter().map(|e| e.seq).max().unwrap();
@@ -186,21 +212,32 @@ async fn a_job_id_accepted_twice_is_delivered_once() {
     let t = token(42);
     let j = job(device(&t));
     assert_eq!(s.gw.submit(j.clone()).await.unwrap(), SubmitOutcome::Queued);
-    assert_eq!(s.gw.submit(j.clone()).await.unwrap(), SubmitOutcome::Duplicate);
+    assert_eq!(
+        s.gw.submit(j.clone()).await.unwrap(),
+        SubmitOutcome::Duplicate
+    );
     assert!(s.env.sink.wait_for(1, Duration::from_secs(5)).await);
     // After delivery the id is still remembered.
-    assert_eq!(s.gw.submit(j.clone()).await.unwrap(), SubmitOutcome::Duplicate);
+    assert_eq!(
+        s.gw.submit(j.clone()).await.unwrap(),
+        SubmitOutcome::Duplicate
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.env.sink.received_for(&t).len(), 1);
     let m = s.service.metrics().encode();
-    assert!(m.contains(r#"push_jobs_submitted_total{outcome="duplicate"} 2"#), "{m}");
+    assert!(
+        m.contains(r#"push_jobs_submitted_total{outcome="duplicate"} 2"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
 async fn an_expired_job_is_dropped_and_reported() {
     let s = service(300).await;
     let t = token(43);
-    s.env.sink.set_failure(&t, FailureMode::ServiceUnavailable, None);
+    s.env
+        .sink
+        .set_failure(&t, FailureMode::ServiceUnavailable, None);
     let mut j = job(device(&t));
     j.expires_at = Some(push_server::unix_now() + 1);
     s.gw.submit(j.clone()).await.unwrap();
@@ -235,8 +272,14 @@ async fn split_mode_handle_push_arrives_for_the_right_token() {
     let s = service(50).await;
     let t1 = token(0xa1);
     let t2 = token(0xa2);
-    let a1 = DeviceAddress::Apns { env: ApnsEnv::Test, token: t1.clone() };
-    let a2 = DeviceAddress::Apns { env: ApnsEnv::Test, token: t2.clone() };
+    let a1 = DeviceAddress::Apns {
+        env: ApnsEnv::Test,
+        token: t1.clone(),
+    };
+    let a2 = DeviceAddress::Apns {
+        env: ApnsEnv::Test,
+        token: t2.clone(),
+    };
     let h1 = s.service.register(&a1).unwrap();
     let h2 = s.service.register(&a2).unwrap();
     let h1b = s.service.register(&a1).unwrap();
@@ -293,6 +336,9 @@ async fn null_provider_is_accepted_and_never_pushed() {
     assert!(s.env.sink.attempts().is_empty());
     assert!(s.gw.feedback(0, 10).await.unwrap().is_empty());
     let m = s.service.metrics().encode();
-    assert!(m.contains(r#"push_sent_total{provider="apns_null"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"push_sent_total{provider="apns_null"} 1"#),
+        "{m}"
+    );
     let _ = Arc::new(());
 }

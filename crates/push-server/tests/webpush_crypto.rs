@@ -102,10 +102,8 @@ fn fresh_encryption_round_trips_and_never_repeats() {
 }
 
 fn run(cmd: &mut std::process::Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (is the openssl CLI installed?): {e}"));
-    out
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (is the openssl CLI installed?): {e}"))
 }
 
 /// Converts a 64-byte JOSE signature to DER (independently of the code under test: hand-built ASN.1).

@@ -90,7 +90,11 @@ pub fn vector(name: &str) -> serde_json::Value {
 pub fn push_server_dir(env: &Env, retry_base_ms: u64) -> (tempfile::TempDir, [u8; 32], String) {
     let dir = tempfile::tempdir().unwrap();
     let out = push_server::cli::init(dir.path(), "127.0.0.1".parse().unwrap(), 0, "ntf1").unwrap();
-    std::fs::write(dir.path().join("apns-key.p8"), env.key.to_pkcs8_pem().unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("apns-key.p8"),
+        env.key.to_pkcs8_pem().unwrap(),
+    )
+    .unwrap();
     std::fs::copy(&env.ca_file, dir.path().join("apns-sink.crt")).unwrap();
     let ini = format!(
         "[STORE]\noutbox_file = push-outbox.sqlite\nsync = full\n\
@@ -139,7 +143,8 @@ pub fn check_job(t: &str) -> push_server::PushJob {
             token: t.into(),
         }),
         kind: push_server::PushKind::CheckMessages,
-        payload: br#"{"aps":{"content-available":1},"notificationData":{"checkMessages":true}}"#.to_vec(),
+        payload: br#"{"aps":{"content-available":1},"notificationData":{"checkMessages":true}}"#
+            .to_vec(),
         push_type: push_server::PushType::Background,
         priority: Some(5),
         expires_at: None,
