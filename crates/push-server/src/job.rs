@@ -256,6 +256,26 @@ impl fmt::Debug for PushTarget {
     }
 }
 
+impl PushTarget {
+    /// From an NTF `deviceToken` (provider code + token bytes): `AP`/`AD`/`AT`/`AN` give a device
+    /// address (APNs token text), `PH` ([`crate::HANDLE_PROVIDER_CODE`]) a push handle. `None` for
+    /// other codes or non-UTF-8 tokens.
+    pub fn from_ntf_parts(code: &[u8], token: &[u8]) -> Option<PushTarget> {
+        let text = std::str::from_utf8(token).ok()?.to_string();
+        let env = match code {
+            b"AP" => ApnsEnv::Prod,
+            b"AD" => ApnsEnv::Dev,
+            b"AT" => ApnsEnv::Test,
+            b"AN" => ApnsEnv::Null,
+            c if c == crate::HANDLE_PROVIDER_CODE => {
+                return Some(PushTarget::Handle(PushHandle(text)));
+            }
+            _ => return None,
+        };
+        Some(PushTarget::Device(DeviceAddress::Apns { env, token: text }))
+    }
+}
+
 /// One push, handed over by the ntf-server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushJob {
