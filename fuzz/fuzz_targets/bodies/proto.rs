@@ -209,7 +209,12 @@ pub fn ntf_command(data: &[u8]) -> bool {
                 return false;
             };
             let enc = encode_pn_messages(&items);
-            let items2 = parse_pn_messages(&enc).expect("re-encoded PNMessages parse");
+            let items2 = match parse_pn_messages(&enc) {
+                Ok(v) => v,
+                // Same known asymmetry as in `text_round_trip` (dotted IPv6 hosts).
+                Err(_) if has_dotted_ipv6(&enc) => return true,
+                Err(e) => panic!("re-encoded PNMessages {enc:?} do not parse: {e:?}"),
+            };
             assert_eq!(
                 encode_pn_messages(&items2),
                 enc,
