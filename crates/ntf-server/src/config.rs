@@ -72,6 +72,8 @@ pub struct Config {
     pub alert_text: String,
     pub cron_sweep: Duration,
     pub feedback_interval: Duration,
+    /// `[PUSH] payload_padding` (bytes of padded push data).
+    pub payload_padding: usize,
     /// `[SUBSCRIBER]` reconnect backoff.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
@@ -104,6 +106,7 @@ impl Config {
             alert_text: crate::payload::DEFAULT_ALERT_TEXT.to_string(),
             cron_sweep: Duration::from_secs(300),
             feedback_interval: Duration::from_secs(5),
+            payload_padding: crate::payload::DEFAULT_PAYLOAD_PAD,
             reconnect_initial: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
             push_remote: false,
@@ -162,6 +165,7 @@ impl Config {
             alert_text: self.alert_text.clone(),
             cron_sweep: self.cron_sweep,
             feedback_interval: self.feedback_interval,
+            payload_padding: self.payload_padding,
             ..CoreOptions::default()
         }
     }
@@ -383,6 +387,13 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
             c.push_fingerprint = push_server::net::parse_fingerprint(v)
                 .ok_or_else(|| bad(section, e, "expected 64 hex digits or base64url"))?
         }
+        ("PUSH", "payload_padding") => {
+            let n: usize = num(section, e)?;
+            if !(1024..=8192).contains(&n) {
+                return Err(bad(section, e, "1024..8192 bytes"));
+            }
+            c.payload_padding = n;
+        }
         ("PUSH", "credential") => c.push_credential = v.to_string(),
         _ => return Ok(false),
     }
@@ -418,7 +429,9 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          # reference: every notification is an alert at once (like the reference server).\n\
          mode = budget\nsilent_per_window = 3\nwindow = 3600\nalert_interval = 600\n\
          alert_text = You have a new message\ncron_sweep = 300\n\n\
-         [PUSH]\n# in_process (push-server in the same process) or remote:\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
+         [PUSH]\n# Padded size of encrypted push data: 2880 keeps message pushes under APNs' 4096-byte\n\
+         # limit; 3072 makes them byte-identical to the reference server's (≈4.3 KB).\npayload_padding = 2880\n\
+         # in_process (push-server in the same process) or remote:\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
     );
     s
 }

@@ -45,6 +45,9 @@ pub struct CoreOptions {
     /// `NSUB`s in flight at once when (re)subscribing many subscriptions (the client batches
     /// concurrent commands into blocks).
     pub subscribe_batch: usize,
+    /// Padded size of encrypted push data ([`payload::DEFAULT_PAYLOAD_PAD`]; the reference
+    /// uses [`payload::PAYLOAD_PAD`]).
+    pub payload_padding: usize,
 }
 
 impl Default for CoreOptions {
@@ -56,6 +59,7 @@ impl Default for CoreOptions {
             feedback_interval: Duration::from_secs(5),
             push_concurrency: 256,
             subscribe_batch: 900,
+            payload_padding: payload::DEFAULT_PAYLOAD_PAD,
         }
     }
 }
@@ -657,15 +661,19 @@ impl<G: PushGateway + 'static> Core<G> {
             },
         };
         let dh = hush_crypto::DhSecret::from_bytes(*t.dh_secret);
-        let payload =
-            match payload::message_payload(&dh, &hush_crypto::random_nonce(), &items, presentation)
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(error = %e, "no message push");
-                    return;
-                }
-            };
+        let payload = match payload::message_payload(
+            &dh,
+            &hush_crypto::random_nonce(),
+            &items,
+            presentation,
+            self.options.payload_padding,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "no message push");
+                return;
+            }
+        };
         let (push_type, priority, label) = match style {
             PushStyle::Silent => (PushType::Background, Some(5), "silent"),
             PushStyle::Alert => (PushType::Alert, None, "alert"),
@@ -722,9 +730,12 @@ impl<G: PushGateway + 'static> Core<G> {
             return;
         };
         let dh = hush_crypto::DhSecret::from_bytes(*t.dh_secret);
-        let Ok(payload) =
-            payload::verification_payload(&dh, &hush_crypto::random_nonce(), &t.reg_code)
-        else {
+        let Ok(payload) = payload::verification_payload(
+            &dh,
+            &hush_crypto::random_nonce(),
+            &t.reg_code,
+            self.options.payload_padding,
+        ) else {
             return;
         };
         let job = PushJob {

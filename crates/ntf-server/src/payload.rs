@@ -17,8 +17,12 @@ use hush_crypto::DhSecret;
 use hush_proto::encoding::base64url_encode;
 use hush_proto::ntf::{PnMessageData, encode_pn_messages};
 
-/// Padded plaintext length of encrypted push data.
+/// Padded plaintext length of encrypted push data in the reference (its message pushes are
+/// ≈4.3 KB of JSON, over APNs' documented 4096-byte limit).
 pub const PAYLOAD_PAD: usize = 3072;
+/// hush's default padded length: a message push with 6 notifications still fits, and the JSON
+/// stays under 4096 bytes. Devices unpad by the length prefix, so both sizes decrypt alike.
+pub const DEFAULT_PAYLOAD_PAD: usize = 2880;
 /// Alert text of the reference's message pushes.
 pub const REFERENCE_ALERT_TEXT: &str = "Encrypted message or another app event";
 /// Default alert text of hush's coalesced visible alerts.
@@ -45,9 +49,13 @@ pub enum Presentation<'a> {
     Alert { text: &'a str },
 }
 
-fn encrypt(dh: &DhSecret, nonce: &[u8; 24], data: &[u8]) -> Result<String, PayloadError> {
-    let ct = hush_crypto::cb_encrypt(dh, nonce, data, PAYLOAD_PAD)
-        .map_err(|_| PayloadError::TooLarge)?;
+fn encrypt(
+    dh: &DhSecret,
+    nonce: &[u8; 24],
+    data: &[u8],
+    pad: usize,
+) -> Result<String, PayloadError> {
+    let ct = hush_crypto::cb_encrypt(dh, nonce, data, pad).map_err(|_| PayloadError::TooLarge)?;
     Ok(base64url_encode(&ct))
 }
 
@@ -69,8 +77,9 @@ pub fn verification_payload(
     dh: &DhSecret,
     nonce: &[u8; 24],
     reg_code: &[u8],
+    pad: usize,
 ) -> Result<Vec<u8>, PayloadError> {
-    let e = encrypt(dh, nonce, reg_code)?;
+    let e = encrypt(dh, nonce, reg_code, pad)?;
     Ok(format!(
         r#"{{"aps":{APS_BACKGROUND},"notificationData":{{"nonce":"{}","verification":"{e}"}}}}"#,
         base64url_encode(nonce)
@@ -85,6 +94,7 @@ pub fn message_payload(
     nonce: &[u8; 24],
     items: &[PnMessageData],
     presentation: Presentation<'_>,
+    pad: usize,
 ) -> Result<Vec<u8>, PayloadError> {
     let start = items.len().saturating_sub(MAX_PUSH_NTFS);
     let mut items = items.get(start..).unwrap_or_default();
@@ -93,7 +103,7 @@ pub fn message_payload(
             return Err(PayloadError::Empty);
         }
         let text = encode_pn_messages(items);
-        match encrypt(dh, nonce, text.as_bytes()) {
+        match encrypt(dh, nonce, text.as_bytes(), pad) {
             Ok(e) => break e,
             Err(_) => items = items.get(1..).unwrap_or_default(),
         }
@@ -183,6 +193,7 @@ mod tests {
             &dh,
             &arr(&v["inputs"]["nonce_hex"]),
             &hx(&v["inputs"]["reg_code_hex"]),
+            v["inputs"]["padded_len"].as_u64().unwrap() as usize,
         )
         .unwrap();
         assert_eq!(
@@ -215,6 +226,7 @@ mod tests {
             Presentation::Alert {
                 text: REFERENCE_ALERT_TEXT,
             },
+            v["inputs"]["padded_len"].as_u64().unwrap() as usize,
         )
         .unwrap();
         assert_eq!(
@@ -249,7 +261,15 @@ mod tests {
             .collect();
         let dh = DhSecret::from_bytes([7; 32]);
         let nonce = [1; 24];
-        let json = message_payload(&dh, &nonce, &items, Presentation::Background).unwrap();
+        let json = message_payload(
+            &dh,
+            &nonce,
+            &items,
+            Presentation::Background,
+            DEFAULT_PAYLOAD_PAD,
+        )
+        .unwrap();
+        assert!(json.len() < 4096, "{}", json.len());
         let v: Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["aps"]["content-available"], 1);
         let ct = hush_proto::encoding::base64url_decode(
@@ -262,7 +282,7 @@ mod tests {
         assert_eq!(got[0].ntf_ts, 1003);
         assert_eq!(got[5].ntf_ts, 1008);
         assert!(matches!(
-            message_payload(&dh, &nonce, &[], Presentation::Background),
+            message_payload(&dh, &nonce, &[], Presentation::Background, PAYLOAD_PAD),
             Err(PayloadError::Empty)
         ));
     }
@@ -276,6 +296,7 @@ mod tests {
             &[0; 24],
             &pn_items(&pn),
             Presentation::Alert { text: "a \"b\"\n" },
+            PAYLOAD_PAD,
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&json).unwrap();
