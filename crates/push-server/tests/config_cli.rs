@@ -1,0 +1,139 @@
+//! push-server.ini parsing (errors name the line), `push-server init` via the binary, and the
+//! apns-sink binary.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use push_server::config::{self, Config};
+use push_server::jwt::SigFormat;
+
+fn parse(text: &str) -> Result<(Config, Vec<String>), config::ConfigError> {
+    Config::parse(text.as_bytes(), Path::new("push-server.ini"), Path::new("/d"))
+}
+
+#[test]
+fn defaults_and_values() {
+    let ini = config::default_ini("127.0.0.1".parse().unwrap(), 5228, "ntf", "secret");
+    let (c, w) = parse(&ini).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.listen, "127.0.0.1:5228".parse().unwrap());
+    assert_eq!(c.clients.get("ntf").map(String::as_str), Some("secret"));
+    assert!(!c.apns.enable);
+    assert_eq!(c.apns.sig_format, SigFormat::Jose);
+    assert_eq!(c.apns.topic, "chat.simplex.app");
+    assert_eq!(c.apns.prod_url.as_deref(), Some("https://api.push.apple.com"));
+    assert_eq!(c.apns.dev_url.as_deref(), Some("https://api.sandbox.push.apple.com"));
+    assert_eq!(c.apns.test_url, None);
+    assert_eq!(c.outbox_file, Path::new("/d/push-outbox.sqlite"));
+    assert!(c.full_sync);
+    assert_eq!(c.service.concurrency, 64);
+    assert!(c.metrics.is_none());
+
+    let (c, w) = parse(
+        "[APNS]\njwt_signature = der\nprod_url =\ntest_url = https://127.0.0.1:8443\nbogus = 1\n[STORE]\nsync = normal\n[NOPE]\nx = 1\n",
+    )
+    .unwrap();
+    assert_eq!(c.apns.sig_format, SigFormat::Der);
+    assert_eq!(c.apns.prod_url, None);
+    assert_eq!(c.apns.test_url.as_deref(), Some("https://127.0.0.1:8443"));
+    assert!(!c.full_sync);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains("line") && w.iter().any(|x| x.contains("bogus")));
+}
+
+#[test]
+fn errors_name_the_line() {
+    for (text, line) in [
+        ("[STORE]\n\nsync = sometimes\n", 3),
+        ("[TRANSPORT]\nport = 99999\n", 2),
+        ("[TRANSPORT]\nhost = not-an-ip\n", 2),
+        ("[APNS]\nenable = maybe\n", 2),
+        ("[APNS]\njwt_signature = rsa\n", 2),
+        ("[OUTBOX]\nconcurrency = -1\n", 2),
+    ] {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(&format!("line {line}")), "{text:?}: {e}");
+    }
+    assert!(parse("no section = 1\n").is_err());
+}
+
+#[test]
+fn init_via_the_binary_then_config_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("push");
+    let out = Command::new(env!("CARGO_BIN_EXE_push-server"))
+        .args(["--dir", d.to_str().unwrap(), "init", "--port", "5999"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fp_line = stdout.lines().find(|l| l.starts_with("fingerprint: ")).unwrap();
+    let fp = push_server::net::parse_fingerprint(fp_line.trim_start_matches("fingerprint: ")).unwrap();
+    let cert = std::fs::read(d.join(config::CERT_FILE)).unwrap();
+    assert_eq!(push_server::http_util::cert_fingerprint(&cert).unwrap(), fp);
+    for f in [config::INI_FILE, config::KEY_FILE, config::HANDLE_KEY_FILE, "vapid.pem", config::FINGERPRINT_FILE] {
+        assert!(d.join(f).exists(), "{f}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in [config::KEY_FILE, config::HANDLE_KEY_FILE, "vapid.pem", config::INI_FILE] {
+            let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
+    let (c, w) = Config::load(&d).unwrap();
+    assert!(w.is_empty());
+    assert_eq!(c.listen.port(), 5999);
+    assert_eq!(c.clients.len(), 1);
+    // A second init refuses to overwrite.
+    let again = Command::new(env!("CARGO_BIN_EXE_push-server"))
+        .args(["--dir", d.to_str().unwrap(), "init"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
+
+#[test]
+fn apns_sink_binary_starts_and_serves_the_read_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = push_server::jwt::Es256Key::generate().unwrap();
+    std::fs::write(dir.path().join("key.p8"), key.to_pkcs8_pem().unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_apns-sink"))
+        .args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--read-listen",
+            "127.0.0.1:0",
+            "--jwt-key",
+            "key.p8",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut read_url = None;
+    for _ in 0..3 {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(u) = l.strip_prefix("read API on ") {
+            read_url = Some(u.to_string());
+        }
+    }
+    let read_url = read_url.unwrap();
+    assert!(dir.path().join("apns-sink.crt").exists());
+    let addr = read_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/received")
+        .to_string();
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
