@@ -139,6 +139,51 @@ fn kat_messages_byte_exact() {
     assert_eq!(&m1[..2], &(enc_hdr.len() as u16).to_be_bytes());
 }
 
+/// e2e version 2 (no KEM slot in the header, 1-byte length framing), and the upgrade to 3 that
+/// the header's max version triggers on both sides.
+#[test]
+fn kat_v2_message_and_upgrade() {
+    let k = kat();
+    let keys = &k["keys"];
+    let (r1, r2) = (sk(&keys["r1_priv_hex"]), sk(&keys["r2_priv_hex"]));
+    let (s1, s2) = (sk(&keys["s1_priv_hex"]), sk(&keys["s2_priv_hex"]));
+    let r2_pub = r2.public().unwrap();
+    let pj = x3dh_joiner(&s1, &s2, &r1.public().unwrap(), &r2_pub).unwrap();
+    let pi = x3dh_inviter(&r1, &r2, &s1.public().unwrap(), &s2.public().unwrap()).unwrap();
+    let v2 = RatchetVersions {
+        current: 2,
+        max_supported: 3,
+    };
+    let mut joiner =
+        Ratchet::init_joiner(v2, &r2_pub, sk(&keys["joiner_dhrs0_priv_hex"]), &pj).unwrap();
+    let mut inviter = Ratchet::init_inviter(v2, r2, &pi);
+    let msgs = k["messages_v2"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    let out = joiner
+        .encrypt(
+            m["plain_ascii"].as_str().unwrap().as_bytes(),
+            m["padded_len"].as_u64().unwrap() as usize,
+        )
+        .unwrap();
+    assert_eq!(hex::encode(&out), m["full_hex"].as_str().unwrap());
+    assert_eq!(
+        out[0] as usize,
+        hx(&m["enc_header_hex"]).len(),
+        "shortString framing"
+    );
+    assert_eq!(inviter.decrypt(&out).unwrap(), b"v2 message");
+    assert_eq!(
+        inviter.versions().current,
+        3,
+        "upgraded by the header's max version"
+    );
+    let reply = inviter.encrypt(b"v3 reply", 100).unwrap();
+    assert!(reply[0] < 32, "Large framing from v3");
+    assert_eq!(joiner.decrypt(&reply).unwrap(), b"v3 reply");
+    assert_eq!(joiner.versions().current, 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Property: random interleavings
 

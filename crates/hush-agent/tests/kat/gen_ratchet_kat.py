@@ -161,6 +161,15 @@ def main():
     m4, d4 = encrypt(j, b"after step", 100)
     msgs.append(dict(d4, sender="joiner", plain_ascii="after step", padded_len=100, full_hex=m4.hex()))
 
+    # the same joiner start at e2e version 2: no KEM slot, 1-byte length framing
+    j2 = Side()
+    j2.v, j2.ad, j2.dhrs = 2, ad, j_dhrs0
+    j2.rk, j2.cks, j2.nhks = root_kdf(sk, dh(j_dhrs0, r2))
+    j2.hks, j2.nhkr = hk, nhk
+    j2.ns = j2.nr = j2.pn = 0
+    m5, d5 = encrypt(j2, b"v2 message", 100)
+    msgs_v2 = [dict(d5, sender="joiner", plain_ascii="v2 message", padded_len=100, full_hex=m5.hex())]
+
     # standalone KDF steps
     rk_in, dh_in = bytes(range(32)), bytes(range(100, 156))
     rk_o, ck_o, nhk_o = root_kdf(rk_in, dh_in)
@@ -191,6 +200,7 @@ def main():
                        "tag_hex": g_tag.hex(), "ct_hex": g_ct.hex()},
         "e2e_version": v,
         "messages": msgs,
+        "messages_v2": msgs_v2,
     }
     print(json.dumps(out, indent=1))
 
