@@ -14,7 +14,7 @@ use hush_agent::ratchet::{Ratchet, RatchetVersions, x3dh_inviter, x3dh_joiner};
 use hush_agent::store::{SndQueue, Store};
 use hush_agent::{AgentEvent, AgentEvents, MsgIntegrity};
 use hush_client::{ClientConfig, SmpClient};
-use hush_crypto::X448Secret;
+use hush_crypto::{X448Secret, sha256};
 
 fn ratchet_bytes(db: &std::path::Path, conn: i64) -> Vec<u8> {
     let mut s = Store::open(db).unwrap();
@@ -256,6 +256,63 @@ async fn bad_input_is_reported_and_changes_nothing() {
         AgentEvent::Duplicate { conn: b_conn }
     );
     assert_eq!(ratchet_bytes(&db_b, b_conn), before);
+
+    // (7) integrity: a gap in the sender's ids, then a wrong previous-message hash
+    let plain2 = agent_msg(last_id + 4, &sha256(&plain), b"after a gap");
+    inject(seal(
+        &sq,
+        msg_envelope(a_ratchet.encrypt(&plain2, E2E_ENC_AGENT_MSG_LEN).unwrap()),
+    ))
+    .await;
+    match next_interesting(&mut b_rx).await {
+        AgentEvent::Message {
+            msg_id, integrity, ..
+        } => {
+            assert_eq!(msg_id, last_id + 4);
+            assert_eq!(
+                integrity,
+                MsgIntegrity::Skipped {
+                    from: last_id + 2,
+                    to: last_id + 3
+                }
+            );
+            b.ack(b_conn, msg_id).await.unwrap();
+        }
+        e => panic!("{e:?}"),
+    }
+    let plain3 = agent_msg(last_id + 5, b"not the previous hash", b"bad hash");
+    inject(seal(
+        &sq,
+        msg_envelope(a_ratchet.encrypt(&plain3, E2E_ENC_AGENT_MSG_LEN).unwrap()),
+    ))
+    .await;
+    match next_interesting(&mut b_rx).await {
+        AgentEvent::Message {
+            msg_id, integrity, ..
+        } => {
+            assert_eq!((msg_id, integrity), (last_id + 5, MsgIntegrity::BadHash));
+            b.ack(b_conn, msg_id).await.unwrap();
+        }
+        e => panic!("{e:?}"),
+    }
+    let plain4 = agent_msg(last_id + 2, &sha256(&plain3), b"old id");
+    inject(seal(
+        &sq,
+        msg_envelope(a_ratchet.encrypt(&plain4, E2E_ENC_AGENT_MSG_LEN).unwrap()),
+    ))
+    .await;
+    match next_interesting(&mut b_rx).await {
+        AgentEvent::Message {
+            msg_id, integrity, ..
+        } => {
+            assert_eq!(
+                (msg_id, integrity),
+                (last_id + 2, MsgIntegrity::BadId { last: last_id + 5 })
+            );
+            b.ack(b_conn, msg_id).await.unwrap();
+        }
+        e => panic!("{e:?}"),
+    }
 
     client.close().await;
     a.close().await;
