@@ -178,7 +178,7 @@ pub fn providers(cfg: &Config) -> Result<Providers, CliError> {
                 ca_file: ca,
                 connect_timeout: Duration::from_secs(10),
                 request_timeout: Duration::from_secs(30),
-                max_payload: crate::provider::apns::MAX_PAYLOAD,
+                max_payload: cfg.apns.max_payload,
             })
             .map_err(|e| CliError::Setup(e.to_string()))?;
             p = p.with_apns(env, Arc::new(provider));

@@ -33,6 +33,8 @@ pub struct ApnsSection {
     pub test_url: Option<String>,
     /// CA (PEM) for `test_url` (the apns-sink certificate).
     pub test_ca_file: Option<PathBuf>,
+    /// Payload limit enforced before sending (Apple documents 4096 bytes).
+    pub max_payload: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +95,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "dev_url",
             "test_url",
             "test_ca_file",
+            "max_payload",
         ],
     ),
     (
@@ -265,6 +268,7 @@ impl Config {
             dev_url: url("dev_url", Some("https://api.sandbox.push.apple.com")),
             test_url: url("test_url", None),
             test_ca_file: r.str("APNS", "test_ca_file").map(|p| dir.join(p)),
+            max_payload: r.num("APNS", "max_payload", crate::provider::apns::MAX_PAYLOAD)?,
         };
         let webpush = WebPushSection {
             enable: r.bool("WEBPUSH", "enable", false)?,
@@ -356,6 +360,9 @@ dev_url = https://api.sandbox.push.apple.com
 # test_url = https://127.0.0.1:8443
 # CA (PEM) that signs the test endpoint's certificate (apns-sink writes apns-sink.crt).
 # test_ca_file = apns-sink.crt
+# Payload limit checked before sending. Apple documents 4096 bytes; note that the reference
+# ntf-server's verification and message payloads (3072-byte padding) are about 4.2-4.3 KB.
+max_payload = 4096
 
 [WEBPUSH]
 enable = off

@@ -12,6 +12,7 @@
 //!     priority: None,
 //!     expires_at: None,
 //!     collapse_id: None,
+//!     report_delivery: false,
 //! };
 //! gw.submit(job).await?; // durable in the push-server's outbox when this returns
 //! for ev in gw.feedback(0, 100).await? { /* mark the token INVALID with ev.reason */ }
@@ -41,6 +42,8 @@ pub enum SubmitOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeedbackReason {
+    /// The provider accepted the push (only for jobs with `report_delivery`).
+    Delivered,
     /// The token / subscription / handle target is invalid: mark the token `INVALID,<reason>`.
     InvalidToken(InvalidReason),
     /// The job failed permanently (metric label of the error, e.g. `rejected`, `bad_handle`,

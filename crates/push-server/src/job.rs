@@ -297,6 +297,10 @@ pub struct PushJob {
     /// `apns-collapse-id` / Web Push `Topic`.
     #[serde(default)]
     pub collapse_id: Option<String>,
+    /// Report [`crate::FeedbackReason::Delivered`] once the provider accepted the push (the
+    /// reference marks a token CONFIRMED when APNs accepted its verification push).
+    #[serde(default)]
+    pub report_delivery: bool,
 }
 
 /// Largest accepted payload (bytes) before any provider limit.

@@ -300,7 +300,10 @@ impl PushService {
                 inner.metrics.sent(provider);
                 inner.metrics.outbox_length.dec();
                 tracing::debug!(%provider, job = %id, "push accepted");
-                inner.outbox.complete(id, crate::unix_now()).await
+                let feedback =
+                    job.report_delivery
+                        .then_some((client, job.target, FeedbackReason::Delivered));
+                inner.outbox.finish(id, crate::unix_now(), feedback).await
             }
             Err(e) => {
                 e.log(provider, &id);

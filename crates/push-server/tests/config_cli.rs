@@ -9,7 +9,11 @@ use push_server::config::{self, Config};
 use push_server::jwt::SigFormat;
 
 fn parse(text: &str) -> Result<(Config, Vec<String>), config::ConfigError> {
-    Config::parse(text.as_bytes(), Path::new("push-server.ini"), Path::new("/d"))
+    Config::parse(
+        text.as_bytes(),
+        Path::new("push-server.ini"),
+        Path::new("/d"),
+    )
 }
 
 #[test]
@@ -22,8 +26,14 @@ fn defaults_and_values() {
     assert!(!c.apns.enable);
     assert_eq!(c.apns.sig_format, SigFormat::Jose);
     assert_eq!(c.apns.topic, "chat.simplex.app");
-    assert_eq!(c.apns.prod_url.as_deref(), Some("https://api.push.apple.com"));
-    assert_eq!(c.apns.dev_url.as_deref(), Some("https://api.sandbox.push.apple.com"));
+    assert_eq!(
+        c.apns.prod_url.as_deref(),
+        Some("https://api.push.apple.com")
+    );
+    assert_eq!(
+        c.apns.dev_url.as_deref(),
+        Some("https://api.sandbox.push.apple.com")
+    );
     assert_eq!(c.apns.test_url, None);
     assert_eq!(c.outbox_file, Path::new("/d/push-outbox.sqlite"));
     assert!(c.full_sync);
@@ -66,19 +76,38 @@ fn init_via_the_binary_then_config_loads() {
         .args(["--dir", d.to_str().unwrap(), "init", "--port", "5999"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let fp_line = stdout.lines().find(|l| l.starts_with("fingerprint: ")).unwrap();
-    let fp = push_server::net::parse_fingerprint(fp_line.trim_start_matches("fingerprint: ")).unwrap();
+    let fp_line = stdout
+        .lines()
+        .find(|l| l.starts_with("fingerprint: "))
+        .unwrap();
+    let fp =
+        push_server::net::parse_fingerprint(fp_line.trim_start_matches("fingerprint: ")).unwrap();
     let cert = std::fs::read(d.join(config::CERT_FILE)).unwrap();
     assert_eq!(push_server::http_util::cert_fingerprint(&cert).unwrap(), fp);
-    for f in [config::INI_FILE, config::KEY_FILE, config::HANDLE_KEY_FILE, "vapid.pem", config::FINGERPRINT_FILE] {
+    for f in [
+        config::INI_FILE,
+        config::KEY_FILE,
+        config::HANDLE_KEY_FILE,
+        "vapid.pem",
+        config::FINGERPRINT_FILE,
+    ] {
         assert!(d.join(f).exists(), "{f}");
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        for f in [config::KEY_FILE, config::HANDLE_KEY_FILE, "vapid.pem", config::INI_FILE] {
+        for f in [
+            config::KEY_FILE,
+            config::HANDLE_KEY_FILE,
+            "vapid.pem",
+            config::INI_FILE,
+        ] {
             let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{f}");
         }
@@ -130,7 +159,8 @@ fn apns_sink_binary_starts_and_serves_the_read_api() {
         .to_string();
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");

@@ -146,6 +146,7 @@ proptest! {
             priority: prio,
             expires_at: Some(123),
             collapse_id: Some("c".into()),
+            report_delivery: true,
         };
         let text = serde_json::to_string(&job).unwrap();
         prop_assert_eq!(serde_json::from_str::<push_server::PushJob>(&text).unwrap(), job);

@@ -66,6 +66,7 @@ fn job(target: PushTarget) -> PushJob {
         priority: Some(5),
         expires_at: None,
         collapse_id: None,
+        report_delivery: false,
     }
 }
 
@@ -341,4 +342,23 @@ async fn null_provider_is_accepted_and_never_pushed() {
         "{m}"
     );
     let _ = Arc::new(());
+}
+
+#[tokio::test]
+async fn delivery_is_reported_when_asked() {
+    let s = service(50).await;
+    let t = token(77);
+    let mut j = job(device(&t));
+    j.kind = PushKind::Verification;
+    j.report_delivery = true;
+    let plain = job(device(&t));
+    s.gw.submit(j.clone()).await.unwrap();
+    s.gw.submit(plain.clone()).await.unwrap();
+    let fb = wait_feedback(&s.gw, 1).await;
+    assert!(s.env.sink.wait_for(2, Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fb2 = s.gw.feedback(0, 10).await.unwrap();
+    assert_eq!(fb2.len(), 1, "{fb2:?}");
+    assert_eq!(fb[0].job_id, j.job_id);
+    assert_eq!(fb[0].reason, FeedbackReason::Delivered);
 }

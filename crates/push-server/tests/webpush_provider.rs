@@ -25,10 +25,13 @@ struct Seen {
     body: Vec<u8>,
 }
 
-async fn push_service() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>, tempfile::TempDir) {
+async fn push_service() -> (
+    std::net::SocketAddr,
+    Arc<Mutex<Vec<Seen>>>,
+    tempfile::TempDir,
+) {
     let (cert, key) = http_util::self_signed_cert("push.test", &["127.0.0.1"], 30).unwrap();
-    let acceptor =
-        Arc::new(http_util::tls_acceptor(&cert, &key, &[b"http/1.1"], false).unwrap());
+    let acceptor = Arc::new(http_util::tls_acceptor(&cert, &key, &[b"http/1.1"], false).unwrap());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &cert).unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -55,8 +58,14 @@ async fn push_service() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>, tempfil
                             .iter()
                             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                             .collect();
-                        let body = http_util::read_body(req.into_body(), 1 << 20).await.unwrap();
-                        seen.lock().unwrap().push(Seen { path: path.clone(), headers, body: body.to_vec() });
+                        let body = http_util::read_body(req.into_body(), 1 << 20)
+                            .await
+                            .unwrap();
+                        seen.lock().unwrap().push(Seen {
+                            path: path.clone(),
+                            headers,
+                            body: body.to_vec(),
+                        });
                         let (status, retry) = match path.as_str() {
                             "/gone" => (410, None),
                             "/notfound" => (404, None),
@@ -81,7 +90,10 @@ async fn push_service() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>, tempfil
 }
 
 fn header(s: &Seen, k: &str) -> Option<String> {
-    s.headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone())
+    s.headers
+        .iter()
+        .find(|(h, _)| h == k)
+        .map(|(_, v)| v.clone())
 }
 
 #[tokio::test]
@@ -144,22 +156,63 @@ async fn webpush_delivery_decrypts_at_the_device_and_carries_vapid() {
         .unwrap()
         .split_once(", k=")
         .unwrap();
-    assert_eq!(URL_SAFE_NO_PAD.decode(k).unwrap(), vapid_key.public_uncompressed().unwrap());
+    assert_eq!(
+        URL_SAFE_NO_PAD.decode(k).unwrap(),
+        vapid_key.public_uncompressed().unwrap()
+    );
     let pubkey = push_server::jwt::public_key_from_pem(&vapid_key.public_pem().unwrap()).unwrap();
     let v = verify_es256(t, &pubkey).unwrap();
-    assert_eq!(v.claims["aud"], format!("https://127.0.0.1:{}", addr.port()));
+    assert_eq!(
+        v.claims["aud"],
+        format!("https://127.0.0.1:{}", addr.port())
+    );
     assert_eq!(v.claims["sub"], "mailto:ops@example.org");
 
     // Status handling.
     let cases: Vec<(&str, Box<dyn Fn(&PushError) -> bool>)> = vec![
-        ("/gone", Box::new(|e| matches!(e, PushError::InvalidToken { reason: InvalidReason::Expired, .. }))),
-        ("/notfound", Box::new(|e| matches!(e, PushError::InvalidToken { reason: InvalidReason::Unregistered, .. }))),
-        ("/busy", Box::new(|e| *e == PushError::RateLimited { retry_after: Some(Duration::from_secs(7)) })),
-        ("/err", Box::new(|e| matches!(e, PushError::Unavailable { status: 502, .. }))),
+        (
+            "/gone",
+            Box::new(|e| {
+                matches!(
+                    e,
+                    PushError::InvalidToken {
+                        reason: InvalidReason::Expired,
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "/notfound",
+            Box::new(|e| {
+                matches!(
+                    e,
+                    PushError::InvalidToken {
+                        reason: InvalidReason::Unregistered,
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "/busy",
+            Box::new(|e| {
+                *e == PushError::RateLimited {
+                    retry_after: Some(Duration::from_secs(7)),
+                }
+            }),
+        ),
+        (
+            "/err",
+            Box::new(|e| matches!(e, PushError::Unavailable { status: 502, .. })),
+        ),
     ];
     for (path, check) in cases {
         let a = sub(path);
-        let e = provider.send(delivery(&a, payload, expires)).await.unwrap_err();
+        let e = provider
+            .send(delivery(&a, payload, expires))
+            .await
+            .unwrap_err();
         assert!(check(&e), "{path}: {e:?}");
     }
     // Too large for one record.

@@ -149,5 +149,6 @@ pub fn check_job(t: &str) -> push_server::PushJob {
         priority: Some(5),
         expires_at: None,
         collapse_id: None,
+        report_delivery: false,
     }
 }
