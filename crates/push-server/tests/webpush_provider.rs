@@ -169,7 +169,8 @@ async fn webpush_delivery_decrypts_at_the_device_and_carries_vapid() {
     assert_eq!(v.claims["sub"], "mailto:ops@example.org");
 
     // Status handling.
-    let cases: Vec<(&str, Box<dyn Fn(&PushError) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&PushError) -> bool>;
+    let cases: Vec<(&str, Check)> = vec![
         (
             "/gone",
             Box::new(|e| {
