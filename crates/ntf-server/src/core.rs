@@ -687,6 +687,7 @@ impl<G: PushGateway + 'static> Core<G> {
             priority,
             expires_at: None,
             collapse_id: None,
+            report_delivery: false,
         };
         self.metrics.push_sent(label);
         self.submit(job, permits, |m, ok| {
@@ -747,23 +748,16 @@ impl<G: PushGateway + 'static> Core<G> {
             priority: Some(5),
             expires_at: None,
             collapse_id: None,
+            report_delivery: true,
         };
         self.metrics.verification_queued.inc();
         let core = self.clone();
-        let id = t.id.clone();
         let permits = permits.clone();
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             match core.gateway.submit(job).await {
-                Ok(_) => {
-                    core.metrics.verification_delivered.inc();
-                    // Accepted by the push-server (durable): the token counts as confirmed.
-                    core.store.update_token(&id, |t| {
-                        if t.status == TokenStatus::Registered {
-                            t.status = TokenStatus::Confirmed;
-                        }
-                    });
-                }
+                // CONFIRMED when the push-server reports that APNs accepted it (feedback).
+                Ok(_) => {}
                 Err(e) => {
                     core.metrics.verification_failed.inc();
                     tracing::warn!(error = %e, "verification push submit failed");
@@ -796,6 +790,7 @@ impl<G: PushGateway + 'static> Core<G> {
                 priority: Some(5),
                 expires_at: None,
                 collapse_id: None,
+                report_delivery: false,
             };
             self.submit(job, permits, |m, ok| {
                 if ok {
@@ -822,6 +817,19 @@ impl<G: PushGateway + 'static> Core<G> {
         for ev in &events {
             *after = (*after).max(ev.seq);
             match &ev.reason {
+                FeedbackReason::Delivered => {
+                    // Only verification pushes ask for a delivery report (reference: the token
+                    // becomes CONFIRMED when APNs accepted its verification push).
+                    self.metrics.verification_delivered.inc();
+                    for t in self.store.tokens() {
+                        if t.device.matches_target(&ev.target)
+                            && t.status == TokenStatus::Registered
+                        {
+                            self.store
+                                .update_token(&t.id, |x| x.status = TokenStatus::Confirmed);
+                        }
+                    }
+                }
                 FeedbackReason::InvalidToken(r) => {
                     let reason = map_invalid(r);
                     for t in self.store.tokens() {

@@ -75,6 +75,20 @@ async fn token_and_subscription_lifecycle() {
     let q1 = Queue::new(&smp, &relay.server).await;
     let (_, r) = c.cmd(Some(&d.key), b"", &q1.snew(&token_id)).await;
     assert_eq!(r, NtfResponse::Err(ErrorType::Auth));
+    // the verification push reached APNs (push-server delivery report) → CONFIRMED
+    push.wait_pushes(d.sink_token(), 1).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, r) = c.cmd(Some(&d.key), &token_id, &NtfCommand::Tchk).await;
+        if r == NtfResponse::Tkn(TokenStatus::Confirmed) {
+            break;
+        }
+        assert_eq!(r, NtfResponse::Tkn(TokenStatus::Registered));
+        assert!(tokio::time::Instant::now() < deadline, "not CONFIRMED");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, r) = c.cmd(Some(&d.key), b"", &q1.snew(&token_id)).await;
+    assert_eq!(r, NtfResponse::Err(ErrorType::Auth), "SNEW in CONFIRMED");
 
     // Repeated TNEW: same id, same key, same code.
     let code = register(&mut c, &push, &mut d).await;
