@@ -116,6 +116,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "default_ttl_seconds",
             "concurrency",
             "dedup_window_seconds",
+            "max_pending",
         ],
     ),
     ("METRICS", &["enable", "host", "port"]),
@@ -293,6 +294,7 @@ impl Config {
                 d.dedup_window.as_secs(),
             )?),
             poll_interval: d.poll_interval,
+            max_pending: r.num("OUTBOX", "max_pending", d.max_pending)?,
         };
         let metrics = if r.bool("METRICS", "enable", false)? {
             let host: IpAddr = match ini.get("METRICS", "host") {
@@ -379,6 +381,8 @@ retry_max_seconds = 600
 default_ttl_seconds = 86400
 concurrency = 64
 dedup_window_seconds = 604800
+# Load shedding: refuse new jobs (ntf-servers retry) while this many are pending.
+max_pending = 1000000
 
 [METRICS]
 enable = off

@@ -30,6 +30,8 @@ pub struct ServiceConfig {
     pub dedup_window: Duration,
     /// Longest idle sleep between outbox polls.
     pub poll_interval: Duration,
+    /// Load shedding: `submit` answers `unavailable` while this many jobs are pending.
+    pub max_pending: u64,
 }
 
 impl Default for ServiceConfig {
@@ -41,6 +43,7 @@ impl Default for ServiceConfig {
             concurrency: 64,
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             poll_interval: Duration::from_secs(5),
+            max_pending: 1_000_000,
         }
     }
 }
@@ -125,6 +128,10 @@ impl PushService {
             .unwrap_or(now + self.inner.cfg.default_ttl.as_secs());
         if deadline < now {
             return Err(GatewayError::InvalidJob("job already expired".into()));
+        }
+        let pending = u64::try_from(self.inner.metrics.outbox_length.get()).unwrap_or(0);
+        if pending >= self.inner.cfg.max_pending {
+            return Err(GatewayError::Unavailable("outbox full, retry later".into()));
         }
         let outcome = self
             .inner

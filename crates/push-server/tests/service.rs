@@ -362,3 +362,63 @@ async fn delivery_is_reported_when_asked() {
     assert_eq!(fb[0].job_id, j.job_id);
     assert_eq!(fb[0].reason, FeedbackReason::Delivered);
 }
+
+#[tokio::test]
+async fn memory_sink_provider_and_load_shedding() {
+    use push_server::provider::sink::MemorySink;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(&dir.path().join("o.sqlite"), false).unwrap();
+    let sink = Arc::new(MemorySink::new());
+    let providers = Providers::new().with_apns(ApnsEnv::Test, sink.clone());
+    let cfg = ServiceConfig {
+        retry_base: Duration::from_millis(20),
+        poll_interval: Duration::from_millis(100),
+        max_pending: 3,
+        ..ServiceConfig::default()
+    };
+    let service = PushService::new(
+        outbox,
+        providers,
+        HandleKey::generate(),
+        Metrics::new(),
+        cfg,
+    );
+    let gw = InProcessGateway::new(service.clone(), "ntf");
+    // No dispatcher yet: jobs pile up until the limit.
+    let t = token(5);
+    for _ in 0..3 {
+        gw.submit(job(device(&t))).await.unwrap();
+    }
+    assert!(matches!(
+        gw.submit(job(device(&t))).await,
+        Err(push_server::GatewayError::Unavailable(_))
+    ));
+    // Scripted failure then success, through the dispatcher.
+    let addr = DeviceAddress::Apns {
+        env: ApnsEnv::Test,
+        token: t.clone(),
+    };
+    sink.fail_next(
+        &addr,
+        [push_server::PushError::Unavailable {
+            status: 503,
+            reason: String::new(),
+        }],
+    );
+    let (_tx, rx) = watch::channel(false);
+    service.spawn_dispatcher(rx);
+    assert!(sink.wait_for(3, Duration::from_secs(5)).await);
+    assert_eq!(sink.attempts(), 4);
+    for _ in 0..100 {
+        if gw.submit(job(device(&t))).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sink.wait_for(4, Duration::from_secs(5)).await);
+    assert!(
+        sink.records()
+            .iter()
+            .all(|r| r.address == addr && r.payload == BODY)
+    );
+}
