@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hush_client::{
-    AuthAlgorithm, AuthKey, ClientError, NewQueueParams, PoolConfig, PoolEvent, PoolEvents, RawMsg,
-    RcvMsgBody, ServerEvent, SmpClientPool,
+    AuthAlgorithm, AuthKey, ClientError, NewQueueParams, NotifierCreds, PoolConfig, PoolEvent,
+    PoolEvents, RawMsg, RcvMsgBody, ServerEvent, SmpClientPool,
 };
 use hush_crypto::{X448Public, X448Secret, X25519Public, X25519Secret, sha256};
 use hush_proto::address::{
@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 use crate::envelope::{
     AGENT_VERSION, AMessage, AgentMessage, AgentMsgEnvelope, ClientMessage, ClientMsgEnvelope,
     E2E_ENC_AGENT_MSG_LEN, E2E_ENC_CONN_INFO_LEN, EnvelopeError, PrivHeader, SmpQueueInfo,
+    SndQAddr,
 };
 use crate::ratchet::{
     CURRENT_E2E_VERSION, E2eRatchetParams, Ratchet, RatchetError, RatchetVersions,
@@ -341,6 +342,7 @@ impl Agent {
             e2e_secret: None,
             queue_mode: to_address_mode(q.queue_mode),
             smp_client_version: crate::envelope::SMP_CLIENT_VERSION,
+            notifier: None,
         }
     }
 
@@ -612,51 +614,62 @@ impl Agent {
     /// once the relay accepted it.
     pub fn send(&self, conn: ConnId, body: &[u8]) -> Result<i64, AgentError> {
         let (msg_id, sq_id) = self.with_tx_a(|tx| {
-            let c = tx.connection(conn)?;
-            if !matches!(c.status, ConnStatus::Connected | ConnStatus::Confirmed) {
-                return Err(AgentError::State("connection is not connected"));
-            }
-            let sq = tx
-                .snd_queues_of(conn)?
-                .into_iter()
-                .next()
-                .ok_or(AgentError::State("no send queue"))?;
-            let mut ratchet = c.ratchet.ok_or(AgentError::State("no ratchet"))?;
-            let msg_id = c.last_snd_id + 1;
-            let plain = AgentMessage::Message {
-                snd_msg_id: msg_id,
-                prev_msg_hash: c.last_snd_hash,
-                msg: AMessage::AMsg(body.to_vec()),
-            }
-            .encode()?;
-            let enc = ratchet
-                .encrypt(&plain, E2E_ENC_AGENT_MSG_LEN)
-                .map_err(|e| match e {
-                    RatchetError::TooLarge => AgentError::TooLarge,
-                    e => e.into(),
-                })?;
-            let env = AgentMsgEnvelope::Msg {
-                agent_version: AGENT_VERSION,
-                enc_agent_message: enc,
-            }
-            .encode()?;
-            let sealed = ClientMsgEnvelope::seal(
-                &sq.e2e_secret,
-                sq.smp_client_version,
-                None,
-                &ClientMessage {
-                    header: PrivHeader::Empty,
-                    body: env,
-                },
-            )?
-            .encode();
-            tx.push_outbox(conn, sq.snd_queue_id, msg_id, OutboxKind::Message, &sealed)?;
-            tx.set_ratchet(conn, &ratchet)?;
-            tx.set_last_snd(conn, msg_id, &sha256(&plain))?;
-            Ok((msg_id, sq.snd_queue_id))
+            Self::enqueue(tx, conn, AMessage::AMsg(body.to_vec()), OutboxKind::Message)
         })?;
         self.wake(sq_id);
         Ok(msg_id)
+    }
+
+    /// Ratchet-encrypts an agent message with the next message id and queues it on the
+    /// connection's send queue; returns (message id, send queue id).
+    fn enqueue(
+        tx: &Tx<'_>,
+        conn: ConnId,
+        msg: AMessage,
+        kind: OutboxKind,
+    ) -> Result<(i64, i64), AgentError> {
+        let c = tx.connection(conn)?;
+        if !matches!(c.status, ConnStatus::Connected | ConnStatus::Confirmed) {
+            return Err(AgentError::State("connection is not connected"));
+        }
+        let sq = tx
+            .snd_queues_of(conn)?
+            .into_iter()
+            .next()
+            .ok_or(AgentError::State("no send queue"))?;
+        let mut ratchet = c.ratchet.ok_or(AgentError::State("no ratchet"))?;
+        let msg_id = c.last_snd_id + 1;
+        let plain = AgentMessage::Message {
+            snd_msg_id: msg_id,
+            prev_msg_hash: c.last_snd_hash,
+            msg,
+        }
+        .encode()?;
+        let enc = ratchet
+            .encrypt(&plain, E2E_ENC_AGENT_MSG_LEN)
+            .map_err(|e| match e {
+                RatchetError::TooLarge => AgentError::TooLarge,
+                e => e.into(),
+            })?;
+        let env = AgentMsgEnvelope::Msg {
+            agent_version: AGENT_VERSION,
+            enc_agent_message: enc,
+        }
+        .encode()?;
+        let sealed = ClientMsgEnvelope::seal(
+            &sq.e2e_secret,
+            sq.smp_client_version,
+            None,
+            &ClientMessage {
+                header: PrivHeader::Empty,
+                body: env,
+            },
+        )?
+        .encode();
+        tx.push_outbox(conn, sq.snd_queue_id, msg_id, kind, &sealed)?;
+        tx.set_ratchet(conn, &ratchet)?;
+        tx.set_last_snd(conn, msg_id, &sha256(&plain))?;
+        Ok((msg_id, sq.snd_queue_id))
     }
 
     /// Acknowledges a received message (it is then deleted at the relay, which delivers the
@@ -724,6 +737,39 @@ impl Agent {
             if let Some(n) = lock(&self.inner.workers).get(&sq.snd_queue_id) {
                 n.notify_one();
             }
+        }
+        Ok(())
+    }
+
+    /// Creates notifier credentials (`NKEY`) for every receive queue of a connection and stores
+    /// them; returns (relay, credentials) pairs to register with a notification server.
+    pub async fn enable_notifications(
+        &self,
+        conn: ConnId,
+    ) -> Result<Vec<(ProtocolServer, NotifierCreds)>, AgentError> {
+        let queues = self.with_tx(|tx| tx.rcv_queues_of(conn))?;
+        let mut out = Vec::new();
+        for q in queues {
+            let client = self.inner.pool.client(&q.server).await?;
+            let creds = client
+                .enable_notifications(&q.rcv_id, &q.rcv_key, AuthAlgorithm::Ed25519)
+                .await?;
+            self.with_tx(|tx| tx.set_rcv_notifier(&q.server, &q.rcv_id, Some(&creds)))?;
+            out.push((q.server, creds));
+        }
+        Ok(out)
+    }
+
+    /// Removes the notifier credentials of a connection's receive queues (`NDEL`).
+    pub async fn disable_notifications(&self, conn: ConnId) -> Result<(), AgentError> {
+        let queues = self.with_tx(|tx| tx.rcv_queues_of(conn))?;
+        for q in queues {
+            if q.notifier.is_none() {
+                continue;
+            }
+            let client = self.inner.pool.client(&q.server).await?;
+            client.disable_notifications(&q.rcv_id, &q.rcv_key).await?;
+            self.with_tx(|tx| tx.set_rcv_notifier(&q.server, &q.rcv_id, None))?;
         }
         Ok(())
     }
@@ -822,6 +868,7 @@ impl Agent {
                                 conn: entry.conn_id,
                                 msg_id: entry.msg_id,
                             }),
+                            OutboxKind::Control => {}
                             OutboxKind::Confirmation => {
                                 let c = tx.connection(entry.conn_id)?;
                                 if c.status == ConnStatus::Confirmed {
@@ -844,12 +891,15 @@ impl Agent {
                     }
                 }
                 Err(ClientError::Smp(ErrorType::Quota)) => {
+                    // wait for the recipient's A_QCONT (or retry on a timer)
                     tokio::select! {
                         _ = tokio::time::sleep(self.inner.config.quota_retry_interval) => {}
+                        _ = notify.notified() => {}
                         _ = stop.changed() => return,
                     }
                 }
                 Err(e) if e.is_permanent() => {
+                    // (a control message's failure is reported with its agent message id too)
                     self.emit(AgentEvent::DeliveryError {
                         conn: entry.conn_id,
                         msg_id: entry.msg_id,
@@ -951,7 +1001,23 @@ impl Agent {
         };
         let body = match m.body {
             RcvMsgBody::Message { body, .. } => body,
-            RcvMsgBody::Quota { .. } => return ack_now(self, m.msg_id).await,
+            RcvMsgBody::Quota { .. } => {
+                // the queue was full and is now drained: tell the sender to continue
+                let addr = SndQAddr {
+                    server: q.server.clone(),
+                    sender_id: q.snd_id.clone(),
+                };
+                match self.with_tx_a(|tx| {
+                    Self::enqueue(tx, conn, AMessage::QCont(addr), OutboxKind::Control)
+                }) {
+                    Ok((_, sq)) => self.wake(sq),
+                    Err(e) => self.emit(AgentEvent::Error {
+                        conn: Some(conn),
+                        error: format!("QCONT: {e}"),
+                    }),
+                }
+                return ack_now(self, m.msg_id).await;
+            }
         };
         let enc_hash = sha256(&body);
         // relay redelivery / repeated SEND?
@@ -1152,6 +1218,17 @@ impl Agent {
                             }],
                             ack: false,
                             wake: None,
+                        }
+                    }
+                    AMessage::QCont(addr) => {
+                        record(snd_msg_id, None, true)?;
+                        let sq = tx.snd_queues_of(conn)?.into_iter().find(|sq| {
+                            sq.server.same_address(&addr.server) && sq.snd_id == addr.sender_id
+                        });
+                        Processed {
+                            events: Vec::new(),
+                            ack: true,
+                            wake: sq.map(|sq| sq.snd_queue_id),
                         }
                     }
                     _ => {

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use hush_client::AuthKey;
+use hush_client::{AuthKey, NotifierCreds};
 use hush_crypto::keys::PrivateKey;
 use hush_crypto::{DhSecret, X448Secret, X25519Public, X25519Secret};
 use hush_proto::address::{ProtocolServer, QueueMode};
@@ -100,7 +100,7 @@ CREATE TABLE outbox (
   conn_id INTEGER NOT NULL REFERENCES connections(conn_id) ON DELETE CASCADE,
   snd_queue_id INTEGER NOT NULL REFERENCES snd_queues(snd_queue_id) ON DELETE CASCADE,
   msg_id INTEGER NOT NULL,
-  kind TEXT NOT NULL,                  -- 'confirmation' | 'message'
+  kind TEXT NOT NULL,                  -- 'confirmation' | 'message' | 'control'
   body BLOB NOT NULL,
   created_at INTEGER NOT NULL
 );
@@ -293,6 +293,8 @@ pub struct RcvQueue {
     pub e2e_secret: Option<DhSecret>,
     pub queue_mode: Option<QueueMode>,
     pub smp_client_version: u16,
+    /// Notifier credentials (`NKEY`), handed to a notification server.
+    pub notifier: Option<NotifierCreds>,
 }
 
 /// A send queue.
@@ -320,7 +322,10 @@ impl SndQueue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutboxKind {
     Confirmation,
+    /// An application message.
     Message,
+    /// An agent control message (e.g. `A_QCONT`): no event when sent.
+    Control,
 }
 
 /// A message waiting for the relay's `OK`.
@@ -654,10 +659,13 @@ impl Tx<'_> {
             e2e_secret: r.get(7)?,
             queue_mode: r.get(8)?,
             smp_client_version: r.get(9)?,
+            ntf_id: r.get(10)?,
+            ntf_key: r.get(11)?,
+            ntf_dh_secret: r.get(12)?,
         })
     }
 
-    const RCV_COLS: &'static str = "conn_id, server, rcv_id, snd_id, rcv_key, rcv_dh_secret, e2e_priv, e2e_secret, queue_mode, smp_client_version";
+    const RCV_COLS: &'static str = "conn_id, server, rcv_id, snd_id, rcv_key, rcv_dh_secret, e2e_priv, e2e_secret, queue_mode, smp_client_version, ntf_id, ntf_key, ntf_dh_secret";
 
     /// The receive queue with this relay address and recipient id.
     pub fn rcv_queue(
@@ -706,6 +714,28 @@ impl Tx<'_> {
         self.0.execute(
             "UPDATE rcv_queues SET e2e_secret = ?3 WHERE server = ?1 AND rcv_id = ?2",
             params![server.to_text(), rcv_id, secret.as_bytes().as_slice()],
+        )?;
+        Ok(())
+    }
+
+    /// Stores (`Some`) or removes (`None`) a receive queue's notifier credentials.
+    pub fn set_rcv_notifier(
+        &self,
+        server: &ProtocolServer,
+        rcv_id: &[u8],
+        creds: Option<&NotifierCreds>,
+    ) -> Result<(), StoreError> {
+        let (id, key, dh) = match creds {
+            Some(c) => (
+                Some(c.notifier_id.clone()),
+                Some(auth_key_to_bytes(&c.notifier_key)?),
+                Some(c.rcv_ntf_dh_secret.as_bytes().to_vec()),
+            ),
+            None => (None, None, None),
+        };
+        self.0.execute(
+            "UPDATE rcv_queues SET ntf_id = ?3, ntf_key = ?4, ntf_dh_secret = ?5 WHERE server = ?1 AND rcv_id = ?2",
+            params![server.to_text(), rcv_id, id, key, dh],
         )?;
         Ok(())
     }
@@ -808,6 +838,7 @@ impl Tx<'_> {
         let kind = match kind {
             OutboxKind::Confirmation => "confirmation",
             OutboxKind::Message => "message",
+            OutboxKind::Control => "control",
         };
         self.0.execute(
             "INSERT INTO outbox (conn_id, snd_queue_id, msg_id, kind, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -844,6 +875,7 @@ impl Tx<'_> {
                 kind: match kind.as_str() {
                     "confirmation" => OutboxKind::Confirmation,
                     "message" => OutboxKind::Message,
+                    "control" => OutboxKind::Control,
                     _ => return Err(StoreError::BadValue("outbox kind")),
                 },
                 body,
@@ -1022,6 +1054,9 @@ struct RcvRow {
     e2e_secret: Option<Vec<u8>>,
     queue_mode: String,
     smp_client_version: i64,
+    ntf_id: Option<Vec<u8>>,
+    ntf_key: Option<Vec<u8>>,
+    ntf_dh_secret: Option<Vec<u8>>,
 }
 
 impl RcvRow {
@@ -1038,6 +1073,15 @@ impl RcvRow {
             queue_mode: mode_from(&self.queue_mode),
             smp_client_version: u16::try_from(self.smp_client_version)
                 .map_err(|_| StoreError::BadValue("version"))?,
+            notifier: match (self.ntf_id, self.ntf_key, self.ntf_dh_secret) {
+                (Some(notifier_id), Some(k), Some(d)) => Some(NotifierCreds {
+                    notifier_id,
+                    notifier_key: auth_key_from_bytes(&k)?,
+                    rcv_ntf_dh_secret: dh_from(&d)?,
+                }),
+                (None, None, None) => None,
+                _ => return Err(StoreError::BadValue("partial notifier credentials")),
+            },
         })
     }
 }

@@ -126,3 +126,113 @@ async fn deleted_connection_refuses_delivery() {
     a.close().await;
     b.close().await;
 }
+
+/// More messages than the relay's queue quota (128): the sender gets `ERR QUOTA`, the
+/// recipient drains the queue, receives the quota marker and answers `A_QCONT`, which resumes
+/// the sender at once (its timer retry is set to 10 minutes here, so only QCONT can do it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_then_qcont_resumes_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path()).await;
+    let mut config = agent_config(relay.server());
+    config.quota_retry_interval = std::time::Duration::from_secs(600);
+    let (a, mut a_rx) = hush_agent::Agent::open(db_path(dir.path(), "a"), config)
+        .await
+        .unwrap();
+    let (b, mut b_rx) = open_agent(&db_path(dir.path(), "b"), relay.server()).await;
+    let (a_conn, b_conn) = connect_pair(&a, &mut a_rx, &b, &mut b_rx).await;
+    const M: i64 = 200;
+    for i in 0..M {
+        a.send(a_conn, format!("q {i}").as_bytes()).unwrap();
+    }
+    // let the sender hit the quota before anything is acknowledged
+    let mut seen = Vec::new();
+    let first = wait_for(&mut b_rx, &mut seen, |e| match e {
+        AgentEvent::Message { msg_id, .. } => Some(*msg_id),
+        _ => None,
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while a.pending_sends().unwrap() > M - 128 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        a.pending_sends().unwrap() == M - 128,
+        "the quota stopped the sender"
+    );
+    b.ack(b_conn, first).await.unwrap();
+    let mut next = first + 1;
+    while next < first + M {
+        let (id, body) = wait_for(&mut b_rx, &mut seen, |e| match e {
+            AgentEvent::Message { msg_id, body, .. } => Some((*msg_id, body.clone())),
+            _ => None,
+        })
+        .await;
+        assert_eq!(id, next);
+        assert_eq!(body, format!("q {}", id - first).into_bytes());
+        b.ack(b_conn, id).await.unwrap();
+        next += 1;
+    }
+    assert_eq!(a.pending_sends().unwrap(), 0);
+    a.close().await;
+    b.close().await;
+}
+
+/// `NKEY` for a connection's receive queue: the credentials are stored, and a notifier
+/// subscribed with them (as an NTF server would) gets an `NMSG` that decrypts to the message's
+/// relay id when the peer sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifier_credentials_work_and_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path()).await;
+    let db_a = db_path(dir.path(), "a");
+    let (a, mut a_rx) = open_agent(&db_a, relay.server()).await;
+    let (b, mut b_rx) = open_agent(&db_path(dir.path(), "b"), relay.server()).await;
+    let (a_conn, b_conn) = connect_pair(&a, &mut a_rx, &b, &mut b_rx).await;
+    let creds = a.enable_notifications(a_conn).await.unwrap();
+    assert_eq!(creds.len(), 1);
+    let (server, creds) = &creds[0];
+    {
+        let mut s = hush_agent::store::Store::open(&db_a).unwrap();
+        let q = s.tx(|tx| tx.rcv_queues_of(a_conn)).unwrap().pop().unwrap();
+        let stored = q.notifier.expect("stored notifier credentials");
+        assert_eq!(stored.notifier_id, creds.notifier_id);
+    }
+    let (ntf, mut ntf_events) =
+        hush_client::SmpClient::connect(server, hush_client::ClientConfig::default())
+            .await
+            .unwrap();
+    ntf.subscribe_notifier(&creds.notifier_id, &creds.notifier_key)
+        .await
+        .unwrap();
+    b.send(b_conn, b"wake up").unwrap();
+    let mut seen = Vec::new();
+    let msg_id = wait_for(&mut a_rx, &mut seen, |e| match e {
+        AgentEvent::Message { msg_id, .. } => Some(*msg_id),
+        _ => None,
+    })
+    .await;
+    let ev = tokio::time::timeout(WAIT, ntf_events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    match ev {
+        hush_client::ServerEvent::Notification {
+            notifier_id,
+            nonce,
+            enc_meta,
+        } => {
+            assert_eq!(notifier_id, creds.notifier_id);
+            let meta =
+                hush_client::decrypt_nmsg(&creds.rcv_ntf_dh_secret, &nonce, &enc_meta).unwrap();
+            assert_eq!(meta.msg_id.len(), 24);
+        }
+        e => panic!("expected NMSG, got {e:?}"),
+    }
+    a.ack(a_conn, msg_id).await.unwrap();
+    a.disable_notifications(a_conn).await.unwrap();
+    ntf.close().await;
+    a.close().await;
+    b.close().await;
+}

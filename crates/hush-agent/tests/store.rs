@@ -5,7 +5,7 @@ use hush_agent::ratchet::{Ratchet, RatchetVersions, x3dh_inviter, x3dh_joiner};
 use hush_agent::store::{
     ConnMode, ConnStatus, OutboxKind, RcvQueue, SCHEMA_VERSION, SndQueue, Store, StoreError,
 };
-use hush_client::{AuthAlgorithm, AuthKey};
+use hush_client::{AuthAlgorithm, AuthKey, NotifierCreds};
 use hush_crypto::{DhSecret, X448Secret, X25519Secret};
 use hush_proto::address::{ProtocolServer, QueueMode};
 
@@ -44,6 +44,7 @@ fn everything_survives_reopen() {
     let r = ratchet();
     let rcv_key = AuthKey::generate(AuthAlgorithm::Ed25519).unwrap();
     let snd_key = AuthKey::generate(AuthAlgorithm::Ed448).unwrap();
+    let ntf_key = AuthKey::generate(AuthAlgorithm::X25519).unwrap();
     let e2e = X25519Secret::generate();
     let (r1, r2) = (
         X448Secret::generate().unwrap(),
@@ -71,7 +72,17 @@ fn everything_survives_reopen() {
                 e2e_secret: None,
                 queue_mode: Some(QueueMode::Messaging),
                 smp_client_version: 4,
+                notifier: None,
             })?;
+            tx.set_rcv_notifier(
+                &server(),
+                &[1; 24],
+                Some(&NotifierCreds {
+                    notifier_id: vec![8; 24],
+                    notifier_key: ntf_key.clone(),
+                    rcv_ntf_dh_secret: DhSecret::from_bytes([7; 32]),
+                }),
+            )?;
             tx.set_rcv_e2e_secret(&server(), &[1; 24], &DhSecret::from_bytes([9; 32]))?;
             let sq_id = tx.add_snd_queue(&SndQueue {
                 snd_queue_id: 0,
@@ -131,6 +142,13 @@ fn everything_survives_reopen() {
         assert_eq!(q.snd_id, vec![2; 24]);
         assert_eq!(q.e2e_secret.unwrap().as_bytes(), &[9; 32]);
         assert_eq!(q.rcv_dh_secret.as_bytes(), &[3; 32]);
+        let n = q.notifier.unwrap();
+        assert_eq!(n.notifier_id, vec![8; 24]);
+        assert_eq!(n.rcv_ntf_dh_secret.as_bytes(), &[7; 32]);
+        assert_eq!(
+            n.notifier_key.public_der().unwrap(),
+            ntf_key.public_der().unwrap()
+        );
         assert_eq!(*q.e2e_priv.to_bytes(), *e2e.to_bytes());
         assert_eq!(
             q.rcv_key.public_der().unwrap(),
