@@ -35,7 +35,9 @@ pub(super) async fn serve(
     let _permit = permit;
     let accepted = tokio::select! {
         _ = shutdown.wait() => return,
-        c = transport.accept(tcp) => c,
+        // Boxed: the handshake's state lives on the heap only while it runs, instead of
+        // enlarging this task (allocated once per connection, for its whole life).
+        c = Box::pin(transport.accept(tcp)) => c,
     };
     let conn = match accepted {
         Ok(c) => c,
@@ -151,7 +153,9 @@ pub(super) async fn serve(
                         session_key: &session_key,
                     };
                     for t in ts {
-                        responses.extend(shared.process_transmission(&mut ctx, t).await);
+                        // Boxed for the same reason (command handling is large).
+                        responses
+                            .extend(Box::pin(shared.process_transmission(&mut ctx, t)).await);
                     }
                 }
             },
