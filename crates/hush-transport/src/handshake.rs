@@ -524,6 +524,9 @@ impl TransportClient {
         let alpn: Vec<&str> = self.config.alpn.iter().map(String::as_str).collect();
         let tls = async {
             let tcp = TcpStream::connect(addr).await?;
+            // SMP writes whole 16 KB blocks; with Nagle a block written while the previous one
+            // is unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux).
+            let _ = tcp.set_nodelay(true);
             self.tls.connect(tcp, &alpn, key_hash).await
         };
         let stream = timeout(t.tls_timeout, tls)
