@@ -25,10 +25,10 @@ proptest! {
         let mut b = jwt.clone().into_bytes();
         let i = flip % b.len();
         b[i] = if b[i] == b'A' { b'B' } else { b'A' };
-        if let Ok(s) = String::from_utf8(b) {
-            if s != jwt {
-                prop_assert!(verify_es256(&s, &pubkey).is_err());
-            }
+        if let Ok(s) = String::from_utf8(b)
+            && s != jwt
+        {
+            prop_assert!(verify_es256(&s, &pubkey).is_err());
         }
     }
 
