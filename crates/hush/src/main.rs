@@ -1,0 +1,378 @@
+//! `hush`: the command line of the hush messaging stack.
+//!
+//! * `hush up` — relay + ntf-server + push-server + apns-sink in one process ([`up`]).
+//! * `hush daemon` — the always-connected receiver with local notifications ([`daemon`]).
+//! * `hush init | invite | connect | address | accept | send | chat | history | delete |
+//!   group | notify | status | contacts` — a chat client on hush-agent ([`session`], [`chat`]).
+
+mod chat;
+mod daemon;
+mod notify;
+mod profile;
+mod push;
+mod session;
+mod up;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use profile::{NotifyMode, Profile};
+use session::{Output, Session};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hush",
+    version,
+    about = "hush: private messaging without user identities"
+)]
+struct Cli {
+    /// Profile directory (agent database, contacts, history).
+    #[arg(long, short = 'p', global = true, env = "HUSH_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Output JSON lines (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run relay + ntf-server + push-server + apns-sink in one process (loopback).
+    Up {
+        /// Data directory (default $XDG_DATA_HOME/hush, else ./hush-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// First of five consecutive ports: relay, ntf-server, push-server, apns-sink, sink read
+        /// API. 0 = free ports.
+        #[arg(long, default_value_t = up::DEFAULT_PORT_BASE)]
+        port_base: u16,
+    },
+    /// Create the local profile.
+    Init {
+        #[arg(long)]
+        name: String,
+        /// Relay for new queues (default: the `hush up` stack in --up-dir).
+        #[arg(long)]
+        relay: Option<String>,
+        /// Data directory of `hush up` (to find its relay address).
+        #[arg(long)]
+        up_dir: Option<PathBuf>,
+    },
+    /// Print a one-time invitation link.
+    Invite {
+        /// Create the queue on this relay instead of the profile's.
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// Connect with an invitation link or a contact address.
+    Connect {
+        link: String,
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// Print this profile's contact address (created once).
+    Address,
+    /// Accept a contact request.
+    Accept { name: String },
+    /// Send a message to a contact.
+    Send { name: String, message: Vec<String> },
+    /// Interactive line-oriented chat on stdin/stdout.
+    Chat,
+    /// Message history with a contact (or #group).
+    History {
+        name: String,
+        #[arg(short = 'n', default_value_t = 20)]
+        limit: usize,
+    },
+    /// Delete a contact (its queues at the relay, too).
+    Delete { name: String },
+    /// Groups.
+    Group {
+        #[command(subcommand)]
+        cmd: GroupCmd,
+    },
+    /// Set a contact's notification mode: connected | push | periodic | off.
+    Notify { name: String, mode: String },
+    /// Contacts and their state.
+    Contacts,
+    /// What is connected, what is pending.
+    Status,
+    /// The always-connected receiver.
+    Daemon {
+        /// PING a relay after this much silence (e.g. 600, 10m, 20s).
+        #[arg(long, default_value = "10m")]
+        ping_interval: String,
+        /// Longest reconnect backoff.
+        #[arg(long, default_value = "60s")]
+        reconnect_max: String,
+        /// Command run for each new message (env: HUSH_FROM, HUSH_GROUP, HUSH_TEXT).
+        #[arg(long)]
+        on_message: Option<String>,
+        /// Never use notify-send.
+        #[arg(long)]
+        no_desktop: bool,
+        /// How often the idle-traffic statistics file is written.
+        #[arg(long, default_value = "10m")]
+        stats_interval: String,
+        /// Stop after this long (measurements).
+        #[arg(long)]
+        run_for: Option<String>,
+        /// Print the statistics of the last run and exit.
+        #[arg(long)]
+        stats: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCmd {
+    Create { name: String },
+    Invite { group: String, name: String },
+    Send { group: String, message: Vec<String> },
+    List,
+    Members { group: String },
+}
+
+/// Parses `600`, `600s`, `10m`, `2h`, `250ms`.
+fn duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: u64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => anyhow::bail!("bad duration unit in {s:?} (ms, s, m, h)"),
+    })
+}
+
+fn default_profile() -> PathBuf {
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(x) if !x.is_empty() => PathBuf::from(x).join("hush").join("profile"),
+        _ => PathBuf::from("hush-profile"),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let out = Output { json: cli.json };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            out.error(&format!("{e:#}"));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Output { json: cli.json };
+    let pdir = cli.profile.clone().unwrap_or_else(default_profile);
+    let open = |relay: Option<String>| {
+        let pdir = pdir.clone();
+        async move {
+            let p = Profile::open(&pdir)?;
+            let r = session::relay_of(&p, relay.as_deref())?;
+            Session::open(p, r, None, out).await
+        }
+    };
+    match cli.command {
+        Cmd::Up {
+            data_dir,
+            port_base,
+        } => {
+            up::run(up::UpOptions {
+                data_dir: data_dir.unwrap_or_else(up::default_data_dir),
+                port_base,
+            })
+            .await
+        }
+        Cmd::Init {
+            name,
+            relay,
+            up_dir,
+        } => {
+            let relay = match relay {
+                Some(r) => r,
+                None => up::Addresses::load(&up_dir.unwrap_or_else(up::default_data_dir))?.smp,
+            };
+            hush_proto::address::ProtocolServer::parse(&relay)
+                .map_err(|e| anyhow::anyhow!("bad relay address: {e}"))?;
+            let p = Profile::open_or_create(&pdir)?;
+            p.set_setting("name", &name)?;
+            p.set_setting("relay", &relay)?;
+            out.emit(
+                "init",
+                &format!(
+                    "profile {name} in {} (relay {})",
+                    pdir.display(),
+                    session::short_relay(&relay)
+                ),
+                serde_json::json!({ "name": name, "relay": relay, "dir": pdir }),
+            );
+            Ok(())
+        }
+        Cmd::Invite { relay } => {
+            let mut s = open(relay).await?;
+            s.invite().await?;
+            s.close().await;
+            Ok(())
+        }
+        Cmd::Connect { link, relay } => {
+            let mut s = open(relay).await?;
+            s.connect(&link).await?;
+            let r = s.flush(Duration::from_secs(10)).await;
+            s.close().await;
+            r
+        }
+        Cmd::Address => {
+            let mut s = open(None).await?;
+            s.address().await?;
+            s.close().await;
+            Ok(())
+        }
+        Cmd::Accept { name } => {
+            let mut s = open(None).await?;
+            let r = s.accept(&name).await;
+            s.close().await;
+            r
+        }
+        Cmd::Send { name, message } => {
+            let mut s = open(None).await?;
+            let r = match s.send_text(&name, &message.join(" ")) {
+                Ok(()) => s.flush(Duration::from_secs(15)).await,
+                Err(e) => Err(e),
+            };
+            s.close().await;
+            r
+        }
+        Cmd::Chat => chat::run(open(None).await?).await,
+        Cmd::History { name, limit } => {
+            let p = Profile::open(&pdir)?;
+            let s = Session::open(p, placeholder_relay(&pdir)?, None, out).await?;
+            let r = s.history(&name, limit);
+            s.close().await;
+            r
+        }
+        Cmd::Delete { name } => {
+            let mut s = open(None).await?;
+            let r = s.delete(&name).await;
+            s.close().await;
+            r
+        }
+        Cmd::Group { cmd } => {
+            let mut s = open(None).await?;
+            let r = match cmd {
+                GroupCmd::Create { name } => s.group_create(&name),
+                GroupCmd::Invite { group, name } => match s.group_invite(&group, &name) {
+                    Ok(()) => s.flush(Duration::from_secs(15)).await,
+                    Err(e) => Err(e),
+                },
+                GroupCmd::Send { group, message } => {
+                    match s.group_send(&group, &message.join(" ")) {
+                        Ok(_) => s.flush(Duration::from_secs(15)).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                GroupCmd::List => {
+                    for g in s.profile.groups()? {
+                        println!("#{}", g.name);
+                    }
+                    Ok(())
+                }
+                GroupCmd::Members { group } => {
+                    let g = s.profile.group_by_name(&group)?.context("no such group")?;
+                    for m in s.profile.members(&g.gid)? {
+                        println!("{} {}", m.name, m.status);
+                    }
+                    Ok(())
+                }
+            };
+            s.close().await;
+            r
+        }
+        Cmd::Notify { name, mode } => {
+            let mode =
+                NotifyMode::parse(&mode).context("mode: connected, push, periodic or off")?;
+            let mut s = open(None).await?;
+            let r = push::set_mode(&mut s, &name, mode).await;
+            s.close().await;
+            r
+        }
+        Cmd::Contacts => {
+            let p = Profile::open(&pdir)?;
+            let s = Session::open(p, placeholder_relay(&pdir)?, None, out).await?;
+            let r = s.contacts();
+            s.close().await;
+            r
+        }
+        Cmd::Status => {
+            let s = open(None).await?;
+            let r = s.status();
+            s.close().await;
+            r
+        }
+        Cmd::Daemon {
+            ping_interval,
+            reconnect_max,
+            on_message,
+            no_desktop,
+            stats_interval,
+            run_for,
+            stats,
+        } => {
+            if stats {
+                return daemon::print_stats(&pdir, cli.json);
+            }
+            let p = Profile::open(&pdir)?;
+            let r = session::relay_of(&p, None)?;
+            daemon::run(
+                p,
+                r,
+                daemon::DaemonOptions {
+                    ping_interval: duration(&ping_interval)?,
+                    reconnect_max: duration(&reconnect_max)?,
+                    on_message,
+                    no_desktop,
+                    stats_interval: duration(&stats_interval)?,
+                    run_for: run_for.as_deref().map(duration).transpose()?,
+                },
+                out,
+            )
+            .await
+        }
+    }
+}
+
+/// The profile's relay (local-only commands do not connect to it).
+fn placeholder_relay(
+    pdir: &std::path::Path,
+) -> anyhow::Result<hush_proto::address::ProtocolServer> {
+    let p = Profile::open(pdir)?;
+    session::relay_of(&p, None)
+}
