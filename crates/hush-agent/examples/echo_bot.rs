@@ -5,8 +5,8 @@
 //! cargo run -p hush-agent --example echo_bot -- smp://<fingerprint>@<host>[:port] [bot.db]
 //! ```
 //!
-//! It prints its contact address on start (and keeps its connections in the database, so a
-//! restart resumes them). Connect to it with any agent: `agent.join(&address, b"me")`.
+//! It prints its contact address on start (the same one after a restart: its address and
+//! connections live in the database). Connect to it with any agent: `agent.join(&address, b"me")`.
 
 use hush_agent::{Agent, AgentConfig, AgentEvent};
 use hush_proto::address::ProtocolServer;
@@ -22,7 +22,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (agent, mut events) = Agent::open(&db, AgentConfig::new(server)).await?;
     agent.subscribe_all().await?;
-    let (_address_conn, address) = agent.create_contact_address().await?;
+    let address = match agent.contact_addresses()?.first() {
+        Some(&conn) => agent.contact_address_link(conn)?,
+        None => agent.create_contact_address().await?.1,
+    };
     println!("echo bot contact address:\n{address}");
 
     while let Some(event) = events.recv().await {

@@ -424,6 +424,43 @@ impl Agent {
         Ok((rq.conn_id, link.to_text()))
     }
 
+    /// The contact addresses in the database.
+    pub fn contact_addresses(&self) -> Result<Vec<ConnId>, AgentError> {
+        Ok(self.with_tx(|tx| {
+            let mut out = Vec::new();
+            for id in tx.connection_ids()? {
+                if tx.connection(id)?.mode == ConnMode::Address {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })?)
+    }
+
+    /// The link of a contact address (rebuilt from its queue).
+    pub fn contact_address_link(&self, conn: ConnId) -> Result<String, AgentError> {
+        let (c, q) = self.with_tx(|tx| Ok((tx.connection(conn)?, tx.rcv_queues_of(conn)?)))?;
+        let q = q.into_iter().next().ok_or(AgentError::State("no queue"))?;
+        if c.mode != ConnMode::Address {
+            return Err(AgentError::State("not a contact address"));
+        }
+        Ok(ConnectionRequestUri::Contact {
+            data: ConnReqUriData {
+                scheme: ServiceScheme::Simplex,
+                agent_versions: agent_version::RANGE,
+                smp_queues: vec![SmpQueueUri {
+                    client_versions: smp_client_version::RANGE,
+                    server: q.server,
+                    sender_id: q.snd_id,
+                    dh_public_key: q.e2e_priv.public().to_spki_der(),
+                    queue_mode: q.queue_mode,
+                }],
+                client_data: None,
+            },
+        }
+        .to_text())
+    }
+
     /// Joins a one-time invitation or sends a contact request to a contact address.
     /// `conn_info` (e.g. a profile) is delivered to the other party.
     pub async fn join(&self, link: &str, conn_info: &[u8]) -> Result<ConnId, AgentError> {
@@ -613,6 +650,9 @@ impl Agent {
     /// Queues an application message; returns its message id. [`AgentEvent::Sent`] follows
     /// once the relay accepted it.
     pub fn send(&self, conn: ConnId, body: &[u8]) -> Result<i64, AgentError> {
+        if *self.inner.stop.borrow() {
+            return Err(AgentError::Closed);
+        }
         let (msg_id, sq_id) = self.with_tx_a(|tx| {
             Self::enqueue(tx, conn, AMessage::AMsg(body.to_vec()), OutboxKind::Message)
         })?;
@@ -811,6 +851,9 @@ impl Agent {
     // Delivery
 
     fn wake(&self, snd_queue_id: i64) {
+        if *self.inner.stop.borrow() {
+            return;
+        }
         let mut workers = lock(&self.inner.workers);
         if let Some(n) = workers.get(&snd_queue_id) {
             n.notify_one();
@@ -938,6 +981,20 @@ impl Agent {
                         let mut next = Some(msg);
                         while let Some(m) = next.take() {
                             next = self.handle_msg(&server, &rcv_id, m).await;
+                        }
+                    }
+                    // an ACK that timed out but was executed: its answer is the next message
+                    ServerEvent::LateResponse {
+                        entity_id,
+                        response: Ok(hush_proto::smp::BrokerMsg::Msg { msg_id, body }),
+                        ..
+                    } => {
+                        let mut next = Some(RawMsg {
+                            msg_id: msg_id.into_vec(),
+                            enc_body: body,
+                        });
+                        while let Some(m) = next.take() {
+                            next = self.handle_msg(&server, &entity_id, m).await;
                         }
                     }
                     ServerEvent::End { entity_id } | ServerEvent::Deleted { entity_id } => {
@@ -1078,6 +1135,14 @@ impl Agent {
                 if p.ack {
                     return ack_now(self, m.msg_id).await;
                 }
+                None
+            }
+            Err(AgentError::Store(e)) => {
+                // a local failure: do not ACK, the relay redelivers the message later
+                self.emit(AgentEvent::Error {
+                    conn: Some(conn),
+                    error: format!("store: {e}"),
+                });
                 None
             }
             Err(e) => {

@@ -12,6 +12,18 @@ async fn invitation_connect_and_exchange() {
     let (a, mut a_rx) = open_agent(&db_path(dir.path(), "a"), relay.server()).await;
     let (b, mut b_rx) = open_agent(&db_path(dir.path(), "b"), relay.server()).await;
     let (a_conn, b_conn) = connect_pair(&a, &mut a_rx, &b, &mut b_rx).await;
+    assert_eq!(
+        a.connection_status(a_conn).unwrap(),
+        hush_agent::ConnStatus::Connected
+    );
+    assert_eq!(
+        b.connection_status(b_conn).unwrap(),
+        hush_agent::ConnStatus::Connected
+    );
+    // a contact address link can be shown again later
+    let (addr, link) = a.create_contact_address().await.unwrap();
+    assert_eq!(a.contact_addresses().unwrap(), vec![addr]);
+    assert_eq!(a.contact_address_link(addr).unwrap(), link);
 
     let mut seen = Vec::new();
     for i in 0..5 {
