@@ -117,6 +117,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "concurrency",
             "dedup_window_seconds",
             "max_pending",
+            "registration_ttl_days",
         ],
     ),
     ("METRICS", &["enable", "host", "port"]),
@@ -295,6 +296,9 @@ impl Config {
             )?),
             poll_interval: d.poll_interval,
             max_pending: r.num("OUTBOX", "max_pending", d.max_pending)?,
+            registration_ttl: Duration::from_secs(
+                24 * 3600 * r.num("OUTBOX", "registration_ttl_days", 60u64)?,
+            ),
         };
         let metrics = if r.bool("METRICS", "enable", false)? {
             let host: IpAddr = match ini.get("METRICS", "host") {
@@ -383,6 +387,8 @@ concurrency = 64
 dedup_window_seconds = 604800
 # Load shedding: refuse new jobs (ntf-servers retry) while this many are pending.
 max_pending = 1000000
+# Split mode: stored registrations (long Web Push endpoints) unused this many days are dropped.
+registration_ttl_days = 60
 
 [METRICS]
 enable = off

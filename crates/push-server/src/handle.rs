@@ -14,15 +14,20 @@
 //!   when its token changes, otherwise the ntf-server sees a new token);
 //! * GCM authentication: the ntf-server cannot forge or alter a handle to push to another token; it
 //!   can only use handles it was given;
-//! * the push-server keeps no state per handle (nothing to leak, nothing to delete); rotating
-//!   `handle.key` invalidates every handle (the version byte leaves room for key ids).
+//! * for addresses that fit (every APNs token, short Web Push / UnifiedPush endpoints) the
+//!   push-server keeps no state per handle (nothing to leak, nothing to delete); longer Web Push
+//!   subscriptions are stored by the push-server (outbox table `registrations`, dropped after
+//!   `registration_ttl` without a push) and the handle seals only the random 16-byte registration
+//!   id, with the same unlinkability for the ntf-server;
+//! * rotating `handle.key` invalidates every handle (the version byte leaves room for key ids).
 //!
 //! Layout: `version(1) = 1 ‖ nonce(12) ‖ AES-256-GCM(key, nonce, aad = "hush-push-handle-v1",
 //! address encoding) ‖ tag(16)`, text form base64url without padding, at most 255 characters so that
 //! it fits the NTF `deviceToken` shortString (a 32-byte APNs token gives 87 characters). Address
 //! encoding: `'h' env len bytes` (hex APNs token as bytes), `'a' env len text` (other APNs tokens,
 //! e.g. `test_ntf_token`), `'w' len16 endpoint p256dh(65) auth(16)` (Web Push; endpoints longer than
-//! about 100 bytes do not fit and are refused with [`HandleError::TooLong`]).
+//! about 100 bytes do not fit: [`HandleKey::seal`] refuses them with [`HandleError::TooLong`] and the
+//! service stores them instead), `'r' id(16)` (a stored registration).
 
 use std::fmt;
 use std::path::Path;
@@ -57,6 +62,18 @@ pub enum HandleError {
     Address(&'static str),
     #[error("handle key file: {0}")]
     KeyFile(String),
+    #[error("push handle refers to a stored registration (look it up with the outbox)")]
+    Stored,
+}
+
+/// What a handle contains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sealed {
+    /// The device address itself.
+    Address(DeviceAddress),
+    /// The id of a registration stored by the push-server (addresses too long to seal inline,
+    /// i.e. most Web Push endpoints).
+    Registration([u8; 16]),
 }
 
 /// The push-server's secret handle key (32 bytes).
@@ -136,13 +153,25 @@ impl HandleKey {
     pub fn seal(&self, addr: &DeviceAddress) -> Result<PushHandle, HandleError> {
         addr.validate().map_err(HandleError::Address)?;
         let plain = Zeroizing::new(encode_address(addr)?);
+        self.seal_bytes(&plain)
+    }
+
+    /// Seals a reference to a stored registration.
+    pub fn seal_registration(&self, id: &[u8; 16]) -> Result<PushHandle, HandleError> {
+        let mut plain = Vec::with_capacity(17);
+        plain.push(b'r');
+        plain.extend_from_slice(id);
+        self.seal_bytes(&plain)
+    }
+
+    fn seal_bytes(&self, plain: &[u8]) -> Result<PushHandle, HandleError> {
         let nonce: [u8; 12] = rand::random();
         let cipher = Aes256Gcm::new_from_slice(self.0.as_slice()).map_err(|_| HandleError::Auth)?;
         let ct = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
-                    msg: &plain,
+                    msg: plain,
                     aad: AAD,
                 },
             )
@@ -158,8 +187,17 @@ impl HandleKey {
         Ok(PushHandle(text))
     }
 
-    /// Opens a handle; fails unless it was sealed with this key and is unaltered.
+    /// Opens a handle that holds an address inline; a handle of a stored registration gives
+    /// [`HandleError::Stored`] (use [`HandleKey::open_sealed`]).
     pub fn open(&self, h: &PushHandle) -> Result<DeviceAddress, HandleError> {
+        match self.open_sealed(h)? {
+            Sealed::Address(a) => Ok(a),
+            Sealed::Registration(_) => Err(HandleError::Stored),
+        }
+    }
+
+    /// Opens a handle; fails unless it was sealed with this key and is unaltered.
+    pub fn open_sealed(&self, h: &PushHandle) -> Result<Sealed, HandleError> {
         if h.0.len() > MAX_HANDLE_LEN {
             return Err(HandleError::Malformed);
         }
@@ -180,7 +218,11 @@ impl HandleKey {
                 .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: AAD })
                 .map_err(|_| HandleError::Auth)?,
         );
-        decode_address(&plain)
+        if let Some(id) = plain.strip_prefix(b"r") {
+            let id: [u8; 16] = id.try_into().map_err(|_| HandleError::Malformed)?;
+            return Ok(Sealed::Registration(id));
+        }
+        decode_address(&plain).map(Sealed::Address)
     }
 }
 

@@ -36,7 +36,7 @@ pub use gateway::{
     AnyGateway, FeedbackEvent, FeedbackReason, GatewayError, InProcessGateway, PushGateway,
     SubmitOutcome,
 };
-pub use handle::{HandleError, HandleKey, PushHandle};
+pub use handle::{HandleError, HandleKey, PushHandle, Sealed};
 pub use job::{ApnsEnv, DeviceAddress, JobId, PushJob, PushKind, PushTarget, PushType};
 
 /// The two-letter NTF device-token provider code of a split-mode push handle (`TNEW` carries

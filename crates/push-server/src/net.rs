@@ -226,9 +226,9 @@ async fn handle(
             }
             None => (Err(GatewayError::Auth), true),
         },
-        Request::Register { address } => match service.register(&address) {
+        Request::Register { address } => match service.register(&address).await {
             Ok(h) => (Ok(json!({"handle": h})), false),
-            Err(e) => (Err(GatewayError::InvalidJob(e.to_string())), false),
+            Err(e) => (Err(e), false),
         },
         Request::Submit { job } => {
             let Some(c) = client.as_deref() else {

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::gateway::{FeedbackEvent, FeedbackReason, SubmitOutcome};
-use crate::job::{JobId, PushJob, PushTarget};
+use crate::job::{DeviceAddress, JobId, PushJob, PushTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -141,6 +141,12 @@ impl Outbox {
                 reason TEXT NOT NULL,
                 at INTEGER NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS registrations (
+                id BLOB PRIMARY KEY,
+                address TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                used_at INTEGER NOT NULL
+            ) WITHOUT ROWID;
             UPDATE jobs SET leased = 0 WHERE leased <> 0;",
         )?;
         let (tx, mut rx) = mpsc::channel::<Box<dyn BatchOp>>(4096);
@@ -396,6 +402,57 @@ impl Outbox {
             c.prepare_cached("DELETE FROM feedback WHERE client = ?1 AND seq <= ?2")?
                 .execute(params![client, to_i64(up_to)])?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Stores a device address too long for an inline handle; returns its random id.
+    pub async fn store_registration(
+        &self,
+        address: &DeviceAddress,
+        now: u64,
+    ) -> Result<[u8; 16], OutboxError> {
+        let text =
+            serde_json::to_string(address).map_err(|e| OutboxError::Corrupt(e.to_string()))?;
+        let id: [u8; 16] = rand::random();
+        self.op(move |c| {
+            c.prepare_cached(
+                "INSERT INTO registrations (id, address, created_at, used_at) VALUES (?1, ?2, ?3, ?3)",
+            )?
+            .execute(params![id.to_vec(), text, to_i64(now)])?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// The stored address of a registration (and marks it used at `now`).
+    pub async fn registration(
+        &self,
+        id: [u8; 16],
+        now: u64,
+    ) -> Result<Option<DeviceAddress>, OutboxError> {
+        self.op(move |c| {
+            let text: Option<String> = c
+                .prepare_cached("SELECT address FROM registrations WHERE id = ?1")?
+                .query_row(params![id.to_vec()], |r| r.get(0))
+                .optional()?;
+            let Some(text) = text else { return Ok(None) };
+            c.prepare_cached("UPDATE registrations SET used_at = ?2 WHERE id = ?1")?
+                .execute(params![id.to_vec(), to_i64(now)])?;
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| OutboxError::Corrupt(e.to_string()))
+        })
+        .await
+    }
+
+    /// Drops registrations not used since `before` (unix seconds).
+    pub async fn prune_registrations(&self, before: u64) -> Result<usize, OutboxError> {
+        self.op(move |c| {
+            Ok(
+                c.prepare_cached("DELETE FROM registrations WHERE used_at < ?1")?
+                    .execute(params![to_i64(before)])?,
+            )
         })
         .await
     }

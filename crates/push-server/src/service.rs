@@ -9,7 +9,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::error::{Action, PushError};
 use crate::gateway::{FeedbackEvent, FeedbackReason, GatewayError, SubmitOutcome};
-use crate::handle::{HandleError, HandleKey, PushHandle};
+use crate::handle::{HandleError, HandleKey, PushHandle, Sealed};
 use crate::job::{DeviceAddress, PushJob, PushTarget};
 use crate::metrics::Metrics;
 use crate::outbox::{LeasedJob, Outbox, OutboxError};
@@ -32,6 +32,8 @@ pub struct ServiceConfig {
     pub poll_interval: Duration,
     /// Load shedding: `submit` answers `unavailable` while this many jobs are pending.
     pub max_pending: u64,
+    /// Stored registrations (long Web Push subscriptions) unused this long are dropped.
+    pub registration_ttl: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -44,6 +46,7 @@ impl Default for ServiceConfig {
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             poll_interval: Duration::from_secs(5),
             max_pending: 1_000_000,
+            registration_ttl: Duration::from_secs(60 * 24 * 3600),
         }
     }
 }
@@ -150,11 +153,48 @@ impl PushService {
         Ok(outcome)
     }
 
-    /// Split mode: seals a device address into a push handle (the device calls this).
-    pub fn register(&self, address: &DeviceAddress) -> Result<PushHandle, HandleError> {
-        let h = self.inner.handle_key.seal(address)?;
+    /// Split mode: seals a device address into a push handle (the device calls this). Addresses
+    /// too long for an inline handle (most Web Push endpoints) are stored and the handle seals the
+    /// registration id.
+    pub async fn register(&self, address: &DeviceAddress) -> Result<PushHandle, GatewayError> {
+        let bad = |e: HandleError| GatewayError::InvalidJob(e.to_string());
+        let h = match self.inner.handle_key.seal(address) {
+            Ok(h) => h,
+            Err(HandleError::TooLong(_)) => {
+                let id = self
+                    .inner
+                    .outbox
+                    .store_registration(address, crate::unix_now())
+                    .await
+                    .map_err(storage)?;
+                self.inner.handle_key.seal_registration(&id).map_err(bad)?
+            }
+            Err(e) => return Err(bad(e)),
+        };
         self.inner.metrics.handles_registered.inc();
         Ok(h)
+    }
+
+    /// Resolves a job target to a device address.
+    async fn resolve(&self, target: &PushTarget) -> Result<DeviceAddress, PushError> {
+        match target {
+            PushTarget::Device(a) => Ok(a.clone()),
+            PushTarget::Handle(h) => match self.inner.handle_key.open_sealed(h) {
+                Ok(Sealed::Address(a)) => Ok(a),
+                Ok(Sealed::Registration(id)) => {
+                    match self.inner.outbox.registration(id, crate::unix_now()).await {
+                        Ok(Some(a)) => Ok(a),
+                        // Dropped after long disuse: the device must register again.
+                        Ok(None) => Err(PushError::InvalidToken {
+                            reason: crate::error::InvalidReason::Unregistered,
+                            detail: "registration expired".into(),
+                        }),
+                        Err(e) => Err(PushError::Connection(format!("outbox: {e}"))),
+                    }
+                }
+                Err(_) => Err(PushError::BadHandle),
+            },
+        }
     }
 
     pub async fn feedback(
@@ -205,6 +245,10 @@ impl PushService {
                 let before = now.saturating_sub(inner.cfg.dedup_window.as_secs());
                 if let Err(e) = inner.outbox.prune_done(before).await {
                     tracing::warn!("outbox prune failed: {e}");
+                }
+                let unused = now.saturating_sub(inner.cfg.registration_ttl.as_secs());
+                if let Err(e) = inner.outbox.prune_registrations(unused).await {
+                    tracing::warn!("registration prune failed: {e}");
                 }
             }
             let free = permits.available_permits();
@@ -273,10 +317,7 @@ impl PushService {
         let (provider, result) = if now > deadline {
             ("none", Err(PushError::Expired))
         } else {
-            let address = match &job.target {
-                PushTarget::Device(a) => Ok(a.clone()),
-                PushTarget::Handle(h) => inner.handle_key.open(h).map_err(|_| PushError::BadHandle),
-            };
+            let address = self.resolve(&job.target).await;
             match address {
                 Err(e) => ("handle", Err(e)),
                 Ok(address) => {

@@ -281,9 +281,9 @@ async fn split_mode_handle_push_arrives_for_the_right_token() {
         env: ApnsEnv::Test,
         token: t2.clone(),
     };
-    let h1 = s.service.register(&a1).unwrap();
-    let h2 = s.service.register(&a2).unwrap();
-    let h1b = s.service.register(&a1).unwrap();
+    let h1 = s.service.register(&a1).await.unwrap();
+    let h2 = s.service.register(&a2).await.unwrap();
+    let h1b = s.service.register(&a1).await.unwrap();
     assert_ne!(h1, h1b, "re-registration gives an unlinkable handle");
     assert!(h1.as_str().len() <= 255, "fits the NTF shortString");
     let j1 = job(PushTarget::Handle(h1.clone()));
@@ -421,4 +421,80 @@ async fn memory_sink_provider_and_load_shedding() {
             .iter()
             .all(|r| r.address == addr && r.payload == BODY)
     );
+}
+
+#[tokio::test]
+async fn long_webpush_subscriptions_are_stored_and_the_handle_seals_the_id() {
+    use push_server::job::WebPushSubscription;
+    use push_server::provider::sink::MemorySink;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(&dir.path().join("o.sqlite"), true).unwrap();
+    let sink = Arc::new(MemorySink::new());
+    let providers = Providers::new().with_webpush(sink.clone());
+    let key = HandleKey::generate();
+    let service = PushService::new(
+        outbox.clone(),
+        providers,
+        key.clone(),
+        Metrics::new(),
+        ServiceConfig {
+            poll_interval: Duration::from_millis(100),
+            ..ServiceConfig::default()
+        },
+    );
+    let (_tx, rx) = watch::channel(false);
+    service.spawn_dispatcher(rx);
+    let gw = InProcessGateway::new(service.clone(), "ntf");
+    // A Mozilla-style endpoint: far too long to seal inline.
+    let endpoint = format!(
+        "https://updates.push.services.mozilla.com/wpush/v2/{}",
+        "gAAAAA".repeat(40)
+    );
+    let addr = DeviceAddress::WebPush(WebPushSubscription {
+        endpoint: endpoint.clone(),
+        p256dh: {
+            let mut v = vec![4u8];
+            v.extend([9u8; 64]);
+            v
+        },
+        auth: vec![2; 16],
+    });
+    assert!(matches!(
+        key.seal(&addr),
+        Err(push_server::HandleError::TooLong(_))
+    ));
+    let h1 = service.register(&addr).await.unwrap();
+    let h2 = service.register(&addr).await.unwrap();
+    assert!(h1.as_str().len() <= 255);
+    assert_ne!(h1, h2, "unlinkable re-registrations");
+    assert!(!h1.as_str().contains("mozilla"));
+    assert!(matches!(
+        key.open_sealed(&h1).unwrap(),
+        push_server::Sealed::Registration(_)
+    ));
+    assert_eq!(key.open(&h1), Err(push_server::HandleError::Stored));
+    let mut j = job(PushTarget::Handle(h1.clone()));
+    j.push_type = PushType::Alert;
+    j.priority = None;
+    gw.submit(j.clone()).await.unwrap();
+    assert!(sink.wait_for(1, Duration::from_secs(5)).await);
+    assert_eq!(sink.records()[0].address, addr);
+    assert_eq!(sink.records()[0].job_id, j.job_id);
+    // Registrations unused for the TTL are dropped: the handle then reports the token invalid.
+    assert_eq!(
+        outbox
+            .prune_registrations(push_server::unix_now() + 10)
+            .await
+            .unwrap(),
+        2
+    );
+    let j2 = job(PushTarget::Handle(h2));
+    gw.submit(j2.clone()).await.unwrap();
+    let fb = wait_feedback(&gw, 1).await;
+    assert_eq!(fb[0].job_id, j2.job_id);
+    assert_eq!(
+        fb[0].reason,
+        FeedbackReason::InvalidToken(InvalidReason::Unregistered)
+    );
+    assert_eq!(sink.records().len(), 1);
 }
