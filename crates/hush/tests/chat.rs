@@ -29,7 +29,9 @@ fn two_users_connect_chat_history_delete() {
     }
     // unknown contact → error, session continues
     a.send("@carol hello");
-    a.wait_for("error", Duration::from_secs(5), |l| l.contains("no contact carol"));
+    a.wait_for("error", Duration::from_secs(5), |l| {
+        l.contains("no contact carol")
+    });
 
     let (code, _) = a.finish(Duration::from_secs(20));
     assert_eq!(code, 0);

@@ -81,6 +81,14 @@ impl Proc {
         }
     }
 
+    /// Like [`Proc::wait_for`], but a line already seen counts too.
+    pub fn seen_or_wait(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        self.wait_for(what, Duration::from_secs(20), pred)
+    }
+
     pub fn wait_line(&mut self, prefix: &str) -> String {
         let p = prefix.to_string();
         self.wait_for(prefix, Duration::from_secs(20), move |l| l.starts_with(&p))
@@ -196,4 +204,41 @@ pub fn connect(a: &mut Proc, b: &mut Proc, a_name: &str, b_name: &str) {
     b.send(&format!("/connect {link}"));
     b.wait_line(&format!("connected: {a_name}"));
     a.wait_line(&format!("connected: {b_name}"));
+}
+
+/// A base port with five consecutive free loopback ports (for restarts on the same ports).
+pub fn free_port_base() -> u16 {
+    for _ in 0..200 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = l.local_addr().unwrap().port();
+        drop(l);
+        if base > 65000 {
+            continue;
+        }
+        if (0..5).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+/// `hush up` on `base` in `dir/up`.
+pub fn start_up_at(dir: &Path, base: u16) -> (Proc, String) {
+    let data = dir.join("up");
+    let b = base.to_string();
+    let mut p = Proc::spawn(
+        "up",
+        &[
+            "up",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--port-base",
+            &b,
+        ],
+        &[],
+    );
+    let relay = p.wait_line("relay:");
+    p.wait_line("ready");
+    let relay = relay.split_whitespace().nth(1).unwrap().to_string();
+    (p, relay)
 }
