@@ -25,6 +25,14 @@ async fn invitation_connect_and_exchange() {
     assert_eq!(a.contact_addresses().unwrap(), vec![addr]);
     assert_eq!(a.contact_address_link(addr).unwrap(), link);
 
+    // size limit: 15795 bytes is the largest body (15840-byte ratchet padding); a refused
+    // message consumes no id and leaves nothing in the outbox
+    assert!(matches!(
+        a.send(a_conn, &[7; 15796]),
+        Err(hush_agent::AgentError::TooLarge)
+    ));
+    assert_eq!(a.pending_sends().unwrap(), 0);
+
     let mut seen = Vec::new();
     for i in 0..5 {
         let body = format!("a->b {i}");
@@ -245,6 +253,65 @@ async fn notifier_credentials_work_and_persist() {
     a.ack(a_conn, msg_id).await.unwrap();
     a.disable_notifications(a_conn).await.unwrap();
     ntf.close().await;
+    a.close().await;
+    b.close().await;
+}
+
+/// The largest body goes through the relay intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn largest_message_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path()).await;
+    let (a, mut a_rx) = open_agent(&db_path(dir.path(), "a"), relay.server()).await;
+    let (b, mut b_rx) = open_agent(&db_path(dir.path(), "b"), relay.server()).await;
+    let (a_conn, _) = connect_pair(&a, &mut a_rx, &b, &mut b_rx).await;
+    let big: Vec<u8> = (0..15795u32).map(|i| (i % 251) as u8).collect();
+    let id = a.send(a_conn, &big).unwrap();
+    let mut seen = Vec::new();
+    let body = wait_for(&mut b_rx, &mut seen, |e| match e {
+        AgentEvent::Message { msg_id, body, .. } if *msg_id == id => Some(body.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(body, big);
+    a.close().await;
+    b.close().await;
+}
+
+/// Both agents restart between the invitation and the confirmation: the handshake completes
+/// from what the databases kept (outbox, keys, ratchet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_during_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path()).await;
+    let (db_a, db_b) = (db_path(dir.path(), "a"), db_path(dir.path(), "b"));
+    let (a, _a_rx) = open_agent(&db_a, relay.server()).await;
+    let (b, _b_rx) = open_agent(&db_b, relay.server()).await;
+    let (a_conn, link) = a.create_invitation(b"alice").await.unwrap();
+    a.close().await;
+    let b_conn = b.join(&link, b"bob").await.unwrap();
+    b.close().await;
+    // the joiner's confirmation may or may not have left before the restart
+    let (a, mut a_rx) = open_agent(&db_a, relay.server()).await;
+    let (b, mut b_rx) = open_agent(&db_b, relay.server()).await;
+    assert_eq!(a.subscribe_all().await.unwrap(), 1);
+    assert_eq!(b.subscribe_all().await.unwrap(), 1);
+    let mut seen = Vec::new();
+    wait_for(&mut a_rx, &mut seen, |e| {
+        matches!(e, AgentEvent::Connected { conn, .. } if *conn == a_conn).then_some(())
+    })
+    .await;
+    wait_for(&mut b_rx, &mut seen, |e| {
+        matches!(e, AgentEvent::Connected { conn, .. } if *conn == b_conn).then_some(())
+    })
+    .await;
+    let id = b.send(b_conn, b"after restarts").unwrap();
+    let (mid, body) = wait_for(&mut a_rx, &mut seen, |e| match e {
+        AgentEvent::Message { msg_id, body, .. } => Some((*msg_id, body.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!((mid, body.as_slice()), (id, &b"after restarts"[..]));
     a.close().await;
     b.close().await;
 }
