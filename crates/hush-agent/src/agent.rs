@@ -16,10 +16,10 @@
 //!   [`AgentEvent::Duplicate`] event; undecryptable or malformed input gives
 //!   [`AgentEvent::Error`] and leaves all state as it was.
 //!
-//! Simplifications (documented in the crate docs): only the fast procedure (both queues in
-//! messaging mode, secured by the sender with `SKEY`) is implemented; the inviter accepts a
-//! joiner's confirmation automatically; no queue rotation, ratchet re-synchronisation,
-//! delivery receipts sending, notifications or short links.
+//! Limits (also in the crate docs): only the fast procedure (both queues in messaging mode,
+//! secured by the sender with `SKEY`); by default the inviter accepts a joiner's confirmation
+//! at once (see [`AgentConfig::auto_accept_confirmations`]); no queue rotation, ratchet
+//! re-synchronisation, sending of delivery receipts or short links.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -63,8 +63,13 @@ pub struct AgentConfig {
     pub pool: PoolConfig,
     /// Delay before retrying a delivery after a connection error.
     pub retry_interval: Duration,
-    /// Delay before retrying a delivery after `ERR QUOTA`.
+    /// Delay before retrying a delivery after `ERR QUOTA` (an `A_QCONT` from the recipient
+    /// resumes it earlier).
     pub quota_retry_interval: Duration,
+    /// Inviter side: reply to a joiner's confirmation at once (default). When off, the
+    /// connection waits in [`ConnStatus::AwaitingApproval`] for [`Agent::allow_connection`]
+    /// (the reference's CONF / allowConnection).
+    pub auto_accept_confirmations: bool,
 }
 
 impl AgentConfig {
@@ -74,6 +79,7 @@ impl AgentConfig {
             pool: PoolConfig::default(),
             retry_interval: Duration::from_secs(2),
             quota_retry_interval: Duration::from_secs(30),
+            auto_accept_confirmations: true,
         }
     }
 }
@@ -125,7 +131,8 @@ pub enum MsgIntegrity {
 /// What the agent reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentEvent {
-    /// Inviter: the joiner's confirmation arrived; the agent accepts it and replies.
+    /// Inviter: the joiner's confirmation arrived; the agent replies at once or, without
+    /// auto-accept, after [`Agent::allow_connection`].
     Confirmation { conn: ConnId, peer_info: Vec<u8> },
     /// The connection works in both directions.
     Connected { conn: ConnId, peer_info: Vec<u8> },
@@ -645,6 +652,28 @@ impl Agent {
         let conn = self.join(&req.invitation, conn_info).await?;
         self.with_tx(|tx| tx.delete_contact_request(request))?;
         Ok(conn)
+    }
+
+    /// Approves a joiner's confirmation ([`AgentEvent::Confirmation`]) when
+    /// [`AgentConfig::auto_accept_confirmations`] is off (reference `allowConnection`):
+    /// secures the joiner's queue and sends our confirmation with `conn_info` (or the info
+    /// given to [`Agent::create_invitation`]). [`AgentEvent::Connected`] follows once it is sent.
+    pub fn allow_connection(
+        &self,
+        conn: ConnId,
+        conn_info: Option<&[u8]>,
+    ) -> Result<(), AgentError> {
+        if *self.inner.stop.borrow() {
+            return Err(AgentError::Closed);
+        }
+        let sq_id = self.with_tx_a(|tx| {
+            if tx.connection(conn)?.status != ConnStatus::AwaitingApproval {
+                return Err(AgentError::State("no confirmation awaiting approval"));
+            }
+            Self::reply_confirmation(tx, conn, conn_info)
+        })?;
+        self.wake(sq_id);
+        Ok(())
     }
 
     /// Queues an application message; returns its message id. [`AgentEvent::Sent`] follows
@@ -1311,6 +1340,49 @@ impl Agent {
         }
     }
 
+    /// The inviter's reply confirmation (`C` with `I` connInfo, message id 1) on the send queue
+    /// made from the joiner's reply queue; returns the send queue id.
+    fn reply_confirmation(
+        tx: &Tx<'_>,
+        conn: ConnId,
+        conn_info: Option<&[u8]>,
+    ) -> Result<i64, AgentError> {
+        let c = tx.connection(conn)?;
+        let sq = tx
+            .snd_queues_of(conn)?
+            .into_iter()
+            .next()
+            .ok_or(AgentError::State("no send queue"))?;
+        let mut ratchet = c.ratchet.ok_or(AgentError::State("no ratchet"))?;
+        let info = conn_info
+            .map(<[u8]>::to_vec)
+            .or(c.own_info)
+            .unwrap_or_default();
+        let own = AgentMessage::ConnInfo(info).encode()?;
+        let enc = ratchet.encrypt(&own, E2E_ENC_CONN_INFO_LEN)?;
+        let env = AgentMsgEnvelope::Confirmation {
+            agent_version: c.agent_version,
+            e2e: None,
+            enc_conn_info: enc,
+        }
+        .encode()?;
+        let sealed = ClientMsgEnvelope::seal(
+            &sq.e2e_secret,
+            sq.smp_client_version,
+            Some(sq.e2e_public()),
+            &ClientMessage {
+                header: PrivHeader::Empty,
+                body: env,
+            },
+        )?
+        .encode();
+        tx.push_outbox(conn, sq.snd_queue_id, 1, OutboxKind::Confirmation, &sealed)?;
+        tx.set_ratchet(conn, &ratchet)?;
+        tx.set_last_snd(conn, 1, &sha256(&own))?;
+        tx.set_status(conn, ConnStatus::Confirmed)?;
+        Ok(sq.snd_queue_id)
+    }
+
     /// A confirmation on a duplex connection: the joiner's (we are the inviter, status
     /// `Created`) or the inviter's reply (we are the joiner, status `Joined`).
     fn confirmation(
@@ -1369,39 +1441,26 @@ impl Agent {
                     secured: false,
                     smp_client_version: reply.client_version,
                 })?;
-                let own = AgentMessage::ConnInfo(c.own_info.unwrap_or_default()).encode()?;
-                let enc = ratchet.encrypt(&own, E2E_ENC_CONN_INFO_LEN)?;
-                let env = AgentMsgEnvelope::Confirmation {
-                    agent_version: agent_v,
-                    e2e: None,
-                    enc_conn_info: enc,
-                }
-                .encode()?;
-                let sealed = ClientMsgEnvelope::seal(
-                    &snd_secret,
-                    reply.client_version,
-                    Some(snd_e2e.public()),
-                    &ClientMessage {
-                        header: PrivHeader::Empty,
-                        body: env,
-                    },
-                )?
-                .encode();
-                tx.push_outbox(conn, sq_id, 1, OutboxKind::Confirmation, &sealed)?;
                 tx.set_ratchet(conn, &ratchet)?;
-                tx.set_last_snd(conn, 1, &sha256(&own))?;
                 tx.set_last_rcv(conn, 1, &sha256(&plain))?;
                 tx.set_agent_version(conn, agent_v)?;
                 tx.set_peer_info(conn, &conn_info)?;
-                tx.set_status(conn, ConnStatus::Confirmed)?;
-                Ok(Processed {
-                    events: vec![AgentEvent::Confirmation {
-                        conn,
-                        peer_info: conn_info,
-                    }],
-                    ack: true,
-                    wake: Some(sq_id),
-                })
+                let events = vec![AgentEvent::Confirmation {
+                    conn,
+                    peer_info: conn_info,
+                }];
+                if self.inner.config.auto_accept_confirmations {
+                    let sq_id = Self::reply_confirmation(tx, conn, None)?;
+                    Ok(Processed {
+                        events,
+                        ack: true,
+                        wake: Some(sq_id),
+                    })
+                } else {
+                    tx.set_status(conn, ConnStatus::AwaitingApproval)?;
+                    let _ = sq_id;
+                    Ok(Processed::ack(events))
+                }
             }
             (ConnStatus::Joined, None) => {
                 let mut ratchet = c.ratchet.ok_or(AgentError::State("no ratchet"))?;

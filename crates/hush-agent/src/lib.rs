@@ -48,10 +48,13 @@
 //! The ratchet decrypts every message exactly once; relay redeliveries and repeated `SEND`s
 //! are recognised and dropped ([`AgentEvent::Duplicate`]).
 //!
-//! Not implemented (see the agent module docs): the legacy (non-sender-secured) connection
-//! procedure, app-approved confirmations (the inviter accepts automatically), queue rotation,
-//! ratchet re-synchronisation, sntrup761 (PQ) KEM, short links, notifications, `A_QCONT`
-//! (the sender retries after `ERR QUOTA` on a timer instead).
+//! Also there: `A_QCONT` after a full queue, app-approved confirmations
+//! ([`AgentConfig::auto_accept_confirmations`] off + [`Agent::allow_connection`]), notifier
+//! credentials (`NKEY`/`NDEL`) kept per receive queue for a notification server.
+//!
+//! Not implemented: the legacy (non-sender-secured, `KEY` + `HELLO`) connection procedure,
+//! queue rotation, ratchet re-synchronisation, sending delivery receipts, the sntrup761 (PQ)
+//! KEM (headers carry "no KEM"; a peer's KEM proposal is ignored), short links, SMP proxies.
 
 pub mod agent;
 pub mod envelope;

@@ -228,6 +228,8 @@ pub enum ConnStatus {
     Created,
     /// Joiner: confirmation queued/sent, waiting for the inviter's reply.
     Joined,
+    /// Inviter: confirmation received, waiting for the application's approval.
+    AwaitingApproval,
     /// Inviter: confirmation received, reply queued/sent.
     Confirmed,
     /// Both directions work.
@@ -241,6 +243,7 @@ impl ConnStatus {
         match self {
             ConnStatus::Created => "created",
             ConnStatus::Joined => "joined",
+            ConnStatus::AwaitingApproval => "awaiting",
             ConnStatus::Confirmed => "confirmed",
             ConnStatus::Connected => "connected",
             ConnStatus::Address => "address",
@@ -251,6 +254,7 @@ impl ConnStatus {
         Ok(match s {
             "created" => ConnStatus::Created,
             "joined" => ConnStatus::Joined,
+            "awaiting" => ConnStatus::AwaitingApproval,
             "confirmed" => ConnStatus::Confirmed,
             "connected" => ConnStatus::Connected,
             "address" => ConnStatus::Address,

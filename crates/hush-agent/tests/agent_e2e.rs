@@ -315,3 +315,54 @@ async fn restart_during_handshake() {
     a.close().await;
     b.close().await;
 }
+
+/// Without auto-accept the inviter waits for the application's approval (CONF, then
+/// allowConnection in the reference).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmation_waits_for_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path()).await;
+    let mut config = agent_config(relay.server());
+    config.auto_accept_confirmations = false;
+    let (a, mut a_rx) = hush_agent::Agent::open(db_path(dir.path(), "a"), config)
+        .await
+        .unwrap();
+    let (b, mut b_rx) = open_agent(&db_path(dir.path(), "b"), relay.server()).await;
+    let (a_conn, link) = a.create_invitation(b"alice").await.unwrap();
+    assert!(
+        a.allow_connection(a_conn, None).is_err(),
+        "nothing to approve yet"
+    );
+    let b_conn = b.join(&link, b"bob").await.unwrap();
+    let mut seen = Vec::new();
+    let info = wait_for(&mut a_rx, &mut seen, |e| match e {
+        AgentEvent::Confirmation { conn, peer_info } if *conn == a_conn => Some(peer_info.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(info, b"bob");
+    assert_eq!(
+        a.connection_status(a_conn).unwrap(),
+        hush_agent::ConnStatus::AwaitingApproval
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        b.connection_status(b_conn).unwrap(),
+        hush_agent::ConnStatus::Joined,
+        "no reply before approval"
+    );
+    a.allow_connection(a_conn, Some(b"alice, approved"))
+        .unwrap();
+    wait_for(&mut a_rx, &mut seen, |e| {
+        matches!(e, AgentEvent::Connected { conn, .. } if *conn == a_conn).then_some(())
+    })
+    .await;
+    let info = wait_for(&mut b_rx, &mut seen, |e| match e {
+        AgentEvent::Connected { conn, peer_info } if *conn == b_conn => Some(peer_info.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(info, b"alice, approved");
+    a.close().await;
+    b.close().await;
+}
