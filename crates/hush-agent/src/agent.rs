@@ -902,11 +902,10 @@ impl Agent {
             if *stop.borrow() {
                 return;
             }
+            // (the send queue is read first: once it is deleted the task ends)
             let head = self.with_tx(|tx| {
-                Ok(match tx.outbox_head(sq_id)? {
-                    Some(h) => Some((h, tx.snd_queue(sq_id)?)),
-                    None => None,
-                })
+                let sq = tx.snd_queue(sq_id)?;
+                Ok(tx.outbox_head(sq_id)?.map(|h| (h, sq)))
             });
             let (entry, sq) = match head {
                 Ok(Some(x)) => x,
@@ -971,6 +970,7 @@ impl Agent {
                     }
                 }
                 Err(e) if e.is_permanent() => {
+                    tracing::debug!(error = %e, "delivery refused by the relay");
                     // (a control message's failure is reported with its agent message id too)
                     self.emit(AgentEvent::DeliveryError {
                         conn: entry.conn_id,
@@ -979,7 +979,8 @@ impl Agent {
                     });
                     let _ = self.with_tx(|tx| tx.delete_outbox(entry.outbox_id));
                 }
-                Err(_) => {
+                Err(e) => {
+                    tracing::debug!(error = %e, "delivery failed, will retry");
                     tokio::select! {
                         _ = tokio::time::sleep(self.inner.config.retry_interval) => {}
                         _ = stop.changed() => return,
@@ -1167,6 +1168,7 @@ impl Agent {
                 None
             }
             Err(AgentError::Store(e)) => {
+                tracing::warn!(error = %e, "client database error while receiving");
                 // a local failure: do not ACK, the relay redelivers the message later
                 self.emit(AgentEvent::Error {
                     conn: Some(conn),
@@ -1175,6 +1177,7 @@ impl Agent {
                 None
             }
             Err(e) => {
+                tracing::debug!(error = %e, "received message dropped");
                 let duplicate = matches!(
                     e,
                     AgentError::Ratchet(RatchetError::Duplicate | RatchetError::Earlier(_))
