@@ -58,9 +58,24 @@ enum Cmd {
         /// Relay for new queues (default: the `hush up` stack in --up-dir).
         #[arg(long)]
         relay: Option<String>,
-        /// Data directory of `hush up` (to find its relay address).
+        /// Data directory of `hush up` (to find its relay, ntf-server and apns-sink).
         #[arg(long)]
         up_dir: Option<PathBuf>,
+        /// ntf-server for push notifications (default: the `hush up` stack's).
+        #[arg(long)]
+        ntf: Option<String>,
+        /// apns-sink read API used by `hush device` (default: the `hush up` stack's).
+        #[arg(long)]
+        sink_read: Option<String>,
+    },
+    /// Device simulator: read pushes from apns-sink, decrypt, fetch with GET, print.
+    Device {
+        /// Stop after this many message pushes.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this long.
+        #[arg(long)]
+        run_for: Option<String>,
     },
     /// Print a one-time invitation link.
     Invite {
@@ -216,16 +231,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             relay,
             up_dir,
+            ntf,
+            sink_read,
         } => {
+            let stack = up::Addresses::load(&up_dir.unwrap_or_else(up::default_data_dir));
             let relay = match relay {
                 Some(r) => r,
-                None => up::Addresses::load(&up_dir.unwrap_or_else(up::default_data_dir))?.smp,
+                None => stack
+                    .as_ref()
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))?
+                    .smp
+                    .clone(),
             };
+            let ntf = ntf.or_else(|| stack.as_ref().ok().map(|a| a.ntf.clone()));
+            let sink_read =
+                sink_read.or_else(|| stack.as_ref().ok().map(|a| a.apns_sink_read.clone()));
             hush_proto::address::ProtocolServer::parse(&relay)
                 .map_err(|e| anyhow::anyhow!("bad relay address: {e}"))?;
             let p = Profile::open_or_create(&pdir)?;
             p.set_setting("name", &name)?;
             p.set_setting("relay", &relay)?;
+            if let Some(n) = &ntf {
+                p.set_setting("ntf", n)?;
+            }
+            if let Some(sr) = &sink_read {
+                p.set_setting("sink_read", sr)?;
+            }
             out.emit(
                 "init",
                 &format!(
@@ -272,6 +303,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             r
         }
         Cmd::Chat => chat::run(open(None).await?).await,
+        Cmd::Device { count, run_for } => {
+            let p = Profile::open(&pdir)?;
+            let r = session::relay_of(&p, None)?;
+            push::device(
+                p,
+                r,
+                out,
+                count,
+                run_for.as_deref().map(duration).transpose()?,
+            )
+            .await
+            .map(|_| ())
+        }
         Cmd::History { name, limit } => {
             let p = Profile::open(&pdir)?;
             let s = Session::open(p, placeholder_relay(&pdir)?, None, out).await?;

@@ -20,8 +20,6 @@ pub enum ProfileError {
     Io(#[from] std::io::Error),
     #[error("no profile in {0} (run `hush init --name <name>` first)")]
     NotInitialized(PathBuf),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// How the user wants to learn about a contact's messages (design §1).
@@ -126,9 +124,6 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS history (
   id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, dir TEXT NOT NULL, peer TEXT NOT NULL,
   gid TEXT, text TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS ntf_queues (
-  conn_id INTEGER NOT NULL, rcv_id BLOB NOT NULL, notifier_id BLOB NOT NULL,
-  ntf_dh_secret BLOB NOT NULL, PRIMARY KEY (rcv_id));
 ";
 
 impl Profile {
@@ -293,8 +288,6 @@ impl Profile {
     pub fn delete_contact(&self, conn_id: i64) -> Result<(), ProfileError> {
         self.db
             .execute("DELETE FROM contacts WHERE conn_id = ?1", [conn_id])?;
-        self.db
-            .execute("DELETE FROM ntf_queues WHERE conn_id = ?1", [conn_id])?;
         Ok(())
     }
 
@@ -477,35 +470,6 @@ impl Profile {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         v.reverse();
-        Ok(v)
-    }
-
-    // ---- notification credentials (push mode)
-
-    pub fn add_ntf_queue(
-        &self,
-        conn_id: i64,
-        rcv_id: &[u8],
-        notifier_id: &[u8],
-        ntf_dh_secret: &[u8],
-    ) -> Result<(), ProfileError> {
-        self.db.execute(
-            "INSERT OR REPLACE INTO ntf_queues (conn_id, rcv_id, notifier_id, ntf_dh_secret)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![conn_id, rcv_id, notifier_id, ntf_dh_secret],
-        )?;
-        Ok(())
-    }
-
-    /// (conn_id, rcv_id, notifier_id, ntf_dh_secret) of every queue with push enabled.
-    #[allow(clippy::type_complexity)]
-    pub fn ntf_queues(&self) -> Result<Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>)>, ProfileError> {
-        let mut s = self
-            .db
-            .prepare("SELECT conn_id, rcv_id, notifier_id, ntf_dh_secret FROM ntf_queues")?;
-        let v = s
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(v)
     }
 }

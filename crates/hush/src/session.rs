@@ -124,6 +124,8 @@ pub struct Session {
     unsent: HashMap<(i64, i64), String>,
     /// Relays currently connected.
     pub relays_up: HashMap<String, bool>,
+    /// Chat messages shown so far.
+    pub shown: usize,
     /// Called for every incoming chat message (the demo measures latency with it).
     pub on_incoming: Option<Box<dyn FnMut(&Incoming) + Send>>,
 }
@@ -163,6 +165,7 @@ impl Session {
             notifier: None,
             unsent: HashMap::new(),
             relays_up: HashMap::new(),
+            shown: 0,
             on_incoming: None,
         })
     }
@@ -179,10 +182,6 @@ impl Session {
         let id = self.agent.send(conn, &bytes)?;
         self.unsent.insert((conn, id), String::new());
         Ok(id)
-    }
-
-    pub fn pending(&self) -> usize {
-        self.unsent.len()
     }
 
     // ------------------------------------------------------------------ commands
@@ -720,6 +719,7 @@ impl Session {
     }
 
     fn incoming(&mut self, m: Incoming) {
+        self.shown += 1;
         let text = match &m.group {
             Some(g) => format!("#{g} {}: {}", m.from, m.text),
             None => format!("{}: {}", m.from, m.text),
