@@ -76,6 +76,15 @@ struct ThroughputArgs {
     /// NATS address.
     #[arg(long, default_value = "127.0.0.1:4222")]
     nats: String,
+    /// Mosquitto's pid (e.g. `$(pidof mosquitto)`), to report its CPU time per message.
+    #[arg(long)]
+    mqtt_pid: Option<u32>,
+    /// NATS's pid (e.g. `$(pidof nats-server)`), to report its CPU time per message.
+    #[arg(long)]
+    nats_pid: Option<u32>,
+    /// Pid of the relay given with --relay, to report its CPU time per message.
+    #[arg(long)]
+    relay_pid: Option<u32>,
     /// Systems to leave out (hush, mqtt, nats).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
@@ -260,6 +269,14 @@ fn main() -> anyhow::Result<()> {
             };
             let opts = ThroughputOptions {
                 hush: target.as_ref().map(|t| t.server.clone()),
+                hush_pid: a.relay_pid.or(target.as_ref().and_then(|t| t.pid)),
+                mqtt_pid: a.mqtt_pid,
+                nats_pid: a.nats_pid,
+                hush_store: match (&a.relay.spawn_relay, a.relay.memory_store) {
+                    (Some(_), true) => "memory only".into(),
+                    (Some(_), false) => "SQLite, sync=full".into(),
+                    (None, _) => "as configured".into(),
+                },
                 mqtt: (!skip("mqtt")).then(|| a.mqtt.clone()),
                 nats: (!skip("nats")).then(|| a.nats.clone()),
                 pairs: a.pairs,

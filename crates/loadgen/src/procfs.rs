@@ -81,6 +81,43 @@ pub fn parse_fd_limit(text: &str) -> Option<(Option<u64>, Option<u64>)> {
     Some((val(it.next()?)?, val(it.next()?)?))
 }
 
+/// CPU time (user + system) of process `pid` so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Result<std::time::Duration, LoadError> {
+    let path = format!("/proc/{pid}/stat");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| LoadError::Proc(format!("{path}: {e}")))?;
+    let ticks =
+        parse_stat_ticks(&text).ok_or_else(|| LoadError::Proc(format!("{path}: bad format")))?;
+    Ok(std::time::Duration::from_secs_f64(
+        ticks as f64 / clock_ticks() as f64,
+    ))
+}
+
+/// utime + stime (clock ticks) from the text of `/proc/<pid>/stat` (fields 14 and 15; the
+/// command name in field 2 may hold spaces and parentheses, so count from the last `)`).
+pub fn parse_stat_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `getconf CLK_TCK` (100 when it cannot be run).
+pub fn clock_ticks() -> u64 {
+    static TCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(100)
+    })
+}
+
 /// System-wide file handle limit (`/proc/sys/fs/file-max`).
 pub fn file_max() -> Option<u64> {
     std::fs::read_to_string("/proc/sys/fs/file-max")
@@ -116,5 +153,15 @@ mod tests {
         let me = mem_status(std::process::id()).unwrap();
         assert!(me.vm_rss_kb > 0);
         assert!(open_fds(std::process::id()).unwrap() >= 3);
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 1 0 5 0 0";
+        assert_eq!(parse_stat_ticks(stat), Some(281));
+        assert_eq!(parse_stat_ticks("42 (x) S 1"), None);
+        let busy = std::time::Instant::now();
+        let mut x = 0u64;
+        while busy.elapsed() < std::time::Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        assert!(cpu_time(std::process::id()).unwrap() >= std::time::Duration::from_millis(20));
     }
 }

@@ -80,6 +80,11 @@ async fn idle_and_throughput_smoke() {
     // Throughput: all three systems, one small size, a fraction of a second each.
     let results = run_all(&ThroughputOptions {
         hush: Some(server),
+        hush_store: "SQLite, sync=full".into(),
+        // The relay runs in this process.
+        hush_pid: Some(std::process::id()),
+        mqtt_pid: None,
+        nats_pid: None,
         mqtt: Some("127.0.0.1:1883".into()),
         nats: Some("127.0.0.1:4222".into()),
         pairs: 2,
@@ -94,9 +99,12 @@ async fn idle_and_throughput_smoke() {
     for r in &results {
         assert!(r.messages > 0, "{} received nothing", r.system);
         assert!(r.p50_us > 0.0 && r.p99_us >= r.p50_us, "{r:?}");
+        assert!(r.client_cpu_us_per_msg.is_some(), "{r:?}");
     }
     let table = render_table(&results);
     assert!(table.contains("| 64 B | hush relay |"), "{table}");
     assert!(table.contains("1.00×"), "{table}");
+    assert!(results[0].server_cpu_us_per_msg.is_some());
+    assert!(results[1].server_cpu_us_per_msg.is_none());
     trigger.trigger();
 }

@@ -14,7 +14,12 @@ use super::{Clock, RunResult, Samples, ThroughputOptions, finish, stopped};
 use crate::LoadError;
 
 pub const SYSTEM: &str = "hush relay";
-pub const GUARANTEES: &str = "TLS 1.3, SEND acked after durable store commit, per-message encryption to recipient, ACK-paced delivery";
+/// The guarantees column for a relay whose store is described by `store`.
+pub fn guarantees(store: &str) -> String {
+    format!(
+        "TLS 1.3 + SMP block encryption, 16 KB blocks, SEND answered after the store accepted it ({store}), MSG encrypted per message for the recipient, next MSG only after ACK"
+    )
+}
 
 pub async fn run(
     server: Arc<ServerWithAuth>,
@@ -99,12 +104,18 @@ pub async fn run(
             }));
         }
     }
-    let samples = finish(&clock, stop_tx, receivers, senders).await;
+    let finished = finish(&clock, opts.hush_pid, stop_tx, receivers, senders).await;
     for (rcv, snd, _) in &keep {
         rcv.abort();
         snd.abort();
     }
+    let (samples, cpu) = finished?;
     Ok(RunResult::from_samples(
-        SYSTEM, GUARANTEES, size, &clock, samples?,
+        SYSTEM,
+        guarantees(&opts.hush_store),
+        size,
+        &clock,
+        samples,
+        cpu,
     ))
 }

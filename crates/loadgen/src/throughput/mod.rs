@@ -28,6 +28,12 @@ pub const STAMP_LEN: usize = 8;
 pub struct ThroughputOptions {
     /// The hush relay (`None`: skip).
     pub hush: Option<ServerWithAuth>,
+    /// Pids of the relay / Mosquitto / NATS, to report their CPU time per message.
+    pub hush_pid: Option<u32>,
+    pub mqtt_pid: Option<u32>,
+    pub nats_pid: Option<u32>,
+    /// How the relay stores messages, for the guarantees column (e.g. "SQLite, sync=full").
+    pub hush_store: String,
     /// Mosquitto `host:port` (`None`: skip).
     pub mqtt: Option<String>,
     /// NATS `host:port` (`None`: skip).
@@ -102,13 +108,24 @@ impl Samples {
 #[derive(Clone, Debug)]
 pub struct RunResult {
     pub system: &'static str,
-    pub guarantees: &'static str,
+    pub guarantees: String,
     pub size: usize,
     pub messages: usize,
     pub secs: f64,
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// CPU time of the server process during the window, per message (µs).
+    pub server_cpu_us_per_msg: Option<f64>,
+    /// CPU time of this process (all clients) during the window, per message (µs).
+    pub client_cpu_us_per_msg: Option<f64>,
+}
+
+/// CPU time used during the measurement window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuWindow {
+    pub server: Option<Duration>,
+    pub client: Option<Duration>,
 }
 
 impl RunResult {
@@ -118,14 +135,21 @@ impl RunResult {
 
     fn from_samples(
         system: &'static str,
-        guarantees: &'static str,
+        guarantees: String,
         size: usize,
         clock: &Clock,
         samples: Vec<Samples>,
+        cpu: CpuWindow,
     ) -> RunResult {
         let mut lat: Vec<u64> = samples.into_iter().flat_map(|s| s.latencies_ns).collect();
         lat.sort_unstable();
+        let per_msg = |d: Option<Duration>| {
+            d.filter(|_| !lat.is_empty())
+                .map(|d| d.as_secs_f64() * 1e6 / lat.len() as f64)
+        };
         RunResult {
+            server_cpu_us_per_msg: per_msg(cpu.server),
+            client_cpu_us_per_msg: per_msg(cpu.client),
             system,
             guarantees,
             size,
@@ -154,16 +178,26 @@ pub(crate) async fn stopped(stop: &mut Stop) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Waits for the window to end, then stops the tasks and gathers their samples.
+/// Waits for the window to end (reading the CPU time of `server_pid` and of this process at
+/// its start and end), then stops the tasks and gathers their samples.
 pub(crate) async fn finish(
     clock: &Clock,
+    server_pid: Option<u32>,
     stop_tx: watch::Sender<bool>,
     receivers: Vec<tokio::task::JoinHandle<Result<Samples, LoadError>>>,
     senders: Vec<tokio::task::JoinHandle<Result<(), LoadError>>>,
-) -> Result<Vec<Samples>, LoadError> {
-    let end = clock.origin + clock.end;
-    tokio::time::sleep_until(end.into()).await;
+) -> Result<(Vec<Samples>, CpuWindow), LoadError> {
+    let me = std::process::id();
+    let cpu = |pid: Option<u32>| pid.and_then(|p| crate::procfs::cpu_time(p).ok());
+    tokio::time::sleep_until((clock.origin + clock.start).into()).await;
+    let (server0, client0) = (cpu(server_pid), cpu(Some(me)));
+    tokio::time::sleep_until((clock.origin + clock.end).into()).await;
+    let (server1, client1) = (cpu(server_pid), cpu(Some(me)));
     let _ = stop_tx.send(true);
+    let window = CpuWindow {
+        server: server0.zip(server1).map(|(a, b)| b.saturating_sub(a)),
+        client: client0.zip(client1).map(|(a, b)| b.saturating_sub(a)),
+    };
     let mut first_err = None;
     for s in senders {
         match tokio::time::timeout(Duration::from_secs(30), s).await {
@@ -184,7 +218,7 @@ pub(crate) async fn finish(
     }
     match first_err {
         Some(e) => Err(e),
-        None => Ok(out),
+        None => Ok((out, window)),
     }
 }
 
@@ -215,25 +249,46 @@ pub async fn run_all(opts: &ThroughputOptions) -> Result<Vec<RunResult>, LoadErr
     Ok(results)
 }
 
+fn cpu_cell(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 10.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+        None => "–".into(),
+    }
+}
+
+/// `1.00×`, `27.8×`, `0.042×`: three significant digits.
+pub fn ratio(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}×")
+    } else if x >= 10.0 {
+        format!("{x:.1}×")
+    } else if x >= 1.0 {
+        format!("{x:.2}×")
+    } else {
+        format!("{x:.3}×")
+    }
+}
+
 /// A markdown table of the results, with ratios against hush at the same size.
 pub fn render_table(results: &[RunResult]) -> String {
     let mut s = String::new();
-    s.push_str("| payload | system | guarantees | msgs/s | p50 µs | p99 µs | max µs | msgs/s vs hush | p50 vs hush |\n");
-    s.push_str("|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| payload | system | guarantees | msgs/s | p50 µs | p99 µs | max µs | server CPU µs/msg | client CPU µs/msg | msgs/s ÷ hush | p50 ÷ hush |\n");
+    s.push_str("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in results {
         let base = results
             .iter()
             .find(|b| b.size == r.size && b.system == hush::SYSTEM);
         let (tr, lr) = match base {
             Some(b) if b.messages > 0 && r.messages > 0 => (
-                format!("{:.2}×", r.msgs_per_sec() / b.msgs_per_sec()),
-                format!("{:.2}×", r.p50_us / b.p50_us.max(1e-9)),
+                ratio(r.msgs_per_sec() / b.msgs_per_sec()),
+                ratio(r.p50_us / b.p50_us.max(1e-9)),
             ),
             _ => ("–".into(), "–".into()),
         };
         let _ = writeln!(
             s,
-            "| {} B | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+            "| {} B | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
             r.size,
             r.system,
             r.guarantees,
@@ -241,6 +296,8 @@ pub fn render_table(results: &[RunResult]) -> String {
             r.p50_us,
             r.p99_us,
             r.max_us,
+            cpu_cell(r.server_cpu_us_per_msg),
+            cpu_cell(r.client_cpu_us_per_msg),
             tr,
             lr
         );
@@ -260,6 +317,14 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100.0);
         assert_eq!(percentile(&[7], 99.0), 7.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn ratios_keep_three_digits() {
+        assert_eq!(ratio(1.0), "1.00×");
+        assert_eq!(ratio(27.77), "27.8×");
+        assert_eq!(ratio(205.3), "205×");
+        assert_eq!(ratio(0.0421), "0.042×");
     }
 
     #[test]

@@ -14,8 +14,7 @@ use super::{Clock, RunResult, Samples, ThroughputOptions, finish, run_tag, stopp
 use crate::LoadError;
 
 pub const SYSTEM: &str = "Mosquitto (MQTT)";
-pub const GUARANTEES: &str =
-    "plain TCP, QoS 1 (PUBACK both legs), broker memory only between autosaves";
+pub const GUARANTEES: &str = "plain TCP, QoS 1 (PUBACK on both legs), persistence only at autosave/shutdown (no per-message fsync)";
 
 const CONNECT: u8 = 0x10;
 const CONNACK: u8 = 0x20;
@@ -240,8 +239,8 @@ pub async fn run(
             }
         }));
     }
-    let samples = finish(&clock, stop_tx, receivers, senders).await?;
-    let r = RunResult::from_samples(SYSTEM, GUARANTEES, size, &clock, samples);
+    let (samples, cpu) = finish(&clock, opts.mqtt_pid, stop_tx, receivers, senders).await?;
+    let r = RunResult::from_samples(SYSTEM, GUARANTEES.to_string(), size, &clock, samples, cpu);
     let acked: u64 = puback_counters
         .iter()
         .map(|a| a.load(Ordering::Relaxed))

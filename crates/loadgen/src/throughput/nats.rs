@@ -204,9 +204,14 @@ pub async fn run(
             }
         }));
     }
-    let samples = finish(&clock, stop_tx, receivers, senders).await?;
+    let (samples, cpu) = finish(&clock, opts.nats_pid, stop_tx, receivers, senders).await?;
     Ok(RunResult::from_samples(
-        SYSTEM, GUARANTEES, size, &clock, samples,
+        SYSTEM,
+        GUARANTEES.to_string(),
+        size,
+        &clock,
+        samples,
+        cpu,
     ))
 }
 
