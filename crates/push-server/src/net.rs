@@ -308,7 +308,10 @@ struct ClientConn {
 pub struct RemoteGateway {
     cfg: RemoteConfig,
     connector: SslConnector,
-    conn: tokio::sync::Mutex<Option<ClientConn>>,
+    /// A small pool: each request takes the first free connection (requests on one connection
+    /// are strictly sequential, so several let concurrent submits share a group commit).
+    conns: Vec<tokio::sync::Mutex<Option<ClientConn>>>,
+    next_conn: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -323,7 +326,16 @@ fn unavailable(e: impl std::fmt::Display) -> GatewayError {
 }
 
 impl RemoteGateway {
+    /// Default number of pooled connections.
+    pub const DEFAULT_CONNECTIONS: usize = 4;
+
+    /// A gateway with [`Self::DEFAULT_CONNECTIONS`] pooled connections (opened on demand).
     pub fn new(cfg: RemoteConfig) -> Result<RemoteGateway, GatewayError> {
+        RemoteGateway::with_connections(cfg, Self::DEFAULT_CONNECTIONS)
+    }
+
+    /// A gateway with up to `n` pooled connections (at least 1).
+    pub fn with_connections(cfg: RemoteConfig, n: usize) -> Result<RemoteGateway, GatewayError> {
         let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(unavailable)?;
         b.set_min_proto_version(Some(SslVersion::TLS1_3))
             .map_err(unavailable)?;
@@ -340,7 +352,10 @@ impl RemoteGateway {
         Ok(RemoteGateway {
             cfg,
             connector: b.build(),
-            conn: tokio::sync::Mutex::new(None),
+            conns: (0..n.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next_conn: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
         })
     }
@@ -393,7 +408,19 @@ impl RemoteGateway {
     }
 
     async fn call(&self, req: Request) -> Result<Value, GatewayError> {
-        let mut guard = self.conn.lock().await;
+        // First free connection, else wait for the next one in turn.
+        let mut guard = match self.conns.iter().find_map(|c| c.try_lock().ok()) {
+            Some(g) => g,
+            None => {
+                let n = self.conns.len() as u64;
+                let i = self.next_conn.fetch_add(1, Ordering::Relaxed) % n;
+                let slot = self
+                    .conns
+                    .get(usize::try_from(i).unwrap_or(0))
+                    .ok_or_else(|| unavailable("no connection slot"))?;
+                slot.lock().await
+            }
+        };
         let env = Envelope {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             req,
