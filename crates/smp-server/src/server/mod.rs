@@ -426,3 +426,4 @@ async fn housekeeping(shared: Arc<Shared>, mut shutdown: Shutdown) {
         }
     }
 }
+

@@ -117,6 +117,7 @@ impl TestServer {
 }
 
 /// The real binary, started with `start` on a config dir prepared by [`init_dirs`] (port 0).
+/// Killed (SIGKILL) when dropped, so a failing test leaves no server behind.
 pub struct BinaryServer {
     pub child: std::process::Child,
     pub addr: SocketAddr,
@@ -162,6 +163,13 @@ pub fn ini_for_binary(paths: &ServerPaths, extra: &[(&str, &str, &str)]) {
     std::fs::write(&ini, out).unwrap();
 }
 
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl BinaryServer {
     pub fn start(paths: &ServerPaths) -> BinaryServer {
         use std::io::BufRead;
@@ -198,13 +206,13 @@ impl BinaryServer {
     }
 
     pub fn sigkill(mut self) {
-        self.child.kill().unwrap();
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     pub fn sigterm(mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
-        // SAFETY-free: use the `kill` command to deliver SIGTERM to our own child.
+        // Deliver SIGTERM to our own child with the `kill` command (no libc binding needed).
         std::process::Command::new("kill")
             .arg("-TERM")
             .arg(pid.to_string())
