@@ -191,6 +191,13 @@ async fn queue_lifecycle() {
             .unwrap();
         let m = next_msg(&mut rcv_ev, &q.rcv_id).await;
         assert_eq!(body_of(&m, &q), b"second");
+        // GET on the connection that subscribed the queue is refused (SUB/GET don't mix).
+        assert!(matches!(
+            rcv.get(&q.rcv_id, &q.rcv_key).await,
+            Err(ClientError::Smp(ErrorType::Cmd(
+                hush_proto::error::CommandError::Prohibited
+            )))
+        ));
         // A GET on another connection sees the same head message.
         let (other, _o) = connect(&relay).await;
         let g = other.get(&q.rcv_id, &q.rcv_key).await.unwrap().unwrap();
@@ -411,6 +418,19 @@ async fn relay_restart_resubscribes() {
         .unwrap();
     let key = Arc::new(q.rcv_key.clone());
     pool.subscribe(&server, &q.rcv_id, key).await.unwrap();
+    // The same pool also holds a notifier subscription (as an NTF server would).
+    let creds = c
+        .enable_notifications(&q.rcv_id, &q.rcv_key, AuthAlgorithm::Ed25519)
+        .await
+        .unwrap();
+    pool.subscribe_notifier(
+        &server,
+        &creds.notifier_id,
+        Arc::new(creds.notifier_key.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pool.subscription_count(&server), (1, 1));
     let (snd, _s) = connect(&relay).await;
     snd.send(&q.snd_id, None, false, b"before").await.unwrap();
     snd.close().await;
@@ -426,26 +446,34 @@ async fn relay_restart_resubscribes() {
     assert_eq!(relay.addr.port(), port);
     // Sent while the pool is still backing off.
     let (snd, _s) = connect(&relay).await;
-    snd.send(&q.snd_id, None, false, b"meanwhile")
-        .await
-        .unwrap();
+    snd.send(&q.snd_id, None, true, b"meanwhile").await.unwrap();
     snd.close().await;
 
     // The MSG that follows the SOK may come before or after the Resubscribed report.
     let mut saw = (false, false, false);
     let mut got = None;
-    while got.is_none() || !saw.2 {
+    let mut nmsg = None;
+    while got.is_none() || !saw.2 || nmsg.is_none() {
         let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
             .await
-            .expect("pool did not recover")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "pool did not recover: {saw:?} msg {} nmsg {}",
+                    got.is_some(),
+                    nmsg.is_some()
+                )
+            })
             .unwrap();
         match e {
             PoolEvent::Disconnected { .. } => saw.0 = true,
             PoolEvent::Connected { .. } => saw.1 = true,
             PoolEvent::Resubscribed {
-                recipients, failed, ..
+                recipients,
+                notifiers,
+                failed,
+                ..
             } => {
-                assert_eq!(recipients, 1);
+                assert_eq!((recipients, notifiers), (1, 1));
                 assert!(failed.is_empty(), "{failed:?}");
                 saw.2 = true;
             }
@@ -456,6 +484,17 @@ async fn relay_restart_resubscribes() {
                 assert!(got.is_none(), "message delivered twice");
                 got = Some(msg);
             }
+            PoolEvent::Event {
+                event:
+                    ServerEvent::Notification {
+                        notifier_id,
+                        nonce,
+                        enc_meta,
+                    },
+                ..
+            } if notifier_id == creds.notifier_id => {
+                nmsg = Some(decrypt_nmsg(&creds.rcv_ntf_dh_secret, &nonce, &enc_meta).unwrap());
+            }
             PoolEvent::ConnectFailed { retry_in, .. } => assert!(retry_in.is_some()),
             e => panic!("unexpected {e:?}"),
         }
@@ -464,6 +503,7 @@ async fn relay_restart_resubscribes() {
     assert_eq!(saw, (true, true, true));
     assert!(stopped.elapsed() >= Duration::from_secs(5));
     assert_eq!(body_of(&m, &q), b"meanwhile");
+    assert_eq!(nmsg.unwrap().msg_id, m.msg_id);
     let c = pool.client(&server).await.unwrap();
     c.ack(&q.rcv_id, &q.rcv_key, &m.msg_id).await.unwrap();
     pool.close().await;
@@ -512,5 +552,49 @@ async fn wrong_fingerprint() {
     let c = pool.client(&relay.address()).await.unwrap();
     c.ping().await.unwrap();
     pool.close().await;
+    relay.stop().await;
+}
+
+/// A relay with `create_password`: NEW without it (or with a wrong one) is refused with
+/// AUTH, with it succeeds; the password comes from the `smp://fp:password@host` address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_dirs(dir.path());
+    let mut cfg = config(&paths, 0);
+    let password = hush_proto::address::BasicAuth::new("s3cret-pass").unwrap();
+    cfg.auth.create_password = Some(smp_server::config::BasicAuth::new("s3cret-pass").unwrap());
+    let relay = Relay::start(cfg).await;
+    let with_auth = hush_proto::address::ServerWithAuth::parse(&format!(
+        "smp://{}:s3cret-pass@127.0.0.1:{}",
+        base64url_encode(&relay.fp),
+        relay.addr.port()
+    ))
+    .unwrap();
+    assert_eq!(with_auth.auth.as_ref(), Some(&password));
+    let (c, _ev) = SmpClient::connect(&with_auth.server, ClientConfig::default())
+        .await
+        .unwrap();
+    for bad in [
+        None,
+        Some(hush_proto::address::BasicAuth::new("wrong").unwrap()),
+    ] {
+        let r = c
+            .create_queue(NewQueueParams {
+                basic_auth: bad,
+                ..Default::default()
+            })
+            .await;
+        assert!(matches!(r, Err(ClientError::Smp(ErrorType::Auth))), "{r:?}");
+    }
+    let q = c
+        .create_queue(NewQueueParams {
+            basic_auth: with_auth.auth.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(q.rcv_id.len(), 24);
+    c.close().await;
     relay.stop().await;
 }
