@@ -1074,6 +1074,24 @@ mod tests {
     }
 
     #[test]
+    fn exactly_max_skip_is_allowed() {
+        let (mut j, mut i) = pair();
+        i.decrypt(&j.encrypt(b"a", 40).unwrap()).unwrap();
+        let skipped: Vec<_> = (0..MAX_SKIP)
+            .map(|_| j.encrypt(b"s", 40).unwrap())
+            .collect();
+        let last = j.encrypt(b"last", 40).unwrap();
+        assert_eq!(i.decrypt(&last).unwrap(), b"last");
+        assert_eq!(i.skipped_count(), MAX_SKIP as usize);
+        // every skipped one still decrypts, once
+        for m in skipped.iter().rev() {
+            assert_eq!(i.decrypt(m).unwrap(), b"s");
+        }
+        assert_eq!(i.skipped_count(), 0);
+        assert!(i.decrypt(&skipped[0]).is_err());
+    }
+
+    #[test]
     fn too_large_and_too_many_skipped() {
         let (mut j, mut i) = pair();
         assert_eq!(j.encrypt(&[0; 99], 100), Err(RatchetError::TooLarge));
