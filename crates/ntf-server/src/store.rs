@@ -296,11 +296,21 @@ impl Store {
             return Ok(());
         };
         let (tx, rx) = oneshot::channel();
-        // The queue is bounded: send off the async threads.
-        tokio::task::spawn_blocking(move || w.send(Op::Sync(tx)))
-            .await
-            .map_err(|_| StoreError::WriterGone)?
-            .map_err(|_| StoreError::WriterGone)?;
+        match w.try_send(Op::Sync(tx)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(op)) => {
+                // The queue is bounded: wait for room off the async threads.
+                let sent = tokio::task::spawn_blocking(move || w.send(op).is_ok())
+                    .await
+                    .map_err(|_| StoreError::WriterGone)?;
+                if !sent {
+                    return Err(StoreError::WriterGone);
+                }
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(StoreError::WriterGone);
+            }
+        }
         rx.await.map_err(|_| StoreError::WriterGone)
     }
 

@@ -80,10 +80,15 @@ pub fn relay_config(dir: &Path) -> smp_server::Config {
 
 impl Relay {
     pub async fn start(config: smp_server::Config) -> Relay {
+        Self::start_with_flush(config, Duration::from_millis(50)).await
+    }
+
+    /// With the relay's NMSG flush interval (reference: 1.5 s).
+    pub async fn start_with_flush(config: smp_server::Config, flush: Duration) -> Relay {
         let key_hash = smp_server::init::check_fingerprint(&config.paths).unwrap();
         let (trigger, shutdown) = smp_server::shutdown_channel();
         let options = RelayOptions {
-            ntf_flush_interval: Duration::from_millis(50),
+            ntf_flush_interval: flush,
             shutdown_grace: Duration::from_secs(5),
             ..RelayOptions::default()
         };
