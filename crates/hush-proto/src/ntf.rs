@@ -92,10 +92,10 @@ pub const AUTH_KEY_ALGORITHMS: [KeyAlgorithm; 3] = [
 
 /// Push provider of a device token.
 ///
-/// Room for hush: a push service of hush's own (e.g. handles for a hush push server) would get
-/// a new two-letter wire code here, next to `AD`/`AP`/`AT`/`AN`, with a text name in
-/// [`PushProvider::name`]. Reference NTF servers and clients reject unknown codes
-/// (`ERR CMD SYNTAX`), so such a code may only be used between hush clients and hush servers.
+/// `PH` is hush's own: the "token" is an opaque push handle issued by a hush push-server (split
+/// mode), so the ntf-server never learns the device token. Reference NTF servers and clients
+/// reject unknown codes (`ERR CMD SYNTAX`), so `PH` is only used between hush clients and hush
+/// servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum PushProvider {
@@ -107,14 +107,18 @@ pub enum PushProvider {
     ApnsTest,
     /// `AN` / `apns_null`: never pushed (the apps' "test server" button).
     ApnsNull,
+    /// `PH` / `hush_push_handle`: an opaque push handle from a hush push-server (base64url text,
+    /// no padding), not a device token.
+    PushHandle,
 }
 
 impl PushProvider {
-    pub const ALL: [PushProvider; 4] = [
+    pub const ALL: [PushProvider; 5] = [
         PushProvider::ApnsDev,
         PushProvider::ApnsProd,
         PushProvider::ApnsTest,
         PushProvider::ApnsNull,
+        PushProvider::PushHandle,
     ];
 
     /// Two-letter wire code.
@@ -124,6 +128,7 @@ impl PushProvider {
             PushProvider::ApnsProd => b"AP",
             PushProvider::ApnsTest => b"AT",
             PushProvider::ApnsNull => b"AN",
+            PushProvider::PushHandle => b"PH",
         }
     }
 
@@ -138,6 +143,7 @@ impl PushProvider {
             PushProvider::ApnsProd => "apns_prod",
             PushProvider::ApnsTest => "apns_test",
             PushProvider::ApnsNull => "apns_null",
+            PushProvider::PushHandle => "hush_push_handle",
         }
     }
 
@@ -150,7 +156,7 @@ impl PushProvider {
         match self {
             PushProvider::ApnsDev => Some("api.sandbox.push.apple.com"),
             PushProvider::ApnsProd => Some("api.push.apple.com"),
-            PushProvider::ApnsTest | PushProvider::ApnsNull => None,
+            PushProvider::ApnsTest | PushProvider::ApnsNull | PushProvider::PushHandle => None,
         }
     }
 }
@@ -201,6 +207,21 @@ impl DeviceToken {
             .split_once(' ')
             .ok_or(DecodeError::Invalid("device token"))?;
         let provider = PushProvider::from_name(name).ok_or(DecodeError::Invalid("provider"))?;
+        if provider == PushProvider::PushHandle {
+            let ok = !hex.is_empty()
+                && hex.len() <= 255
+                && hex
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+            return if ok {
+                Ok(DeviceToken {
+                    provider,
+                    token: hex.as_bytes().to_vec(),
+                })
+            } else {
+                Err(DecodeError::Invalid("push handle"))
+            };
+        }
         if hex.len() % 2 != 0 || !hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(DecodeError::Invalid("device token hex"));
         }
@@ -1138,6 +1159,27 @@ mod tests {
                 "{c:?}"
             );
         }
+    }
+
+    #[test]
+    fn push_handle_provider() {
+        // `PH` + shortString(handle) parses in TNEW like any device token.
+        let mut cmd = b"TNEW T".to_vec();
+        let handle = b"AbC-_9";
+        DeviceToken {
+            provider: PushProvider::PushHandle,
+            token: handle.to_vec(),
+        }
+        .encode(&mut cmd);
+        assert_eq!(&cmd[6..9], b"PH\x06");
+        let t = DeviceToken::parse_text("hush_push_handle AbC-_9").unwrap();
+        assert_eq!(t.provider, PushProvider::PushHandle);
+        assert!(DeviceToken::parse_text("hush_push_handle a+b").is_err());
+        assert!(DeviceToken::parse_text("hush_push_handle ").is_err());
+        assert_eq!(
+            PushProvider::from_code(b"PH"),
+            Some(PushProvider::PushHandle)
+        );
     }
 
     #[test]

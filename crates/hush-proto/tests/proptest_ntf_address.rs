@@ -446,8 +446,15 @@ proptest! {
     }
 
     #[test]
-    fn device_token_text_roundtrip(p in provider(), hex in "([0-9a-f]{2}){0,40}") {
+    fn device_token_text_roundtrip(p in provider(), hex in "([0-9a-f]{2}){1,40}") {
         let t = DeviceToken { provider: p, token: hex.into_bytes() };
+        prop_assert_eq!(DeviceToken::parse_text(&t.to_text()).unwrap(), t.clone());
+        prop_assert_eq!(DeviceToken::from_bytes(&t.to_bytes()).unwrap(), t);
+    }
+
+    #[test]
+    fn push_handle_text_roundtrip(h in "[A-Za-z0-9_-]{1,255}") {
+        let t = DeviceToken { provider: PushProvider::PushHandle, token: h.into_bytes() };
         prop_assert_eq!(DeviceToken::parse_text(&t.to_text()).unwrap(), t.clone());
         prop_assert_eq!(DeviceToken::from_bytes(&t.to_bytes()).unwrap(), t);
     }
