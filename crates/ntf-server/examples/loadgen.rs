@@ -13,7 +13,6 @@
 //! ```
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::HashMap;
@@ -93,7 +92,7 @@ fn unix_ms() -> u64 {
 fn permute(i: usize, n: usize) -> usize {
     let p = [7919usize, 7927, 7933, 7937]
         .into_iter()
-        .find(|p| n % p != 0)
+        .find(|p| !n.is_multiple_of(*p))
         .unwrap_or(1);
     i * p % n
 }
@@ -249,12 +248,9 @@ async fn main() {
         set.spawn(async move {
             let mut sent = Vec::new();
             for k in 0..n {
-                if rate > 0 {
-                    let slot = (k * conc + s) as u64;
-                    tokio::time::sleep_until(
-                        begin + Duration::from_micros(slot * 1_000_000 / rate),
-                    )
-                    .await;
+                let slot = (k * conc + s) as u64;
+                if let Some(us) = (slot * 1_000_000).checked_div(rate) {
+                    tokio::time::sleep_until(begin + Duration::from_micros(us)).await;
                 }
                 let qi = permute(s * per + k, queues.len());
                 let q = &queues[qi];

@@ -225,6 +225,7 @@ async fn split_mode_push_handle() {
             env: push_server::ApnsEnv::Test,
             token: d.token_hex.clone(),
         })
+        .await
         .unwrap();
     assert!(!handle.as_str().contains(&d.token_hex));
     d.handle = Some(handle.as_str().to_string());
