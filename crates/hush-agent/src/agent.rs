@@ -1095,9 +1095,15 @@ impl Agent {
                     sender_id: q.snd_id.clone(),
                 };
                 match self.with_tx_a(|tx| {
-                    Self::enqueue(tx, conn, AMessage::QCont(addr), OutboxKind::Control)
+                    let c = tx.connection(conn)?;
+                    // only duplex connections have someone to tell (not contact addresses)
+                    if !matches!(c.status, ConnStatus::Connected | ConnStatus::Confirmed) {
+                        return Ok(None);
+                    }
+                    Self::enqueue(tx, conn, AMessage::QCont(addr), OutboxKind::Control).map(Some)
                 }) {
-                    Ok((_, sq)) => self.wake(sq),
+                    Ok(Some((_, sq))) => self.wake(sq),
+                    Ok(None) => {}
                     Err(e) => self.emit(AgentEvent::Error {
                         conn: Some(conn),
                         error: format!("QCONT: {e}"),

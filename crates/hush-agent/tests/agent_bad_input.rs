@@ -318,3 +318,69 @@ async fn bad_input_is_reported_and_changes_nothing() {
     a.close().await;
     b.close().await;
 }
+
+/// Anyone can send to a contact address (unsigned): garbage and malformed requests give error
+/// events, and a real request still works afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_address_rejects_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path()).await;
+    let (a, mut a_rx) = open_agent(&db_path(dir.path(), "a"), relay.server()).await;
+    let (b, _b_rx) = open_agent(&db_path(dir.path(), "b"), relay.server()).await;
+    let (address, link) = a.create_contact_address().await.unwrap();
+    let hush_proto::address::ConnectionRequestUri::Contact { data } =
+        hush_proto::address::ConnectionRequestUri::parse(&link).unwrap()
+    else {
+        panic!("not a contact link")
+    };
+    let q = &data.smp_queues[0];
+    let (client, _events) = SmpClient::connect(&q.server, ClientConfig::default())
+        .await
+        .unwrap();
+    let send = |body: Vec<u8>| {
+        let client = client.clone();
+        let sid = q.sender_id.clone();
+        async move { client.send(&sid, None, false, &body).await.unwrap() }
+    };
+    let expect_error = async |rx: &mut AgentEvents, what: &str| match next_interesting(rx).await {
+        AgentEvent::Error { conn, .. } => assert_eq!(conn, Some(address), "{what}"),
+        e => panic!("{what}: expected an error, got {e:?}"),
+    };
+    // (1) garbage
+    send(vec![1; 100]).await;
+    expect_error(&mut a_rx, "garbage").await;
+    // (2) a well-sealed request whose "invitation" is a contact link
+    let eph = hush_crypto::X25519Secret::generate();
+    let dh = hush_crypto::X25519Public::from_spki_der(&q.dh_public_key).unwrap();
+    let env = AgentMsgEnvelope::Invitation {
+        agent_version: 7,
+        conn_req: link.clone(),
+        conn_info: b"evil".to_vec(),
+    };
+    // the encoder does not validate; the receiver must
+    let sealed = ClientMsgEnvelope::seal(
+        &eph.dh(&dh),
+        4,
+        Some(eph.public()),
+        &ClientMessage {
+            header: PrivHeader::Empty,
+            body: env.encode().unwrap(),
+        },
+    )
+    .unwrap()
+    .encode();
+    send(sealed).await;
+    expect_error(&mut a_rx, "contact link inside a request").await;
+    // (3) a real request
+    b.join(&link, b"real bob").await.unwrap();
+    let mut seen = Vec::new();
+    let info = wait_for(&mut a_rx, &mut seen, |e| match e {
+        AgentEvent::ContactRequest { conn_info, .. } => Some(conn_info.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(info, b"real bob");
+    client.close().await;
+    a.close().await;
+    b.close().await;
+}
