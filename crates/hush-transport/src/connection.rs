@@ -1,6 +1,6 @@
 //! Established connections (after TLS and the hello exchange), client and server side.
 
-use hush_crypto::{X25519Public, X25519Secret};
+use hush_crypto::{DhSecret, X25519Public, X25519Secret};
 use hush_proto::transmission::TooLarge;
 use hush_proto::version::VersionRange;
 use tokio::io::{ReadHalf, WriteHalf};
@@ -119,10 +119,18 @@ pub struct ClientConnection {
     pub(crate) server_key: Option<X25519Public>,
     pub(crate) server_chain: Vec<Vec<u8>>,
     pub(crate) service: Option<ClientService>,
+    pub(crate) session_secret: Option<DhSecret>,
 }
 
 impl ClientConnection {
     block_io_methods!();
+
+    /// X25519(the client's hello key, the server's session key): the secret an SMP proxy uses
+    /// to encrypt `RFWD` to this relay and decrypt `RRES` (reference `sessSecret`). `None` when
+    /// the server offered no key.
+    pub fn session_secret(&self) -> Option<&DhSecret> {
+        self.session_secret.as_ref()
+    }
 
     /// The server's per-connection X25519 key from its hello (verified against the TLS leaf),
     /// used with a queue's private key for crypto_box command authenticators. `None` only

@@ -676,6 +676,8 @@ impl TransportClient {
             _ => None,
         };
         let encrypted = keys.is_some();
+        // X25519(own hello key, server session key): the proxy ↔ relay secret (RFWD/RRES).
+        let session_secret = server_key.as_ref().map(|k| dh_secret.dh(k));
         // The client sends with ck2 and receives with ck1.
         let (snd, rcv) = match keys {
             Some((ck1, ck2)) => (Some(ck2), Some(ck1)),
@@ -698,6 +700,7 @@ impl TransportClient {
             server_key,
             server_chain: facts.peer_chain,
             service,
+            session_secret,
         })
     }
 
@@ -749,6 +752,7 @@ impl TransportClient {
             server_key,
             server_chain: facts.peer_chain,
             service: None,
+            session_secret: None,
         })
     }
 }
