@@ -29,6 +29,9 @@ pub struct ConnCtx<'a> {
     pub version: u16,
     pub session_id: &'a [u8],
     pub session_key: &'a X25519Secret,
+    /// Secret shared with an SMP proxy on this connection (for `RFWD`), if the client sent a
+    /// hello key.
+    pub proxy_secret: Option<&'a hush_crypto::DhSecret>,
 }
 
 fn random_id() -> EntityId {
@@ -54,6 +57,17 @@ impl Shared {
     /// Processes one transmission of a block. Responses (and own-connection events) come back in
     /// the order they must be written.
     pub async fn process_transmission(&self, c: &mut ConnCtx<'_>, bytes: &[u8]) -> Vec<Response> {
+        self.process_one(c, bytes, false).await
+    }
+
+    /// `forwarded`: the transmission came inside `RFWD`; only `SEND`, `SKEY`, `LKEY`, `LGET` are
+    /// allowed there (`CMD PROHIBITED` otherwise).
+    async fn process_one(
+        &self,
+        c: &mut ConnCtx<'_>,
+        bytes: &[u8],
+        forwarded: bool,
+    ) -> Vec<Response> {
         let t = match decode_transmission_with(bytes, Layout::smp(c.version)) {
             Ok(t) => t,
             Err(_) => return vec![Response::err(&[], &[], ErrorType::Block)],
@@ -66,6 +80,13 @@ impl Shared {
             }
         };
         let tag = cmd.tag();
+        if forwarded && !cmd.allowed_forwarded() {
+            return vec![Response::err(
+                t.corr_id,
+                t.entity_id,
+                ErrorType::Cmd(CommandError::Prohibited),
+            )];
+        }
         // Service signatures: only NEW/SUB/NSUB may carry one, and only in a service session
         // (hush does not accept service sessions yet, so any service signature is misuse).
         if t.service_sig.is_some() {
@@ -188,11 +209,95 @@ impl Shared {
                 check_not_blocked(&q)?;
                 one(link_response(&q, entity)?)
             }
-            // Proxying is not implemented yet.
-            Command::Prxy { .. } | Command::PFwd { .. } | Command::RFwd(_) => {
-                Err(CmdError::prohibited())
+            // A transmission forwarded by another server's SMP proxy.
+            Command::RFwd(enc) if c.proxy_secret.is_some() => {
+                let msg = match Box::pin(self.forwarded(c, corr, &enc)).await {
+                    Ok(m) => m,
+                    Err(e) => BrokerMsg::Err(e),
+                };
+                Ok(vec![Response::new(corr, &[], msg)])
             }
+            // RFWD without a proxy secret (no hello key): reference `TENoServerAuth`.
+            Command::RFwd(_) => Ok(vec![Response::err(
+                corr,
+                &[],
+                ErrorType::Proxy(hush_proto::error::ProxyError::Broker(
+                    hush_proto::error::BrokerErrorType::Transport(
+                        hush_proto::error::TransportError::NoAuth,
+                    ),
+                )),
+            )]),
+            // Acting as a proxy (PRXY/PFWD) is not implemented yet.
+            Command::Prxy { .. } | Command::PFwd { .. } => Err(CmdError::prohibited()),
         }
+    }
+
+    /// `RFWD` (reference `processForwardedCommand`, §3.10): decrypt the proxy layer with the
+    /// proxy ↔ relay secret (nonce = the RFWD corrId), then the client layer with
+    /// X25519(client command key, our session key) (nonce = the forwarded corrId), process exactly
+    /// one transmission at the client's version, and encrypt the response back in both layers with
+    /// the reversed nonces. Answer: `RRES`.
+    async fn forwarded(
+        &self,
+        c: &mut ConnCtx<'_>,
+        corr: &[u8],
+        enc: &[u8],
+    ) -> Result<BrokerMsg, ErrorType> {
+        use hush_crypto::{cb_decrypt, cb_decrypt_no_pad, cb_encrypt, cb_encrypt_no_pad, cb_nonce};
+        let sess = c.proxy_secret.ok_or(ErrorType::Internal)?;
+        let proxy_nonce = cb_nonce(corr);
+        let fwd = cb_decrypt_no_pad(sess, &proxy_nonce, enc).map_err(|_| ErrorType::Crypto)?;
+        let syntax = ErrorType::Cmd(CommandError::Syntax);
+        let mut p = hush_proto::Parser::new(&fwd);
+        let fwd_corr = p.short_string().map_err(|_| syntax.clone())?;
+        let fwd_version = p.word16().map_err(|_| syntax.clone())?;
+        let fwd_key = p
+            .short_string()
+            .ok()
+            .and_then(|k| X25519Public::from_spki_der(k).ok())
+            .ok_or(syntax)?;
+        let et = p.tail();
+        let client_secret = c.session_key.dh(&fwd_key);
+        let client_nonce = cb_nonce(fwd_corr);
+        let block = cb_decrypt(&client_secret, &client_nonce, et).map_err(|_| ErrorType::Crypto)?;
+        let items = hush_proto::transmission::decode_batch(&block).map_err(|_| ErrorType::Block)?;
+        let [t] = items.as_slice() else {
+            return Err(ErrorType::Block);
+        };
+        let mut fc = ConnCtx {
+            outbox: c.outbox,
+            local: &mut *c.local,
+            version: fwd_version,
+            session_id: c.session_id,
+            session_key: c.session_key,
+            // a nested RFWD is refused
+            proxy_secret: None,
+        };
+        let responses = self.process_one(&mut fc, t, true).await;
+        // The response to the forwarded command (an event for this connection, if any, is not
+        // forwarded: a proxy connection does not subscribe).
+        let r = responses
+            .iter()
+            .find(|r| !r.corr_id.is_empty())
+            .or_else(|| responses.first())
+            .ok_or(ErrorType::Internal)?;
+        let encoded =
+            super::delivery::encode_response(&r.corr_id, &r.entity_id, &r.msg, fwd_version);
+        let content =
+            hush_proto::transmission::batch_one(&[&encoded], hush_proto::version::SMP_BLOCK_SIZE)
+                .map_err(|_| ErrorType::Block)?;
+        let mut reversed = client_nonce;
+        reversed.reverse();
+        let r2 = cb_encrypt(&client_secret, &reversed, &content, PADDED_PROXIED_LEN)
+            .map_err(|_| ErrorType::Block)?;
+        let mut fr = Vec::with_capacity(1 + fwd_corr.len() + r2.len());
+        fr.push(fwd_corr.len() as u8);
+        fr.extend_from_slice(fwd_corr);
+        fr.extend_from_slice(&r2);
+        let mut reversed = proxy_nonce;
+        reversed.reverse();
+        self.metrics.relay_messages_received.inc();
+        Ok(BrokerMsg::RRes(cb_encrypt_no_pad(sess, &reversed, &fr)))
     }
 
     /// Looks up a queue by recipient id and verifies the authorization against its recipient keys
@@ -609,6 +714,9 @@ impl Shared {
         Err(CmdError::Internal("could not allocate unique queue ids"))
     }
 }
+
+/// Padded length of a proxied transmission block (reference `paddedProxiedTLength`).
+const PADDED_PROXIED_LEN: usize = 16226;
 
 fn id_or_prohibited(b: &[u8]) -> Result<EntityId, CmdError> {
     id24(b).ok_or_else(CmdError::prohibited)

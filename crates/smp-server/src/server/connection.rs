@@ -54,6 +54,8 @@ pub(super) async fn serve(
     let version = conn.version();
     let session_id = conn.session_id().to_vec();
     let session_key = conn.session_key().clone();
+    // X25519(client hello key, our session key): the secret of RFWD from an SMP proxy.
+    let proxy_secret = conn.client_dh_key().map(|k| session_key.dh(k));
     let (mut reader, mut writer) = conn.into_split();
 
     let id = shared.next_client.fetch_add(1, Ordering::Relaxed);
@@ -151,11 +153,11 @@ pub(super) async fn serve(
                         version,
                         session_id: &session_id,
                         session_key: &session_key,
+                        proxy_secret: proxy_secret.as_ref(),
                     };
                     for t in ts {
                         // Boxed for the same reason (command handling is large).
-                        responses
-                            .extend(Box::pin(shared.process_transmission(&mut ctx, t)).await);
+                        responses.extend(Box::pin(shared.process_transmission(&mut ctx, t)).await);
                     }
                 }
             },

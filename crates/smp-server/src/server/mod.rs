@@ -426,4 +426,3 @@ async fn housekeeping(shared: Arc<Shared>, mut shutdown: Shutdown) {
         }
     }
 }
-

@@ -313,6 +313,14 @@ impl TestClient {
         }
     }
 
+    /// Wraps an already established connection (e.g. one made as an SMP proxy).
+    pub fn from_conn(conn: ClientConnection) -> TestClient {
+        TestClient {
+            conn,
+            pending: VecDeque::new(),
+        }
+    }
+
     pub fn version(&self) -> u16 {
         self.conn.version()
     }
@@ -426,6 +434,12 @@ impl TestClient {
         let corr = random_corr();
         self.send(key, &corr, entity, &cmd).await;
         self.response_to(&corr).await
+    }
+
+    /// Sends an unauthorized command with the given corrId and returns its response.
+    pub async fn cmd_with_corr(&mut self, corr: &[u8], cmd: Command) -> BrokerMsg {
+        self.send(None, corr, &[], &cmd).await;
+        self.response_to(corr).await
     }
 
     pub async fn response_to(&mut self, corr: &[u8]) -> BrokerMsg {
