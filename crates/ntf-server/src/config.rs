@@ -35,8 +35,9 @@ impl Paths {
 /// How pushes reach the push-server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushConfig {
-    /// The push-server runs in the same process (the embedder passes the gateway).
-    InProcess,
+    /// The push-server runs in the same process: the embedder passes the gateway, or the
+    /// binary starts one from the push-server configuration directory `[PUSH] config_dir`.
+    InProcess { config_dir: Option<PathBuf> },
     /// A separate push-server over TLS, pinned by certificate fingerprint.
     Remote {
         host: String,
@@ -83,6 +84,8 @@ pub struct Config {
     pub push_port: u16,
     pub push_fingerprint: [u8; 32],
     pub push_credential: String,
+    /// `[PUSH] config_dir`: push-server configuration for `mode = in_process` in the binary.
+    pub push_config_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -114,6 +117,7 @@ impl Config {
             push_port: 0,
             push_fingerprint: [0; 32],
             push_credential: String::new(),
+            push_config_dir: None,
         }
     }
 
@@ -134,7 +138,9 @@ impl Config {
                 credential: self.push_credential.clone(),
             }
         } else {
-            PushConfig::InProcess
+            PushConfig::InProcess {
+                config_dir: self.push_config_dir.clone(),
+            }
         }
     }
 
@@ -394,6 +400,7 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
             }
             c.payload_padding = n;
         }
+        ("PUSH", "config_dir") => c.push_config_dir = Some(PathBuf::from(v)),
         ("PUSH", "credential") => c.push_credential = v.to_string(),
         _ => return Ok(false),
     }
@@ -431,7 +438,7 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          alert_text = You have a new message\ncron_sweep = 300\n\n\
          [PUSH]\n# Padded size of encrypted push data: 2880 keeps message pushes under APNs' 4096-byte\n\
          # limit; 3072 makes them byte-identical to the reference server's (≈4.3 KB).\npayload_padding = 2880\n\
-         # in_process (push-server in the same process) or remote:\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
+         # in_process (push-server in the same process, configured in config_dir) or remote:\n# mode = in_process\n# config_dir = /etc/opt/hush-push\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
     );
     s
 }

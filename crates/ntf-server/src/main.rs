@@ -7,6 +7,7 @@ use clap::Parser;
 use ntf_server::cli::{Cli, Command};
 use ntf_server::config::{Config, PushConfig};
 use ntf_server::init::{InitOptions, control_passwords};
+use push_server::{AnyGateway, InProcessGateway};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -78,24 +79,41 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let (trigger, shutdown) = smp_server::shutdown_channel();
+        let mut push_running = None;
         let gateway = match config.push() {
             PushConfig::Remote {
                 host,
                 port,
                 fingerprint,
                 credential,
-            } => push_server::net::RemoteGateway::new(push_server::net::RemoteConfig {
-                host,
-                port,
-                fingerprint,
-                credential: Some(credential),
-                timeout: std::time::Duration::from_secs(10),
-            })
-            .map_err(|e| anyhow::anyhow!("push-server gateway: {e}"))?,
-            PushConfig::InProcess => bail!(
-                "[PUSH] mode = in_process needs an embedding process (e.g. `hush up`); \
-                 the ntf-server binary needs mode = remote"
+            } => AnyGateway::Remote(
+                push_server::net::RemoteGateway::new(push_server::net::RemoteConfig {
+                    host,
+                    port,
+                    fingerprint,
+                    credential: Some(credential),
+                    timeout: std::time::Duration::from_secs(10),
+                })
+                .map_err(|e| anyhow::anyhow!("push-server gateway: {e}"))?,
             ),
+            PushConfig::InProcess { config_dir: None } => bail!(
+                "[PUSH] mode = in_process needs config_dir (a push-server configuration directory)"
+            ),
+            PushConfig::InProcess {
+                config_dir: Some(dir),
+            } => {
+                let (pcfg, warnings) = push_server::config::Config::load(&dir)
+                    .map_err(|e| anyhow::anyhow!("push-server configuration: {e}"))?;
+                for w in warnings {
+                    eprintln!("warning (push-server): {w}");
+                }
+                let running = push_server::cli::start(&pcfg)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("push-server: {e}"))?;
+                let gw = InProcessGateway::new(running.service.clone(), "ntf-server");
+                push_running = Some(running);
+                AnyGateway::InProcess(gw)
+            }
         };
         let server = ntf_server::start(config, Arc::new(gateway), shutdown).await?;
         for a in &server.addrs {
@@ -106,9 +124,28 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
             hush_proto::encoding::base64url_encode(&server.fingerprint)
         );
         let task = tokio::spawn(server.wait());
-        tokio::signal::ctrl_c().await?;
+        wait_for_signal().await?;
         trigger.trigger();
         task.await??;
+        if let Some(p) = push_running {
+            p.stop().await;
+        }
         Ok(())
     })
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }
