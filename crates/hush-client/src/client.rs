@@ -100,7 +100,35 @@ impl std::fmt::Debug for SmpClient {
 }
 
 /// Events from one connection; ends (`recv` returns `None`) when the connection is closed.
-pub type EventReceiver = mpsc::Receiver<ServerEvent>;
+///
+/// Events travel boxed, so the channel an idle connection keeps allocated is small (tokio
+/// allocates its slots in blocks of 32 up front).
+#[derive(Debug)]
+pub struct EventReceiver {
+    rx: mpsc::Receiver<Box<ServerEvent>>,
+}
+
+impl EventReceiver {
+    /// The next event; `None` once the connection has ended and every event was received.
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Option<ServerEvent> {
+        self.rx.recv().await.map(|e| *e)
+    }
+
+    /// The next event if one is ready.
+    pub fn try_recv(&mut self) -> Result<ServerEvent, mpsc::error::TryRecvError> {
+        self.rx.try_recv().map(|e| *e)
+    }
+
+    /// Events waiting to be received.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
 
 impl SmpClient {
     /// Runs a client over an established TLS connection (after the SMP handshake).
@@ -145,7 +173,10 @@ impl SmpClient {
         });
         tokio::spawn(reader_task(inner.clone(), reader, ev_tx));
         tokio::spawn(writer_task(inner.clone(), writer, out_rx));
-        (SmpClient { inner, out: out_tx }, ev_rx)
+        (
+            SmpClient { inner, out: out_tx },
+            EventReceiver { rx: ev_rx },
+        )
     }
 
     /// Negotiated SMP version.
@@ -351,7 +382,7 @@ impl Inner {
 async fn reader_task<R: BlockSource>(
     inner: Arc<Inner>,
     mut reader: R,
-    events: mpsc::Sender<ServerEvent>,
+    events: mpsc::Sender<Box<ServerEvent>>,
 ) {
     let mut stop = inner.stop.subscribe();
     let reason = loop {
@@ -385,7 +416,7 @@ async fn reader_task<R: BlockSource>(
             tokio::select! {
                 biased;
                 _ = crate::stopped(&mut stop) => break,
-                r = events.send(ev) => { let _ = r; }
+                r = events.send(Box::new(ev)) => { let _ = r; }
             }
         }
     };

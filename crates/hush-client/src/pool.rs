@@ -91,6 +91,10 @@ pub enum PoolEvent {
     },
 }
 
+/// Subscriptions sent per resubscription round (8 blocks of signed `SUB`s); each round has
+/// its own command deadline.
+const RESUBSCRIBE_CHUNK: usize = 1080;
+
 /// Receives the pool's events.
 pub type PoolEvents = mpsc::Receiver<PoolEvent>;
 
@@ -558,8 +562,7 @@ async fn run_connected(
 ) -> ClientError {
     let mut stop = shared.stop.subscribe();
     let interval = shared.config.ping_interval;
-    let (ping_tx, mut ping_rx) = mpsc::channel::<Result<(), ClientError>>(1);
-    let mut ping_in_flight = false;
+    let mut ping: Option<JoinHandle<Result<(), ClientError>>> = None;
     let mut missed = 0u32;
     let mut next_check = client.last_received() + interval;
     tokio::spawn(resubscribe(
@@ -572,6 +575,9 @@ async fn run_connected(
         tokio::select! {
             biased;
             _ = crate::stopped(&mut stop) => {
+                if let Some(h) = ping.take() {
+                    h.abort();
+                }
                 client.close().await;
                 return ClientError::PoolClosed;
             }
@@ -587,8 +593,13 @@ async fn run_connected(
             _ = relay.resub.notified() => {
                 tokio::spawn(resubscribe(shared.clone(), relay.clone(), client.clone(), generation));
             },
-            Some(r) = ping_rx.recv() => {
-                ping_in_flight = false;
+            r = async {
+                match ping.as_mut() {
+                    Some(h) => h.await.unwrap_or(Err(ClientError::Closed)),
+                    None => std::future::pending().await,
+                }
+            } => {
+                ping = None;
                 match r {
                     Ok(()) => missed = 0,
                     Err(ClientError::Timeout) => {
@@ -605,13 +616,9 @@ async fn run_connected(
             _ = tokio::time::sleep_until(next_check) => {
                 let now = Instant::now();
                 let due = client.last_received() + interval;
-                if now >= due && !ping_in_flight {
-                    ping_in_flight = true;
+                if now >= due && ping.is_none() {
                     let c = client.clone();
-                    let tx = ping_tx.clone();
-                    tokio::spawn(async move {
-                        let _ = tx.send(c.ping().await).await;
-                    });
+                    ping = Some(tokio::spawn(async move { c.ping().await }));
                     next_check = now + interval;
                 } else {
                     next_check = due.max(now + Duration::from_millis(1));
@@ -635,31 +642,56 @@ async fn resubscribe(
     if rcv.is_empty() && ntf.is_empty() {
         return;
     }
-    let rcv_refs: Vec<(&[u8], &AuthKey)> = rcv.iter().map(|(i, k)| (i.as_slice(), &**k)).collect();
-    let ntf_refs: Vec<(&[u8], &AuthKey)> = ntf.iter().map(|(i, k)| (i.as_slice(), &**k)).collect();
-    let (rr, nr) = tokio::join!(
-        client.subscribe_many(&rcv_refs),
-        client.subscribe_notifiers(&ntf_refs)
-    );
     let mut failed = Vec::new();
-    let results = rcv
+    let all: Vec<(SubKind, &Vec<u8>, &Arc<AuthKey>)> = rcv
         .iter()
-        .zip(rr)
-        .map(|x| (SubKind::Recipient, x))
-        .chain(ntf.iter().zip(nr).map(|x| (SubKind::Notifier, x)));
-    for (kind, ((id, key), r)) in results {
-        match r {
-            Ok(()) => relay.mark(kind, id, key, generation),
-            Err(e) => {
-                if e.is_permanent() {
-                    relay.with_map(kind, |m| {
-                        if m.get(id).is_some_and(|x| Arc::ptr_eq(&x.key, key)) {
-                            m.remove(id);
-                        }
-                    });
+        .map(|(i, k)| (SubKind::Recipient, i, k))
+        .chain(ntf.iter().map(|(i, k)| (SubKind::Notifier, i, k)))
+        .collect();
+    // In chunks, each with its own command deadline, so that thousands of subscriptions on a
+    // slow relay do not all share one timeout.
+    for chunk in all.chunks(RESUBSCRIBE_CHUNK) {
+        let part = |kind: SubKind| -> Vec<(&[u8], &AuthKey)> {
+            chunk
+                .iter()
+                .filter(|(k, _, _)| *k == kind)
+                .map(|(_, i, key)| (i.as_slice(), &***key))
+                .collect()
+        };
+        let (rcv_refs, ntf_refs) = (part(SubKind::Recipient), part(SubKind::Notifier));
+        let (rr, nr) = tokio::join!(
+            client.subscribe_many(&rcv_refs),
+            client.subscribe_notifiers(&ntf_refs)
+        );
+        let results = chunk
+            .iter()
+            .filter(|(k, _, _)| *k == SubKind::Recipient)
+            .zip(rr)
+            .chain(
+                chunk
+                    .iter()
+                    .filter(|(k, _, _)| *k == SubKind::Notifier)
+                    .zip(nr),
+            );
+        for ((kind, id, key), r) in results {
+            match r {
+                Ok(()) => relay.mark(*kind, id, key, generation),
+                Err(e) => {
+                    if e.is_permanent() {
+                        relay.with_map(*kind, |m| {
+                            if m.get(id.as_slice())
+                                .is_some_and(|x| Arc::ptr_eq(&x.key, key))
+                            {
+                                m.remove(id.as_slice());
+                            }
+                        });
+                    }
+                    failed.push(((*id).clone(), e));
                 }
-                failed.push((id.clone(), e));
             }
+        }
+        if client.is_closed() {
+            break;
         }
     }
     emit(

@@ -166,6 +166,12 @@ fn id(i: u32) -> Vec<u8> {
     v
 }
 
+fn id24(i: u32) -> Vec<u8> {
+    let mut v = vec![0u8; 24];
+    v[..4].copy_from_slice(&i.to_be_bytes());
+    v
+}
+
 /// Collects pool events until `f` returns true (fails after 2 virtual hours).
 async fn until(ev: &mut PoolEvents, mut f: impl FnMut(&PoolEvent) -> bool) -> Vec<PoolEvent> {
     let mut got = Vec::new();
@@ -460,5 +466,36 @@ async fn subscribe_while_down() {
         2
     );
     assert_eq!(net.count(0, "SUB"), 1);
+    pool.close().await;
+}
+
+/// Thousands of subscriptions are resubscribed in rounds (each with its own deadline), all
+/// of them, blocks full.
+#[tokio::test(start_paused = true)]
+async fn resubscribe_in_chunks() {
+    let (pool, mut ev, net) = pool_with(PoolConfig::default());
+    let key = key();
+    for i in 0..2500 {
+        pool.subscribe(&server(), &id24(i), key.clone())
+            .await
+            .unwrap();
+    }
+    until(&mut ev, |e| matches!(e, PoolEvent::Connected { .. })).await;
+    net.kill(0);
+    let evs = until(&mut ev, |e| matches!(e, PoolEvent::Resubscribed { .. })).await;
+    let PoolEvent::Resubscribed {
+        recipients, failed, ..
+    } = evs.last().unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(*recipients, 2500);
+    assert!(failed.is_empty());
+    assert_eq!(net.count(1, "SUB"), 2500);
+    let sizes: Vec<usize> = net.blocks(1).iter().map(Vec::len).collect();
+    // 2500 = 1080 + 1080 + 340: rounds of 8 full blocks (135 signed SUBs with 24-byte ids,
+    // `batching.v18.SUB_per_block`), then 3 blocks.
+    assert_eq!(sizes.len(), 8 + 8 + 3, "{sizes:?}");
+    assert!(sizes.iter().all(|n| *n <= 135));
     pool.close().await;
 }
