@@ -7,6 +7,7 @@
 
 mod chat;
 mod daemon;
+mod demo;
 mod notify;
 mod profile;
 mod push;
@@ -116,6 +117,15 @@ enum Cmd {
     Contacts,
     /// What is connected, what is pending.
     Status,
+    /// Two local users exchange messages; one notified by instant push, the other by the
+    /// always-connected receiver; prints the latency of each path.
+    Demo {
+        /// Keep the demo's files here (default: a temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The always-connected receiver.
     Daemon {
         /// PING a relay after this much silence (e.g. 600, 10m, 20s).
@@ -195,7 +205,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let out = Output { json: cli.json };
+    let out = Output {
+        json: cli.json,
+        prefix: "",
+    };
     match rt.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -206,7 +219,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = Output { json: cli.json };
+    let out = Output {
+        json: cli.json,
+        prefix: "",
+    };
     let pdir = cli.profile.clone().unwrap_or_else(default_profile);
     let open = |relay: Option<String>| {
         let pdir = pdir.clone();
@@ -303,6 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             r
         }
         Cmd::Chat => chat::run(open(None).await?).await,
+        Cmd::Demo { dir, rounds } => demo::run(dir, rounds, cli.json).await,
         Cmd::Device { count, run_for } => {
             let p = Profile::open(&pdir)?;
             let r = session::relay_of(&p, None)?;

@@ -442,14 +442,19 @@ async fn fetch_items(s: &mut Session, items: &[PnMessageData]) -> anyhow::Result
 }
 
 /// Opens the agent, lets it receive (SUB re-delivers what GET fetched), decrypt, print and ACK
-/// until `want` messages were shown or the queues are quiet.
-async fn receive(s: &mut Session, want: usize) -> anyhow::Result<usize> {
+/// until `want` messages were shown or the queues are quiet. Returns how many were shown and
+/// when (Unix ms) the `want`-th was shown.
+async fn receive(s: &mut Session, want: usize) -> anyhow::Result<(usize, Option<u64>)> {
     let before = s.shown;
+    let mut shown_at = None;
     s.agent.subscribe_all().await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let quiet = Duration::from_millis(if want == 0 { 1500 } else { 300 });
     loop {
         let got = s.shown - before;
+        if got >= want && want > 0 && shown_at.is_none() {
+            shown_at = Some(u64::try_from(crate::profile::now_ms()).unwrap_or(0));
+        }
         let wait = if got >= want {
             quiet
         } else {
@@ -461,7 +466,7 @@ async fn receive(s: &mut Session, want: usize) -> anyhow::Result<usize> {
                     s.out.error(&format!("{e:#}"));
                 }
             }
-            Ok(None) | Err(_) => return Ok(s.shown - before),
+            Ok(None) | Err(_) => return Ok((s.shown - before, shown_at)),
         }
     }
 }
@@ -533,11 +538,12 @@ pub async fn device(
                         json!({ "kind": "message", "items": items.len(), "seq": r.seq }),
                     );
                     let n = fetch_items(s, &items).await?;
-                    let shown = receive(s, n.max(1)).await?;
-                    let _ = shown;
+                    let (_, shown_at) = receive(s, n.max(1)).await?;
                     handled.push(Fetched {
                         push_received_at_ms: r.received_at_ms,
-                        fetched_at_ms: u64::try_from(crate::profile::now_ms()).unwrap_or(0),
+                        fetched_at_ms: shown_at.unwrap_or_else(|| {
+                            u64::try_from(crate::profile::now_ms()).unwrap_or(0)
+                        }),
                     });
                 }
             }

@@ -79,6 +79,8 @@ impl ConnInfo {
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     pub json: bool,
+    /// Prepended to text lines (the demo runs several users in one process).
+    pub prefix: &'static str,
 }
 
 impl Output {
@@ -91,7 +93,7 @@ impl Output {
             }
             let _ = writeln!(out, "{value}");
         } else {
-            let _ = writeln!(out, "{text}");
+            let _ = writeln!(out, "{}{text}", self.prefix);
         }
         let _ = out.flush();
     }
@@ -100,7 +102,7 @@ impl Output {
         if self.json {
             self.emit("error", text, json!({ "error": text }));
         } else {
-            eprintln!("error: {text}");
+            eprintln!("{}error: {text}", self.prefix);
         }
     }
 }
@@ -113,6 +115,9 @@ pub struct Incoming {
     pub text: String,
     pub notify: NotifyMode,
 }
+
+/// Callback for every incoming chat message.
+pub type IncomingHook = Box<dyn FnMut(&Incoming) + Send>;
 
 pub struct Session {
     pub agent: Agent,
@@ -127,7 +132,7 @@ pub struct Session {
     /// Chat messages shown so far.
     pub shown: usize,
     /// Called for every incoming chat message (the demo measures latency with it).
-    pub on_incoming: Option<Box<dyn FnMut(&Incoming) + Send>>,
+    pub on_incoming: Option<IncomingHook>,
 }
 
 /// Relay of a profile: `--relay`, else the profile's, else the local stack's.
