@@ -878,6 +878,75 @@ fn queue_info_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::delivery::ClientShared;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    fn run(bytes: Vec<u8>) -> Vec<Response> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let shared = Shared::for_tests();
+            let client = Arc::new(ClientShared {
+                id: 1,
+                version: 18,
+                connected_at: 0,
+                rcv_subs: Default::default(),
+                ntf_subs: Default::default(),
+                last_active_ms: Default::default(),
+            });
+            let (tx, _rx) = tokio::sync::mpsc::channel(4);
+            let outbox = Outbox::new(client, tx);
+            let mut local = LocalSubs::default();
+            let key = X25519Secret::generate();
+            let secret = key.dh(&X25519Secret::generate().public());
+            let mut c = ConnCtx {
+                outbox: &outbox,
+                local: &mut local,
+                version: 18,
+                session_id: &[1; 32],
+                session_key: &key,
+                proxy_secret: Some(&secret),
+            };
+            shared.process_transmission(&mut c, &bytes).await
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Garbage never panics and always gets exactly one answer.
+        #[test]
+        fn garbage_transmissions_get_one_answer(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(run(bytes).len(), 1);
+        }
+
+        /// Well-framed transmissions with random tags and parameters: one answer, never a panic.
+        #[test]
+        fn random_commands_get_one_answer(
+            tag in prop::sample::select(hush_proto::smp::COMMAND_TAGS.to_vec()),
+            params in proptest::collection::vec(any::<u8>(), 0..200),
+            auth_len in prop::sample::select(vec![0usize, 64, 80, 114, 7]),
+            entity in proptest::collection::vec(any::<u8>(), 0..30),
+        ) {
+            let mut t = vec![auth_len as u8];
+            t.extend(std::iter::repeat_n(3u8, auth_len));
+            if auth_len > 0 {
+                t.push(b'0');
+            }
+            t.push(24);
+            t.extend([9u8; 24]);
+            t.push(entity.len() as u8);
+            t.extend(&entity);
+            t.extend(tag.as_bytes());
+            if !params.is_empty() {
+                t.push(b' ');
+                t.extend(&params);
+            }
+            prop_assert_eq!(run(t).len(), 1);
+        }
+    }
 
     #[test]
     fn utc_text_known_dates() {

@@ -178,6 +178,36 @@ impl Shared {
         let (rcv, ntf) = self.subs.counts();
         self.metrics.subscription_total.set(rcv as i64);
         self.metrics.subscription_ntf_total.set(ntf as i64);
+        let clients = self.clients();
+        let count =
+            |f: fn(&ClientShared) -> i64| clients.iter().filter(|c| f(c) > 0).count() as i64;
+        self.metrics.subscription_clients_total.set(count(|c| {
+            c.rcv_subs.load(std::sync::atomic::Ordering::Relaxed)
+        }));
+        self.metrics.subscription_ntf_clients_total.set(count(|c| {
+            c.ntf_subs.load(std::sync::atomic::Ordering::Relaxed)
+        }));
+    }
+
+    /// A relay state over a memory store with default settings (unit tests).
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Arc<Shared> {
+        let paths = crate::ServerPaths {
+            config_dir: "/nonexistent".into(),
+            data_dir: "/nonexistent".into(),
+        };
+        Arc::new(Shared {
+            store: Arc::new(MemoryStore::new(128)),
+            config: Config::defaults(paths),
+            options: RelayOptions::default(),
+            metrics: Metrics::new(),
+            subs: Subscriptions::default(),
+            notify: notify::Dirty::default(),
+            clients: Mutex::new(HashMap::new()),
+            next_client: AtomicU64::new(1),
+            last_send_expiry: Mutex::new(None),
+            blocked_today: Mutex::new((0, 0)),
+        })
     }
 }
 
