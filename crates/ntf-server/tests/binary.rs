@@ -62,7 +62,11 @@ fn ntf_init(dir: &Path) -> (PathBuf, PathBuf) {
         .args(["init", "-y", "--port", "0"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("Fingerprint: "), "{text}");
     // Ed448 by default, like the reference's `ntf-server init`
@@ -133,7 +137,13 @@ async fn register_via(r: &Running, s: &Sink, n: u8) -> (NtfClient, Device) {
     let mut c = NtfClient::connect(r.addr, &r.fp).await;
     let mut d = Device::new(n);
     let (_, resp) = tnew(&mut c, &d).await;
-    let NtfResponse::TknId { token_id, server_dh_key } = resp else { panic!("{resp:?}") };
+    let NtfResponse::TknId {
+        token_id,
+        server_dh_key,
+    } = resp
+    else {
+        panic!("{resp:?}")
+    };
     d.token_id = token_id;
     let srv = hush_crypto::X25519Public::from_spki_der(server_dh_key.as_bytes()).unwrap();
     d.dh_secret = Some(d.dh.dh(&srv));
@@ -142,11 +152,18 @@ async fn register_via(r: &Running, s: &Sink, n: u8) -> (NtfClient, Device) {
         if let Some(p) = s.sink.received_for(&d.token_hex).pop() {
             break p;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no verification push");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no verification push"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let PushContent::Verification(code) = d.decode(&p) else { panic!() };
-    let (_, resp) = c.cmd(Some(&d.key), &d.token_id, &NtfCommand::Tvfy { code }).await;
+    let PushContent::Verification(code) = d.decode(&p) else {
+        panic!()
+    };
+    let (_, resp) = c
+        .cmd(Some(&d.key), &d.token_id, &NtfCommand::Tvfy { code })
+        .await;
     assert_eq!(resp, NtfResponse::Ok);
     (c, d)
 }
@@ -180,7 +197,9 @@ async fn binary_with_remote_push_server() {
     let smp = relay.client().await;
     let q = Queue::new(&smp, &relay.server).await;
     let (_, resp) = c.cmd(Some(&d.key), b"", &q.snew(&d.token_id)).await;
-    let NtfResponse::SubId { sub_id } = resp else { panic!("{resp:?}") };
+    let NtfResponse::SubId { sub_id } = resp else {
+        panic!("{resp:?}")
+    };
     wait_sub(&mut c, &d, &sub_id, hush_proto::ntf::SubStatus::Active).await;
     send(&smp, &q, b"over the network").await;
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -221,7 +240,10 @@ async fn binary_with_in_process_push_server() {
     let (etc, var) = ntf_init(dir.path());
     set_ini(
         &etc,
-        &format!("[PUSH]\nmode = in_process\nconfig_dir = {}\n", pdir.display()),
+        &format!(
+            "[PUSH]\nmode = in_process\nconfig_dir = {}\n",
+            pdir.display()
+        ),
     );
     let r = start(&etc, &var);
     let (mut c, d) = register_via(&r, &s, 32).await;
