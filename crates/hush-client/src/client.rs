@@ -272,9 +272,25 @@ impl SmpClient {
         requests: &[Request<'_>],
     ) -> Vec<Result<BrokerMsg, ClientError>> {
         let deadline = Instant::now() + self.inner.config.command_timeout;
+        // Encode and sign outside the lock (signing many commands takes a while).
+        let encoded: Vec<Result<(Vec<u8>, Vec<u8>), ClientError>> = requests
+            .iter()
+            .map(|r| {
+                let corr_id = new_corr_id().to_vec();
+                let cmd = r.command.encode(self.inner.session.version);
+                encode_command(&self.inner.session, &corr_id, r.entity_id, &cmd, r.key)
+                    .map(|bytes| (corr_id, bytes))
+            })
+            .collect();
         let mut results: Vec<Option<Result<BrokerMsg, ClientError>>> = Vec::new();
-        let mut waits: Vec<(usize, Vec<u8>, oneshot::Receiver<_>)> = Vec::new();
+        let mut waits: Vec<(usize, oneshot::Receiver<_>)> = Vec::new();
         let mut out = Vec::with_capacity(requests.len());
+        // If this future is dropped before every response came, the commands still waiting
+        // are marked timed out (their responses then become events).
+        let mut guard = GiveUpGuard {
+            inner: &self.inner,
+            corr_ids: Vec::new(),
+        };
         {
             let mut shared = match self.inner.shared.lock() {
                 Ok(s) => s,
@@ -283,11 +299,9 @@ impl SmpClient {
             if let Some(e) = &shared.closed {
                 return requests.iter().map(|_| Err(e.clone())).collect();
             }
-            for (i, r) in requests.iter().enumerate() {
-                let corr_id = new_corr_id().to_vec();
-                let cmd = r.command.encode(self.inner.session.version);
-                match encode_command(&self.inner.session, &corr_id, r.entity_id, &cmd, r.key) {
-                    Ok(bytes) => {
+            for (i, (r, enc)) in requests.iter().zip(encoded).enumerate() {
+                match enc {
+                    Ok((corr_id, bytes)) => {
                         let (tx, rx) = oneshot::channel();
                         shared.correlator.register(
                             corr_id.clone(),
@@ -295,7 +309,8 @@ impl SmpClient {
                             r.command.tag(),
                             tx,
                         );
-                        waits.push((i, corr_id.clone(), rx));
+                        waits.push((i, rx));
+                        guard.corr_ids.push(corr_id.clone());
                         out.push(Outgoing { corr_id, bytes });
                         results.push(None);
                     }
@@ -307,25 +322,43 @@ impl SmpClient {
             // Writer gone: the connection is closing; the reader fails the waiters.
             self.inner.shut(ClientError::Closed);
         }
-        for (i, corr_id, rx) in waits {
+        for (i, rx) in waits {
             let r = match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(_)) => Err(self.close_reason().unwrap_or(ClientError::Closed)),
-                Err(_) => {
-                    if let Ok(mut s) = self.inner.shared.lock() {
-                        s.correlator.time_out(&corr_id);
-                    }
-                    Err(ClientError::Timeout)
-                }
+                // Marked timed out by the guard below.
+                Err(_) => Err(ClientError::Timeout),
             };
             if let Some(slot) = results.get_mut(i) {
                 *slot = Some(r);
             }
         }
+        drop(guard);
         results
             .into_iter()
             .map(|r| r.unwrap_or(Err(ClientError::Closed)))
             .collect()
+    }
+}
+
+/// Marks the commands of a request as timed out when the request ends (normally: a no-op
+/// for the answered ones; on timeout or when the future is dropped: late responses become
+/// events).
+struct GiveUpGuard<'a> {
+    inner: &'a Inner,
+    corr_ids: Vec<Vec<u8>>,
+}
+
+impl Drop for GiveUpGuard<'_> {
+    fn drop(&mut self) {
+        if self.corr_ids.is_empty() {
+            return;
+        }
+        if let Ok(mut s) = self.inner.shared.lock() {
+            for c in &self.corr_ids {
+                s.correlator.time_out(c);
+            }
+        }
     }
 }
 
@@ -364,7 +397,9 @@ impl Inner {
                 msg,
             } => {
                 let r = match self.shared.lock() {
-                    Ok(mut s) => s.correlator.resolve(&corr_id, entity_id, msg),
+                    Ok(mut s) => s
+                        .correlator
+                        .resolve_live(&corr_id, entity_id, msg, |w| !w.is_closed()),
                     Err(_) => return None,
                 };
                 match r {

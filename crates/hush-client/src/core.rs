@@ -238,9 +238,25 @@ impl<W> Correlator<W> {
         entity_id: Vec<u8>,
         msg: Result<BrokerMsg, ErrorType>,
     ) -> Resolution<W> {
-        let Some(p) = self.pending.remove(corr_id) else {
+        self.resolve_live(corr_id, entity_id, msg, |_| true)
+    }
+
+    /// [`Correlator::resolve`], treating a waiter for which `alive` is false (its caller gave
+    /// up, e.g. the request future was dropped) like a timed-out one, so that its response —
+    /// a `MSG` answering `ACK` in particular — is reported as an event instead of being lost.
+    pub fn resolve_live(
+        &mut self,
+        corr_id: &[u8],
+        entity_id: Vec<u8>,
+        msg: Result<BrokerMsg, ErrorType>,
+        alive: impl FnOnce(&W) -> bool,
+    ) -> Resolution<W> {
+        let Some(mut p) = self.pending.remove(corr_id) else {
             return Resolution::Unknown(unknown_event(entity_id, msg));
         };
+        if p.waiter.as_ref().is_some_and(|w| !alive(w)) {
+            p.waiter = None;
+        }
         let entity_ok = p.entity_id == entity_id
             || (entity_id.is_empty() && matches!(msg, Ok(BrokerMsg::Err(_))));
         match p.waiter {

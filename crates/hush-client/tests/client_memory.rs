@@ -556,3 +556,37 @@ async fn typed_helpers() {
         ]
     );
 }
+
+/// A caller that gives up (drops the request future) does not lose the answer: a `MSG`
+/// answering its `ACK` comes out as a `Message` event, and nothing stays pending.
+#[tokio::test(start_paused = true)]
+async fn dropped_request_answer_becomes_event() {
+    let (c, mut ev, mut relay) = client_pair(cfg());
+    let key = AuthKey::generate(AuthAlgorithm::Ed25519).unwrap();
+    let c2 = c.clone();
+    let h = tokio::spawn(async move {
+        // Gives up after 1 s, well before the 10 s command timeout.
+        tokio::time::timeout(Duration::from_secs(1), c2.ack(b"q", &key, &[1; 24])).await
+    });
+    let s = parse_client(&relay.recv_transmissions().await.unwrap()[0]);
+    assert!(h.await.unwrap().is_err());
+    assert_eq!(c.pending_commands(), 0);
+    relay
+        .send_transmissions(&[server_t(
+            &s.corr_id,
+            &s.entity_id,
+            &BrokerMsg::Msg {
+                msg_id: ss(&[2; 24]),
+                body: vec![0; 10],
+            },
+        )])
+        .await
+        .unwrap();
+    match ev.recv().await.unwrap() {
+        ServerEvent::Message { rcv_id, msg } => {
+            assert_eq!(rcv_id, b"q");
+            assert_eq!(msg.msg_id, vec![2; 24]);
+        }
+        e => panic!("{e:?}"),
+    }
+}
