@@ -281,8 +281,13 @@ impl Shared {
             .find(|r| !r.corr_id.is_empty())
             .or_else(|| responses.first())
             .ok_or(ErrorType::Internal)?;
-        let encoded =
-            super::delivery::encode_response(&r.corr_id, &r.entity_id, &r.msg, fwd_version);
+        let encoded = super::delivery::encode_response(
+            c.session_id,
+            &r.corr_id,
+            &r.entity_id,
+            &r.msg,
+            fwd_version,
+        );
         let content =
             hush_proto::transmission::batch_one(&[&encoded], hush_proto::version::SMP_BLOCK_SIZE)
                 .map_err(|_| ErrorType::Block)?;
@@ -892,6 +897,7 @@ mod tests {
             let client = Arc::new(ClientShared {
                 id: 1,
                 version: 18,
+                session_id: vec![1; 32],
                 connected_at: 0,
                 rcv_subs: Default::default(),
                 ntf_subs: Default::default(),

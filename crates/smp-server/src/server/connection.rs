@@ -62,6 +62,7 @@ pub(super) async fn serve(
     let client = Arc::new(ClientShared {
         id,
         version,
+        session_id: session_id.clone(),
         connected_at: now_secs(),
         rcv_subs: AtomicI64::new(0),
         ntf_subs: AtomicI64::new(0),
@@ -164,7 +165,7 @@ pub(super) async fn serve(
         }
         let encoded: Vec<Vec<u8>> = responses
             .iter()
-            .map(|r| encode_response(&r.corr_id, &r.entity_id, &r.msg, version))
+            .map(|r| encode_response(&session_id, &r.corr_id, &r.entity_id, &r.msg, version))
             .collect();
         if !encoded.is_empty() && outbox.send(encoded).await.is_err() {
             break;

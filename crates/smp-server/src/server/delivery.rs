@@ -45,6 +45,8 @@ pub type ClientId = u64;
 pub struct ClientShared {
     pub id: ClientId,
     pub version: u16,
+    /// tls-unique (on the wire of server transmissions below v7).
+    pub session_id: Vec<u8>,
     /// Unix seconds of connection.
     pub connected_at: i64,
     /// Queues this connection is the subscriber of.
@@ -83,10 +85,20 @@ pub struct Outbox {
     tx: mpsc::Sender<Vec<Vec<u8>>>,
 }
 
-/// Encodes one server transmission (empty authorization) for a client at `version`.
-pub fn encode_response(corr_id: &[u8], entity_id: &[u8], msg: &BrokerMsg, version: u16) -> Vec<u8> {
+/// Encodes one server transmission (empty authorization) for a client at `version`;
+/// `session_id` goes on the wire only below v7.
+pub fn encode_response(
+    session_id: &[u8],
+    corr_id: &[u8],
+    entity_id: &[u8],
+    msg: &BrokerMsg,
+    version: u16,
+) -> Vec<u8> {
     let command = msg.encode(version);
-    let t = Transmission::new(corr_id, entity_id, &command);
+    let t = Transmission {
+        session_id,
+        ..Transmission::new(corr_id, entity_id, &command)
+    };
     let mut out = Vec::with_capacity(command.len() + corr_id.len() + entity_id.len() + 3);
     // Fields come from decoded transmissions or our own 24-byte ids: always ≤ 255 bytes.
     if encode_transmission(&mut out, &t, version, true).is_err() {
@@ -119,7 +131,7 @@ impl Outbox {
         }
         let items: Vec<Vec<u8>> = msgs
             .iter()
-            .map(|m| encode_response(&[], entity, m, self.client.version))
+            .map(|m| encode_response(&self.client.session_id, &[], entity, m, self.client.version))
             .collect();
         match self.tx.try_send(items) {
             Ok(()) => {}

@@ -347,6 +347,8 @@ impl TestClient {
         };
         let t = Transmission {
             authorization: &auth,
+            // on the wire only below v7
+            session_id: self.conn.session_id(),
             corr_id: corr,
             entity_id: entity,
             command,
