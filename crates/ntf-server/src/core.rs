@@ -544,7 +544,8 @@ impl<G: PushGateway + 'static> Core<G> {
                 let failed: HashMap<Vec<u8>, hush_client::ClientError> =
                     failed.into_iter().collect();
                 for s in self.store.subs_on_server(&server) {
-                    if !s.status.should_subscribe() {
+                    // NEW subscriptions have their own NSUB in flight, which sets their status.
+                    if !s.status.should_subscribe() || s.status == SubStatus::New {
                         continue;
                     }
                     let st = match failed.get(&s.queue.notifier_id) {
@@ -877,6 +878,8 @@ async fn dispatcher<G: PushGateway + 'static>(
     let now_ms = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut budgets: HashMap<Vec<u8>, TokenBudget> = HashMap::new();
     let mut timers: BTreeSet<(u64, Vec<u8>)> = BTreeSet::new();
+    let mut cleanup = tokio::time::interval(Duration::from_secs(60));
+    cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = timers.first().map(|(at, _)| *at);
         let sleep = async {
@@ -889,6 +892,11 @@ async fn dispatcher<G: PushGateway + 'static>(
         };
         tokio::select! {
             _ = shutdown.wait() => return,
+            _ = cleanup.tick() => {
+                // per-token state that no longer matters (also of deleted tokens)
+                let now = now_ms();
+                budgets.retain(|_, b| !policy.is_idle(b, now));
+            }
             _ = sleep => {
                 let now = now_ms();
                 while let Some((at, id)) = timers.first().cloned() {

@@ -172,6 +172,20 @@ impl Policy {
         }
     }
 
+    /// True when the state carries no information any more at `now_ms` (no scheduled push, no
+    /// silent push in the window, no alert inside the interval): it can be dropped, a fresh
+    /// [`TokenBudget`] behaves the same.
+    pub fn is_idle(&self, st: &TokenBudget, now_ms: u64) -> bool {
+        let PolicyMode::Budget(b) = &self.mode else {
+            return true;
+        };
+        st.pending_at.is_none()
+            && st.silent_in_window(now_ms, ms(b.window)) == 0
+            && st
+                .last_alert
+                .is_none_or(|t| now_ms.saturating_sub(t) >= ms(b.alert_interval))
+    }
+
     fn prune(st: &mut TokenBudget, b: &BudgetConfig, now_ms: u64) {
         let window = ms(b.window);
         while st
@@ -280,6 +294,24 @@ mod tests {
             Decision::Push(PushStyle::Silent)
         );
         assert_eq!(st.silent_in_window(60 * MIN, 60 * MIN), 3);
+    }
+
+    #[test]
+    fn idle_state_can_be_dropped() {
+        let p = Policy::new(PolicyMode::default());
+        let mut st = TokenBudget::default();
+        assert!(p.is_idle(&st, 0));
+        p.on_notification(&mut st, 0);
+        assert!(!p.is_idle(&st, 59 * MIN));
+        assert!(p.is_idle(&st, 60 * MIN));
+        for t in 0..4 {
+            p.on_notification(&mut st, 61 * MIN + t);
+        }
+        assert!(!p.is_idle(&st, 61 * MIN + 5), "alert interval running");
+        p.on_notification(&mut st, 61 * MIN + 6);
+        assert!(st.pending_at().is_some());
+        assert!(!p.is_idle(&st, 200 * MIN), "scheduled push pending");
+        assert!(Policy::new(PolicyMode::Reference).is_idle(&st, 0));
     }
 
     #[test]
