@@ -6,6 +6,8 @@
 //! * [`throughput::run_all`] — the same closed-loop pattern (M pairs, W messages in flight per
 //!   pair) against the hush relay, Mosquitto (MQTT QoS 1) and NATS core; messages/s and
 //!   end-to-end latency p50/p99, with ratios ([`throughput::render_table`]).
+//! * [`tlsfloor`] — OpenSSL's own cost per idle server-side TLS 1.3 connection, with hush's
+//!   settings and variants (in a child process).
 //! * [`relay::SpawnedRelay`] — the real `smp-server` binary started in its own process.
 
 pub mod error;
@@ -13,5 +15,6 @@ pub mod idle;
 pub mod procfs;
 pub mod relay;
 pub mod throughput;
+pub mod tlsfloor;
 
 pub use error::LoadError;

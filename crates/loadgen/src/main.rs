@@ -10,6 +10,7 @@ use loadgen::idle::{IdleOptions, run_idle};
 use loadgen::procfs;
 use loadgen::relay::{RelaySpawn, SpawnedRelay};
 use loadgen::throughput::{ThroughputOptions, render_table, run_all};
+use loadgen::tlsfloor::Variant;
 
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", about = "hush load generator and benchmarks")]
@@ -25,6 +26,31 @@ enum Cmd {
     Idle(IdleArgs),
     /// Messages/s and end-to-end latency: hush relay, Mosquitto and NATS, same pattern, one run.
     Throughput(ThroughputArgs),
+    /// OpenSSL's own memory per idle server-side TLS 1.3 connection (hush settings and variants),
+    /// measured in a child process against a plain-TCP baseline.
+    TlsFloor(TlsFloorArgs),
+    /// (internal) the child process of `tls-floor`.
+    #[command(hide = true)]
+    TlsFloorServer {
+        #[arg(long, value_enum)]
+        variant: Variant,
+    },
+}
+
+#[derive(Debug, Args)]
+struct TlsFloorArgs {
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcp,hush,no-client-cert,aes,keep-buffers"
+    )]
+    variants: Vec<Variant>,
+    #[arg(long, default_value_t = 5000)]
+    connections: usize,
+    /// Seconds between the last connection and the reading.
+    #[arg(long, default_value_t = 3)]
+    settle: u64,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +245,52 @@ fn check_fds(need: usize) {
     }
 }
 
+/// One `tls-floor` variant: (RSS before, RSS after, kB per connection) of the child server.
+async fn tls_floor_one(v: Variant, n: usize, settle: u64) -> anyhow::Result<(u64, u64, f64)> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .arg("tls-floor-server")
+        .arg("--variant")
+        .arg(
+            clap::ValueEnum::to_possible_value(&v)
+                .map(|p| p.get_name().to_string())
+                .unwrap_or_default(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let result = async {
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr: std::net::SocketAddr = loop {
+            let line = lines.next().context("server exited")??;
+            if let Some(a) = line.strip_prefix("Listening on ") {
+                break a.trim().parse()?;
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Warm-up: one connection (lazily built library state), then the baseline.
+        let warm = loadgen::tlsfloor::open_clients(addr, v, 1).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = procfs::mem_status(pid)?.vm_rss_kb;
+        let conns = loadgen::tlsfloor::open_clients(addr, v, n).await?;
+        tokio::time::sleep(Duration::from_secs(settle)).await;
+        let after = procfs::mem_status(pid)?.vm_rss_kb;
+        drop(conns);
+        drop(warm);
+        anyhow::Ok((
+            before,
+            after,
+            (after as f64 - before as f64) / n.max(1) as f64,
+        ))
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -231,8 +303,42 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Cmd::TlsFloorServer { variant } = cli.command {
+        return rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("Listening on {}", l.local_addr()?);
+            loadgen::tlsfloor::serve(l, variant).await?;
+            Ok(())
+        });
+    }
     println!("machine: {}", machine());
     match cli.command {
+        Cmd::TlsFloorServer { .. } => {}
+        Cmd::TlsFloor(a) => {
+            check_fds(a.connections + 64);
+            println!(
+                "| variant | connections | server VmRSS before kB | after kB | kB / connection | minus tcp |"
+            );
+            println!("|---|---:|---:|---:|---:|---:|");
+            let mut tcp_per = None;
+            for v in &a.variants {
+                let per = rt.block_on(tls_floor_one(*v, a.connections, a.settle))?;
+                if *v == Variant::Tcp {
+                    tcp_per = Some(per.2);
+                }
+                println!(
+                    "| {v:?} | {} | {} | {} | {:.2} | {} |",
+                    a.connections,
+                    per.0,
+                    per.1,
+                    per.2,
+                    tcp_per
+                        .filter(|_| *v != Variant::Tcp)
+                        .map(|t| format!("{:.2}", per.2 - t))
+                        .unwrap_or_else(|| "–".into())
+                );
+            }
+        }
         Cmd::Idle(a) => {
             let need = a.connections + 64;
             check_fds(need);
