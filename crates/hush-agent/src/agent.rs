@@ -19,7 +19,7 @@
 //! Limits (also in the crate docs): only the fast procedure (both queues in messaging mode,
 //! secured by the sender with `SKEY`); by default the inviter accepts a joiner's confirmation
 //! at once (see [`AgentConfig::auto_accept_confirmations`]); no queue rotation, ratchet
-//! re-synchronisation, sending of delivery receipts or short links.
+//! re-synchronisation or short links.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -151,6 +151,13 @@ pub enum AgentEvent {
     },
     /// The relay accepted our message `msg_id`.
     Sent { conn: ConnId, msg_id: i64 },
+    /// The peer's delivery receipt for our message `msg_id` (`hash_ok`: the hash it received
+    /// is the hash we sent).
+    Receipt {
+        conn: ConnId,
+        msg_id: i64,
+        hash_ok: bool,
+    },
     /// The relay permanently refused our message (it is dropped from the outbox).
     DeliveryError {
         conn: ConnId,
@@ -737,7 +744,11 @@ impl Agent {
         .encode();
         tx.push_outbox(conn, sq.snd_queue_id, msg_id, kind, &sealed)?;
         tx.set_ratchet(conn, &ratchet)?;
-        tx.set_last_snd(conn, msg_id, &sha256(&plain))?;
+        let hash = sha256(&plain);
+        tx.set_last_snd(conn, msg_id, &hash)?;
+        if kind == OutboxKind::Message {
+            tx.add_snd_msg(conn, msg_id, &hash)?;
+        }
         Ok((msg_id, sq.snd_queue_id))
     }
 
@@ -759,6 +770,37 @@ impl Agent {
         }
         self.relay_ack(&rec.server, &rec.rcv_id, &rec.server_msg_id)
             .await
+    }
+
+    /// Like [`Agent::ack`], and sends the peer a delivery receipt (`A_RCVD`) with `info`.
+    pub async fn ack_with_receipt(
+        &self,
+        conn: ConnId,
+        msg_id: i64,
+        info: &[u8],
+    ) -> Result<(), AgentError> {
+        let sq = self.with_tx_a(|tx| {
+            let rec = tx
+                .rcv_msg(conn, msg_id)?
+                .ok_or(AgentError::State("no such received message"))?;
+            let msg_hash = rec
+                .msg_hash
+                .ok_or(AgentError::State("no hash for this message"))?;
+            let receipt = crate::envelope::MsgReceipt {
+                agent_msg_id: msg_id,
+                msg_hash,
+                info: info.to_vec(),
+            };
+            Self::enqueue(
+                tx,
+                conn,
+                AMessage::ARcvd(vec![receipt]),
+                OutboxKind::Control,
+            )
+            .map(|(_, sq)| sq)
+        })?;
+        self.wake(sq);
+        self.ack(conn, msg_id).await
     }
 
     /// ACK at the relay and process the next message it returns.
@@ -1312,6 +1354,7 @@ impl Agent {
                 Ok(match msg {
                     AMessage::AMsg(body) => {
                         record(snd_msg_id, Some(&body), false)?;
+                        tx.set_rcv_msg_hash(conn, snd_msg_id, &sha256(&plain))?;
                         Processed {
                             events: vec![AgentEvent::Message {
                                 conn,
@@ -1322,6 +1365,24 @@ impl Agent {
                             ack: false,
                             wake: None,
                         }
+                    }
+                    AMessage::ARcvd(receipts) => {
+                        record(snd_msg_id, None, true)?;
+                        let mut events = Vec::new();
+                        for r in receipts {
+                            match tx.take_snd_msg(conn, r.agent_msg_id)? {
+                                Some(h) => events.push(AgentEvent::Receipt {
+                                    conn,
+                                    msg_id: r.agent_msg_id,
+                                    hash_ok: h == r.msg_hash,
+                                }),
+                                None => events.push(AgentEvent::Error {
+                                    conn: Some(conn),
+                                    error: "receipt for an unknown message".into(),
+                                }),
+                            }
+                        }
+                        Processed::ack(events)
                     }
                     AMessage::QCont(addr) => {
                         record(snd_msg_id, None, true)?;

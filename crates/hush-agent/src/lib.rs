@@ -48,13 +48,14 @@
 //! The ratchet decrypts every message exactly once; relay redeliveries and repeated `SEND`s
 //! are recognised and dropped ([`AgentEvent::Duplicate`]).
 //!
-//! Also there: `A_QCONT` after a full queue, app-approved confirmations
+//! Also there: `A_QCONT` after a full queue, delivery receipts ([`Agent::ack_with_receipt`]
+//! → [`AgentEvent::Receipt`]), app-approved confirmations
 //! ([`AgentConfig::auto_accept_confirmations`] off + [`Agent::allow_connection`]), notifier
 //! credentials (`NKEY`/`NDEL`) kept per receive queue for a notification server.
 //!
 //! Not implemented: the legacy (non-sender-secured, `KEY` + `HELLO`) connection procedure,
-//! queue rotation, ratchet re-synchronisation, sending delivery receipts, the sntrup761 (PQ)
-//! KEM (headers carry "no KEM"; a peer's KEM proposal is ignored), short links, SMP proxies.
+//! queue rotation, ratchet re-synchronisation, the sntrup761 (PQ) KEM (headers carry
+//! "no KEM"; a peer's KEM proposal is ignored), short links, SMP proxies.
 
 pub mod agent;
 pub mod envelope;

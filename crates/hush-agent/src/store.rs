@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::ratchet::Ratchet;
 
 /// Schema version written by this code.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Received-message hashes kept per connection once acknowledged (redelivery detection only
 /// ever concerns the latest unacknowledged message of a queue).
@@ -124,7 +124,20 @@ CREATE TABLE contact_requests (
   created_at INTEGER NOT NULL
 );
 "#,
+    // 2: delivery receipts (hashes of sent and received agent messages)
+    r#"
+ALTER TABLE rcv_msgs ADD COLUMN msg_hash BLOB;
+CREATE TABLE snd_msgs (
+  conn_id INTEGER NOT NULL REFERENCES connections(conn_id) ON DELETE CASCADE,
+  msg_id INTEGER NOT NULL,
+  msg_hash BLOB NOT NULL,
+  PRIMARY KEY (conn_id, msg_id)
+);
+"#,
 ];
+
+/// Hashes of sent messages kept per connection for delivery receipts.
+const KEEP_SND_HASHES: i64 = 1000;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -354,6 +367,8 @@ pub struct RcvMsgRecord {
     pub server_msg_id: Vec<u8>,
     pub body: Option<Vec<u8>>,
     pub acked: bool,
+    /// SHA-256 of the decrypted agent message (for a delivery receipt).
+    pub msg_hash: Option<Vec<u8>>,
 }
 
 /// A pending contact request.
@@ -931,6 +946,7 @@ impl Tx<'_> {
             server_msg_id: row.3,
             body: row.4,
             acked: row.5,
+            msg_hash: row.6,
         })
     }
 
@@ -943,7 +959,7 @@ impl Tx<'_> {
         let row = self
             .0
             .query_row(
-                "SELECT msg_id, server, rcv_id, server_msg_id, body, acked FROM rcv_msgs
+                "SELECT msg_id, server, rcv_id, server_msg_id, body, acked, msg_hash FROM rcv_msgs
                  WHERE conn_id = ?1 AND enc_hash = ?2",
                 params![conn_id, enc_hash],
                 |r| {
@@ -954,6 +970,7 @@ impl Tx<'_> {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 },
             )
@@ -970,7 +987,7 @@ impl Tx<'_> {
         let row = self
             .0
             .query_row(
-                "SELECT msg_id, server, rcv_id, server_msg_id, body, acked FROM rcv_msgs
+                "SELECT msg_id, server, rcv_id, server_msg_id, body, acked, msg_hash FROM rcv_msgs
                  WHERE conn_id = ?1 AND msg_id = ?2 ORDER BY rowid DESC LIMIT 1",
                 params![conn_id, msg_id],
                 |r| {
@@ -981,6 +998,7 @@ impl Tx<'_> {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 },
             )
@@ -1001,6 +1019,60 @@ impl Tx<'_> {
             params![conn_id, KEEP_ACKED_HASHES],
         )?;
         Ok(())
+    }
+
+    /// Records the hash of a received agent message (all rows with that id).
+    pub fn set_rcv_msg_hash(
+        &self,
+        conn_id: ConnId,
+        msg_id: i64,
+        msg_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE rcv_msgs SET msg_hash = ?3 WHERE conn_id = ?1 AND msg_id = ?2",
+            params![conn_id, msg_id, msg_hash],
+        )?;
+        Ok(())
+    }
+
+    // ---- sent message hashes (receipts)
+
+    pub fn add_snd_msg(
+        &self,
+        conn_id: ConnId,
+        msg_id: i64,
+        msg_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT OR REPLACE INTO snd_msgs (conn_id, msg_id, msg_hash) VALUES (?1, ?2, ?3)",
+            params![conn_id, msg_id, msg_hash],
+        )?;
+        self.0.execute(
+            "DELETE FROM snd_msgs WHERE conn_id = ?1 AND msg_id <= ?2",
+            params![conn_id, msg_id - KEEP_SND_HASHES],
+        )?;
+        Ok(())
+    }
+
+    /// Takes (returns and forgets) the hash of a sent message.
+    pub fn take_snd_msg(
+        &self,
+        conn_id: ConnId,
+        msg_id: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let h = self
+            .0
+            .query_row(
+                "SELECT msg_hash FROM snd_msgs WHERE conn_id = ?1 AND msg_id = ?2",
+                params![conn_id, msg_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        self.0.execute(
+            "DELETE FROM snd_msgs WHERE conn_id = ?1 AND msg_id = ?2",
+            params![conn_id, msg_id],
+        )?;
+        Ok(h)
     }
 
     // ---- contact requests
@@ -1045,7 +1117,15 @@ impl Tx<'_> {
     }
 }
 
-type RcvMsgRow = (i64, String, Vec<u8>, Vec<u8>, Option<Vec<u8>>, bool);
+type RcvMsgRow = (
+    i64,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    bool,
+    Option<Vec<u8>>,
+);
 
 struct RcvRow {
     conn_id: i64,

@@ -51,7 +51,12 @@ async fn invitation_connect_and_exchange() {
         assert_eq!(mid, id);
         assert_eq!(got, body.as_bytes());
         assert_eq!(integrity, MsgIntegrity::Ok);
-        b.ack(b_conn, mid).await.unwrap();
+        b.ack_with_receipt(b_conn, mid, b"seen").await.unwrap();
+        wait_for(&mut a_rx, &mut seen, |e| {
+            matches!(e, AgentEvent::Receipt { conn, msg_id, hash_ok: true } if *conn == a_conn && *msg_id == id)
+                .then_some(())
+        })
+        .await;
         let body = format!("b->a {i}");
         let id = b.send(b_conn, body.as_bytes()).unwrap();
         let (mid, got) = wait_for(&mut a_rx, &mut seen, |e| match e {

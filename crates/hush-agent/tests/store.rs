@@ -287,3 +287,37 @@ fn bad_stored_values_are_errors_not_panics() {
     let r = s.tx(|tx| tx.connection(conn));
     assert!(matches!(r, Err(StoreError::BadValue(_))), "{r:?}");
 }
+
+/// A database at schema version 1 (before receipts) is migrated to the current version in
+/// place, keeping its data.
+#[test]
+fn migrates_version_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let conn = {
+        let mut s = Store::open(&path).unwrap();
+        s.tx(|tx| {
+            let c = tx.create_connection(ConnMode::Invitation, ConnStatus::Connected, 7)?;
+            tx.set_last_snd(c, 5, b"h")?;
+            Ok::<_, StoreError>(c)
+        })
+        .unwrap()
+    };
+    // turn it back into what version 1 created
+    rusqlite_open(&path)
+        .execute_batch(
+            "DROP TABLE snd_msgs; ALTER TABLE rcv_msgs DROP COLUMN msg_hash; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 2);
+    s.tx(|tx| {
+        assert_eq!(tx.connection(conn)?.last_snd_id, 5);
+        tx.add_snd_msg(conn, 6, b"hash6")?;
+        assert_eq!(tx.take_snd_msg(conn, 6)?.as_deref(), Some(&b"hash6"[..]));
+        assert_eq!(tx.take_snd_msg(conn, 6)?, None);
+        Ok::<_, StoreError>(())
+    })
+    .unwrap();
+}
