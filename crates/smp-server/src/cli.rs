@@ -48,7 +48,9 @@ impl Cli {
 pub enum Command {
     /// Create the server identity (CA and TLS certificates, fingerprint) and a commented smp-server.ini.
     Init(InitArgs),
-    /// Check the configuration and certificates, then run the relay.
+    /// Check the configuration and certificates, then run the relay. On first run (no
+    /// smp-server.ini and no ca.crt in the config directory) it first initializes the server with
+    /// the defaults of `init -y` and prints the address.
     Start(StartArgs),
     /// Replace the online TLS certificate (server.crt/server.key) with a new one signed by the same CA;
     /// the fingerprint and so the server address do not change. Needs ca.key.
