@@ -273,13 +273,13 @@ impl SmpClient {
     ) -> Vec<Result<BrokerMsg, ClientError>> {
         let deadline = Instant::now() + self.inner.config.command_timeout;
         // Encode and sign outside the lock (signing many commands takes a while).
-        let encoded: Vec<Result<(Vec<u8>, Vec<u8>), ClientError>> = requests
+        let encoded: Vec<Result<Outgoing, ClientError>> = requests
             .iter()
             .map(|r| {
                 let corr_id = new_corr_id().to_vec();
                 let cmd = r.command.encode(self.inner.session.version);
                 encode_command(&self.inner.session, &corr_id, r.entity_id, &cmd, r.key)
-                    .map(|bytes| (corr_id, bytes))
+                    .map(|bytes| Outgoing { corr_id, bytes })
             })
             .collect();
         let mut results: Vec<Option<Result<BrokerMsg, ClientError>>> = Vec::new();
@@ -301,17 +301,17 @@ impl SmpClient {
             }
             for (i, (r, enc)) in requests.iter().zip(encoded).enumerate() {
                 match enc {
-                    Ok((corr_id, bytes)) => {
+                    Ok(o) => {
                         let (tx, rx) = oneshot::channel();
                         shared.correlator.register(
-                            corr_id.clone(),
+                            o.corr_id.clone(),
                             r.entity_id.to_vec(),
                             r.command.tag(),
                             tx,
                         );
                         waits.push((i, rx));
-                        guard.corr_ids.push(corr_id.clone());
-                        out.push(Outgoing { corr_id, bytes });
+                        guard.corr_ids.push(o.corr_id.clone());
+                        out.push(o);
                         results.push(None);
                     }
                     Err(e) => results.push(Some(Err(e))),
