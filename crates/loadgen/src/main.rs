@@ -224,13 +224,43 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}, MemTotal {mem} kB")
 }
 
+/// Raises the soft open-files limit of `pid` towards `need` (up to its hard limit) with
+/// `prlimit` (util-linux; an unprivileged process may raise its soft limit up to the hard one).
+fn raise_fd_limit(pid: u32, need: usize) {
+    let Ok((Some(soft), hard)) = procfs::fd_limit(pid) else {
+        return;
+    };
+    if soft as usize >= need {
+        return;
+    }
+    let target = match hard {
+        Some(h) => h.min(need as u64).max(soft),
+        None => need as u64,
+    };
+    let hard_text = hard
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| "unlimited".into());
+    let ok = std::process::Command::new("prlimit")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg(format!("--nofile={target}:{hard_text}"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        eprintln!("raised the open-files limit of pid {pid} from {soft} to {target}");
+    }
+}
+
+/// Raises this process's fd limit (a spawned relay inherits it) and warns when it stays short.
 fn check_fds(need: usize) {
     let me = std::process::id();
+    raise_fd_limit(me, need);
     if let Ok((Some(soft), hard)) = procfs::fd_limit(me)
         && (soft as usize) < need
     {
         eprintln!(
-            "warning: this process may open only {soft} files (hard limit {}); about {need} are needed: run `ulimit -n {need}` (or higher) first",
+            "warning: this process may open only {soft} files (hard limit {}); about {need} are needed: raise the hard limit (`ulimit -Hn`, as root) first",
             hard.map(|h| h.to_string())
                 .unwrap_or_else(|| "unlimited".into())
         );
@@ -345,6 +375,7 @@ fn main() -> anyhow::Result<()> {
             let target = relay_target(&a.relay, a.connections + 100)?;
             let pid = a.relay_pid.or(target.pid);
             if let Some(p) = pid {
+                raise_fd_limit(p, need);
                 if let Ok((Some(soft), _)) = procfs::fd_limit(p)
                     && (soft as usize) < need
                 {
