@@ -6,9 +6,10 @@
 //! ```
 //!
 //! It prints its contact address on start (the same one after a restart: its address and
-//! connections live in the database). Connect to it with any agent: `agent.join(&address, b"me")`.
+//! connections live in the database). Connect to it with any agent:
+//! `agent.join(&address, b"me")`.
 
-use hush_agent::{Agent, AgentConfig, AgentEvent};
+use hush_agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentEvents};
 use hush_proto::address::ProtocolServer;
 
 #[tokio::main]
@@ -20,14 +21,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = args.next().unwrap_or_else(|| "echo_bot.db".into());
     let server = ProtocolServer::parse(&server)?;
 
-    let (agent, mut events) = Agent::open(&db, AgentConfig::new(server)).await?;
+    let (agent, events) = Agent::open(&db, AgentConfig::new(server)).await?;
     agent.subscribe_all().await?;
     let address = match agent.contact_addresses()?.first() {
         Some(&conn) => agent.contact_address_link(conn)?,
         None => agent.create_contact_address().await?.1,
     };
     println!("echo bot contact address:\n{address}");
+    serve(agent, events).await?;
+    Ok(())
+}
 
+/// The bot: accept contact requests, echo messages. Returns when the event stream ends.
+pub async fn serve(agent: Agent, mut events: AgentEvents) -> Result<(), AgentError> {
     while let Some(event) = events.recv().await {
         match event {
             AgentEvent::ContactRequest { request, .. } => {
