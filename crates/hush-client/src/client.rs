@@ -271,7 +271,18 @@ impl SmpClient {
         &self,
         requests: &[Request<'_>],
     ) -> Vec<Result<BrokerMsg, ClientError>> {
-        let deadline = Instant::now() + self.inner.config.command_timeout;
+        self.request_batch_timeout(requests, self.inner.config.command_timeout)
+            .await
+    }
+
+    /// [`SmpClient::request_batch`] with its own timeout instead of `command_timeout` (e.g.
+    /// the reference's longer background timeout, or ×1.5 on an interactive retry).
+    pub async fn request_batch_timeout(
+        &self,
+        requests: &[Request<'_>],
+        timeout: Duration,
+    ) -> Vec<Result<BrokerMsg, ClientError>> {
+        let deadline = Instant::now() + timeout;
         // Encode and sign outside the lock (signing many commands takes a while).
         let encoded: Vec<Result<Outgoing, ClientError>> = requests
             .iter()

@@ -590,3 +590,27 @@ async fn dropped_request_answer_becomes_event() {
         e => panic!("{e:?}"),
     }
 }
+
+/// A per-call timeout overrides `command_timeout`.
+#[tokio::test(start_paused = true)]
+async fn per_call_timeout() {
+    let (c, _ev, mut relay) = client_pair(cfg());
+    let start = Instant::now();
+    let c2 = c.clone();
+    let h = tokio::spawn(async move {
+        c2.request_batch_timeout(
+            &[hush_client::Request {
+                entity_id: &[],
+                key: None,
+                command: &Command::Ping,
+            }],
+            Duration::from_secs(3),
+        )
+        .await
+    });
+    let _ = relay.recv_transmissions().await.unwrap();
+    let r = h.await.unwrap();
+    assert!(matches!(r[..], [Err(ClientError::Timeout)]));
+    let waited = Instant::now() - start;
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(4));
+}
