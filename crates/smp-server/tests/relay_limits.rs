@@ -136,6 +136,22 @@ async fn graceful_stop_and_metrics() {
         r.cmd(Some(&q.rcv_key), &q.rcv_id, ack(&id)).await,
         BrokerMsg::Ok
     );
+    let big = vec![0u8; 16049];
+    assert_err(
+        &s.cmd(None, &q.snd_id, send_cmd(&big, false)).await,
+        hush_proto::error::ErrorType::LargeMsg,
+    );
+    assert_err(
+        &s.cmd(None, &[1; 24], send_cmd(b"x", false)).await,
+        hush_proto::error::ErrorType::Auth,
+    );
+    let sent_errors = |t: &'static str| {
+        metrics
+            .messages_sent_errors
+            .get_or_create(&[("type", t)])
+            .get()
+    };
+    assert_eq!((sent_errors("large"), sent_errors("auth")), (1, 1));
     assert_eq!(metrics.queues_created.get(), 1);
     assert_eq!(metrics.messages_sent.get(), 1);
     assert_eq!(metrics.messages_received.get(), 1);

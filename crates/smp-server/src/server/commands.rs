@@ -108,19 +108,16 @@ impl Shared {
         }
     }
 
+    /// Error metrics, by the label [`CmdError::label`] assigns.
     fn count_error(&self, tag: &str, e: &CmdError) {
-        let auth = matches!(e.to_protocol(), ErrorType::Auth);
-        match tag {
-            "SEND" => match e.to_protocol() {
-                ErrorType::Auth => self.metrics.send_error(SendError::Auth),
-                ErrorType::Quota => self.metrics.send_error(SendError::Quota),
-                ErrorType::LargeMsg => self.metrics.send_error(SendError::Large),
-                ErrorType::Blocked(_) => self.metrics.send_error(SendError::Block),
-                _ => {}
-            },
-            "SUB" if auth => self.metrics.subscription_error(SubError::Auth),
-            "GET" if auth => self.metrics.get_error(GetError::Auth),
-            "NSUB" if auth => self.metrics.ntf_subscription_error(NtfSubError::Auth),
+        match (tag, e.label()) {
+            ("SEND", "auth") => self.metrics.send_error(SendError::Auth),
+            ("SEND", "quota") => self.metrics.send_error(SendError::Quota),
+            ("SEND", "large") => self.metrics.send_error(SendError::Large),
+            ("SEND", "block") => self.metrics.send_error(SendError::Block),
+            ("SUB", "auth") => self.metrics.subscription_error(SubError::Auth),
+            ("GET", "auth") => self.metrics.get_error(GetError::Auth),
+            ("NSUB", "auth") => self.metrics.ntf_subscription_error(NtfSubError::Auth),
             _ => {}
         }
     }
