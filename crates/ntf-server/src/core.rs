@@ -203,7 +203,7 @@ impl<G: PushGateway + 'static> Core<G> {
                 (t.corr_id.to_vec(), entity, r)
             }
         };
-        encode_response(&corr, &entity, &resp, c.version)
+        encode_response(c.session_id, &corr, &entity, &resp, c.version)
     }
 
     async fn transmission(&self, c: &ConnCtx<'_>, t: &Transmission<'_>) -> NtfResponse {
@@ -855,10 +855,19 @@ impl<G: PushGateway + 'static> Core<G> {
     }
 }
 
-/// Encodes a response transmission.
-pub fn encode_response(corr: &[u8], entity: &[u8], r: &NtfResponse, version: u16) -> Vec<u8> {
+/// Encodes a response transmission (at v1 the session id is on the wire).
+pub fn encode_response(
+    session_id: &[u8],
+    corr: &[u8],
+    entity: &[u8],
+    r: &NtfResponse,
+    version: u16,
+) -> Vec<u8> {
     let body = r.encode_for_version(version);
-    let t = Transmission::new(corr, entity, &body);
+    let mut t = Transmission::new(corr, entity, &body);
+    if version < ntf_version::AUTH_BATCH_CMDS {
+        t.session_id = session_id;
+    }
     let mut out = Vec::new();
     if encode_ntf_transmission(&mut out, &t, version).is_err() {
         out.clear();

@@ -236,6 +236,7 @@ async fn serve_connection<G: PushGateway + 'static>(
         let out = match received {
             Err(_) => break,
             Ok(Err(_)) => vec![encode_response(
+                &session_id,
                 &[],
                 &[],
                 &NtfResponse::Err(ErrorType::Block),
@@ -243,6 +244,7 @@ async fn serve_connection<G: PushGateway + 'static>(
             )],
             Ok(Ok(block)) => match block.transmissions() {
                 Err(_) => vec![encode_response(
+                    &session_id,
                     &[],
                     &[],
                     &NtfResponse::Err(ErrorType::Block),

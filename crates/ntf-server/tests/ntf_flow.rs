@@ -50,6 +50,76 @@ async fn syntax_vectors_over_tls() {
     ntf.stop().await;
 }
 
+/// A legacy client without ALPN gets NTF v1 (session id on the wire, unbatched blocks, no
+/// server key): the `ntf_syntax` vectors as the upstream test really runs them (v1), with this
+/// connection's session id, get the vectors' responses; PING works; idle connections are closed
+/// when `[INACTIVE_CLIENTS] disconnect` is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_v1_client_and_inactive_disconnect() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let push = push().await;
+    let mut cfg = ntf_config(dir.path(), false, PolicyMode::Reference);
+    cfg.inactive_ttl = Some(std::time::Duration::from_millis(700));
+    let ntf = Ntf::start(cfg, &push).await;
+    let client = hush_transport::TransportClient::new(
+        hush_transport::Protocol::Ntf,
+        hush_transport::ClientConfig {
+            alpn: Vec::new(),
+            ..hush_transport::ClientConfig::ntf()
+        },
+        None,
+    )
+    .unwrap();
+    let mut conn = client
+        .connect_addr(ntf.addr, &ntf.fingerprint)
+        .await
+        .unwrap();
+    assert_eq!(conn.version(), 1);
+    assert!(conn.server_session_key().is_none());
+    let sid = conn.session_id().to_vec();
+    let mut n = 0;
+    for v in vectors() {
+        let name = v["name"].as_str().unwrap();
+        if !name.starts_with("ntf_syntax.") {
+            continue;
+        }
+        let i = &v["inputs"];
+        let auth = hex::decode(i["authorization_hex"].as_str().unwrap()).unwrap();
+        let cmd = hex::decode(i["command_hex"].as_str().unwrap()).unwrap();
+        let corr = i["corr_id_ascii"].as_str().unwrap().as_bytes();
+        let entity = i["entity_id_ascii"].as_str().unwrap().as_bytes();
+        let t = hush_proto::transmission::Transmission {
+            authorization: &auth,
+            session_id: &sid,
+            corr_id: corr,
+            entity_id: entity,
+            command: &cmd,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        hush_proto::ntf::encode_ntf_transmission(&mut out, &t, 1).unwrap();
+        conn.send(&[out]).await.unwrap();
+        let block = conn.recv().await.unwrap().unwrap();
+        let ts = block.transmissions().unwrap();
+        let r = hush_proto::ntf::decode_ntf_transmission(ts[0], 1).unwrap();
+        assert_eq!(r.session_id, sid.as_slice(), "{name}");
+        assert_eq!(r.corr_id, corr, "{name}");
+        assert_eq!(r.entity_id, entity, "{name}");
+        assert_eq!(
+            r.command,
+            v["expected"]["response_ascii"].as_str().unwrap().as_bytes(),
+            "{name}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 5);
+    // idle → closed by the server
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), conn.recv()).await;
+    assert!(matches!(r, Ok(Err(_))), "connection not closed: {r:?}");
+    ntf.stop().await;
+}
+
 /// TNEW (+ repeat), TVFY, TCHK, SNEW, SEND → alert push → GET/ACK with matching msgId and ts;
 /// TRPL; SNEW rules; TCRN; TDEL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
