@@ -48,6 +48,19 @@ pub fn running_pid(profile_dir: &Path) -> Option<u32> {
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
+/// Tells a running daemon of this profile (if any) to subscribe newly created queues.
+pub fn notify_running(profile_dir: &Path) {
+    #[cfg(unix)]
+    if let Some(pid) = running_pid(profile_dir)
+        && let Ok(pid) = i32::try_from(pid)
+    {
+        // SAFETY: kill(2) with a pid read from our own pid file; at worst it fails with ESRCH.
+        unsafe {
+            libc::kill(pid, libc::SIGHUP);
+        }
+    }
+}
+
 /// One relay's counters over the measured period.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RelayStats {
@@ -429,9 +442,22 @@ pub async fn run(
         }
     };
     tokio::pin!(stop);
+    // SIGHUP: another hush command created queues in this profile; subscribe them too.
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
+        #[cfg(unix)]
+        let rescan = hup.recv();
+        #[cfg(not(unix))]
+        let rescan = std::future::pending::<Option<()>>();
         tokio::select! {
             _ = &mut stop => break,
+            _ = rescan => {
+                match s.agent.subscribe_all().await {
+                    Ok(n) => tracing::info!(queues = n, "resubscribed after SIGHUP"),
+                    Err(e) => s.out.error(&format!("subscribe: {e:#}")),
+                }
+            }
             ev = s.events.recv() => match ev {
                 Some(ev) => {
                     if let Err(e) = s.handle(ev).await {

@@ -288,6 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut s = open(relay).await?;
             s.invite().await?;
             s.close().await;
+            daemon::notify_running(&pdir);
             Ok(())
         }
         Cmd::Connect { link, relay } => {
@@ -295,18 +296,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             s.connect(&link).await?;
             let r = s.flush(Duration::from_secs(10)).await;
             s.close().await;
+            daemon::notify_running(&pdir);
             r
         }
         Cmd::Address => {
             let mut s = open(None).await?;
             s.address().await?;
             s.close().await;
+            daemon::notify_running(&pdir);
             Ok(())
         }
         Cmd::Accept { name } => {
             let mut s = open(None).await?;
             let r = s.accept(&name).await;
+            let r = match r {
+                Ok(()) => s.flush(Duration::from_secs(10)).await,
+                e => e,
+            };
             s.close().await;
+            daemon::notify_running(&pdir);
             r
         }
         Cmd::Send { name, message } => {
@@ -318,7 +326,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             s.close().await;
             r
         }
-        Cmd::Chat => chat::run(open(None).await?).await,
+        Cmd::Chat => {
+            if let Some(pid) = daemon::running_pid(&pdir) {
+                anyhow::bail!(
+                    "hush daemon (pid {pid}) is receiving for this profile; stop it to chat \
+                     interactively, or use one-shot commands (send, invite, connect…)"
+                );
+            }
+            chat::run(open(None).await?).await
+        }
         Cmd::Demo { dir, rounds } => demo::run(dir, rounds, cli.json).await,
         Cmd::Device { count, run_for } => {
             let p = Profile::open(&pdir)?;

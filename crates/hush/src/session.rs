@@ -558,6 +558,9 @@ impl Session {
                     json!({ "relay": server, "reason": reason }),
                 );
             }
+            // events added to hush-agent later (e.g. delivery receipts) are not shown
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
         Ok(())
     }

@@ -68,6 +68,28 @@ fn daemon_notifies_reconnects_and_reports_idle_cost() {
         l == "[stderr] hush daemon: new message from bob"
     });
 
+    // a new contact made with one-shot commands while the daemon runs (SIGHUP → subscribe)
+    let pc = profile(dir.path(), "carol", &relay);
+    let link = hush(&pa, &["invite"]);
+    let link = link[0].strip_prefix("invitation: ").unwrap().to_string();
+    // (the one-shot connect may already complete the handshake while it flushes)
+    let out = hush(&pc, &["connect", &link]);
+    d.wait_line("connected: carol");
+    let mut c = chat(&pc, "carol", &[]);
+    if !out.iter().any(|l| l == "connected: alice") {
+        c.wait_line("connected: alice");
+    }
+    c.send("@alice hi from carol");
+    d.wait_line("carol: hi from carol");
+    assert_eq!(c.finish(Duration::from_secs(20)).0, 0);
+    // chat refuses to run beside the daemon (both would subscribe the same queues)
+    let o = std::process::Command::new(common::BIN)
+        .args(["-p", pa.to_str().unwrap(), "chat"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("daemon"));
+
     // relay restart: the daemon sees it go down, reconnects, resubscribes
     up.signal(libc::SIGTERM);
     let (c, _) = up.finish(Duration::from_secs(20));
@@ -102,6 +124,9 @@ fn daemon_notifies_reconnects_and_reports_idle_cost() {
     d.wait_line("relay connected");
     hush(&pb, &["send", "alice", "silent one"]);
     d.wait_line("bob: silent one");
+    hush(&pc, &["send", "alice", "loud one"]);
+    d.wait_line("carol: loud one");
+    wait_file(&hook_out, |s| s.contains("loud one"));
     std::thread::sleep(Duration::from_millis(300));
     let s = std::fs::read_to_string(&hook_out).unwrap();
     assert!(!s.contains("silent one"), "{s}");
@@ -115,7 +140,46 @@ fn daemon_notifies_reconnects_and_reports_idle_cost() {
     let relays = v["relays"].as_array().unwrap();
     assert_eq!(relays.len(), 1, "{v}");
     assert!(relays[0]["bytes_received"].as_u64().unwrap() > 0, "{v}");
-    assert_eq!(v["messages"], 1);
+    assert_eq!(v["messages"], 2);
     let text = hush(&pa, &["daemon", "--stats"]);
     assert!(text[0].starts_with("hush daemon idle traffic"), "{text:?}");
+}
+
+/// Idle: the only traffic is one PING round trip per relay per ping interval (one 16 KB SMP
+/// block each way), measured on the daemon's own sockets.
+#[test]
+fn daemon_idle_traffic_is_one_ping_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, relay) = common::start_up(dir.path());
+    let pa = profile(dir.path(), "alice", &relay);
+    hush(&pa, &["invite"]);
+    let d = Proc::spawn(
+        "daemon",
+        &[
+            "-p",
+            pa.to_str().unwrap(),
+            "daemon",
+            "--no-desktop",
+            "--ping-interval",
+            "1s",
+            "--run-for",
+            "3500ms",
+        ],
+        &[],
+    );
+    let (code, lines) = d.finish(Duration::from_secs(20));
+    assert_eq!(code, 0, "{lines:?}");
+    let st = hush(&pa, &["--json", "daemon", "--stats"]);
+    let v: serde_json::Value = serde_json::from_str(&st[0]).unwrap();
+    let r = &v["relays"][0];
+    let block = 16_384.0;
+    let pings_in = (r["bytes_received"].as_f64().unwrap() / block).round();
+    let pings_out = (r["bytes_sent"].as_f64().unwrap() / block).round();
+    // PINGs at ~1, 2, 3 s of silence (timer granularity allows one fewer)
+    assert!((2.0..=3.0).contains(&pings_in), "{v}");
+    assert_eq!(pings_in, pings_out, "{v}");
+    // each block is one TLS record: payload + 22 bytes of TLS 1.3 overhead
+    let per = r["bytes_received"].as_f64().unwrap() / pings_in;
+    assert!((block..block + 64.0).contains(&per), "{v}");
+    assert_eq!(r["connections_seen"], 1, "{v}");
 }
