@@ -120,6 +120,48 @@ async fn legacy_v1_client_and_inactive_disconnect() {
     ntf.stop().await;
 }
 
+/// Token keys of every kind the reference accepts: Ed25519 and Ed448 signatures, X25519
+/// crypto_box authenticators (keyed with this connection's server session key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_token_key_kinds() {
+    use hush_client::{AuthAlgorithm, AuthKey};
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let push = push().await;
+    let ntf = Ntf::start(ntf_config(dir.path(), false, PolicyMode::Reference), &push).await;
+    let mut c = ntf.client().await;
+    for (i, alg) in [
+        AuthAlgorithm::Ed25519,
+        AuthAlgorithm::Ed448,
+        AuthAlgorithm::X25519,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = AuthKey::generate(alg).unwrap();
+        let d = Device::new(40 + i as u8);
+        let tnew = NtfCommand::Tnew {
+            token: d.device_token(),
+            verify_key: key.public_der().unwrap(),
+            dh_key: hush_proto::ntf::PublicKeyDer::dh_key(d.dh.public().to_spki_der()).unwrap(),
+        }
+        .encode_checked(3)
+        .unwrap();
+        let (_, r) = c.cmd_auth(&key, b"", &tnew).await;
+        let NtfResponse::TknId { token_id, .. } = r else {
+            panic!("{alg:?}: {r:?}")
+        };
+        let tchk = NtfCommand::Tchk.encode_checked(3).unwrap();
+        let (_, r) = c.cmd_auth(&key, &token_id, &tchk).await;
+        assert!(matches!(r, NtfResponse::Tkn(_)), "{alg:?}: {r:?}");
+        // another key of the same kind → AUTH
+        let other = AuthKey::generate(alg).unwrap();
+        let (_, r) = c.cmd_auth(&other, &token_id, &tchk).await;
+        assert_eq!(r, NtfResponse::Err(ErrorType::Auth), "{alg:?}");
+    }
+    ntf.stop().await;
+}
+
 /// TNEW (+ repeat), TVFY, TCHK, SNEW, SEND → alert push → GET/ACK with matching msgId and ts;
 /// TRPL; SNEW rules; TCRN; TDEL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -338,6 +338,36 @@ impl NtfClient {
         ts[0].to_vec()
     }
 
+    /// Sends `cmd` for `entity`, authorized with any key kind (Ed25519/Ed448 signature or X25519
+    /// authenticator with the server's session key); returns (entity, response).
+    pub async fn cmd_auth(
+        &mut self,
+        key: &AuthKey,
+        entity: &[u8],
+        command: &[u8],
+    ) -> (Vec<u8>, NtfResponse) {
+        let corr = hush_crypto::random_nonce();
+        let authorized = authorized_bytes(self.conn.session_id(), &corr, entity, command);
+        let auth = key
+            .authorize(self.conn.server_session_key(), &corr, &authorized)
+            .unwrap();
+        let t = Transmission {
+            authorization: &auth,
+            corr_id: &corr,
+            entity_id: entity,
+            command,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        encode_ntf_transmission(&mut out, &t, 3).unwrap();
+        let resp = self.raw(out).await;
+        let r = decode_ntf_transmission(&resp, 3).unwrap();
+        (
+            r.entity_id.to_vec(),
+            NtfResponse::parse(r.command, 3).unwrap(),
+        )
+    }
+
     /// Sends `cmd` for `entity`, signed with `key`; returns (entity, response).
     pub async fn cmd(
         &mut self,
