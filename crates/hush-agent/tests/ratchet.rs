@@ -199,6 +199,8 @@ enum Op {
     Replay(bool, usize),
     /// Deliver a corrupted copy of an in-flight message (flip one byte).
     Corrupt(bool, usize, usize),
+    /// Serialise and reload one party (a process restart).
+    Persist(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -208,6 +210,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), any::<usize>()).prop_map(|(d, i)| Op::Drop(d, i)),
         1 => (any::<bool>(), any::<usize>()).prop_map(|(d, i)| Op::Replay(d, i)),
         1 => (any::<bool>(), any::<usize>(), any::<usize>()).prop_map(|(d, i, b)| Op::Corrupt(d, i, b)),
+        1 => any::<bool>().prop_map(Op::Persist),
     ]
 }
 
@@ -279,6 +282,12 @@ proptest! {
                     let before = state(r);
                     prop_assert!(r.decrypt(&ct).is_err());
                     prop_assert_eq!(state(r), before);
+                }
+                Op::Persist(a_side) => {
+                    let p = &mut parties[usize::from(!a_side)];
+                    let bytes = p.to_bytes().unwrap();
+                    *p = Ratchet::from_bytes(&bytes).unwrap();
+                    prop_assert_eq!(state(p), bytes.to_vec());
                 }
                 Op::Replay(ab, i) => {
                     let d = usize::from(!ab);
