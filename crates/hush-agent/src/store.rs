@@ -385,7 +385,8 @@ pub struct ContactRequest {
 impl Store {
     /// Opens (creating if needed) the database file and migrates it.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let db = Connection::open(path).map_err(corrupt)?;
+        // (a missing directory or no permission is an I/O problem, not corruption)
+        let db = Connection::open(path)?;
         Self::init(db)
     }
 

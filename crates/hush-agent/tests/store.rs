@@ -321,3 +321,10 @@ fn migrates_version_1() {
     })
     .unwrap();
 }
+
+#[test]
+fn unopenable_path_is_not_reported_as_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Store::open(dir.path().join("no/such/dir/agent.db"));
+    assert!(matches!(r, Err(StoreError::Sqlite(_))), "{r:?}");
+}
