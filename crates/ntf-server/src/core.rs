@@ -1007,6 +1007,9 @@ async fn gauges_loop<G: PushGateway + 'static>(
                 let subs = core.store.subs();
                 let active = subs.iter().filter(|s| s.status == SubStatus::Active).count();
                 let pending = subs.iter().filter(|s| matches!(s.status, SubStatus::New | SubStatus::Pending | SubStatus::Inactive)).count();
+                let servers: std::collections::HashSet<_> = subs.iter().map(|s| &s.queue.server).collect();
+                let sessions = servers.into_iter().filter(|s| core.pool.connected_client(s).is_some()).count();
+                core.metrics.smp_sessions.store(sessions as u64, Relaxed);
                 core.metrics.subs_active.store(active as u64, Relaxed);
                 core.metrics.subs_pending.store(pending as u64, Relaxed);
             }

@@ -64,14 +64,14 @@ fn styles(d: &Device, r: &[Received]) -> (usize, usize) {
     (silent, alert)
 }
 
-/// Budget policy, one hour compressed 200× (1 min = 300 ms): 10 messages 5 "minutes" apart to
+/// Budget policy, one hour compressed 150× (1 min = 400 ms): 10 messages 5 "minutes" apart to
 /// one device, budget 3 silent per hour, alerts at most every 7 "minutes". The outcome must be
 /// what the pure policy computes for the same schedule: 3 silent pushes, then 6 visible alerts
 /// (1 at once, 5 that coalesced the notifications arriving inside their interval).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_policy_compressed_hour() {
     init_tracing();
-    const MIN_MS: u64 = 300;
+    const MIN_MS: u64 = 400;
     let budget = BudgetConfig {
         silent_per_window: 3,
         window: Duration::from_millis(60 * MIN_MS),
