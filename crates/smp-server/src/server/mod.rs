@@ -10,6 +10,16 @@
 //! Where to look: [`delivery`] is the queue/subscription/delivery state machine; [`commands`]
 //! parses, authorizes ([`auth`]) and dispatches one transmission; [`error`] maps failures to `ERR`,
 //! metric labels and log levels; [`control`] answers the control port.
+//!
+//! Differences from the reference (simplexmq 6.5.5) a reader should know:
+//! * Not implemented yet: acting as an SMP proxy (`PRXY`/`PFWD` get `CMD PROHIBITED`; `RFWD` from
+//!   other servers' proxies *is* served) and v16 service sessions (a client declaring a service is
+//!   refused in the handshake; `SUBS`/`NSUBS` and service signatures get `ERR SERVICE`).
+//! * `END`/`DELD` are sent at once (the reference queues them and flushes every 15 s).
+//! * `expire_messages_on_send` expires all queues (the store has no per-queue expiry), at most
+//!   once per min(ttl / 2, 60 s), instead of only the queue being sent to.
+//! * Messages and queues live in SQLite (or memory), not a store log + message log: there is no
+//!   log compaction and no message-log import.
 
 pub mod auth;
 pub mod commands;
