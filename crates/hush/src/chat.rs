@@ -14,7 +14,7 @@
 //! /history <name|#group> [n]
 //! /delete <name>
 //! /group create <g>   /group invite <g> <name>   /members <g>
-//! /notify <name> connected|push|periodic|off
+//! /notify <name> connected|push|periodic|off [split]
 //! /quit                   (end of input does the same)
 //! ```
 
@@ -117,7 +117,8 @@ async fn command(s: &mut Session, line: &str) -> anyhow::Result<bool> {
             let name = arg(0)?;
             let mode = NotifyMode::parse(arg(1)?)
                 .ok_or_else(|| anyhow::anyhow!("mode: connected, push, periodic or off"))?;
-            crate::push::set_mode(s, name, mode).await?;
+            let split = args.get(2) == Some(&"split");
+            crate::push::set_mode(s, name, mode, split).await?;
         }
         other => {
             anyhow::bail!("unknown command {other} (try @name text, /invite, /connect <link>)")

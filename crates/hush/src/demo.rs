@@ -1,8 +1,9 @@
 //! `hush demo`: the whole system in one process. Starts the stack (as `hush up`, free ports, a
 //! temporary directory), creates two users, connects them with a one-time invitation, and then
 //! exchanges messages: bob is notified by the always-connected receiver (his subscribed relay
-//! connection), alice by instant push (ntf-server → push-server → apns-sink → her simulated
-//! device, which fetches with GET and decrypts). Prints the latency of each path per round.
+//! connection), alice by instant push in split mode (her device registered a push handle with
+//! the push-server, so the ntf-server never sees its token; ntf-server → push-server →
+//! apns-sink → her simulated device, which fetches with GET and decrypts). Prints the latency of each path per round.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ fn make_profile(dir: &Path, name: &str, a: &up::Addresses) -> anyhow::Result<Pro
     p.set_setting("relay", &a.smp)?;
     p.set_setting("ntf", &a.ntf)?;
     p.set_setting("sink_read", &a.apns_sink_read)?;
+    p.set_setting("push_server", &a.push_server)?;
+    p.set_setting("push_fingerprint", &a.push_fingerprint)?;
     Ok(p)
 }
 
@@ -113,7 +116,7 @@ async fn run_in(dir: &Path, rounds: usize, json: bool) -> anyhow::Result<()> {
     sb.connect(&link).await?;
     pump_until_connected(&mut sa, &mut sb).await?;
     // alice: instant push for bob's messages; her app then goes to sleep (no connection)
-    crate::push::set_mode(&mut sa, "bob", NotifyMode::Push).await?;
+    crate::push::set_mode(&mut sa, "bob", NotifyMode::Push, true).await?;
     sa.close().await;
 
     // bob: always connected (his session stays subscribed), notified on each message

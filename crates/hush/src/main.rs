@@ -112,7 +112,14 @@ enum Cmd {
         cmd: GroupCmd,
     },
     /// Set a contact's notification mode: connected | push | periodic | off.
-    Notify { name: String, mode: String },
+    Notify {
+        name: String,
+        mode: String,
+        /// Split mode: register the device token with the push-server and give the ntf-server
+        /// only the opaque push handle.
+        #[arg(long)]
+        split: bool,
+    },
     /// Contacts and their state.
     Contacts,
     /// What is connected, what is pending.
@@ -262,6 +269,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ntf = ntf.or_else(|| stack.as_ref().ok().map(|a| a.ntf.clone()));
             let sink_read =
                 sink_read.or_else(|| stack.as_ref().ok().map(|a| a.apns_sink_read.clone()));
+            if let Ok(a) = &stack {
+                let p = Profile::open_or_create(&pdir)?;
+                p.set_setting("push_server", &a.push_server)?;
+                p.set_setting("push_fingerprint", &a.push_fingerprint)?;
+            }
             hush_proto::address::ProtocolServer::parse(&relay)
                 .map_err(|e| anyhow::anyhow!("bad relay address: {e}"))?;
             let p = Profile::open_or_create(&pdir)?;
@@ -393,11 +405,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             s.close().await;
             r
         }
-        Cmd::Notify { name, mode } => {
+        Cmd::Notify { name, mode, split } => {
             let mode =
                 NotifyMode::parse(&mode).context("mode: connected, push, periodic or off")?;
             let mut s = open(None).await?;
-            let r = push::set_mode(&mut s, &name, mode).await;
+            let r = push::set_mode(&mut s, &name, mode, split).await;
             s.close().await;
             r
         }

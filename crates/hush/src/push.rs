@@ -260,8 +260,51 @@ fn settings(p: &Profile) -> anyhow::Result<(String, String)> {
     Ok((ntf, sink))
 }
 
-/// Registers the device (once): TNEW, verification push from the sink, TVFY.
-pub async fn ensure_device(p: &Profile) -> anyhow::Result<Device> {
+/// Split mode: the device registers its token with the push-server (TLS, pinned certificate)
+/// and gets an opaque push handle; the ntf-server only ever sees the handle.
+async fn push_handle(p: &Profile, token_hex: &str) -> anyhow::Result<String> {
+    let addr = p
+        .setting("push_server")?
+        .context("no push-server address for split mode (hush init with a running `hush up`)")?;
+    let fp = p
+        .setting("push_fingerprint")?
+        .and_then(|f| push_server::net::parse_fingerprint(&f))
+        .context("no push-server fingerprint for split mode")?;
+    let sa: SocketAddr = addr.parse().context("push-server address")?;
+    let gw = push_server::net::RemoteGateway::new(push_server::net::RemoteConfig {
+        host: sa.ip().to_string(),
+        port: sa.port(),
+        fingerprint: fp,
+        credential: None,
+        timeout: WAIT,
+    })
+    .map_err(|e| anyhow::anyhow!("push-server: {e}"))?;
+    let h = gw
+        .register(push_server::DeviceAddress::Apns {
+            env: push_server::ApnsEnv::Test,
+            token: token_hex.to_string(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("push-server registration: {e}"))?;
+    Ok(h.as_str().to_string())
+}
+
+/// `TNEW` with the `PH` provider: `TNEW T` ‖ `PH` ‖ shortString(handle) ‖ the rest as for APNs.
+fn tnew_with_handle(apns_form: &[u8], token_len: usize, handle: &str) -> anyhow::Result<Vec<u8>> {
+    let skip = b"TNEW TAT".len() + 1 + token_len;
+    let rest = apns_form.get(skip..).context("TNEW encoding")?;
+    let len = u8::try_from(handle.len()).map_err(|_| anyhow::anyhow!("push handle too long"))?;
+    let mut c = b"TNEW T".to_vec();
+    c.extend_from_slice(push_server::HANDLE_PROVIDER_CODE);
+    c.push(len);
+    c.extend_from_slice(handle.as_bytes());
+    c.extend_from_slice(rest);
+    Ok(c)
+}
+
+/// Registers the device (once): TNEW, verification push from the sink, TVFY. With `split`,
+/// the token is first exchanged for a push handle at the push-server.
+pub async fn ensure_device(p: &Profile, split: bool) -> anyhow::Result<Device> {
     if let Some(d) = Device::load(p)?
         && d.active()
     {
@@ -280,7 +323,13 @@ pub async fn ensure_device(p: &Profile) -> anyhow::Result<Device> {
         dh_key: PublicKeyDer::dh_key(d.dh.public().to_spki_der())
             .map_err(|e| anyhow::anyhow!("{e:?}"))?,
     };
-    let r = c.cmd(&d.key, b"", &enc(&tnew)?).await?;
+    let mut command = enc(&tnew)?;
+    if split {
+        let handle = push_handle(p, &d.token_hex).await?;
+        command = tnew_with_handle(&command, d.token_hex.len(), &handle)?;
+        p.set_setting("device_split", "1")?;
+    }
+    let r = c.cmd(&d.key, b"", &command).await?;
     let NtfResponse::TknId {
         token_id,
         server_dh_key,
@@ -337,14 +386,19 @@ fn notifier_pkcs8(k: &hush_client::AuthKey) -> anyhow::Result<PrivateKeyDer> {
 }
 
 /// Sets a contact's notification mode (registering for pushes when needed).
-pub async fn set_mode(s: &mut Session, name: &str, mode: NotifyMode) -> anyhow::Result<()> {
+pub async fn set_mode(
+    s: &mut Session,
+    name: &str,
+    mode: NotifyMode,
+    split: bool,
+) -> anyhow::Result<()> {
     let c = s
         .profile
         .contact_by_name(name)?
         .with_context(|| format!("no contact {name}"))?;
     match mode {
         NotifyMode::Push => {
-            let d = ensure_device(&s.profile).await?;
+            let d = ensure_device(&s.profile, split).await?;
             let (ntf, _) = settings(&s.profile)?;
             let creds = s.agent.enable_notifications(c.conn_id).await?;
             let mut nc = NtfClient::connect(&ntf).await?;
@@ -365,7 +419,7 @@ pub async fn set_mode(s: &mut Session, name: &str, mode: NotifyMode) -> anyhow::
             let _ = nc.conn.close().await;
         }
         NotifyMode::Periodic => {
-            let d = ensure_device(&s.profile).await?;
+            let d = ensure_device(&s.profile, split).await?;
             let (ntf, _) = settings(&s.profile)?;
             let mut nc = NtfClient::connect(&ntf).await?;
             let r = nc
