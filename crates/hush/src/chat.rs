@@ -102,7 +102,7 @@ async fn command(s: &mut Session, line: &str) -> anyhow::Result<bool> {
                 json!({ "members": ms }),
             );
         }
-        "/status" => s.status()?,
+        "/status" => s.status().await?,
         "/history" => {
             let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20);
             s.history(arg(0)?, n)?;

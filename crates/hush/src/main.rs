@@ -421,8 +421,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             r
         }
         Cmd::Status => {
-            let s = open(None).await?;
-            let r = s.status();
+            let mut s = open(None).await?;
+            let r = s.status().await;
             s.close().await;
             r
         }

@@ -129,6 +129,8 @@ pub struct Session {
     unsent: HashMap<(i64, i64), String>,
     /// Relays currently connected.
     pub relays_up: HashMap<String, bool>,
+    /// Round trip of the last reachability check (`status`).
+    relay_rtt_ms: Option<f64>,
     /// Chat messages shown so far.
     pub shown: usize,
     /// Called for every incoming chat message (the demo measures latency with it).
@@ -171,6 +173,7 @@ impl Session {
             unsent: HashMap::new(),
             relays_up: HashMap::new(),
             shown: 0,
+            relay_rtt_ms: None,
             on_incoming: None,
         })
     }
@@ -397,7 +400,27 @@ impl Session {
     }
 
     /// Readable status: profile, relays, contacts and what is pending.
-    pub fn status(&self) -> anyhow::Result<()> {
+    pub async fn status(&mut self) -> anyhow::Result<()> {
+        if self.relays_up.is_empty()
+            && let Ok(r) = relay_of(&self.profile, None)
+        {
+            // one-shot: check the relay with a PING
+            let t0 = std::time::Instant::now();
+            let ok = tokio::time::timeout(Duration::from_secs(3), async {
+                let (c, _ev) =
+                    hush_client::SmpClient::connect(&r, hush_client::ClientConfig::default())
+                        .await?;
+                let p = c.ping().await;
+                c.close().await;
+                p
+            })
+            .await;
+            let up = matches!(ok, Ok(Ok(())));
+            self.relays_up.insert(r.to_text(), up);
+            if up {
+                self.relay_rtt_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
         let name = self.profile.name()?;
         let relay = self.profile.setting("relay")?.unwrap_or_default();
         let contacts = self.profile.contacts()?;
@@ -434,11 +457,12 @@ impl Session {
             None => println!("daemon:  not running"),
         }
         for (r, up) in &self.relays_up {
-            println!(
-                "relay {}: {}",
-                short_relay(r),
-                if *up { "connected" } else { "down" }
-            );
+            let state = match (*up, self.relay_rtt_ms) {
+                (true, Some(ms)) => format!("reachable (connect + PING {ms:.0} ms)"),
+                (true, None) => "connected".to_string(),
+                (false, _) => "unreachable".to_string(),
+            };
+            println!("relay {}: {state}", short_relay(r));
         }
         println!(
             "contacts: {} connected, {} pending",

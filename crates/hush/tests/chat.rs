@@ -57,6 +57,17 @@ fn two_users_connect_chat_history_delete() {
     assert_eq!(v["contacts"][0]["name"], "bob");
     assert_eq!(v["contacts"][0]["status"], "connected");
     assert_eq!(v["outbox"], 0);
+    assert_eq!(v["relays_up"][&relay], true, "{v}");
+    let st = hush(&pa, &["status"]);
+    assert!(
+        st.iter()
+            .any(|l| l.starts_with("relay 127.0.0.1:") && l.contains("reachable")),
+        "{st:?}"
+    );
+    assert!(
+        st.iter().any(|l| l == "contacts: 1 connected, 0 pending"),
+        "{st:?}"
+    );
 
     // delete: bob disappears from alice's contacts
     hush(&pa, &["delete", "bob"]);
