@@ -43,6 +43,8 @@ pub struct IdleReport {
     pub alive_after_settle: usize,
     pub connect_time: Duration,
     pub relay_before: Option<Reading>,
+    /// After the first half of the connections: (connections open, reading).
+    pub relay_half: Option<(usize, Reading)>,
     pub relay_after: Option<Reading>,
     pub relay_settled: Option<Reading>,
     /// After every connection was closed (and 2 s passed).
@@ -57,6 +59,17 @@ impl IdleReport {
     pub fn relay_kb_per_conn(&self) -> Option<f64> {
         let (b, s) = (self.relay_before?, self.relay_settled?);
         Some(per(s.mem.vm_rss_kb, b.mem.vm_rss_kb, self.connections))
+    }
+
+    /// Relay VmRSS growth per connection over the second half (settled − half-way), kB: the
+    /// marginal cost of one more connection.
+    pub fn relay_marginal_kb_per_conn(&self) -> Option<f64> {
+        let ((n, h), s) = (self.relay_half?, self.relay_settled?);
+        Some(per(
+            s.mem.vm_rss_kb,
+            h.mem.vm_rss_kb,
+            self.connections.saturating_sub(n),
+        ))
     }
 
     /// Relay RssAnon growth per connection (settled − before), kB.
@@ -92,12 +105,20 @@ impl IdleReport {
             self.alive_after_settle
         ));
         line(&mut s, "before", &self.relay_before);
+        if let Some((n, r)) = &self.relay_half {
+            line(&mut s, &format!("at {n}"), &Some(*r));
+        }
         line(&mut s, "after", &self.relay_after);
         line(&mut s, "settled", &self.relay_settled);
         line(&mut s, "closed", &self.relay_closed);
         if let (Some(v), Some(a)) = (self.relay_kb_per_conn(), self.relay_anon_kb_per_conn()) {
             s.push_str(&format!(
                 "  relay per connection (settled - before): {v:.2} kB VmRSS, {a:.2} kB RssAnon (target <= 16 kB)\n"
+            ));
+        }
+        if let Some(m) = self.relay_marginal_kb_per_conn() {
+            s.push_str(&format!(
+                "  relay marginal per connection (second half: settled - half-way): {m:.2} kB VmRSS\n"
             ));
         }
         s.push_str(&format!(
@@ -156,17 +177,38 @@ async fn open_one(
     Ok((client, events))
 }
 
-/// Runs the idle measurement; the connections are closed before it returns.
-pub async fn run_idle(opts: &IdleOptions) -> Result<IdleReport, LoadError> {
-    let me = std::process::id();
-    let client_before = mem_status(me)?;
-    let relay_before = reading(opts.relay_pid)?;
-    let connector = Arc::new(TlsConnector::new()?);
-    let server = Arc::new(opts.server.clone());
+/// Opens `count` more connections (at most `opts.concurrency` at a time) into `conns`.
+async fn open_batch(
+    opts: &IdleOptions,
+    connector: &Arc<TlsConnector>,
+    server: &Arc<ServerWithAuth>,
+    count: usize,
+    conns: &mut Vec<Conn>,
+    started: Instant,
+) -> Result<(), LoadError> {
     let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let started = Instant::now();
     let mut set = JoinSet::new();
-    for _ in 0..opts.connections {
+    let mut first_err = None;
+    let mut record = |r: Result<Result<Conn, LoadError>, tokio::task::JoinError>,
+                      conns: &mut Vec<Conn>| match r {
+        Ok(Ok(c)) => {
+            conns.push(c);
+            if opts.progress && conns.len().is_multiple_of(1000) {
+                eprintln!(
+                    "  {} connections subscribed ({:.1} s)",
+                    conns.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Ok(Err(e)) => {
+            first_err.get_or_insert(e);
+        }
+        Err(e) => {
+            first_err.get_or_insert(LoadError::Relay(format!("task: {e}")));
+        }
+    };
+    for _ in 0..count {
         let permit = gate
             .clone()
             .acquire_owned()
@@ -178,38 +220,43 @@ pub async fn run_idle(opts: &IdleOptions) -> Result<IdleReport, LoadError> {
             drop(permit);
             r
         });
+        while let Some(r) = set.try_join_next() {
+            record(r, conns);
+        }
     }
-    let mut conns: Vec<Conn> = Vec::with_capacity(opts.connections);
-    let mut first_err = None;
     while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Ok(c)) => {
-                conns.push(c);
-                if opts.progress && conns.len().is_multiple_of(1000) {
-                    eprintln!(
-                        "  {} connections subscribed ({:.1} s)",
-                        conns.len(),
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-            }
-            Ok(Err(e)) => {
-                if first_err.is_none() {
-                    first_err = Some(e);
-                }
-            }
-            Err(e) => {
-                if first_err.is_none() {
-                    first_err = Some(LoadError::Relay(format!("task: {e}")));
-                }
-            }
-        }
+        record(r, conns);
     }
-    if let Some(e) = first_err {
-        for (c, _) in &conns {
-            c.abort();
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Runs the idle measurement; the connections are closed before it returns.
+pub async fn run_idle(opts: &IdleOptions) -> Result<IdleReport, LoadError> {
+    let me = std::process::id();
+    let client_before = mem_status(me)?;
+    let relay_before = reading(opts.relay_pid)?;
+    let connector = Arc::new(TlsConnector::new()?);
+    let server = Arc::new(opts.server.clone());
+    let started = Instant::now();
+    let mut conns: Vec<Conn> = Vec::with_capacity(opts.connections);
+    // Two halves, with a reading in between: the growth over the second half is the marginal
+    // cost of a connection, free of one-time costs (threads, allocator arenas, caches).
+    let half = opts.connections / 2;
+    let mut relay_half = None;
+    for count in [half, opts.connections - half] {
+        let r = open_batch(opts, &connector, &server, count, &mut conns, started).await;
+        if let Err(e) = r {
+            for (c, _) in &conns {
+                c.abort();
+            }
+            return Err(e);
         }
-        return Err(e);
+        if relay_half.is_none() {
+            relay_half = Some((conns.len(), reading(opts.relay_pid)?));
+        }
     }
     let connect_time = started.elapsed();
     let relay_after = reading(opts.relay_pid)?;
@@ -236,6 +283,7 @@ pub async fn run_idle(opts: &IdleOptions) -> Result<IdleReport, LoadError> {
         alive_after_settle,
         connect_time,
         relay_before,
+        relay_half: relay_half.and_then(|(n, r)| r.map(|r| (n, r))),
         relay_after,
         relay_settled,
         relay_closed,
