@@ -120,6 +120,7 @@ pub struct ClientConnection {
     pub(crate) server_chain: Vec<Vec<u8>>,
     pub(crate) service: Option<ClientService>,
     pub(crate) session_secret: Option<DhSecret>,
+    pub(crate) server_signed_key: Option<Vec<u8>>,
 }
 
 impl ClientConnection {
@@ -130,6 +131,12 @@ impl ClientConnection {
     /// the server offered no key.
     pub fn session_secret(&self) -> Option<&DhSecret> {
         self.session_secret.as_ref()
+    }
+
+    /// The server's signed session key exactly as in its hello (DER X.509 SignedExact), which
+    /// an SMP proxy passes on to its client in `PKEY`.
+    pub fn server_signed_key(&self) -> Option<&[u8]> {
+        self.server_signed_key.as_deref()
     }
 
     /// The server's per-connection X25519 key from its hello (verified against the TLS leaf),

@@ -678,6 +678,10 @@ impl TransportClient {
         let encrypted = keys.is_some();
         // X25519(own hello key, server session key): the proxy ↔ relay secret (RFWD/RRES).
         let session_secret = server_key.as_ref().map(|k| dh_secret.dh(k));
+        let server_signed_key = hello
+            .auth
+            .as_ref()
+            .map(|a| a.signed_key.as_bytes().to_vec());
         // The client sends with ck2 and receives with ck1.
         let (snd, rcv) = match keys {
             Some((ck1, ck2)) => (Some(ck2), Some(ck1)),
@@ -701,6 +705,7 @@ impl TransportClient {
             server_chain: facts.peer_chain,
             service,
             session_secret,
+            server_signed_key,
         })
     }
 
@@ -753,6 +758,7 @@ impl TransportClient {
             server_chain: facts.peer_chain,
             service: None,
             session_secret: None,
+            server_signed_key: None,
         })
     }
 }
