@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use hush_proto::error::{CommandError, ErrorType};
+use hush_proto::error::ErrorType;
 use hush_proto::smp::{BrokerMsg, Command, NonEmpty, QueueMode};
 
 async fn server() -> (tempfile::TempDir, TestServer) {
@@ -502,25 +502,5 @@ async fn ed448_and_x25519_recipient_keys() {
         );
     }
     r.expect_nothing(Duration::from_millis(100)).await;
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn unsupported_commands_are_prohibited() {
-    let (_d, server) = server().await;
-    let mut c = server.connect().await;
-    // acting as a proxy is not implemented: PFWD gets CMD PROHIBITED
-    let m = c
-        .cmd(
-            None,
-            &[5; 24],
-            Command::PFwd {
-                version: 18,
-                key: dh_der(&hush_crypto::X25519Secret::generate()),
-                enc_transmission: vec![0; 32],
-            },
-        )
-        .await;
-    assert_err(&m, ErrorType::Cmd(CommandError::Prohibited));
     server.stop().await;
 }

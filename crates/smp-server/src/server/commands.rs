@@ -224,8 +224,57 @@ impl Shared {
                     ),
                 )),
             )]),
-            // Acting as a proxy (PRXY/PFWD) is not implemented yet.
-            Command::Prxy { .. } | Command::PFwd { .. } => Err(CmdError::prohibited()),
+            // Acting as an SMP proxy for our clients.
+            Command::Prxy { server, basic_auth } => {
+                let allowed = match &self.config.auth.create_password {
+                    None => true,
+                    Some(p) => basic_auth.as_ref() == Some(p.as_proto()),
+                };
+                let own = crate::metrics::ProxyOutcome::Request;
+                self.metrics.relay_session(false, own);
+                let msg = if !allowed {
+                    BrokerMsg::Err(ErrorType::Proxy(hush_proto::error::ProxyError::BasicAuth))
+                } else {
+                    match self.proxy.session(&server).await {
+                        Ok(m) => {
+                            self.metrics
+                                .relay_session(false, crate::metrics::ProxyOutcome::Success);
+                            m
+                        }
+                        Err(e) => {
+                            self.metrics
+                                .relay_session(false, crate::metrics::ProxyOutcome::ErrorConnect);
+                            BrokerMsg::Err(e)
+                        }
+                    }
+                };
+                Ok(vec![Response::new(corr, &[], msg)])
+            }
+            Command::PFwd {
+                version,
+                key,
+                enc_transmission,
+            } => {
+                self.metrics
+                    .relay_message(false, crate::metrics::ProxyOutcome::Request);
+                let msg = match self
+                    .proxy
+                    .forward(entity, corr, version, key.as_bytes(), &enc_transmission)
+                    .await
+                {
+                    Ok(m) => {
+                        self.metrics
+                            .relay_message(false, crate::metrics::ProxyOutcome::Success);
+                        m
+                    }
+                    Err(e) => {
+                        self.metrics
+                            .relay_message(false, crate::metrics::ProxyOutcome::ErrorOther);
+                        BrokerMsg::Err(e)
+                    }
+                };
+                Ok(vec![Response::new(corr, entity, msg)])
+            }
         }
     }
 

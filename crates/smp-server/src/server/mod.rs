@@ -12,9 +12,10 @@
 //! metric labels and log levels; [`control`] answers the control port.
 //!
 //! Differences from the reference (simplexmq 6.5.5) a reader should know:
-//! * Not implemented yet: acting as an SMP proxy (`PRXY`/`PFWD` get `CMD PROHIBITED`; `RFWD` from
-//!   other servers' proxies *is* served) and v16 service sessions (a client declaring a service is
-//!   refused in the handshake; `SUBS`/`NSUBS` and service signatures get `ERR SERVICE`).
+//! * Not implemented yet: v16 service sessions (a client declaring a service is refused in the
+//!   handshake; `SUBS`/`NSUBS` and service signatures get `ERR SERVICE`); the proxy reaches
+//!   destination relays directly (no SOCKS, so no onion hosts) and handles one `PFWD` of a
+//!   connection at a time.
 //! * `END`/`DELD` are sent at once (the reference queues them and flushes every 15 s).
 //! * `expire_messages_on_send` expires all queues (the store has no per-queue expiry), at most
 //!   once per min(ttl / 2, 60 s), instead of only the queue being sent to.
@@ -28,6 +29,7 @@ pub mod control;
 pub mod delivery;
 pub mod error;
 pub mod notify;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -100,6 +102,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub subs: Subscriptions,
     pub notify: notify::Dirty,
+    pub proxy: proxy::Proxy,
     clients: Mutex<HashMap<ClientId, Arc<ClientShared>>>,
     next_client: AtomicU64,
     last_send_expiry: Mutex<Option<Instant>>,
@@ -213,6 +216,7 @@ impl Shared {
             metrics: Metrics::new(),
             subs: Subscriptions::default(),
             notify: notify::Dirty::default(),
+            proxy: proxy::Proxy::default(),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             last_send_expiry: Mutex::new(None),
@@ -304,6 +308,7 @@ pub async fn start(
         metrics: metrics.clone(),
         subs: Subscriptions::default(),
         notify: notify::Dirty::default(),
+        proxy: proxy::Proxy::default(),
         clients: Mutex::new(HashMap::new()),
         next_client: AtomicU64::new(1),
         last_send_expiry: Mutex::new(None),
