@@ -120,6 +120,69 @@ async fn legacy_v1_client_and_inactive_disconnect() {
     ntf.stop().await;
 }
 
+/// Subscription status mapping (§5.4): relay `AUTH` on NSUB → `SUB AUTH`; `DELD` (recipient
+/// `NDEL`) → `SUB DELETED`; `END` (another connection took the notifier subscription) →
+/// `SUB END`; a repeated SNEW after END subscribes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_status_mapping() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let push = push().await;
+    let relay = Relay::start(relay_config(dir.path())).await;
+    let ntf = Ntf::start(ntf_config(dir.path(), false, PolicyMode::Reference), &push).await;
+    let mut c = ntf.client().await;
+    let smp = relay.client().await;
+    let mut d = Device::new(50);
+    register(&mut c, &push, &mut d).await;
+
+    // AUTH: right notifier id, wrong key
+    let q = Queue::new(&smp, &relay.server).await;
+    let mut cmd = q.snew(&d.token_id);
+    let wrong = hush_client::AuthKey::generate(hush_client::AuthAlgorithm::Ed25519).unwrap();
+    if let NtfCommand::Snew { notifier_key, .. } = &mut cmd {
+        *notifier_key = notifier_pkcs8(&wrong);
+    }
+    let (_, r) = c.cmd(Some(&d.key), b"", &cmd).await;
+    let NtfResponse::SubId { sub_id } = r else {
+        panic!("{r:?}")
+    };
+    wait_sub(&mut c, &d, &sub_id, SubStatus::Auth).await;
+
+    // DELETED: the recipient removes the notifier credentials
+    let q2 = Queue::new(&smp, &relay.server).await;
+    let sub2 = subscribe(&mut c, &d, &q2).await;
+    smp.disable_notifications(&q2.q.rcv_id, &q2.q.rcv_key)
+        .await
+        .unwrap();
+    wait_sub(&mut c, &d, &sub2, SubStatus::Deleted).await;
+
+    // END: another connection subscribes as notifier
+    let q3 = Queue::new(&smp, &relay.server).await;
+    let sub3 = subscribe(&mut c, &d, &q3).await;
+    let other = relay.client().await;
+    other
+        .subscribe_notifier(&q3.ntf.notifier_id, &q3.ntf.notifier_key)
+        .await
+        .unwrap();
+    wait_sub(&mut c, &d, &sub3, SubStatus::End).await;
+    other.close().await;
+    // SNEW again (same token, same key): same id, subscribed again
+    let (_, r) = c.cmd(Some(&d.key), b"", &q3.snew(&d.token_id)).await;
+    assert_eq!(
+        r,
+        NtfResponse::SubId {
+            sub_id: sub3.clone()
+        }
+    );
+    wait_sub(&mut c, &d, &sub3, SubStatus::Active).await;
+    let n = push.received(d.sink_token()).len();
+    send(&smp, &q3, b"after END").await;
+    let (_, items) = wait_message_push(&push, &d, n).await;
+    fetch_and_check(&smp, &q3, items.last().unwrap()).await;
+    ntf.stop().await;
+    relay.stop().await;
+}
+
 /// Token keys of every kind the reference accepts: Ed25519 and Ed448 signatures, X25519
 /// crypto_box authenticators (keyed with this connection's server session key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
