@@ -78,7 +78,10 @@ async fn idle_and_throughput_smoke() {
     // The half-way reading was taken with 2 of the 4 connections open.
     let (half_n, half) = report.relay_half.unwrap();
     assert_eq!(half_n, 2);
-    assert!(half.fds >= report.relay_before.unwrap().fds + 4, "{report:?}");
+    assert!(
+        half.fds >= report.relay_before.unwrap().fds + 4,
+        "{report:?}"
+    );
     assert!(report.relay_marginal_kb_per_conn().is_some());
     assert!(report.render().contains("relay per connection"));
 
