@@ -255,25 +255,41 @@ impl Shared {
                 key,
                 enc_transmission,
             } => {
+                // Forwarding waits for another relay: it runs in its own task (at most
+                // PROXIED_CONCURRENCY per connection) and answers through the outbox, so the
+                // connection keeps serving its other commands meanwhile.
+                let permit = c
+                    .outbox
+                    .client
+                    .proxied
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| CmdError::Internal("proxy semaphore closed"))?;
                 self.metrics
                     .relay_message(false, crate::metrics::ProxyOutcome::Request);
-                let msg = match self
-                    .proxy
-                    .forward(entity, corr, version, key.as_bytes(), &enc_transmission)
-                    .await
-                {
-                    Ok(m) => {
-                        self.metrics
-                            .relay_message(false, crate::metrics::ProxyOutcome::Success);
-                        m
-                    }
-                    Err(e) => {
-                        self.metrics
-                            .relay_message(false, crate::metrics::ProxyOutcome::ErrorOther);
-                        BrokerMsg::Err(e)
-                    }
-                };
-                Ok(vec![Response::new(corr, entity, msg)])
+                let proxy = self.proxy.clone();
+                let metrics = self.metrics.clone();
+                let outbox = c.outbox.clone();
+                let (corr, entity) = (corr.to_vec(), entity.to_vec());
+                tokio::spawn(async move {
+                    let msg = match proxy
+                        .forward(&entity, &corr, version, key.as_bytes(), &enc_transmission)
+                        .await
+                    {
+                        Ok(m) => {
+                            metrics.relay_message(false, crate::metrics::ProxyOutcome::Success);
+                            m
+                        }
+                        Err(e) => {
+                            metrics.relay_message(false, crate::metrics::ProxyOutcome::ErrorOther);
+                            BrokerMsg::Err(e)
+                        }
+                    };
+                    outbox.send_response(&corr, &entity, &msg).await;
+                    drop(permit);
+                });
+                Ok(Vec::new())
             }
         }
     }
@@ -948,6 +964,7 @@ mod tests {
                 rcv_subs: Default::default(),
                 ntf_subs: Default::default(),
                 last_active_ms: Default::default(),
+                proxied: Arc::new(tokio::sync::Semaphore::new(1)),
             });
             let (tx, _rx) = tokio::sync::mpsc::channel(4);
             let outbox = Outbox::new(client, tx);

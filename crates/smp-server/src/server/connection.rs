@@ -67,6 +67,9 @@ pub(super) async fn serve(
         rcv_subs: AtomicI64::new(0),
         ntf_subs: AtomicI64::new(0),
         last_active_ms: AtomicU64::new(now_ms()),
+        proxied: Arc::new(tokio::sync::Semaphore::new(
+            super::delivery::PROXIED_CONCURRENCY,
+        )),
     });
     shared.register_client(client.clone());
     let (tx, mut rx) =

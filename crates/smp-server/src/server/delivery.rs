@@ -55,7 +55,13 @@ pub struct ClientShared {
     pub ntf_subs: AtomicI64,
     /// Unix milliseconds of the last block received or sent.
     pub last_active_ms: AtomicU64,
+    /// Proxied commands (`PFWD`) of this connection in flight (reference
+    /// `serverClientConcurrency`, 32).
+    pub proxied: Arc<tokio::sync::Semaphore>,
 }
+
+/// `PFWD`s one connection may have in flight.
+pub const PROXIED_CONCURRENCY: usize = 32;
 
 impl ClientShared {
     pub fn touch(&self) {
@@ -149,6 +155,19 @@ impl Outbox {
     /// store instead of piling them up for a client that does not read).
     pub fn has_room(&self) -> bool {
         self.tx.capacity() > 0
+    }
+
+    /// Queues a response computed outside the connection's task (a proxied command), waiting
+    /// for room.
+    pub async fn send_response(&self, corr: &[u8], entity: &[u8], msg: &BrokerMsg) {
+        let t = encode_response(
+            &self.client.session_id,
+            corr,
+            entity,
+            msg,
+            self.client.version,
+        );
+        let _ = self.tx.send(vec![t]).await;
     }
 
     pub fn push_event(&self, entity: &[u8], msg: BrokerMsg) {

@@ -14,8 +14,7 @@
 //! Differences from the reference (simplexmq 6.5.5) a reader should know:
 //! * Not implemented yet: v16 service sessions (a client declaring a service is refused in the
 //!   handshake; `SUBS`/`NSUBS` and service signatures get `ERR SERVICE`); the proxy reaches
-//!   destination relays directly (no SOCKS, so no onion hosts) and handles one `PFWD` of a
-//!   connection at a time.
+//!   destination relays directly (no SOCKS, so no onion hosts).
 //! * `END`/`DELD` are sent at once (the reference queues them and flushes every 15 s).
 //! * `expire_messages_on_send` expires all queues (the store has no per-queue expiry), at most
 //!   once per min(ttl / 2, 60 s), instead of only the queue being sent to.
@@ -102,7 +101,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub subs: Subscriptions,
     pub notify: notify::Dirty,
-    pub proxy: proxy::Proxy,
+    pub proxy: Arc<proxy::Proxy>,
     clients: Mutex<HashMap<ClientId, Arc<ClientShared>>>,
     next_client: AtomicU64,
     last_send_expiry: Mutex<Option<Instant>>,
@@ -216,7 +215,7 @@ impl Shared {
             metrics: Metrics::new(),
             subs: Subscriptions::default(),
             notify: notify::Dirty::default(),
-            proxy: proxy::Proxy::default(),
+            proxy: Arc::new(proxy::Proxy::default()),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             last_send_expiry: Mutex::new(None),
@@ -308,7 +307,7 @@ pub async fn start(
         metrics: metrics.clone(),
         subs: Subscriptions::default(),
         notify: notify::Dirty::default(),
-        proxy: proxy::Proxy::default(),
+        proxy: Arc::new(proxy::Proxy::default()),
         clients: Mutex::new(HashMap::new()),
         next_client: AtomicU64::new(1),
         last_send_expiry: Mutex::new(None),
