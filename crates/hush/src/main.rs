@@ -176,13 +176,23 @@ fn duration(s: &str) -> anyhow::Result<Duration> {
         .map(|i| s.split_at(i))
         .unwrap_or((s, "s"));
     let n: u64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
-    Ok(match unit {
+    let secs = |mult: u64| {
+        n.checked_mul(mult)
+            .map(Duration::from_secs)
+            .with_context(|| format!("duration {s:?} too long"))
+    };
+    let d = match unit {
         "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" | "min" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        "s" | "" => secs(1)?,
+        "m" | "min" => secs(60)?,
+        "h" => secs(3600)?,
         _ => anyhow::bail!("bad duration unit in {s:?} (ms, s, m, h)"),
-    })
+    };
+    // timers add durations to "now": keep them far from overflowing
+    if d > Duration::from_secs(10 * 365 * 24 * 3600) {
+        anyhow::bail!("duration {s:?} too long (at most 10 years)");
+    }
+    Ok(d)
 }
 
 fn default_profile() -> PathBuf {
@@ -464,4 +474,30 @@ fn placeholder_relay(
 ) -> anyhow::Result<hush_proto::address::ProtocolServer> {
     let p = Profile::open(pdir)?;
     session::relay_of(&p, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("600").unwrap(), Duration::from_secs(600));
+        assert_eq!(duration("20s").unwrap(), Duration::from_secs(20));
+        assert_eq!(duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in [
+            "",
+            "m",
+            "10x",
+            "-1",
+            "1.5s",
+            "99999999999999999999",
+            "999999999999999999h",
+            "100000h",
+        ] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -617,3 +617,68 @@ pub async fn device(
     }
     Ok(handled)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tnew_with_handle_replaces_only_the_token() {
+        let d = X25519Secret::generate();
+        let k = Ed25519Secret::generate();
+        let token = "ab".repeat(32);
+        let tnew = NtfCommand::Tnew {
+            token: DeviceToken {
+                provider: PushProvider::ApnsTest,
+                token: token.as_bytes().to_vec(),
+            },
+            verify_key: PublicKeyDer::auth_key(k.public().to_spki_der()).unwrap(),
+            dh_key: PublicKeyDer::dh_key(d.public().to_spki_der()).unwrap(),
+        };
+        let apns = enc(&tnew).unwrap();
+        let c = tnew_with_handle(&apns, token.len(), "HANDLE").unwrap();
+        assert!(c.starts_with(b"TNEW TPH\x06HANDLE"));
+        let tail = &apns[b"TNEW TAT".len() + 1 + token.len()..];
+        assert!(c.ends_with(tail));
+        assert_eq!(c.len(), apns.len() - token.len() + 6);
+        assert!(tnew_with_handle(&apns[..5], token.len(), "H").is_err());
+        assert!(tnew_with_handle(&apns, token.len(), &"x".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn undecodable_pushes_are_errors() {
+        let s = DhSecret::from_bytes([7; 32]);
+        for p in [
+            "",
+            "{}",
+            "not json",
+            r#"{"notificationData":{"nonce":"AAAA","message":"AAAA"}}"#,
+            r#"{"notificationData":{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","message":"AAAA"}}"#,
+        ] {
+            assert!(decode_push(Some(&s), p).is_err(), "{p}");
+        }
+        assert!(matches!(
+            decode_push(None, r#"{"notificationData":{"checkMessages":true}}"#),
+            Ok(PushContent::CheckMessages)
+        ));
+    }
+
+    #[test]
+    fn verification_push_round_trip() {
+        let s = DhSecret::from_bytes([9; 32]);
+        let nonce = [3u8; 24];
+        let ct = hush_crypto::cb_encrypt(&s, &nonce, b"code-0123456789", 64).unwrap();
+        let b64 = hush_proto::encoding::base64url_encode;
+        let payload = format!(
+            r#"{{"aps":{{"content-available":1}},"notificationData":{{"nonce":"{}","verification":"{}"}}}}"#,
+            b64(&nonce),
+            b64(&ct)
+        );
+        match decode_push(Some(&s), &payload).unwrap() {
+            PushContent::Verification(c) => assert_eq!(c, b"code-0123456789"),
+            _ => panic!("not a verification push"),
+        }
+        // another secret cannot open it
+        assert!(decode_push(Some(&DhSecret::from_bytes([1; 32])), &payload).is_err());
+    }
+}

@@ -810,3 +810,61 @@ pub fn short_relay(s: &str) -> String {
         .map(|(_, h)| h.to_string())
         .unwrap_or_else(|| s.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_and_plain_text_is_a_message() {
+        let all = [
+            Body::Msg { text: "hi".into() },
+            Body::Ginv {
+                gid: "g".into(),
+                name: "team".into(),
+            },
+            Body::Gjoin { gid: "g".into() },
+            Body::Gintro {
+                gid: "g".into(),
+                member: "carol".into(),
+            },
+            Body::Glink {
+                gid: "g".into(),
+                member: "carol".into(),
+                link: "simplex:/invitation#x".into(),
+            },
+            Body::Gfwd {
+                gid: "g".into(),
+                from: "bob".into(),
+                link: "l".into(),
+            },
+            Body::Gmsg {
+                gid: "g".into(),
+                text: "t".into(),
+            },
+        ];
+        for b in all {
+            let j = serde_json::to_vec(&b).unwrap();
+            assert_eq!(serde_json::from_slice::<Body>(&j).unwrap(), b);
+        }
+        assert!(serde_json::from_slice::<Body>(b"hello").is_err());
+        assert!(serde_json::from_slice::<Body>(br#"{"t":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn conn_info_from_other_clients() {
+        assert_eq!(ConnInfo::parse(br#"{"name":"bob"}"#).name, "bob");
+        let i = ConnInfo::parse(br#"{"name":"bob","gid":"g1"}"#);
+        assert_eq!(i.gid.as_deref(), Some("g1"));
+        // not JSON (another client's profile format): the bytes become a bounded name
+        let long = vec![b'x'; 500];
+        assert_eq!(ConnInfo::parse(&long).name.len(), 32);
+        assert_eq!(ConnInfo::parse(&[0xff, 0xfe]).gid, None);
+    }
+
+    #[test]
+    fn short_relay_hides_the_fingerprint() {
+        assert_eq!(short_relay("smp://abc=@127.0.0.1:5223"), "127.0.0.1:5223");
+        assert_eq!(short_relay("x"), "x");
+    }
+}
