@@ -1013,13 +1013,14 @@ impl Agent {
                 }
                 Err(e) if e.is_permanent() => {
                     tracing::debug!(error = %e, "delivery refused by the relay");
+                    // dropped from the outbox first, so the event describes the state
+                    let _ = self.with_tx(|tx| tx.delete_outbox(entry.outbox_id));
                     // (a control message's failure is reported with its agent message id too)
                     self.emit(AgentEvent::DeliveryError {
                         conn: entry.conn_id,
                         msg_id: entry.msg_id,
                         error: e.to_string(),
                     });
-                    let _ = self.with_tx(|tx| tx.delete_outbox(entry.outbox_id));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "delivery failed, will retry");
