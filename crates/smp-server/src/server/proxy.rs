@@ -90,11 +90,14 @@ impl RelayLink {
     }
 }
 
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<RelayLink>>>>;
+
 /// The proxy's connections to destination relays.
 pub struct Proxy {
     client: Option<TransportClient>,
-    /// By destination address text (hosts, port, key hash).
-    links: tokio::sync::Mutex<HashMap<String, Arc<RelayLink>>>,
+    /// By destination address text (hosts, port, key hash); one slot per destination, so that a
+    /// slow destination only delays requests for itself.
+    links: Mutex<HashMap<String, Slot>>,
     /// By the proxy ↔ relay session id (the `PFWD` entity).
     by_session: Mutex<HashMap<Vec<u8>, Arc<RelayLink>>>,
 }
@@ -116,7 +119,7 @@ impl Default for Proxy {
             .ok();
         Proxy {
             client,
-            links: tokio::sync::Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
             by_session: Mutex::new(HashMap::new()),
         }
     }
@@ -125,9 +128,18 @@ impl Default for Proxy {
 impl Proxy {
     /// The live link to `server`, connecting if needed.
     async fn link(&self, server: &ProtocolServer) -> Result<Arc<RelayLink>, ErrorType> {
-        let key = server.to_text();
-        let mut links = self.links.lock().await;
-        if let Some(l) = links.get(&key)
+        let slot: Slot = {
+            let mut links = lock(&self.links);
+            links.retain(|_, s| {
+                // keep slots in use and slots holding a live link
+                Arc::strong_count(s) > 1
+                    || s.try_lock()
+                        .is_ok_and(|l| l.as_ref().is_some_and(|l| l.alive.load(Ordering::Relaxed)))
+            });
+            links.entry(server.to_text()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(l) = slot.as_ref()
             && l.alive.load(Ordering::Relaxed)
         {
             return Ok(l.clone());
@@ -195,7 +207,7 @@ impl Proxy {
             reading.alive.store(false, Ordering::Relaxed);
             lock(&reading.waiters).clear();
         });
-        links.insert(key, link.clone());
+        *slot = Some(link.clone());
         let mut by_session = lock(&self.by_session);
         by_session.retain(|_, l| l.alive.load(Ordering::Relaxed));
         by_session.insert(session_id, link.clone());
