@@ -173,40 +173,59 @@ async fn run_in(dir: &Path, rounds: usize, json: bool) -> anyhow::Result<()> {
             .send(format!("hello alice ({round})"))
             .await
             .context("bob stopped")?;
+        // The ntf-server's default policy allows 3 silent pushes per hour, then one visible
+        // alert per 10 minutes; later messages wait at the relay until the next push.
+        let within_budget = round <= 4;
         let fetched = crate::push::device(
             Profile::open(&adir)?,
             relay.clone(),
             phone_out,
             Some(1),
-            Some(Duration::from_secs(20)),
+            Some(Duration::from_secs(if within_budget { 20 } else { 5 })),
         )
         .await?;
-        let f = fetched
-            .first()
-            .context("no push arrived at alice's phone")?;
+        let Some(f) = fetched.first() else {
+            if within_budget {
+                bail!("no push arrived at alice's phone");
+            }
+            say.emit(
+                "demo_round",
+                &format!(
+                    "round {round}: always-connected (bob): {c:.1} ms send → notification | instant push (alice): withheld by the notification budget (3 silent pushes per hour, then one visible alert per 10 minutes); the message waits at the relay"
+                ),
+                json!({ "round": round, "always_connected_ms": c, "push_withheld": true }),
+            );
+            continue;
+        };
         let p = f.push_received_at_ms.saturating_sub(t0.max(0) as u64) as f64;
         let s = f.fetched_at_ms.saturating_sub(t0.max(0) as u64) as f64;
         push_ms.push(p);
         shown_ms.push(s);
+        let style = if f.alert {
+            "visible alert"
+        } else {
+            "silent push"
+        };
         say.emit(
             "demo_round",
             &format!(
-                "round {round}: always-connected (bob): {c:.1} ms send → notification | instant push (alice): push at apns-sink after {p:.0} ms, message fetched (GET) and shown after {s:.0} ms"
+                "round {round}: always-connected (bob): {c:.1} ms send → notification | instant push (alice, {style}): at apns-sink after {p:.0} ms, message fetched (GET) and shown after {s:.0} ms"
             ),
-            json!({ "round": round, "always_connected_ms": c, "push_ms": p, "push_shown_ms": s }),
+            json!({ "round": round, "always_connected_ms": c, "push_ms": p, "push_shown_ms": s, "alert": f.alert }),
         );
     }
     drop(cmd_tx);
     let _ = bob.await;
+    let pushes = push_ms.len();
     say.emit(
         "demo_summary",
         &format!(
-            "median over {rounds} round(s): always-connected {:.1} ms; instant push {:.0} ms to the push, {:.0} ms to the message on screen (the relay batches notifications to the ntf-server every 1.5 s)",
+            "median: always-connected {:.1} ms over {rounds} message(s); instant push {:.0} ms to the push, {:.0} ms to the message on screen over {pushes} push(es) (the relay hands notifications to the ntf-server every 1.5 s)",
             median(&mut conn_ms),
             median(&mut push_ms),
             median(&mut shown_ms)
         ),
-        json!({ "rounds": rounds }),
+        json!({ "rounds": rounds, "pushes": pushes }),
     );
     stack.stop().await?;
     Ok(())

@@ -454,6 +454,15 @@ pub async fn set_mode(
 pub struct Fetched {
     pub push_received_at_ms: u64,
     pub fetched_at_ms: u64,
+    /// A visible (content-free) alert instead of a silent background push: the ntf-server's
+    /// budget of silent pushes was used up.
+    pub alert: bool,
+}
+
+fn is_alert(payload: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .map(|v| v["aps"]["alert"].is_string())
+        .unwrap_or(false)
 }
 
 /// Handles the items of one message push: NMSG meta, GET (checked against the push), then the
@@ -586,10 +595,15 @@ pub async fn device(
                     receive(s, 0).await?;
                 }
                 PushContent::Messages(items) => {
+                    let alert = is_alert(&r.payload);
                     out.emit(
                         "push",
-                        &format!("push: {} notification(s)", items.len()),
-                        json!({ "kind": "message", "items": items.len(), "seq": r.seq }),
+                        &format!(
+                            "push: {} notification(s){}",
+                            items.len(),
+                            if alert { " (visible alert)" } else { "" }
+                        ),
+                        json!({ "kind": "message", "items": items.len(), "seq": r.seq, "alert": alert }),
                     );
                     let n = fetch_items(s, &items).await?;
                     let (_, shown_at) = receive(s, n.max(1)).await?;
@@ -598,6 +612,7 @@ pub async fn device(
                         fetched_at_ms: shown_at.unwrap_or_else(|| {
                             u64::try_from(crate::profile::now_ms()).unwrap_or(0)
                         }),
+                        alert,
                     });
                 }
             }
