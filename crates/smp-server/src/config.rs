@@ -73,52 +73,8 @@ impl ServerPaths {
     }
 }
 
-/// A password from `[AUTH]` (`create_password`, control port passwords): printable ASCII without
-/// whitespace, `@`, `:` and `/`, 1..=255 bytes (reference §2.1). `Debug` does not show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BasicAuth(hush_proto::address::BasicAuth);
-
-impl BasicAuth {
-    pub fn new(s: &str) -> Result<Self, String> {
-        if s.is_empty() {
-            return Err("password is empty".into());
-        }
-        if s.len() > 255 {
-            return Err(format!(
-                "password is {} bytes, at most 255 allowed",
-                s.len()
-            ));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !c.is_ascii_graphic() || matches!(c, '@' | ':' | '/'))
-        {
-            return Err(format!(
-                "password contains {c:?}; only printable ASCII without whitespace, '@', ':' and '/' is allowed"
-            ));
-        }
-        hush_proto::address::BasicAuth::new(s)
-            .map(BasicAuth)
-            .map_err(|e| format!("invalid password: {e}"))
-    }
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-    /// The protocol type (what `NEW`/`PRXY` carry), for the relay core to compare against.
-    pub fn as_proto(&self) -> &hush_proto::address::BasicAuth {
-        &self.0
-    }
-    /// Constant-time comparison (the control port compares typed passwords with this).
-    pub fn matches(&self, candidate: &[u8]) -> bool {
-        hush_crypto::ct_eq(self.as_str().as_bytes(), candidate)
-    }
-}
-
-impl fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BasicAuth(<redacted>)")
-    }
-}
+/// `[AUTH]` passwords; the type lives in `hush-server-common` (shared with ntf-server).
+pub use hush_server_common::BasicAuth;
 
 /// `[STORE_LOG] sync`: how hard the store pushes writes to disk before the server acknowledges them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

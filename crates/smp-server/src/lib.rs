@@ -7,7 +7,6 @@
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod ini;
 pub mod init;
 pub mod metrics;
 pub mod server;
@@ -16,44 +15,10 @@ pub use config::{Config, ConfigError, ConfigWarning, ServerPaths};
 pub use control::{ControlHandler, ControlReply, Role};
 pub use metrics::Metrics;
 
-use tokio::sync::watch;
-
-/// A cloneable "stop now" signal for every task of the server.
-#[derive(Debug, Clone)]
-pub struct Shutdown {
-    rx: watch::Receiver<bool>,
-}
-
-/// The sending half of [`Shutdown`]; dropping it also shuts the server down.
-#[derive(Debug)]
-pub struct ShutdownTrigger {
-    tx: watch::Sender<bool>,
-}
-
-/// A new trigger and its signal.
-pub fn shutdown_channel() -> (ShutdownTrigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (ShutdownTrigger { tx }, Shutdown { rx })
-}
-
-impl ShutdownTrigger {
-    /// Asks every holder of a [`Shutdown`] to stop.
-    pub fn trigger(&self) {
-        let _ = self.tx.send(true);
-    }
-}
-
-impl Shutdown {
-    /// True once shutdown was requested (or the trigger was dropped).
-    pub fn is_triggered(&self) -> bool {
-        *self.rx.borrow() || self.rx.has_changed().is_err()
-    }
-
-    /// Resolves when shutdown is requested (or the trigger is dropped). Cancel-safe.
-    pub async fn wait(&mut self) {
-        let _ = self.rx.wait_for(|stop| *stop).await;
-    }
-}
+/// The INI reader lives in `hush-server-common` (shared with ntf-server and push-server).
+pub use hush_server_common::ini;
+/// The shutdown signal lives in `hush-server-common` (shared with ntf-server and push-server).
+pub use hush_server_common::{Shutdown, ShutdownTrigger, shutdown_channel};
 
 /// Why the relay stopped with an error.
 #[derive(Debug, thiserror::Error)]

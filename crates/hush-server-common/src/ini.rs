@@ -1,4 +1,5 @@
-//! A small, strict INI reader for `smp-server.ini` (reference §7.2).
+//! A small, strict INI reader for hush's server configuration files (`smp-server.ini`, reference
+//! §7.2; `ntf-server.ini` and `push-server.ini` use the same grammar).
 //!
 //! Hand-written on purpose (instead of e.g. `rust-ini`): the operator must get an error that names the
 //! line of every problem (and a warning that names the line of every unknown key), which needs the line
