@@ -1,12 +1,12 @@
-//! `push-server.ini`: typed configuration, read with the smp-server INI reader
-//! ([`smp_server::ini`]); `push-server init` writes a commented file ([`default_ini`]).
+//! `push-server.ini`: typed configuration, read with the INI reader shared by the servers
+//! ([`hush_server_common::ini`]); `push-server init` writes a commented file ([`default_ini`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use smp_server::ini::{Entry, Ini, IniError};
+use hush_server_common::ini::{Entry, Ini, IniError};
 
 use crate::jwt::SigFormat;
 use crate::service::ServiceConfig;
