@@ -4,6 +4,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hush_proto::ntf::{DeviceToken, PushProvider};
 use serde::{Deserialize, Serialize};
 
 use crate::handle::PushHandle;
@@ -138,6 +139,18 @@ impl ApnsEnv {
             ApnsEnv::Null => "apns_null",
         }
     }
+
+    /// The APNs environment of an NTF push provider (`AP`/`AD`/`AT`/`AN`); `None` for providers
+    /// that are not APNs (`PH`, a push handle).
+    pub fn from_provider(p: PushProvider) -> Option<ApnsEnv> {
+        match p {
+            PushProvider::ApnsProd => Some(ApnsEnv::Prod),
+            PushProvider::ApnsDev => Some(ApnsEnv::Dev),
+            PushProvider::ApnsTest => Some(ApnsEnv::Test),
+            PushProvider::ApnsNull => Some(ApnsEnv::Null),
+            _ => None,
+        }
+    }
 }
 
 /// A Web Push (RFC 8030) / UnifiedPush subscription: endpoint URL and the UA's keys (RFC 8291).
@@ -189,15 +202,8 @@ impl DeviceAddress {
     }
 
     /// Converts an NTF device token (reference providers `AP`/`AD`/`AT`/`AN`).
-    pub fn from_ntf_token(t: &hush_proto::ntf::DeviceToken) -> Option<DeviceAddress> {
-        use hush_proto::ntf::PushProvider as P;
-        let env = match t.provider {
-            P::ApnsProd => ApnsEnv::Prod,
-            P::ApnsDev => ApnsEnv::Dev,
-            P::ApnsTest => ApnsEnv::Test,
-            P::ApnsNull => ApnsEnv::Null,
-            _ => return None,
-        };
+    pub fn from_ntf_token(t: &DeviceToken) -> Option<DeviceAddress> {
+        let env = ApnsEnv::from_provider(t.provider)?;
         let token = String::from_utf8(t.token.clone()).ok()?;
         Some(DeviceAddress::Apns { env, token })
     }
@@ -258,20 +264,23 @@ impl fmt::Debug for PushTarget {
 
 impl PushTarget {
     /// From an NTF `deviceToken` (provider code + token bytes): `AP`/`AD`/`AT`/`AN` give a device
-    /// address (APNs token text), `PH` ([`crate::HANDLE_PROVIDER_CODE`]) a push handle. `None` for
+    /// address (APNs token text), `PH` ([`PushProvider::PushHandle`]) a push handle. `None` for
     /// other codes or non-UTF-8 tokens.
     pub fn from_ntf_parts(code: &[u8], token: &[u8]) -> Option<PushTarget> {
+        Self::from_provider(PushProvider::from_code(code)?, token)
+    }
+
+    /// From a parsed NTF device token; the same mapping as [`PushTarget::from_ntf_parts`].
+    pub fn from_ntf_token(t: &DeviceToken) -> Option<PushTarget> {
+        Self::from_provider(t.provider, &t.token)
+    }
+
+    fn from_provider(provider: PushProvider, token: &[u8]) -> Option<PushTarget> {
         let text = std::str::from_utf8(token).ok()?.to_string();
-        let env = match code {
-            b"AP" => ApnsEnv::Prod,
-            b"AD" => ApnsEnv::Dev,
-            b"AT" => ApnsEnv::Test,
-            b"AN" => ApnsEnv::Null,
-            c if c == crate::HANDLE_PROVIDER_CODE => {
-                return Some(PushTarget::Handle(PushHandle(text)));
-            }
-            _ => return None,
-        };
+        if provider == PushProvider::PushHandle {
+            return Some(PushTarget::Handle(PushHandle(text)));
+        }
+        let env = ApnsEnv::from_provider(provider)?;
         Some(PushTarget::Device(DeviceAddress::Apns { env, token: text }))
     }
 }

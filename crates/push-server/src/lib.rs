@@ -40,8 +40,9 @@ pub use handle::{HandleError, HandleKey, PushHandle, Sealed};
 pub use job::{ApnsEnv, DeviceAddress, JobId, PushJob, PushKind, PushTarget, PushType};
 
 /// The two-letter NTF device-token provider code of a split-mode push handle (`TNEW` carries
-/// `PH` + shortString(handle text)). Used only between hush clients and hush servers.
-pub const HANDLE_PROVIDER_CODE: &[u8; 2] = b"PH";
+/// `PH` + shortString(handle text), [`hush_proto::ntf::PushProvider::PushHandle`]). Used only
+/// between hush clients and hush servers.
+pub const HANDLE_PROVIDER_CODE: &[u8; 2] = hush_proto::ntf::PushProvider::PushHandle.code();
 
 /// Current Unix time in seconds (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {

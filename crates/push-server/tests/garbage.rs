@@ -78,19 +78,30 @@ fn ntf_parts_map_provider_codes() {
         PushTarget::from_ntf_parts(push_server::HANDLE_PROVIDER_CODE, b"abc"),
         Some(PushTarget::Handle(PushHandle("abc".into())))
     );
+    assert_eq!(push_server::HANDLE_PROVIDER_CODE, b"PH");
     assert_eq!(PushTarget::from_ntf_parts(b"XX", b"abc"), None);
-    // Matches hush-proto's codes for the reference providers.
+    assert_eq!(PushTarget::from_ntf_parts(b"AP", b"\xff"), None);
+    // Matches hush-proto's providers: the APNs ones give the same device address as
+    // `DeviceAddress::from_ntf_token`, the push handle provider a handle (and no device address).
+    let mut n = 0;
     for p in hush_proto::ntf::PushProvider::ALL {
         let dt = hush_proto::ntf::DeviceToken {
             provider: p,
             token: t.as_bytes().to_vec(),
         };
-        let via_proto = DeviceAddress::from_ntf_token(&dt).map(PushTarget::Device);
-        assert_eq!(
-            PushTarget::from_ntf_parts(p.code(), t.as_bytes()),
-            via_proto
-        );
+        let via_parts = PushTarget::from_ntf_parts(p.code(), t.as_bytes());
+        assert_eq!(PushTarget::from_ntf_token(&dt), via_parts, "{}", p.name());
+        let expected = if p == hush_proto::ntf::PushProvider::PushHandle {
+            assert_eq!(DeviceAddress::from_ntf_token(&dt), None);
+            Some(PushTarget::Handle(PushHandle(t.clone())))
+        } else {
+            DeviceAddress::from_ntf_token(&dt).map(PushTarget::Device)
+        };
+        assert!(expected.is_some(), "{}", p.name());
+        assert_eq!(via_parts, expected, "{}", p.name());
+        n += 1;
     }
+    assert_eq!(n, 5, "providers known to hush-proto");
 }
 
 #[test]
