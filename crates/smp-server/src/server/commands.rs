@@ -956,18 +956,8 @@ mod tests {
             .unwrap();
         rt.block_on(async move {
             let shared = Shared::for_tests();
-            let client = Arc::new(ClientShared {
-                id: 1,
-                version: 18,
-                session_id: vec![1; 32],
-                connected_at: 0,
-                rcv_subs: Default::default(),
-                ntf_subs: Default::default(),
-                last_active_ms: Default::default(),
-                proxied: Arc::new(tokio::sync::Semaphore::new(1)),
-            });
-            let (tx, _rx) = tokio::sync::mpsc::channel(4);
-            let outbox = Outbox::new(client, tx);
+            let client = Arc::new(ClientShared::new(1, 18, vec![1; 32], 4));
+            let outbox = Outbox::new(client);
             let mut local = LocalSubs::default();
             let key = X25519Secret::generate();
             let secret = key.dh(&X25519Secret::generate().public());

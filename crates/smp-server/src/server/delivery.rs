@@ -32,7 +32,6 @@ use hush_proto::encoding::{ShortString, put_int64};
 use hush_proto::smp::BrokerMsg;
 use hush_proto::transmission::{Transmission, encode_transmission};
 use hush_store::{AppendOutcome, EntityId, Message, MsgId, NewMessage, PendingNtf, QueueRecord};
-use tokio::sync::mpsc;
 
 use super::error::CmdError;
 use super::{Response, Shared};
@@ -40,7 +39,8 @@ use super::{Response, Shared};
 /// A connection's id (for logs and the control port; never a secret).
 pub type ClientId = u64;
 
-/// Per-connection facts other tasks can see (control port `clients`, inactivity).
+/// Per-connection facts other tasks can see (control port `clients`, inactivity), and the
+/// connection's outgoing queue.
 #[derive(Debug)]
 pub struct ClientShared {
     pub id: ClientId,
@@ -58,12 +58,28 @@ pub struct ClientShared {
     /// Proxied commands (`PFWD`) of this connection in flight (reference
     /// `serverClientConcurrency`, 32).
     pub proxied: Arc<tokio::sync::Semaphore>,
+    /// Encoded transmissions waiting to be written by the connection's task.
+    pub(crate) out: OutQueue,
 }
 
 /// `PFWD`s one connection may have in flight.
 pub const PROXIED_CONCURRENCY: usize = 32;
 
 impl ClientShared {
+    /// A new connection's state; `queue_slots` is `client_queue_blocks`.
+    pub fn new(id: ClientId, version: u16, session_id: Vec<u8>, queue_slots: usize) -> Self {
+        ClientShared {
+            id,
+            version,
+            session_id,
+            connected_at: now_secs(),
+            rcv_subs: AtomicI64::new(0),
+            ntf_subs: AtomicI64::new(0),
+            last_active_ms: AtomicU64::new(now_ms()),
+            proxied: Arc::new(tokio::sync::Semaphore::new(PROXIED_CONCURRENCY)),
+            out: OutQueue::new(queue_slots),
+        }
+    }
     pub fn touch(&self) {
         self.last_active_ms.store(now_ms(), Ordering::Relaxed);
     }
@@ -83,12 +99,89 @@ pub fn now_secs() -> i64 {
     (now_ms() / 1000) as i64
 }
 
-/// The sending side of a connection: a bounded queue of encoded transmission groups that the
-/// connection's writer task turns into blocks. Events for other connections go through here.
+/// A connection's outgoing queue: groups of encoded transmissions ("slots"; a group is what one
+/// response block or one event batch needs, at most about one block), written by the
+/// connection's own task. It allocates only while something is queued (an idle connection holds
+/// an empty `VecDeque` and a `Notify`, no buffer).
+///
+/// Bounds: the connection stops reading while [`OutQueue::has_room`] is false, so its own
+/// responses exceed `slots` by at most one block's worth; events for it (one outstanding `MSG`
+/// per subscribed queue, `END`/`DELD` once per subscription, `NMSG` only while there is room, at
+/// most [`PROXIED_CONCURRENCY`] proxied responses) are bounded by what it subscribed to.
+#[derive(Debug)]
+pub(crate) struct OutQueue {
+    groups: Mutex<OutGroups>,
+    /// Wakes the connection's task when something is queued.
+    pub(crate) ready: tokio::sync::Notify,
+    slots: usize,
+}
+
+#[derive(Debug, Default)]
+struct OutGroups {
+    queued: std::collections::VecDeque<Vec<Vec<u8>>>,
+    closed: bool,
+}
+
+impl OutQueue {
+    fn new(slots: usize) -> Self {
+        OutQueue {
+            groups: Mutex::new(OutGroups::default()),
+            ready: tokio::sync::Notify::new(),
+            slots: slots.max(1),
+        }
+    }
+
+    /// Queues one group (dropped when the connection is gone or the group is empty).
+    fn push(&self, group: Vec<Vec<u8>>) {
+        if group.is_empty() {
+            return;
+        }
+        {
+            let mut g = lock(&self.groups);
+            if g.closed {
+                return;
+            }
+            g.queued.push_back(group);
+        }
+        self.ready.notify_one();
+    }
+
+    /// Whether fewer than `slots` groups are queued.
+    pub(crate) fn has_room(&self) -> bool {
+        lock(&self.groups).queued.len() < self.slots
+    }
+
+    /// Takes queued groups, whole, until at least `max` transmissions are taken or the queue is
+    /// empty; `None` when nothing is queued.
+    pub(crate) fn take(&self, max: usize) -> Option<Vec<Vec<u8>>> {
+        let mut g = lock(&self.groups);
+        let mut items = g.queued.pop_front()?;
+        while items.len() < max {
+            match g.queued.pop_front() {
+                Some(more) => items.extend(more),
+                None => break,
+            }
+        }
+        if g.queued.is_empty() {
+            // Give the ring buffer back: an idle connection holds no queue memory.
+            g.queued = std::collections::VecDeque::new();
+        }
+        Some(items)
+    }
+
+    /// The connection is gone: drop what is queued and refuse further groups.
+    pub(crate) fn close(&self) {
+        let mut g = lock(&self.groups);
+        g.closed = true;
+        g.queued = std::collections::VecDeque::new();
+    }
+}
+
+/// The sending side of a connection (a handle on its [`OutQueue`]); events for other connections
+/// go through here.
 #[derive(Clone, Debug)]
 pub struct Outbox {
     pub client: Arc<ClientShared>,
-    tx: mpsc::Sender<Vec<Vec<u8>>>,
 }
 
 /// Encodes one server transmission (empty authorization) for a client at `version`;
@@ -114,51 +207,45 @@ pub fn encode_response(
 }
 
 impl Outbox {
-    pub fn new(client: Arc<ClientShared>, tx: mpsc::Sender<Vec<Vec<u8>>>) -> Outbox {
-        Outbox { client, tx }
+    pub fn new(client: Arc<ClientShared>) -> Outbox {
+        Outbox { client }
     }
 
     pub fn id(&self) -> ClientId {
         self.client.id
     }
 
-    /// Queues already-encoded transmissions, waiting while the queue is full (back-pressure on
-    /// the caller). Fails only when the connection is gone.
-    pub async fn send(&self, items: Vec<Vec<u8>>) -> Result<(), ()> {
-        self.tx.send(items).await.map_err(|_| ())
+    /// Queues already-encoded transmissions as one group, whether or not there is room (the
+    /// caller — the connection itself — stops reading while [`Outbox::has_room`] is false).
+    pub fn push(&self, items: Vec<Vec<u8>>) {
+        self.client.out.push(items);
     }
 
-    /// Queues events (empty corrId) for this connection without making the caller wait: when the
-    /// queue is full a task waits for room (bounded by the number of queues/notifiers that can
-    /// have an event outstanding for this connection).
+    /// Encodes an event (empty corrId) for this connection.
+    pub fn encode_event(&self, entity: &[u8], msg: &BrokerMsg) -> Vec<u8> {
+        encode_response(
+            &self.client.session_id,
+            &[],
+            entity,
+            msg,
+            self.client.version,
+        )
+    }
+
+    /// Queues events (empty corrId) for this connection without making the caller wait (see
+    /// [`OutQueue`] for why this stays bounded).
     pub fn push_events(&self, entity: &[u8], msgs: &[BrokerMsg]) {
-        if msgs.is_empty() {
-            return;
-        }
-        let items: Vec<Vec<u8>> = msgs
-            .iter()
-            .map(|m| encode_response(&self.client.session_id, &[], entity, m, self.client.version))
-            .collect();
-        match self.tx.try_send(items) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(items)) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(items).await;
-                });
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        self.push(msgs.iter().map(|m| self.encode_event(entity, m)).collect());
     }
 
     /// Whether the outgoing queue has room right now (used to hold notifications back in the
     /// store instead of piling them up for a client that does not read).
     pub fn has_room(&self) -> bool {
-        self.tx.capacity() > 0
+        self.client.out.has_room()
     }
 
-    /// Queues a response computed outside the connection's task (a proxied command), waiting
-    /// for room.
+    /// Queues a response computed outside the connection's task (a proxied command; at most
+    /// [`PROXIED_CONCURRENCY`] of them are in flight per connection).
     pub async fn send_response(&self, corr: &[u8], entity: &[u8], msg: &BrokerMsg) {
         let t = encode_response(
             &self.client.session_id,
@@ -167,7 +254,7 @@ impl Outbox {
             msg,
             self.client.version,
         );
-        let _ = self.tx.send(vec![t]).await;
+        self.push(vec![t]);
     }
 
     pub fn push_event(&self, entity: &[u8], msg: BrokerMsg) {

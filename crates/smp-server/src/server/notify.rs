@@ -1,31 +1,83 @@
-//! `NMSG` batching (reference §3.8): pending notifications are stored per notifier id by `SEND`
-//! (see `commands.rs`) and flushed to the subscribed notifier connection every ~1.5 s, oldest first,
-//! as `NMSG nonce encMeta` events. Only notifier ids marked since the last flush are looked at.
+//! `NMSG` batching (reference §3.8, §2.6): pending notifications are stored per notifier id by
+//! `SEND` (see `commands.rs`) and flushed to the subscribed notifier connection every ~1.5 s,
+//! oldest first, as `NMSG nonce encMeta` events. Only notifier ids marked since the last flush are
+//! looked at.
+//!
+//! Packing: the notifications of all the notifier ids one connection subscribed are packed into
+//! groups of at most one block each (the batching rule of
+//! [`hush_proto::transmission::batch_transmissions`]: ≈ 80 `NMSG`s per SMP block), and one group
+//! takes one slot of that connection's outgoing queue. So a flush hands a notifier connection up
+//! to `client_queue_blocks` full blocks, not one slot per notifier id.
+//!
+//! Bounded memory: notifications are drained from the store only while the subscriber's queue
+//! has room (so at most one group plus [`DRAIN_LIMIT`] notifications past `client_queue_blocks`);
+//! a subscriber that does not read keeps its notifications in the store (until they expire).
+//!
+//! Fairness: a flush takes at most [`DRAIN_LIMIT`] notifications per notifier id; an id with
+//! more goes to the back of the next flush's order, an id skipped because its subscriber's queue
+//! was full goes to the front.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hush_proto::encoding::ShortString;
 use hush_proto::smp::BrokerMsg;
+use hush_proto::transmission::{BATCH_OVERHEAD, MAX_BATCH_COUNT};
+use hush_proto::version::SMP_BLOCK_SIZE;
 use hush_store::EntityId;
 
 use super::Shared;
+use super::delivery::{ClientId, Outbox};
 use crate::Shutdown;
 
 /// Notifications handed out per notifier id and flush (the rest waits for the next flush).
-const DRAIN_LIMIT: usize = 256;
+const DRAIN_LIMIT: usize = 128;
 
-/// Notifier ids that may have pending notifications for a subscriber.
+/// Notifier ids that may have pending notifications for a subscriber, in flush order.
 #[derive(Debug, Default)]
-pub struct Dirty(Mutex<HashSet<EntityId>>);
+pub struct Dirty(Mutex<DirtyIds>);
+
+#[derive(Debug, Default)]
+struct DirtyIds {
+    order: VecDeque<EntityId>,
+    set: HashSet<EntityId>,
+}
 
 impl Dirty {
-    pub fn mark(&self, nid: EntityId) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(nid);
+    fn with<R>(&self, f: impl FnOnce(&mut DirtyIds) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
-    fn take(&self) -> HashSet<EntityId> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+
+    pub fn mark(&self, nid: EntityId) {
+        self.with(|d| {
+            if d.set.insert(nid) {
+                d.order.push_back(nid);
+            }
+        })
+    }
+
+    fn take(&self) -> VecDeque<EntityId> {
+        self.with(|d| {
+            d.set = HashSet::new();
+            std::mem::take(&mut d.order)
+        })
+    }
+
+    /// Marks `first` ahead of everything marked so far (in their order), `last` behind.
+    fn requeue(&self, first: Vec<EntityId>, last: Vec<EntityId>) {
+        self.with(|d| {
+            for nid in first.into_iter().rev() {
+                if d.set.insert(nid) {
+                    d.order.push_front(nid);
+                }
+            }
+            for nid in last {
+                if d.set.insert(nid) {
+                    d.order.push_back(nid);
+                }
+            }
+        })
     }
 }
 
@@ -41,45 +93,176 @@ pub async fn flush_loop(shared: Arc<Shared>, interval: Duration, mut shutdown: S
     }
 }
 
-/// One flush: for every marked notifier id with a subscriber, drain its notifications and queue
-/// them as events for that connection.
+/// Transmissions for one subscriber, cut into groups of at most one block.
+struct Pack {
+    outbox: Outbox,
+    group: Vec<Vec<u8>>,
+    /// Bytes the current group takes in a batch (`Large` length prefixes included).
+    used: usize,
+}
+
+impl Pack {
+    /// Batch budget of one SMP block (the rule of `batch_transmissions`).
+    const BUDGET: usize = SMP_BLOCK_SIZE - BATCH_OVERHEAD;
+
+    fn add(&mut self, t: Vec<u8>) {
+        let need = 2 + t.len();
+        if !self.group.is_empty()
+            && (self.used + need > Self::BUDGET || self.group.len() >= MAX_BATCH_COUNT)
+        {
+            self.finish();
+        }
+        self.used += need;
+        self.group.push(t);
+    }
+
+    /// Queues the current group (one slot).
+    fn finish(&mut self) {
+        self.used = 0;
+        self.outbox.push(std::mem::take(&mut self.group));
+    }
+}
+
+/// One flush: for the marked notifier ids with a subscriber whose queue has room, drain their
+/// notifications and queue them, packed into blocks, as events for that connection.
 pub async fn flush_once(shared: &Shared) {
-    for nid in shared.notify.take() {
+    let mut packs: HashMap<ClientId, Pack> = HashMap::new();
+    let mut skipped = Vec::new();
+    let mut again = Vec::new();
+    let mut dirty = shared.notify.take();
+    while let Some(nid) = dirty.pop_front() {
         let Some(outbox) = shared.subs.notifier_outbox(&nid) else {
             // No subscriber: notifications stay stored (up to their expiry) until `NSUB`.
             continue;
         };
-        if !outbox.has_room() {
+        let pack = packs.entry(outbox.id()).or_insert_with(|| Pack {
+            outbox,
+            group: Vec::new(),
+            used: 0,
+        });
+        if !pack.outbox.has_room() {
             // The subscriber is not reading: keep its notifications stored for a later flush.
-            shared.notify.mark(nid);
+            skipped.push(nid);
             continue;
         }
         let pending = match shared.store.drain_notifications(nid, DRAIN_LIMIT).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read pending notifications");
-                shared.notify.mark(nid);
-                continue;
+                skipped.push(nid);
+                skipped.extend(dirty.drain(..));
+                break;
             }
         };
         if pending.len() == DRAIN_LIMIT {
-            shared.notify.mark(nid);
+            again.push(nid);
         }
-        let msgs: Vec<BrokerMsg> = pending
-            .into_iter()
-            .filter_map(|n| {
-                Some(BrokerMsg::NMsg {
-                    nonce: n.nonce,
-                    enc_meta: ShortString::new(n.enc_meta).ok()?,
-                })
-            })
-            .collect();
-        if !msgs.is_empty() {
-            shared
-                .metrics
-                .messages_ntf_successes
-                .inc_by(msgs.len() as u64);
-            outbox.push_events(&nid, &msgs);
+        let mut sent = 0u64;
+        for n in pending {
+            let Ok(enc_meta) = ShortString::new(n.enc_meta) else {
+                continue;
+            };
+            let msg = BrokerMsg::NMsg {
+                nonce: n.nonce,
+                enc_meta,
+            };
+            let t = pack.outbox.encode_event(&nid, &msg);
+            pack.add(t);
+            sent += 1;
         }
+        if sent > 0 {
+            shared.metrics.messages_ntf_successes.inc_by(sent);
+        }
+    }
+    for pack in packs.values_mut() {
+        if !pack.group.is_empty() {
+            pack.finish();
+        }
+    }
+    shared.notify.requeue(skipped, again);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_proto::transmission::batch_transmissions;
+
+    fn nid(i: u32) -> EntityId {
+        let mut id = [0u8; 24];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        id
+    }
+
+    #[test]
+    fn dirty_order_and_requeue() {
+        let d = Dirty::default();
+        for i in 0..5 {
+            d.mark(nid(i));
+        }
+        d.mark(nid(2)); // already marked: no duplicate
+        let taken: Vec<_> = d.take().into_iter().collect();
+        assert_eq!(taken, (0..5).map(nid).collect::<Vec<_>>());
+        assert!(d.take().is_empty());
+        d.mark(nid(7));
+        d.requeue(vec![nid(3), nid(4)], vec![nid(1), nid(7)]);
+        let taken: Vec<_> = d.take().into_iter().collect();
+        assert_eq!(taken, vec![nid(3), nid(4), nid(7), nid(1)]);
+    }
+
+    /// Every group a pack queues is one block by `batch_transmissions`, and a group is only cut
+    /// when the next transmission would not fit.
+    #[tokio::test]
+    async fn pack_groups_fill_single_blocks() {
+        let client = Arc::new(super::super::delivery::ClientShared::new(
+            1,
+            18,
+            vec![1; 32],
+            1000,
+        ));
+        let mut pack = Pack {
+            outbox: Outbox::new(client.clone()),
+            group: Vec::new(),
+            used: 0,
+        };
+        // NMSG-sized transmissions (≈ 200 bytes) and a few larger ones.
+        let mut total = 0;
+        for i in 0..1000usize {
+            let len = if i % 97 == 0 { 3000 } else { 201 };
+            pack.add(vec![i as u8; len]);
+            total += 1;
+        }
+        pack.finish();
+        let mut groups = Vec::new();
+        while let Some(g) = client.out.take(1) {
+            groups.push(g);
+        }
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), total);
+        for (i, g) in groups.iter().enumerate() {
+            let batches = batch_transmissions(g, SMP_BLOCK_SIZE);
+            assert_eq!(batches.len(), 1, "group {i} needs {} blocks", batches.len());
+            assert!(batches[0].is_ok());
+            if let Some(next) = groups.get(i + 1) {
+                let mut more = g.clone();
+                more.push(next[0].clone());
+                assert_eq!(
+                    batch_transmissions(&more, SMP_BLOCK_SIZE).len(),
+                    2,
+                    "group {i} was cut early"
+                );
+            }
+        }
+        // 201-byte NMSGs: 80 per block, as the reference batches them.
+        let mut only_nmsg = Pack {
+            outbox: Outbox::new(client.clone()),
+            group: Vec::new(),
+            used: 0,
+        };
+        for _ in 0..160 {
+            only_nmsg.add(vec![0; 201]);
+        }
+        only_nmsg.finish();
+        assert_eq!(client.out.take(1).map(|g| g.len()), Some(80));
+        assert_eq!(client.out.take(1).map(|g| g.len()), Some(80));
+        assert!(client.out.take(1).is_none());
     }
 }
