@@ -1,13 +1,14 @@
 //! `ntf-server.ini` (reference §7.3 sections and keys, plus hush's `[POLICY]`, `[PUSH]` and
-//! `[METRICS]`), read with smp-server's strict INI reader ([`smp_server::ini`]). Unknown keys are
-//! warnings naming their line; bad values are errors naming their line.
+//! `[METRICS]`), read with the strict INI reader shared by the servers
+//! ([`hush_server_common::ini`]). Unknown keys are warnings naming their line; bad values are
+//! errors naming their line.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use smp_server::config::BasicAuth;
-use smp_server::ini::{Entry, Ini};
+use hush_server_common::BasicAuth;
+use hush_server_common::ini::{Entry, Ini};
 
 use crate::control::ControlAuth;
 use crate::core::CoreOptions;

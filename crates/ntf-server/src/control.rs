@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use hush_server_common::BasicAuth;
 use push_server::PushGateway;
-use smp_server::config::BasicAuth;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -55,7 +55,7 @@ pub async fn serve<G: PushGateway + 'static>(
     listener: TcpListener,
     core: Arc<Core<G>>,
     auth: ControlAuth,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     let auth = Arc::new(auth);
     loop {

@@ -152,7 +152,7 @@ impl<G: PushGateway + 'static> Core<G> {
         gateway: Arc<G>,
         pool: SmpClientPool,
         pool_events: hush_client::PoolEvents,
-        shutdown: smp_server::Shutdown,
+        shutdown: hush_server_common::Shutdown,
     ) -> (Arc<Core<G>>, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = mpsc::channel(32_768);
         let core = Arc::new(Core {
@@ -879,7 +879,7 @@ pub fn encode_response(
 async fn dispatcher<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
     mut rx: mpsc::Receiver<PushRequest>,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     let policy = Policy::new(core.options.policy.clone());
     let permits = Arc::new(Semaphore::new(core.options.push_concurrency.max(1)));
@@ -943,7 +943,7 @@ async fn dispatcher<G: PushGateway + 'static>(
 async fn relay_events<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
     mut events: hush_client::PoolEvents,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     loop {
         tokio::select! {
@@ -958,7 +958,7 @@ async fn relay_events<G: PushGateway + 'static>(
 
 async fn cron_loop<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     let permits = Arc::new(Semaphore::new(core.options.push_concurrency.max(1)));
     let mut t = tokio::time::interval(core.options.cron_sweep.max(Duration::from_millis(10)));
@@ -973,7 +973,7 @@ async fn cron_loop<G: PushGateway + 'static>(
 
 async fn feedback_loop<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     let mut after = 0u64;
     let mut t = tokio::time::interval(
@@ -992,7 +992,7 @@ async fn feedback_loop<G: PushGateway + 'static>(
 
 async fn gauges_loop<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut t = tokio::time::interval(Duration::from_secs(5));

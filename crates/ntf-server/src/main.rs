@@ -78,7 +78,7 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let (trigger, shutdown) = smp_server::shutdown_channel();
+        let (trigger, shutdown) = hush_server_common::shutdown_channel();
         let mut push_running = None;
         let gateway = match config.push() {
             PushConfig::Remote {

@@ -293,7 +293,7 @@ impl Metrics {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     loop {

@@ -44,7 +44,7 @@ pub struct NtfServer<G> {
     pub fingerprint: [u8; 32],
     pub core: Arc<Core<G>>,
     tasks: Vec<JoinHandle<()>>,
-    shutdown: smp_server::Shutdown,
+    shutdown: hush_server_common::Shutdown,
 }
 
 impl<G> std::fmt::Debug for NtfServer<G> {
@@ -60,7 +60,7 @@ impl<G> std::fmt::Debug for NtfServer<G> {
 pub async fn start<G: PushGateway + 'static>(
     config: Config,
     gateway: Arc<G>,
-    shutdown: smp_server::Shutdown,
+    shutdown: hush_server_common::Shutdown,
 ) -> Result<NtfServer<G>, RunError> {
     let identity = hush_crypto::ServerIdentity::load(&config.paths.config_dir)
         .map_err(|e| RunError::Certificates(e.to_string()))?;
@@ -160,7 +160,7 @@ async fn accept_loop<G: PushGateway + 'static>(
     permits: Arc<Semaphore>,
     inactive_ttl: Option<Duration>,
     log_tls_errors: bool,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -214,7 +214,7 @@ async fn serve_connection<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
     mut conn: hush_transport::ServerConnection,
     inactive_ttl: Option<Duration>,
-    mut shutdown: smp_server::Shutdown,
+    mut shutdown: hush_server_common::Shutdown,
 ) {
     let version = conn.version();
     let session_id = conn.session_id().to_vec();
