@@ -1,11 +1,9 @@
-//! Parsing NTF commands as the server receives them: hush-proto's [`NtfCommand`] plus hush's
-//! split-mode provider code `PH` (a push handle instead of a device token, see
-//! [`push_server::HANDLE_PROVIDER_CODE`]). hush-proto's `PushProvider` does not know `PH` yet,
-//! so a `TNEW`/`TRPL` naming it is parsed by substituting a known code and remembering that the
-//! token bytes are a handle.
+//! Parsing NTF commands as the server receives them: hush-proto's [`NtfCommand`], with the device
+//! of `TNEW`/`TRPL` resolved. hush's split-mode provider `PH` ([`PushProvider::PushHandle`]) names
+//! a push handle instead of a device token; it becomes [`Device::Handle`].
 
 use hush_proto::error::{CommandError, ErrorType};
-use hush_proto::ntf::{NtfCommand, PushProvider};
+use hush_proto::ntf::{DeviceToken, NtfCommand, PushProvider};
 
 use crate::store::Device;
 
@@ -17,40 +15,22 @@ pub struct ServerCommand {
     pub device: Option<Device>,
 }
 
-/// Where the provider code sits in `TNEW SP 'T' provider…` and `TRPL SP provider…`.
-fn provider_offset(command: &[u8]) -> Option<usize> {
-    if command.starts_with(b"TNEW T") {
-        Some(6)
-    } else if command.starts_with(b"TRPL ") {
-        Some(5)
+/// Where pushes for `token` go: a push handle (`PH`, its text must be UTF-8) or a device token.
+fn device_of(token: &DeviceToken) -> Result<Device, ErrorType> {
+    if token.provider == PushProvider::PushHandle {
+        String::from_utf8(token.token.clone())
+            .map(Device::Handle)
+            .map_err(|_| ErrorType::Cmd(CommandError::Syntax))
     } else {
-        None
+        Ok(Device::Token(token.clone()))
     }
 }
 
 /// Parses a command (whole input). Errors are the reference's (`CMD UNKNOWN`, `CMD SYNTAX`).
 pub fn parse_command(command: &[u8], version: u16) -> Result<ServerCommand, ErrorType> {
-    let handle_at = provider_offset(command)
-        .filter(|&o| command.get(o..o + 2) == Some(&push_server::HANDLE_PROVIDER_CODE[..]));
-    let cmd = match handle_at {
-        None => NtfCommand::parse(command, version)?,
-        Some(o) => {
-            let mut patched = command.to_vec();
-            patched
-                .get_mut(o..o + 2)
-                .ok_or(ErrorType::Cmd(CommandError::Syntax))?
-                .copy_from_slice(PushProvider::ApnsTest.code());
-            NtfCommand::parse(&patched, version)?
-        }
-    };
+    let cmd = NtfCommand::parse(command, version)?;
     let device = match &cmd {
-        NtfCommand::Tnew { token, .. } | NtfCommand::Trpl { token } => Some(match handle_at {
-            Some(_) => Device::Handle(
-                String::from_utf8(token.token.clone())
-                    .map_err(|_| ErrorType::Cmd(CommandError::Syntax))?,
-            ),
-            None => Device::Token(token.clone()),
-        }),
+        NtfCommand::Tnew { token, .. } | NtfCommand::Trpl { token } => Some(device_of(token)?),
         _ => None,
     };
     Ok(ServerCommand { cmd, device })
@@ -127,6 +107,13 @@ mod tests {
             parse_command(b"TRPL XX\x02ab", 3).unwrap_err(),
             ErrorType::Cmd(CommandError::Syntax)
         );
+        // A push handle must be text.
+        assert_eq!(
+            parse_command(b"TRPL PH\x02\xff\xfe", 3).unwrap_err(),
+            ErrorType::Cmd(CommandError::Syntax)
+        );
+        // The provider code is hush-proto's.
+        assert_eq!(PushProvider::PushHandle.code(), b"PH");
         assert_eq!(
             parse_command(b"NOPE", 3).unwrap_err(),
             ErrorType::Cmd(CommandError::Unknown)

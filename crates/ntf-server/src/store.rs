@@ -67,13 +67,7 @@ impl Device {
         match (self, t) {
             (Device::Handle(h), PushTarget::Handle(PushHandle(x))) => h == x,
             (Device::Token(tok), PushTarget::Device(DeviceAddress::Apns { env, token })) => {
-                let e = match tok.provider {
-                    PushProvider::ApnsProd => ApnsEnv::Prod,
-                    PushProvider::ApnsDev => ApnsEnv::Dev,
-                    PushProvider::ApnsTest => ApnsEnv::Test,
-                    _ => ApnsEnv::Null,
-                };
-                e == *env && tok.token == token.as_bytes()
+                ApnsEnv::from_provider(tok.provider) == Some(*env) && tok.token == token.as_bytes()
             }
             _ => false,
         }
