@@ -405,16 +405,7 @@ impl Shared {
             return Err(CmdError::Auth);
         };
         let ok = match securing_key {
-            Some(k) => {
-                let allowed = q.mode == Some(hush_store::QueueMode::Messaging)
-                    && q.sender_key.as_ref().is_none_or(|s| s == k.as_bytes());
-                if allowed {
-                    auth.verify(k.as_bytes())
-                } else {
-                    auth.dummy();
-                    false
-                }
-            }
+            Some(k) => verify_securing_key(&q, auth, k),
             None => match &q.sender_key {
                 Some(k) => auth.verify(k),
                 None if auth.is_present() => {
@@ -444,16 +435,7 @@ impl Shared {
             return Err(CmdError::Auth);
         };
         let ok = match securing_key {
-            Some(k) => {
-                let allowed = q.mode == Some(hush_store::QueueMode::Messaging)
-                    && q.sender_key.as_ref().is_none_or(|s| s == k.as_bytes());
-                if allowed {
-                    auth.verify(k.as_bytes())
-                } else {
-                    auth.dummy();
-                    false
-                }
-            }
+            Some(k) => verify_securing_key(&q, auth, k),
             None => is_contact_queue(&q),
         };
         if ok { Ok(q) } else { Err(CmdError::Auth) }
@@ -793,6 +775,19 @@ fn link_data(d: &hush_proto::smp::QueueLinkData) -> LinkData {
     LinkData {
         fixed: d.fixed.as_bytes().to_vec(),
         user: d.user.as_bytes().to_vec(),
+    }
+}
+
+/// `SKEY k` / `LKEY k`: verified with `k` when `q` is a messaging queue not secured with another
+/// key; otherwise a dummy verification (same work) and a refusal.
+fn verify_securing_key(q: &QueueRecord, auth: &Authorization<'_>, k: &PublicKeyDer) -> bool {
+    let allowed = q.mode == Some(hush_store::QueueMode::Messaging)
+        && q.sender_key.as_ref().is_none_or(|s| s == k.as_bytes());
+    if allowed {
+        auth.verify(k.as_bytes())
+    } else {
+        auth.dummy();
+        false
     }
 }
 
