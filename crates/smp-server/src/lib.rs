@@ -10,6 +10,7 @@ pub mod control;
 pub mod init;
 pub mod metrics;
 pub mod server;
+pub mod testing;
 
 pub use config::{Config, ConfigError, ConfigWarning, ServerPaths};
 pub use control::{ControlHandler, ControlReply, Role};

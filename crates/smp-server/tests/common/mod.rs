@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,10 +18,10 @@ use hush_proto::smp::{
 };
 use hush_proto::transmission::{Transmission, authorized_bytes, encode_transmission};
 use hush_transport::{ClientConnection, TransportClient};
+use smp_server::ServerPaths;
 use smp_server::config::Config;
-use smp_server::init::{InitOptions, PasswordChoice};
-use smp_server::server::{Relay, RelayOptions};
-use smp_server::{ServerPaths, ShutdownTrigger};
+use smp_server::server::RelayOptions;
+use smp_server::testing::{self, TestRelay};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -30,33 +30,12 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Creates config + data dirs with certificates and an ini under `dir` (as `smp-server init`).
 pub fn init_dirs(dir: &Path) -> ServerPaths {
-    let paths = ServerPaths {
-        config_dir: dir.join("config"),
-        data_dir: dir.join("data"),
-    };
-    smp_server::init::init(&InitOptions {
-        paths: paths.clone(),
-        fqdn: None,
-        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        password: PasswordChoice::None,
-        sign_algorithm: hush_crypto::SignAlgorithm::Ed25519,
-        port: 5223,
-        control_port: None,
-        store_log: true,
-        force: false,
-    })
-    .unwrap();
-    paths
+    testing::init_dirs(dir).unwrap()
 }
 
 /// The loaded config, listening on 127.0.0.1:0, no metrics endpoint.
 pub fn test_config(paths: &ServerPaths) -> Config {
-    let (mut c, _) = Config::load(paths.clone()).unwrap();
-    c.transport.ports = vec![0];
-    c.transport.bind = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    c.metrics.enable = false;
-    c.store.expire_messages_on_send = false;
-    c
+    testing::loopback_config(paths, 0).unwrap()
 }
 
 pub fn fingerprint(paths: &ServerPaths) -> [u8; 32] {
@@ -68,9 +47,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub key_hash: [u8; 32],
     pub config: Config,
-    trigger: Option<ShutdownTrigger>,
-    task: Option<tokio::task::JoinHandle<Result<(), smp_server::RunError>>>,
     pub control_addr: Option<SocketAddr>,
+    relay: TestRelay,
 }
 
 impl TestServer {
@@ -79,21 +57,13 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config, options: RelayOptions) -> TestServer {
-        let key_hash = fingerprint(&config.paths);
-        let (trigger, shutdown) = smp_server::shutdown_channel();
-        let relay: Relay = smp_server::server::start(config.clone(), shutdown, options)
-            .await
-            .unwrap();
-        let addr = relay.addrs[0];
-        let control_addr = relay.control_addr;
-        let task = tokio::spawn(relay.wait());
+        let relay = TestRelay::start(config, options).await.unwrap();
         TestServer {
-            addr,
-            key_hash,
-            config,
-            trigger: Some(trigger),
-            task: Some(task),
-            control_addr,
+            addr: relay.addr,
+            key_hash: relay.fingerprint,
+            config: relay.config.clone(),
+            control_addr: relay.control_addr,
+            relay,
         }
     }
 
@@ -103,16 +73,7 @@ impl TestServer {
 
     /// Graceful stop; waits for the relay to finish.
     pub async fn stop(mut self) {
-        if let Some(t) = self.trigger.take() {
-            t.trigger();
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .expect("relay did not stop")
-                .unwrap()
-                .unwrap();
-        }
+        self.relay.stop().await.unwrap();
     }
 }
 
