@@ -23,7 +23,7 @@
 //! never interleave halfway (no message left undelivered to an idle subscriber).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -60,7 +60,15 @@ pub struct ClientShared {
     pub proxied: Arc<tokio::sync::Semaphore>,
     /// Encoded transmissions waiting to be written by the connection's task.
     pub(crate) out: OutQueue,
+    /// Stop requests for the connection's task ([`STOP_SHUTDOWN`], [`STOP_INACTIVE`]).
+    stop: AtomicU8,
 }
+
+/// Stop request: the relay is shutting down.
+pub const STOP_SHUTDOWN: u8 = 1;
+/// Stop request: the inactivity check found the connection idle (the task checks again with its
+/// own state before closing).
+pub const STOP_INACTIVE: u8 = 2;
 
 /// `PFWD`s one connection may have in flight.
 pub const PROXIED_CONCURRENCY: usize = 32;
@@ -78,7 +86,28 @@ impl ClientShared {
             last_active_ms: AtomicU64::new(now_ms()),
             proxied: Arc::new(tokio::sync::Semaphore::new(PROXIED_CONCURRENCY)),
             out: OutQueue::new(queue_slots),
+            stop: AtomicU8::new(0),
         }
+    }
+
+    /// Asks the connection's task to stop (`STOP_*`) and wakes it.
+    pub fn request_stop(&self, what: u8) {
+        self.stop.fetch_or(what, Ordering::SeqCst);
+        self.out.ready.notify_one();
+    }
+
+    pub(crate) fn stop_requested(&self) -> u8 {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn clear_stop(&self, what: u8) {
+        self.stop.fetch_and(!what, Ordering::SeqCst);
+    }
+
+    /// No subscriptions and nothing received or sent for `ttl`.
+    pub fn idle_for(&self, ttl: std::time::Duration) -> bool {
+        let idle_ms = now_ms().saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
+        !self.has_subscriptions() && u128::from(idle_ms) >= ttl.as_millis()
     }
     pub fn touch(&self) {
         self.last_active_ms.store(now_ms(), Ordering::Relaxed);

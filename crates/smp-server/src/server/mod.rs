@@ -131,6 +131,15 @@ impl Shared {
         }
     }
 
+    /// Sends a stop request to every connection `which` selects.
+    fn stop_clients(&self, which: impl Fn(&ClientShared) -> bool, what: u8) {
+        for c in lock(&self.clients).values() {
+            if which(c) {
+                c.request_stop(what);
+            }
+        }
+    }
+
     pub fn clients(&self) -> Vec<Arc<ClientShared>> {
         let mut v: Vec<_> = lock(&self.clients).values().cloned().collect();
         v.sort_by_key(|c| c.id);
@@ -443,30 +452,50 @@ async fn accept_loop(
         shared.metrics.socket_accepted(port);
         tokio::spawn(connection::serve(
             shared.clone(),
-            transport.clone(),
-            tcp,
-            port,
-            shutdown.clone(),
-            permit,
+            Box::new(connection::Incoming {
+                transport: transport.clone(),
+                tcp,
+                port,
+                shutdown: shutdown.clone(),
+                permit,
+            }),
         ));
     }
 }
 
-/// Periodic expiry and gauge updates.
+/// Periodic expiry, gauge updates and the inactive-client check; at shutdown, tells every
+/// connection to stop.
 async fn housekeeping(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let mut expire = tokio::time::interval(shared.options.expire_interval);
     expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     expire.tick().await; // the first tick is immediate; start-up expiry already ran
     let mut gauges = tokio::time::interval(Duration::from_secs(10));
     gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer for all connections (a timer per connection costs memory on every idle one).
+    let inactive = shared.config.inactive_clients;
+    let mut check = tokio::time::interval(
+        inactive
+            .map(|i| i.check_interval)
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_millis(100)),
+    );
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.wait() => return,
+            _ = shutdown.wait() => {
+                shared.stop_clients(|_| true, delivery::STOP_SHUTDOWN);
+                return;
+            }
             _ = expire.tick() => {
                 shared.expire_messages().await;
                 shared.expire_notifications().await;
             }
             _ = gauges.tick() => shared.update_gauges().await,
+            _ = check.tick(), if inactive.is_some() => {
+                if let Some(i) = inactive {
+                    shared.stop_clients(|c| c.idle_for(i.ttl), delivery::STOP_INACTIVE);
+                }
+            }
         }
     }
 }
