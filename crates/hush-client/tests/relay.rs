@@ -4,7 +4,6 @@
 //! reconnects, resubscribes and receives what was sent meanwhile; wrong CA fingerprint.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,94 +15,31 @@ use hush_client::{
 use hush_proto::address::ProtocolServer;
 use hush_proto::encoding::base64url_encode;
 use hush_proto::error::ErrorType;
-use smp_server::config::Config;
-use smp_server::init::{InitOptions, PasswordChoice};
 use smp_server::server::RelayOptions;
-use smp_server::{ServerPaths, ShutdownTrigger};
+use smp_server::testing::{TestRelay, init_dirs, loopback_config};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Relay {
-    addr: SocketAddr,
-    fp: [u8; 32],
-    config: Config,
-    trigger: ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), smp_server::RunError>>,
-}
-
-fn init_dirs(dir: &std::path::Path) -> ServerPaths {
-    let paths = ServerPaths {
-        config_dir: dir.join("config"),
-        data_dir: dir.join("data"),
-    };
-    smp_server::init::init(&InitOptions {
-        paths: paths.clone(),
-        fqdn: None,
-        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        password: PasswordChoice::None,
-        sign_algorithm: hush_crypto::SignAlgorithm::Ed25519,
-        port: 5223,
-        control_port: None,
-        store_log: true,
-        force: false,
-    })
-    .unwrap();
-    paths
-}
-
-fn config(paths: &ServerPaths, port: u16) -> Config {
-    let (mut c, _) = Config::load(paths.clone()).unwrap();
-    c.transport.ports = vec![port];
-    c.transport.bind = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    c.metrics.enable = false;
-    c
-}
-
-impl Relay {
-    async fn start(config: Config) -> Relay {
-        let fp = smp_server::init::check_fingerprint(&config.paths).unwrap();
-        let (trigger, shutdown) = smp_server::shutdown_channel();
-        let options = RelayOptions {
-            ntf_flush_interval: Duration::from_millis(200),
-            shutdown_grace: Duration::from_secs(2),
-            ..RelayOptions::default()
-        };
-        let relay = smp_server::server::start(config.clone(), shutdown, options)
-            .await
-            .unwrap();
-        let addr = relay.addrs[0];
-        let task = tokio::spawn(relay.wait());
-        Relay {
-            addr,
-            fp,
-            config,
-            trigger,
-            task,
-        }
-    }
-
-    fn address(&self) -> ProtocolServer {
-        ProtocolServer::parse(&format!(
-            "smp://{}@127.0.0.1:{}",
-            base64url_encode(&self.fp),
-            self.addr.port()
-        ))
-        .unwrap()
-    }
-
-    async fn stop(self) -> Config {
-        self.trigger.trigger();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("relay did not stop")
-            .unwrap()
-            .unwrap();
-        self.config
+/// An in-process relay (`smp_server::testing`) with a short NMSG flush and shutdown grace.
+fn options() -> RelayOptions {
+    RelayOptions {
+        ntf_flush_interval: Duration::from_millis(200),
+        shutdown_grace: Duration::from_secs(2),
+        ..RelayOptions::default()
     }
 }
 
-async fn connect(relay: &Relay) -> (SmpClient, EventReceiver) {
-    SmpClient::connect(&relay.address(), ClientConfig::default())
+/// `smp-server init` in `dir`, then started on a free loopback port.
+async fn start_relay(dir: &std::path::Path) -> TestRelay {
+    TestRelay::start_in(dir, options()).await.unwrap()
+}
+
+fn address(relay: &TestRelay) -> ProtocolServer {
+    ProtocolServer::parse(&relay.address()).unwrap()
+}
+
+async fn connect(relay: &TestRelay) -> (SmpClient, EventReceiver) {
+    SmpClient::connect(&address(relay), ClientConfig::default())
         .await
         .unwrap()
 }
@@ -132,7 +68,7 @@ fn body_of(m: &RawMsg, q: &hush_client::NewQueue) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(config(&init_dirs(dir.path()), 0)).await;
+    let mut relay = start_relay(dir.path()).await;
     let (rcv, mut rcv_ev) = connect(&relay).await;
     let (snd, _snd_ev) = connect(&relay).await;
     assert_eq!(rcv.version(), 18);
@@ -236,7 +172,7 @@ async fn queue_lifecycle() {
     rcv.ping().await.unwrap();
     rcv.close().await;
     snd.close().await;
-    relay.stop().await;
+    relay.stop().await.unwrap();
 }
 
 /// 1000 messages through one queue: sent 25 at a time concurrently (sharing blocks), retried
@@ -246,7 +182,7 @@ async fn queue_lifecycle() {
 async fn thousand_messages() {
     const N: usize = 1000;
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(config(&init_dirs(dir.path()), 0)).await;
+    let mut relay = start_relay(dir.path()).await;
     let (rcv, mut rcv_ev) = connect(&relay).await;
     let (snd, _snd_ev) = connect(&relay).await;
     let q = Arc::new(rcv.create_queue(NewQueueParams::default()).await.unwrap());
@@ -323,7 +259,7 @@ async fn thousand_messages() {
         "{markers} markers, {quota_errors} QUOTA errors"
     );
     rcv.close().await;
-    relay.stop().await;
+    relay.stop().await.unwrap();
 }
 
 /// Notifier path: NKEY (fresh keys), NSUB on another connection, SEND with the notification
@@ -331,7 +267,7 @@ async fn thousand_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(config(&init_dirs(dir.path()), 0)).await;
+    let mut relay = start_relay(dir.path()).await;
     let (rcv, mut rcv_ev) = connect(&relay).await;
     let (ntf, mut ntf_ev) = connect(&relay).await;
     let (snd, _s) = connect(&relay).await;
@@ -385,7 +321,7 @@ async fn notifications() {
     for c in [rcv, ntf, snd] {
         c.close().await;
     }
-    relay.stop().await;
+    relay.stop().await.unwrap();
 }
 
 /// The relay stops for 5 s and restarts on the same port with the same store: the pool
@@ -394,9 +330,8 @@ async fn notifications() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_restart_resubscribes() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = init_dirs(dir.path());
-    let relay = Relay::start(config(&paths, 0)).await;
-    let server = relay.address();
+    let mut relay = start_relay(dir.path()).await;
+    let server = address(&relay);
     let port = relay.addr.port();
     let (pool, mut events) = SmpClientPool::tls(PoolConfig {
         backoff: BackoffConfig {
@@ -438,11 +373,10 @@ async fn relay_restart_resubscribes() {
     assert_eq!(body_of(&m, &q), b"before");
     c.ack(&q.rcv_id, &q.rcv_key, &m.msg_id).await.unwrap();
 
-    let mut config = relay.stop().await;
-    config.transport.ports = vec![port];
+    relay.stop().await.unwrap();
     let stopped = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let relay = Relay::start(config).await;
+    relay.restart().await.unwrap();
     assert_eq!(relay.addr.port(), port);
     // Sent while the pool is still backing off.
     let (snd, _s) = connect(&relay).await;
@@ -507,7 +441,7 @@ async fn relay_restart_resubscribes() {
     let c = pool.client(&server).await.unwrap();
     c.ack(&q.rcv_id, &q.rcv_key, &m.msg_id).await.unwrap();
     pool.close().await;
-    relay.stop().await;
+    relay.stop().await.unwrap();
 }
 
 async fn wait_pool_msg(events: &mut hush_client::PoolEvents, rcv_id: &[u8]) -> RawMsg {
@@ -531,8 +465,8 @@ async fn wait_pool_msg(events: &mut hush_client::PoolEvents, rcv_id: &[u8]) -> R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_fingerprint() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(config(&init_dirs(dir.path()), 0)).await;
-    let mut fp = relay.fp;
+    let mut relay = start_relay(dir.path()).await;
+    let mut fp = relay.fingerprint;
     fp[0] ^= 1;
     let wrong = ProtocolServer::parse(&format!(
         "smp://{}@127.0.0.1:{}",
@@ -549,10 +483,10 @@ async fn wrong_fingerprint() {
     let err = pool.client(&wrong).await.unwrap_err();
     assert!(err.is_unknown_ca(), "{err:?}");
     // The right fingerprint works.
-    let c = pool.client(&relay.address()).await.unwrap();
+    let c = pool.client(&address(&relay)).await.unwrap();
     c.ping().await.unwrap();
     pool.close().await;
-    relay.stop().await;
+    relay.stop().await.unwrap();
 }
 
 /// A relay with `create_password`: NEW without it (or with a wrong one) is refused with
@@ -560,14 +494,14 @@ async fn wrong_fingerprint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_password() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = init_dirs(dir.path());
-    let mut cfg = config(&paths, 0);
+    let paths = init_dirs(dir.path()).unwrap();
+    let mut cfg = loopback_config(&paths, 0).unwrap();
     let password = hush_proto::address::BasicAuth::new("s3cret-pass").unwrap();
     cfg.auth.create_password = Some(smp_server::config::BasicAuth::new("s3cret-pass").unwrap());
-    let relay = Relay::start(cfg).await;
+    let mut relay = TestRelay::start(cfg, options()).await.unwrap();
     let with_auth = hush_proto::address::ServerWithAuth::parse(&format!(
         "smp://{}:s3cret-pass@127.0.0.1:{}",
-        base64url_encode(&relay.fp),
+        base64url_encode(&relay.fingerprint),
         relay.addr.port()
     ))
     .unwrap();
@@ -596,5 +530,5 @@ async fn create_password() {
         .unwrap();
     assert_eq!(q.rcv_id.len(), 24);
     c.close().await;
-    relay.stop().await;
+    relay.stop().await.unwrap();
 }
