@@ -72,7 +72,14 @@ pub struct Config {
     /// `[POLICY]` budget parameters (used unless `policy_reference`).
     pub budget: BudgetConfig,
     pub alert_text: String,
+    /// `[POLICY] cron_sweep` (seconds): how often tokens are checked for due periodic pushes
+    /// (reference 300).
     pub cron_sweep: Duration,
+    /// `[POLICY] cron_min_minutes`: shortest `TCRN` interval accepted (reference 20).
+    pub cron_min_minutes: u16,
+    /// `[POLICY] cron_minute_seconds`: length of one `TCRN` minute (reference 60; a test/demo
+    /// knob — shorter values make periodic pushes observable in seconds).
+    pub cron_minute: Duration,
     pub feedback_interval: Duration,
     /// `[PUSH] payload_padding` (bytes of padded push data).
     pub payload_padding: usize,
@@ -109,6 +116,8 @@ impl Config {
             budget: BudgetConfig::default(),
             alert_text: crate::payload::DEFAULT_ALERT_TEXT.to_string(),
             cron_sweep: Duration::from_secs(300),
+            cron_min_minutes: 20,
+            cron_minute: Duration::from_secs(60),
             feedback_interval: Duration::from_secs(5),
             payload_padding: crate::payload::DEFAULT_PAYLOAD_PAD,
             reconnect_initial: Duration::from_secs(1),
@@ -171,6 +180,8 @@ impl Config {
             policy: self.policy(),
             alert_text: self.alert_text.clone(),
             cron_sweep: self.cron_sweep,
+            cron_min_minutes: self.cron_min_minutes,
+            cron_minute: self.cron_minute,
             feedback_interval: self.feedback_interval,
             payload_padding: self.payload_padding,
             ..CoreOptions::default()
@@ -382,6 +393,20 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
             c.alert_text = v.to_string();
         }
         ("POLICY", "cron_sweep") => c.cron_sweep = secs(section, e)?,
+        ("POLICY", "cron_min_minutes") => {
+            let n: u16 = num(section, e)?;
+            if n == 0 {
+                return Err(bad(section, e, "at least 1"));
+            }
+            c.cron_min_minutes = n;
+        }
+        ("POLICY", "cron_minute_seconds") => {
+            let d = secs(section, e)?;
+            if d < Duration::from_millis(10) {
+                return Err(bad(section, e, "at least 0.01"));
+            }
+            c.cron_minute = d;
+        }
         ("POLICY", "feedback_interval") => c.feedback_interval = secs(section, e)?,
         ("PUSH", "mode") => match v {
             "in_process" => c.push_remote = false,
@@ -436,7 +461,11 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          # then visible content-free alerts at most every alert_interval seconds (coalesced).\n\
          # reference: every notification is an alert at once (like the reference server).\n\
          mode = budget\nsilent_per_window = 3\nwindow = 3600\nalert_interval = 600\n\
-         alert_text = You have a new message\ncron_sweep = 300\n\n\
+         alert_text = You have a new message\n\
+         # Periodic (TCRN) pushes: sweep interval (seconds), shortest accepted interval (minutes)\n\
+         # and the length of a TCRN minute (seconds). Reference: 300, 20, 60. Shorter values are\n\
+         # for tests and demos (`hush up --dev-fast-periodic`).\n\
+         cron_sweep = 300\ncron_min_minutes = 20\ncron_minute_seconds = 60\n\n\
          [PUSH]\n# Padded size of encrypted push data: 2880 keeps message pushes under APNs' 4096-byte\n\
          # limit; 3072 makes them byte-identical to the reference server's (≈4.3 KB).\npayload_padding = 2880\n\
          # in_process (push-server in the same process, configured in config_dir) or remote:\n# mode = in_process\n# config_dir = /etc/opt/hush-push\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
@@ -468,6 +497,24 @@ mod tests {
             StoreMode::Sqlite("/d/ntf-server-store.db".into())
         );
         assert!(c.control_admin_password.unwrap().matches(b"adminpw"));
+    }
+
+    #[test]
+    fn periodic_push_knobs() {
+        let (c, _) = Config::parse(paths(), b"").unwrap();
+        let o = c.core_options();
+        assert_eq!(
+            (o.cron_sweep, o.cron_min_minutes, o.cron_minute),
+            (Duration::from_secs(300), 20, Duration::from_secs(60))
+        );
+        let t = b"[POLICY]\ncron_sweep = 0.5\ncron_min_minutes = 1\ncron_minute_seconds = 0.1\n";
+        let (c, w) = Config::parse(paths(), t).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let o = c.core_options();
+        assert_eq!(
+            (o.cron_sweep, o.cron_min_minutes, o.cron_minute),
+            (Duration::from_millis(500), 1, Duration::from_millis(100))
+        );
     }
 
     #[test]
@@ -504,6 +551,9 @@ mod tests {
             &b"[POLICY]\nmode = x\n"[..],
             b"[TRANSPORT]\nport = a\n",
             b"[POLICY]\nwindow = -1\n",
+            b"[POLICY]\ncron_min_minutes = 0\n",
+            b"[POLICY]\ncron_min_minutes = 70000\n",
+            b"[POLICY]\ncron_minute_seconds = 0\n",
         ] {
             let e = Config::parse(paths(), bad).unwrap_err();
             assert!(e.to_string().starts_with("line "), "{e}");

@@ -38,6 +38,12 @@ pub struct CoreOptions {
     pub alert_text: String,
     /// How often tokens are checked for due periodic pushes (reference: 5 min).
     pub cron_sweep: Duration,
+    /// Shortest `TCRN` interval in minutes accepted (reference: 20; shorter non-zero intervals
+    /// are refused with `QUOTA`). Operator/test knob.
+    pub cron_min_minutes: u16,
+    /// Length of one `TCRN` minute (reference: 60 s). Test/demo knob only: shortening it makes
+    /// periodic pushes observable in seconds (e.g. 100 ms turns `TCRN 20` into every 2 s).
+    pub cron_minute: Duration,
     /// How often push-server feedback is polled.
     pub feedback_interval: Duration,
     /// Pushes handed to the gateway concurrently.
@@ -56,6 +62,8 @@ impl Default for CoreOptions {
             policy: PolicyMode::default(),
             alert_text: payload::DEFAULT_ALERT_TEXT.to_string(),
             cron_sweep: Duration::from_secs(300),
+            cron_min_minutes: 20,
+            cron_minute: Duration::from_secs(60),
             feedback_interval: Duration::from_secs(5),
             push_concurrency: 256,
             subscribe_batch: 900,
@@ -97,6 +105,14 @@ impl<G> std::fmt::Debug for Core<G> {
 
 fn now_secs() -> i64 {
     crate::unix_now()
+}
+
+/// Current Unix time in milliseconds (periodic pushes with a shortened test minute).
+fn now_ms() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i128::try_from(d.as_millis()).unwrap_or(i128::MAX))
+        .unwrap_or(0)
 }
 
 fn random_id() -> Vec<u8> {
@@ -420,7 +436,7 @@ impl<G: PushGateway + 'static> Core<G> {
                 self.synced(NtfResponse::Ok).await
             }
             NtfCommand::Tcrn { minutes } => {
-                if (1..20).contains(&minutes) {
+                if (1..self.options.cron_min_minutes).contains(&minutes) {
                     return err(ErrorType::Quota);
                 }
                 self.store.update_token(&t.id, |x| {
@@ -770,12 +786,21 @@ impl<G: PushGateway + 'static> Core<G> {
     /// Periodic pushes due now (reference: a sweep every 5 min).
     pub fn cron_sweep(self: &Arc<Self>, permits: &Arc<Semaphore>) -> usize {
         let now = now_secs();
+        let now_ms = now_ms();
+        let minute_ms = i128::try_from(self.options.cron_minute.as_millis()).unwrap_or(i128::MAX);
         let mut n = 0;
         for t in self.store.tokens() {
             if t.status != TokenStatus::Active || t.cron_interval == 0 {
                 continue;
             }
-            if t.cron_sent_at + i64::from(t.cron_interval) * 60 > now {
+            // `cron_sent_at` has 1 s resolution: at most one periodic push per second
+            let period_ms = minute_ms
+                .saturating_mul(i128::from(t.cron_interval))
+                .max(1000);
+            let due_ms = i128::from(t.cron_sent_at)
+                .saturating_mul(1000)
+                .saturating_add(period_ms);
+            if due_ms > now_ms {
                 continue;
             }
             let Some(target) = t.device.target() else {
