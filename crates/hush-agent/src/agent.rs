@@ -903,6 +903,24 @@ impl Agent {
         Ok(ok)
     }
 
+    /// Subscribes the receive queues of the given connections only (e.g. an always-connected
+    /// receiver that leaves push-notified connections to the device). Unknown ids are skipped.
+    /// Returns how many queues were subscribed; failures are reported as events.
+    pub async fn subscribe(&self, conns: &[ConnId]) -> Result<usize, AgentError> {
+        let queues = self.with_tx(|tx| tx.all_rcv_queues())?;
+        let mut ok = 0;
+        for q in queues.iter().filter(|q| conns.contains(&q.conn_id)) {
+            match self.subscribe_queue(q).await {
+                Ok(()) => ok += 1,
+                Err(e) => self.emit(AgentEvent::Error {
+                    conn: Some(q.conn_id),
+                    error: format!("subscribe: {e}"),
+                }),
+            }
+        }
+        Ok(ok)
+    }
+
     /// Connection ids in the database.
     pub fn connections(&self) -> Result<Vec<ConnId>, AgentError> {
         Ok(self.with_tx(|tx| tx.connection_ids())?)
