@@ -71,6 +71,7 @@ async fn run_in(dir: &Path, rounds: usize, json: bool) -> anyhow::Result<()> {
     let (stack, _) = up::start(&up::UpOptions {
         data_dir: dir.join("stack"),
         port_base: 0,
+        dev_fast_periodic: false,
     })
     .await?;
     let addrs = stack.addresses.clone();

@@ -51,6 +51,10 @@ enum Cmd {
         /// API. 0 = free ports.
         #[arg(long, default_value_t = up::DEFAULT_PORT_BASE)]
         port_base: u16,
+        /// Tests and demos only: periodic (TCRN) pushes every few seconds instead of every 20
+        /// minutes (TCRN minute = 0.1 s, sweep every 0.5 s, shortest interval 1 minute).
+        #[arg(long)]
+        dev_fast_periodic: bool,
     },
     /// Create the local profile.
     Init {
@@ -253,10 +257,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Up {
             data_dir,
             port_base,
+            dev_fast_periodic,
         } => {
             up::run(up::UpOptions {
                 data_dir: data_dir.unwrap_or_else(up::default_data_dir),
                 port_base,
+                dev_fast_periodic,
             })
             .await
         }

@@ -69,7 +69,17 @@ pub struct UpOptions {
     pub data_dir: PathBuf,
     /// 0 = free ports.
     pub port_base: u16,
+    /// Tests and demos only: periodic (`TCRN`) pushes every few seconds instead of every 20
+    /// minutes (see [`DEV_FAST_PERIODIC`]).
+    pub dev_fast_periodic: bool,
 }
+
+/// `--dev-fast-periodic` (tests and demos only): the ntf-server sweeps for due periodic pushes
+/// every 0.5 s (reference 300 s), a `TCRN` minute lasts 0.1 s (reference 60 s; `TCRN 20` then
+/// means every 2 s) and the shortest accepted interval is 1 minute (reference 20). The
+/// `ntf-server.ini` on disk keeps its values; this only overrides them for this run.
+pub const DEV_FAST_PERIODIC: (Duration, Duration, u16) =
+    (Duration::from_millis(500), Duration::from_millis(100), 1);
 
 /// The default data directory: `$XDG_DATA_HOME/hush` if set, else `./hush-data`.
 pub fn default_data_dir() -> PathBuf {
@@ -281,6 +291,12 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
     ntf_cfg.control_port = None;
     ntf_cfg.metrics_addr = None;
     ntf_cfg.push_remote = false;
+    if opts.dev_fast_periodic {
+        let (sweep, minute, min_minutes) = DEV_FAST_PERIODIC;
+        ntf_cfg.cron_sweep = sweep;
+        ntf_cfg.cron_minute = minute;
+        ntf_cfg.cron_min_minutes = min_minutes;
+    }
     let gateway = Arc::new(push_server::InProcessGateway::new(
         push.service.clone(),
         "ntf",
@@ -372,6 +388,9 @@ pub async fn run(opts: UpOptions) -> anyhow::Result<()> {
     );
     println!("apns-sink:       {}", a.apns_sink);
     println!("apns-sink read:  {}", a.apns_sink_read);
+    if opts.dev_fast_periodic {
+        println!("dev: fast periodic pushes (TCRN minute = 0.1 s, sweep every 0.5 s; tests only)");
+    }
     println!("ready (ctrl-c or SIGTERM to stop)");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

@@ -145,18 +145,21 @@ impl Drop for Proc {
 
 /// `hush up` on free ports in `dir`; returns the process and the relay address.
 pub fn start_up(dir: &Path) -> (Proc, String) {
+    start_up_with(dir, &[])
+}
+
+/// [`start_up`] with extra `hush up` options (e.g. `--dev-fast-periodic`).
+pub fn start_up_with(dir: &Path, extra: &[&str]) -> (Proc, String) {
     let data = dir.join("up");
-    let mut p = Proc::spawn(
+    let mut args = vec![
         "up",
-        &[
-            "up",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--port-base",
-            "0",
-        ],
-        &[],
-    );
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--port-base",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let mut p = Proc::spawn("up", &args, &[]);
     let relay = p.wait_line("relay:");
     p.wait_line("ready");
     let relay = relay.split_whitespace().nth(1).unwrap().to_string();
