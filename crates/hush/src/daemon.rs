@@ -1,7 +1,12 @@
 //! `hush daemon`: the always-connected receiver (design §1.1).
 //!
-//! One TLS connection per relay (the agent's [`hush_client::SmpClientPool`]), subscribed to every
-//! receive queue of the profile; `PING` only after `--ping-interval` of silence (default 10 min;
+//! One TLS connection per relay (the agent's [`hush_client::SmpClientPool`]), subscribed to the
+//! receive queues of the profile whose notification mode is `connected` (the default), plus
+//! every queue that is not a contact's (pending invitations, the contact address, group
+//! members). Contacts in `push`, `periodic` or `off` mode are left to their mode: the device
+//! fetches their queues with GET on a push or a periodic wake-up, or a chat session does. (A
+//! mode change takes effect at the daemon's next start or SIGHUP for newly included queues; the
+//! daemon does not unsubscribe a queue while running.) `PING` only after `--ping-interval` of silence (default 10 min;
 //! three unanswered → reconnect); reconnects with exponential backoff and jitter; a
 //! notification for each new message ([`crate::notify`]). The daemon processes everything a chat
 //! session does (contacts completing, group introductions), so the profile stays current.
@@ -21,7 +26,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::notify::Notifier;
-use crate::profile::Profile;
+use crate::profile::{NotifyMode, Profile};
 use crate::session::{Output, Session, short_relay};
 
 pub const PID_FILE: &str = "daemon.pid";
@@ -386,6 +391,41 @@ impl Drop for PidFile {
     }
 }
 
+/// A contact the daemon leaves to its notification mode: (name, mode).
+type LeftToMode = (String, &'static str);
+
+/// The connections whose receive queues the daemon subscribes: every connection except those
+/// of contacts whose notification mode is not `connected`; and those contacts (name, mode).
+pub(crate) fn daemon_connections(s: &Session) -> anyhow::Result<(Vec<i64>, Vec<LeftToMode>)> {
+    let mut left = Vec::new();
+    let mut skip = std::collections::HashSet::new();
+    for c in s.profile.contacts()? {
+        if c.notify != NotifyMode::Connected {
+            skip.insert(c.conn_id);
+            left.push((c.name.unwrap_or_else(|| "?".into()), c.notify.as_str()));
+        }
+    }
+    let conns = s
+        .agent
+        .connections()?
+        .into_iter()
+        .filter(|c| !skip.contains(c))
+        .collect();
+    Ok((conns, left))
+}
+
+/// The connections a device wake-up subscribes while a daemon runs for the profile: those of
+/// contacts not in `connected` mode (the daemon keeps the others; subscribing them here would
+/// take their subscriptions away from it).
+pub(crate) fn left_to_device(s: &Session) -> anyhow::Result<Vec<i64>> {
+    Ok(s.profile
+        .contacts()?
+        .into_iter()
+        .filter(|c| c.notify != NotifyMode::Connected)
+        .map(|c| c.conn_id)
+        .collect())
+}
+
 /// Runs the daemon until a signal (or `run_for`).
 pub async fn run(
     profile: Profile,
@@ -411,7 +451,8 @@ pub async fn run(
     };
     let mut s = Session::open(profile, relay, Some(pool), out).await?;
     let notifier = Notifier::new(opts.on_message.clone(), opts.no_desktop);
-    let n = s.agent.subscribe_all().await?;
+    let (conns, left) = daemon_connections(&s)?;
+    let n = s.agent.subscribe(&conns).await?;
     out.emit(
         "daemon_started",
         &format!(
@@ -419,8 +460,20 @@ pub async fn run(
             opts.ping_interval.as_secs(),
             notifier.describe()
         ),
-        serde_json::json!({ "queues": n, "ping_interval": opts.ping_interval.as_secs() }),
+        serde_json::json!({
+            "queues": n,
+            "ping_interval": opts.ping_interval.as_secs(),
+            "left_to_mode": left.iter().map(|(name, mode)| serde_json::json!({"name": name, "mode": mode})).collect::<Vec<_>>(),
+        }),
     );
+    if !left.is_empty() {
+        let list: Vec<String> = left.iter().map(|(n, m)| format!("{n} ({m})")).collect();
+        out.emit(
+            "daemon_not_subscribed",
+            &format!("not subscribed (left to their mode): {}", list.join(", ")),
+            serde_json::json!({ "contacts": left.iter().map(|(n, _)| n).collect::<Vec<_>>() }),
+        );
+    }
     s.notifier = Some(notifier);
     let messages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     {
@@ -453,7 +506,11 @@ pub async fn run(
         tokio::select! {
             _ = &mut stop => break,
             _ = rescan => {
-                match s.agent.subscribe_all().await {
+                let r = match daemon_connections(&s) {
+                    Ok((conns, _)) => s.agent.subscribe(&conns).await.map_err(anyhow::Error::from),
+                    Err(e) => Err(e),
+                };
+                match r {
                     Ok(n) => tracing::info!(queues = n, "resubscribed after SIGHUP"),
                     Err(e) => s.out.error(&format!("subscribe: {e:#}")),
                 }

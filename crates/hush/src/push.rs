@@ -510,7 +510,13 @@ async fn fetch_items(s: &mut Session, items: &[PnMessageData]) -> anyhow::Result
 async fn receive(s: &mut Session, want: usize) -> anyhow::Result<(usize, Option<u64>)> {
     let before = s.shown;
     let mut shown_at = None;
-    s.agent.subscribe_all().await?;
+    if crate::daemon::running_pid(&s.profile.dir).is_some() {
+        // the always-connected receiver keeps `connected` contacts' queues
+        let conns = crate::daemon::left_to_device(s)?;
+        s.agent.subscribe(&conns).await?;
+    } else {
+        s.agent.subscribe_all().await?;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let quiet = Duration::from_millis(if want == 0 { 1500 } else { 300 });
     loop {

@@ -104,7 +104,7 @@ fn daemon_notifies_reconnects_and_reports_idle_cost() {
     d.wait_line("bob: after the restart");
     wait_file(&hook_out, |s| s.contains("after the restart"));
 
-    // notifications off for bob: still received, no hook
+    // notifications off for bob: the daemon leaves bob's queue alone (not subscribed)
     d.signal(libc::SIGTERM);
     let (c, lines) = d.finish(Duration::from_secs(20));
     assert_eq!(c, 0, "{lines:?}");
@@ -121,18 +121,23 @@ fn daemon_notifies_reconnects_and_reports_idle_cost() {
         ],
         &[],
     );
+    d.wait_line("hush daemon: 1 queue(s) subscribed");
+    d.wait_line("not subscribed (left to their mode): bob (off)");
     d.wait_line("relay connected");
     hush(&pb, &["send", "alice", "silent one"]);
-    d.wait_line("bob: silent one");
     hush(&pc, &["send", "alice", "loud one"]);
     d.wait_line("carol: loud one");
     wait_file(&hook_out, |s| s.contains("loud one"));
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     let s = std::fs::read_to_string(&hook_out).unwrap();
     assert!(!s.contains("silent one"), "{s}");
     d.signal(libc::SIGTERM);
-    let (c, _) = d.finish(Duration::from_secs(20));
+    let (c, lines) = d.finish(Duration::from_secs(20));
     assert_eq!(c, 0);
+    assert!(
+        !lines.iter().any(|l| l.contains("silent one")),
+        "the daemon received bob's message: {lines:?}"
+    );
 
     // statistics of the last run
     let st = hush(&pa, &["--json", "daemon", "--stats"]);
@@ -140,9 +145,108 @@ fn daemon_notifies_reconnects_and_reports_idle_cost() {
     let relays = v["relays"].as_array().unwrap();
     assert_eq!(relays.len(), 1, "{v}");
     assert!(relays[0]["bytes_received"].as_u64().unwrap() > 0, "{v}");
-    assert_eq!(v["messages"], 2);
+    assert_eq!(v["messages"], 1, "{v}");
     let text = hush(&pa, &["daemon", "--stats"]);
     assert!(text[0].starts_with("hush daemon idle traffic"), "{text:?}");
+    // bob's message waited in its queue for a chat session
+    let mut a = chat(&pa, "alice", &[]);
+    a.wait_line("bob: silent one");
+    assert_eq!(a.finish(Duration::from_secs(20)).0, 0);
+}
+
+/// Per-contact modes decide what the daemon subscribes: bob (`connected`) is subscribed by the
+/// daemon, carol (`push`) is not — her message reaches alice through the push path (ntf-server
+/// → apns-sink → `hush device` GET), and the daemon, whose relay connection would otherwise
+/// receive it at once, never sees it.
+#[test]
+fn daemon_subscribes_only_connected_contacts_push_contacts_arrive_by_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, _relay) = common::start_up(dir.path());
+    let up_dir = dir.path().join("up");
+    let mut ps = Vec::new();
+    for n in ["alice", "bob", "carol"] {
+        let p = dir.path().join(n);
+        hush(
+            &p,
+            &["init", "--name", n, "--up-dir", up_dir.to_str().unwrap()],
+        );
+        ps.push(p);
+    }
+    let (pa, pb, pc) = (&ps[0], &ps[1], &ps[2]);
+    {
+        let mut a = chat(pa, "alice", &[]);
+        let mut b = chat(pb, "bob", &[]);
+        let mut c = chat(pc, "carol", &[]);
+        connect(&mut a, &mut b, "alice", "bob");
+        connect(&mut a, &mut c, "alice", "carol");
+        for p in [a, b, c] {
+            assert_eq!(p.finish(Duration::from_secs(20)).0, 0);
+        }
+    }
+    assert_eq!(
+        hush(pa, &["notify", "carol", "push"]),
+        vec!["carol: notifications push"]
+    );
+    let mut d = Proc::spawn(
+        "daemon",
+        &[
+            "-p",
+            pa.to_str().unwrap(),
+            "--json",
+            "daemon",
+            "--no-desktop",
+        ],
+        &[],
+    );
+    let started = d.wait_for("daemon_started", Duration::from_secs(20), |l| {
+        l.contains("\"daemon_started\"")
+    });
+    let v: serde_json::Value = serde_json::from_str(&started).unwrap();
+    // alice has exactly two receive queues (one per contact); only bob's is subscribed
+    assert_eq!(v["queues"], 1, "{v}");
+    assert_eq!(v["left_to_mode"][0]["name"], "carol", "{v}");
+    assert_eq!(v["left_to_mode"][0]["mode"], "push", "{v}");
+    d.wait_for("relay_up", Duration::from_secs(20), |l| {
+        l.contains("\"relay_up\"")
+    });
+
+    let mut dev = Proc::spawn(
+        "device",
+        &["-p", pa.to_str().unwrap(), "device", "--count", "1"],
+        &[],
+    );
+    dev.wait_line("device: waiting for pushes");
+
+    hush(pb, &["send", "alice", "to the daemon"]);
+    d.wait_for("bob's message", Duration::from_secs(20), |l| {
+        l.contains("to the daemon") && l.contains("bob")
+    });
+
+    hush(pc, &["send", "alice", "by push"]);
+    dev.wait_line("push: 1 notification(s)");
+    dev.wait_line("carol: by push");
+    let (code, lines) = dev.finish(Duration::from_secs(20));
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("to the daemon")),
+        "the device took bob's message: {lines:?}"
+    );
+
+    // the daemon still holds bob's subscription after the device's wake-up
+    hush(pb, &["send", "alice", "still connected"]);
+    d.wait_for("bob's second message", Duration::from_secs(20), |l| {
+        l.contains("still connected")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal(libc::SIGTERM);
+    let (code, lines) = d.finish(Duration::from_secs(20));
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("by push")),
+        "the daemon received carol's message: {lines:?}"
+    );
+    let h = hush(pa, &["history", "carol"]);
+    assert_eq!(h, vec!["carol: by push"]);
 }
 
 /// Idle: the only traffic is one PING round trip per relay per ping interval (one 16 KB SMP
