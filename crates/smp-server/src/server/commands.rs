@@ -261,8 +261,7 @@ impl Shared {
                 let permit = c
                     .outbox
                     .client
-                    .proxied
-                    .clone()
+                    .proxied()
                     .acquire_owned()
                     .await
                     .map_err(|_| CmdError::Internal("proxy semaphore closed"))?;

@@ -22,7 +22,7 @@
 //! that queue's lock (a striped async mutex), so a `SEND` and a `SUB`/`ACK` on the same queue can
 //! never interleave halfway (no message left undelivered to an idle subscriber).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -56,8 +56,8 @@ pub struct ClientShared {
     /// Unix milliseconds of the last block received or sent.
     pub last_active_ms: AtomicU64,
     /// Proxied commands (`PFWD`) of this connection in flight (reference
-    /// `serverClientConcurrency`, 32).
-    pub proxied: Arc<tokio::sync::Semaphore>,
+    /// `serverClientConcurrency`, 32); created by the first `PFWD` (see [`ClientShared::proxied`]).
+    proxied: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
     /// Encoded transmissions waiting to be written by the connection's task.
     pub(crate) out: OutQueue,
     /// Stop requests for the connection's task ([`STOP_SHUTDOWN`], [`STOP_INACTIVE`]).
@@ -84,10 +84,18 @@ impl ClientShared {
             rcv_subs: AtomicI64::new(0),
             ntf_subs: AtomicI64::new(0),
             last_active_ms: AtomicU64::new(now_ms()),
-            proxied: Arc::new(tokio::sync::Semaphore::new(PROXIED_CONCURRENCY)),
+            proxied: std::sync::OnceLock::new(),
             out: OutQueue::new(queue_slots),
             stop: AtomicU8::new(0),
         }
+    }
+
+    /// The limit of this connection's `PFWD`s in flight (allocated on first use: most
+    /// connections never proxy).
+    pub fn proxied(&self) -> Arc<tokio::sync::Semaphore> {
+        self.proxied
+            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(PROXIED_CONCURRENCY)))
+            .clone()
     }
 
     /// Asks the connection's task to stop (`STOP_*`) and wakes it.
@@ -303,13 +311,98 @@ enum LocalSub {
 /// A connection's own view of its subscriptions (only its task touches it).
 #[derive(Debug, Default)]
 pub struct LocalSubs {
-    rcv: HashMap<EntityId, LocalSub>,
-    ntf: HashSet<EntityId>,
+    rcv: SmallMap<LocalSub>,
+    ntf: SmallMap<()>,
 }
 
 impl LocalSubs {
     pub fn subscribed_count(&self) -> usize {
-        self.rcv.values().filter(|s| **s == LocalSub::Sub).count() + self.ntf.len()
+        self.rcv
+            .iter()
+            .filter(|(_, s)| **s == LocalSub::Sub)
+            .count()
+            + self.ntf.len()
+    }
+}
+
+/// A map by entity id that stays a small exactly-sized vector (linear search) up to
+/// [`SMALL_MAP_MAX`] entries and becomes a hash map above: most connections use a few queues,
+/// and an empty or one-entry hash map costs a 4-bucket table per connection.
+#[derive(Debug)]
+enum SmallMap<V> {
+    Few(Vec<(EntityId, V)>),
+    // Boxed on purpose: keeps the enum at a `Vec`'s size (the small case is the common one).
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<EntityId, V>>),
+}
+
+const SMALL_MAP_MAX: usize = 8;
+
+impl<V> Default for SmallMap<V> {
+    fn default() -> Self {
+        SmallMap::Few(Vec::new())
+    }
+}
+
+impl<V> SmallMap<V> {
+    fn get(&self, k: &EntityId) -> Option<&V> {
+        match self {
+            SmallMap::Few(v) => v.iter().find(|(id, _)| id == k).map(|(_, x)| x),
+            SmallMap::Many(m) => m.get(k),
+        }
+    }
+
+    fn get_mut(&mut self, k: &EntityId) -> Option<&mut V> {
+        match self {
+            SmallMap::Few(v) => v.iter_mut().find(|(id, _)| id == k).map(|(_, x)| x),
+            SmallMap::Many(m) => m.get_mut(k),
+        }
+    }
+
+    fn insert(&mut self, k: EntityId, x: V) {
+        match self {
+            SmallMap::Few(v) => {
+                if let Some(slot) = v.iter_mut().find(|(id, _)| *id == k) {
+                    slot.1 = x;
+                } else if v.len() < SMALL_MAP_MAX {
+                    v.reserve_exact(1);
+                    v.push((k, x));
+                } else {
+                    let mut m: HashMap<EntityId, V> = std::mem::take(v).into_iter().collect();
+                    m.insert(k, x);
+                    *self = SmallMap::Many(Box::new(m));
+                }
+            }
+            SmallMap::Many(m) => {
+                m.insert(k, x);
+            }
+        }
+    }
+
+    fn remove(&mut self, k: &EntityId) {
+        match self {
+            SmallMap::Few(v) => {
+                v.retain(|(id, _)| id != k);
+                v.shrink_to_fit();
+            }
+            SmallMap::Many(m) => {
+                m.remove(k);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            SmallMap::Few(v) => v.len(),
+            SmallMap::Many(m) => m.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&EntityId, &V)> + '_> {
+        match self {
+            SmallMap::Few(v) => Box::new(v.iter().map(|(k, x)| (k, x))),
+            SmallMap::Many(m) => Box::new(m.iter()),
+        }
     }
 }
 
@@ -671,7 +764,7 @@ impl Shared {
             }
         }
         self.metrics.subscription_ntf_requests.inc();
-        c.local.ntf.insert(nid);
+        c.local.ntf.insert(nid, ());
         self.notify.mark(nid);
     }
 
@@ -706,17 +799,68 @@ impl Shared {
     pub fn client_closed(&self, me: ClientId, local: &LocalSubs) {
         {
             let mut reg = lock(&self.subs.rcv);
-            for (rid, s) in &local.rcv {
+            for (rid, s) in local.rcv.iter() {
                 if *s == LocalSub::Sub && reg.get(rid).is_some_and(|r| r.outbox.id() == me) {
                     reg.remove(rid);
                 }
             }
         }
         let mut reg = lock(&self.subs.ntf);
-        for nid in &local.ntf {
+        for (nid, _) in local.ntf.iter() {
             if reg.get(nid).is_some_and(|o| o.id() == me) {
                 reg.remove(nid);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: u8) -> EntityId {
+        [i; 24]
+    }
+
+    /// The small map behaves as a map below, at and above the switch to a hash map, and shrinks
+    /// back to nothing when emptied while small.
+    #[test]
+    fn small_map_is_a_map() {
+        let mut m: SmallMap<u32> = SmallMap::default();
+        let mut reference = HashMap::new();
+        for round in 0..3u32 {
+            for i in 0..20u8 {
+                m.insert(id(i), u32::from(i) + round);
+                reference.insert(id(i), u32::from(i) + round);
+                assert_eq!(m.len(), reference.len());
+                if m.len() <= SMALL_MAP_MAX {
+                    assert!(matches!(m, SmallMap::Few(_)));
+                }
+            }
+            for i in 0..25u8 {
+                assert_eq!(m.get(&id(i)), reference.get(&id(i)));
+            }
+            *m.get_mut(&id(3)).unwrap() = 99;
+            reference.insert(id(3), 99);
+            let mut all: Vec<_> = m.iter().map(|(k, v)| (*k, *v)).collect();
+            let mut want: Vec<_> = reference.iter().map(|(k, v)| (*k, *v)).collect();
+            all.sort();
+            want.sort();
+            assert_eq!(all, want);
+            for i in (0..20u8).step_by(2) {
+                m.remove(&id(i));
+                reference.remove(&id(i));
+            }
+            assert_eq!(m.len(), reference.len());
+        }
+        let mut small: SmallMap<()> = SmallMap::default();
+        small.insert(id(1), ());
+        small.insert(id(1), ());
+        assert_eq!(small.len(), 1);
+        small.remove(&id(1));
+        match &small {
+            SmallMap::Few(v) => assert_eq!(v.capacity(), 0),
+            SmallMap::Many(_) => panic!("small map became a hash map"),
         }
     }
 }
