@@ -27,8 +27,8 @@ use push_server::provider::apns::{ApnsConfig, ApnsProvider};
 use push_server::service::{PushService, ServiceConfig};
 use push_server::{ApnsEnv, InProcessGateway};
 use smp_server::ShutdownTrigger;
-use smp_server::init::{InitOptions, PasswordChoice};
 use smp_server::server::RelayOptions;
+use smp_server::testing::TestRelay;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -45,37 +45,22 @@ pub fn init_tracing() {
 // ---------------------------------------------------------------------------------------------
 // relay
 
+/// An in-process relay (`smp_server::testing`) and its address.
 pub struct Relay {
     pub addr: SocketAddr,
     pub server: ProtocolServer,
-    pub config: smp_server::Config,
-    trigger: Option<ShutdownTrigger>,
-    task: Option<tokio::task::JoinHandle<Result<(), smp_server::RunError>>>,
+    relay: TestRelay,
 }
 
+/// `smp-server init` into `smp-config/` + `smp-data/` under `dir` (next to the ntf-server's
+/// directories); the config listens on a free loopback port.
 pub fn relay_config(dir: &Path) -> smp_server::Config {
     let paths = smp_server::ServerPaths {
         config_dir: dir.join("smp-config"),
         data_dir: dir.join("smp-data"),
     };
-    smp_server::init::init(&InitOptions {
-        paths: paths.clone(),
-        fqdn: None,
-        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        password: PasswordChoice::None,
-        sign_algorithm: hush_crypto::SignAlgorithm::Ed25519,
-        port: 5223,
-        control_port: None,
-        store_log: true,
-        force: false,
-    })
-    .unwrap();
-    let (mut c, _) = smp_server::Config::load(paths).unwrap();
-    c.transport.ports = vec![0];
-    c.transport.bind = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    c.metrics.enable = false;
-    c.store.expire_messages_on_send = false;
-    c
+    smp_server::testing::init(&paths).unwrap();
+    smp_server::testing::loopback_config(&paths, 0).unwrap()
 }
 
 impl Relay {
@@ -85,43 +70,23 @@ impl Relay {
 
     /// With the relay's NMSG flush interval (reference: 1.5 s).
     pub async fn start_with_flush(config: smp_server::Config, flush: Duration) -> Relay {
-        let key_hash = smp_server::init::check_fingerprint(&config.paths).unwrap();
-        let (trigger, shutdown) = smp_server::shutdown_channel();
         let options = RelayOptions {
             ntf_flush_interval: flush,
             shutdown_grace: Duration::from_secs(5),
             ..RelayOptions::default()
         };
-        let relay = smp_server::server::start(config.clone(), shutdown, options)
-            .await
-            .unwrap();
-        let addr = relay.addrs[0];
-        let task = tokio::spawn(relay.wait());
-        let server = ProtocolServer::parse(&format!(
-            "smp://{}@127.0.0.1:{}",
-            hush_proto::encoding::base64url_encode(&key_hash),
-            addr.port()
-        ))
-        .unwrap();
-        let mut config = config;
-        config.transport.ports = vec![addr.port()];
+        let relay = TestRelay::start(config, options).await.unwrap();
         Relay {
-            addr,
-            server,
-            config,
-            trigger: Some(trigger),
-            task: Some(task),
+            addr: relay.addr,
+            server: ProtocolServer::parse(&relay.address()).unwrap(),
+            relay,
         }
     }
 
+    /// Stops the relay; the returned config starts it again on the same port with the same data.
     pub async fn stop(mut self) -> smp_server::Config {
-        if let Some(t) = self.trigger.take() {
-            t.trigger();
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-        }
-        self.config.clone()
+        let _ = self.relay.stop().await;
+        self.relay.restart_config()
     }
 
     pub async fn client(&self) -> SmpClient {
