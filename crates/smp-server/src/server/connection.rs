@@ -239,7 +239,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
                 continue;
             }
             // Something was queued, or a stop was requested.
-            _ = client.out.ready.notified() => continue,
+            _ = client.out.woken() => continue,
             // Back-pressure: not read while the outgoing queue is full.
             r = reader.recv(), if room => r,
         };
@@ -278,7 +278,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
                             biased;
                             r = &mut processing => break r,
                             ok = writer.finished(), if !failed => failed = !ok,
-                            _ = client.out.ready.notified(), if !failed && !writer.is_busy() => {}
+                            _ = client.out.woken(), if !failed && !writer.is_busy() => {}
                         }
                     };
                     if failed {

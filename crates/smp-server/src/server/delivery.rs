@@ -101,7 +101,7 @@ impl ClientShared {
     /// Asks the connection's task to stop (`STOP_*`) and wakes it.
     pub fn request_stop(&self, what: u8) {
         self.stop.fetch_or(what, Ordering::SeqCst);
-        self.out.ready.notify_one();
+        self.out.wake();
     }
 
     pub(crate) fn stop_requested(&self) -> u8 {
@@ -139,7 +139,7 @@ pub fn now_secs() -> i64 {
 /// A connection's outgoing queue: groups of encoded transmissions ("slots"; a group is what one
 /// response block or one event batch needs, at most about one block), written by the
 /// connection's own task. It allocates only while something is queued (an idle connection holds
-/// an empty `VecDeque` and a `Notify`, no buffer).
+/// an empty `VecDeque` and a waker slot, no buffer).
 ///
 /// Bounds: the connection stops reading while [`OutQueue::has_room`] is false, so its own
 /// responses exceed `slots` by at most one block's worth; events for it (one outstanding `MSG`
@@ -148,8 +148,6 @@ pub fn now_secs() -> i64 {
 #[derive(Debug)]
 pub(crate) struct OutQueue {
     groups: Mutex<OutGroups>,
-    /// Wakes the connection's task when something is queued.
-    pub(crate) ready: tokio::sync::Notify,
     slots: usize,
 }
 
@@ -157,15 +155,50 @@ pub(crate) struct OutQueue {
 struct OutGroups {
     queued: std::collections::VecDeque<Vec<Vec<u8>>>,
     closed: bool,
+    /// A wake-up is pending for the connection's task (set by [`OutQueue::wake`], cleared by
+    /// [`OutQueue::woken`]); with `waker`, a one-consumer `Notify` whose wait future is one
+    /// pointer instead of tokio's 64-byte `Notified`.
+    woken: bool,
+    waker: Option<std::task::Waker>,
 }
 
 impl OutQueue {
     fn new(slots: usize) -> Self {
         OutQueue {
             groups: Mutex::new(OutGroups::default()),
-            ready: tokio::sync::Notify::new(),
             slots: slots.max(1),
         }
+    }
+
+    /// Wakes the connection's task (now, or at its next [`OutQueue::woken`] if it is not
+    /// waiting).
+    pub(crate) fn wake(&self) {
+        let waker = {
+            let mut g = lock(&self.groups);
+            g.woken = true;
+            g.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Resolves at the next wake-up (at once if one happened since the last call). Only the
+    /// connection's own task waits here. Cancel-safe.
+    pub(crate) fn woken(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut g = lock(&self.groups);
+            if g.woken {
+                g.woken = false;
+                std::task::Poll::Ready(())
+            } else {
+                match &mut g.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                std::task::Poll::Pending
+            }
+        })
     }
 
     /// Queues one group (dropped when the connection is gone or the group is empty).
@@ -180,7 +213,7 @@ impl OutQueue {
             }
             g.queued.push_back(group);
         }
-        self.ready.notify_one();
+        self.wake();
     }
 
     /// Whether fewer than `slots` groups are queued.
@@ -211,6 +244,7 @@ impl OutQueue {
         let mut g = lock(&self.groups);
         g.closed = true;
         g.queued = std::collections::VecDeque::new();
+        g.waker = None;
     }
 }
 
@@ -410,8 +444,9 @@ impl<V> SmallMap<V> {
 #[derive(Debug)]
 struct RcvSub {
     outbox: Outbox,
-    /// The delivered, not yet acknowledged message and when it was delivered.
-    delivered: Option<(MsgId, Instant)>,
+    /// The delivered, not yet acknowledged message and when it was delivered. Boxed: an idle
+    /// subscription has none, and the registry holds one entry per subscribed queue.
+    delivered: Option<Box<(MsgId, Instant)>>,
 }
 
 /// Server-wide subscription registry plus per-queue locks.
@@ -585,7 +620,7 @@ impl Shared {
         if let Some(s) = lock(&self.subs.rcv).get_mut(rid)
             && s.outbox.id() == me
         {
-            s.delivered = msg_id.map(|m| (m, Instant::now()));
+            s.delivered = msg_id.map(|m| Box::new((m, Instant::now())));
         }
     }
 
@@ -658,8 +693,8 @@ impl Shared {
                 let delivered_at = {
                     let mut reg = lock(&self.subs.rcv);
                     match reg.get_mut(&rid) {
-                        Some(s) if s.outbox.id() == me => match s.delivered {
-                            Some((d, at)) if matches(&d) => {
+                        Some(s) if s.outbox.id() == me => match s.delivered.as_deref() {
+                            Some(&(d, at)) if matches(&d) => {
                                 s.delivered = None;
                                 at
                             }
@@ -713,7 +748,7 @@ impl Shared {
                 let mut reg = lock(&self.subs.rcv);
                 match reg.get_mut(&rid) {
                     Some(s) if s.delivered.is_none() => {
-                        s.delivered = Some((msg.msg_id, Instant::now()));
+                        s.delivered = Some(Box::new((msg.msg_id, Instant::now())));
                         Some(s.outbox.clone())
                     }
                     _ => None,
@@ -790,7 +825,7 @@ impl Shared {
             LocalSub::Sub => {
                 let reg = lock(&self.subs.rcv);
                 let s = reg.get(rid).filter(|s| s.outbox.id() == c.outbox.id())?;
-                Some(("noSub", s.delivered.map(|d| d.0)))
+                Some(("noSub", s.delivered.as_ref().map(|d| d.0)))
             }
         }
     }
