@@ -2,37 +2,19 @@
 //! with their own database files.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hush_agent::{Agent, AgentConfig, AgentEvent, AgentEvents};
 use hush_client::BackoffConfig;
 use hush_proto::address::ProtocolServer;
-use hush_proto::encoding::base64url_encode;
-use smp_server::ServerPaths;
-use smp_server::config::Config;
-use smp_server::init::{InitOptions, PasswordChoice};
 use smp_server::server::RelayOptions;
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
-pub struct TestRelay {
-    pub paths: ServerPaths,
-    pub port: u16,
-    pub key_hash: [u8; 32],
-    trigger: Option<smp_server::ShutdownTrigger>,
-    task: Option<tokio::task::JoinHandle<Result<(), smp_server::RunError>>>,
-}
-
-fn config(paths: &ServerPaths, port: u16) -> Config {
-    let (mut c, _) = Config::load(paths.clone()).unwrap();
-    c.transport.ports = vec![port];
-    c.transport.bind = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    c.metrics.enable = false;
-    c.store.expire_messages_on_send = false;
-    c
-}
+/// An in-process relay (`smp_server::testing`), restartable on the same port with the same data
+/// (the store log is on, so queues and messages survive restarts).
+pub struct TestRelay(smp_server::testing::TestRelay);
 
 fn options() -> RelayOptions {
     RelayOptions {
@@ -42,90 +24,26 @@ fn options() -> RelayOptions {
 }
 
 impl TestRelay {
-    /// `init` in `dir`, then start on a free port (with the store log on, so queues and
-    /// messages survive restarts).
+    /// `init` in `dir`, then start on a free port.
     pub async fn start(dir: &Path) -> TestRelay {
-        let paths = ServerPaths {
-            config_dir: dir.join("config"),
-            data_dir: dir.join("data"),
-        };
-        smp_server::init::init(&InitOptions {
-            paths: paths.clone(),
-            fqdn: None,
-            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            password: PasswordChoice::None,
-            sign_algorithm: hush_crypto::SignAlgorithm::Ed25519,
-            port: 5223,
-            control_port: None,
-            store_log: true,
-            force: false,
-        })
-        .unwrap();
-        let key_hash = smp_server::init::check_fingerprint(&paths).unwrap();
-        let mut r = TestRelay {
-            paths,
-            port: 0,
-            key_hash,
-            trigger: None,
-            task: None,
-        };
-        r.run().await;
-        r
-    }
-
-    async fn run(&mut self) {
-        let (trigger, shutdown) = smp_server::shutdown_channel();
-        let mut last_err = None;
-        for _ in 0..50 {
-            match smp_server::server::start(
-                config(&self.paths, self.port),
-                shutdown.clone(),
-                options(),
-            )
-            .await
-            {
-                Ok(relay) => {
-                    let addr: SocketAddr = relay.addrs[0];
-                    self.port = addr.port();
-                    self.task = Some(tokio::spawn(relay.wait()));
-                    self.trigger = Some(trigger);
-                    return;
-                }
-                Err(e) => {
-                    // the port may still be held for a moment after a stop
-                    last_err = Some(e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        panic!("relay did not start: {last_err:?}");
+        TestRelay(
+            smp_server::testing::TestRelay::start_in(dir, options())
+                .await
+                .unwrap(),
+        )
     }
 
     pub async fn stop(&mut self) {
-        if let Some(t) = self.trigger.take() {
-            t.trigger();
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .expect("relay did not stop")
-                .unwrap()
-                .unwrap();
-        }
+        self.0.stop().await.unwrap();
     }
 
     /// Starts again on the same port with the same data.
     pub async fn restart(&mut self) {
-        self.run().await;
+        self.0.restart().await.unwrap();
     }
 
     pub fn server(&self) -> ProtocolServer {
-        ProtocolServer::parse(&format!(
-            "smp://{}@127.0.0.1:{}",
-            base64url_encode(&self.key_hash),
-            self.port
-        ))
-        .unwrap()
+        ProtocolServer::parse(&self.0.address()).unwrap()
     }
 }
 
