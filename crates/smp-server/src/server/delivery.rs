@@ -239,6 +239,12 @@ impl OutQueue {
         Some(items)
     }
 
+    /// Transmissions queued right now (tests).
+    #[cfg(test)]
+    pub(crate) fn queued_transmissions(&self) -> usize {
+        lock(&self.groups).queued.iter().map(Vec::len).sum()
+    }
+
     /// The connection is gone: drop what is queued and refuse further groups.
     pub(crate) fn close(&self) {
         let mut g = lock(&self.groups);

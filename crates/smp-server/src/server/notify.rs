@@ -265,4 +265,115 @@ mod tests {
         assert_eq!(client.out.take(1).map(|g| g.len()), Some(80));
         assert!(client.out.take(1).is_none());
     }
+
+    fn eid(kind: u8, i: u32) -> EntityId {
+        let mut id = [kind; 24];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        id
+    }
+
+    fn taken_nmsgs(client: &super::super::delivery::ClientShared) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(g) = client.out.take(usize::MAX) {
+            all.extend(g);
+        }
+        all
+    }
+
+    /// A subscriber that does not read: a flush stops draining the store once its queue is full
+    /// (bounded), later flushes add nothing, and once it reads again every notification arrives
+    /// exactly once (none was dropped or duplicated while they waited in the store).
+    #[tokio::test]
+    async fn notifications_wait_in_the_store_while_the_subscriber_queue_is_full() {
+        use super::super::delivery::{Client, ClientShared, LocalSubs};
+        use hush_store::{NewMessage, NotifierCreds, PendingNtf, QueueRecord, QueueStatus};
+        const N: u32 = 1000;
+        const SLOTS: usize = 2;
+        let shared = super::super::Shared::for_tests();
+        let client = Arc::new(ClientShared::new(7, 18, vec![1; 32], SLOTS));
+        let outbox = Outbox::new(client.clone());
+        let mut local = LocalSubs::default();
+        for i in 0..N {
+            let (rid, nid, msg_id) = (eid(1, i), eid(2, i), eid(4, i));
+            shared
+                .store
+                .create_queue(QueueRecord {
+                    recipient_id: rid,
+                    recipient_keys: vec![vec![1, 2, 3]],
+                    rcv_dh_secret: [0; 32],
+                    sender_id: eid(3, i),
+                    sender_key: None,
+                    mode: None,
+                    link: None,
+                    notifier: Some(NotifierCreds {
+                        notifier_id: nid,
+                        notifier_key: vec![4],
+                        rcv_ntf_dh_secret: [0; 32],
+                    }),
+                    status: QueueStatus::Active,
+                    updated_at: None,
+                })
+                .await
+                .unwrap();
+            let ntf = PendingNtf {
+                msg_id,
+                ts: 0,
+                nonce: [5; 24],
+                enc_meta: vec![7; 144],
+            };
+            let msg = NewMessage {
+                msg_id,
+                ts: 0,
+                flags: 1,
+                body: Vec::new(),
+            };
+            shared
+                .store
+                .append_message(rid, msg, Some(ntf))
+                .await
+                .unwrap();
+            shared.subscribe_notifier(
+                Client {
+                    outbox: &outbox,
+                    local: &mut local,
+                },
+                nid,
+            );
+        }
+        // NMSG transmissions are ≈ 200 bytes: 80 per block.
+        let bound = (SLOTS + 1) * 80 + DRAIN_LIMIT;
+        flush_once(&shared).await;
+        let queued = |c: &ClientShared| c.out.queued_transmissions();
+        let first = queued(&client);
+        assert!(first > 0 && first <= bound, "{first} queued, bound {bound}");
+        for _ in 0..5 {
+            flush_once(&shared).await;
+            assert_eq!(
+                queued(&client),
+                first,
+                "nothing added while the queue is full"
+            );
+        }
+        // The subscriber reads: everything arrives, each notifier id once.
+        let mut seen = HashSet::new();
+        let mut flushes = 0;
+        while seen.len() < N as usize && flushes < 20 {
+            for t in taken_nmsgs(&client) {
+                let t = hush_proto::transmission::decode_transmission(&t, 18, true).unwrap();
+                let nid: EntityId = t.entity_id.try_into().unwrap();
+                assert!(seen.insert(nid), "duplicate NMSG");
+                assert!(t.command.starts_with(b"NMSG "));
+            }
+            flush_once(&shared).await;
+            flushes += 1;
+        }
+        assert_eq!(
+            seen.len(),
+            N as usize,
+            "NMSGs received within {flushes} flushes"
+        );
+        assert!(taken_nmsgs(&client).is_empty());
+        // 1000 NMSGs through 2 slots of ≈ 80: a handful of flushes, not one per 2 notifier ids.
+        assert!(flushes <= 8, "{flushes} flushes");
+    }
 }
