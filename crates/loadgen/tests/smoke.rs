@@ -3,56 +3,26 @@
 //! the relay, Mosquitto (127.0.0.1:1883) and NATS (127.0.0.1:4222), which run on this machine
 //! (design §5); a missing broker fails the test.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use hush_proto::address::ServerWithAuth;
 use loadgen::idle::{IdleOptions, run_idle};
 use loadgen::throughput::{ThroughputOptions, render_table, run_all};
-use smp_server::ServerPaths;
-use smp_server::init::{InitOptions, PasswordChoice};
+use smp_server::server::RelayOptions;
+use smp_server::testing::TestRelay;
 
-async fn start_relay(dir: &std::path::Path) -> (ServerWithAuth, smp_server::ShutdownTrigger) {
-    let paths = ServerPaths {
-        config_dir: dir.join("config"),
-        data_dir: dir.join("data"),
-    };
-    smp_server::init::init(&InitOptions {
-        paths: paths.clone(),
-        fqdn: None,
-        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        password: PasswordChoice::None,
-        sign_algorithm: hush_crypto::SignAlgorithm::Ed25519,
-        port: 5223,
-        control_port: None,
-        store_log: true,
-        force: false,
-    })
-    .unwrap();
-    let (mut config, _) = smp_server::config::Config::load(paths.clone()).unwrap();
-    config.transport.ports = vec![0];
-    config.transport.bind = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    config.metrics.enable = false;
-    let fp = smp_server::init::check_fingerprint(&paths).unwrap();
-    let (trigger, shutdown) = smp_server::shutdown_channel();
-    let relay = smp_server::server::start(config, shutdown, Default::default())
+/// An in-process relay on a free loopback port (`smp_server::testing`) and its address.
+async fn start_relay(dir: &std::path::Path) -> (ServerWithAuth, TestRelay) {
+    let relay = TestRelay::start_in(dir, RelayOptions::default())
         .await
         .unwrap();
-    let addr = relay.addrs[0];
-    tokio::spawn(relay.wait());
-    let server = ServerWithAuth::parse(&format!(
-        "smp://{}@127.0.0.1:{}",
-        hush_proto::encoding::base64url_encode(&fp),
-        addr.port()
-    ))
-    .unwrap();
-    (server, trigger)
+    (ServerWithAuth::parse(&relay.address()).unwrap(), relay)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_throughput_smoke() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, trigger) = start_relay(dir.path()).await;
+    let (server, mut relay) = start_relay(dir.path()).await;
 
     // Idle: 4 connections × 2 queues; the relay is in this process, so its "pid" is ours.
     let report = run_idle(&IdleOptions {
@@ -114,5 +84,6 @@ async fn idle_and_throughput_smoke() {
     assert!(table.contains("1.00×"), "{table}");
     assert!(results[0].server_cpu_us_per_msg.is_some());
     assert!(results[1].server_cpu_us_per_msg.is_none());
-    trigger.trigger();
+    // Stop without waiting for the relay (as dropping it would).
+    relay.take_trigger().unwrap().trigger();
 }
