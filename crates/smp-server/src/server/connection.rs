@@ -4,13 +4,11 @@
 //! sending half and gives it back when done, so reading, processing a block and writing still
 //! overlap, without a second task per connection.
 //!
-//! Back-pressure: responses and events are queued in the connection's [`OutQueue`]; while it holds
+//! Back-pressure: responses and events are queued in the connection's `OutQueue`; while it holds
 //! `client_queue_blocks` groups or more (the client does not read), the task stops reading from
 //! the client instead of buffering without bound. Memory: an idle connection holds no block
 //! buffer (hush-transport reads the first byte into a 1-byte buffer, and OpenSSL runs with
 //! `SSL_MODE_RELEASE_BUFFERS`) and no queue buffer (the queue allocates only while non-empty).
-//!
-//! [`OutQueue`]: super::delivery::OutQueue
 
 use std::future::Future;
 use std::pin::Pin;

@@ -254,7 +254,7 @@ impl OutQueue {
     }
 }
 
-/// The sending side of a connection (a handle on its [`OutQueue`]); events for other connections
+/// The sending side of a connection (a handle on its `OutQueue`); events for other connections
 /// go through here.
 #[derive(Clone, Debug)]
 pub struct Outbox {
@@ -310,7 +310,7 @@ impl Outbox {
     }
 
     /// Queues events (empty corrId) for this connection without making the caller wait (see
-    /// [`OutQueue`] for why this stays bounded).
+    /// `OutQueue` for why this stays bounded).
     pub fn push_events(&self, entity: &[u8], msgs: &[BrokerMsg]) {
         self.push(msgs.iter().map(|m| self.encode_event(entity, m)).collect());
     }

@@ -2,10 +2,14 @@
 //!
 //! Shape (design §4, *mini-redis*): one accept loop per listener with a connection-limit semaphore
 //! (over the limit a new socket is closed at once) and back-off on accept errors; one task per
-//! connection ([`connection`]) that `select!`s on blocks, shutdown and inactivity; background tasks
-//! for message expiry, `NMSG` flushing ([`notify`]) and metric gauges. Graceful shutdown: stop
-//! accepting, let every connection finish the block it is processing, wait for them, then close
-//! the store (its writer commits what is queued — and every `OK` already waited for durability).
+//! connection ([`connection`]) that reads, processes and writes (its outgoing queue lives in its
+//! `ClientShared`); background tasks for message expiry, the inactive-client check, `NMSG`
+//! flushing ([`notify`]) and metric gauges. Shutdown and the inactivity check reach a connection
+//! as a flag plus a wake-up of its queue (no per-connection timer or watch future: idle
+//! connections are the relay's main memory cost). Graceful shutdown: stop accepting, let every
+//! connection finish the block it is processing and write what is queued, wait for them, then
+//! close the store (its writer commits what is queued — and every `OK` already waited for
+//! durability).
 //!
 //! Where to look: [`delivery`] is the queue/subscription/delivery state machine; [`commands`]
 //! parses, authorizes ([`auth`]) and dispatches one transmission; [`error`] maps failures to `ERR`,
@@ -57,7 +61,7 @@ pub struct RelayOptions {
     pub ntf_flush_interval: Duration,
     /// How long a graceful shutdown waits for connections to finish their current block.
     pub shutdown_grace: Duration,
-    /// Print "Listening on <addr>" to stdout once bound (the binary does; tests read it).
+    /// Print `Listening on <addr>` to stdout once bound (the binary does; tests read it).
     pub print_listening: bool,
 }
 

@@ -10,10 +10,10 @@
 //! to `client_queue_blocks` full blocks, not one slot per notifier id.
 //!
 //! Bounded memory: notifications are drained from the store only while the subscriber's queue
-//! has room (so at most one group plus [`DRAIN_LIMIT`] notifications past `client_queue_blocks`);
+//! has room (so at most one group plus `DRAIN_LIMIT` notifications past `client_queue_blocks`);
 //! a subscriber that does not read keeps its notifications in the store (until they expire).
 //!
-//! Fairness: a flush takes at most [`DRAIN_LIMIT`] notifications per notifier id; an id with
+//! Fairness: a flush takes at most `DRAIN_LIMIT` notifications per notifier id; an id with
 //! more goes to the back of the next flush's order, an id skipped because its subscriber's queue
 //! was full goes to the front.
 
