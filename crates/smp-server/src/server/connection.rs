@@ -1,6 +1,7 @@
 //! One task per client connection (design §4, *mini-redis*): TLS + SMP handshake, then a loop that
-//! `select!`s on the next block, the connection's outgoing queue, the shutdown signal and the
-//! inactivity check. The same task writes: a write in progress is a boxed future that owns the
+//! `select!`s on the next block, the write in progress and a wake-up of the connection's outgoing
+//! queue (which also carries shutdown and inactivity stop requests, set as flags in its
+//! `ClientShared`). The same task writes: a write in progress is a boxed future that owns the
 //! sending half and gives it back when done, so reading, processing a block and writing still
 //! overlap, without a second task per connection.
 //!
