@@ -27,6 +27,9 @@ use hush_proto::smp::{BROKER_TAGS, COMMAND_TAGS};
 use hush_proto::version::{VersionRange, ntf_version, smp_version};
 use serde_json::Value;
 
+mod common;
+use common::load;
+
 type Body = fn(&[u8]) -> bool;
 
 const TARGETS: [(&str, Body); 5] = [
@@ -102,16 +105,6 @@ fn replay_address() {
 
 // ---------------------------------------------------------------------------------------------
 // seeds from the vectors
-
-fn load(file: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../../../shared/vectors/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("vector file {path} missing: {e}"));
-    serde_json::from_str(&text).expect("vector file is a JSON array")
-}
 
 fn by_name(file: &str) -> BTreeMap<String, Value> {
     load(file)

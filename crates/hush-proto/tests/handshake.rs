@@ -11,15 +11,10 @@ use hush_proto::version::VersionRange;
 use proptest::prelude::*;
 use serde_json::Value;
 
+mod common;
+
 fn vectors(file: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../../../shared/vectors/{}.json",
-        env!("CARGO_MANIFEST_DIR"),
-        file
-    );
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("vector file {path} missing or unreadable: {e}"));
-    serde_json::from_str(&text).unwrap()
+    common::load(&format!("{file}.json"))
 }
 
 fn vector(file: &str, name: &str) -> Value {

@@ -11,21 +11,14 @@ use hush_proto::encoding::{Parser, base64url_encode};
 use hush_proto::version::VersionRange;
 use serde_json::Value;
 
+mod common;
+
 fn load() -> Vec<Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/vectors/addresses.json"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    let v: Value = serde_json::from_str(&text).expect("addresses.json is not JSON");
-    v.as_array().expect("array").clone()
+    common::load("addresses.json")
 }
 
 fn family(prefix: &str) -> Vec<Value> {
-    load()
-        .into_iter()
-        .filter(|v| v["name"].as_str().unwrap().starts_with(prefix))
-        .collect()
+    common::family("addresses.json", prefix)
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {

@@ -5,23 +5,13 @@ use hush_proto::encoding::{pad, unpad};
 use hush_proto::transmission::*;
 use hush_proto::version::SMP_BLOCK_SIZE;
 use serde_json::Value;
+
+mod common;
+use common::load;
 use sha2::{Digest, Sha256};
 
-fn load(file: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../../../shared/vectors/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("vector file {path} missing: {e}"));
-    serde_json::from_str::<Vec<Value>>(&text).expect("vector file is a JSON array")
-}
-
 fn family(prefix: &str) -> Vec<Value> {
-    load("commands.json")
-        .into_iter()
-        .filter(|v| v["name"].as_str().unwrap().starts_with(prefix))
-        .collect()
+    common::family("commands.json", prefix)
 }
 
 fn hexv(v: &Value) -> Vec<u8> {

@@ -4,15 +4,8 @@ use hush_proto::encoding::*;
 use hush_proto::version::VersionRange;
 use serde_json::Value;
 
-fn load(file: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../../../shared/vectors/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("vector file {path} missing: {e}"));
-    serde_json::from_str::<Vec<Value>>(&text).expect("vector file is a JSON array")
-}
+mod common;
+use common::load;
 
 fn hexv(v: &Value) -> Vec<u8> {
     hex::decode(v.as_str().expect("hex string")).expect("valid hex")

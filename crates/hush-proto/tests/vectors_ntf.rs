@@ -15,6 +15,8 @@ use hush_proto::ntf::{
 use hush_proto::transmission::{Transmission, authorized_bytes};
 use serde_json::Value;
 
+mod common;
+
 const SKIPPED: [&str; 5] = [
     "nmsg_meta.encrypt",
     "apns.verification_push",
@@ -24,20 +26,11 @@ const SKIPPED: [&str; 5] = [
 ];
 
 fn load() -> Vec<Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/vectors/ntf.json"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    let v: Value = serde_json::from_str(&text).expect("ntf.json is not JSON");
-    v.as_array().expect("array").clone()
+    common::load("ntf.json")
 }
 
 fn family(prefix: &str) -> Vec<Value> {
-    load()
-        .into_iter()
-        .filter(|v| v["name"].as_str().unwrap().starts_with(prefix))
-        .collect()
+    common::family("ntf.json", prefix)
 }
 
 fn named(name: &str) -> Value {
