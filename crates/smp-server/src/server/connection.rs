@@ -96,7 +96,7 @@ struct Established {
     conn: ServerConnection,
     port: u16,
     permit: OwnedSemaphorePermit,
-    stopping: bool,
+    shutdown: Shutdown,
 }
 
 /// The connection task: handshake, then [`run`].
@@ -121,21 +121,12 @@ async fn handshake(shared: &Shared, incoming: Box<Incoming>) -> Option<Box<Estab
         c = transport.accept(tcp) => c,
     };
     match accepted {
-        Ok(conn) => {
-            // Shutdown reaches a registered connection as a flag plus a wake-up of its queue
-            // (see `Shared::stop_clients`); one that fired before the registration is seen here.
-            let stopping = tokio::select! {
-                biased;
-                _ = shutdown.wait() => true,
-                _ = std::future::ready(()) => false,
-            };
-            Some(Box::new(Established {
-                conn,
-                port,
-                permit,
-                stopping,
-            }))
-        }
+        Ok(conn) => Some(Box::new(Established {
+            conn,
+            port,
+            permit,
+            shutdown,
+        })),
         Err(e) => {
             if shared.config.transport.log_tls_errors {
                 tracing::info!(error = %e, "handshake failed");
@@ -166,7 +157,7 @@ fn open_session(shared: &Shared, est: Box<Established>) -> Session {
         conn,
         port,
         permit,
-        stopping,
+        shutdown,
     } = *est;
     let version = conn.version();
     let session_key = conn.session_key().clone();
@@ -181,7 +172,10 @@ fn open_session(shared: &Shared, est: Box<Established>) -> Session {
     ));
     let (reader, writer) = conn.into_split();
     shared.register_client(client.clone());
-    if stopping {
+    // Shutdown reaches a registered connection as a flag plus a wake-up of its queue (see
+    // `Shared::stop_clients`, called once the signal fired). Checked after the registration, so
+    // a signal either finds this connection registered or is seen here.
+    if shutdown.is_triggered() {
         client.request_stop(STOP_SHUTDOWN);
     }
     Session {
