@@ -1,6 +1,13 @@
 //! Typed `smp-server.ini` (reference §7.2 sections and keys where they apply, plus hush's own
 //! `[LIMITS]` and `[METRICS]`, and `store_path`/`sync` in `[STORE_LOG]`).
 //!
+//! Storage: by default queues and messages live in an embedded SQLite file (`store_path`), or in
+//! memory with `enable = off`. With the reference's `[STORE_LOG] store_queues = database` they live
+//! in PostgreSQL instead: `db_connection` (default `postgresql://smp@/smp_server_store`),
+//! `db_schema` (default `smp_server`, created if missing) and `db_pool_size` (default 10) say where
+//! and how ([`DatabaseConfig`]). `store_queues = memory` (the reference's other value) keeps the
+//! embedded SQLite store.
+//!
 //! [`Config::load`] reads the file, [`Config::parse`] parses bytes. Unknown keys and reference keys hush
 //! does not implement are warnings ([`ConfigWarning`]); malformed values are errors that name the file,
 //! the line and the key ([`ConfigError`]). Nothing here panics on file content.
@@ -134,6 +141,47 @@ pub struct StoreConfig {
     pub expire_messages_on_send: bool,
     /// `expire_ntfs_hours` (24).
     pub notification_expiration: Duration,
+    /// `store_queues = database`: PostgreSQL instead of SQLite (then `path` and `sync` are unused).
+    pub database: Option<DatabaseConfig>,
+}
+
+/// Reference default `db_connection`.
+pub const DEFAULT_DB_CONNECTION: &str = "postgresql://smp@/smp_server_store";
+/// Reference default `db_schema`.
+pub const DEFAULT_DB_SCHEMA: &str = "smp_server";
+/// Reference default `db_pool_size`.
+pub const DEFAULT_DB_POOL_SIZE: usize = 10;
+
+/// `[STORE_LOG] db_connection`, `db_schema`, `db_pool_size` (used with `store_queues = database`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection string (`postgresql://user[:password]@host[:port]/db` or libpq
+    /// `key=value` form). May hold a password: never printed.
+    pub connection: String,
+    /// Schema holding the tables: `[a-z_][a-z0-9_]*`, at most 63 bytes.
+    pub schema: String,
+    /// Connections in the pool (1..=1000).
+    pub pool_size: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            connection: DEFAULT_DB_CONNECTION.into(),
+            schema: DEFAULT_DB_SCHEMA.into(),
+            pool_size: DEFAULT_DB_POOL_SIZE,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("connection", &"<redacted>")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 /// `[AUTH] daily_block_queue_quota`.
@@ -248,6 +296,7 @@ impl Config {
                 notification_expiration: Duration::from_secs(
                     3600 * u64::from(DEFAULT_EXPIRE_NTFS_HOURS),
                 ),
+                database: None,
             },
             auth: AuthConfig {
                 new_queues: true,
@@ -286,7 +335,12 @@ impl Config {
             .map(|a| a.to_string())
             .collect();
         out.push(format!("listening on {}", listen.join(", ")));
-        out.push(if self.store.enable {
+        out.push(if let Some(db) = &self.store.database {
+            format!(
+                "store: PostgreSQL (schema {}, pool of {} connections)",
+                db.schema, db.pool_size
+            )
+        } else if self.store.enable {
             format!(
                 "store: {} (sync {})",
                 self.store.path.display(),
@@ -493,6 +547,10 @@ const KNOWN: &[(&str, &[&str])] = &[
             "expire_messages_on_start",
             "expire_messages_on_send",
             "expire_ntfs_hours",
+            "store_queues",
+            "db_connection",
+            "db_schema",
+            "db_pool_size",
         ],
     ),
     (
@@ -522,11 +580,7 @@ const REFERENCE_ONLY: &[(&str, &[&str])] = &[
     (
         "STORE_LOG",
         &[
-            "store_queues",
             "store_messages",
-            "db_connection",
-            "db_schema",
-            "db_pool_size",
             "db_store_log",
             "db_deleted_ttl",
             "restore_messages",
@@ -537,6 +591,14 @@ const REFERENCE_ONLY: &[(&str, &[&str])] = &[
     ("TRANSPORT", &["websockets", "accept_service_credentials"]),
 ];
 const REFERENCE_ONLY_SECTIONS: &[&str] = &["PROXY", "WEB"];
+
+/// A PostgreSQL schema name hush accepts (the same rule as `hush_store::PgStore`).
+fn valid_schema(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 63
+}
 
 struct Reader<'a> {
     ini: &'a Ini,
@@ -789,6 +851,86 @@ impl<'a> Reader<'a> {
         if let Some(h) = self.number::<u32>(S, "expire_ntfs_hours", 1, 24 * 365)? {
             st.notification_expiration = Duration::from_secs(3600 * u64::from(h));
         }
+        self.read_database(cfg)
+    }
+
+    /// `store_queues`, `db_connection`, `db_schema`, `db_pool_size`.
+    fn read_database(&mut self, cfg: &mut Config) -> Result<(), ConfigError> {
+        const S: &str = "STORE_LOG";
+        let use_db = match self.get(S, "store_queues") {
+            None => false,
+            Some(e) => match e.value.as_str() {
+                "memory" => false,
+                "database" => {
+                    if !cfg.store.enable {
+                        return Err(self.err(
+                            e,
+                            S,
+                            "store_queues",
+                            "`database` needs `enable = on` (off keeps everything in memory)",
+                        ));
+                    }
+                    true
+                }
+                _ => {
+                    return Err(self.err(
+                        e,
+                        S,
+                        "store_queues",
+                        "expected `memory` (the embedded SQLite store) or `database` (PostgreSQL)",
+                    ));
+                }
+            },
+        };
+        let mut db = DatabaseConfig::default();
+        if let Some(e) = self.get(S, "db_connection") {
+            let v = e.value.as_str();
+            let url = v.starts_with("postgresql://") || v.starts_with("postgres://");
+            let key_value = v.contains('=') && !v.contains("://");
+            if !(url || key_value) || v.chars().any(|c| c.is_control()) {
+                // The value may hold a password: never repeated in the message.
+                return Err(ConfigError::Value {
+                    file: self.file.to_path_buf(),
+                    line: e.line,
+                    section: S,
+                    key: "db_connection",
+                    value: "<redacted>".into(),
+                    reason: "expected a PostgreSQL connection string: \
+                             postgresql://user[:password]@host[:port]/database or host=... dbname=..."
+                        .into(),
+                });
+            }
+            db.connection = v.to_string();
+        }
+        if let Some(e) = self.get(S, "db_schema") {
+            if !valid_schema(&e.value) {
+                return Err(self.err(
+                    e,
+                    S,
+                    "db_schema",
+                    "expected a schema name: lowercase letters, digits and _, \
+                     not starting with a digit, at most 63 characters",
+                ));
+            }
+            db.schema = e.value.clone();
+        }
+        if let Some(n) = self.number::<usize>(S, "db_pool_size", 1, 1000)? {
+            db.pool_size = n;
+        }
+        if use_db {
+            cfg.store.database = Some(db);
+        } else {
+            for key in ["db_connection", "db_schema", "db_pool_size"] {
+                if let Some(e) = self.get(S, key) {
+                    self.warn_at(
+                        Some(e),
+                        S,
+                        key,
+                        "used only with `store_queues = database`; ignored",
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
@@ -963,4 +1105,130 @@ fn truncate_for_message(v: &str) -> String {
         end -= 1;
     }
     format!("{}… ({} bytes)", &v[..end], v.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(ini: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let paths = ServerPaths {
+            config_dir: "/cfg".into(),
+            data_dir: "/data".into(),
+        };
+        Config::parse(ini.as_bytes(), Path::new("smp-server.ini"), paths)
+    }
+
+    fn value_error(ini: &str) -> (usize, &'static str, String) {
+        match parse(ini) {
+            Err(e @ ConfigError::Value { .. }) => {
+                let msg = e.to_string();
+                let ConfigError::Value { line, key, .. } = e else {
+                    unreachable!()
+                };
+                (line, key, msg)
+            }
+            other => panic!("expected a value error for {ini:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn database_store_with_defaults() {
+        let (c, w) = parse("[STORE_LOG]\nstore_queues = database\n").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            c.store.database,
+            Some(DatabaseConfig {
+                connection: "postgresql://smp@/smp_server_store".into(),
+                schema: "smp_server".into(),
+                pool_size: 10,
+            })
+        );
+        assert!(c.summary().iter().any(|l| l.contains("PostgreSQL")));
+    }
+
+    #[test]
+    fn database_store_with_every_key() {
+        let ini = "[STORE_LOG]\nstore_queues = database\n\
+                   db_connection = postgres://u:secret@db.example:5433/x\n\
+                   db_schema = relay_1\ndb_pool_size = 3\n";
+        let (c, w) = parse(ini).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let db = c.store.database.clone().unwrap();
+        assert_eq!(db.connection, "postgres://u:secret@db.example:5433/x");
+        assert_eq!(db.schema, "relay_1");
+        assert_eq!(db.pool_size, 3);
+        // the password is never printed
+        assert!(!format!("{c:?}").contains("secret"));
+        assert!(!c.summary().join("\n").contains("secret"));
+        // libpq key=value form
+        let (c, _) = parse(
+            "[STORE_LOG]\nstore_queues = database\ndb_connection = host=/run/pg dbname=smp\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.database.unwrap().connection,
+            "host=/run/pg dbname=smp"
+        );
+    }
+
+    #[test]
+    fn memory_or_absent_keeps_sqlite_and_warns_about_unused_db_keys() {
+        let (c, w) = parse("").unwrap();
+        assert_eq!(c.store.database, None);
+        let (c, w2) = parse("[STORE_LOG]\nstore_queues = memory\n").unwrap();
+        assert_eq!(c.store.database, None);
+        assert!(w.is_empty() && w2.is_empty(), "{w:?} {w2:?}");
+        let (c, w) = parse("[STORE_LOG]\nstore_queues = memory\n\ndb_schema = other\n").unwrap();
+        assert_eq!(c.store.database, None);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].line, 4);
+        assert_eq!(w[0].key.as_deref(), Some("db_schema"));
+        assert!(w[0].message.contains("store_queues = database"));
+        // no longer "reference key hush does not implement"
+        assert!(!w[0].message.contains("does not implement"));
+    }
+
+    #[test]
+    fn bad_database_values_name_line_and_key() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("[STORE_LOG]\nstore_queues = postgres\n", 2, "store_queues"),
+            ("[STORE_LOG]\nstore_queues =\n", 2, "store_queues"),
+            (
+                "[STORE_LOG]\nenable = off\nstore_queues = database\n",
+                3,
+                "store_queues",
+            ),
+            (
+                "[STORE_LOG]\n\ndb_connection = mysql://x@y/z\n",
+                3,
+                "db_connection",
+            ),
+            ("[STORE_LOG]\ndb_connection =\n", 2, "db_connection"),
+            ("[STORE_LOG]\ndb_schema = Smp\n", 2, "db_schema"),
+            ("[STORE_LOG]\ndb_schema = 1smp\n", 2, "db_schema"),
+            ("[STORE_LOG]\ndb_schema = a;drop\n", 2, "db_schema"),
+            ("[STORE_LOG]\ndb_schema =\n", 2, "db_schema"),
+            ("[STORE_LOG]\ndb_pool_size = 0\n", 2, "db_pool_size"),
+            ("[STORE_LOG]\ndb_pool_size = -1\n", 2, "db_pool_size"),
+            ("[STORE_LOG]\ndb_pool_size = ten\n", 2, "db_pool_size"),
+            ("[STORE_LOG]\ndb_pool_size = 1001\n", 2, "db_pool_size"),
+        ];
+        for (ini, line, key) in cases {
+            let (l, k, msg) = value_error(ini);
+            assert_eq!((l, k), (*line, *key), "{ini:?}: {msg}");
+            assert!(msg.contains(&format!("line {line}")), "{msg}");
+            assert!(msg.contains(key), "{msg}");
+        }
+        let long = format!("[STORE_LOG]\ndb_schema = {}\n", "a".repeat(64));
+        assert_eq!(value_error(&long).1, "db_schema");
+        let ok = format!("[STORE_LOG]\ndb_schema = {}\n", "a".repeat(63));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn bad_db_connection_is_not_repeated() {
+        let (_, _, msg) = value_error("[STORE_LOG]\ndb_connection = mysql://u:hunter2@h/d\n");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
 }

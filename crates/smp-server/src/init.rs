@@ -287,6 +287,17 @@ enable = {store_log}
 # (survives a crash of the server process; the last writes may be lost on power loss).
 sync = full
 
+# Where queues and messages are kept: `memory` (the default: the embedded store file above)
+# or `database` (PostgreSQL; store_path and sync are then unused). With `database`:
+# db_connection is the PostgreSQL connection string (it may hold a password: keep this file
+# private), db_schema the schema holding the tables (created if missing; lowercase letters,
+# digits and _), db_pool_size the number of connections. The server refuses to start if it
+# cannot reach the database.
+# store_queues = memory
+# db_connection = postgresql://smp@/smp_server_store
+# db_schema = smp_server
+# db_pool_size = 10
+
 # Messages and notifications expiration periods.
 expire_messages_days = {days}
 expire_messages_on_start = on

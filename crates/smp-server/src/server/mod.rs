@@ -22,8 +22,8 @@
 //! * `END`/`DELD` are sent at once (the reference queues them and flushes every 15 s).
 //! * `expire_messages_on_send` expires all queues (the store has no per-queue expiry), at most
 //!   once per min(ttl / 2, 60 s), instead of only the queue being sent to.
-//! * Messages and queues live in SQLite (or memory), not a store log + message log: there is no
-//!   log compaction and no message-log import.
+//! * Messages and queues live in SQLite, PostgreSQL (`store_queues = database`) or memory, not a
+//!   store log + message log: there is no log compaction and no message-log import.
 
 pub mod auth;
 pub mod commands;
@@ -42,13 +42,13 @@ use std::time::{Duration, Instant};
 
 use hush_proto::error::ErrorType;
 use hush_proto::smp::BrokerMsg;
-use hush_store::{MemoryStore, QueueStore, SqliteOptions, SqliteStore};
+use hush_store::{MemoryStore, PgOptions, PgStore, QueueStore, SqliteOptions, SqliteStore};
 use hush_transport::TransportServer;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, SyncPolicy};
+use crate::config::{Config, DatabaseConfig, SyncPolicy};
 use crate::{AdminEndpoints, Metrics, RunError, Shutdown};
 use delivery::{ClientId, ClientShared, Subscriptions, now_secs};
 
@@ -288,6 +288,25 @@ fn open_store(config: &Config) -> Result<Arc<dyn QueueStore>, RunError> {
     Ok(Arc::new(store))
 }
 
+/// Connects to PostgreSQL (`store_queues = database`), creating and migrating the schema.
+async fn open_postgres(db: &DatabaseConfig, quota: usize) -> Result<Arc<dyn QueueStore>, RunError> {
+    let opts = PgOptions {
+        url: db.connection.clone(),
+        schema: db.schema.clone(),
+        pool_size: db.pool_size,
+        quota,
+        ..PgOptions::default()
+    };
+    // The connection string may hold a password: the message names only the schema.
+    let store = PgStore::connect(opts).await.map_err(|e| {
+        RunError::Other(format!(
+            "cannot open the PostgreSQL database (db_connection in [STORE_LOG], schema {}): {e}",
+            db.schema
+        ))
+    })?;
+    Ok(Arc::new(store))
+}
+
 /// Starts the relay: loads the certificates, opens the store (expiring old messages if
 /// configured), binds every listener and the admin endpoints, and spawns the tasks. Returns once
 /// everything is bound; [`Relay::wait`] runs until `shutdown` fires.
@@ -307,10 +326,15 @@ pub async fn start(
     let transport = TransportServer::smp(identity)
         .map_err(|e| RunError::Other(format!("cannot set up TLS: {e}")))?;
 
-    let cfg = config.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&cfg))
-        .await
-        .map_err(|e| RunError::Other(format!("store open task failed: {e}")))??;
+    let store = match &config.store.database {
+        Some(db) => open_postgres(db, config.limits.queue_quota).await?,
+        None => {
+            let cfg = config.clone();
+            tokio::task::spawn_blocking(move || open_store(&cfg))
+                .await
+                .map_err(|e| RunError::Other(format!("store open task failed: {e}")))??
+        }
+    };
 
     let metrics = Metrics::new();
     let shared = Arc::new(Shared {
