@@ -16,73 +16,42 @@ use crate::x25519::{X25519Public, X25519Secret};
 
 pub use crate::cert::SignAlgorithm;
 
-/// Key algorithms used on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyAlgorithm {
-    Ed25519,
-    Ed448,
-    X25519,
-    X448,
-}
+pub use hush_proto::address::KeyAlgorithm;
 
-impl KeyAlgorithm {
-    /// Last byte of the OID 1.3.101.x.
-    fn oid_byte(self) -> u8 {
-        match self {
-            KeyAlgorithm::X25519 => 0x6e,
-            KeyAlgorithm::X448 => 0x6f,
-            KeyAlgorithm::Ed25519 => 0x70,
-            KeyAlgorithm::Ed448 => 0x71,
-        }
-    }
-
-    fn from_oid_byte(b: u8) -> Option<Self> {
-        match b {
-            0x6e => Some(KeyAlgorithm::X25519),
-            0x6f => Some(KeyAlgorithm::X448),
-            0x70 => Some(KeyAlgorithm::Ed25519),
-            0x71 => Some(KeyAlgorithm::Ed448),
-            _ => None,
-        }
-    }
-
-    /// Raw public key length (also the raw private key length, except Ed448's 57 = 57).
-    pub fn key_len(self) -> usize {
-        match self {
-            KeyAlgorithm::Ed25519 | KeyAlgorithm::X25519 => 32,
-            KeyAlgorithm::Ed448 => 57,
-            KeyAlgorithm::X448 => 56,
-        }
-    }
-}
-
-/// DER SubjectPublicKeyInfo: `SEQ { SEQ { OID 1.3.101.x } BIT STRING { 0x00 ‖ key } }`.
+/// DER SubjectPublicKeyInfo: `SEQ { SEQ { OID 1.3.101.x } BIT STRING { 0x00 ‖ key } }` — the
+/// algorithm's fixed prefix (from hush-proto) followed by the raw key.
 fn spki_encode(alg: KeyAlgorithm, key: &[u8]) -> Vec<u8> {
-    let n = key.len() as u8; // ≤ 57
-    let mut out = Vec::with_capacity(12 + key.len());
-    out.extend_from_slice(&[0x30, n + 10, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65]);
-    out.push(alg.oid_byte());
-    out.extend_from_slice(&[0x03, n + 1, 0x00]);
-    out.extend_from_slice(key);
-    out
+    [alg.spki_prefix(), key].concat()
+}
+
+/// True if `der` has the algorithm-identifier part (`SEQ { OID 1.3.101.x }`, bytes `range`) of
+/// one of the four algorithms' DER prefixes, as given by `prefix`.
+fn known_algorithm_id(
+    der: &[u8],
+    range: std::ops::Range<usize>,
+    prefix: fn(KeyAlgorithm) -> &'static [u8],
+) -> bool {
+    [
+        KeyAlgorithm::Ed25519,
+        KeyAlgorithm::Ed448,
+        KeyAlgorithm::X25519,
+        KeyAlgorithm::X448,
+    ]
+    .into_iter()
+    .any(|a| der.get(range.clone()) == prefix(a).get(range.clone()))
 }
 
 /// Parses an SPKI of one of the four algorithms; returns the algorithm and raw key.
 fn spki_decode(der: &[u8]) -> Result<(KeyAlgorithm, &[u8]), CryptoError> {
-    let bad = CryptoError::Der("not an Ed25519/Ed448/X25519/X448 SubjectPublicKeyInfo");
-    if der.len() < 12 || der[2..8] != [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65] {
-        return Err(bad);
+    match KeyAlgorithm::of_spki(der) {
+        Some(alg) => Ok((alg, der.get(alg.spki_prefix().len()..).unwrap_or_default())),
+        None if der.len() >= 12 && known_algorithm_id(der, 2..9, KeyAlgorithm::spki_prefix) => {
+            Err(CryptoError::Der("bad SubjectPublicKeyInfo length"))
+        }
+        None => Err(CryptoError::Der(
+            "not an Ed25519/Ed448/X25519/X448 SubjectPublicKeyInfo",
+        )),
     }
-    let alg = KeyAlgorithm::from_oid_byte(der[8]).ok_or(bad)?;
-    let n = alg.key_len();
-    if der.len() != 12 + n
-        || usize::from(der[1]) != n + 10
-        || der[0] != 0x30
-        || der[9..12] != [0x03, (n + 1) as u8, 0x00]
-    {
-        return Err(CryptoError::Der("bad SubjectPublicKeyInfo length"));
-    }
-    Ok((alg, &der[12..]))
 }
 
 fn spki_decode_as(alg: KeyAlgorithm, der: &[u8]) -> Result<&[u8], CryptoError> {
@@ -95,45 +64,26 @@ fn spki_decode_as(alg: KeyAlgorithm, der: &[u8]) -> Result<&[u8], CryptoError> {
     Ok(k)
 }
 
-/// PKCS#8 v1: `SEQ { INT 0, SEQ { OID }, OCTET STRING { OCTET STRING { key } } }`.
+/// PKCS#8 v1: `SEQ { INT 0, SEQ { OID }, OCTET STRING { OCTET STRING { key } } }` — the
+/// algorithm's fixed prefix (from hush-proto) followed by the raw key.
 fn pkcs8_encode(alg: KeyAlgorithm, key: &[u8]) -> Zeroizing<Vec<u8>> {
-    let n = key.len() as u8;
-    let mut out = Zeroizing::new(Vec::with_capacity(16 + key.len()));
-    out.extend_from_slice(&[
-        0x30,
-        n + 14,
-        0x02,
-        0x01,
-        0x00,
-        0x30,
-        0x05,
-        0x06,
-        0x03,
-        0x2b,
-        0x65,
-    ]);
-    out.push(alg.oid_byte());
-    out.extend_from_slice(&[0x04, n + 2, 0x04, n]);
+    let mut out = Zeroizing::new(Vec::with_capacity(alg.pkcs8_prefix().len() + key.len()));
+    out.extend_from_slice(alg.pkcs8_prefix());
     out.extend_from_slice(key);
     out
 }
 
 fn pkcs8_decode(der: &[u8]) -> Result<(KeyAlgorithm, &[u8]), CryptoError> {
-    let bad = CryptoError::Der("not an Ed25519/Ed448/X25519/X448 PKCS#8 v1 key");
-    if der.len() < 16 || der[2..11] != [0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65] {
-        return Err(bad);
-    }
-    let alg = KeyAlgorithm::from_oid_byte(der[11]).ok_or(bad)?;
     // Ed448 private keys are 57 bytes, X448 56, the 25519 ones 32.
-    let n = alg.key_len();
-    if der.len() != 16 + n
-        || der[0] != 0x30
-        || usize::from(der[1]) != n + 14
-        || der[12..16] != [0x04, (n + 2) as u8, 0x04, n as u8]
-    {
-        return Err(CryptoError::Der("bad PKCS#8 length"));
+    match KeyAlgorithm::of_pkcs8(der) {
+        Some(alg) => Ok((alg, der.get(alg.pkcs8_prefix().len()..).unwrap_or_default())),
+        None if der.len() >= 16 && known_algorithm_id(der, 2..12, KeyAlgorithm::pkcs8_prefix) => {
+            Err(CryptoError::Der("bad PKCS#8 length"))
+        }
+        None => Err(CryptoError::Der(
+            "not an Ed25519/Ed448/X25519/X448 PKCS#8 v1 key",
+        )),
     }
-    Ok((alg, &der[16..]))
 }
 
 // ---------------------------------------------------------------------------------------------
