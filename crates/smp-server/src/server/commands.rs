@@ -377,13 +377,11 @@ impl Shared {
             Some(id) => self.store.get_by_recipient(id).await?,
             None => None,
         };
-        match q {
-            Some(q) if auth.verify_any(&q.recipient_keys) => Ok(q),
-            Some(_) => Err(CmdError::Auth),
-            None => {
-                auth.dummy();
-                Err(CmdError::Auth)
-            }
+        let q = found_or_dummy(q, auth)?;
+        if auth.verify_any(&q.recipient_keys) {
+            Ok(q)
+        } else {
+            Err(CmdError::Auth)
         }
     }
 
@@ -399,10 +397,7 @@ impl Shared {
             Some(id) => self.store.get_by_sender(id).await?,
             None => None,
         };
-        let Some(q) = q else {
-            auth.dummy();
-            return Err(CmdError::Auth);
-        };
+        let q = found_or_dummy(q, auth)?;
         let ok = match securing_key {
             Some(k) => verify_securing_key(&q, auth, k),
             None => match &q.sender_key {
@@ -429,10 +424,7 @@ impl Shared {
             Some(id) => self.store.get_by_link(id).await?,
             None => None,
         };
-        let Some(q) = q else {
-            auth.dummy();
-            return Err(CmdError::Auth);
-        };
+        let q = found_or_dummy(q, auth)?;
         let ok = match securing_key {
             Some(k) => verify_securing_key(&q, auth, k),
             None => is_contact_queue(&q),
@@ -774,6 +766,21 @@ fn link_data(d: &hush_proto::smp::QueueLinkData) -> LinkData {
     LinkData {
         fixed: d.fixed.as_bytes().to_vec(),
         user: d.user.as_bytes().to_vec(),
+    }
+}
+
+/// A looked-up queue, or (when it does not exist) `AUTH` after a dummy verification, so that a
+/// missing queue takes as long as a wrong signature.
+fn found_or_dummy(
+    q: Option<QueueRecord>,
+    auth: &Authorization<'_>,
+) -> Result<QueueRecord, CmdError> {
+    match q {
+        Some(q) => Ok(q),
+        None => {
+            auth.dummy();
+            Err(CmdError::Auth)
+        }
     }
 }
 
