@@ -64,6 +64,12 @@ fn queue_mut<'a>(s: &'a mut State, rid: &EntityId) -> StoreResult<&'a mut QueueR
     s.queues.get_mut(rid).ok_or(StoreError::NotFound)
 }
 
+/// The notifier id of a queue (`None` when it has no notifier); `NotFound` without the queue.
+fn notifier_id(s: &State, rid: &EntityId) -> StoreResult<Option<EntityId>> {
+    let q = s.queues.get(rid).ok_or(StoreError::NotFound)?;
+    Ok(q.notifier.as_ref().map(|n| n.notifier_id))
+}
+
 fn lookup(
     s: &State,
     idx: fn(&State) -> &HashMap<EntityId, EntityId>,
@@ -207,13 +213,7 @@ impl QueueStore for MemoryStore {
         creds: NotifierCreds,
     ) -> StoreFuture<'_, Option<EntityId>> {
         self.with(move |s, _| {
-            let old = s
-                .queues
-                .get(&recipient_id)
-                .ok_or(StoreError::NotFound)?
-                .notifier
-                .as_ref()
-                .map(|n| n.notifier_id);
+            let old = notifier_id(s, &recipient_id)?;
             if old != Some(creds.notifier_id) && s.by_notifier.contains_key(&creds.notifier_id) {
                 return Err(StoreError::DuplicateId);
             }
@@ -296,13 +296,7 @@ impl QueueStore for MemoryStore {
     ) -> StoreFuture<'_, AppendOutcome> {
         self.with(move |s, quota| {
             validate::message(&msg)?;
-            let notifier = s
-                .queues
-                .get(&recipient_id)
-                .ok_or(StoreError::NotFound)?
-                .notifier
-                .as_ref()
-                .map(|n| n.notifier_id);
+            let notifier = notifier_id(s, &recipient_id)?;
             let msgs = s.messages.entry(recipient_id).or_default();
             let has_marker = msgs.back().is_some_and(Message::is_quota_marker);
             match validate::quota_decision(msgs.len(), has_marker, quota) {

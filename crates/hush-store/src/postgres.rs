@@ -377,6 +377,20 @@ async fn set_status<C: GenericClient + Sync>(
     Ok(())
 }
 
+/// Locks a queue and deletes the pending notifications of its current notifier (if any);
+/// returns that notifier's id.
+async fn lock_and_drop_ntfs<C: GenericClient + Sync>(
+    c: &C,
+    rid: &EntityId,
+) -> StoreResult<Option<EntityId>> {
+    let (_, q) = lock(c, rid).await?;
+    let old = q.notifier.map(|n| n.notifier_id);
+    if let Some(old) = &old {
+        delete_ntfs(c, old).await?;
+    }
+    Ok(old)
+}
+
 async fn delete_ntfs<C: GenericClient + Sync>(c: &C, nid: &EntityId) -> StoreResult<()> {
     exec(
         c,
@@ -533,11 +547,7 @@ impl QueueStore for PgStore {
         Box::pin(async move {
             let mut c = self.client().await?;
             let tx = begin!(c);
-            let (_, q) = lock(&*tx, &rid).await?;
-            let old = q.notifier.map(|n| n.notifier_id);
-            if let Some(old) = &old {
-                delete_ntfs(&*tx, old).await?;
-            }
+            let old = lock_and_drop_ntfs(&*tx, &rid).await?;
             exec(
                 &*tx,
                 "UPDATE queues SET notifier_id = $2, notifier_key = $3, rcv_ntf_dh_secret = $4 WHERE recipient_id = $1",
@@ -553,10 +563,8 @@ impl QueueStore for PgStore {
         Box::pin(async move {
             let mut c = self.client().await?;
             let tx = begin!(c);
-            let (_, q) = lock(&*tx, &rid).await?;
-            let old = q.notifier.map(|n| n.notifier_id);
-            if let Some(old) = &old {
-                delete_ntfs(&*tx, old).await?;
+            let old = lock_and_drop_ntfs(&*tx, &rid).await?;
+            if old.is_some() {
                 exec(
                     &*tx,
                     "UPDATE queues SET notifier_id = NULL, notifier_key = NULL, rcv_ntf_dh_secret = NULL \
