@@ -3,11 +3,14 @@
 //!
 //! * [`ini`]: the strict INI reader of the configuration files;
 //! * [`Shutdown`] / [`ShutdownTrigger`] / [`shutdown_channel`]: the "stop now" signal of every task;
-//! * [`BasicAuth`]: an `[AUTH]` password (`create_password`, control port passwords).
+//! * [`BasicAuth`]: an `[AUTH]` password (`create_password`, control port passwords);
+//! * [`accept`]: the accept step of every listener, with back-off on accept errors.
 
+pub mod accept;
 pub mod auth;
 pub mod ini;
 
+pub use accept::{AcceptBackoff, accept, accept_until};
 pub use auth::BasicAuth;
 
 use tokio::sync::watch;

@@ -58,13 +58,12 @@ pub async fn serve<G: PushGateway + 'static>(
     mut shutdown: hush_server_common::Shutdown,
 ) {
     let auth = Arc::new(auth);
+    let mut backoff = hush_server_common::AcceptBackoff::new("control port");
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.wait() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(_) => { tokio::time::sleep(std::time::Duration::from_millis(100)).await; continue; }
-            },
+        let Some((stream, peer)) =
+            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
+        else {
+            return;
         };
         if !peer.ip().is_loopback() {
             continue;

@@ -296,13 +296,12 @@ pub async fn serve(
     mut shutdown: hush_server_common::Shutdown,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut backoff = hush_server_common::AcceptBackoff::new("metrics");
     loop {
-        let (mut s, _) = tokio::select! {
-            _ = shutdown.wait() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(_) => { tokio::time::sleep(std::time::Duration::from_millis(100)).await; continue; }
-            },
+        let Some((mut s, _)) =
+            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
+        else {
+            return;
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {

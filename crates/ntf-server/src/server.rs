@@ -162,23 +162,12 @@ async fn accept_loop<G: PushGateway + 'static>(
     log_tls_errors: bool,
     mut shutdown: hush_server_common::Shutdown,
 ) {
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = hush_server_common::AcceptBackoff::new("ntf");
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.wait() => return,
-            a = listener.accept() => a,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _)) => {
-                backoff = Duration::from_millis(10);
-                tcp
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
+        let Some((tcp, _)) =
+            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
+        else {
+            return;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             drop(tcp);

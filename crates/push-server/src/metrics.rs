@@ -153,16 +153,19 @@ impl Metrics {
 static SCRAPES: AtomicU64 = AtomicU64::new(0);
 
 /// Serves `GET /metrics` (HTTP/1.1) until `shutdown` becomes true.
-pub async fn serve(listener: TcpListener, metrics: Metrics, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: watch::Receiver<bool>) {
     let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut backoff = hush_server_common::AcceptBackoff::new("metrics");
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => return,
-            a = listener.accept() => a,
-        };
-        let Ok((tcp, _)) = accepted else {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            continue;
+        let Some((tcp, _)) = hush_server_common::accept_until(&listener, &mut backoff, || {
+            let mut shutdown = shutdown.clone();
+            async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            }
+        })
+        .await
+        else {
+            return;
         };
         let Ok(permit) = sem.clone().try_acquire_owned() else {
             continue;

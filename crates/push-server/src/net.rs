@@ -116,22 +116,21 @@ pub async fn serve(
     let acceptor = Arc::new(acceptor);
     let credentials = Arc::new(credentials);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = hush_server_common::AcceptBackoff::new("push");
     loop {
         let permit = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
-        let accepted = tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => return,
-            a = listener.accept() => a,
-        };
-        let (tcp, _peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("push-server accept error: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+        let Some((tcp, _peer)) = hush_server_common::accept_until(&listener, &mut backoff, || {
+            let mut shutdown = shutdown.clone();
+            async move {
+                let _ = shutdown.wait_for(|s| *s).await;
             }
+        })
+        .await
+        else {
+            return;
         };
         let acceptor = acceptor.clone();
         let service = service.clone();

@@ -294,18 +294,12 @@ pub async fn serve<H: ControlHandler>(
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let auth = Arc::new(auth);
+    let mut backoff = hush_server_common::AcceptBackoff::new("control port");
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.wait() => return,
-            a = listener.accept() => a,
-        };
-        let (mut stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("control port accept error: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((mut stream, peer)) =
+            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
+        else {
+            return;
         };
         if !peer.ip().is_loopback() {
             // Only reachable if someone bound a non-loopback listener; refuse regardless.

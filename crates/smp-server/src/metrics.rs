@@ -687,6 +687,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves `GET /metrics` on `listener` until `shutdown` fires. HTTP/1.1, one request per connection.
 pub async fn serve(listener: TcpListener, metrics: Metrics, mut shutdown: Shutdown) {
     let permits = Arc::new(Semaphore::new(MAX_SCRAPE_CONNECTIONS));
+    let mut backoff = hush_server_common::AcceptBackoff::new("metrics");
     loop {
         let permit = tokio::select! {
             _ = shutdown.wait() => return,
@@ -695,27 +696,20 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, mut shutdown: Shutdo
                 Err(_) => return,
             },
         };
-        let accepted = tokio::select! {
-            _ = shutdown.wait() => return,
-            a = listener.accept() => a,
+        let Some((stream, _peer)) =
+            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
+        else {
+            return;
         };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let metrics = metrics.clone();
-                tokio::spawn(async move {
-                    if let Err(e) =
-                        tokio::time::timeout(REQUEST_TIMEOUT * 2, handle(stream, &metrics)).await
-                    {
-                        tracing::debug!("metrics connection timed out: {e}");
-                    }
-                    drop(permit);
-                });
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                tokio::time::timeout(REQUEST_TIMEOUT * 2, handle(stream, &metrics)).await
+            {
+                tracing::debug!("metrics connection timed out: {e}");
             }
-            Err(e) => {
-                tracing::warn!("metrics endpoint accept error: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+            drop(permit);
+        });
     }
 }
 

@@ -449,27 +449,13 @@ async fn accept_loop(
     mut shutdown: Shutdown,
 ) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = hush_server_common::AcceptBackoff::new("smp");
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.wait() => return,
-            a = listener.accept() => a,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => {
-                backoff = Duration::from_millis(10);
-                tcp
-            }
-            Err(e) => {
-                // Usually EMFILE/ENFILE: wait a little instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
+        // On accept errors (usually EMFILE/ENFILE) this backs off instead of spinning.
+        let Some((tcp, _peer)) =
+            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
+        else {
+            return;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::debug!("connection limit reached: closing new connection");
