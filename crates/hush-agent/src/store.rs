@@ -957,24 +957,35 @@ impl Tx<'_> {
         conn_id: ConnId,
         enc_hash: &[u8],
     ) -> Result<Option<RcvMsgRecord>, StoreError> {
+        self.rcv_msg_where(
+            conn_id,
+            "SELECT msg_id, server, rcv_id, server_msg_id, body, acked, msg_hash FROM rcv_msgs
+             WHERE conn_id = ?1 AND enc_hash = ?2",
+            params![conn_id, enc_hash],
+        )
+    }
+
+    /// The one received message row `sql` (selecting the `rcv_msgs` columns in
+    /// [`Self::rcv_msg_from`] order) finds, if any.
+    fn rcv_msg_where(
+        &self,
+        conn_id: ConnId,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<RcvMsgRecord>, StoreError> {
         let row = self
             .0
-            .query_row(
-                "SELECT msg_id, server, rcv_id, server_msg_id, body, acked, msg_hash FROM rcv_msgs
-                 WHERE conn_id = ?1 AND enc_hash = ?2",
-                params![conn_id, enc_hash],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                },
-            )
+            .query_row(sql, params, |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
             .optional()?;
         row.map(|r| Self::rcv_msg_from(conn_id, r)).transpose()
     }
@@ -985,26 +996,12 @@ impl Tx<'_> {
         conn_id: ConnId,
         msg_id: i64,
     ) -> Result<Option<RcvMsgRecord>, StoreError> {
-        let row = self
-            .0
-            .query_row(
-                "SELECT msg_id, server, rcv_id, server_msg_id, body, acked, msg_hash FROM rcv_msgs
-                 WHERE conn_id = ?1 AND msg_id = ?2 ORDER BY rowid DESC LIMIT 1",
-                params![conn_id, msg_id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|r| Self::rcv_msg_from(conn_id, r)).transpose()
+        self.rcv_msg_where(
+            conn_id,
+            "SELECT msg_id, server, rcv_id, server_msg_id, body, acked, msg_hash FROM rcv_msgs
+             WHERE conn_id = ?1 AND msg_id = ?2 ORDER BY rowid DESC LIMIT 1",
+            params![conn_id, msg_id],
+        )
     }
 
     /// Marks a received message acknowledged by the application, drops its body and prunes old
