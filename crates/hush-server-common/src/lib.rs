@@ -4,14 +4,17 @@
 //! * [`ini`]: the strict INI reader of the configuration files;
 //! * [`Shutdown`] / [`ShutdownTrigger`] / [`shutdown_channel`]: the "stop now" signal of every task;
 //! * [`BasicAuth`]: an `[AUTH]` password (`create_password`, control port passwords);
-//! * [`accept`]: the accept step of every listener, with back-off on accept errors.
+//! * [`accept`]: the accept step of every listener, with back-off on accept errors;
+//! * [`init_logging`] / [`wait_for_signal`]: the logging setup and stop signal of the `main`s.
 
 pub mod accept;
 pub mod auth;
 pub mod ini;
+pub mod process;
 
 pub use accept::{AcceptBackoff, accept, accept_until};
 pub use auth::BasicAuth;
+pub use process::{init_logging, wait_for_signal};
 
 use tokio::sync::watch;
 

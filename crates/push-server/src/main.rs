@@ -6,13 +6,7 @@ use push_server::config::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    hush_server_common::init_logging("RUST_LOG", "info")?;
     let args = Cli::parse();
     match args.command {
         Command::Init {
@@ -39,25 +33,10 @@ async fn main() -> anyhow::Result<()> {
             if let Some(m) = running.metrics_addr {
                 println!("metrics on http://{m}/metrics");
             }
-            wait_for_signal().await;
+            hush_server_common::wait_for_signal().await;
             tracing::info!("shutting down");
             running.stop().await;
         }
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -116,13 +116,7 @@ fn cmd_delete(cli: &Cli, a: &DeleteArgs) -> anyhow::Result<()> {
 }
 
 fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&a.log_level))
-        .context("invalid --log-level")?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    hush_server_common::init_logging("RUST_LOG", &a.log_level).context("invalid --log-level")?;
     let paths = cli.paths();
     if !paths.ini_file().exists() && !paths.ca_cert().exists() {
         // First run: initialize with the defaults of `smp-server init -y` (random create_password,
@@ -175,7 +169,7 @@ fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let (trigger, shutdown) = smp_server::shutdown_channel();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            hush_server_common::wait_for_signal().await;
             tracing::info!("shutting down");
             trigger.trigger();
         });
@@ -189,26 +183,4 @@ fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
             .await
     })?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
