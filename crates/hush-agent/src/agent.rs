@@ -492,22 +492,12 @@ impl Agent {
         e2e: &E2eRatchetParamsUri,
         conn_info: &[u8],
     ) -> Result<ConnId, AgentError> {
-        let agent_v = data
-            .agent_versions
-            .compatible_version(&agent_version::RANGE)
-            .ok_or(AgentError::Version("agent"))?;
+        let agent_v = link_agent_version(data)?;
         let e2e_v = e2e
             .versions
             .compatible_version(&supported_e2e_versions())
             .ok_or(AgentError::Version("e2e"))?;
-        let queue = data
-            .smp_queues
-            .first()
-            .ok_or(AgentError::Link("no queue".into()))?;
-        let smp_v = queue
-            .client_versions
-            .compatible_version(&smp_client_version::RANGE)
-            .ok_or(AgentError::Version("smp client"))?;
+        let (queue, smp_v) = link_queue(data)?;
         if queue.queue_mode != Some(QueueMode::Messaging) || smp_v < 3 {
             return Err(AgentError::Unsupported(
                 "invitation queue is not sender-securable (legacy procedure)",
@@ -604,18 +594,8 @@ impl Agent {
         data: &ConnReqUriData,
         conn_info: &[u8],
     ) -> Result<ConnId, AgentError> {
-        let agent_v = data
-            .agent_versions
-            .compatible_version(&agent_version::RANGE)
-            .ok_or(AgentError::Version("agent"))?;
-        let queue = data
-            .smp_queues
-            .first()
-            .ok_or(AgentError::Link("no queue".into()))?;
-        let smp_v = queue
-            .client_versions
-            .compatible_version(&smp_client_version::RANGE)
-            .ok_or(AgentError::Version("smp client"))?;
+        let agent_v = link_agent_version(data)?;
+        let (queue, smp_v) = link_queue(data)?;
         let queue_dh = X25519Public::from_spki_der(&queue.dh_public_key)
             .map_err(|_| AgentError::Link("queue dh key".into()))?;
         let (conn, invitation) = self.create_invitation(conn_info).await?;
@@ -1569,4 +1549,24 @@ impl Agent {
             _ => Err(AgentError::State("unexpected confirmation")),
         }
     }
+}
+
+/// The agent version agreed with a connection link.
+fn link_agent_version(data: &ConnReqUriData) -> Result<u16, AgentError> {
+    data.agent_versions
+        .compatible_version(&agent_version::RANGE)
+        .ok_or(AgentError::Version("agent"))
+}
+
+/// A connection link's (first) queue and the SMP client version agreed with it.
+fn link_queue(data: &ConnReqUriData) -> Result<(&SmpQueueUri, u16), AgentError> {
+    let queue = data
+        .smp_queues
+        .first()
+        .ok_or(AgentError::Link("no queue".into()))?;
+    let smp_v = queue
+        .client_versions
+        .compatible_version(&smp_client_version::RANGE)
+        .ok_or(AgentError::Version("smp client"))?;
+    Ok((queue, smp_v))
 }
