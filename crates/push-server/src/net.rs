@@ -45,9 +45,12 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// A connection with no request for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
-#[derive(Debug, Deserialize, Serialize)]
+/// A request (`op` and its fields). Public for the fuzz target and its corpus replay
+/// (`fuzz/fuzz_targets/bodies/push.rs`), like [`Envelope`] and the line codecs below.
+#[doc(hidden)]
+#[derive(Debug, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-enum Request {
+pub enum Request {
     Hello { credential: String },
     Submit { job: PushJob },
     Feedback { after: u64, max: u32 },
@@ -56,11 +59,70 @@ enum Request {
     Ping,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
-struct Envelope {
-    id: u64,
+/// One request line: `{"id":N,"op":…}`.
+#[doc(hidden)]
+#[derive(Debug, PartialEq, Deserialize, Serialize)]
+pub struct Envelope {
+    pub id: u64,
     #[serde(flatten)]
-    req: Request,
+    pub req: Request,
+}
+
+/// The server's reading of a request line: the request, or the id to answer with (0 if the
+/// line has none) and the `protocol` error.
+#[doc(hidden)]
+pub fn decode_request(line: &[u8]) -> Result<Envelope, (u64, GatewayError)> {
+    serde_json::from_slice::<Envelope>(line).map_err(|e| {
+        let id = serde_json::from_slice::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_u64))
+            .unwrap_or(0);
+        (id, GatewayError::Protocol(format!("bad request: {e}")))
+    })
+}
+
+/// The client's request line (with the `\n`).
+#[doc(hidden)]
+pub fn encode_request(env: &Envelope) -> Result<Vec<u8>, GatewayError> {
+    let mut out = serde_json::to_vec(env).map_err(|e| GatewayError::Protocol(e.to_string()))?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// The server's response line (with the `\n`): `{"id":N,"ok":…}` or `{"id":N,"err":…}`.
+#[doc(hidden)]
+pub fn encode_response(id: u64, result: &Result<Value, GatewayError>) -> Result<Vec<u8>, String> {
+    let resp = match result {
+        Ok(v) => json!({"id": id, "ok": v}),
+        Err(e) => json!({"id": id, "err": {"code": e.code(), "message": e.to_string()}}),
+    };
+    let mut out = serde_json::to_vec(&resp).map_err(|e| e.to_string())?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// The client's reading of the response line to request `id`: the `ok` value or the error.
+#[doc(hidden)]
+pub fn decode_response(line: &[u8], id: u64) -> Result<Value, GatewayError> {
+    let v: Value =
+        serde_json::from_slice(line).map_err(|e| GatewayError::Protocol(e.to_string()))?;
+    if v.get("id").and_then(Value::as_u64) != Some(id) {
+        return Err(GatewayError::Protocol("response id mismatch".into()));
+    }
+    if let Some(ok) = v.get("ok") {
+        return Ok(ok.clone());
+    }
+    let err = v.get("err").cloned().unwrap_or(Value::Null);
+    let code = err
+        .get("code")
+        .and_then(Value::as_str)
+        .unwrap_or("protocol");
+    let msg = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Err(GatewayError::from_code(code, msg))
 }
 
 /// ntf-server credentials (name → SHA-256 of the credential text).
@@ -178,29 +240,14 @@ async fn connection(
         if line.last() != Some(&b'\n') {
             return Err("line too long or truncated".into());
         }
-        let (id, result, close) = match serde_json::from_slice::<Envelope>(&line) {
-            Err(e) => {
-                let id = serde_json::from_slice::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(Value::as_u64))
-                    .unwrap_or(0);
-                (
-                    id,
-                    Err(GatewayError::Protocol(format!("bad request: {e}"))),
-                    false,
-                )
-            }
+        let (id, result, close) = match decode_request(&line) {
+            Err((id, e)) => (id, Err(e), false),
             Ok(Envelope { id, req }) => {
                 let (r, close) = handle(req, service, credentials, &mut client).await;
                 (id, r, close)
             }
         };
-        let resp = match result {
-            Ok(v) => json!({"id": id, "ok": v}),
-            Err(e) => json!({"id": id, "err": {"code": e.code(), "message": e.to_string()}}),
-        };
-        let mut out = serde_json::to_vec(&resp).map_err(|e| e.to_string())?;
-        out.push(b'\n');
+        let out = encode_response(id, &result)?;
         w.write_all(&out).await.map_err(|e| e.to_string())?;
         w.flush().await.map_err(|e| e.to_string())?;
         if close {
@@ -463,8 +510,7 @@ async fn roundtrip(
     timeout: Duration,
 ) -> Result<Value, GatewayError> {
     let fut = async {
-        let mut out = serde_json::to_vec(env).map_err(|e| GatewayError::Protocol(e.to_string()))?;
-        out.push(b'\n');
+        let out = encode_request(env)?;
         conn.writer.write_all(&out).await.map_err(unavailable)?;
         conn.writer.flush().await.map_err(unavailable)?;
         let mut line = Vec::new();
@@ -476,25 +522,7 @@ async fn roundtrip(
         if n == 0 || line.last() != Some(&b'\n') {
             return Err(unavailable("connection closed"));
         }
-        let v: Value =
-            serde_json::from_slice(&line).map_err(|e| GatewayError::Protocol(e.to_string()))?;
-        if v.get("id").and_then(Value::as_u64) != Some(env.id) {
-            return Err(GatewayError::Protocol("response id mismatch".into()));
-        }
-        if let Some(ok) = v.get("ok") {
-            return Ok(ok.clone());
-        }
-        let err = v.get("err").cloned().unwrap_or(Value::Null);
-        let code = err
-            .get("code")
-            .and_then(Value::as_str)
-            .unwrap_or("protocol");
-        let msg = err
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        Err(GatewayError::from_code(code, msg))
+        decode_response(&line, env.id)
     };
     tokio::time::timeout(timeout, fut)
         .await
