@@ -5,15 +5,23 @@
 //! * [`Shutdown`] / [`ShutdownTrigger`] / [`shutdown_channel`]: the "stop now" signal of every task;
 //! * [`BasicAuth`]: an `[AUTH]` password (`create_password`, control port passwords);
 //! * [`accept`]: the accept step of every listener, with back-off on accept errors;
-//! * [`init_logging`] / [`wait_for_signal`]: the logging setup and stop signal of the `main`s.
+//! * [`init_logging`] / [`wait_for_signal`]: the logging setup and stop signal of the `main`s;
+//! * [`private`]: private files and directories (0600/0700 from creation, fsync'd, atomic replace);
+//! * [`netpolicy`]: which destinations a peer may make a server connect to (SNEW, PRXY, Web Push);
+//! * [`limits`]: rate limits, per-address connection caps and throttled warn logs.
 
 pub mod accept;
 pub mod auth;
 pub mod ini;
+pub mod limits;
+pub mod netpolicy;
+pub mod private;
 pub mod process;
 
 pub use accept::{AcceptBackoff, accept, accept_until};
 pub use auth::BasicAuth;
+pub use limits::{IpConnGuard, IpConnLimiter, KeyedRateLimiter, LogThrottle, Rate, RateLimiter};
+pub use netpolicy::{DestinationPolicy, DestinationRefused, resolve_checked};
 pub use process::{init_logging, wait_for_signal};
 
 use tokio::sync::watch;
