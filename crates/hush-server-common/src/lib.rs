@@ -7,6 +7,7 @@
 //! * [`accept`]: the accept step of every listener, with back-off on accept errors;
 //! * [`init_logging`] / [`wait_for_signal`]: the logging setup and stop signal of the `main`s;
 //! * [`private`]: private files and directories (0600/0700 from creation, fsync'd, atomic replace);
+//! * [`private_start`]: looser data directories / database files tightened at start (logged);
 //! * [`netpolicy`]: which destinations a peer may make a server connect to (SNEW, PRXY, Web Push);
 //! * [`limits`]: rate limits, per-address connection caps and throttled warn logs.
 
@@ -16,6 +17,7 @@ pub mod ini;
 pub mod limits;
 pub mod netpolicy;
 pub mod private;
+pub mod private_start;
 pub mod process;
 
 pub use accept::{AcceptBackoff, accept, accept_until};
