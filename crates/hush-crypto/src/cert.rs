@@ -312,11 +312,12 @@ impl CertKey {
         })
     }
 
-    /// Writes `cert_path` (PEM) and `key_path` (PEM, mode 0600 on Unix).
+    /// Writes `cert_path` (PEM) and `key_path` (PEM, a private file: mode 0600 from creation,
+    /// fsync'd, atomically replacing an older key; see [`hush_server_common::private`]).
     pub fn save_pem_files(&self, cert_path: &Path, key_path: &Path) -> Result<(), CryptoError> {
         let (cert_pem, key_pem) = self.to_pem()?;
         std::fs::write(cert_path, cert_pem.as_bytes())?;
-        write_private(key_path, key_pem.as_bytes())?;
+        hush_server_common::private::write_private(key_path, key_pem.as_bytes())?;
         Ok(())
     }
 
@@ -335,21 +336,6 @@ fn check_key_matches(cert: &X509Ref, key: &PKeyRef<Private>) -> Result<(), Crypt
     } else {
         Err(CryptoError::InvalidKey)
     }
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<(), CryptoError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 /// Loads a certificate file (PEM, one or more certificates) as DER, in file order.

@@ -49,10 +49,14 @@ impl ServerIdentity {
         vec![self.online.cert_der.clone(), self.ca_cert_der.clone()]
     }
 
-    /// Writes `ca.crt`, `ca.key` (if present), `server.crt`, `server.key` (keys mode 0600)
+    /// Writes `ca.crt`, `ca.key` (if present), `server.crt`, `server.key` (keys 0600 from creation)
     /// and `fingerprint` (base64url with padding and a newline, as the reference writes it).
     pub fn save(&self, dir: &Path) -> Result<(), CryptoError> {
-        std::fs::create_dir_all(dir)?;
+        // A new directory is private (0700); an existing one is the operator's and left as it is
+        // (the keys in it are 0600 either way).
+        if !dir.is_dir() {
+            hush_server_common::private::create_private_dir(dir)?;
+        }
         if let Some(k) = &self.ca_key {
             let ca = CertKey {
                 cert_der: self.ca_cert_der.clone(),

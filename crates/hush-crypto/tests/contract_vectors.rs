@@ -297,10 +297,23 @@ fn pem_files_round_trip() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&k), 0o600);
+        // An older, world-readable key file is replaced by a private one (not rewritten in
+        // place with its old mode).
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o644)).unwrap();
+        ca.save_pem_files(&c, &k).unwrap();
+        assert_eq!(mode(&k), 0o600);
+        // A new identity directory is private.
+        let id_dir = dir.join("identity");
+        hush_crypto::identity::ServerIdentity::generate(SignAlgorithm::Ed25519, "127.0.0.1")
+            .unwrap()
+            .save(&id_dir)
+            .unwrap();
+        assert_eq!(mode(&id_dir), 0o700);
+        for f in ["ca.key", "server.key"] {
+            assert_eq!(mode(&id_dir.join(f)), 0o600, "{f}");
+        }
     }
     let back = CertKey::load_pem_files(&c, &k).unwrap();
     assert_eq!(back.cert_der, ca.cert_der);
