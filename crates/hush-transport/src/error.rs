@@ -25,6 +25,21 @@ pub enum ChainError {
     /// SHA-256 of the identity certificate is not the pinned key hash ("unknown CA").
     #[error("unknown CA: identity certificate fingerprint does not match the server key hash")]
     UnknownCa,
+    /// The leaf (1st certificate) is not issued by the identity certificate (2nd, the one whose
+    /// fingerprint is pinned): its issuer name or its signature does not match. This is how a
+    /// leaf issued by another CA, sent along with a copy of the real identity certificate, is
+    /// refused (the reference accepts such a chain).
+    #[error("leaf certificate is not issued by the pinned identity certificate")]
+    LeafNotIssuedByIdentity,
+    /// Certificate `n` (1 = the identity certificate, 2 = the network certificate of a
+    /// 4-certificate chain) is not issued by certificate `n + 1`, so the identity certificate
+    /// does not chain up to the CA (last certificate).
+    #[error(
+        "identity certificate does not chain to the CA: certificate {} is not issued by certificate {}",
+        .0 + 1,
+        .0 + 2
+    )]
+    IdentityNotChainedToCa(usize),
     /// The chain does not X.509-validate against its CA certificate.
     #[error("certificate chain does not validate: {0}")]
     Invalid(String),

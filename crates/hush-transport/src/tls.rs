@@ -31,7 +31,7 @@ use openssl::ssl::{
 };
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::{X509, X509StoreContext};
+use openssl::x509::{X509, X509Ref, X509StoreContext, X509VerifyResult};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -157,61 +157,127 @@ pub fn chain_id_ca<T>(chain: &[T]) -> ChainCerts<'_, T> {
     }
 }
 
-/// X.509 validation of `chain` (leaf first) with `ca` as the only trust anchor; validity dates
-/// are checked, host names are not.
-fn x509_validate(chain: &[Vec<u8>], ca: &[u8]) -> Result<(), ChainError> {
-    let parse = |d: &[u8]| X509::from_der(d).map_err(|_| ChainError::Malformed);
-    let (leaf, rest) = chain.split_first().ok_or(ChainError::TooShort(0))?;
-    let leaf = parse(leaf)?;
-    let ca = parse(ca)?;
+/// Parses every certificate of a chain (leaf first).
+fn parse_chain(chain: &[Vec<u8>]) -> Result<Vec<X509>, ChainError> {
+    chain
+        .iter()
+        .map(|d| X509::from_der(d).map_err(|_| ChainError::Malformed))
+        .collect()
+}
+
+/// `child` is issued by `issuer`: OpenSSL's issuer match (`X509_check_issued`: issuer name =
+/// subject name, authority key id if present, keyCertSign if key usage is present) **and**
+/// `child`'s signature verifies with `issuer`'s public key.
+fn issued_by(child: &X509Ref, issuer: &X509Ref) -> bool {
+    let ok = issuer.issued(child) == X509VerifyResult::OK
+        && issuer
+            .public_key()
+            .and_then(|k| child.verify(&k))
+            .unwrap_or(false);
+    if !ok {
+        // A failed signature check leaves errors on this thread's OpenSSL error queue (this
+        // also runs inside the TLS verify callback); drop them.
+        let _ = openssl::error::ErrorStack::get();
+    }
+    ok
+}
+
+/// Every certificate of the presented chain must be issued by the *next* one: the leaf by the
+/// identity certificate (2nd), the identity certificate by the 3rd (the CA, or the network
+/// certificate that the CA issued). The reference only validates that *some* path leads from
+/// the leaf to the last certificate, which lets a leaf issued by any CA ride along with a
+/// copied identity certificate.
+fn check_issuance(certs: &[X509]) -> Result<(), ChainError> {
+    for (i, pair) in certs.windows(2).enumerate() {
+        if let [child, issuer] = pair
+            && !issued_by(child, issuer)
+        {
+            return Err(if i == 0 {
+                ChainError::LeafNotIssuedByIdentity
+            } else {
+                ChainError::IdentityNotChainedToCa(i)
+            });
+        }
+    }
+    Ok(())
+}
+
+/// X.509 validation of `certs` (leaf first) with `ca` as the only trust anchor; validity dates
+/// are checked, host names are not. Returns the path OpenSSL verified (leaf first, DER).
+fn x509_validate(certs: &[X509], ca: &X509) -> Result<Vec<Vec<u8>>, ChainError> {
+    let (leaf, rest) = certs.split_first().ok_or(ChainError::TooShort(0))?;
     let internal = |e: openssl::error::ErrorStack| ChainError::Invalid(e.to_string());
     let mut store = X509StoreBuilder::new().map_err(internal)?;
-    store.add_cert(ca).map_err(internal)?;
+    store.add_cert(ca.clone()).map_err(internal)?;
     let store = store.build();
     let mut untrusted = Stack::new().map_err(internal)?;
     for c in rest {
-        untrusted.push(parse(c)?).map_err(internal)?;
+        untrusted.push(c.clone()).map_err(internal)?;
     }
     let mut ctx = X509StoreContext::new().map_err(internal)?;
     let verdict = ctx
-        .init(&store, &leaf, &untrusted, |c| {
+        .init(&store, leaf, &untrusted, |c| {
             Ok(if c.verify_cert()? {
-                None
+                let path = c
+                    .chain()
+                    .map(|s| s.iter().filter_map(|x| x.to_der().ok()).collect())
+                    .unwrap_or_default();
+                Ok(path)
             } else {
-                Some(c.error().error_string().to_owned())
+                Err(c.error().error_string().to_owned())
             })
         })
         .map_err(internal)?;
-    match verdict {
-        None => Ok(()),
-        Some(reason) => Err(ChainError::Invalid(reason)),
-    }
+    verdict.map_err(ChainError::Invalid)
 }
 
-/// Client-side check of a server chain (§2.3, `validateCertificateChain`): 2..=4 certificates,
-/// SHA-256 of the identity certificate equals `key_hash` (else [`ChainError::UnknownCa`]), and
-/// the chain validates against its CA certificate alone.
+/// The full check of a 1..=4 certificate chain (leaf first) whose last certificate is the
+/// trust anchor: each certificate is issued by the next ([`check_issuance`]), the chain
+/// X.509-validates against the last certificate alone, and the path OpenSSL verified is exactly
+/// the presented chain (a certificate repeated next to itself, as in `[ca, ca]`, counts once).
+fn validate_chain(chain: &[Vec<u8>]) -> Result<(), ChainError> {
+    let certs = parse_chain(chain)?;
+    let ca = certs.last().ok_or(ChainError::TooShort(0))?;
+    check_issuance(&certs)?;
+    let path = x509_validate(&certs, ca)?;
+    let mut presented: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+    presented.dedup();
+    if !path.iter().map(Vec::as_slice).eq(presented) {
+        return Err(ChainError::Invalid(
+            "the verified certificate path is not the presented chain".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Client-side check of a server chain (§2.3, `validateCertificateChain`, made stricter):
+/// 2..=4 certificates, SHA-256 of the identity certificate (2nd) equals `key_hash` (else
+/// [`ChainError::UnknownCa`]), the leaf is issued by that identity certificate (else
+/// [`ChainError::LeafNotIssuedByIdentity`]), the identity certificate is issued by the next
+/// certificate and so on up to the CA (last; for 2 certificates the identity certificate is
+/// the CA) (else [`ChainError::IdentityNotChainedToCa`]), and the chain validates against the
+/// CA certificate alone.
 pub fn verify_server_chain(chain: &[Vec<u8>], key_hash: &[u8]) -> Result<(), ChainError> {
     match chain_id_ca(chain) {
         ChainCerts::Empty | ChainCerts::SelfSigned(_) => Err(ChainError::TooShort(chain.len())),
         ChainCerts::TooLong => Err(ChainError::TooLong(chain.len())),
-        ChainCerts::Valid { id, ca, .. } => {
+        ChainCerts::Valid { id, .. } => {
             if !hush_crypto::ct_eq(&hush_crypto::fingerprint(id), key_hash) {
                 return Err(ChainError::UnknownCa);
             }
-            x509_validate(chain, ca)
+            validate_chain(chain)
         }
     }
 }
 
-/// Server-side check of a presented client chain (`validateClientCertificate`): empty is fine
-/// (ordinary clients), 1 certificate must validate against itself, 2..=4 against their CA,
-/// longer chains are refused.
+/// Server-side check of a presented client chain (`validateClientCertificate`, made stricter
+/// as [`verify_server_chain`], without the pin): empty is fine (ordinary clients), 1
+/// certificate must validate against itself, 2..=4 must form leaf → identity → … → CA (each
+/// issued by the next) and validate against their CA; longer chains are refused.
 pub fn verify_client_chain(chain: &[Vec<u8>]) -> Result<(), ChainError> {
     match chain_id_ca(chain) {
         ChainCerts::Empty => Ok(()),
-        ChainCerts::SelfSigned(c) => x509_validate(chain, c),
-        ChainCerts::Valid { ca, .. } => x509_validate(chain, ca),
+        ChainCerts::SelfSigned(_) | ChainCerts::Valid { .. } => validate_chain(chain),
         ChainCerts::TooLong => Err(ChainError::TooLong(chain.len())),
     }
 }

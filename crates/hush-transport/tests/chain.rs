@@ -190,14 +190,15 @@ fn two_cert_chain_from_hush_crypto() {
             verify_server_chain(&chain, &hush_crypto::fingerprint(&leaf.cert_der)),
             Err(ChainError::UnknownCa)
         );
-        // A leaf from another CA, presented with this CA, does not validate.
+        // A leaf from another CA, presented with this CA, is not issued by the identity (= CA)
+        // certificate.
         let other = generate_ca(alg, "CA").unwrap();
         let stranger = generate_online_cert(&other, alg, "leaf").unwrap();
         let bad = vec![stranger.cert_der, ca.cert_der.clone()];
-        assert!(matches!(
+        assert_eq!(
             verify_server_chain(&bad, &fp),
-            Err(ChainError::Invalid(_))
-        ));
+            Err(ChainError::LeafNotIssuedByIdentity)
+        );
         // Client side: a service chain [leaf, CA] validates; an empty chain is fine.
         assert_eq!(verify_client_chain(&chain), Ok(()));
         assert_eq!(verify_client_chain(&[]), Ok(()));
@@ -228,14 +229,28 @@ fn three_and_four_cert_chains() {
         verify_server_chain(&chain4, &hush_crypto::fingerprint(&id4)),
         Ok(())
     );
-    // A 4-chain whose last certificate is not the root does not validate.
+    // A 4-chain whose last certificate is not the root: the network certificate (3rd) is not
+    // issued by it.
     let wrong_root = cert("other", &key(), "other", &key(), true, VALID);
     let mut bad4 = chain4.clone();
     bad4[3] = wrong_root;
-    assert!(matches!(
+    assert_eq!(
         verify_server_chain(&bad4, &hush_crypto::fingerprint(&id4)),
-        Err(ChainError::Invalid(_))
-    ));
+        Err(ChainError::IdentityNotChainedToCa(2))
+    );
+    // Each certificate must be issued by the next one: a 4-chain with the network certificate
+    // left out of the path (identity issued directly by the CA) is refused.
+    let skip = vec![leaf.clone(), id.clone(), chain4[2].clone(), ca.clone()];
+    assert_eq!(
+        verify_server_chain(&skip, &fp_id),
+        Err(ChainError::IdentityNotChainedToCa(1))
+    );
+    // A 3-chain whose identity is issued by a CA that is not the last certificate.
+    let wrong_ca = cert("ca", &key(), "ca", &key(), true, VALID);
+    assert_eq!(
+        verify_server_chain(&[leaf, id, wrong_ca], &fp_id),
+        Err(ChainError::IdentityNotChainedToCa(1))
+    );
 }
 
 #[test]
