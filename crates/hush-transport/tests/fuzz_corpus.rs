@@ -6,9 +6,19 @@
 //! `sbchain.encrypted_block.PING` (opens with the fuzz chain key) and the block contents of the
 //! `transmission.*` / `smp_syntax.*` vectors, padded. Regenerate with
 //! `cargo test -p hush-transport --test fuzz_corpus -- --ignored write_seed_corpus`.
+//!
+//! The NTF targets `ntf_transmission` and `ntf_handshake` (`fuzz/fuzz_targets/bodies/ntf.rs`)
+//! replay here too (they use hush-crypto): every corpus file has a known outcome, either from
+//! its seed ([`ntf_seeds`], vectors and hush-proto encoders) or from [`NTF_EXPECTED`] (the
+//! `regress-*` inputs and the seeds kept from fuzzing runs), and the replay asserts it.
+//! Regenerate the seeds with
+//! `cargo test -p hush-transport --test fuzz_corpus -- --ignored write_ntf_seed_corpus`.
 
 #[path = "../../../fuzz/fuzz_targets/bodies/block.rs"]
 mod bodies;
+
+#[path = "../../../fuzz/fuzz_targets/bodies/ntf.rs"]
+mod ntf_bodies;
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -151,5 +161,482 @@ fn write_seed_corpus() {
     std::fs::create_dir_all(corpus_dir()).unwrap();
     for (name, bytes) in seeds() {
         std::fs::write(corpus_dir().join(name), bytes).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NTF targets: ntf_transmission, ntf_handshake
+
+use hush_proto::Encode;
+use hush_proto::encoding::{Large, ShortString};
+use hush_proto::handshake::{NtfClientHello, NtfServerHello};
+use hush_proto::ntf::{NtfResponse, encode_ntf_transmission, ntf_block_content};
+use hush_proto::transmission::{Transmission, batch_one};
+use hush_proto::version::{NTF_BLOCK_SIZE, VersionRange, ntf_version};
+use ntf_bodies::HelloOutcome;
+
+/// What the body makes of a corpus file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum NtfOutcome {
+    /// `ntf_transmission`: the server's responses.
+    Replies(Vec<NtfResponse>),
+    /// `ntf_handshake`.
+    Hello(Option<HelloOutcome>),
+}
+
+fn ntf_outcome(target: &str, data: &[u8]) -> NtfOutcome {
+    match target {
+        "ntf_transmission" => {
+            let (decoded, replies) = ntf_bodies::ntf_transmission_replies(data);
+            assert_eq!(decoded, ntf_bodies::ntf_transmission(data));
+            NtfOutcome::Replies(replies)
+        }
+        "ntf_handshake" => NtfOutcome::Hello(ntf_bodies::ntf_handshake_outcome(data)),
+        _ => unreachable!("{target}"),
+    }
+}
+
+fn r(ascii: &str) -> NtfResponse {
+    NtfResponse::parse(ascii.as_bytes(), ntf_version::CURRENT)
+        .unwrap_or_else(|e| panic!("response {ascii}: {e:?}"))
+}
+
+fn replies(ascii: &[&str]) -> NtfOutcome {
+    NtfOutcome::Replies(ascii.iter().map(|a| r(a)).collect())
+}
+
+/// The corpus files that are not seeds, with their outcome: inputs that once failed a check
+/// (`regress-*`) and inputs kept from fuzzing runs (`fuzz-*`).
+const NTF_EXPECTED: &[(&str, &str, NtfExpect)] = &[];
+
+/// An expected outcome in [`NTF_EXPECTED`] (constant form of [`NtfOutcome`]).
+#[allow(dead_code)] // a variant is unused while no file of its target is listed
+#[derive(Clone, Copy, Debug)]
+enum NtfExpect {
+    Replies(&'static [&'static str]),
+    Hello(Option<HelloOutcome>),
+}
+
+impl NtfExpect {
+    fn outcome(self) -> NtfOutcome {
+        match self {
+            NtfExpect::Replies(a) => replies(a),
+            NtfExpect::Hello(h) => NtfOutcome::Hello(h),
+        }
+    }
+}
+
+fn ntf_corpus_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../fuzz/corpus/{target}"))
+}
+
+/// Every file of the corpus runs without panicking and gives its known outcome.
+fn replay_ntf(target: &str) {
+    let dir = ntf_corpus_dir(target);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus directory {} missing: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "corpus directory {} is empty",
+        dir.display()
+    );
+    let mut known: BTreeMap<String, NtfOutcome> = ntf_seeds()
+        .into_iter()
+        .filter(|s| s.target == target)
+        .map(|s| (s.name, s.expect))
+        .collect();
+    for (t, name, e) in NTF_EXPECTED {
+        if *t == target {
+            known.insert(name.to_string(), e.outcome());
+        }
+    }
+    let mut failures = Vec::new();
+    let mut accepted = 0;
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let data = std::fs::read(f).unwrap();
+        let expect = known
+            .get(&name)
+            .unwrap_or_else(|| panic!("{target}: no expected outcome for corpus file {name}"));
+        match catch_unwind(AssertUnwindSafe(|| ntf_outcome(target, &data))) {
+            Ok(got) => {
+                assert_eq!(&got, expect, "{target}: corpus file {name}");
+                let ok = match target {
+                    "ntf_transmission" => ntf_bodies::ntf_transmission(&data),
+                    _ => ntf_bodies::ntf_handshake(&data),
+                };
+                accepted += usize::from(ok);
+            }
+            Err(_) => failures.push(name),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{target}: corpus inputs panicked: {failures:#?}"
+    );
+    assert!(accepted > 0, "{target}: no corpus input decoded");
+}
+
+#[test]
+fn replay_ntf_transmission() {
+    replay_ntf("ntf_transmission");
+}
+
+#[test]
+fn replay_ntf_handshake() {
+    replay_ntf("ntf_handshake");
+}
+
+struct NtfSeed {
+    target: &'static str,
+    name: String,
+    bytes: Vec<u8>,
+    expect: NtfOutcome,
+}
+
+fn with_sel(sel: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![sel];
+    v.extend_from_slice(body);
+    v
+}
+
+/// `ntf_transmission` selector: version `v`, block (`pad(content)`) or one transmission.
+fn tsel(version: u16, block: bool) -> u8 {
+    let sel = (version - 1) as u8 + if block { 0 } else { 3 };
+    assert_eq!(ntf_bodies::ntf_version_of(sel), version);
+    sel
+}
+
+fn padded(content: &[u8]) -> Vec<u8> {
+    pad(content, NTF_BLOCK_SIZE).unwrap()
+}
+
+fn transmission(t: &Transmission<'_>, version: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_ntf_transmission(&mut out, t, version).unwrap();
+    out
+}
+
+fn ntf_seeds() -> Vec<NtfSeed> {
+    let mut out = Vec::new();
+    let mut add = |target, name: &str, bytes: Vec<u8>, expect| {
+        out.push(NtfSeed {
+            target,
+            name: format!("seed-{name}"),
+            bytes,
+            expect,
+        })
+    };
+    let ntf: BTreeMap<String, Value> = load("ntf.json")
+        .into_iter()
+        .map(|v| (v["name"].as_str().unwrap().to_string(), v))
+        .collect();
+    let v3 = ntf_version::CURRENT;
+
+    // ntf_transmission: the ntf_syntax vectors (block and single transmission, v3).
+    for (name, v) in ntf.range("ntf_syntax.".to_string().."ntf_syntax/".to_string()) {
+        let (i, e) = (&v["inputs"], &v["expected"]);
+        let expect = replies(&[e["response_ascii"].as_str().unwrap()]);
+        add(
+            "ntf_transmission",
+            &format!("{name}.block"),
+            with_sel(tsel(v3, true), &padded(&hexv(&i["v3_block_content_hex"]))),
+            expect.clone(),
+        );
+        add(
+            "ntf_transmission",
+            name,
+            with_sel(tsel(v3, false), &hexv(&i["v3_transmission_hex"])),
+            expect,
+        );
+    }
+    // The signed TNEW: its signature (session id 97..b6 = the bodies' session) verifies.
+    let signed = &ntf["transmission.v3.TNEW.signed"];
+    let (i, e) = (&signed["inputs"], &signed["expected"]);
+    let tknid = NtfOutcome::Replies(vec![NtfResponse::TknId {
+        token_id: ntf_bodies::FUZZ_TOKEN_ID.to_vec(),
+        server_dh_key: hush_proto::ntf::PublicKeyDer::new(
+            hush_crypto::X25519Secret::from_bytes(ntf_bodies::FUZZ_SESSION_KEY)
+                .public()
+                .to_spki_der(),
+        )
+        .unwrap(),
+    }]);
+    assert_eq!(hexv(&i["session_id_hex"]), ntf_bodies::FUZZ_SESSION_ID);
+    add(
+        "ntf_transmission",
+        "transmission.v3.TNEW.signed.block",
+        with_sel(tsel(v3, true), &hexv(&e["padded_block_hex"])),
+        tknid.clone(),
+    );
+    add(
+        "ntf_transmission",
+        "transmission.v3.TNEW.signed",
+        with_sel(tsel(v3, false), &hexv(&e["transmission_hex"])),
+        tknid.clone(),
+    );
+    let (sig, corr, cmd) = (
+        hexv(&e["signature_hex"]),
+        hexv(&i["corr_id_hex"]),
+        hexv(&i["command_hex"]),
+    );
+    // The same signed TNEW at v1 (session id on the wire) and v2 (batched).
+    let mut t = Transmission::new(&corr, &[], &cmd);
+    t.authorization = &sig;
+    t.session_id = ntf_bodies::FUZZ_SESSION_ID;
+    let t1 = transmission(&t, 1);
+    add(
+        "ntf_transmission",
+        "TNEW.signed.v1",
+        with_sel(tsel(1, false), &t1),
+        tknid.clone(),
+    );
+    add(
+        "ntf_transmission",
+        "TNEW.signed.v1.block",
+        with_sel(tsel(1, true), &padded(&ntf_block_content(&t1, 1).unwrap())),
+        tknid.clone(),
+    );
+    let t2 = transmission(&t, 2);
+    add(
+        "ntf_transmission",
+        "TNEW.signed.v2.block",
+        with_sel(tsel(2, true), &padded(&ntf_block_content(&t2, 2).unwrap())),
+        tknid,
+    );
+    // v1 with another connection's session id.
+    let mut other = t;
+    other.session_id = b"another session";
+    add(
+        "ntf_transmission",
+        "TNEW.signed.v1.other_session",
+        with_sel(tsel(1, false), &transmission(&other, 1)),
+        replies(&["ERR SESSION"]),
+    );
+    // Every command of the encode.* vectors with an entity where it needs one and an
+    // authenticator that does not verify (PING: none): the store is empty, so AUTH (PONG).
+    let authenticator = [0x5a; 80];
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    for (name, v) in ntf.range("encode.".to_string().."encode/".to_string()) {
+        let bytes = hexv(&v["expected"]["bytes_hex"]);
+        let tag = bytes
+            .get(..4)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("");
+        let (entity, expect): (&[u8], &str) = match tag {
+            "PING" => (b"", "PONG"),
+            "TNEW" | "SNEW" => (b"", "ERR AUTH"),
+            "TVFY" | "TCHK" | "TRPL" | "TDEL" | "TCRN" | "SCHK" | "SDEL" => {
+                (b"entity-id", "ERR AUTH")
+            }
+            _ => continue,
+        };
+        let mut t = Transmission::new(b"corr-id-0123456789abcdef", entity, &bytes);
+        if tag != "PING" {
+            t.authorization = &authenticator;
+        }
+        let t3 = transmission(&t, v3);
+        add(
+            "ntf_transmission",
+            &format!("{name}.authenticator"),
+            with_sel(tsel(v3, false), &t3),
+            replies(&[expect]),
+        );
+        if matches!(tag, "PING" | "TCHK" | "SDEL") {
+            batch.push(t3);
+        }
+    }
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    add(
+        "ntf_transmission",
+        "batch.PING_TCHK_SDEL",
+        with_sel(
+            tsel(v3, true),
+            &padded(&batch_one(&refs, NTF_BLOCK_SIZE).unwrap()),
+        ),
+        replies(&["PONG", "ERR AUTH", "ERR AUTH"]),
+    );
+    add(
+        "ntf_transmission",
+        "batch.count_too_big",
+        with_sel(tsel(v3, true), &padded(&[2, 0, 1, b'x'])),
+        replies(&["ERR BLOCK"]),
+    );
+    add(
+        "ntf_transmission",
+        "authorization.bad_length",
+        with_sel(tsel(v3, false), &{
+            let mut t = Transmission::new(b"c", b"e", b"TCHK");
+            t.authorization = &[1; 63];
+            transmission(&t, v3)
+        }),
+        replies(&["ERR BLOCK"]),
+    );
+
+    // ntf_handshake: hellos from the encoders.
+    let session = ShortString::new(ntf_bodies::FUZZ_SESSION_ID.to_vec()).unwrap();
+    let crypto: BTreeMap<String, Value> = load("crypto.json")
+        .into_iter()
+        .map(|v| (v["name"].as_str().unwrap().to_string(), v))
+        .collect();
+    let signed_key = hexv(&crypto["signed_x25519_key.ed25519"]["expected"]["signed_exact_der_hex"]);
+    let server_hello = |versions, session: &ShortString, key: Option<Vec<u8>>| {
+        with_sel(
+            0,
+            &padded(
+                &NtfServerHello {
+                    versions,
+                    session_id: session.clone(),
+                    signed_key: key.map(|k| Large::new(k).unwrap()),
+                }
+                .to_bytes(),
+            ),
+        )
+    };
+    let hello = |h: HelloOutcome| NtfOutcome::Hello(Some(h));
+    add(
+        "ntf_handshake",
+        "server_hello.v1-3",
+        server_hello(
+            ntf_version::SERVER_RANGE,
+            &session,
+            Some(signed_key.clone()),
+        ),
+        hello(HelloOutcome::Version(3)),
+    );
+    add(
+        "ntf_handshake",
+        "server_hello.v1-2",
+        server_hello(
+            VersionRange::new(1, 2).unwrap(),
+            &session,
+            Some(signed_key.clone()),
+        ),
+        hello(HelloOutcome::Version(2)),
+    );
+    add(
+        "ntf_handshake",
+        "server_hello.v1-1",
+        server_hello(VersionRange::single(1), &session, None),
+        hello(HelloOutcome::Version(1)),
+    );
+    let mut forged = signed_key.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    add(
+        "ntf_handshake",
+        "server_hello.bad_signature",
+        server_hello(ntf_version::SERVER_RANGE, &session, Some(forged)),
+        hello(HelloOutcome::BadAuth),
+    );
+    add(
+        "ntf_handshake",
+        "server_hello.other_session",
+        server_hello(
+            ntf_version::SERVER_RANGE,
+            &ShortString::new(b"another session".to_vec()).unwrap(),
+            Some(signed_key.clone()),
+        ),
+        hello(HelloOutcome::Session),
+    );
+    add(
+        "ntf_handshake",
+        "server_hello.v4-5",
+        server_hello(VersionRange::new(4, 5).unwrap(), &session, Some(signed_key)),
+        hello(HelloOutcome::Version0),
+    );
+    let key_hash = ShortString::new(ntf_bodies::fuzz_key_hash().to_vec()).unwrap();
+    let client_hello = |version, key_hash: &ShortString| {
+        with_sel(
+            1,
+            &padded(
+                &NtfClientHello {
+                    version,
+                    key_hash: key_hash.clone(),
+                }
+                .to_bytes(),
+            ),
+        )
+    };
+    add(
+        "ntf_handshake",
+        "client_hello.v3",
+        client_hello(3, &key_hash),
+        hello(HelloOutcome::Version(3)),
+    );
+    add(
+        "ntf_handshake",
+        "client_hello.v1",
+        client_hello(1, &key_hash),
+        hello(HelloOutcome::Version(1)),
+    );
+    add(
+        "ntf_handshake",
+        "client_hello.v4",
+        client_hello(4, &key_hash),
+        hello(HelloOutcome::Version0),
+    );
+    add(
+        "ntf_handshake",
+        "client_hello.other_key_hash",
+        client_hello(3, &ShortString::new(vec![0; 32]).unwrap()),
+        hello(HelloOutcome::Identity),
+    );
+    add(
+        "ntf_handshake",
+        "client_hello.truncated",
+        with_sel(1, &padded(&[0, 3, 32, 1, 2])),
+        hello(HelloOutcome::Parse),
+    );
+    add(
+        "ntf_handshake",
+        "server_hello.bad_pad",
+        with_sel(0, &[1, 255, 0, 1]),
+        hello(HelloOutcome::Block),
+    );
+    out
+}
+
+#[test]
+fn ntf_seed_corpus_matches() {
+    let seeds = ntf_seeds();
+    for target in ["ntf_transmission", "ntf_handshake"] {
+        assert!(
+            seeds.iter().filter(|s| s.target == target).count() >= 10,
+            "{target}"
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for s in &seeds {
+        assert!(
+            names.insert((s.target, s.name.clone())),
+            "duplicate seed {}",
+            s.name
+        );
+        let path = ntf_corpus_dir(s.target).join(&s.name);
+        let on_disk = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "seed {} missing ({e}); run write_ntf_seed_corpus",
+                path.display()
+            )
+        });
+        assert_eq!(
+            on_disk,
+            s.bytes,
+            "seed {} differs from its source",
+            path.display()
+        );
+        assert_eq!(ntf_outcome(s.target, &s.bytes), s.expect, "seed {}", s.name);
+    }
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus/ntf_* seed files; run on purpose after the vectors change"]
+fn write_ntf_seed_corpus() {
+    for s in ntf_seeds() {
+        let dir = ntf_corpus_dir(s.target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(&s.name), &s.bytes).unwrap();
     }
 }
