@@ -195,7 +195,7 @@ pub fn providers(cfg: &Config) -> Result<Providers, CliError> {
                 lifetime: Duration::from_secs(12 * 3600),
             },
             ca_file: cfg.webpush.ca_file.clone(),
-            allow_http: cfg.webpush.allow_http,
+            endpoints: cfg.webpush.endpoints,
             default_ttl: cfg.service.default_ttl,
             timeout: Duration::from_secs(30),
         })
@@ -238,13 +238,10 @@ pub async fn start(cfg: &Config) -> Result<Running, CliError> {
     let outbox =
         Outbox::open(&cfg.outbox_file, cfg.full_sync).map_err(|e| file_err(&cfg.outbox_file, e))?;
     let metrics = Metrics::new();
-    let service = PushService::new(
-        outbox,
-        providers,
-        handle_key,
-        metrics.clone(),
-        cfg.service.clone(),
-    );
+    // One source for the endpoint policy: the registration check and the delivery check agree.
+    let mut service_cfg = cfg.service.clone();
+    service_cfg.webpush_endpoints = cfg.webpush.endpoints;
+    let service = PushService::new(outbox, providers, handle_key, metrics.clone(), service_cfg);
     let cert_path = cfg.dir.join(config::CERT_FILE);
     let key_path = cfg.dir.join(config::KEY_FILE);
     let cert = std::fs::read(&cert_path).map_err(|e| file_err(&cert_path, e))?;
@@ -264,6 +261,7 @@ pub async fn start(cfg: &Config) -> Result<Running, CliError> {
         acceptor,
         service.clone(),
         Credentials::new(&cfg.clients),
+        cfg.limits.clone(),
         rx.clone(),
     )));
     let metrics_addr = match cfg.metrics {

@@ -9,7 +9,10 @@ use std::time::Duration;
 use hush_server_common::ini::{Entry, Ini, IniError};
 
 use crate::jwt::SigFormat;
+use crate::net::ServerLimits;
+use crate::provider::webpush::EndpointPolicy;
 use crate::service::ServiceConfig;
+use hush_server_common::{DestinationPolicy, Rate};
 
 pub const INI_FILE: &str = "push-server.ini";
 pub const CERT_FILE: &str = "push-server.crt";
@@ -44,6 +47,8 @@ pub struct WebPushSection {
     pub subject: String,
     pub allow_http: bool,
     pub ca_file: Option<PathBuf>,
+    /// `destinations` (public) and `allow_any_port` (off), with `allow_http`.
+    pub endpoints: EndpointPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +62,8 @@ pub struct Config {
     pub webpush: WebPushSection,
     pub service: ServiceConfig,
     pub metrics: Option<SocketAddr>,
+    /// `[LIMITS]` and `[TRANSPORT] handshake_timeout`.
+    pub limits: ServerLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +86,7 @@ pub enum ConfigError {
 
 const KNOWN: &[(&str, &[&str])] = &[
     ("STORE", &["outbox_file", "sync"]),
-    ("TRANSPORT", &["host", "port"]),
+    ("TRANSPORT", &["host", "port", "handshake_timeout"]),
     ("CLIENTS", &[]),
     (
         "APNS",
@@ -106,6 +113,22 @@ const KNOWN: &[(&str, &[&str])] = &[
             "subject",
             "allow_http",
             "ca_file",
+            "destinations",
+            "allow_any_port",
+        ],
+    ),
+    (
+        "LIMITS",
+        &[
+            "max_connections",
+            "reserved_connections",
+            "max_connections_per_ip",
+            "anonymous_registrations",
+            "register_rate",
+            "register_burst",
+            "register_rate_per_ip",
+            "register_burst_per_ip",
+            "max_anonymous_registrations",
         ],
     ),
     (
@@ -163,6 +186,35 @@ impl Reader<'_> {
                 .value
                 .parse()
                 .map_err(|_| self.err(e, s, "expected a number")),
+        }
+    }
+
+    /// An integer in `min..=max`.
+    fn int<T>(&self, s: &str, k: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        match self.ini.get(s, k) {
+            None => Ok(default),
+            Some(e) => match e.value.parse::<T>() {
+                Ok(v) if v >= min && v <= max => Ok(v),
+                _ => Err(self.err(e, s, format!("expected a whole number from {min} to {max}"))),
+            },
+        }
+    }
+
+    /// A rate in events per second (`0` = no limit).
+    fn rate(&self, s: &str, k: &str, default: f64) -> Result<f64, ConfigError> {
+        match self.ini.get(s, k) {
+            None => Ok(default),
+            Some(e) => match e.value.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                _ => Err(self.err(
+                    e,
+                    s,
+                    "expected a number of events per second (0 = no limit)",
+                )),
+            },
         }
     }
 
@@ -272,12 +324,80 @@ impl Config {
             test_ca_file: r.str("APNS", "test_ca_file").map(|p| dir.join(p)),
             max_payload: r.num("APNS", "max_payload", crate::provider::apns::MAX_PAYLOAD)?,
         };
+        let destinations = match ini.get("WEBPUSH", "destinations") {
+            None => DestinationPolicy::Public,
+            Some(e) => DestinationPolicy::parse(&e.value).map_err(|m| r.err(e, "WEBPUSH", m))?,
+        };
+        let allow_http = r.bool("WEBPUSH", "allow_http", false)?;
+        let endpoints = EndpointPolicy {
+            destinations,
+            allow_any_port: r.bool("WEBPUSH", "allow_any_port", false)?,
+            allow_http,
+        };
         let webpush = WebPushSection {
             enable: r.bool("WEBPUSH", "enable", false)?,
             vapid_key_file: r.path(dir, "WEBPUSH", "vapid_key_file", "vapid.pem"),
             subject: r.str("WEBPUSH", "subject").unwrap_or_default(),
-            allow_http: r.bool("WEBPUSH", "allow_http", false)?,
+            allow_http,
             ca_file: r.str("WEBPUSH", "ca_file").map(|p| dir.join(p)),
+            endpoints,
+        };
+        let dl = ServerLimits::default();
+        const L: &str = "LIMITS";
+        let max_connections = r.int(L, "max_connections", dl.max_connections, 1, 1_000_000)?;
+        let reserved_connections = r.int(
+            L,
+            "reserved_connections",
+            dl.reserved_connections.min(max_connections - 1),
+            0,
+            max_connections - 1,
+        )?;
+        let limits = ServerLimits {
+            max_connections,
+            reserved_connections,
+            max_connections_per_ip: r.int(
+                L,
+                "max_connections_per_ip",
+                dl.max_connections_per_ip,
+                0,
+                1_000_000,
+            )?,
+            handshake_timeout: match ini.get("TRANSPORT", "handshake_timeout") {
+                None => dl.handshake_timeout,
+                Some(e) => match e.value.parse::<f64>() {
+                    Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Duration::from_secs_f64(v),
+                    _ => {
+                        return Err(r.err(
+                            e,
+                            "TRANSPORT",
+                            "expected seconds, more than 0 and at most 3600",
+                        ));
+                    }
+                },
+            },
+            anonymous_registrations: r.bool(
+                L,
+                "anonymous_registrations",
+                dl.anonymous_registrations,
+            )?,
+            register_rate: Rate::new(
+                r.rate(L, "register_rate", dl.register_rate.per_second)?,
+                r.int(L, "register_burst", dl.register_rate.burst, 1, 1_000_000)?,
+            ),
+            register_rate_per_ip: Rate::new(
+                r.rate(
+                    L,
+                    "register_rate_per_ip",
+                    dl.register_rate_per_ip.per_second,
+                )?,
+                r.int(
+                    L,
+                    "register_burst_per_ip",
+                    dl.register_rate_per_ip.burst,
+                    1,
+                    1_000_000,
+                )?,
+            ),
         };
         let d = ServiceConfig::default();
         let service = ServiceConfig {
@@ -299,6 +419,14 @@ impl Config {
             registration_ttl: Duration::from_secs(
                 24 * 3600 * r.num("OUTBOX", "registration_ttl_days", 60u64)?,
             ),
+            webpush_endpoints: endpoints,
+            max_anonymous_registrations: r.int(
+                L,
+                "max_anonymous_registrations",
+                d.max_anonymous_registrations,
+                0,
+                u64::MAX,
+            )?,
         };
         let metrics = if r.bool("METRICS", "enable", false)? {
             let host: IpAddr = match ini.get("METRICS", "host") {
@@ -322,6 +450,7 @@ impl Config {
             webpush,
             service,
             metrics,
+            limits,
         };
         Ok((cfg, r.warnings))
     }
@@ -343,6 +472,9 @@ sync = full
 # TLS 1.3 with the certificate {CERT_FILE}; clients pin the SHA-256 in the file `{FINGERPRINT_FILE}`.
 host = {host}
 port = {port}
+# Seconds a new connection has for the TLS handshake and its first request (and an anonymous
+# connection between requests); then it is closed.
+handshake_timeout = 15
 
 [CLIENTS]
 # One line per ntf-server: name = bearer credential (keep this file private).
@@ -378,6 +510,12 @@ vapid_key_file = vapid.pem
 subject = mailto:admin@example.org
 # Allow http:// endpoints (a UnifiedPush distributor on this machine).
 allow_http = off
+# Endpoint addresses a device may make this server POST to, checked at registration and on the
+# address actually connected to at delivery: public (default), loopback (also 127.0.0.0/8, ::1)
+# or private (also RFC 1918, CGNAT, unique-local and link-local ranges).
+destinations = public
+# off: only port 443 (80 for http://); on: any port.
+allow_any_port = off
 
 [OUTBOX]
 retry_base_ms = 1000
@@ -389,6 +527,25 @@ dedup_window_seconds = 604800
 max_pending = 1000000
 # Split mode: stored registrations (long Web Push endpoints) unused this many days are dropped.
 registration_ttl_days = 60
+
+[LIMITS]
+# Concurrent connections; the last `reserved_connections` of them are kept for ntf-servers that
+# authenticated with a [CLIENTS] credential (anonymous peers, e.g. devices registering, get the rest).
+max_connections = 1024
+reserved_connections = 64
+# Concurrent connections from one IPv4 address or IPv6 /64 (0 = no cap).
+max_connections_per_ip = 0
+# Devices register push handles without credential (split mode). off: only authenticated clients.
+anonymous_registrations = on
+# Registrations without credential: per second (0 = no limit) and burst, for the whole server and
+# per IPv4 address or IPv6 /64. Over the limit the device gets the error `rate_limited`.
+register_rate = 20
+register_burst = 200
+register_rate_per_ip = 1
+register_burst_per_ip = 10
+# Stored registrations without credential (long Web Push endpoints); at the cap a device gets the
+# error `capacity` until unused ones expire (registration_ttl_days).
+max_anonymous_registrations = 100000
 
 [METRICS]
 enable = off

@@ -67,6 +67,10 @@ pub enum PushError {
     /// The job expired before it could be delivered.
     #[error("job expired before delivery")]
     Expired,
+    /// The Web Push endpoint is not allowed by `[WEBPUSH] destinations` / `allow_any_port` (checked
+    /// on the address actually connected to). The text names the range or port, never the host.
+    #[error("destination refused: {0}")]
+    DestinationRefused(String),
 }
 
 /// What the dispatcher does with a failed job.
@@ -94,6 +98,8 @@ impl PushError {
     pub fn action(&self) -> Action {
         match self {
             PushError::InvalidToken { reason, .. } => Action::Invalidate(*reason),
+            // This server will never deliver to it: the device must register another endpoint.
+            PushError::DestinationRefused(_) => Action::Invalidate(InvalidReason::Bad),
             PushError::ProviderTokenExpired => Action::Retry {
                 min_delay: Some(Duration::from_secs(1)),
             },
@@ -129,6 +135,7 @@ impl PushError {
             PushError::BadHandle => "bad_handle",
             PushError::NoProvider(_) => "no_provider",
             PushError::Expired => "expired",
+            PushError::DestinationRefused(_) => "destination_refused",
         }
     }
 
@@ -139,7 +146,9 @@ impl PushError {
             | PushError::Unavailable { .. }
             | PushError::Connection(_)
             | PushError::ProviderTokenExpired => LogLevel::Warn,
-            PushError::BadHandle | PushError::PayloadTooLarge => LogLevel::Warn,
+            PushError::BadHandle
+            | PushError::PayloadTooLarge
+            | PushError::DestinationRefused(_) => LogLevel::Warn,
             PushError::Rejected { .. } | PushError::NoProvider(_) => LogLevel::Error,
         }
     }

@@ -73,6 +73,18 @@ pub enum GatewayError {
     Storage(String),
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// An anonymous request over a rate limit (global or per peer address); retry later.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// A stored-data cap is reached (anonymous registrations); retry much later.
+    #[error("capacity reached: {0}")]
+    Capacity(String),
+    /// A Web Push endpoint the destination policy does not allow (address range, port, scheme).
+    #[error("destination refused: {0}")]
+    DestinationRefused(String),
+    /// No connection slot for an anonymous peer (the rest are reserved for ntf-servers).
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl GatewayError {
@@ -84,6 +96,10 @@ impl GatewayError {
             GatewayError::Unavailable(_) => "unavailable",
             GatewayError::Storage(_) => "storage",
             GatewayError::Protocol(_) => "protocol",
+            GatewayError::RateLimited(_) => "rate_limited",
+            GatewayError::Capacity(_) => "capacity",
+            GatewayError::DestinationRefused(_) => "destination_refused",
+            GatewayError::Busy(_) => "busy",
         }
     }
 
@@ -93,6 +109,10 @@ impl GatewayError {
             "auth" => GatewayError::Auth,
             "storage" => GatewayError::Storage(message),
             "unavailable" => GatewayError::Unavailable(message),
+            "rate_limited" => GatewayError::RateLimited(message),
+            "capacity" => GatewayError::Capacity(message),
+            "destination_refused" => GatewayError::DestinationRefused(message),
+            "busy" => GatewayError::Busy(message),
             _ => GatewayError::Protocol(message),
         }
     }

@@ -65,6 +65,54 @@ pub async fn connect_tls(
         .map_err(|_| "connect timeout".to_string())?
 }
 
+/// Connects TCP to the first of `addrs` that answers (addresses already resolved and checked by the
+/// caller: no DNS lookup here), all within `timeout`.
+pub async fn connect_addrs(
+    addrs: &[std::net::SocketAddr],
+    timeout: Duration,
+) -> Result<TcpStream, String> {
+    let fut = async {
+        let mut last = "no address to connect to".to_string();
+        for a in addrs {
+            match TcpStream::connect(a).await {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Ok(tcp);
+                }
+                Err(e) => last = format!("connect: {e}"),
+            }
+        }
+        Err(last)
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| "connect timeout".to_string())?
+}
+
+/// TLS over `tcp` with SNI and verification of `host` (name or IP), within `timeout`.
+pub async fn tls_over(
+    connector: &SslConnector,
+    tcp: TcpStream,
+    host: &str,
+    timeout: Duration,
+) -> Result<SslStream<TcpStream>, String> {
+    let fut = async {
+        let ssl = connector
+            .configure()
+            .and_then(|c| c.into_ssl(host))
+            .map_err(|e| format!("tls setup: {e}"))?;
+        let mut s = SslStream::new(ssl, tcp).map_err(|e| format!("tls setup: {e}"))?;
+        Pin::new(&mut s)
+            .connect()
+            .await
+            .map_err(|e| format!("tls handshake: {e}"))?;
+        Ok::<_, String>(s)
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| "tls handshake timeout".to_string())?
+}
+
 /// Reads a whole body, at most `limit` bytes.
 pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, String>
 where

@@ -37,6 +37,7 @@ pub use gateway::{
     SubmitOutcome,
 };
 pub use handle::{HandleError, HandleKey, PushHandle, Sealed};
+pub use hush_server_common::DestinationPolicy;
 pub use job::{ApnsEnv, DeviceAddress, JobId, PushJob, PushKind, PushTarget, PushType};
 
 /// The two-letter NTF device-token provider code of a split-mode push handle (`TNEW` carries

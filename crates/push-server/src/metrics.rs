@@ -33,6 +33,11 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub reason: String,
+}
+
 /// All counters and gauges (cheap to clone).
 #[derive(Clone)]
 pub struct Metrics {
@@ -43,6 +48,10 @@ pub struct Metrics {
     pub submitted: Family<OutcomeLabels, Counter>,
     pub outbox_length: Gauge<i64, AtomicU64Compat>,
     pub handles_registered: Counter,
+    /// Connections and requests refused by an abuse limit, by reason.
+    pub refused: Family<RefusedLabels, Counter>,
+    /// Stored registrations made without credential (split mode, long Web Push endpoints).
+    pub anonymous_registrations: Gauge<i64, AtomicU64Compat>,
 }
 
 /// Gauge atomic type (prometheus-client's default `AtomicI64`).
@@ -69,6 +78,8 @@ impl Metrics {
         let submitted = Family::<OutcomeLabels, Counter>::default();
         let outbox_length = Gauge::<i64, AtomicU64Compat>::default();
         let handles_registered = Counter::default();
+        let refused = Family::<RefusedLabels, Counter>::default();
+        let anonymous_registrations = Gauge::<i64, AtomicU64Compat>::default();
         r.register("sent", "Pushes accepted by a provider", sent.clone());
         r.register(
             "failed",
@@ -95,6 +106,18 @@ impl Metrics {
             "Push handles issued to devices (split mode)",
             handles_registered.clone(),
         );
+        r.register(
+            "refused",
+            "Connections and requests refused by an abuse limit (max_connections, per_ip, \
+             anonymous_connections, handshake_timeout, register_rate, register_rate_per_ip, \
+             anonymous_cap, anonymous_disabled, destination)",
+            refused.clone(),
+        );
+        r.register(
+            "anonymous_registrations",
+            "Stored registrations made without credential",
+            anonymous_registrations.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             sent,
@@ -103,7 +126,17 @@ impl Metrics {
             submitted,
             outbox_length,
             handles_registered,
+            refused,
+            anonymous_registrations,
         }
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn sent(&self, provider: &str) {

@@ -34,6 +34,9 @@ pub enum OutboxError {
     Closed,
     #[error("stored job is unreadable: {0}")]
     Corrupt(String),
+    /// The anonymous registration cap is reached (nothing was stored).
+    #[error("anonymous registration cap reached")]
+    Full,
 }
 
 impl From<rusqlite::Error> for OutboxError {
@@ -145,9 +148,35 @@ impl Outbox {
                 id BLOB PRIMARY KEY,
                 address TEXT NOT NULL,
                 created_at INTEGER NOT NULL,
-                used_at INTEGER NOT NULL
+                used_at INTEGER NOT NULL,
+                anonymous INTEGER NOT NULL DEFAULT 1
             ) WITHOUT ROWID;
             UPDATE jobs SET leased = 0 WHERE leased <> 0;",
+        )?;
+        // Outboxes from before the anonymous-registration cap: their rows all came from devices.
+        let has_anonymous: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('registrations') WHERE name = 'anonymous'")?
+            .exists([])?;
+        if !has_anonymous {
+            conn.execute_batch(
+                "ALTER TABLE registrations ADD COLUMN anonymous INTEGER NOT NULL DEFAULT 1",
+            )?;
+        }
+        // The number of anonymous registrations, kept in the same transactions as the rows (so a
+        // cap check is one lookup, exact even across a crash); recounted at every open.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS registration_count (
+                id INTEGER PRIMARY KEY CHECK (id = 0),
+                anonymous INTEGER NOT NULL
+            );
+            INSERT OR REPLACE INTO registration_count (id, anonymous)
+                VALUES (0, (SELECT COUNT(*) FROM registrations WHERE anonymous = 1));
+            CREATE TRIGGER IF NOT EXISTS registrations_anon_ins AFTER INSERT ON registrations
+                WHEN NEW.anonymous = 1
+                BEGIN UPDATE registration_count SET anonymous = anonymous + 1 WHERE id = 0; END;
+            CREATE TRIGGER IF NOT EXISTS registrations_anon_del AFTER DELETE ON registrations
+                WHEN OLD.anonymous = 1
+                BEGIN UPDATE registration_count SET anonymous = anonymous - 1 WHERE id = 0; END;",
         )?;
         let (tx, mut rx) = mpsc::channel::<Box<dyn BatchOp>>(4096);
         std::thread::Builder::new()
@@ -407,20 +436,48 @@ impl Outbox {
     }
 
     /// Stores a device address too long for an inline handle; returns its random id.
+    /// `anonymous_cap`: the registration comes from a peer without credential and is refused
+    /// ([`OutboxError::Full`]) when that many anonymous registrations are stored already.
     pub async fn store_registration(
         &self,
         address: &DeviceAddress,
         now: u64,
+        anonymous_cap: Option<u64>,
     ) -> Result<[u8; 16], OutboxError> {
         let text =
             serde_json::to_string(address).map_err(|e| OutboxError::Corrupt(e.to_string()))?;
         let id: [u8; 16] = rand::random();
         self.op(move |c| {
+            if let Some(cap) = anonymous_cap {
+                let n: i64 = c
+                    .prepare_cached("SELECT anonymous FROM registration_count WHERE id = 0")?
+                    .query_row([], |r| r.get(0))?;
+                if u64::try_from(n).unwrap_or(0) >= cap {
+                    return Err(OutboxError::Full);
+                }
+            }
             c.prepare_cached(
-                "INSERT INTO registrations (id, address, created_at, used_at) VALUES (?1, ?2, ?3, ?3)",
+                "INSERT INTO registrations (id, address, created_at, used_at, anonymous) \
+                 VALUES (?1, ?2, ?3, ?3, ?4)",
             )?
-            .execute(params![id.to_vec(), text, to_i64(now)])?;
+            .execute(params![
+                id.to_vec(),
+                text,
+                to_i64(now),
+                anonymous_cap.is_some()
+            ])?;
             Ok(id)
+        })
+        .await
+    }
+
+    /// Stored registrations made without credential.
+    pub async fn anonymous_registrations(&self) -> Result<u64, OutboxError> {
+        self.op(|c| {
+            let n: i64 = c
+                .prepare_cached("SELECT anonymous FROM registration_count WHERE id = 0")?
+                .query_row([], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }

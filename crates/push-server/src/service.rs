@@ -13,6 +13,7 @@ use crate::handle::{HandleError, HandleKey, PushHandle, Sealed};
 use crate::job::{DeviceAddress, PushJob, PushTarget};
 use crate::metrics::Metrics;
 use crate::outbox::{LeasedJob, Outbox, OutboxError};
+use crate::provider::webpush::EndpointPolicy;
 use crate::provider::{Delivery, Providers, Route};
 
 /// Dispatcher settings.
@@ -34,7 +35,14 @@ pub struct ServiceConfig {
     pub max_pending: u64,
     /// Stored registrations (long Web Push subscriptions) unused this long are dropped.
     pub registration_ttl: Duration,
+    /// Web Push endpoints a registration may name (checked again at delivery by the provider).
+    pub webpush_endpoints: EndpointPolicy,
+    /// Most stored registrations made without credential (`[LIMITS] max_anonymous_registrations`).
+    pub max_anonymous_registrations: u64,
 }
+
+/// Default `[LIMITS] max_anonymous_registrations`.
+pub const DEFAULT_MAX_ANONYMOUS_REGISTRATIONS: u64 = 100_000;
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -47,6 +55,8 @@ impl Default for ServiceConfig {
             poll_interval: Duration::from_secs(5),
             max_pending: 1_000_000,
             registration_ttl: Duration::from_secs(60 * 24 * 3600),
+            webpush_endpoints: EndpointPolicy::default(),
+            max_anonymous_registrations: DEFAULT_MAX_ANONYMOUS_REGISTRATIONS,
         }
     }
 }
@@ -153,20 +163,66 @@ impl PushService {
         Ok(outcome)
     }
 
-    /// Split mode: seals a device address into a push handle (the device calls this). Addresses
-    /// too long for an inline handle (most Web Push endpoints) are stored and the handle seals the
-    /// registration id.
+    /// Split mode: seals a device address into a push handle, for a trusted caller (an
+    /// authenticated ntf-server, or in process): no cap. Addresses too long for an inline handle
+    /// (most Web Push endpoints) are stored and the handle seals the registration id. A Web Push
+    /// endpoint must pass the destination policy ([`GatewayError::DestinationRefused`]).
     pub async fn register(&self, address: &DeviceAddress) -> Result<PushHandle, GatewayError> {
+        self.register_as(address, false).await
+    }
+
+    /// Like [`Self::register`], for a peer without credential (a device): a registration that
+    /// must be stored counts against `max_anonymous_registrations` ([`GatewayError::Capacity`]
+    /// at the cap, nothing stored). Rate limits are the listener's ([`crate::net`]).
+    pub async fn register_anonymous(
+        &self,
+        address: &DeviceAddress,
+    ) -> Result<PushHandle, GatewayError> {
+        self.register_as(address, true).await
+    }
+
+    async fn register_as(
+        &self,
+        address: &DeviceAddress,
+        anonymous: bool,
+    ) -> Result<PushHandle, GatewayError> {
         let bad = |e: HandleError| GatewayError::InvalidJob(e.to_string());
+        if let DeviceAddress::WebPush(sub) = address
+            && let Err(e) = self
+                .inner
+                .cfg
+                .webpush_endpoints
+                .check_registration(&sub.endpoint)
+                .await
+        {
+            self.inner.metrics.refused("destination");
+            return Err(GatewayError::DestinationRefused(e));
+        }
         let h = match self.inner.handle_key.seal(address) {
             Ok(h) => h,
             Err(HandleError::TooLong(_)) => {
-                let id = self
+                let cap = anonymous.then_some(self.inner.cfg.max_anonymous_registrations);
+                let id = match self
                     .inner
                     .outbox
-                    .store_registration(address, crate::unix_now())
+                    .store_registration(address, crate::unix_now(), cap)
                     .await
-                    .map_err(storage)?;
+                {
+                    Ok(id) => id,
+                    Err(OutboxError::Full) => {
+                        self.inner.metrics.refused("anonymous_cap");
+                        return Err(GatewayError::Capacity(format!(
+                            "this push-server stores no more registrations without credential \
+                             ({} stored, [LIMITS] max_anonymous_registrations); unused ones expire \
+                             after [OUTBOX] registration_ttl_days, retry later",
+                            self.inner.cfg.max_anonymous_registrations
+                        )));
+                    }
+                    Err(e) => return Err(storage(e)),
+                };
+                if anonymous {
+                    self.inner.metrics.anonymous_registrations.inc();
+                }
                 self.inner.handle_key.seal_registration(&id).map_err(bad)?
             }
             Err(e) => return Err(bad(e)),
@@ -249,6 +305,12 @@ impl PushService {
                 let unused = now.saturating_sub(inner.cfg.registration_ttl.as_secs());
                 if let Err(e) = inner.outbox.prune_registrations(unused).await {
                     tracing::warn!("registration prune failed: {e}");
+                }
+                if let Ok(n) = inner.outbox.anonymous_registrations().await {
+                    inner
+                        .metrics
+                        .anonymous_registrations
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
             }
             let free = permits.available_permits();

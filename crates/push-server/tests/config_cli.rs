@@ -69,6 +69,77 @@ fn errors_name_the_line() {
 }
 
 #[test]
+fn abuse_limit_keys_defaults_values_and_errors() {
+    use hush_server_common::{DestinationPolicy, Rate};
+    use std::time::Duration;
+    // Defaults: the written file and no file at all agree.
+    let ini = config::default_ini("127.0.0.1".parse().unwrap(), 5228, "ntf", "secret");
+    for text in [ini.as_str(), ""] {
+        let (c, _) = parse(text).unwrap();
+        assert_eq!(c.limits.handshake_timeout, Duration::from_secs(15));
+        assert_eq!(c.limits.max_connections, 1024);
+        assert_eq!(c.limits.reserved_connections, 64);
+        assert_eq!(c.limits.max_connections_per_ip, 0);
+        assert!(c.limits.anonymous_registrations);
+        assert_eq!(c.limits.register_rate, Rate::new(20.0, 200));
+        assert_eq!(c.limits.register_rate_per_ip, Rate::new(1.0, 10));
+        assert_eq!(c.service.max_anonymous_registrations, 100_000);
+        assert_eq!(c.webpush.endpoints.destinations, DestinationPolicy::Public);
+        assert!(!c.webpush.endpoints.allow_any_port);
+        assert_eq!(c.service.webpush_endpoints, c.webpush.endpoints);
+    }
+    let (c, w) = parse(
+        "[TRANSPORT]\nhandshake_timeout = 0.5\n\
+         [WEBPUSH]\ndestinations = loopback\nallow_any_port = on\nallow_http = on\n\
+         [LIMITS]\nmax_connections = 10\nreserved_connections = 3\nmax_connections_per_ip = 4\n\
+         anonymous_registrations = off\nregister_rate = 0.5\nregister_burst = 7\n\
+         register_rate_per_ip = 0\nregister_burst_per_ip = 2\nmax_anonymous_registrations = 9\n",
+    )
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.limits.handshake_timeout, Duration::from_millis(500));
+    assert_eq!(
+        (c.limits.max_connections, c.limits.reserved_connections),
+        (10, 3)
+    );
+    assert_eq!(c.limits.max_connections_per_ip, 4);
+    assert!(!c.limits.anonymous_registrations);
+    assert_eq!(c.limits.register_rate, Rate::new(0.5, 7));
+    assert!(c.limits.register_rate_per_ip.is_unlimited());
+    assert_eq!(c.service.max_anonymous_registrations, 9);
+    let e = c.webpush.endpoints;
+    assert!(e.destinations == DestinationPolicy::Loopback && e.allow_any_port && e.allow_http);
+    assert_eq!(c.service.webpush_endpoints, e);
+    for (text, want) in [
+        ("[TRANSPORT]\nhandshake_timeout = 0\n", "more than 0"),
+        (
+            "[TRANSPORT]\nhandshake_timeout = soon\n",
+            "expected seconds",
+        ),
+        (
+            "[WEBPUSH]\ndestinations = anywhere\n",
+            "not a destination policy",
+        ),
+        ("[WEBPUSH]\nallow_any_port = maybe\n", "on or off"),
+        ("[LIMITS]\nmax_connections = 0\n", "from 1"),
+        (
+            "[LIMITS]\nmax_connections = 10\nreserved_connections = 10\n",
+            "from 0 to 9",
+        ),
+        ("[LIMITS]\nregister_rate = -1\n", "per second"),
+        ("[LIMITS]\nregister_rate = NaN\n", "per second"),
+        ("[LIMITS]\nregister_burst = 0\n", "from 1"),
+        (
+            "[LIMITS]\nmax_anonymous_registrations = lots\n",
+            "whole number",
+        ),
+    ] {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains("line"), "{text:?}: {e}");
+    }
+}
+
+#[test]
 fn init_via_the_binary_then_config_loads() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("push");

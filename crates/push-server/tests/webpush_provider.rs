@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use push_server::http_util;
 use push_server::job::WebPushSubscription;
 use push_server::jwt::{Es256Key, verify_es256};
-use push_server::provider::webpush::{self, Vapid, WebPushConfig, WebPushProvider};
+use push_server::provider::webpush::{self, EndpointPolicy, Vapid, WebPushConfig, WebPushProvider};
 use push_server::provider::{Delivery, Provider};
 use push_server::{DeviceAddress, InvalidReason, JobId, PushError, PushKind, PushType};
 
@@ -107,7 +107,12 @@ async fn webpush_delivery_decrypts_at_the_device_and_carries_vapid() {
             lifetime: Duration::from_secs(12 * 3600),
         },
         ca_file: Some(dir.path().join("ca.pem")),
-        allow_http: false,
+        // The test push service listens on 127.0.0.1 at a random port.
+        endpoints: EndpointPolicy {
+            destinations: push_server::DestinationPolicy::Loopback,
+            allow_any_port: true,
+            allow_http: false,
+        },
         default_ttl: Duration::from_secs(3600),
         timeout: Duration::from_secs(5),
     })

@@ -8,6 +8,7 @@
 //! One HTTP/1.1 connection (TLS via OpenSSL, ALPN `http/1.1`) per push: endpoints are spread over
 //! many hosts, so there is no single long-lived connection to keep as for APNs.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use hkdf::Hkdf;
+use hush_server_common::{DestinationPolicy, DestinationRefused, resolve_checked};
 use hyper_util::rt::TokioIo;
 use openssl::bn::BigNumContext;
 use openssl::derive::Deriver;
@@ -238,14 +240,84 @@ impl Vapid {
     }
 }
 
+/// Which Web Push endpoints this server delivers to (`[WEBPUSH] destinations`, `allow_any_port`,
+/// `allow_http`). An endpoint comes from a device, so unchecked it would let anyone make the
+/// push-server POST into the operator's private network. Checked when a device registers it (a
+/// clear error early) and again at every delivery on the very address connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndpointPolicy {
+    /// Address ranges allowed (default: public only).
+    pub destinations: DestinationPolicy,
+    /// Any port; else only the scheme's default port (443, or 80 for `http://`). Default off.
+    pub allow_any_port: bool,
+    /// `http://` endpoints (a UnifiedPush distributor on this machine). Default off.
+    pub allow_http: bool,
+}
+
+/// How long the registration-time check waits for DNS.
+const REGISTER_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl EndpointPolicy {
+    /// The checks that need no DNS: URL form, scheme, port, and an IP-literal host's range.
+    /// Refusal texts never contain the endpoint (it identifies a device).
+    pub fn check_url(&self, endpoint: &str) -> Result<UrlParts, String> {
+        let url = UrlParts::parse(endpoint).ok_or_else(|| "bad endpoint URL".to_string())?;
+        if !url.https && !self.allow_http {
+            return Err("plain http endpoint not allowed ([WEBPUSH] allow_http = off)".into());
+        }
+        let default_port = if url.https { 443 } else { 80 };
+        if url.port != default_port && !self.allow_any_port {
+            return Err(format!(
+                "{} ([WEBPUSH] allow_any_port = off)",
+                DestinationRefused::Port(url.port)
+            ));
+        }
+        if let Ok(ip) = url.host.parse::<IpAddr>() {
+            self.destinations
+                .check(ip)
+                .map_err(|e| format!("{e} ([WEBPUSH] destinations = {})", self.destinations))?;
+        }
+        Ok(url)
+    }
+
+    /// Registration-time check: [`Self::check_url`], then the host's DNS answer (every address
+    /// refused → refused). A name that does not resolve now is accepted (DNS may be down for a
+    /// moment; delivery checks again).
+    pub async fn check_registration(&self, endpoint: &str) -> Result<(), String> {
+        let url = self.check_url(endpoint)?;
+        let lookup = resolve_checked(&url.host, url.port, self.destinations);
+        match tokio::time::timeout(REGISTER_DNS_TIMEOUT, lookup).await {
+            Ok(Err(e @ (DestinationRefused::AllRefused(_) | DestinationRefused::Class(_)))) => Err(
+                format!("{e} ([WEBPUSH] destinations = {})", self.destinations),
+            ),
+            Ok(Err(e @ DestinationRefused::Onion)) => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Delivery-time check: the allowed addresses to connect to (resolved once, here).
+    async fn resolve(&self, url: &UrlParts) -> Result<Vec<SocketAddr>, PushError> {
+        match resolve_checked(&url.host, url.port, self.destinations).await {
+            Ok(a) => Ok(a),
+            Err(DestinationRefused::Unresolved) => Err(PushError::Connection(
+                "endpoint host did not resolve".into(),
+            )),
+            Err(e) => Err(PushError::DestinationRefused(format!(
+                "{e} ([WEBPUSH] destinations = {})",
+                self.destinations
+            ))),
+        }
+    }
+}
+
 /// Web Push provider configuration.
 #[derive(Debug, Clone)]
 pub struct WebPushConfig {
     pub vapid: Vapid,
     /// Trust only these CAs (PEM) instead of the system store (local distributors, tests).
     pub ca_file: Option<PathBuf>,
-    /// Allow `http://` endpoints (local UnifiedPush distributors on loopback). Default off.
-    pub allow_http: bool,
+    /// Allowed endpoints (ranges, ports, `http://`).
+    pub endpoints: EndpointPolicy,
     /// TTL when the job has no expiry.
     pub default_ttl: Duration,
     pub timeout: Duration,
@@ -302,12 +374,17 @@ impl WebPushProvider {
             status: 0,
             reason: "bad endpoint URL".into(),
         })?;
-        if !url.https && !self.cfg.allow_http {
+        if !url.https && !self.cfg.endpoints.allow_http {
             return Err(PushError::Rejected {
                 status: 0,
                 reason: "plain http endpoint not allowed".into(),
             });
         }
+        // Port and IP-literal range (names are checked after the lookup below).
+        self.cfg
+            .endpoints
+            .check_url(&sub.endpoint)
+            .map_err(PushError::DestinationRefused)?;
         let body = match encrypt(&sub.p256dh, &sub.auth, d.payload) {
             Ok(b) => b,
             Err(EceError::TooLong) => return Err(PushError::PayloadTooLarge),
@@ -359,19 +436,18 @@ impl WebPushProvider {
                     reason: format!("request: {e}"),
                 })?;
         let timeout = self.cfg.timeout;
+        // Resolve once and connect only to the checked addresses: no second lookup, so a DNS
+        // answer that changes between check and connect (rebinding) cannot pick the address.
+        let addrs = self.cfg.endpoints.resolve(&url).await?;
+        let tcp = http_util::connect_addrs(&addrs, timeout)
+            .await
+            .map_err(PushError::Connection)?;
         let resp = if url.https {
-            let tls = http_util::connect_tls(&self.connector, &url.host, url.port, timeout)
+            let tls = http_util::tls_over(&self.connector, tcp, &url.host, timeout)
                 .await
                 .map_err(PushError::Connection)?;
             send_http1(TokioIo::new(tls), req, timeout).await?
         } else {
-            let tcp = tokio::time::timeout(
-                timeout,
-                tokio::net::TcpStream::connect((url.host.as_str(), url.port)),
-            )
-            .await
-            .map_err(|_| PushError::Connection("connect timeout".into()))?
-            .map_err(|e| PushError::Connection(format!("connect: {e}")))?;
             send_http1(TokioIo::new(tcp), req, timeout).await?
         };
         webpush_status(resp.0, resp.1)
