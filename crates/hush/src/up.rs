@@ -243,6 +243,9 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
     push_cfg.apns.dev_url = None;
     push_cfg.apns.test_url = Some(format!("https://127.0.0.1:{}", sink.addr.port()));
     push_cfg.apns.test_ca_file = Some(d.push.join("apns-sink.crt"));
+    // A loopback-only development stack: a UnifiedPush distributor on this machine may be used.
+    push_cfg.webpush.endpoints.destinations = push_server::DestinationPolicy::Loopback;
+    push_cfg.webpush.endpoints.allow_any_port = true;
     let push = push_server::cli::start(&push_cfg)
         .await
         .context("push-server")?;
@@ -268,6 +271,8 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
     relay_cfg.transport.bind = vec![LOCALHOST];
     relay_cfg.transport.control_port = None;
     relay_cfg.metrics.enable = false;
+    // Every relay of this stack is on loopback: let the relay's SMP proxy reach them.
+    relay_cfg.proxy.destinations = smp_server::config::DestinationPolicy::Loopback;
     let relay_opts = smp_server::server::RelayOptions {
         shutdown_grace: Duration::from_secs(5),
         ..Default::default()
