@@ -23,7 +23,9 @@ const WAIT: Duration = Duration::from_secs(20);
 /// An in-process relay (`smp_server::testing`) with a short NMSG flush and shutdown grace.
 fn options() -> RelayOptions {
     RelayOptions {
-        ntf_flush_interval: Duration::from_millis(200),
+        ntf_delivery: smp_server::server::notify::NtfDelivery::Fixed {
+            interval: Duration::from_millis(200),
+        },
         shutdown_grace: Duration::from_secs(2),
         ..RelayOptions::default()
     }

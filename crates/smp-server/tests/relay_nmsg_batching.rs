@@ -13,30 +13,7 @@ use hush_proto::smp::{BrokerMsg, Command};
 use smp_server::server::RelayOptions;
 
 const QUEUES: usize = 1000;
-const CHUNK: usize = 50;
 const FLUSH: Duration = Duration::from_millis(250);
-
-/// Sends `cmds` (key, entity, command) in chunks and returns the responses in order.
-async fn pipelined(
-    c: &mut TestClient,
-    cmds: Vec<(Option<AuthKey>, Vec<u8>, Command)>,
-) -> Vec<BrokerMsg> {
-    let mut out = Vec::new();
-    for chunk in cmds.chunks(CHUNK) {
-        let mut corrs = Vec::new();
-        let mut ts = Vec::new();
-        for (key, entity, cmd) in chunk {
-            let corr = random_corr();
-            ts.push(c.transmission(key.as_ref(), &corr, entity, &cmd.encode(c.version())));
-            corrs.push(corr);
-        }
-        c.send_raw(ts).await;
-        for corr in corrs {
-            out.push(c.response_to(&corr).await);
-        }
-    }
-    out
-}
 
 #[tokio::test]
 async fn one_notifier_connection_gets_a_thousand_nmsgs_in_a_few_flushes() {
@@ -45,8 +22,9 @@ async fn one_notifier_connection_gets_a_thousand_nmsgs_in_a_few_flushes() {
     let mut cfg = test_config(&paths);
     cfg.limits.client_queue_blocks = 4;
     cfg.store.enable = false; // memory store: the test is about the flush, not fsync
+    cfg.limits.new_queues_per_minute = 0; // 1000 NEWs on one connection
     let opts = RelayOptions {
-        ntf_flush_interval: FLUSH,
+        ntf_delivery: smp_server::server::notify::NtfDelivery::Fixed { interval: FLUSH },
         ..Default::default()
     };
     let server = TestServer::start_with(cfg, opts).await;

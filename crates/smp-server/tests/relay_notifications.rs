@@ -15,7 +15,9 @@ async fn server() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let paths = init_dirs(dir.path());
     let opts = RelayOptions {
-        ntf_flush_interval: Duration::from_millis(200),
+        ntf_delivery: smp_server::server::notify::NtfDelivery::Fixed {
+            interval: Duration::from_millis(200),
+        },
         ..Default::default()
     };
     let s = TestServer::start_with(test_config(&paths), opts).await;

@@ -654,3 +654,26 @@ pub fn vectors(name: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("vector file {path} missing or unreadable: {e}"));
     serde_json::from_str(&text).unwrap()
 }
+
+/// Sends `cmds` (key, entity, command) pipelined in chunks of 50 and returns the responses in
+/// order.
+pub async fn pipelined(
+    c: &mut TestClient,
+    cmds: Vec<(Option<AuthKey>, Vec<u8>, Command)>,
+) -> Vec<BrokerMsg> {
+    let mut out = Vec::new();
+    for chunk in cmds.chunks(50) {
+        let mut corrs = Vec::new();
+        let mut ts = Vec::new();
+        for (key, entity, cmd) in chunk {
+            let corr = random_corr();
+            ts.push(c.transmission(key.as_ref(), &corr, entity, &cmd.encode(c.version())));
+            corrs.push(corr);
+        }
+        c.send_raw(ts).await;
+        for corr in corrs {
+            out.push(c.response_to(&corr).await);
+        }
+    }
+    out
+}
