@@ -41,6 +41,20 @@ pub const DEFAULT_CLIENT_QUEUE_BLOCKS: usize = 128;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Reference default `daily_block_queue_quota`.
 pub const DEFAULT_DAILY_BLOCK_QUEUE_QUOTA: i64 = 20;
+/// hush default `[TRANSPORT] handshake_timeout`, seconds: TLS handshake + SMP hello exchange of a
+/// new connection (the reference allows 60 s for TLS, then 120 s for the hello).
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 15;
+/// hush default `[LIMITS] max_connections_per_ip`: 0 = no per-address cap.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 0;
+/// hush default `[LIMITS] new_queues_per_minute` (per connection, without `create_password`).
+pub const DEFAULT_NEW_QUEUES_PER_MINUTE: u32 = 100;
+/// hush default `[PROXY] max_relay_links`: outgoing proxy connections to destination relays.
+pub const DEFAULT_PROXY_MAX_RELAY_LINKS: usize = 1000;
+/// hush default `[PROXY] max_links_per_client`: distinct destination relays one client
+/// connection may have this relay keep proxy connections to.
+pub const DEFAULT_PROXY_MAX_LINKS_PER_CLIENT: usize = 32;
+/// hush default `[PROXY] idle_timeout`, seconds: an unused proxy connection is closed after this.
+pub const DEFAULT_PROXY_IDLE_TIMEOUT_SECS: u64 = 300;
 
 /// File names inside the config directory (reference §7.1).
 pub const INI_FILE: &str = "smp-server.ini";
@@ -82,6 +96,9 @@ impl ServerPaths {
 
 /// `[AUTH]` passwords; the type lives in `hush-server-common` (shared with ntf-server).
 pub use hush_server_common::BasicAuth;
+/// `[PROXY] destinations`; the type lives in `hush-server-common` (shared with ntf-server and
+/// push-server).
+pub use hush_server_common::DestinationPolicy;
 
 /// `[STORE_LOG] sync`: how hard the store pushes writes to disk before the server acknowledges them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +235,9 @@ pub struct TransportConfig {
     pub control_port: Option<u16>,
     /// `log_tls_errors` (off).
     pub log_tls_errors: bool,
+    /// `handshake_timeout` (hush, seconds, 15): time a new connection has for the TLS handshake
+    /// and the SMP hello exchange together; after it the socket is closed.
+    pub handshake_timeout: Duration,
 }
 
 impl TransportConfig {
@@ -253,6 +273,28 @@ pub struct Limits {
     pub queue_quota: usize,
     /// `client_queue_blocks` (128): blocks queued per client connection (reference `tbqSize`).
     pub client_queue_blocks: usize,
+    /// `max_connections_per_ip` (0 = no cap): concurrent connections from one IPv4 address or
+    /// one IPv6 /64; more are closed at accept.
+    pub max_connections_per_ip: u32,
+    /// `new_queues_per_minute` (100; 0 = no limit): queues one connection may create, as a burst
+    /// and then per minute, when no `create_password` is set; over it `NEW` gets `ERR QUOTA`.
+    pub new_queues_per_minute: u32,
+}
+
+/// `[PROXY]`: this relay as an SMP proxy for its clients (`PRXY`/`PFWD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `destinations` (hush; `public`): which destination addresses `PRXY` may make this relay
+    /// connect to: `public`, `loopback` (also 127.0.0.0/8, ::1) or `private` (also private and
+    /// link-local ranges). A refused destination gets `PROXY BROKER NETWORK`.
+    pub destinations: DestinationPolicy,
+    /// `max_relay_links` (hush; 1000): open proxy connections to destination relays in total.
+    pub max_relay_links: usize,
+    /// `max_links_per_client` (hush; 32): distinct destinations with an open proxy connection that
+    /// one client connection may use.
+    pub max_links_per_client: usize,
+    /// `idle_timeout` (hush, seconds; 300): a proxy connection unused this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// `[METRICS]` (hush): the Prometheus text endpoint.
@@ -274,6 +316,7 @@ pub struct Config {
     pub transport: TransportConfig,
     pub inactive_clients: Option<InactiveClients>,
     pub limits: Limits,
+    pub proxy: ProxyConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -311,12 +354,21 @@ impl Config {
                 bind: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
                 control_port: None,
                 log_tls_errors: false,
+                handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             },
             inactive_clients: None,
             limits: Limits {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 queue_quota: DEFAULT_QUEUE_QUOTA,
                 client_queue_blocks: DEFAULT_CLIENT_QUEUE_BLOCKS,
+                max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+                new_queues_per_minute: DEFAULT_NEW_QUEUES_PER_MINUTE,
+            },
+            proxy: ProxyConfig {
+                destinations: DestinationPolicy::Public,
+                max_relay_links: DEFAULT_PROXY_MAX_RELAY_LINKS,
+                max_links_per_client: DEFAULT_PROXY_MAX_LINKS_PER_CLIENT,
+                idle_timeout: Duration::from_secs(DEFAULT_PROXY_IDLE_TIMEOUT_SECS),
             },
             metrics: MetricsConfig {
                 enable: false,
@@ -371,6 +423,19 @@ impl Config {
                 (true, Some(_)) => "requires password",
                 (true, None) => "allowed",
             }
+        ));
+        out.push(format!(
+            "connections: at most {}{}, handshake within {} s",
+            self.limits.max_connections,
+            match self.limits.max_connections_per_ip {
+                0 => String::new(),
+                n => format!(" ({n} per IPv4 address or IPv6 /64)"),
+            },
+            self.transport.handshake_timeout.as_secs()
+        ));
+        out.push(format!(
+            "proxy destinations: {} addresses",
+            self.proxy.destinations
         ));
         if let Some(a) = self.transport.control_addr() {
             out.push(format!("control port: {a}"));
@@ -436,6 +501,7 @@ impl Config {
         r.read_transport(&mut cfg.transport)?;
         r.read_inactive(&mut cfg)?;
         r.read_limits(&mut cfg.limits)?;
+        r.read_proxy(&mut cfg.proxy)?;
         r.read_metrics(&mut cfg.metrics)?;
         if cfg.transport.control_port.is_some()
             && cfg.auth.control_port_admin_password.is_none()
@@ -565,12 +631,34 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     (
         "TRANSPORT",
-        &["host", "port", "bind", "control_port", "log_tls_errors"],
+        &[
+            "host",
+            "port",
+            "bind",
+            "control_port",
+            "log_tls_errors",
+            "handshake_timeout",
+        ],
     ),
     ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
     (
         "LIMITS",
-        &["max_connections", "queue_quota", "client_queue_blocks"],
+        &[
+            "max_connections",
+            "queue_quota",
+            "client_queue_blocks",
+            "max_connections_per_ip",
+            "new_queues_per_minute",
+        ],
+    ),
+    (
+        "PROXY",
+        &[
+            "destinations",
+            "max_relay_links",
+            "max_links_per_client",
+            "idle_timeout",
+        ],
     ),
     ("METRICS", &["enable", "address"]),
 ];
@@ -589,8 +677,19 @@ const REFERENCE_ONLY: &[(&str, &[&str])] = &[
         ],
     ),
     ("TRANSPORT", &["websockets", "accept_service_credentials"]),
+    (
+        "PROXY",
+        &[
+            "host_mode",
+            "required_host_mode",
+            "own_server_domains",
+            "socks_proxy",
+            "socks_mode",
+            "client_concurrency",
+        ],
+    ),
 ];
-const REFERENCE_ONLY_SECTIONS: &[&str] = &["PROXY", "WEB"];
+const REFERENCE_ONLY_SECTIONS: &[&str] = &["WEB"];
 
 /// A PostgreSQL schema name hush accepts (the same rule as `hush_store::PgStore`).
 fn valid_schema(s: &str) -> bool {
@@ -1014,6 +1113,9 @@ impl<'a> Reader<'a> {
         if let Some(v) = self.on_off(S, "log_tls_errors")? {
             t.log_tls_errors = v;
         }
+        if let Some(v) = self.number::<u64>(S, "handshake_timeout", 1, 600)? {
+            t.handshake_timeout = Duration::from_secs(v);
+        }
         Ok(())
     }
 
@@ -1041,6 +1143,30 @@ impl<'a> Reader<'a> {
         }
         if let Some(v) = self.number::<usize>(S, "client_queue_blocks", 1, 65_536)? {
             l.client_queue_blocks = v;
+        }
+        if let Some(v) = self.number::<u32>(S, "max_connections_per_ip", 0, 10_000_000)? {
+            l.max_connections_per_ip = v;
+        }
+        if let Some(v) = self.number::<u32>(S, "new_queues_per_minute", 0, 1_000_000)? {
+            l.new_queues_per_minute = v;
+        }
+        Ok(())
+    }
+
+    fn read_proxy(&mut self, p: &mut ProxyConfig) -> Result<(), ConfigError> {
+        const S: &str = "PROXY";
+        if let Some(e) = self.get(S, "destinations") {
+            p.destinations = DestinationPolicy::parse(&e.value)
+                .map_err(|reason| self.err(e, S, "destinations", reason))?;
+        }
+        if let Some(v) = self.number::<usize>(S, "max_relay_links", 1, 1_000_000)? {
+            p.max_relay_links = v;
+        }
+        if let Some(v) = self.number::<usize>(S, "max_links_per_client", 1, 100_000)? {
+            p.max_links_per_client = v;
+        }
+        if let Some(v) = self.number::<u64>(S, "idle_timeout", 1, 30 * 86400)? {
+            p.idle_timeout = Duration::from_secs(v);
         }
         Ok(())
     }
@@ -1224,6 +1350,97 @@ mod tests {
         assert_eq!(value_error(&long).1, "db_schema");
         let ok = format!("[STORE_LOG]\ndb_schema = {}\n", "a".repeat(63));
         assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn abuse_limit_keys_defaults_and_values() {
+        let (c, w) = parse("").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.transport.handshake_timeout, Duration::from_secs(15));
+        assert_eq!(c.limits.max_connections_per_ip, 0);
+        assert_eq!(c.limits.new_queues_per_minute, 100);
+        assert_eq!(c.proxy.destinations, DestinationPolicy::Public);
+        assert_eq!(c.proxy.max_relay_links, 1000);
+        assert_eq!(c.proxy.max_links_per_client, 32);
+        assert_eq!(c.proxy.idle_timeout, Duration::from_secs(300));
+        let ini = "[TRANSPORT]\nhandshake_timeout = 5\n[LIMITS]\nmax_connections_per_ip = 50\n\
+                   new_queues_per_minute = 0\n[PROXY]\ndestinations = loopback\n\
+                   max_relay_links = 7\nmax_links_per_client = 3\nidle_timeout = 60\n\
+                   client_concurrency = 16\n";
+        let (c, w) = parse(ini).unwrap();
+        assert_eq!(c.transport.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.max_connections_per_ip, 50);
+        assert_eq!(c.limits.new_queues_per_minute, 0);
+        assert_eq!(c.proxy.destinations, DestinationPolicy::Loopback);
+        assert_eq!(c.proxy.max_relay_links, 7);
+        assert_eq!(c.proxy.max_links_per_client, 3);
+        assert_eq!(c.proxy.idle_timeout, Duration::from_secs(60));
+        // a reference [PROXY] key hush does not implement: a warning, not an error
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key.as_deref(), Some("client_concurrency"));
+        let text = c.summary().join("\n");
+        assert!(text.contains("50 per IPv4 address"), "{text}");
+        assert!(text.contains("proxy destinations: loopback"), "{text}");
+    }
+
+    #[test]
+    fn bad_abuse_limit_values_name_line_and_key() {
+        let cases: &[(&str, usize, &str, &str)] = &[
+            (
+                "[TRANSPORT]\nhandshake_timeout = 0\n",
+                2,
+                "handshake_timeout",
+                "1 to 600",
+            ),
+            (
+                "[TRANSPORT]\nhandshake_timeout = 601\n",
+                2,
+                "handshake_timeout",
+                "1 to 600",
+            ),
+            (
+                "[TRANSPORT]\nhandshake_timeout = 1.5\n",
+                2,
+                "handshake_timeout",
+                "whole number",
+            ),
+            (
+                "[LIMITS]\nmax_connections_per_ip = -1\n",
+                2,
+                "max_connections_per_ip",
+                "whole number",
+            ),
+            (
+                "[LIMITS]\nnew_queues_per_minute = many\n",
+                2,
+                "new_queues_per_minute",
+                "whole number",
+            ),
+            (
+                "[PROXY]\ndestinations = all\n",
+                2,
+                "destinations",
+                "not a destination policy",
+            ),
+            (
+                "[PROXY]\n\nmax_relay_links = 0\n",
+                3,
+                "max_relay_links",
+                "1 to",
+            ),
+            (
+                "[PROXY]\nmax_links_per_client = 0\n",
+                2,
+                "max_links_per_client",
+                "1 to",
+            ),
+            ("[PROXY]\nidle_timeout = 0\n", 2, "idle_timeout", "1 to"),
+        ];
+        for (ini, line, key, why) in cases {
+            let (l, k, msg) = value_error(ini);
+            assert_eq!((l, k), (*line, *key), "{ini:?}: {msg}");
+            assert!(msg.contains(why), "{msg}");
+        }
     }
 
     #[test]

@@ -257,7 +257,8 @@ pub fn ini_content(t: &IniTemplate<'_>) -> String {
         s,
         "\
 # smp-server configuration (hush). Sections and keys follow the reference SimpleX SMP server;
-# [LIMITS], [METRICS], [STORE_LOG] store_path/sync and [TRANSPORT] bind are hush additions.
+# [LIMITS], [METRICS], [STORE_LOG] store_path/sync, [TRANSPORT] bind/handshake_timeout and the
+# [PROXY] keys are hush additions.
 # Syntax: `key = value`; lines starting with # or ; are comments; no comments after a value.
 
 [INFORMATION]
@@ -333,9 +334,13 @@ new_queues = on
             let _ = writeln!(s, "control_port_admin_password = {}", admin.as_str());
             let _ = writeln!(s, "control_port_user_password = {}", user.as_str());
         }
+# Seconds a new connection has to complete the TLS handshake and the SMP hello (1..600, hush;
+# the reference allows 60 + 120 s).
+handshake_timeout = {hs_timeout}
         None => s.push_str("# control_port_admin_password =\n# control_port_user_password =\n"),
     }
     let _ = write!(
+        hs_timeout = config::DEFAULT_HANDSHAKE_TIMEOUT_SECS,
         s,
         "
 # Queues that may be blocked via the control port per day (0 = no limit, -1 = blocking forbidden).
@@ -359,11 +364,28 @@ log_tls_errors = off
             let _ = writeln!(s, "control_port = {p}");
         }
         None => {
+# Concurrent connections from one IPv4 address or one IPv6 /64 (0 = no cap, the default).
+# Many users may share one address behind carrier-grade NAT: keep it generous, e.g. 100.
+# max_connections_per_ip = 0
+# Without create_password: queues one connection may create at once and then per minute
+# (more get ERR QUOTA; 0 = no limit).
+new_queues_per_minute = {newq}
             let _ = writeln!(s, "# control_port = {DEFAULT_CONTROL_PORT}");
         }
     }
     let _ = write!(
         s,
+[PROXY]
+# Which destination relays PRXY may make this server connect to: public (public addresses only),
+# loopback (also 127.0.0.0/8 and ::1) or private (also private and link-local ranges). Refused
+# destinations get PROXY BROKER NETWORK, as unreachable ones do.
+destinations = public
+# Open proxy connections to destination relays, in total and per client connection (distinct
+# destinations); an unused proxy connection is closed after idle_timeout seconds.
+max_relay_links = {links}
+max_links_per_client = {links_client}
+idle_timeout = {proxy_idle}
+
         "
 [INACTIVE_CLIENTS]
 # Disconnect clients without subscriptions that were inactive for ttl seconds, checking every
@@ -374,6 +396,10 @@ check_interval = {check}
 
 [LIMITS]
 # Concurrent client connections.
+        newq = config::DEFAULT_NEW_QUEUES_PER_MINUTE,
+        links = config::DEFAULT_PROXY_MAX_RELAY_LINKS,
+        links_client = config::DEFAULT_PROXY_MAX_LINKS_PER_CLIENT,
+        proxy_idle = config::DEFAULT_PROXY_IDLE_TIMEOUT_SECS,
 max_connections = {maxc}
 # Messages stored per queue before senders get ERR QUOTA.
 queue_quota = {quota}

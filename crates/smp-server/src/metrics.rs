@@ -180,6 +180,17 @@ pub struct Metrics {
     pub subscription_ntf_clients_total: Gauge,
     /// Seconds from delivery (MSG) to ACK.
     pub delivery_ack_confirmed_time: Histogram,
+    // Abuse limits (hush additions, `hush_smp_*`)
+    /// New sockets closed at accept, `{type="max_connections"|"per_ip"}`.
+    pub connections_refused: Family<Label, RefCounter>,
+    /// Connections closed because TLS + SMP hello took longer than `handshake_timeout`.
+    pub handshake_timeouts: RefCounter,
+    /// `NEW` refused with `ERR QUOTA` by `new_queues_per_minute`.
+    pub queues_new_refused: RefCounter,
+    /// `PRXY` refused, `{type="destination"|"links"|"client_links"}`.
+    pub proxy_refused: Family<Label, RefCounter>,
+    /// Open proxy connections to destination relays.
+    pub proxy_links: Gauge,
 }
 
 const TYPE: &str = "type";
@@ -276,6 +287,11 @@ impl Metrics {
             delivery_ack_confirmed_time: Histogram::new([
                 1.0, 5.0, 30.0, 60.0, 300.0, 1200.0, 3600.0,
             ]),
+            connections_refused: family1(&["max_connections", "per_ip"], TYPE),
+            handshake_timeouts: RefCounter::default(),
+            queues_new_refused: RefCounter::default(),
+            proxy_refused: family1(&["destination", "links", "client_links"], TYPE),
+            proxy_links: Gauge::default(),
         };
         let mut r = Registry::default();
         macro_rules! reg {
@@ -529,6 +545,31 @@ impl Metrics {
             "simplex_smp_delivery_ack_confirmed_time",
             "Times to confirm message delivery, only confirmed deliveries",
             delivery_ack_confirmed_time
+        );
+        reg!(
+            "hush_smp_connections_refused",
+            "New connections closed at accept by max_connections or max_connections_per_ip",
+            connections_refused
+        );
+        reg!(
+            "hush_smp_handshake_timeouts",
+            "Connections closed for not completing TLS and the SMP hello within handshake_timeout",
+            handshake_timeouts
+        );
+        reg!(
+            "hush_smp_queues_new_refused",
+            "NEW refused by new_queues_per_minute",
+            queues_new_refused
+        );
+        reg!(
+            "hush_smp_proxy_refused",
+            "PRXY refused by the destination policy or the proxy connection caps",
+            proxy_refused
+        );
+        reg!(
+            "hush_smp_proxy_links",
+            "Open proxy connections to destination relays",
+            proxy_links
         );
         r.register(
             "simplex_smp",

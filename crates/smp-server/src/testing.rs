@@ -5,7 +5,9 @@
 //! * [`init_dirs`]: `config/` + `data/` with certificates and an ini under a directory, as
 //!   `smp-server init` writes them (127.0.0.1, no create password, Ed25519, store log on);
 //! * [`loopback_config`]: that configuration listening on 127.0.0.1:`port` (0 = a free port),
-//!   no metrics endpoint; change any field (memory store, quota, …) before starting;
+//!   no metrics endpoint, the proxy allowed to reach loopback destinations (`[PROXY]
+//!   destinations = loopback`: test relays all live on 127.0.0.1); change any field (memory
+//!   store, quota, …) before starting;
 //! * [`TestRelay`]: the running relay with its address (`smp://fp@127.0.0.1:port`), shutdown
 //!   trigger and paths; [`TestRelay::restart`] starts it again on the same port with the same data.
 //!
@@ -80,13 +82,15 @@ pub fn init_dirs(dir: &Path) -> Result<ServerPaths, InitError> {
 }
 
 /// The configuration in `paths`, listening on 127.0.0.1:`port` only (0 = a free port), without
-/// the metrics endpoint and without expiring messages on SEND.
+/// the metrics endpoint, without expiring messages on SEND, and with the proxy allowed to
+/// connect to loopback destinations (the other test relays).
 pub fn loopback_config(paths: &ServerPaths, port: u16) -> Result<Config, ConfigError> {
     let (mut c, _warnings) = Config::load(paths.clone())?;
     c.transport.ports = vec![port];
     c.transport.bind = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
     c.metrics.enable = false;
     c.store.expire_messages_on_send = false;
+    c.proxy.destinations = hush_server_common::DestinationPolicy::Loopback;
     Ok(c)
 }
 
@@ -109,6 +113,8 @@ pub struct TestRelay {
     pub metrics_addr: Option<SocketAddr>,
     /// SHA-256 of the CA certificate (the `fp` of the address).
     pub fingerprint: [u8; 32],
+    /// The running relay's metrics (replaced by a restart).
+    pub metrics: crate::Metrics,
     trigger: Option<ShutdownTrigger>,
     task: Option<JoinHandle<Result<(), RunError>>>,
 }
@@ -135,6 +141,7 @@ impl TestRelay {
             addr,
             control_addr: relay.control_addr,
             metrics_addr: relay.metrics_addr,
+            metrics: relay.metrics().clone(),
             config,
             options,
             fingerprint,
@@ -210,6 +217,7 @@ impl TestRelay {
         self.addrs = relay.addrs.clone();
         self.control_addr = relay.control_addr;
         self.metrics_addr = relay.metrics_addr;
+        self.metrics = relay.metrics().clone();
         self.trigger = Some(trigger);
         self.task = Some(tokio::spawn(relay.wait()));
         Ok(())

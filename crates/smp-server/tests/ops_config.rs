@@ -208,7 +208,9 @@ fn unknown_and_reference_only_keys_are_warnings_with_lines() {
     assert!(w[0].message.contains("unknown key"));
     assert_eq!((w[1].line, w[1].key.as_deref()), (4, Some("websockets")));
     assert!(w[1].message.contains("does not implement"));
-    assert_eq!((w[2].line, w[2].section.as_str()), (5, "PROXY"));
+    // [PROXY] is read (destinations, link caps); socks_proxy is a reference key hush ignores.
+    assert_eq!((w[2].line, w[2].key.as_deref()), (6, Some("socks_proxy")));
+    assert!(w[2].message.contains("does not implement"));
     assert_eq!((w[3].line, w[3].section.as_str()), (7, "WHATEVER"));
     assert!(w[3].message.contains("unknown section"));
     assert!(w[0].to_string().contains("line 3"));

@@ -19,7 +19,7 @@ use rand::RngCore;
 use super::auth::Authorization;
 use super::delivery::{Client, LocalSubs, Outbox, now_secs};
 use super::error::CmdError;
-use super::{Response, Shared};
+use super::{Response, Shared, proxy};
 use crate::metrics::{GetError, NtfSubError, SendError, SubError};
 
 /// The connection-level facts a command needs.
@@ -46,6 +46,18 @@ fn id24(b: &[u8]) -> Option<EntityId> {
 
 fn short(b: &[u8]) -> Result<ShortString, CmdError> {
     ShortString::new(b.to_vec()).map_err(|_| CmdError::Internal("id over 255 bytes"))
+}
+
+/// Whether `given` is the configured `create_password` (anything goes when none is set),
+/// compared in constant time.
+fn password_ok(
+    password: &Option<crate::config::BasicAuth>,
+    given: Option<&hush_proto::address::BasicAuth>,
+) -> bool {
+    match password {
+        None => true,
+        Some(p) => given.is_some_and(|g| p.matches(g.as_str().as_bytes())),
+    }
 }
 
 fn today() -> i64 {
@@ -226,14 +238,27 @@ impl Shared {
             )]),
             // Acting as an SMP proxy for our clients.
             Command::Prxy { server, basic_auth } => {
-                let allowed = match &self.config.auth.create_password {
-                    None => true,
-                    Some(p) => basic_auth.as_ref() == Some(p.as_proto()),
-                };
+                let password = &self.config.auth.create_password;
+                let allowed = password_ok(password, basic_auth.as_ref());
                 let own = crate::metrics::ProxyOutcome::Request;
                 self.metrics.relay_session(false, own);
+                // Without a password anyone may use the proxy: one connection may keep links to
+                // at most `max_links_per_client` destinations.
+                let mut within_budget = || {
+                    password.is_some()
+                        || c.local.limits.allow_proxy_destination(
+                            &server.to_text(),
+                            self.config.proxy.max_links_per_client,
+                            |d| self.proxy.has_live_link(d),
+                        )
+                };
                 let msg = if !allowed {
                     BrokerMsg::Err(ErrorType::Proxy(hush_proto::error::ProxyError::BasicAuth))
+                } else if !within_budget() {
+                    self.proxy.refused(proxy::Refusal::ClientLinks);
+                    self.metrics
+                        .relay_session(false, crate::metrics::ProxyOutcome::ErrorConnect);
+                    BrokerMsg::Err(proxy::network_error())
                 } else {
                     match self.proxy.session(&server).await {
                         Ok(m) => {
@@ -638,13 +663,20 @@ impl Shared {
         if !auth.verify(req.rcv_auth_key.as_bytes()) {
             return Err(CmdError::Auth);
         }
-        let allowed = self.config.auth.new_queues
-            && match &self.config.auth.create_password {
-                None => true,
-                Some(p) => req.basic_auth.as_ref() == Some(p.as_proto()),
-            };
+        let password = &self.config.auth.create_password;
+        let allowed = self.config.auth.new_queues && password_ok(password, req.basic_auth.as_ref());
         if !allowed {
             return Err(CmdError::Auth);
+        }
+        // Without a password anyone may create queues: a connection gets a budget of them.
+        if password.is_none()
+            && !c
+                .local
+                .limits
+                .allow_new_queue(self.config.limits.new_queues_per_minute)
+        {
+            self.metrics.queues_new_refused.inc();
+            return Err(CmdError::Quota);
         }
         let rcv_dh = X25519Public::from_spki_der(req.rcv_dh_key.as_bytes())
             .map_err(|_| CmdError::Cmd(CommandError::Syntax))?;

@@ -81,6 +81,13 @@ impl Writer {
     }
 }
 
+/// What a connection holds while it lives: its place under `max_connections` and under
+/// `max_connections_per_ip` (both given back when dropped).
+pub(super) struct Slot {
+    pub _permit: OwnedSemaphorePermit,
+    pub _ip: hush_server_common::IpConnGuard,
+}
+
 /// A new socket and what its handshake needs. Boxed, so that the connection task's state (held
 /// for the connection's whole life) does not keep room for them after the handshake.
 pub(super) struct Incoming {
@@ -88,14 +95,14 @@ pub(super) struct Incoming {
     pub tcp: TcpStream,
     pub port: u16,
     pub shutdown: Shutdown,
-    pub permit: OwnedSemaphorePermit,
+    pub slot: Slot,
 }
 
 /// A connection after a successful handshake.
 struct Established {
     conn: ServerConnection,
     port: u16,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     shutdown: Shutdown,
 }
 
@@ -114,20 +121,29 @@ async fn handshake(shared: &Shared, incoming: Box<Incoming>) -> Option<Box<Estab
         tcp,
         port,
         mut shutdown,
-        permit,
+        slot,
     } = *incoming;
+    // One limit for TLS and the SMP hello together (`[TRANSPORT] handshake_timeout`): a peer
+    // that stalls before authenticating holds a connection slot at most this long.
+    let limit = shared.config.transport.handshake_timeout;
     let accepted = tokio::select! {
         _ = shutdown.wait() => return None,
-        c = transport.accept(tcp) => c,
+        c = tokio::time::timeout(limit, transport.accept(tcp)) => c,
     };
     match accepted {
-        Ok(conn) => Some(Box::new(Established {
+        Ok(Ok(conn)) => Some(Box::new(Established {
             conn,
             port,
-            permit,
+            slot,
             shutdown,
         })),
-        Err(e) => {
+        Err(_elapsed) => {
+            tracing::debug!("handshake timed out: closing the connection");
+            shared.metrics.handshake_timeouts.inc();
+            shared.metrics.socket_closed(port);
+            None
+        }
+        Ok(Err(e)) => {
             if shared.config.transport.log_tls_errors {
                 tracing::info!(error = %e, "handshake failed");
             } else {
@@ -147,7 +163,7 @@ struct Session {
     session_key: X25519Secret,
     proxy_secret: Option<DhSecret>,
     port: u16,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
 }
 
 /// Registers the connection. Not async on purpose: the `ServerConnection` it takes apart must not
@@ -156,7 +172,7 @@ fn open_session(shared: &Shared, est: Box<Established>) -> Session {
     let Established {
         conn,
         port,
-        permit,
+        slot,
         shutdown,
     } = *est;
     let version = conn.version();
@@ -185,7 +201,7 @@ fn open_session(shared: &Shared, est: Box<Established>) -> Session {
         session_key,
         proxy_secret,
         port,
-        permit,
+        slot,
     }
 }
 
@@ -197,9 +213,9 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
         session_key,
         proxy_secret,
         port,
-        permit,
+        slot,
     } = open_session(&shared, est);
-    let _permit = permit;
+    let _slot = slot;
     let id = client.id;
     let version = client.version;
     let outbox = Outbox::new(client.clone());
@@ -351,7 +367,12 @@ mod tests {
                 tcp,
                 port: 0,
                 shutdown,
-                permit,
+                slot: Slot {
+                    _permit: permit,
+                    _ip: hush_server_common::IpConnLimiter::new(1)
+                        .try_acquire(std::net::Ipv4Addr::LOCALHOST.into())
+                        .unwrap(),
+                },
             }),
         );
         let size = std::mem::size_of_val(&f);

@@ -353,6 +353,8 @@ enum LocalSub {
 pub struct LocalSubs {
     rcv: SmallMap<LocalSub>,
     ntf: SmallMap<()>,
+    /// The connection's new-queue and proxy-destination budgets (allocated on first use).
+    pub limits: super::limits::ConnLimits,
 }
 
 impl LocalSubs {

@@ -31,6 +31,7 @@ pub mod connection;
 pub mod control;
 pub mod delivery;
 pub mod error;
+pub mod limits;
 pub mod notify;
 pub mod proxy;
 
@@ -108,6 +109,10 @@ pub struct Shared {
     pub subs: Subscriptions,
     pub notify: notify::Dirty,
     pub proxy: Arc<proxy::Proxy>,
+    /// `[LIMITS] max_connections_per_ip`.
+    ip_conns: hush_server_common::IpConnLimiter,
+    /// The "connection limit reached" warn lines (global, per address): at most one a minute each.
+    conn_limit_log: [hush_server_common::LogThrottle; 2],
     clients: Mutex<HashMap<ClientId, Arc<ClientShared>>>,
     next_client: AtomicU64,
     last_send_expiry: Mutex<Option<Instant>>,
@@ -223,14 +228,18 @@ impl Shared {
             config_dir: "/nonexistent".into(),
             data_dir: "/nonexistent".into(),
         };
+        let config = Config::defaults(paths);
+        let metrics = Metrics::new();
         Arc::new(Shared {
             store: Arc::new(MemoryStore::new(128)),
-            config: Config::defaults(paths),
+            proxy: Arc::new(proxy::Proxy::new(config.proxy, metrics.clone())),
+            config,
             options: RelayOptions::default(),
-            metrics: Metrics::new(),
+            metrics,
             subs: Subscriptions::default(),
             notify: notify::Dirty::default(),
-            proxy: Arc::new(proxy::Proxy::default()),
+            ip_conns: hush_server_common::IpConnLimiter::new(0),
+            conn_limit_log: conn_limit_throttles(),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             last_send_expiry: Mutex::new(None),
@@ -341,12 +350,16 @@ pub async fn start(
     let metrics = Metrics::new();
     let shared = Arc::new(Shared {
         store,
+    let proxy = Arc::new(proxy::Proxy::new(config.proxy, metrics.clone()));
+    let ip_conns = hush_server_common::IpConnLimiter::new(config.limits.max_connections_per_ip);
         config,
         options,
         metrics: metrics.clone(),
         subs: Subscriptions::default(),
         notify: notify::Dirty::default(),
-        proxy: Arc::new(proxy::Proxy::default()),
+        proxy,
+        ip_conns,
+        conn_limit_log: conn_limit_throttles(),
         clients: Mutex::new(HashMap::new()),
         next_client: AtomicU64::new(1),
         last_send_expiry: Mutex::new(None),
@@ -445,6 +458,49 @@ impl Relay {
 
 async fn accept_loop(
     shared: Arc<Shared>,
+/// How often a "connection limit reached" warn line may be logged (each kind).
+const CONN_LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+fn conn_limit_throttles() -> [hush_server_common::LogThrottle; 2] {
+    [
+        hush_server_common::LogThrottle::new(CONN_LIMIT_LOG_INTERVAL),
+        hush_server_common::LogThrottle::new(CONN_LIMIT_LOG_INTERVAL),
+    ]
+}
+
+impl Shared {
+    /// Counts a socket closed at accept by a connection limit, with a rate-limited warn line
+    /// (without the peer address).
+    fn connection_refused(&self, per_ip: bool, port: u16) {
+        let (kind, key) = if per_ip {
+            (1, "per_ip")
+        } else {
+            (0, "max_connections")
+        };
+        self.metrics
+            .connections_refused
+            .get_or_create(&[("type", key)])
+            .inc();
+        if let Some(held) = self.conn_limit_log[kind].check() {
+            if per_ip {
+                tracing::warn!(
+                    port,
+                    limit = self.config.limits.max_connections_per_ip,
+                    refused_since_last_report = held,
+                    "connection limit per address reached (max_connections_per_ip): closing new connections from that address"
+                );
+            } else {
+                tracing::warn!(
+                    port,
+                    limit = self.config.limits.max_connections,
+                    refused_since_last_report = held,
+                    "connection limit reached (max_connections): closing new connections"
+                );
+            }
+        }
+    }
+}
+
     transport: TransportServer,
     listener: TcpListener,
     permits: Arc<Semaphore>,
@@ -454,16 +510,21 @@ async fn accept_loop(
     let mut backoff = hush_server_common::AcceptBackoff::new("smp");
     loop {
         // On accept errors (usually EMFILE/ENFILE) this backs off instead of spinning.
-        let Some((tcp, _peer)) =
+        let Some((tcp, peer)) =
             hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
         else {
             return;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!("connection limit reached: closing new connection");
+        let Some(ip_slot) = shared.ip_conns.try_acquire(peer.ip()) else {
+            drop(tcp);
+            shared.connection_refused(true, port);
+            continue;
+        };
             drop(tcp);
             continue;
         };
+            shared.connection_refused(false, port);
         let _ = tcp.set_nodelay(true);
         shared.metrics.socket_accepted(port);
         tokio::spawn(connection::serve(
@@ -473,7 +534,10 @@ async fn accept_loop(
                 tcp,
                 port,
                 shutdown: shutdown.clone(),
-                permit,
+                slot: connection::Slot {
+                    _permit: permit,
+                    _ip: ip_slot,
+                },
             }),
         ));
     }

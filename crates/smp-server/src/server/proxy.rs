@@ -6,11 +6,21 @@
 //! session's id, the relay's version range capped at v17, its certificate chain and signed
 //! session key. `PFWD v cmdKey E1` (entity = that session id) wraps the client's encrypted block
 //! for the relay (`RFWD`, nonce = a fresh corrId) and returns the relay's answer as `PRES`.
+//!
+//! Abuse limits (hush; the reference connects anywhere, without caps): a destination is resolved
+//! once and connected to only at the addresses `[PROXY] destinations` allows (public only by
+//! default, so `PRXY` is no scanner of the operator's private network); at most
+//! `max_relay_links` links are open at once; a link unused for `idle_timeout` is closed. A
+//! refused destination or a full link table gets `PROXY BROKER NETWORK`, as an unreachable
+//! destination does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use hush_crypto::{DhSecret, cb_decrypt_no_pad, cb_encrypt_no_pad, cb_nonce};
 use hush_proto::address::{ProtocolServer, TransportHost};
@@ -22,11 +32,32 @@ use hush_proto::version::{VersionRange, smp_version};
 use hush_transport::{ClientConfig, ConnWriter, Protocol, TransportClient};
 use tokio::sync::oneshot;
 
+use crate::Metrics;
+use crate::config::ProxyConfig;
+
 /// How long a destination relay may take to connect or to answer a forwarded command.
 const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn broker(e: BrokerErrorType) -> ErrorType {
     ErrorType::Proxy(ProxyError::Broker(e))
+}
+
+/// `PROXY BROKER NETWORK`: the destination could not be connected to (also the answer when the
+/// destination policy or a link cap refuses it, so that refusals look like unreachable hosts).
+pub fn network_error() -> ErrorType {
+    broker(BrokerErrorType::Network)
+}
+
+/// Why a `PRXY` was refused before any connection attempt (the `type` of
+/// `hush_smp_proxy_refused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `[PROXY] destinations` does not allow any address of the destination.
+    Destination,
+    /// `[PROXY] max_relay_links` links are open.
+    Links,
+    /// The client connection already uses `[PROXY] max_links_per_client` destinations.
+    ClientLinks,
 }
 
 fn transport(e: TransportError) -> ErrorType {
@@ -48,9 +79,19 @@ pub struct RelayLink {
     writer: tokio::sync::Mutex<ConnWriter>,
     waiters: Mutex<HashMap<Vec<u8>, oneshot::Sender<BrokerMsg>>>,
     alive: AtomicBool,
+    /// When the link was last used (idle links are closed).
+    last_used: Mutex<Instant>,
 }
 
 impl RelayLink {
+    fn touch(&self) {
+        *lock(&self.last_used) = Instant::now();
+    }
+
+    fn idle_since(&self) -> Instant {
+        *lock(&self.last_used)
+    }
+
     /// Sends `cmd` (no authorization, no entity) and waits for the answer with its corrId.
     async fn request(&self, corr: &[u8], cmd: &Command) -> Result<BrokerMsg, ErrorType> {
         let command = cmd.encode(self.version);
@@ -62,6 +103,7 @@ impl RelayLink {
         encode_transmission(&mut bytes, &t, self.version, true)
             .map_err(|_| transport(TransportError::LargeMsg))?;
         let (tx, rx) = oneshot::channel();
+        self.touch();
         lock(&self.waiters).insert(corr.to_vec(), tx);
         let sent = {
             let mut w = self.writer.lock().await;
@@ -95,11 +137,15 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<RelayLink>>>>;
 /// The proxy's connections to destination relays.
 pub struct Proxy {
     client: Option<TransportClient>,
+    config: ProxyConfig,
+    metrics: Metrics,
     /// By destination address text (hosts, port, key hash); one slot per destination, so that a
     /// slow destination only delays requests for itself.
     links: Mutex<HashMap<String, Slot>>,
     /// By the proxy ↔ relay session id (the `PFWD` entity).
-    by_session: Mutex<HashMap<Vec<u8>, Arc<RelayLink>>>,
+    by_session: Arc<Mutex<HashMap<Vec<u8>, Arc<RelayLink>>>>,
+    /// Links open or being opened (at most `max_relay_links`).
+    open_links: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -108,24 +154,115 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-impl Default for Proxy {
-    fn default() -> Self {
-        let config = ClientConfig {
-            proxy_server: true,
-            ..ClientConfig::smp()
-        };
-        let client = TransportClient::new(Protocol::Smp, config, None)
-            .map_err(|e| tracing::error!(error = %e, "cannot set up the SMP proxy client"))
-            .ok();
-        Proxy {
-            client,
-            links: Mutex::new(HashMap::new()),
-            by_session: Mutex::new(HashMap::new()),
+/// Gives a reserved place under `max_relay_links` back when dropped (unless kept).
+struct LinkReservation<'a> {
+    open_links: &'a AtomicUsize,
+    metrics: &'a Metrics,
+    kept: bool,
+}
+
+impl Drop for LinkReservation<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.open_links.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.proxy_links.dec();
         }
     }
 }
 
 impl Proxy {
+    pub fn new(config: ProxyConfig, metrics: Metrics) -> Self {
+        let client_config = ClientConfig {
+            proxy_server: true,
+            ..ClientConfig::smp()
+        };
+        let client = TransportClient::new(Protocol::Smp, client_config, None)
+            .map_err(|e| tracing::error!(error = %e, "cannot set up the SMP proxy client"))
+            .ok();
+        Proxy {
+            client,
+            config,
+            metrics,
+            links: Mutex::new(HashMap::new()),
+            by_session: Arc::new(Mutex::new(HashMap::new())),
+            open_links: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Counts a refused `PRXY` (`hush_smp_proxy_refused`).
+    pub fn refused(&self, why: Refusal) {
+        let t = match why {
+            Refusal::Destination => "destination",
+            Refusal::Links => "links",
+            Refusal::ClientLinks => "client_links",
+        };
+        self.metrics
+            .proxy_refused
+            .get_or_create(&[("type", t)])
+            .inc();
+    }
+
+    /// Links open now (or being opened).
+    pub fn open_links(&self) -> usize {
+        self.open_links.load(Ordering::Acquire)
+    }
+
+    /// Whether the destination with address text `destination` has an open link (or one being
+    /// opened).
+    pub fn has_live_link(&self, destination: &str) -> bool {
+        let Some(slot) = lock(&self.links).get(destination).cloned() else {
+            return false;
+        };
+        match slot.try_lock() {
+            Ok(l) => l.as_ref().is_some_and(|l| l.alive.load(Ordering::Relaxed)),
+            // being connected right now
+            Err(_) => true,
+        }
+    }
+
+    /// Reserves a place under `max_relay_links`.
+    fn reserve_link(&self) -> Option<LinkReservation<'_>> {
+        let max = self.config.max_relay_links;
+        self.open_links
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        self.metrics.proxy_links.inc();
+        Some(LinkReservation {
+            open_links: &self.open_links,
+            metrics: &self.metrics,
+            kept: false,
+        })
+    }
+
+    /// The addresses of `server` the destination policy allows: its hosts (onion hosts cannot be
+    /// reached without SOCKS) resolved once, in order; the first host with allowed addresses wins.
+    async fn destination_addrs(
+        &self,
+        server: &ProtocolServer,
+    ) -> Result<Vec<SocketAddr>, ErrorType> {
+        let port = server.effective_port();
+        let mut any_host = false;
+        for h in server.hosts() {
+            if matches!(h, TransportHost::Onion(_)) {
+                continue;
+            }
+            any_host = true;
+            let host = h.to_text();
+            match hush_server_common::resolve_checked(&host, port, self.config.destinations).await {
+                Ok(addrs) => return Ok(addrs),
+                // The reason names the address class, never the host.
+                Err(e) => tracing::debug!(reason = %e, "proxy: destination host refused"),
+            }
+        }
+        if !any_host {
+            return Err(broker(BrokerErrorType::Host));
+        }
+        self.refused(Refusal::Destination);
+        Err(network_error())
+    }
+
     /// The live link to `server`, connecting if needed.
     async fn link(&self, server: &ProtocolServer) -> Result<Arc<RelayLink>, ErrorType> {
         let slot: Slot = {
@@ -142,27 +279,34 @@ impl Proxy {
         if let Some(l) = slot.as_ref()
             && l.alive.load(Ordering::Relaxed)
         {
+            l.touch();
             return Ok(l.clone());
         }
         let client = self.client.as_ref().ok_or(ErrorType::Internal)?;
-        // No SOCKS support: onion hosts cannot be reached.
-        let host = server
-            .hosts()
-            .iter()
-            .find(|h| !matches!(h, TransportHost::Onion(_)))
-            .ok_or(broker(BrokerErrorType::Host))?
-            .to_text();
-        let port = server.effective_port();
-        let connected = tokio::time::timeout(
-            RELAY_TIMEOUT,
-            client.connect_addr((host.as_str(), port), server.key_hash()),
-        )
-        .await;
-        let conn = match connected {
+        let addrs = self.destination_addrs(server).await?;
+        let Some(mut reservation) = self.reserve_link() else {
+            tracing::debug!("proxy: max_relay_links reached");
+            self.refused(Refusal::Links);
+            return Err(network_error());
+        };
+        // Connect to the checked addresses only (no second lookup of the host name).
+        let connecting = async {
+            let mut last = None;
+            for a in &addrs {
+                match client.connect_addr(*a, server.key_hash()).await {
+                    Ok(c) => return Ok(c),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last)
+        };
+        let conn = match tokio::time::timeout(RELAY_TIMEOUT, connecting).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "proxy: cannot connect to the destination relay");
-                return Err(broker(BrokerErrorType::Network));
+                if let Some(e) = e {
+                    tracing::debug!(error = %e, "proxy: cannot connect to the destination relay");
+                }
+                return Err(network_error());
             }
             Err(_) => return Err(broker(BrokerErrorType::Timeout)),
         };
@@ -183,10 +327,33 @@ impl Proxy {
             writer: tokio::sync::Mutex::new(writer),
             waiters: Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
+            last_used: Mutex::new(Instant::now()),
         });
+        // From here the reader task gives the reserved place back when the link ends.
+        reservation.kept = true;
         let reading = link.clone();
+        let idle = self.config.idle_timeout;
+        let open_links = self.open_links.clone();
+        let by_session = self.by_session.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            while let Ok(block) = reader.recv().await {
+            loop {
+                let deadline = reading.idle_since() + idle;
+                let block = tokio::select! {
+                    r = reader.recv() => match r {
+                        Ok(b) => b,
+                        Err(_) => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if reading.idle_since() + idle <= Instant::now()
+                            && lock(&reading.waiters).is_empty()
+                        {
+                            tracing::debug!("proxy: closing an idle link");
+                            break;
+                        }
+                        continue;
+                    }
+                };
                 let Ok(block) = block else { continue };
                 let Ok(ts) = block.transmissions() else {
                     continue;
@@ -206,6 +373,15 @@ impl Proxy {
             }
             reading.alive.store(false, Ordering::Relaxed);
             lock(&reading.waiters).clear();
+            lock(&by_session).remove(&reading.session_id);
+            drop(reader);
+            if let Ok(mut w) =
+                tokio::time::timeout(Duration::from_secs(5), reading.writer.lock()).await
+            {
+                let _ = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
+            }
+            open_links.fetch_sub(1, Ordering::AcqRel);
+            metrics.proxy_links.dec();
         });
         *slot = Some(link.clone());
         let mut by_session = lock(&self.by_session);
@@ -254,6 +430,7 @@ impl Proxy {
             .filter(|l| l.alive.load(Ordering::Relaxed))
             .cloned()
             .ok_or(ErrorType::Proxy(ProxyError::NoSession))?;
+        link.touch();
         if link.version < smp_version::SENDING_PROXY {
             return Err(transport(TransportError::Version));
         }

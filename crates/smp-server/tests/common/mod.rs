@@ -75,6 +75,11 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.relay.stop().await.unwrap();
     }
+
+    /// The running relay's metrics.
+    pub fn metrics(&self) -> &smp_server::Metrics {
+        &self.relay.metrics
+    }
 }
 
 /// The real binary, started with `start` on a config dir prepared by [`init_dirs`] (port 0).
