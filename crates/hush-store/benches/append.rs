@@ -4,6 +4,11 @@
 //! `cargo bench -p hush-store --bench append`. Each iteration appends `N` messages of
 //! `BODY` bytes spread over `QUEUES` queues; the queues are emptied between iterations
 //! (not timed). Throughput is reported as items/s.
+//!
+//! `append_ack` times the whole life of a message (concurrent appends, then every message
+//! ACKed, i.e. deleted, in order per queue, the queues concurrently) with `secure_delete` on (the default: deleted bodies are
+//! overwritten with zeros) and off, side by side: `cargo bench -p hush-store --bench append
+//! append_ack`.
 
 use std::sync::Arc;
 
@@ -34,6 +39,10 @@ struct Setup {
 }
 
 fn setup(sync: SyncPolicy) -> Setup {
+    setup_with(sync, true)
+}
+
+fn setup_with(sync: SyncPolicy, secure_delete: bool) -> Setup {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -46,6 +55,7 @@ fn setup(sync: SyncPolicy) -> Setup {
             SqliteOptions {
                 sync,
                 quota: 100_000,
+                secure_delete,
                 ..SqliteOptions::default()
             },
         )
@@ -137,4 +147,61 @@ fn one_per_transaction(bencher: Bencher, sync: &str) {
                 }
             })
         });
+}
+
+/// `"<sync>/<secure_delete>"`, e.g. `"full/on"`.
+fn sync_and_secure_delete(arg: &str) -> (SyncPolicy, bool) {
+    let (sync, sd) = arg.split_once('/').unwrap();
+    (sync_of(sync), sd == "on")
+}
+
+#[divan::bench(
+    args = ["full/on", "full/off", "normal/on", "normal/off"],
+    sample_count = 10,
+    sample_size = 1
+)]
+fn append_ack(bencher: Bencher, arg: &str) {
+    let (sync, secure_delete) = sync_and_secure_delete(arg);
+    let s = setup_with(sync, secure_delete);
+    bencher.counter(ItemsCount::new(N)).bench_local(|| {
+        s.rt.block_on(async {
+            let tasks: Vec<_> = (0..N)
+                .map(|i| {
+                    let store = s.store.clone();
+                    tokio::spawn(async move {
+                        store
+                            .append_message(id(b'r', i as u32 % QUEUES), message(i), None)
+                            .await
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+            // Each queue's recipient ACKs its messages in order (ACK, next message, ACK, ...);
+            // the 16 queues' ACKs share the writer's transactions.
+            let acks: Vec<_> = (0..QUEUES)
+                .map(|q| {
+                    let store = s.store.clone();
+                    tokio::spawn(async move {
+                        let rid = id(b'r', q);
+                        let mut next = store.peek_message(rid).await.unwrap();
+                        let mut n = 0;
+                        while let Some(m) = next {
+                            let out = store.delete_message(rid, *m.msg_id()).await.unwrap();
+                            assert!(out.deleted);
+                            next = out.head;
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let mut acked = 0;
+            for t in acks {
+                acked += t.await.unwrap();
+            }
+            assert_eq!(acked, N);
+        })
+    });
 }
