@@ -246,6 +246,9 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
     // A loopback-only development stack: a UnifiedPush distributor on this machine may be used.
     push_cfg.webpush.endpoints.destinations = push_server::DestinationPolicy::Loopback;
     push_cfg.webpush.endpoints.allow_any_port = true;
+    // Every device of this stack registers from 127.0.0.1: a per-address registration limit would
+    // be the global one ([LIMITS] register_rate still applies).
+    push_cfg.limits.register_rate_per_ip.per_second = 0.0;
     let push = push_server::cli::start(&push_cfg)
         .await
         .context("push-server")?;
