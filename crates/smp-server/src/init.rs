@@ -2,7 +2,7 @@
 //! (reference §7.1).
 //!
 //! `init` creates the offline CA (`ca.crt`, `ca.key`), the online TLS certificate signed by it
-//! (`server.crt`, `server.key`; keys mode 0600), the `fingerprint` file (base64url of the SHA-256 of
+//! (`server.crt`, `server.key`; keys 0600 from creation), the `fingerprint` file (base64url of the SHA-256 of
 //! the CA certificate DER, one line) and a commented `smp-server.ini`.
 
 use std::fmt::Write as _;
@@ -133,31 +133,9 @@ fn random_control_password() -> Result<BasicAuth, InitError> {
     BasicAuth::new(&random_base64url(18)).map_err(InitError::Password)
 }
 
-/// Writes `path` with mode 0600 (created new or truncated).
+/// Writes `path` as a private file (0600 from creation, fsync'd, atomically replaced).
 fn write_private(path: &Path, data: &[u8]) -> Result<(), InitError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(io_err(path))?;
-    f.write_all(data).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))?;
-    set_mode(path, 0o600)
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> Result<(), InitError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(path))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> Result<(), InitError> {
-    Ok(())
+    hush_server_common::private::write_private(path, data).map_err(io_err(path))
 }
 
 fn save_cert_key(ck: &CertKey, cert: &Path, key: &Path) -> Result<(), InitError> {
@@ -185,8 +163,14 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     if let Some(h) = opts.fqdn.as_ref().filter(|h| !config::valid_host(h)) {
         return Err(InitError::BadHost(h.clone()));
     }
-    std::fs::create_dir_all(&paths.config_dir).map_err(io_err(&paths.config_dir))?;
-    std::fs::create_dir_all(&paths.data_dir).map_err(io_err(&paths.data_dir))?;
+    // A new configuration directory is private (an existing one is the operator's: the keys and
+    // the ini in it are 0600 either way); the data directory is private, tightened if it exists.
+    if !paths.config_dir.is_dir() {
+        hush_server_common::private::create_private_dir(&paths.config_dir)
+            .map_err(io_err(&paths.config_dir))?;
+    }
+    hush_server_common::private_start::prepare_private_dir(&paths.data_dir, "relay data directory")
+        .map_err(io_err(&paths.data_dir))?;
 
     let ip_text = opts.ip.to_string();
     let common_name = opts.fqdn.clone().unwrap_or_else(|| ip_text.clone());
@@ -334,13 +318,9 @@ new_queues = on
             let _ = writeln!(s, "control_port_admin_password = {}", admin.as_str());
             let _ = writeln!(s, "control_port_user_password = {}", user.as_str());
         }
-# Seconds a new connection has to complete the TLS handshake and the SMP hello (1..600, hush;
-# the reference allows 60 + 120 s).
-handshake_timeout = {hs_timeout}
         None => s.push_str("# control_port_admin_password =\n# control_port_user_password =\n"),
     }
     let _ = write!(
-        hs_timeout = config::DEFAULT_HANDSHAKE_TIMEOUT_SECS,
         s,
         "
 # Queues that may be blocked via the control port per day (0 = no limit, -1 = blocking forbidden).
@@ -354,9 +334,13 @@ port = {port}
 # Addresses to listen on (comma-separated, hush).
 # bind = 0.0.0.0
 log_tls_errors = off
+# Seconds a new connection has to complete the TLS handshake and the SMP hello (1..600, hush;
+# the reference allows 60 + 120 s).
+handshake_timeout = {hs_timeout}
 ",
         quota = config::DEFAULT_DAILY_BLOCK_QUEUE_QUOTA,
         port = t.port,
+        hs_timeout = config::DEFAULT_HANDSHAKE_TIMEOUT_SECS,
     );
     s.push_str("# Control port (always bound to 127.0.0.1).\n");
     match t.control {
@@ -364,17 +348,33 @@ log_tls_errors = off
             let _ = writeln!(s, "control_port = {p}");
         }
         None => {
+            let _ = writeln!(s, "# control_port = {DEFAULT_CONTROL_PORT}");
+        }
+    }
+    let _ = write!(
+        s,
+        "
+[INACTIVE_CLIENTS]
+# Disconnect clients without subscriptions that were inactive for ttl seconds, checking every
+# check_interval seconds.
+disconnect = on
+ttl = {ttl}
+check_interval = {check}
+
+[LIMITS]
+# Concurrent client connections.
+max_connections = {maxc}
 # Concurrent connections from one IPv4 address or one IPv6 /64 (0 = no cap, the default).
 # Many users may share one address behind carrier-grade NAT: keep it generous, e.g. 100.
 # max_connections_per_ip = 0
 # Without create_password: queues one connection may create at once and then per minute
 # (more get ERR QUOTA; 0 = no limit).
 new_queues_per_minute = {newq}
-            let _ = writeln!(s, "# control_port = {DEFAULT_CONTROL_PORT}");
-        }
-    }
-    let _ = write!(
-        s,
+# Messages stored per queue before senders get ERR QUOTA.
+queue_quota = {quota}
+# Blocks queued for sending per client connection.
+client_queue_blocks = {blocks}
+
 [PROXY]
 # Which destination relays PRXY may make this server connect to: public (public addresses only),
 # loopback (also 127.0.0.0/8 and ::1) or private (also private and link-local ranges). Refused
@@ -386,26 +386,6 @@ max_relay_links = {links}
 max_links_per_client = {links_client}
 idle_timeout = {proxy_idle}
 
-        "
-[INACTIVE_CLIENTS]
-# Disconnect clients without subscriptions that were inactive for ttl seconds, checking every
-# check_interval seconds.
-disconnect = on
-ttl = {ttl}
-check_interval = {check}
-
-[LIMITS]
-# Concurrent client connections.
-        newq = config::DEFAULT_NEW_QUEUES_PER_MINUTE,
-        links = config::DEFAULT_PROXY_MAX_RELAY_LINKS,
-        links_client = config::DEFAULT_PROXY_MAX_LINKS_PER_CLIENT,
-        proxy_idle = config::DEFAULT_PROXY_IDLE_TIMEOUT_SECS,
-max_connections = {maxc}
-# Messages stored per queue before senders get ERR QUOTA.
-queue_quota = {quota}
-# Blocks queued for sending per client connection.
-client_queue_blocks = {blocks}
-
 [METRICS]
 # Prometheus text endpoint: GET http://<address>/metrics (no authentication: keep it on loopback).
 enable = on
@@ -416,6 +396,10 @@ address = {metrics}
         maxc = config::DEFAULT_MAX_CONNECTIONS,
         quota = config::DEFAULT_QUEUE_QUOTA,
         blocks = config::DEFAULT_CLIENT_QUEUE_BLOCKS,
+        newq = config::DEFAULT_NEW_QUEUES_PER_MINUTE,
+        links = config::DEFAULT_PROXY_MAX_RELAY_LINKS,
+        links_client = config::DEFAULT_PROXY_MAX_LINKS_PER_CLIENT,
+        proxy_idle = config::DEFAULT_PROXY_IDLE_TIMEOUT_SECS,
         metrics = config::DEFAULT_METRICS_ADDR,
     );
     s

@@ -448,6 +448,80 @@ fn start_checks_config_and_fingerprint() {
     assert!(err.contains("fingerprint"), "{err}");
 }
 
+/// Data at rest: `init` makes the configuration and data directories 0700 (a pre-existing 0755
+/// data directory is tightened), keys and the ini 0600; `start` tightens a data directory that
+/// was loosened again (logged at info) and creates the message store and its -wal/-shm 0600.
+#[cfg(unix)]
+#[test]
+fn init_and_start_keep_the_data_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let set =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let d = dirs();
+    std::fs::create_dir_all(&d.data).unwrap();
+    set(&d.data, 0o755);
+    expect_ok(&d.run(&["init", "-y"]));
+    assert_eq!(mode(&d.data), 0o700, "data directory after init");
+    assert_eq!(mode(&d.cfg), 0o700, "new configuration directory");
+    for f in ["ca.key", "server.key", "smp-server.ini"] {
+        assert_eq!(mode(&d.file(f)), 0o600, "{f}");
+    }
+    ephemeral_ports(&d);
+    set(&d.data, 0o755);
+
+    let mut child = d
+        .cmd(&["start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stdout = String::new();
+    loop {
+        let mut line = String::new();
+        let n = out.read_line(&mut line).unwrap_or(0);
+        stdout.push_str(&line);
+        if line.starts_with("Listening on ") {
+            break;
+        }
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "relay did not start:\n{stdout}"
+        );
+    }
+    let store = d.data.join("smp-server-store.db");
+    // Read the modes while the relay runs (its -wal/-shm exist), assert after stopping it.
+    let data_mode = mode(&d.data);
+    let store_modes: Vec<(String, Option<u32>)> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|f| {
+            let p = PathBuf::from(format!("{}{f}", store.display()));
+            let m = std::fs::metadata(&p)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o777);
+            (p.display().to_string(), m)
+        })
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(data_mode, 0o700, "data directory after start");
+    for (p, m) in store_modes {
+        assert_eq!(m, Some(0o600), "{p}");
+    }
+    assert!(
+        err.contains("relay data directory") && err.contains("tightened to 0700"),
+        "no info line about the tightened directory:\n{err}"
+    );
+}
+
 #[test]
 fn start_reports_config_errors_with_file_and_line() {
     let d = dirs();

@@ -275,12 +275,14 @@ fn open_store(config: &Config) -> Result<Arc<dyn QueueStore>, RunError> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            RunError::Other(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        // Private (0700); a looser existing directory is tightened (logged at info).
+        hush_server_common::private_start::prepare_private_dir(dir, "relay data directory")
+            .map_err(|e| {
+                RunError::Other(format!(
+                    "cannot create data directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
     }
     let opts = SqliteOptions {
         sync: match config.store.sync {
@@ -348,10 +350,10 @@ pub async fn start(
     };
 
     let metrics = Metrics::new();
-    let shared = Arc::new(Shared {
-        store,
     let proxy = Arc::new(proxy::Proxy::new(config.proxy, metrics.clone()));
     let ip_conns = hush_server_common::IpConnLimiter::new(config.limits.max_connections_per_ip);
+    let shared = Arc::new(Shared {
+        store,
         config,
         options,
         metrics: metrics.clone(),
@@ -456,8 +458,6 @@ impl Relay {
     }
 }
 
-async fn accept_loop(
-    shared: Arc<Shared>,
 /// How often a "connection limit reached" warn line may be logged (each kind).
 const CONN_LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -501,6 +501,8 @@ impl Shared {
     }
 }
 
+async fn accept_loop(
+    shared: Arc<Shared>,
     transport: TransportServer,
     listener: TcpListener,
     permits: Arc<Semaphore>,
@@ -515,16 +517,16 @@ impl Shared {
         else {
             return;
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
         let Some(ip_slot) = shared.ip_conns.try_acquire(peer.ip()) else {
             drop(tcp);
             shared.connection_refused(true, port);
             continue;
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
             drop(tcp);
+            shared.connection_refused(false, port);
             continue;
         };
-            shared.connection_refused(false, port);
         let _ = tcp.set_nodelay(true);
         shared.metrics.socket_accepted(port);
         tokio::spawn(connection::serve(
