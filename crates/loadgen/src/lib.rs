@@ -8,8 +8,12 @@
 //!   end-to-end latency p50/p99, with ratios ([`throughput::render_table`]).
 //! * [`tlsfloor`] — OpenSSL's own cost per idle server-side TLS 1.3 connection, with hush's
 //!   settings and variants (in a child process).
+//! * [`abuse`] — bounded abuse scenarios (TNEW/SNEW floods at an ntf-server, stalled TLS
+//!   handshakes and a `NEW` flood at a relay, a `register` flood at a push-server) with a
+//!   well-behaved client measured alongside (RELIABILITY.md).
 //! * [`relay::SpawnedRelay`] — the real `smp-server` binary started in its own process.
 
+pub mod abuse;
 pub mod error;
 pub mod idle;
 pub mod procfs;

@@ -1,4 +1,5 @@
-//! `loadgen`: idle-connection memory and throughput/latency benchmarks (see BENCHMARKS.md).
+//! `loadgen`: idle-connection memory and throughput/latency benchmarks (see BENCHMARKS.md), and
+//! bounded abuse scenarios (see RELIABILITY.md).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,12 +30,69 @@ enum Cmd {
     /// OpenSSL's own memory per idle server-side TLS 1.3 connection (hush settings and variants),
     /// measured in a child process against a plain-TCP baseline.
     TlsFloor(TlsFloorArgs),
+    /// Bounded abuse of one server (tnew, snew, stall, new-flood, register, or all) while a
+    /// well-behaved client keeps working; servers are spawned from --server-bin-dir.
+    Abuse(AbuseArgs),
     /// (internal) the child process of `tls-floor`.
     #[command(hide = true)]
     TlsFloorServer {
         #[arg(long, value_enum)]
         variant: Variant,
     },
+}
+
+#[derive(Debug, Args)]
+struct AbuseArgs {
+    /// tnew, snew, stall, new-flood, register, or all (one after the other).
+    scenario: String,
+    /// Directory with the smp-server, ntf-server, push-server and apns-sink binaries to attack
+    /// (e.g. target/release of an older checkout).
+    #[arg(long, value_name = "DIR")]
+    server_bin_dir: PathBuf,
+    /// Label carried into the report (e.g. before, after).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Settings only the hardened servers know (ignored by older ones: see RELIABILITY.md):
+    /// `ntf:[SUBSCRIBER] relay_destinations = loopback`, so that SNEW's loopback relays are
+    /// measured against the caps rather than refused by the destination policy.
+    #[arg(long)]
+    after: bool,
+    /// Extra ini setting `<smp|ntf|push>:<SECTION>.<key>=<value>` (repeatable).
+    #[arg(long = "set", value_name = "SERVER:SECTION.KEY=VALUE")]
+    sets: Vec<String>,
+    /// tnew: TNEWs (10000); snew: SNEWs (1000); stall: connections (2000).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Attack time in seconds (tnew 60, snew 30, stall 30, new-flood 20, register 20).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Attacker connections (floods).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// new-flood: NEWs in flight per connection.
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// Seconds of the good client alone before the attack.
+    #[arg(long, default_value_t = 5.0)]
+    baseline: f64,
+    /// Seconds after the attack that still count as "during" (lagging effects).
+    #[arg(long, default_value_t = 5.0)]
+    tail: f64,
+    /// Pause between the good client's cycles, ms.
+    #[arg(long, default_value_t = 200)]
+    good_interval_ms: u64,
+    /// Source address of the attacker's connections (any 127.0.0.0/8 address).
+    #[arg(long, default_value = "127.0.0.2")]
+    attacker_ip: std::net::IpAddr,
+    /// Relay `[LIMITS] max_connections` (default: stall: the stall count, else 1000).
+    #[arg(long)]
+    relay_max_connections: Option<usize>,
+    /// Directory for the servers' files (default: a new dir under /tmp, removed afterwards).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Append the JSON report lines to this file.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +379,196 @@ async fn tls_floor_one(v: Variant, n: usize, settle: u64) -> anyhow::Result<(u64
     result
 }
 
+/// Raises this process's soft open-files limit to its hard limit (spawned servers inherit it).
+fn raise_own_nofile() -> (libc::rlim_t, libc::rlim_t) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                r = want;
+            }
+        }
+    }
+    (r.rlim_cur, r.rlim_max)
+}
+
+/// What `--after` adds (keys only the hardened servers know).
+const AFTER_SETS: &[&str] = &["ntf:SUBSCRIBER.relay_destinations=loopback"];
+
+fn abuse(a: &AbuseArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    use loadgen::abuse::{self, AbuseOptions, Scenario, Target, spawn};
+    let scenarios: Vec<Scenario> = if a.scenario == "all" {
+        Scenario::ALL.to_vec()
+    } else {
+        vec![Scenario::parse(&a.scenario).with_context(|| {
+            format!(
+                "unknown scenario {} (tnew, snew, stall, new-flood, register, all)",
+                a.scenario
+            )
+        })?]
+    };
+    let mut sets = Vec::new();
+    if a.after {
+        for s in AFTER_SETS {
+            sets.push(spawn::IniSet::parse(s).map_err(|e| anyhow::anyhow!("{s}: {e}"))?);
+        }
+    }
+    for s in &a.sets {
+        sets.push(spawn::IniSet::parse(s).map_err(|e| anyhow::anyhow!("--set {s}: {e}"))?);
+    }
+    let (soft, hard) = raise_own_nofile();
+    eprintln!("open files: soft {soft}, hard {hard}");
+    let bin_dir = a
+        .server_bin_dir
+        .canonicalize()
+        .with_context(|| format!("--server-bin-dir {}", a.server_bin_dir.display()))?;
+    let (root, cleanup) = match &a.work_dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            (
+                std::env::temp_dir().join(format!("loadgen-abuse-{}-{nanos}", std::process::id())),
+                true,
+            )
+        }
+    };
+    for sc in scenarios {
+        let mut o = AbuseOptions::new(sc);
+        o.label = a.label.clone();
+        if let Some(c) = a.count {
+            o.count = c;
+        }
+        if let Some(d) = a.duration {
+            o.duration = Duration::from_secs_f64(d);
+        }
+        o.connections = a.connections;
+        o.in_flight = a.in_flight;
+        o.baseline = Duration::from_secs_f64(a.baseline);
+        o.tail = Duration::from_secs_f64(a.tail);
+        o.good_interval = Duration::from_millis(a.good_interval_ms);
+        o.attacker_ip = a.attacker_ip;
+        if sc == Scenario::Stall && (soft as usize) < o.count + 256 {
+            eprintln!(
+                "warning: open-files limit {soft} is below {} (stall connections + margin)",
+                o.count + 256
+            );
+        }
+        let dir = root.join(sc.name());
+        std::fs::create_dir_all(&dir)?;
+        let mut procs: Vec<spawn::ServerProc> = Vec::new();
+        let target = match sc {
+            Scenario::Stall | Scenario::NewFlood => {
+                let maxc = a.relay_max_connections.unwrap_or(if sc == Scenario::Stall {
+                    o.count
+                } else {
+                    1000
+                });
+                let r = spawn::relay(&bin_dir, &dir.join("relay"), maxc, &sets)?;
+                eprintln!(
+                    "{}: smp-server pid {} on {} (max_connections {maxc})",
+                    sc.name(),
+                    r.proc.pid(),
+                    r.addr
+                );
+                let t = Target::Relay(abuse::RelayTarget {
+                    server: r.server.clone(),
+                    addr: r.addr,
+                    pid: r.proc.pid(),
+                    data_dir: Some(r.dir.join("data")),
+                });
+                procs.push(r.proc);
+                t
+            }
+            Scenario::Tnew | Scenario::Snew => {
+                let p = spawn::push_stack(&bin_dir, &dir, &sets)?;
+                let n = spawn::ntf(&bin_dir, &dir, &p, &sets)?;
+                eprintln!(
+                    "{}: ntf-server pid {} on {}, push-server pid {}, apns-sink pid {}",
+                    sc.name(),
+                    n.proc.pid(),
+                    n.addr,
+                    p.push.pid(),
+                    p.sink.pid()
+                );
+                let t = Target::Ntf(abuse::NtfTarget {
+                    addr: n.addr,
+                    key_hash: n.key_hash,
+                    pid: n.proc.pid(),
+                    sink_read: p.sink_read,
+                    data_dir: Some(n.dir.join("data")),
+                });
+                procs.extend([n.proc, p.push, p.sink]);
+                t
+            }
+            Scenario::Register => {
+                let p = spawn::push_stack(&bin_dir, &dir, &sets)?;
+                eprintln!(
+                    "{}: push-server pid {} on {}, apns-sink pid {}",
+                    sc.name(),
+                    p.push.pid(),
+                    p.push_addr,
+                    p.sink.pid()
+                );
+                let t = Target::Push(abuse::PushTarget {
+                    addr: p.push_addr,
+                    fingerprint: p.push_fingerprint,
+                    credential: p.credential.clone(),
+                    pid: p.push.pid(),
+                    sink_read: p.sink_read,
+                    data_dir: Some(p.dir.clone()),
+                });
+                procs.extend([p.push, p.sink]);
+                t
+            }
+        };
+        let mut report = rt.block_on(abuse::run(&o, &target))?;
+        for p in procs.iter_mut() {
+            if let Some(st) = p.exit_status() {
+                report.process_alive &= p.name != sc.server();
+                report
+                    .notes
+                    .push(format!("{} exited: {st} (log {})", p.name, p.log.display()));
+            } else if p.name != sc.server()
+                && let Some(m) = p.mem()
+            {
+                report.attack.insert(
+                    format!("{}_peak_rss_kb", p.name.replace('-', "_")),
+                    serde_json::json!(m.vm_hwm_kb),
+                );
+            }
+        }
+        for mut p in procs {
+            p.stop();
+        }
+        println!("{}", report.summary());
+        let line = report.to_json().to_string();
+        println!("{line}");
+        if let Some(f) = &a.json_out {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)?;
+            writeln!(file, "{line}")?;
+        }
+    }
+    if cleanup {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -344,6 +592,7 @@ fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
     match cli.command {
         Cmd::TlsFloorServer { .. } => {}
+        Cmd::Abuse(a) => abuse(&a, &rt)?,
         Cmd::TlsFloor(a) => {
             check_fds(a.connections + 64);
             println!(
