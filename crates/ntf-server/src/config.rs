@@ -7,17 +7,21 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hush_server_common::BasicAuth;
 use hush_server_common::ini::{Entry, Ini};
+use hush_server_common::{BasicAuth, DestinationPolicy, Rate};
 
 use crate::control::ControlAuth;
-use crate::core::CoreOptions;
+use crate::core::{
+    CoreOptions, DEFAULT_SUB_CAPS, DEFAULT_TOKEN_RATE, DEFAULT_TOKEN_RATE_PER_CONNECTION,
+};
 use crate::policy::{BudgetConfig, PolicyMode};
-use crate::store::StoreMode;
+use crate::store::{StoreMode, SubCaps};
 
 pub const INI_FILE: &str = "ntf-server.ini";
 pub const STORE_FILE: &str = "ntf-server-store.db";
 pub const DEFAULT_PORT: u16 = 443;
+/// Default `[TRANSPORT] handshake_timeout` (seconds): TLS handshake + NTF hello.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 15;
 
 /// Where the server keeps its files (reference `/etc/opt/simplex-notifications`,
 /// `/var/opt/simplex-notifications`).
@@ -66,6 +70,24 @@ pub struct Config {
     /// `[INACTIVE_CLIENTS] disconnect = on` → ttl.
     pub inactive_ttl: Option<Duration>,
     pub max_connections: usize,
+    /// `[TRANSPORT] handshake_timeout`: a new connection must finish TLS and the NTF hello in
+    /// this time (relay: the same key).
+    pub handshake_timeout: Duration,
+    /// `[LIMITS] max_connections_per_ip` (0 = no cap): concurrent connections from one IPv4
+    /// address or IPv6 /64 (relay: the same key).
+    pub max_connections_per_ip: u32,
+    /// `[LIMITS] token_rate`, `token_burst`: `TNEW`/`TRPL` of the whole server.
+    pub token_rate: Rate,
+    /// `[LIMITS] token_rate_per_connection`, `token_burst_per_connection`.
+    pub token_rate_per_connection: Rate,
+    /// `[LIMITS] unverified_token_ttl` (seconds): tokens never verified are deleted after it.
+    pub unverified_token_ttl: Duration,
+    /// `[LIMITS] tokens_per_device`.
+    pub tokens_per_device: usize,
+    /// `[LIMITS] subscriptions_per_token`, `relays_per_token`, `max_relays`.
+    pub sub_caps: SubCaps,
+    /// `[SUBSCRIBER] relay_destinations`: `public` (default), `loopback` or `private`.
+    pub relay_destinations: DestinationPolicy,
     pub metrics_addr: Option<SocketAddr>,
     /// `[POLICY] mode = reference`.
     pub policy_reference: bool,
@@ -111,6 +133,14 @@ impl Config {
             control_user_password: None,
             inactive_ttl: None,
             max_connections: 65_536,
+            handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
+            max_connections_per_ip: 0,
+            token_rate: DEFAULT_TOKEN_RATE,
+            token_rate_per_connection: DEFAULT_TOKEN_RATE_PER_CONNECTION,
+            unverified_token_ttl: Duration::from_secs(86_400),
+            tokens_per_device: 8,
+            sub_caps: DEFAULT_SUB_CAPS,
+            relay_destinations: DestinationPolicy::Public,
             metrics_addr: None,
             policy_reference: false,
             budget: BudgetConfig::default(),
@@ -184,6 +214,11 @@ impl Config {
             cron_minute: self.cron_minute,
             feedback_interval: self.feedback_interval,
             payload_padding: self.payload_padding,
+            token_rate: self.token_rate,
+            unverified_token_ttl: self.unverified_token_ttl,
+            tokens_per_device: self.tokens_per_device,
+            sub_caps: self.sub_caps,
+            relay_destinations: self.relay_destinations,
             ..CoreOptions::default()
         }
     }
@@ -287,6 +322,38 @@ fn num<T: std::str::FromStr>(section: &str, e: &Entry) -> Result<T, ConfigError>
         .map_err(|_| bad(section, e, "expected a number"))
 }
 
+/// A whole number of at least 1.
+fn count(section: &str, e: &Entry) -> Result<usize, ConfigError> {
+    match e.value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(bad(section, e, "expected a whole number of at least 1")),
+    }
+}
+
+/// A rate per second (0 = no limit).
+fn rate(section: &str, e: &Entry) -> Result<f64, ConfigError> {
+    match e.value.parse::<f64>() {
+        Ok(v) if (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(bad(section, e, "expected a rate per second (0 = no limit)")),
+    }
+}
+
+/// A positive number of seconds.
+fn positive_secs(section: &str, e: &Entry) -> Result<Duration, ConfigError> {
+    let d = secs(section, e)?;
+    if d.is_zero() {
+        return Err(bad(section, e, "must be more than 0"));
+    }
+    Ok(d)
+}
+
+fn burst(section: &str, e: &Entry) -> Result<u32, ConfigError> {
+    match e.value.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(bad(section, e, "expected a whole number of at least 1")),
+    }
+}
+
 /// Applies one entry; `Ok(false)` = unknown key.
 fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> {
     let v = e.value.as_str();
@@ -336,6 +403,24 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
         }
         ("TRANSPORT", "control_port") => c.control_port = Some(num(section, e)?),
         ("TRANSPORT", "max_connections") => c.max_connections = num(section, e)?,
+        ("TRANSPORT", "handshake_timeout") => c.handshake_timeout = positive_secs(section, e)?,
+        ("LIMITS", "max_connections_per_ip") => c.max_connections_per_ip = num(section, e)?,
+        ("LIMITS", "token_rate") => c.token_rate.per_second = rate(section, e)?,
+        ("LIMITS", "token_burst") => c.token_rate.burst = burst(section, e)?,
+        ("LIMITS", "token_rate_per_connection") => {
+            c.token_rate_per_connection.per_second = rate(section, e)?
+        }
+        ("LIMITS", "token_burst_per_connection") => {
+            c.token_rate_per_connection.burst = burst(section, e)?
+        }
+        ("LIMITS", "unverified_token_ttl") => c.unverified_token_ttl = positive_secs(section, e)?,
+        ("LIMITS", "tokens_per_device") => c.tokens_per_device = count(section, e)?,
+        ("LIMITS", "subscriptions_per_token") => c.sub_caps.per_token = count(section, e)?,
+        ("LIMITS", "relays_per_token") => c.sub_caps.relays_per_token = count(section, e)?,
+        ("LIMITS", "max_relays") => c.sub_caps.relays = count(section, e)?,
+        ("SUBSCRIBER", "relay_destinations") => {
+            c.relay_destinations = DestinationPolicy::parse(v).map_err(|r| bad(section, e, r))?
+        }
         (
             "SUBSCRIBER",
             "host_mode" | "required_host_mode" | "socks_proxy" | "socks_mode"
@@ -448,13 +533,33 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
         ));
     }
     s.push_str(&format!(
-        "\n[TRANSPORT]\n# host = ntf.example.com\nport = {port}\nlog_tls_errors = off\nwebsockets = off\n"
+        "\n[TRANSPORT]\n# host = ntf.example.com\nport = {port}\nlog_tls_errors = off\nwebsockets = off\n\
+         # Seconds a new connection has for the TLS handshake and the NTF hello.\n\
+         handshake_timeout = {DEFAULT_HANDSHAKE_TIMEOUT_SECS}\n"
     ));
     if let Some((p, _, _)) = control {
         s.push_str(&format!("control_port = {p}\n"));
     }
     s.push_str(
-        "\n[SUBSCRIBER]\n# Reconnect backoff to SMP relays (seconds).\nreconnect_initial = 1\nreconnect_max = 60\n\n\
+        "\n[SUBSCRIBER]\n# Reconnect backoff to SMP relays (seconds).\nreconnect_initial = 1\nreconnect_max = 60\n\
+         # Relay addresses SNEW may name: public (public addresses only), loopback (also\n\
+         # 127.0.0.0/8 and ::1: a relay on this host, tests) or private (also private and\n\
+         # link-local ranges: a deployment inside one private network).\n\
+         relay_destinations = public\n\n\
+         [LIMITS]\n\
+         # Concurrent connections from one IPv4 address or IPv6 /64 (0 = no cap).\n\
+         max_connections_per_ip = 0\n\
+         # TNEW/TRPL (each sends a verification push): per second and burst, for the whole\n\
+         # server and for one connection (0 = no limit); beyond them ERR QUOTA.\n\
+         token_rate = 50\ntoken_burst = 500\n\
+         token_rate_per_connection = 0.1\ntoken_burst_per_connection = 10\n\
+         # Seconds after TNEW when a token never verified is deleted.\n\
+         unverified_token_ttl = 86400\n\
+         # Tokens of one device token / push handle: a further TNEW evicts the oldest\n\
+         # never-verified one (ERR QUOTA if all are verified).\n\
+         tokens_per_device = 8\n\
+         # Subscriptions of one token, distinct relays of one token, relays in total (ERR QUOTA).\n\
+         subscriptions_per_token = 4096\nrelays_per_token = 64\nmax_relays = 4096\n\n\
          [INACTIVE_CLIENTS]\ndisconnect = off\n# ttl = 43200\n# check_interval = 3600\n\n\
          [METRICS]\nenable = off\n# address = 127.0.0.1:5228\n\n\
          [POLICY]\n# budget: at most silent_per_window silent pushes per token per window (seconds),\n\
@@ -497,6 +602,44 @@ mod tests {
             StoreMode::Sqlite("/d/ntf-server-store.db".into())
         );
         assert!(c.control_admin_password.unwrap().matches(b"adminpw"));
+    }
+
+    #[test]
+    fn abuse_limits() {
+        let (c, _) = Config::parse(paths(), b"").unwrap();
+        assert_eq!(c.relay_destinations, DestinationPolicy::Public);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(15));
+        assert_eq!(c.max_connections_per_ip, 0);
+        let o = c.core_options();
+        assert_eq!(o.token_rate, DEFAULT_TOKEN_RATE);
+        assert_eq!(o.unverified_token_ttl, Duration::from_secs(86_400));
+        assert_eq!(o.tokens_per_device, 8);
+        assert_eq!(o.sub_caps, DEFAULT_SUB_CAPS);
+        let t =
+            b"[SUBSCRIBER]\nrelay_destinations = loopback\n[TRANSPORT]\nhandshake_timeout = 0.5\n\
+            [LIMITS]\nmax_connections_per_ip = 3\ntoken_rate = 2\ntoken_burst = 4\n\
+            token_rate_per_connection = 0\ntoken_burst_per_connection = 1\n\
+            unverified_token_ttl = 1.5\ntokens_per_device = 2\nsubscriptions_per_token = 5\n\
+            relays_per_token = 6\nmax_relays = 7\n";
+        let (c, w) = Config::parse(paths(), t).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.relay_destinations, DestinationPolicy::Loopback);
+        assert_eq!(c.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(c.max_connections_per_ip, 3);
+        assert_eq!(c.token_rate, Rate::new(2.0, 4));
+        assert!(c.token_rate_per_connection.is_unlimited());
+        let o = c.core_options();
+        assert_eq!(o.unverified_token_ttl, Duration::from_millis(1500));
+        assert_eq!(o.tokens_per_device, 2);
+        assert_eq!(
+            o.sub_caps,
+            SubCaps {
+                per_token: 5,
+                relays_per_token: 6,
+                relays: 7
+            }
+        );
+        assert_eq!(o.relay_destinations, DestinationPolicy::Loopback);
     }
 
     #[test]
@@ -554,6 +697,13 @@ mod tests {
             b"[POLICY]\ncron_min_minutes = 0\n",
             b"[POLICY]\ncron_min_minutes = 70000\n",
             b"[POLICY]\ncron_minute_seconds = 0\n",
+            b"[SUBSCRIBER]\nrelay_destinations = everywhere\n",
+            b"[TRANSPORT]\nhandshake_timeout = 0\n",
+            b"[LIMITS]\ntoken_burst = 0\n",
+            b"[LIMITS]\ntoken_rate = -1\n",
+            b"[LIMITS]\ntokens_per_device = 0\n",
+            b"[LIMITS]\nsubscriptions_per_token = x\n",
+            b"[LIMITS]\nunverified_token_ttl = 0\n",
         ] {
             let e = Config::parse(paths(), bad).unwrap_err();
             assert!(e.to_string().starts_with("line "), "{e}");

@@ -20,6 +20,7 @@ use hush_proto::ntf::{
 };
 use hush_proto::transmission::Transmission;
 use hush_proto::version::ntf_version;
+use hush_server_common::{DestinationPolicy, Rate, RateLimiter};
 use push_server::{FeedbackReason, JobId, PushGateway, PushJob, PushKind, PushType};
 use tokio::sync::{Semaphore, mpsc};
 use zeroize::Zeroizing;
@@ -28,7 +29,7 @@ use crate::command::parse_command;
 use crate::metrics::Metrics;
 use crate::payload::{self, Presentation};
 use crate::policy::{Decision, Policy, PolicyMode, PushStyle, TokenBudget};
-use crate::store::{Device, LastNtf, Store, SubRec, TokenRec};
+use crate::store::{CapExceeded, Device, Evicted, LastNtf, Store, SubCaps, SubRec, TokenRec};
 
 /// Runtime options of the core (from the configuration).
 #[derive(Clone, Debug)]
@@ -54,6 +55,20 @@ pub struct CoreOptions {
     /// Padded size of encrypted push data ([`payload::DEFAULT_PAYLOAD_PAD`]; the reference
     /// uses [`payload::PAYLOAD_PAD`]).
     pub payload_padding: usize,
+    /// `TNEW`/`TRPL` (each sends a verification push) of the whole server; refused with
+    /// `ERR QUOTA` beyond it (`[LIMITS] token_rate`, `token_burst`).
+    pub token_rate: Rate,
+    /// Tokens never verified are deleted this long after `TNEW` (`[LIMITS] unverified_token_ttl`).
+    pub unverified_token_ttl: Duration,
+    /// Tokens of one device (push target): a further `TNEW` evicts the oldest never-verified one
+    /// (`[LIMITS] tokens_per_device`).
+    pub tokens_per_device: usize,
+    /// Subscriptions per token, relays per token, relays in total (`[LIMITS]`).
+    pub sub_caps: SubCaps,
+    /// Which relay addresses `SNEW` may name (`[SUBSCRIBER] relay_destinations`).
+    pub relay_destinations: DestinationPolicy,
+    /// `NSUB` requests waiting for a subscriber (bounded queue; `SNEW` waits when it is full).
+    pub subscribe_queue: usize,
 }
 
 impl Default for CoreOptions {
@@ -68,9 +83,31 @@ impl Default for CoreOptions {
             push_concurrency: 256,
             subscribe_batch: 900,
             payload_padding: payload::DEFAULT_PAYLOAD_PAD,
+            token_rate: DEFAULT_TOKEN_RATE,
+            unverified_token_ttl: Duration::from_secs(86_400),
+            tokens_per_device: 8,
+            sub_caps: DEFAULT_SUB_CAPS,
+            relay_destinations: DestinationPolicy::Public,
+            subscribe_queue: 4096,
         }
     }
 }
+
+/// Default `[LIMITS] token_rate` / `token_burst`: 50 `TNEW`/`TRPL` per second for the whole
+/// server, 500 at once.
+pub const DEFAULT_TOKEN_RATE: Rate = Rate::new(50.0, 500);
+/// Default `[LIMITS] token_rate_per_connection` / `token_burst_per_connection`: one every 10 s,
+/// 10 at once (a client registers a token once and replaces it rarely).
+pub const DEFAULT_TOKEN_RATE_PER_CONNECTION: Rate = Rate::new(0.1, 10);
+/// Default caps: 4096 subscriptions per token (a receive queue per contact and group member
+/// with notifications on, two during queue rotation: hundreds of contacts and a few large
+/// groups fit), 64 relays per token (queues live on the user's own configured relays: the
+/// presets plus a few own ones), 4096 relays in total (one connection each).
+pub const DEFAULT_SUB_CAPS: SubCaps = SubCaps {
+    per_token: 4096,
+    relays_per_token: 64,
+    relays: 4096,
+};
 
 /// What the dispatcher is asked to do.
 #[derive(Debug)]
@@ -84,6 +121,8 @@ pub struct ConnCtx<'a> {
     pub version: u16,
     pub session_id: &'a [u8],
     pub session_key: Option<&'a X25519Secret>,
+    /// The connection's own `TNEW`/`TRPL` rate limit.
+    pub token_limit: Option<&'a RateLimiter>,
 }
 
 /// Shared state of one ntf-server.
@@ -95,6 +134,9 @@ pub struct Core<G> {
     pub(crate) gateway: Arc<G>,
     pushes: mpsc::Sender<PushRequest>,
     subscribing: Arc<Semaphore>,
+    /// `NSUB` requests for the subscriber task (bounded).
+    subscribe_tx: mpsc::Sender<SubRec>,
+    token_limiter: RateLimiter,
 }
 
 impl<G> std::fmt::Debug for Core<G> {
@@ -171,23 +213,28 @@ impl<G: PushGateway + 'static> Core<G> {
         shutdown: hush_server_common::Shutdown,
     ) -> (Arc<Core<G>>, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = mpsc::channel(32_768);
+        let (sub_tx, sub_rx) = mpsc::channel(options.subscribe_queue.max(1));
+        store.set_cron_minute(options.cron_minute);
         let core = Arc::new(Core {
             store,
             metrics: Metrics::new(),
             subscribing: Arc::new(Semaphore::new(options.subscribe_batch.max(1))),
+            token_limiter: RateLimiter::new(options.token_rate),
             options,
             pool,
             gateway,
             pushes: tx,
+            subscribe_tx: sub_tx.clone(),
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(dispatcher(core.clone(), rx, shutdown.clone())),
+            tokio::spawn(subscriber(core.clone(), sub_rx, shutdown.clone())),
             tokio::spawn(relay_events(core.clone(), pool_events, shutdown.clone())),
             tokio::spawn(cron_loop(core.clone(), shutdown.clone())),
             tokio::spawn(feedback_loop(core.clone(), shutdown.clone())),
-            tokio::spawn(gauges_loop(core.clone(), shutdown)),
+            tokio::spawn(gauges_loop(core.clone(), shutdown.clone())),
         ];
-        // Subscriptions loaded from the store.
+        // Subscriptions loaded from the store, fed through the bounded queue.
         let subs: Vec<SubRec> = core
             .store
             .subs()
@@ -196,9 +243,15 @@ impl<G: PushGateway + 'static> Core<G> {
             .collect();
         if !subs.is_empty() {
             tracing::info!(count = subs.len(), "resubscribing stored subscriptions");
-        }
-        for s in subs {
-            core.subscribe(s);
+            let mut shutdown = shutdown;
+            tasks.push(tokio::spawn(async move {
+                for s in subs {
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        r = sub_tx.send(s) => if r.is_err() { return },
+                    }
+                }
+            }));
         }
         (core, tasks)
     }
@@ -262,6 +315,9 @@ impl<G: PushGateway + 'static> Core<G> {
                 let Some(device) = sc.device else {
                     return err(ErrorType::Cmd(CommandError::Syntax));
                 };
+                if self.token_rate_exceeded(c) {
+                    return err(ErrorType::Quota);
+                }
                 self.tnew(device, verify_key.as_bytes(), dh_key.as_bytes())
                     .await
             }
@@ -275,7 +331,9 @@ impl<G: PushGateway + 'static> Core<G> {
                     return AUTH;
                 }
                 match tkn {
-                    Some(t) if t.status.allows_sub_commands() => {
+                    // Only tokens that were verified (reference: also INVALID/EXPIRED tokens
+                    // that never were, e.g. after a rejected verification push).
+                    Some(t) if t.status.allows_sub_commands() && t.was_active => {
                         self.snew(&t, queue, notifier_key.as_der()).await
                     }
                     _ => AUTH,
@@ -304,9 +362,43 @@ impl<G: PushGateway + 'static> Core<G> {
                     return AUTH;
                 }
                 let Some(tkn) = tkn else { return AUTH };
+                if matches!(cmd, NtfCommand::Trpl { .. }) && self.token_rate_exceeded(c) {
+                    return err(ErrorType::Quota);
+                }
                 self.token_command(tkn, cmd, sc.device).await
             }
         }
+    }
+
+    /// `TNEW`/`TRPL` over the connection's or the server's rate (counted in
+    /// `hush_ntf_token_commands_rate_limited`).
+    fn token_rate_exceeded(&self, c: &ConnCtx<'_>) -> bool {
+        let ok = c.token_limit.is_none_or(|l| l.allow()) && self.token_limiter.allow();
+        if !ok {
+            self.metrics.token_rate_limited.inc();
+            tracing::debug!("TNEW/TRPL over the rate limit");
+        }
+        !ok
+    }
+
+    /// Forgets the relay subscriptions of deleted tokens.
+    fn forget_subs(&self, subs: Vec<SubRec>) {
+        for s in subs {
+            self.pool
+                .forget_subscription(&s.queue.server, &s.queue.notifier_id);
+            self.metrics.subscriptions_deleted.inc();
+        }
+    }
+
+    fn evicted(&self, e: Evicted) {
+        self.metrics.tokens_evicted.add(e.tokens as u64);
+        self.forget_subs(e.subs);
+    }
+
+    fn cap_refused(&self, e: CapExceeded) -> NtfResponse {
+        self.metrics.cap_refused(e.label());
+        tracing::debug!(cap = %e, "cap reached");
+        err(ErrorType::Quota)
     }
 
     async fn synced(&self, r: NtfResponse) -> NtfResponse {
@@ -330,13 +422,16 @@ impl<G: PushGateway + 'static> Core<G> {
             if !hush_crypto::ct_eq(dh.as_bytes(), t.dh_secret.as_slice()) {
                 return AUTH;
             }
-            if matches!(
-                t.status,
-                TokenStatus::New | TokenStatus::Invalid(_) | TokenStatus::Expired
-            ) {
-                self.store
-                    .update_token(&t.id, |t| t.status = TokenStatus::Registered);
-            }
+            self.store.update_token(&t.id, |t| {
+                let reset = matches!(
+                    t.status,
+                    TokenStatus::New | TokenStatus::Invalid(_) | TokenStatus::Expired
+                );
+                if reset {
+                    t.status = TokenStatus::Registered;
+                }
+                reset
+            });
             let r = NtfResponse::TknId {
                 token_id: t.id.clone(),
                 server_dh_key: match hush_proto::ntf::PublicKeyDer::dh_key(
@@ -373,9 +468,13 @@ impl<G: PushGateway + 'static> Core<G> {
             cron_interval: 0,
             cron_sent_at: 0,
             created_at: now_secs(),
+            was_active: false,
         };
         let id = t.id.clone();
-        self.store.put_token(t);
+        match self.store.add_token(t, self.options.tokens_per_device) {
+            Ok(e) => self.evicted(e),
+            Err(e) => return self.cap_refused(e),
+        }
         self.metrics.tokens_created.inc();
         let r = self
             .synced(NtfResponse::TknId {
@@ -396,16 +495,26 @@ impl<G: PushGateway + 'static> Core<G> {
         match cmd {
             NtfCommand::Tchk => NtfResponse::Tkn(t.status),
             NtfCommand::Tvfy { code } => {
-                if !t.status.allows_verification() || !hush_crypto::ct_eq(&code, &t.reg_code) {
+                // Checked and changed under one store lock (a concurrent TRPL changes the code).
+                let mut before = None;
+                let ok = self.store.update_token(&t.id, |x| {
+                    if !x.status.allows_verification() || !hush_crypto::ct_eq(&code, &x.reg_code) {
+                        return false;
+                    }
+                    before = Some(x.status);
+                    x.status = TokenStatus::Active;
+                    x.was_active = true;
+                    true
+                });
+                if !ok {
                     return AUTH;
                 }
-                if t.status != TokenStatus::Active {
+                if before != Some(TokenStatus::Active) {
                     self.metrics.tokens_verified.inc();
                 }
-                self.store
-                    .update_token(&t.id, |x| x.status = TokenStatus::Active);
+                let device = self.store.token(&t.id).map_or(t.device, |x| x.device);
                 // Activation removes other registrations of the same device.
-                for other in self.store.tokens_with_device(&t.device) {
+                for other in self.store.tokens_with_device(&device) {
                     if other != t.id {
                         self.delete_token(&other);
                     }
@@ -421,11 +530,14 @@ impl<G: PushGateway + 'static> Core<G> {
                     .chain(&hush_crypto::random_nonce()[..8])
                     .copied()
                     .collect();
-                self.store.update_token(&t.id, |x| {
-                    x.device = device;
-                    x.reg_code = code;
-                    x.status = TokenStatus::Registered;
-                });
+                match self
+                    .store
+                    .replace_device(&t.id, device, code, self.options.tokens_per_device)
+                {
+                    None => return AUTH,
+                    Some(Err(e)) => return self.cap_refused(e),
+                    Some(Ok(e)) => self.evicted(e),
+                }
                 self.metrics.tokens_replaced.inc();
                 let r = self.synced(NtfResponse::Ok).await;
                 self.request_push(PushRequest::Verification(t.id)).await;
@@ -442,6 +554,7 @@ impl<G: PushGateway + 'static> Core<G> {
                 self.store.update_token(&t.id, |x| {
                     x.cron_interval = minutes;
                     x.cron_sent_at = now_secs();
+                    true
                 });
                 self.synced(NtfResponse::Ok).await
             }
@@ -450,11 +563,8 @@ impl<G: PushGateway + 'static> Core<G> {
     }
 
     fn delete_token(&self, id: &[u8]) {
-        for s in self.store.delete_token(id) {
-            self.pool
-                .forget_subscription(&s.queue.server, &s.queue.notifier_id);
-            self.metrics.subscriptions_deleted.inc();
-        }
+        let subs = self.store.delete_token(id);
+        self.forget_subs(subs);
         self.metrics.tokens_deleted.inc();
     }
 
@@ -464,7 +574,7 @@ impl<G: PushGateway + 'static> Core<G> {
                 if !s.status.should_subscribe() {
                     // Retry of a subscription that ended (END/DELETED/AUTH…): subscribe again.
                     self.store.set_sub_status(&s.id, SubStatus::New);
-                    self.subscribe(s.clone());
+                    self.subscribe(s.clone()).await;
                 }
                 return NtfResponse::SubId { sub_id: s.id };
             }
@@ -472,6 +582,16 @@ impl<G: PushGateway + 'static> Core<G> {
         }
         if auth_key(notifier_key).is_none() {
             return err(ErrorType::Cmd(CommandError::Syntax));
+        }
+        // A relay already in use was checked when it was first named (and every connection
+        // attempt checks again, see `relays::CheckedConnector`).
+        if !self.store.relay_in_use(&queue.server)
+            && let Err(e) =
+                crate::relays::check_server(&queue.server, self.options.relay_destinations).await
+        {
+            self.metrics.destinations_refused.inc();
+            tracing::debug!(error = %e, "SNEW relay address refused");
+            return err(ErrorType::Cmd(CommandError::Prohibited));
         }
         let s = SubRec {
             id: random_id(),
@@ -481,10 +601,12 @@ impl<G: PushGateway + 'static> Core<G> {
             status: SubStatus::New,
         };
         let id = s.id.clone();
-        self.store.put_sub(s.clone());
+        if let Err(e) = self.store.add_sub(s.clone(), self.options.sub_caps) {
+            return self.cap_refused(e);
+        }
         self.metrics.subscriptions_created.inc();
         let r = self.synced(NtfResponse::SubId { sub_id: id }).await;
-        self.subscribe(s);
+        self.subscribe(s).await;
         r
     }
 
@@ -498,41 +620,13 @@ impl<G: PushGateway + 'static> Core<G> {
 
     // --- relay side ----------------------------------------------------------------------
 
-    /// Subscribes (`NSUB`) in the background; the pool remembers it and subscribes again after
-    /// every reconnect. Concurrent `NSUB`s share blocks.
-    pub fn subscribe(&self, s: SubRec) {
-        let store = self.store.clone();
-        let pool = self.pool.clone();
-        let metrics = self.metrics.clone();
-        let permits = self.subscribing.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            let Some(key) = auth_key(&s.notifier_key) else {
-                store.set_sub_status(&s.id, SubStatus::Err(b"bad notifier key".to_vec()));
-                return;
-            };
-            let r = pool
-                .subscribe_notifier(&s.queue.server, &s.queue.notifier_id, Arc::new(key))
-                .await;
-            // The subscription may have been deleted meanwhile.
-            if store.sub(&s.id).is_none() {
-                pool.forget_subscription(&s.queue.server, &s.queue.notifier_id);
-                return;
-            }
-            match r {
-                Ok(()) => {
-                    metrics.smp_subscribed.inc();
-                    store.set_sub_status(&s.id, SubStatus::Active);
-                }
-                Err(e) => {
-                    metrics.smp_subscribe_errors.inc();
-                    tracing::debug!(error = %e, "NSUB failed");
-                    store.set_sub_status(&s.id, sub_status_for_error(&e));
-                }
-            }
-        });
+    /// Subscribes (`NSUB`) in the background: queued (bounded; waits while the queue is full)
+    /// for the subscriber task, which runs at most `subscribe_batch` at once. The pool
+    /// remembers it and subscribes again after every reconnect. Concurrent `NSUB`s share blocks.
+    pub async fn subscribe(&self, s: SubRec) {
+        if self.subscribe_tx.send(s).await.is_err() {
+            tracing::warn!("subscriber stopped");
+        }
     }
 
     /// Applies one relay-pool event.
@@ -652,7 +746,12 @@ impl<G: PushGateway + 'static> Core<G> {
     // --- push side -----------------------------------------------------------------------
 
     /// Builds and submits a message push for the token's last notifications.
-    fn push_message(self: &Arc<Self>, token_id: &[u8], style: PushStyle, permits: &Arc<Semaphore>) {
+    async fn push_message(
+        self: &Arc<Self>,
+        token_id: &[u8],
+        style: PushStyle,
+        permits: &Arc<Semaphore>,
+    ) {
         let Some(t) = self.store.token(token_id) else {
             return;
         };
@@ -713,22 +812,27 @@ impl<G: PushGateway + 'static> Core<G> {
             } else {
                 m.notifications_failed.inc()
             }
-        });
+        })
+        .await;
     }
 
-    fn submit(
+    /// Hands a job to the gateway in a task of its own, once one of `permits` is free (the
+    /// caller waits for it: at most `push_concurrency` submissions exist at once).
+    async fn submit(
         self: &Arc<Self>,
         job: PushJob,
         permits: &Arc<Semaphore>,
         count: impl FnOnce(&Metrics, bool) + Send + 'static,
     ) {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let core = self.clone();
-        let permits = permits.clone();
         core.metrics
             .push_queue_length
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
+            let _permit = permit;
             let r = core.gateway.submit(job).await;
             core.metrics
                 .push_queue_length
@@ -740,7 +844,7 @@ impl<G: PushGateway + 'static> Core<G> {
         });
     }
 
-    fn push_verification(self: &Arc<Self>, token_id: &[u8], permits: &Arc<Semaphore>) {
+    async fn push_verification(self: &Arc<Self>, token_id: &[u8], permits: &Arc<Semaphore>) {
         let Some(t) = self.store.token(token_id) else {
             return;
         };
@@ -768,10 +872,12 @@ impl<G: PushGateway + 'static> Core<G> {
             report_delivery: true,
         };
         self.metrics.verification_queued.inc();
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let core = self.clone();
-        let permits = permits.clone();
         tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
+            let _permit = permit;
             match core.gateway.submit(job).await {
                 // CONFIRMED when the push-server reports that APNs accepted it (feedback).
                 Ok(_) => {}
@@ -783,54 +889,74 @@ impl<G: PushGateway + 'static> Core<G> {
         });
     }
 
-    /// Periodic pushes due now (reference: a sweep every 5 min).
-    pub fn cron_sweep(self: &Arc<Self>, permits: &Arc<Semaphore>) -> usize {
-        let now = now_secs();
-        let now_ms = now_ms();
-        let minute_ms = i128::try_from(self.options.cron_minute.as_millis()).unwrap_or(i128::MAX);
+    /// Periodic pushes due now (reference: a sweep every 5 min). Walks the store's due-time
+    /// index from its start: only due tokens are visited.
+    pub async fn cron_sweep(self: &Arc<Self>, permits: &Arc<Semaphore>) -> usize {
+        const BATCH: usize = 1024;
         let mut n = 0;
-        for t in self.store.tokens() {
-            if t.status != TokenStatus::Active || t.cron_interval == 0 {
-                continue;
+        loop {
+            let due = self.store.take_due_cron(now_ms(), now_secs(), BATCH);
+            let last = due.len() < BATCH;
+            for t in due {
+                let Some(target) = t.device.target() else {
+                    continue;
+                };
+                let job = PushJob {
+                    job_id: JobId::random(),
+                    target,
+                    kind: PushKind::CheckMessages,
+                    payload: payload::check_messages_payload(),
+                    push_type: PushType::Background,
+                    priority: Some(5),
+                    expires_at: None,
+                    collapse_id: None,
+                    report_delivery: false,
+                };
+                self.submit(job, permits, |m, ok| {
+                    if ok {
+                        m.periodic_delivered.inc()
+                    } else {
+                        m.periodic_failed.inc()
+                    }
+                })
+                .await;
+                n += 1;
             }
-            // `cron_sent_at` has 1 s resolution: at most one periodic push per second
-            let period_ms = minute_ms
-                .saturating_mul(i128::from(t.cron_interval))
-                .max(1000);
-            let due_ms = i128::from(t.cron_sent_at)
-                .saturating_mul(1000)
-                .saturating_add(period_ms);
-            if due_ms > now_ms {
-                continue;
+            if last {
+                return n;
             }
-            let Some(target) = t.device.target() else {
-                continue;
-            };
-            self.store.update_token(&t.id, |x| x.cron_sent_at = now);
-            let job = PushJob {
-                job_id: JobId::random(),
-                target,
-                kind: PushKind::CheckMessages,
-                payload: payload::check_messages_payload(),
-                push_type: PushType::Background,
-                priority: Some(5),
-                expires_at: None,
-                collapse_id: None,
-                report_delivery: false,
-            };
-            self.submit(job, permits, |m, ok| {
-                if ok {
-                    m.periodic_delivered.inc()
-                } else {
-                    m.periodic_failed.inc()
-                }
-            });
-            n += 1;
         }
-        n
     }
 
-    /// Applies push-server feedback; returns how many events were handled.
+    /// Deletes tokens never verified within `unverified_token_ttl` of their `TNEW` (from memory
+    /// and the store); returns how many.
+    pub fn expire_unverified(&self) -> usize {
+        const BATCH: usize = 4096;
+        let ttl = i64::try_from(self.options.unverified_token_ttl.as_secs()).unwrap_or(i64::MAX);
+        let ttl = if self.options.unverified_token_ttl.subsec_nanos() > 0 {
+            ttl.saturating_add(1)
+        } else {
+            ttl
+        };
+        let cutoff = now_secs().saturating_sub(ttl);
+        let mut total = 0;
+        loop {
+            let (n, subs) = self.store.expire_unverified(cutoff, BATCH);
+            self.forget_subs(subs);
+            total += n;
+            if n < BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            self.metrics.tokens_expired.add(total as u64);
+            tracing::info!(count = total, "expired unverified tokens");
+        }
+        total
+    }
+
+    /// Applies push-server feedback; returns how many events were handled. The tokens of a
+    /// target come from the store's device index (no scan).
     pub async fn poll_feedback(&self, after: &mut u64) -> usize {
         let events = match self.gateway.feedback(*after, 500).await {
             Ok(e) => e,
@@ -847,24 +973,24 @@ impl<G: PushGateway + 'static> Core<G> {
                     // Only verification pushes ask for a delivery report (reference: the token
                     // becomes CONFIRMED when APNs accepted its verification push).
                     self.metrics.verification_delivered.inc();
-                    for t in self.store.tokens() {
-                        if t.device.matches_target(&ev.target)
-                            && t.status == TokenStatus::Registered
-                        {
-                            self.store
-                                .update_token(&t.id, |x| x.status = TokenStatus::Confirmed);
-                        }
+                    for id in self.store.tokens_for_target(&ev.target) {
+                        self.store.update_token(&id, |x| {
+                            let registered = x.status == TokenStatus::Registered;
+                            if registered {
+                                x.status = TokenStatus::Confirmed;
+                            }
+                            registered
+                        });
                     }
                 }
                 FeedbackReason::InvalidToken(r) => {
                     let reason = map_invalid(r);
-                    for t in self.store.tokens() {
-                        if t.device.matches_target(&ev.target) {
-                            self.metrics.feedback_invalid.inc();
-                            self.store.update_token(&t.id, |x| {
-                                x.status = TokenStatus::Invalid(Some(reason))
-                            });
-                        }
+                    for id in self.store.tokens_for_target(&ev.target) {
+                        self.metrics.feedback_invalid.inc();
+                        self.store.update_token(&id, |x| {
+                            x.status = TokenStatus::Invalid(Some(reason));
+                            true
+                        });
                     }
                 }
                 FeedbackReason::Failed(label) => {
@@ -942,26 +1068,84 @@ async fn dispatcher<G: PushGateway + 'static>(
                             PushStyle::Silent => "due_silent",
                             PushStyle::Alert => "due_alert",
                         });
-                        core.push_message(&id, style, &permits);
+                        core.push_message(&id, style, &permits).await;
                     }
                 }
             }
             r = rx.recv() => match r {
                 None => return,
-                Some(PushRequest::Verification(id)) => core.push_verification(&id, &permits),
+                Some(PushRequest::Verification(id)) => core.push_verification(&id, &permits).await,
                 Some(PushRequest::Notification(id)) => {
                     let now = now_ms();
                     let b = budgets.entry(id.clone()).or_default();
                     let d = policy.on_notification(b, now);
                     core.metrics.policy_decision(d.label());
                     match d {
-                        Decision::Push(style) => core.push_message(&id, style, &permits),
+                        Decision::Push(style) => core.push_message(&id, style, &permits).await,
                         Decision::Deferred { at_ms } => { timers.insert((at_ms, id)); }
                         Decision::Coalesced { .. } => {}
                     }
                 }
             },
         }
+    }
+}
+
+/// Runs queued `NSUB`s, at most `subscribe_batch` at once: a task is spawned only with a free
+/// permit, so the number of subscription tasks is bounded whatever the peers send.
+async fn subscriber<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    mut rx: mpsc::Receiver<SubRec>,
+    mut shutdown: hush_server_common::Shutdown,
+) {
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait() => return,
+            p = core.subscribing.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let s = tokio::select! {
+            _ = shutdown.wait() => return,
+            s = rx.recv() => match s {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        let store = core.store.clone();
+        let pool = core.pool.clone();
+        let metrics = core.metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            // The subscription may have been deleted while it waited.
+            if store.sub(&s.id).is_none() {
+                return;
+            }
+            let Some(key) = auth_key(&s.notifier_key) else {
+                store.set_sub_status(&s.id, SubStatus::Err(b"bad notifier key".to_vec()));
+                return;
+            };
+            let r = pool
+                .subscribe_notifier(&s.queue.server, &s.queue.notifier_id, Arc::new(key))
+                .await;
+            // The subscription may have been deleted meanwhile.
+            if store.sub(&s.id).is_none() {
+                pool.forget_subscription(&s.queue.server, &s.queue.notifier_id);
+                return;
+            }
+            match r {
+                Ok(()) => {
+                    metrics.smp_subscribed.inc();
+                    store.set_sub_status(&s.id, SubStatus::Active);
+                }
+                Err(e) => {
+                    metrics.smp_subscribe_errors.inc();
+                    tracing::debug!(error = %e, "NSUB failed");
+                    store.set_sub_status(&s.id, sub_status_for_error(&e));
+                }
+            }
+        });
     }
 }
 
@@ -975,7 +1159,11 @@ async fn relay_events<G: PushGateway + 'static>(
             _ = shutdown.wait() => return,
             ev = events.recv() => match ev {
                 None => return,
-                Some(ev) => core.on_pool_event(ev).await,
+                Some(ev) => {
+                    // back-pressure: while the store writer is far behind, relays wait
+                    core.store.throttle().await;
+                    core.on_pool_event(ev).await
+                }
             },
         }
     }
@@ -991,7 +1179,10 @@ async fn cron_loop<G: PushGateway + 'static>(
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = t.tick() => { core.cron_sweep(&permits); }
+            _ = t.tick() => {
+                core.expire_unverified();
+                core.cron_sweep(&permits).await;
+            }
         }
     }
 }
@@ -1029,14 +1220,12 @@ async fn gauges_loop<G: PushGateway + 'static>(
                 core.metrics.tokens_total.store(c.tokens as u64, Relaxed);
                 core.metrics.subscriptions_total.store(c.subscriptions as u64, Relaxed);
                 core.metrics.last_ntfs_total.store(c.last_notifications as u64, Relaxed);
-                let subs = core.store.subs();
-                let active = subs.iter().filter(|s| s.status == SubStatus::Active).count();
-                let pending = subs.iter().filter(|s| matches!(s.status, SubStatus::New | SubStatus::Pending | SubStatus::Inactive)).count();
-                let servers: std::collections::HashSet<_> = subs.iter().map(|s| &s.queue.server).collect();
-                let sessions = servers.into_iter().filter(|s| core.pool.connected_client(s).is_some()).count();
+                let sc = core.store.sub_counts();
+                let sessions = core.store.relays().iter().filter(|s| core.pool.connected_client(s).is_some()).count();
                 core.metrics.smp_sessions.store(sessions as u64, Relaxed);
-                core.metrics.subs_active.store(active as u64, Relaxed);
-                core.metrics.subs_pending.store(pending as u64, Relaxed);
+                core.metrics.subs_active.store(sc.active as u64, Relaxed);
+                core.metrics.subs_pending.store(sc.pending as u64, Relaxed);
+                core.metrics.relays_total.store(sc.relays as u64, Relaxed);
             }
         }
     }

@@ -24,11 +24,13 @@ pub mod init;
 pub mod metrics;
 pub mod payload;
 pub mod policy;
+pub mod relays;
 pub mod server;
 pub mod store;
 
 pub use config::{Config, Paths, PushConfig};
 pub use core::{Core, CoreOptions};
+pub use hush_server_common::{DestinationPolicy, Rate};
 pub use policy::{BudgetConfig, Decision, Policy, PolicyMode, PushStyle};
 pub use server::{NtfServer, RunError, start};
 pub use store::{Store, StoreMode};

@@ -54,6 +54,21 @@ pub struct MetricsInner {
     pub smp_subscribe_errors: Counter,
     pub smp_connected: Counter,
     pub smp_disconnected: Counter,
+    /// `TNEW`/`TRPL` refused with `ERR QUOTA` by the connection's or the server's rate limit.
+    pub token_rate_limited: Counter,
+    /// Tokens never verified and deleted after `unverified_token_ttl`.
+    pub tokens_expired: Counter,
+    /// Never-verified tokens evicted by a newer `TNEW`/`TRPL` for the same device.
+    pub tokens_evicted: Counter,
+    /// `SNEW`s refused because the relay address is not allowed by `relay_destinations`.
+    pub destinations_refused: Counter,
+    /// Connections closed before the TLS handshake and NTF hello completed in time.
+    pub handshake_timeouts: Counter,
+    /// Refusals by cap (`subscriptions_per_token`, `relays_per_token`, `relays`,
+    /// `tokens_per_device`).
+    caps: Mutex<BTreeMap<&'static str, u64>>,
+    /// Connections refused at accept (`max_connections`, `max_connections_per_ip`).
+    conns_refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Delivery-policy decisions by label (`silent`, `alert`, `deferred`, `coalesced`,
     /// `due_silent`, `due_alert`).
     policy: Mutex<BTreeMap<&'static str, u64>>,
@@ -67,6 +82,7 @@ pub struct MetricsInner {
     pub subs_active: AtomicU64,
     pub subs_pending: AtomicU64,
     pub push_queue_length: AtomicU64,
+    pub relays_total: AtomicU64,
 }
 
 impl std::ops::Deref for Metrics {
@@ -88,6 +104,30 @@ impl Metrics {
 
     pub fn policy_decision(&self, label: &'static str) {
         bump(&self.inner.policy, label);
+    }
+
+    pub fn cap_refused(&self, cap: &'static str) {
+        bump(&self.inner.caps, cap);
+    }
+
+    pub fn connection_refused(&self, reason: &'static str) {
+        bump(&self.inner.conns_refused, reason);
+    }
+
+    /// Refusals of one cap.
+    pub fn cap_count(&self, cap: &str) -> u64 {
+        let g = self.inner.caps.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(cap).copied().unwrap_or(0)
+    }
+
+    /// Connections refused for one reason.
+    pub fn connections_refused(&self, reason: &str) -> u64 {
+        let g = self
+            .inner
+            .conns_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        g.get(reason).copied().unwrap_or(0)
     }
 
     pub fn push_sent(&self, style: &'static str) {
@@ -116,7 +156,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(4096);
         let m = &self.inner;
-        let counters: [(&str, &str, u64); 19] = [
+        let counters: [(&str, &str, u64); 24] = [
             (
                 "simplex_ntf_tokens_created",
                 "Created tokens",
@@ -212,6 +252,31 @@ impl Metrics {
                 "SMP relay disconnections",
                 m.smp_disconnected.get(),
             ),
+            (
+                "hush_ntf_token_commands_rate_limited",
+                "TNEW/TRPL refused by a rate limit (ERR QUOTA)",
+                m.token_rate_limited.get(),
+            ),
+            (
+                "hush_ntf_tokens_expired",
+                "Never verified tokens deleted after the unverified token ttl",
+                m.tokens_expired.get(),
+            ),
+            (
+                "hush_ntf_tokens_evicted",
+                "Never verified tokens evicted by the tokens-per-device cap",
+                m.tokens_evicted.get(),
+            ),
+            (
+                "hush_ntf_relay_destinations_refused",
+                "SNEW refused: relay address not allowed by relay_destinations",
+                m.destinations_refused.get(),
+            ),
+            (
+                "hush_ntf_handshake_timeouts",
+                "Connections closed because TLS + hello did not complete in time",
+                m.handshake_timeouts.get(),
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -219,7 +284,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
             );
         }
-        let gauges: [(&str, &str, &AtomicU64); 7] = [
+        let gauges: [(&str, &str, &AtomicU64); 8] = [
             (
                 "simplex_ntf_tokens_total",
                 "Total number of tokens stored.",
@@ -255,6 +320,11 @@ impl Metrics {
                 "Count of notifications in push queue",
                 &m.push_queue_length,
             ),
+            (
+                "hush_ntf_relays_total",
+                "Relays with subscriptions",
+                &m.relays_total,
+            ),
         ];
         for (name, help, v) in gauges {
             let v = v.load(Ordering::Relaxed);
@@ -268,6 +338,27 @@ impl Metrics {
         if let Ok(g) = m.policy.lock() {
             for (l, v) in g.iter() {
                 let _ = writeln!(o, "{name}{{decision=\"{l}\"}} {v}");
+            }
+        }
+        for (name, help, label, map) in [
+            (
+                "hush_ntf_caps_refused",
+                "Commands refused by a cap (ERR QUOTA)",
+                "cap",
+                &m.caps,
+            ),
+            (
+                "hush_ntf_connections_refused",
+                "Connections refused at accept",
+                "reason",
+                &m.conns_refused,
+            ),
+        ] {
+            let _ = writeln!(o, "\n# HELP {name} {help}\n# TYPE {name} counter");
+            if let Ok(g) = map.lock() {
+                for (l, v) in g.iter() {
+                    let _ = writeln!(o, "{name}{{{label}=\"{l}\"}} {v}");
+                }
             }
         }
         let name = "hush_ntf_pushes";

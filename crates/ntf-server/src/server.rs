@@ -1,7 +1,8 @@
-//! Listeners and connections (design §4, *mini-redis*): an accept loop with a connection limit
-//! and back-off on accept errors, one task per NTF connection (TLS, ALPN `ntf/1`, 512-byte
-//! blocks) that reads a block, answers its transmissions in one batch, and stops on shutdown or
-//! inactivity.
+//! Listeners and connections (design §4, *mini-redis*): an accept loop with a connection limit,
+//! an optional per-address cap and back-off on accept errors, one task per NTF connection (TLS,
+//! ALPN `ntf/1`, 512-byte blocks) that must finish the TLS handshake and the NTF hello within
+//! `handshake_timeout`, then reads a block, answers its transmissions in one batch, and stops on
+//! shutdown or inactivity. Each connection has its own `TNEW`/`TRPL` rate limit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use hush_proto::error::ErrorType;
 use hush_proto::ntf::NtfResponse;
+use hush_server_common::{IpConnLimiter, LogThrottle, Rate, RateLimiter};
 use hush_transport::TransportServer;
 use push_server::PushGateway;
 use tokio::net::TcpListener;
@@ -75,14 +77,23 @@ pub async fn start<G: PushGateway + 'static>(
         .await
         .map_err(|e| RunError::Other(e.to_string()))??;
 
-    let (pool, pool_events) = hush_client::SmpClientPool::tls(config.pool_config())
+    let connector = crate::relays::CheckedConnector::new(config.relay_destinations)
         .map_err(|e| RunError::Other(format!("relay client: {e}")))?;
+    let (pool, pool_events) =
+        hush_client::SmpClientPool::new(Arc::new(connector), config.pool_config());
     let options: CoreOptions = config.core_options();
     let (core, mut tasks) =
         Core::start(store, options, gateway, pool, pool_events, shutdown.clone());
 
     let mut addrs = Vec::new();
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let limits = Arc::new(ConnLimits {
+        handshake_timeout: config.handshake_timeout,
+        per_ip: IpConnLimiter::new(config.max_connections_per_ip),
+        token_rate: config.token_rate_per_connection,
+        inactive_ttl: config.inactive_ttl,
+        log_tls_errors: config.log_tls_errors,
+    });
     for addr in config.listen_addrs() {
         let l = TcpListener::bind(addr)
             .await
@@ -96,8 +107,7 @@ pub async fn start<G: PushGateway + 'static>(
             transport.clone(),
             l,
             permits.clone(),
-            config.inactive_ttl,
-            config.log_tls_errors,
+            limits.clone(),
             shutdown.clone(),
         )));
     }
@@ -153,48 +163,93 @@ impl<G: PushGateway + 'static> NtfServer<G> {
     }
 }
 
+/// What every connection of a listener is held to.
+struct ConnLimits {
+    handshake_timeout: Duration,
+    per_ip: IpConnLimiter,
+    token_rate: Rate,
+    inactive_ttl: Option<Duration>,
+    log_tls_errors: bool,
+}
+
+/// "Connection limit reached" at most once a minute (with how many were held back), never
+/// with the peer's address.
+static CONN_LIMIT_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
+static HANDSHAKE_TIMEOUT_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
+
 async fn accept_loop<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
     transport: TransportServer,
     listener: TcpListener,
     permits: Arc<Semaphore>,
-    inactive_ttl: Option<Duration>,
-    log_tls_errors: bool,
+    limits: Arc<ConnLimits>,
     mut shutdown: hush_server_common::Shutdown,
 ) {
     let mut backoff = hush_server_common::AcceptBackoff::new("ntf");
     loop {
-        let Some((tcp, _)) =
+        let Some((tcp, peer)) =
             hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
         else {
             return;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            core.metrics.connection_refused("max_connections");
+            if let Some(held) = CONN_LIMIT_LOG.check() {
+                tracing::warn!(
+                    limit = "max_connections",
+                    suppressed = held,
+                    "NTF connection limit reached: connection refused"
+                );
+            }
+            drop(tcp);
+            continue;
+        };
+        let Some(ip_slot) = limits.per_ip.try_acquire(peer.ip()) else {
+            core.metrics.connection_refused("max_connections_per_ip");
+            if let Some(held) = CONN_LIMIT_LOG.check() {
+                tracing::warn!(
+                    limit = "max_connections_per_ip",
+                    suppressed = held,
+                    "NTF connection limit reached: connection refused"
+                );
+            }
             drop(tcp);
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let core = core.clone();
         let transport = transport.clone();
+        let limits = limits.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _ip_slot = ip_slot;
             let conn = tokio::select! {
                 _ = shutdown.wait() => return,
-                c = transport.accept(tcp) => c,
+                c = tokio::time::timeout(limits.handshake_timeout, transport.accept(tcp)) => c,
             };
             let conn = match conn {
-                Ok(c) => c,
-                Err(e) => {
-                    if log_tls_errors {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    if limits.log_tls_errors {
                         tracing::info!(error = %e, "NTF handshake failed");
                     } else {
                         tracing::debug!(error = %e, "NTF handshake failed");
                     }
                     return;
                 }
+                Err(_) => {
+                    core.metrics.handshake_timeouts.inc();
+                    if limits.log_tls_errors
+                        && let Some(held) = HANDSHAKE_TIMEOUT_LOG.check()
+                    {
+                        tracing::info!(suppressed = held, "NTF handshake timed out");
+                    }
+                    return;
+                }
             };
-            serve_connection(core, conn, inactive_ttl, shutdown).await;
+            let token_limit = RateLimiter::new(limits.token_rate);
+            serve_connection(core, conn, limits.inactive_ttl, &token_limit, shutdown).await;
         });
     }
 }
@@ -203,6 +258,7 @@ async fn serve_connection<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
     mut conn: hush_transport::ServerConnection,
     inactive_ttl: Option<Duration>,
+    token_limit: &RateLimiter,
     mut shutdown: hush_server_common::Shutdown,
 ) {
     let version = conn.version();
@@ -244,6 +300,7 @@ async fn serve_connection<G: PushGateway + 'static>(
                         version,
                         session_id: &session_id,
                         session_key: has_key.then_some(&session_key),
+                        token_limit: Some(token_limit),
                     };
                     let mut out = Vec::with_capacity(ts.len());
                     for t in ts {

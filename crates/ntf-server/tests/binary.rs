@@ -80,6 +80,11 @@ fn set_ini(etc: &Path, extra: &str) {
     let ini = etc.join("ntf-server.ini");
     let text = std::fs::read_to_string(&ini).unwrap();
     let text = text.replace("[TRANSPORT]\n", "[TRANSPORT]\nbind = 127.0.0.1\n");
+    // the test relay listens on 127.0.0.1
+    let text = text.replace(
+        "relay_destinations = public",
+        "relay_destinations = loopback",
+    );
     std::fs::write(&ini, format!("{text}\n{extra}")).unwrap();
 }
 

@@ -68,6 +68,7 @@ async fn signed_tnew_vector_is_accepted() {
             version: 3,
             session_id: sid,
             session_key: None,
+            token_limit: None,
         };
         let resp = core.process_transmission(&ctx, &t).await;
         let r = decode_ntf_transmission(&resp, 3).unwrap();
@@ -145,7 +146,7 @@ fn garbage_never_panics() {
     )| {
         let mut t = prefixes[which].to_vec();
         t.extend_from_slice(&tail);
-        let ctx = ConnCtx { version, session_id: &[7; 32], session_key: None };
+        let ctx = ConnCtx { version, session_id: &[7; 32], session_key: None, token_limit: None };
         let resp = rt.block_on(core.process_transmission(&ctx, &t));
         proptest::prop_assert!(!resp.is_empty());
     });

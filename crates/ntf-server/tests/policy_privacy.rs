@@ -273,12 +273,13 @@ async fn feedback_and_periodic_pushes() {
         .await;
     assert_eq!(r, NtfResponse::Ok);
     let permits = Arc::new(tokio::sync::Semaphore::new(4));
-    assert_eq!(ntf.core.cron_sweep(&permits), 0, "not due yet");
-    ntf.core
-        .store
-        .update_token(&d.token_id, |t| t.cron_sent_at -= 21 * 60);
+    assert_eq!(ntf.core.cron_sweep(&permits).await, 0, "not due yet");
+    ntf.core.store.update_token(&d.token_id, |t| {
+        t.cron_sent_at -= 21 * 60;
+        true
+    });
     let n = push.received(d.sink_token()).len();
-    assert_eq!(ntf.core.cron_sweep(&permits), 1);
+    assert_eq!(ntf.core.cron_sweep(&permits).await, 1);
     let r = push.wait_pushes(d.sink_token(), n + 1).await;
     let p = r.last().unwrap();
     assert!(matches!(d.decode(p), PushContent::CheckMessages));
@@ -288,7 +289,7 @@ async fn feedback_and_periodic_pushes() {
         p.payload,
         r#"{"aps":{"content-available":1},"notificationData":{"checkMessages":true}}"#
     );
-    assert_eq!(ntf.core.cron_sweep(&permits), 0, "sent_at updated");
+    assert_eq!(ntf.core.cron_sweep(&permits).await, 0, "sent_at updated");
 
     // feedback: the sink answers 410 Unregistered
     push.sink.set_failure(

@@ -227,6 +227,8 @@ pub fn ntf_config(dir: &Path, store: bool, policy: PolicyMode) -> Config {
     c.reconnect_initial = Duration::from_millis(100);
     c.reconnect_max = Duration::from_millis(500);
     c.feedback_interval = Duration::from_millis(100);
+    // the test relays listen on 127.0.0.1
+    c.relay_destinations = hush_server_common::DestinationPolicy::Loopback;
     c
 }
 

@@ -1,0 +1,119 @@
+//! Where the server's relay connections may go (`[SUBSCRIBER] relay_destinations`): `SNEW`
+//! names a relay and the server then connects to it, so an unchecked address makes the server a
+//! scanner of the operator's network. [`check_server`] answers `SNEW` at once for a relay not
+//! yet in use; [`CheckedConnector`], the relay pool's connector, checks again at every
+//! connection attempt: it resolves each host once, keeps only the addresses the policy allows
+//! and connects to those addresses (never to the name again), so a DNS answer that changes
+//! between the check and the connection (rebinding) cannot reach a refused address.
+
+use std::time::Duration;
+
+use hush_client::{ClientConfig, ClientError, ConnectFuture, Connector, SmpClient};
+use hush_proto::address::{ProtocolServer, TransportHost};
+use hush_server_common::{DestinationPolicy, DestinationRefused, resolve_checked};
+use hush_transport::TransportClient;
+
+/// Bound on the name lookup of the `SNEW` check.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The hosts of `server` a connection may try (`.onion` needs a SOCKS proxy: skipped).
+fn hosts(server: &ProtocolServer) -> impl Iterator<Item = String> + '_ {
+    server.hosts().iter().filter_map(|h| match h {
+        TransportHost::Onion(_) => None,
+        h => Some(h.to_text()),
+    })
+}
+
+/// `Err` when every (non-onion) host of `server` resolves only to addresses `policy` refuses.
+/// A host that does not resolve (in [`CHECK_TIMEOUT`]) is not refused here: the connector
+/// checks again when it connects.
+pub async fn check_server(
+    server: &ProtocolServer,
+    policy: DestinationPolicy,
+) -> Result<(), DestinationRefused> {
+    let port = server.effective_port();
+    let mut refused = None;
+    let mut any = false;
+    for host in hosts(server) {
+        any = true;
+        match tokio::time::timeout(CHECK_TIMEOUT, resolve_checked(&host, port, policy)).await {
+            Ok(Ok(_)) | Ok(Err(DestinationRefused::Unresolved)) | Err(_) => return Ok(()),
+            Ok(Err(e)) => refused = Some(e),
+        }
+    }
+    match refused {
+        Some(e) if any => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The relay pool's connector: TCP + TLS + SMP handshake like hush-client's `TlsConnector`,
+/// but only to addresses `policy` allows, resolved once per attempt.
+#[derive(Clone, Debug)]
+pub struct CheckedConnector {
+    transport: TransportClient,
+    policy: DestinationPolicy,
+}
+
+impl CheckedConnector {
+    pub fn new(policy: DestinationPolicy) -> Result<Self, ClientError> {
+        Ok(CheckedConnector {
+            transport: TransportClient::smp()?,
+            policy,
+        })
+    }
+
+    async fn connect_to(
+        &self,
+        server: &ProtocolServer,
+        config: &ClientConfig,
+    ) -> Result<(SmpClient, hush_client::EventReceiver), ClientError> {
+        if server.key_hash().len() != 32 {
+            return Err(ClientError::Address("key hash must be 32 bytes".into()));
+        }
+        let port = server.effective_port();
+        let mut last = None;
+        for host in hosts(server) {
+            let addrs = match resolve_checked(&host, port, self.policy).await {
+                Ok(a) => a,
+                // A failed lookup may succeed later: not a permanent error.
+                Err(DestinationRefused::Unresolved) => {
+                    last = Some(ClientError::from(hush_transport::TransportError::Io(
+                        std::io::Error::other("relay host did not resolve"),
+                    )));
+                    continue;
+                }
+                // Refused by the policy: permanent (the pool forgets the subscription).
+                Err(e) => {
+                    last = Some(ClientError::Address(e.to_string()));
+                    continue;
+                }
+            };
+            match self
+                .transport
+                .connect_addr(&addrs[..], server.key_hash())
+                .await
+            {
+                Ok(conn) => {
+                    return Ok(SmpClient::from_connection(
+                        conn,
+                        Some(server.clone()),
+                        config.clone(),
+                    ));
+                }
+                Err(e) => last = Some(ClientError::from(e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Address("no reachable (non-onion) host".into())))
+    }
+}
+
+impl Connector for CheckedConnector {
+    fn connect<'a>(
+        &'a self,
+        server: &'a ProtocolServer,
+        config: &'a ClientConfig,
+    ) -> ConnectFuture<'a> {
+        Box::pin(self.connect_to(server, config))
+    }
+}
