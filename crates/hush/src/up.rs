@@ -298,6 +298,10 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
     ntf_cfg.bind = vec![LOCALHOST];
     ntf_cfg.control_port = None;
     ntf_cfg.metrics_addr = None;
+    // the relay of `hush up` listens on 127.0.0.1: the ntf-server must be allowed to connect
+    ntf_cfg.relay_destinations = ntf_cfg
+        .relay_destinations
+        .max(ntf_server::DestinationPolicy::Loopback);
     ntf_cfg.push_remote = false;
     if opts.dev_fast_periodic {
         let (sweep, minute, min_minutes) = DEV_FAST_PERIODIC;
