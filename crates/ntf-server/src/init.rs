@@ -53,8 +53,15 @@ pub fn init(opts: &InitOptions) -> Result<[u8; 32], InitError> {
             }
         }
     }
-    std::fs::create_dir_all(&opts.paths.config_dir)?;
-    std::fs::create_dir_all(&opts.paths.data_dir)?;
+    // A new configuration directory is private (an existing one is the operator's: the keys and
+    // the ini in it are 0600 either way); the data directory is private, tightened if it exists.
+    if !opts.paths.config_dir.is_dir() {
+        hush_server_common::private::create_private_dir(&opts.paths.config_dir)?;
+    }
+    hush_server_common::private_start::prepare_private_dir(
+        &opts.paths.data_dir,
+        "ntf-server data directory",
+    )?;
     let ca = hush_crypto::generate_ca(opts.sign_algorithm, CA_COMMON_NAME)?;
     let online = hush_crypto::generate_online_cert(&ca, opts.sign_algorithm, &opts.common_name)?;
     let fingerprint = ca.fingerprint();
@@ -69,7 +76,8 @@ pub fn init(opts: &InitOptions) -> Result<[u8; 32], InitError> {
         .control
         .as_ref()
         .map(|(p, a, u)| (*p, a.as_str(), u.as_str()));
-    write_private(
+    // The ini holds the control port passwords: private like the keys.
+    hush_server_common::private::write_private(
         &ini,
         ini_template(opts.port, control, opts.store_log).as_bytes(),
     )?;
@@ -79,16 +87,6 @@ pub fn init(opts: &InitOptions) -> Result<[u8; 32], InitError> {
 /// Random control-port passwords (admin, user).
 pub fn control_passwords() -> (String, String) {
     (random_password(), random_password())
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
 }
 
 /// `ntf-server delete`: removes the files `init` created and the store; returns what was removed.
@@ -154,5 +152,39 @@ mod tests {
         let removed = delete(&paths).unwrap();
         assert!(removed.len() >= 6);
         assert!(!paths.ini_file().exists());
+    }
+
+    /// Keys and the ini are 0600, the new configuration directory and the data directory 0700;
+    /// a pre-existing 0755 data directory is tightened.
+    #[cfg(unix)]
+    #[test]
+    fn init_files_and_directories_are_private() {
+        use hush_server_common::private::{mode_of, set_mode};
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            config_dir: dir.path().join("etc"),
+            data_dir: dir.path().join("var"),
+        };
+        std::fs::create_dir(&paths.data_dir).unwrap();
+        set_mode(&paths.data_dir, 0o755).unwrap();
+        init(&InitOptions {
+            paths: paths.clone(),
+            common_name: "127.0.0.1".into(),
+            sign_algorithm: SignAlgorithm::Ed25519,
+            port: 443,
+            control: Some((5227, "a".into(), "u".into())),
+            store_log: true,
+            force: false,
+        })
+        .unwrap();
+        assert_eq!(mode_of(&paths.data_dir).unwrap(), 0o700);
+        assert_eq!(mode_of(&paths.config_dir).unwrap(), 0o700);
+        for f in [
+            hush_crypto::identity::CA_KEY_FILE,
+            hush_crypto::identity::SERVER_KEY_FILE,
+            crate::config::INI_FILE,
+        ] {
+            assert_eq!(mode_of(&paths.config_dir.join(f)).unwrap(), 0o600, "{f}");
+        }
     }
 }
