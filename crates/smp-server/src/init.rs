@@ -2,7 +2,7 @@
 //! (reference §7.1).
 //!
 //! `init` creates the offline CA (`ca.crt`, `ca.key`), the online TLS certificate signed by it
-//! (`server.crt`, `server.key`; keys mode 0600), the `fingerprint` file (base64url of the SHA-256 of
+//! (`server.crt`, `server.key`; keys 0600 from creation), the `fingerprint` file (base64url of the SHA-256 of
 //! the CA certificate DER, one line) and a commented `smp-server.ini`.
 
 use std::fmt::Write as _;
@@ -133,31 +133,9 @@ fn random_control_password() -> Result<BasicAuth, InitError> {
     BasicAuth::new(&random_base64url(18)).map_err(InitError::Password)
 }
 
-/// Writes `path` with mode 0600 (created new or truncated).
+/// Writes `path` as a private file (0600 from creation, fsync'd, atomically replaced).
 fn write_private(path: &Path, data: &[u8]) -> Result<(), InitError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(io_err(path))?;
-    f.write_all(data).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))?;
-    set_mode(path, 0o600)
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> Result<(), InitError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(path))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> Result<(), InitError> {
-    Ok(())
+    hush_server_common::private::write_private(path, data).map_err(io_err(path))
 }
 
 fn save_cert_key(ck: &CertKey, cert: &Path, key: &Path) -> Result<(), InitError> {
@@ -185,8 +163,14 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     if let Some(h) = opts.fqdn.as_ref().filter(|h| !config::valid_host(h)) {
         return Err(InitError::BadHost(h.clone()));
     }
-    std::fs::create_dir_all(&paths.config_dir).map_err(io_err(&paths.config_dir))?;
-    std::fs::create_dir_all(&paths.data_dir).map_err(io_err(&paths.data_dir))?;
+    // A new configuration directory is private (an existing one is the operator's: the keys and
+    // the ini in it are 0600 either way); the data directory is private, tightened if it exists.
+    if !paths.config_dir.is_dir() {
+        hush_server_common::private::create_private_dir(&paths.config_dir)
+            .map_err(io_err(&paths.config_dir))?;
+    }
+    hush_server_common::private_start::prepare_private_dir(&paths.data_dir, "relay data directory")
+        .map_err(io_err(&paths.data_dir))?;
 
     let ip_text = opts.ip.to_string();
     let common_name = opts.fqdn.clone().unwrap_or_else(|| ip_text.clone());

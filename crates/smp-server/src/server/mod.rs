@@ -275,12 +275,14 @@ fn open_store(config: &Config) -> Result<Arc<dyn QueueStore>, RunError> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            RunError::Other(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        // Private (0700); a looser existing directory is tightened (logged at info).
+        hush_server_common::private_start::prepare_private_dir(dir, "relay data directory")
+            .map_err(|e| {
+                RunError::Other(format!(
+                    "cannot create data directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
     }
     let opts = SqliteOptions {
         sync: match config.store.sync {
