@@ -296,8 +296,16 @@ impl EndpointPolicy {
     }
 
     /// Delivery-time check: the allowed addresses to connect to (resolved once, here).
-    async fn resolve(&self, url: &UrlParts) -> Result<Vec<SocketAddr>, PushError> {
-        match resolve_checked(&url.host, url.port, self.destinations).await {
+    async fn resolve(
+        &self,
+        url: &UrlParts,
+        timeout: Duration,
+    ) -> Result<Vec<SocketAddr>, PushError> {
+        let lookup = resolve_checked(&url.host, url.port, self.destinations);
+        let resolved = tokio::time::timeout(timeout, lookup)
+            .await
+            .map_err(|_| PushError::Connection("endpoint lookup timeout".into()))?;
+        match resolved {
             Ok(a) => Ok(a),
             Err(DestinationRefused::Unresolved) => Err(PushError::Connection(
                 "endpoint host did not resolve".into(),
@@ -438,7 +446,7 @@ impl WebPushProvider {
         let timeout = self.cfg.timeout;
         // Resolve once and connect only to the checked addresses: no second lookup, so a DNS
         // answer that changes between check and connect (rebinding) cannot pick the address.
-        let addrs = self.cfg.endpoints.resolve(&url).await?;
+        let addrs = self.cfg.endpoints.resolve(&url, timeout).await?;
         let tcp = http_util::connect_addrs(&addrs, timeout)
             .await
             .map_err(PushError::Connection)?;
