@@ -283,7 +283,9 @@ impl Proxy {
             return Ok(l.clone());
         }
         let client = self.client.as_ref().ok_or(ErrorType::Internal)?;
-        let addrs = self.destination_addrs(server).await?;
+        let addrs = tokio::time::timeout(RELAY_TIMEOUT, self.destination_addrs(server))
+            .await
+            .map_err(|_| broker(BrokerErrorType::Timeout))??;
         let Some(mut reservation) = self.reserve_link() else {
             tracing::debug!("proxy: max_relay_links reached");
             self.refused(Refusal::Links);
@@ -345,13 +347,16 @@ impl Proxy {
                         Err(_) => break,
                     },
                     _ = tokio::time::sleep_until(deadline) => {
-                        if reading.idle_since() + idle <= Instant::now()
-                            && lock(&reading.waiters).is_empty()
-                        {
-                            tracing::debug!("proxy: closing an idle link");
-                            break;
+                        if reading.idle_since() + idle > Instant::now() {
+                            continue;
                         }
-                        continue;
+                        if !lock(&reading.waiters).is_empty() {
+                            // a request is waiting for its answer: in use
+                            reading.touch();
+                            continue;
+                        }
+                        tracing::debug!("proxy: closing an idle link");
+                        break;
                     }
                 };
                 let Ok(block) = block else { continue };
