@@ -10,6 +10,7 @@ use hush_transport::TransportClient;
 
 use crate::ClientError;
 use crate::client::{ClientConfig, EventReceiver, SmpClient};
+use crate::keepalive::TcpKeepalive;
 
 /// A connection attempt in progress.
 pub type ConnectFuture<'a> =
@@ -30,6 +31,7 @@ pub trait Connector: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct TlsConnector {
     transport: TransportClient,
+    keepalive: Option<TcpKeepalive>,
 }
 
 impl TlsConnector {
@@ -37,12 +39,72 @@ impl TlsConnector {
     pub fn new() -> Result<Self, ClientError> {
         Ok(TlsConnector {
             transport: TransportClient::smp()?,
+            keepalive: None,
         })
     }
 
     /// Custom transport settings (timeouts, versions, ALPN).
     pub fn with_transport(transport: TransportClient) -> Self {
-        TlsConnector { transport }
+        TlsConnector {
+            transport,
+            keepalive: None,
+        }
+    }
+
+    /// Kernel TCP keep-alive (and user timeout) on every socket this connector opens
+    /// (default: none, the system's defaults). If the platform cannot set them the connection
+    /// is used without (logged at warn level).
+    pub fn with_keepalive(mut self, keepalive: Option<TcpKeepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// TCP connect to `host:port` (each resolved address in turn) with keep-alive set, then
+    /// TLS and the SMP handshake.
+    async fn connect_with_keepalive(
+        &self,
+        host: &str,
+        port: u16,
+        key_hash: &[u8],
+        keepalive: &TcpKeepalive,
+    ) -> Result<hush_transport::ClientConnection, ClientError> {
+        let mut last: Option<std::io::Error> = None;
+        let addrs = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ClientError::from(hush_transport::TransportError::from(e)))?;
+        for addr in addrs {
+            // Options set before connecting: the user timeout also bounds the SYN retries.
+            let attempt = async {
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                if let Err(e) = keepalive.apply(&socket) {
+                    tracing::warn!("TCP keep-alive not set: {e}");
+                }
+                // as TransportClient::connect_addr does: whole 16 KB blocks, no Nagle delay
+                socket.set_nodelay(true)?;
+                socket.connect(addr).await
+            };
+            let tcp = match attempt.await {
+                Ok(t) => t,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            return self
+                .transport
+                .connect(tcp, key_hash)
+                .await
+                .map_err(ClientError::from);
+        }
+        Err(ClientError::from(hush_transport::TransportError::from(
+            last.unwrap_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "host resolved to no address")
+            }),
+        )))
     }
 
     /// Connects to `server` and starts the client.
@@ -61,11 +123,18 @@ impl TlsConnector {
                 TransportHost::Onion(_) => continue,
                 h => h.to_text(),
             };
-            match self
-                .transport
-                .connect_addr((name.as_str(), port), server.key_hash())
-                .await
-            {
+            let conn = match &self.keepalive {
+                Some(k) => {
+                    self.connect_with_keepalive(&name, port, server.key_hash(), k)
+                        .await
+                }
+                None => self
+                    .transport
+                    .connect_addr((name.as_str(), port), server.key_hash())
+                    .await
+                    .map_err(ClientError::from),
+            };
+            match conn {
                 Ok(conn) => {
                     return Ok(SmpClient::from_connection(
                         conn,
@@ -73,7 +142,7 @@ impl TlsConnector {
                         config.clone(),
                     ));
                 }
-                Err(e) => last = Some(ClientError::from(e)),
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| ClientError::Address("no reachable (non-onion) host".into())))

@@ -21,6 +21,10 @@
 //!   backoff and jitter, kept alive with `PING` (default every 10 min of silence; 3 missed →
 //!   reconnect), resubscribing every remembered `SUB`/`NSUB` (batched) after a reconnect,
 //!   reporting [`PoolEvent`]s (connected, disconnected, resubscribed, server events).
+//!   Optionally ([`PoolConfig::tcp_keepalive`], off by default) the kernel keeps the idle
+//!   connection and detects a silently vanished relay ([`TcpKeepalive`]: `SO_KEEPALIVE` +
+//!   `TCP_KEEPIDLE`/`TCP_KEEPINTVL`/`TCP_KEEPCNT` + `TCP_USER_TIMEOUT`), so that `PING` can be
+//!   rare.
 //! * Errors are one enum, [`ClientError`]: relay `ERR` ([`ClientError::Smp`] with the
 //!   protocol's [`hush_proto::error::ErrorType`]), transport (a wrong CA fingerprint is
 //!   [`ClientError::is_unknown_ca`]), timeout, closed.
@@ -69,6 +73,7 @@ pub mod core;
 pub mod error;
 pub mod event;
 pub mod io;
+pub mod keepalive;
 pub mod keys;
 pub mod msg;
 pub mod pool;
@@ -86,6 +91,7 @@ pub use core::SessionParams;
 pub use error::ClientError;
 pub use event::ServerEvent;
 pub use io::{BlockSink, BlockSource, MemoryRelay, MemorySink, MemorySource, memory_pair};
+pub use keepalive::TcpKeepalive;
 pub use keys::{AuthAlgorithm, AuthKey};
 pub use msg::{NMsgMeta, RawMsg, RcvMessage, RcvMsgBody, decrypt_nmsg};
 pub use pool::{PoolConfig, PoolEvent, PoolEvents, SmpClientPool};

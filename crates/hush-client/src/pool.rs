@@ -25,6 +25,7 @@ use tracing::debug;
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::client::{ClientConfig, EventReceiver, SmpClient};
 use crate::connect::{Connector, TlsConnector};
+use crate::keepalive::TcpKeepalive;
 use crate::keys::AuthKey;
 use crate::{ClientError, ServerEvent};
 
@@ -37,13 +38,23 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Reconnect delays (default 1 s doubling to 60 s, with jitter).
     pub backoff: BackoffConfig,
-    /// `PING` after this long without receiving anything (default 10 min).
+    /// `PING` after this long without receiving anything (default 10 min, the reference
+    /// client's interval). Relays drop connections that hold no subscription after a long
+    /// inactivity (reference `[INACTIVE_CLIENTS] ttl`, 6 h) and keep subscribed ones, so a
+    /// client that holds subscriptions and keeps NAT state and dead-peer detection with
+    /// [`PoolConfig::tcp_keepalive`] can use a much longer interval (`hush daemon`: 5 h).
     pub ping_interval: Duration,
     /// Consecutive unanswered `PING`s after which the connection is dropped and re-opened.
     pub max_missed_pings: u32,
     /// Capacity of the pool's event channel (events of all relays). When full, relays stop
     /// reading their sockets until it drains.
     pub event_buffer: usize,
+    /// Kernel TCP keep-alive and user timeout on the relay sockets opened by
+    /// [`SmpClientPool::tls`] (default `None`: the system's defaults, i.e. no keep-alive).
+    /// A connection the kernel declares dead fails its next read and is re-opened like any
+    /// dropped connection. Pools over a custom [`Connector`] set it on their connector
+    /// (e.g. [`TlsConnector::with_keepalive`]).
+    pub tcp_keepalive: Option<TcpKeepalive>,
 }
 
 impl Default for PoolConfig {
@@ -55,6 +66,7 @@ impl Default for PoolConfig {
             ping_interval: Duration::from_secs(600),
             max_missed_pings: 3,
             event_buffer: 1024,
+            tcp_keepalive: None,
         }
     }
 }
@@ -240,9 +252,11 @@ impl SmpClientPool {
         (SmpClientPool { shared }, rx)
     }
 
-    /// A pool that connects over TLS with default transport settings.
+    /// A pool that connects over TLS with default transport settings (and
+    /// [`PoolConfig::tcp_keepalive`] on its sockets).
     pub fn tls(config: PoolConfig) -> Result<(SmpClientPool, PoolEvents), ClientError> {
-        Ok(Self::new(Arc::new(TlsConnector::new()?), config))
+        let connector = TlsConnector::new()?.with_keepalive(config.tcp_keepalive);
+        Ok(Self::new(Arc::new(connector), config))
     }
 
     fn relay(&self, server: &ProtocolServer) -> Result<Arc<Relay>, ClientError> {
