@@ -75,17 +75,9 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> CliError {
     }
 }
 
+/// A private file (0600 from creation, fsync'd, atomically replaced).
 fn write_private(path: &Path, data: &[u8]) -> Result<(), CliError> {
-    use std::io::Write as _;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path).map_err(|e| file_err(path, e))?;
-    f.write_all(data).map_err(|e| file_err(path, e))
+    hush_server_common::private::write_private(path, data).map_err(|e| file_err(path, e))
 }
 
 /// What `init` produced.
@@ -110,7 +102,9 @@ pub fn init(
             "already exists (delete the directory to start over)",
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    // Keys, credentials and the outbox (device tokens) live here: private, tightened if it exists.
+    hush_server_common::private_start::prepare_private_dir(dir, "push-server directory")
+        .map_err(|e| file_err(dir, e))?;
     let (cert, key) = http_util::self_signed_cert("push-server", &[], 3650)
         .map_err(|e| CliError::Setup(e.to_string()))?;
     let fp = http_util::cert_fingerprint(&cert).map_err(|e| CliError::Setup(e.to_string()))?;
@@ -235,6 +229,13 @@ pub async fn start(cfg: &Config) -> Result<Running, CliError> {
     let providers = providers(cfg)?;
     let handle_key = HandleKey::load(&cfg.dir.join(config::HANDLE_KEY_FILE))
         .map_err(|e| CliError::Setup(e.to_string()))?;
+    // The directory holds the keys and (by default) the outbox: private, a looser one is
+    // tightened (logged at info). The outbox (device tokens) is created 0600 before SQLite
+    // opens it, its -wal/-shm with the same mode.
+    hush_server_common::private_start::prepare_private_dir(&cfg.dir, "push-server directory")
+        .map_err(|e| file_err(&cfg.dir, e))?;
+    hush_server_common::private_start::prepare_private_db(&cfg.outbox_file, true, "push outbox")
+        .map_err(|e| file_err(&cfg.outbox_file, e))?;
     let outbox =
         Outbox::open(&cfg.outbox_file, cfg.full_sync).map_err(|e| file_err(&cfg.outbox_file, e))?;
     let metrics = Metrics::new();

@@ -129,24 +129,17 @@ impl HandleKey {
         Ok(HandleKey::from_bytes(arr))
     }
 
-    /// Writes the key file (mode 0600 on Unix), failing if it exists.
+    /// Writes the key file (a private file: 0600 from creation, fsync'd, written in full before
+    /// it appears under its name), failing if it exists.
     pub fn save(&self, path: &Path) -> Result<(), HandleError> {
-        use std::io::Write as _;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
+        let err =
+            |e: &dyn std::fmt::Display| HandleError::KeyFile(format!("{}: {e}", path.display()));
+        if path.try_exists().map_err(|e| err(&e))? {
+            return Err(err(&"already exists"));
         }
-        let mut f = opts
-            .open(path)
-            .map_err(|e| HandleError::KeyFile(format!("{}: {e}", path.display())))?;
-        let text = Zeroizing::new(hex::encode(*self.0));
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.write_all(b"\n"))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| HandleError::KeyFile(format!("{}: {e}", path.display())))
+        let mut text = Zeroizing::new(hex::encode(*self.0));
+        text.push('\n');
+        hush_server_common::private::write_private(path, text.as_bytes()).map_err(|e| err(&e))
     }
 
     /// Seals a device address into a new handle (fresh random nonce).
