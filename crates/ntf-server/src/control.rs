@@ -58,6 +58,8 @@ pub async fn serve<G: PushGateway + 'static>(
     mut shutdown: hush_server_common::Shutdown,
 ) {
     let auth = Arc::new(auth);
+    // at most this many control sessions at once (a task each)
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
     let mut backoff = hush_server_common::AcceptBackoff::new("control port");
     loop {
         let Some((stream, peer)) =
@@ -68,10 +70,14 @@ pub async fn serve<G: PushGateway + 'static>(
         if !peer.ip().is_loopback() {
             continue;
         }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
         let core = core.clone();
         let auth = auth.clone();
         let mut sd = shutdown.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let (rd, mut wr) = stream.into_split();
             let mut rd = BufReader::new(rd);
             let mut role = Role::None;

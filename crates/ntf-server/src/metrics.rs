@@ -380,6 +380,9 @@ impl Metrics {
     }
 }
 
+/// Concurrent metrics connections.
+const MAX_SCRAPES: usize = 64;
+
 /// Serves `GET /metrics` (any path) until `shutdown` fires: HTTP/1.1, one request per connection.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -388,14 +391,20 @@ pub async fn serve(
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut backoff = hush_server_common::AcceptBackoff::new("metrics");
+    // at most this many scrapes at once (a task each); more are closed at accept
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     loop {
         let Some((mut s, _)) =
             hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
         else {
             return;
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut buf = vec![0u8; 8192];
             let mut n = 0;
             let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
