@@ -551,7 +551,7 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          max_connections_per_ip = 0\n\
          # TNEW/TRPL (each sends a verification push): per second and burst, for the whole\n\
          # server and for one connection (0 = no limit); beyond them ERR QUOTA.\n\
-         token_rate = 50\ntoken_burst = 500\n\
+         token_rate = 10\ntoken_burst = 200\n\
          token_rate_per_connection = 0.1\ntoken_burst_per_connection = 10\n\
          # Seconds after TNEW when a token never verified is deleted.\n\
          unverified_token_ttl = 86400\n\
@@ -601,6 +601,16 @@ mod tests {
             c.store_mode(),
             StoreMode::Sqlite("/d/ntf-server-store.db".into())
         );
+        // the limits written in the template are the defaults
+        let d = Config::defaults(paths());
+        assert_eq!(c.token_rate, d.token_rate);
+        assert_eq!(c.token_rate_per_connection, d.token_rate_per_connection);
+        assert_eq!(c.unverified_token_ttl, d.unverified_token_ttl);
+        assert_eq!(c.tokens_per_device, d.tokens_per_device);
+        assert_eq!(c.sub_caps, d.sub_caps);
+        assert_eq!(c.relay_destinations, d.relay_destinations);
+        assert_eq!(c.handshake_timeout, d.handshake_timeout);
+        assert_eq!(c.max_connections_per_ip, d.max_connections_per_ip);
         assert!(c.control_admin_password.unwrap().matches(b"adminpw"));
     }
 

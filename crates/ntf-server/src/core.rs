@@ -93,9 +93,11 @@ impl Default for CoreOptions {
     }
 }
 
-/// Default `[LIMITS] token_rate` / `token_burst`: 50 `TNEW`/`TRPL` per second for the whole
-/// server, 500 at once.
-pub const DEFAULT_TOKEN_RATE: Rate = Rate::new(50.0, 500);
+/// Default `[LIMITS] token_rate` / `token_burst`: 10 `TNEW`/`TRPL` per second for the whole
+/// server, 200 at once. Legitimate registrations are rare (install, token refresh); the rate
+/// also bounds the never-verified tokens held until `unverified_token_ttl`: at most
+/// 10 × 86400 ≈ 864k (a few hundred MB) with the defaults.
+pub const DEFAULT_TOKEN_RATE: Rate = Rate::new(10.0, 200);
 /// Default `[LIMITS] token_rate_per_connection` / `token_burst_per_connection`: one every 10 s,
 /// 10 at once (a client registers a token once and replaces it rarely).
 pub const DEFAULT_TOKEN_RATE_PER_CONNECTION: Rate = Rate::new(0.1, 10);
