@@ -41,6 +41,9 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The file could not be created or its mode set (missing directory, no permission).
+    #[error("client database: {0}")]
+    Io(#[from] std::io::Error),
     #[error("not found: {0}")]
     NotFound(&'static str),
     #[error("bad stored value: {0}")]
@@ -383,9 +386,13 @@ pub struct ContactRequest {
 // ---------------------------------------------------------------------------------------------
 
 impl Store {
-    /// Opens (creating if needed) the database file and migrates it.
+    /// Opens (creating if needed) the database file and migrates it. The file holds the keys
+    /// and ratchets: it is created 0600 before SQLite opens it (its -wal and -shm get the same
+    /// mode), and an existing file with a looser mode is tightened (logged at info).
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref();
         // (a missing directory or no permission is an I/O problem, not corruption)
+        hush_server_common::private_start::prepare_private_db(path, true, "client database")?;
         let db = Connection::open(path)?;
         Self::init(db)
     }

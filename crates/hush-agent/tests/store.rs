@@ -326,5 +326,30 @@ fn migrates_version_1() {
 fn unopenable_path_is_not_reported_as_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let r = Store::open(dir.path().join("no/such/dir/agent.db"));
-    assert!(matches!(r, Err(StoreError::Sqlite(_))), "{r:?}");
+    assert!(matches!(r, Err(StoreError::Io(_))), "{r:?}");
+}
+
+/// The client database (keys, ratchets) and its -wal/-shm are 0600 from creation; a file left
+/// world-readable is tightened on open.
+#[cfg(unix)]
+#[test]
+fn database_wal_and_shm_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    {
+        let mut s = Store::open(&path).unwrap();
+        s.tx(|tx| {
+            tx.create_connection(ConnMode::Invitation, ConnStatus::Created, 7)?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        for f in ["agent.db", "agent.db-wal", "agent.db-shm"] {
+            assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+        }
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Store::open(&path).unwrap());
+    assert_eq!(mode(&path), 0o600);
 }
