@@ -6,9 +6,22 @@
 //! members). Contacts in `push`, `periodic` or `off` mode are left to their mode: the device
 //! fetches their queues with GET on a push or a periodic wake-up, or a chat session does. (A
 //! mode change takes effect at the daemon's next start or SIGHUP for newly included queues; the
-//! daemon does not unsubscribe a queue while running.) `PING` only after `--ping-interval` of silence (default 10 min;
-//! three unanswered → reconnect); reconnects with exponential backoff and jitter; a
-//! notification for each new message ([`crate::notify`]). The daemon processes everything a chat
+//! daemon does not unsubscribe a queue while running.) Reconnects with exponential backoff and
+//! jitter; a notification for each new message ([`crate::notify`]).
+//!
+//! Keeping the connection: NAT state and dead-peer detection are the kernel's job — TCP
+//! keep-alive on the relay sockets (`--keepalive`, default idle 60 s, then a probe every 15 s,
+//! dead after 4 unanswered, `TCP_USER_TIMEOUT` 120 s for unacknowledged data), so a relay that
+//! vanished silently is noticed within ≈ 2 minutes; the read then fails and the pool
+//! reconnects and resubscribes. A probe and its ACK are ≈ 104 bytes on IPv4 and never wake the
+//! process. An SMP `PING` (one 16 KB block each way, ≈ 32.8 KB per round trip) is sent only
+//! after `--ping-interval` of silence, default 5 h: a relay keeps a connection that holds
+//! subscriptions however long it is silent (reference and hush relays drop only connections
+//! *without* subscriptions, after `[INACTIVE_CLIENTS] ttl` = 6 h of inactivity), so the PING is
+//! not needed for the relay's sake on the subscribed connections, and 5 h stays under the 6 h
+//! ttl with an hour's margin for connections that only send (a relay where the profile has no
+//! receive queue). What the kernel cannot see — a relay process that hangs while its host
+//! still ACKs — is left to that PING (three unanswered → reconnect). The daemon processes everything a chat
 //! session does (contacts completing, group introductions), so the profile stays current.
 //!
 //! Idle cost is measured, not estimated: the daemon reads the kernel's `TCP_INFO` counters of
@@ -35,6 +48,8 @@ pub const STATS_FILE: &str = "daemon-stats.json";
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
     pub ping_interval: Duration,
+    /// Kernel TCP keep-alive on the relay sockets (`None`: the system's defaults, i.e. off).
+    pub keepalive: Option<hush_client::TcpKeepalive>,
     pub reconnect_max: Duration,
     pub on_message: Option<String>,
     pub no_desktop: bool,
@@ -42,6 +57,58 @@ pub struct DaemonOptions {
     /// Stop after this long (measurements); `None` = until a signal.
     pub run_for: Option<Duration>,
 }
+
+/// `--keepalive`: `<idle>/<interval>/<count>` (durations in whole seconds, e.g. `60s/15s/4`)
+/// or `off`. The user timeout is `idle + interval × count`.
+pub fn parse_keepalive(
+    s: &str,
+    duration: impl Fn(&str) -> anyhow::Result<Duration>,
+) -> anyhow::Result<Option<hush_client::TcpKeepalive>> {
+    let s = s.trim();
+    if s == "off" {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = s.split('/').collect();
+    let [idle, interval, count] = parts.as_slice() else {
+        anyhow::bail!(
+            "bad --keepalive {s:?}: expected <idle>/<interval>/<count> (e.g. 60s/15s/4) or off"
+        );
+    };
+    let count: u32 = count
+        .trim()
+        .parse()
+        .with_context(|| format!("bad --keepalive count in {s:?}"))?;
+    let k = hush_client::TcpKeepalive::new(duration(idle)?, duration(interval)?, count);
+    k.validate()
+        .map_err(|e| anyhow::anyhow!("bad --keepalive {s:?}: {e}"))?;
+    Ok(Some(k))
+}
+
+/// Keep-alive settings read back from a socket (`getsockopt`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepaliveInfo {
+    pub idle_seconds: u64,
+    pub interval_seconds: u64,
+    pub count: u32,
+    /// `TCP_USER_TIMEOUT`; 0 = the system's default.
+    pub user_timeout_ms: u64,
+}
+
+impl From<hush_client::TcpKeepalive> for KeepaliveInfo {
+    fn from(k: hush_client::TcpKeepalive) -> Self {
+        KeepaliveInfo {
+            idle_seconds: k.idle.as_secs(),
+            interval_seconds: k.interval.as_secs(),
+            count: k.count,
+            user_timeout_ms: k.user_timeout.map(|u| u.as_millis() as u64).unwrap_or(0),
+        }
+    }
+}
+
+/// Estimated IP + TCP header bytes per segment (TCP timestamps on, as Linux negotiates by
+/// default): 20 + 32 on IPv4, 40 + 32 on IPv6.
+const HEADER_V4: u64 = 52;
+const HEADER_V6: u64 = 72;
 
 /// The pid of a running daemon of this profile, if any.
 pub fn running_pid(profile_dir: &Path) -> Option<u32> {
@@ -70,22 +137,41 @@ pub fn notify_running(profile_dir: &Path) {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RelayStats {
     pub relay: String,
+    /// TCP payload (TLS records included), from `TCP_INFO`.
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub segments_in: u64,
     pub segments_out: u64,
-    /// Per hour of the measured period.
+    /// On the wire: payload plus estimated IP/TCP headers of every segment (keep-alive probes
+    /// and bare ACKs carry no payload, so only this counts them).
+    #[serde(default)]
+    pub wire_bytes_sent: u64,
+    #[serde(default)]
+    pub wire_bytes_received: u64,
+    /// Per hour of the measured period (payload, both directions).
     pub bytes_per_hour: f64,
+    #[serde(default)]
+    pub wire_bytes_sent_per_hour: f64,
+    #[serde(default)]
+    pub wire_bytes_received_per_hour: f64,
     pub segments_in_per_hour: f64,
+    #[serde(default)]
+    pub segments_out_per_hour: f64,
     /// Incoming data segments are what wakes the process up for this relay.
     pub wakeups_per_hour: f64,
     pub connections_seen: u64,
+    /// Keep-alive settings of the relay socket, read back with `getsockopt` (`null`: off).
+    #[serde(default)]
+    pub keepalive: Option<KeepaliveInfo>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub measured_seconds: f64,
     pub ping_interval_seconds: u64,
+    /// The configured keep-alive (`null`: off).
+    #[serde(default)]
+    pub keepalive: Option<KeepaliveInfo>,
     pub relays: Vec<RelayStats>,
     /// Voluntary + involuntary context switches of all threads (every wake-up of the process,
     /// for any reason) during the measured period, and per hour.
@@ -102,6 +188,7 @@ struct SockSample {
     segs_in: u64,
     segs_out: u64,
     data_segs_in: u64,
+    keepalive: Option<hush_client::TcpKeepalive>,
 }
 
 /// `TCP_INFO` of every connected TCP socket of this process, by socket inode.
@@ -188,6 +275,7 @@ fn tcp_sample(fd: i32) -> Option<SockSample> {
             segs_in: u64::from(info.tcpi_segs_in),
             segs_out: u64::from(info.tcpi_segs_out),
             data_segs_in: u64::from(info.tcpi_data_segs_in),
+            keepalive: hush_client::TcpKeepalive::read_from(fd).ok().flatten(),
         })
     }
 }
@@ -273,16 +361,29 @@ impl Meter {
                     SockSample::default()
                 }
             };
-            e.0.bytes_sent += s.bytes_acked.saturating_sub(p.bytes_acked);
-            e.0.bytes_received += s.bytes_received.saturating_sub(p.bytes_received);
-            e.0.segments_in += s.segs_in.saturating_sub(p.segs_in);
-            e.0.segments_out += s.segs_out.saturating_sub(p.segs_out);
+            let sent = s.bytes_acked.saturating_sub(p.bytes_acked);
+            let received = s.bytes_received.saturating_sub(p.bytes_received);
+            let segs_in = s.segs_in.saturating_sub(p.segs_in);
+            let segs_out = s.segs_out.saturating_sub(p.segs_out);
+            let hdr = if peer.is_ipv4() { HEADER_V4 } else { HEADER_V6 };
+            e.0.bytes_sent += sent;
+            e.0.bytes_received += received;
+            e.0.segments_in += segs_in;
+            e.0.segments_out += segs_out;
+            e.0.wire_bytes_sent += sent + segs_out * hdr;
+            e.0.wire_bytes_received += received + segs_in * hdr;
+            e.0.keepalive = s.keepalive.map(KeepaliveInfo::from);
             e.0.wakeups_per_hour += s.data_segs_in.saturating_sub(p.data_segs_in) as f64;
         }
         self.last = now;
     }
 
-    fn stats(&mut self, ping: Duration, messages: u64) -> Stats {
+    fn stats(
+        &mut self,
+        ping: Duration,
+        keepalive: Option<hush_client::TcpKeepalive>,
+        messages: u64,
+    ) -> Stats {
         self.update();
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let per_hour = 3600.0 / secs;
@@ -293,7 +394,10 @@ impl Meter {
             .map(|(name, (r, conns))| RelayStats {
                 relay: name.clone(),
                 bytes_per_hour: (r.bytes_sent + r.bytes_received) as f64 * per_hour,
+                wire_bytes_sent_per_hour: r.wire_bytes_sent as f64 * per_hour,
+                wire_bytes_received_per_hour: r.wire_bytes_received as f64 * per_hour,
                 segments_in_per_hour: r.segments_in as f64 * per_hour,
+                segments_out_per_hour: r.segments_out as f64 * per_hour,
                 // accumulated as a count of data segments in; turned into a rate here
                 wakeups_per_hour: r.wakeups_per_hour * per_hour,
                 connections_seen: *conns,
@@ -303,6 +407,7 @@ impl Meter {
         Stats {
             measured_seconds: secs,
             ping_interval_seconds: ping.as_secs(),
+            keepalive: keepalive.map(KeepaliveInfo::from),
             relays,
             process_wakeups: wake,
             process_wakeups_per_hour: wake as f64 * per_hour,
@@ -360,19 +465,30 @@ pub fn print_stats(profile_dir: &Path, json: bool) -> anyhow::Result<()> {
     }
     let s: Stats = serde_json::from_str(&text)?;
     println!(
-        "hush daemon idle traffic over {:.0} s (PING after {} s of silence), {} message(s):",
-        s.measured_seconds, s.ping_interval_seconds, s.messages
+        "hush daemon idle traffic over {:.0} s (PING after {} s of silence, TCP keep-alive {}), {} message(s):",
+        s.measured_seconds,
+        s.ping_interval_seconds,
+        describe_keepalive(s.keepalive.as_ref()),
+        s.messages
     );
     for r in &s.relays {
         println!(
-            "  relay {}: {} B sent, {} B received, {} segments in, {} out ({} connection(s)); per hour: {:.0} B, {:.1} wake-ups",
+            "  relay {}: {} B sent, {} B received (payload), {} segments in, {} out ({} connection(s)); socket keep-alive {}",
             r.relay,
             r.bytes_sent,
             r.bytes_received,
             r.segments_in,
             r.segments_out,
             r.connections_seen,
+            describe_keepalive(r.keepalive.as_ref()),
+        );
+        println!(
+            "    per hour: {:.0} B payload; on the wire (headers estimated) {:.0} B sent, {:.0} B received; {:.1} segments out, {:.1} in; {:.1} wake-ups (data segments in)",
             r.bytes_per_hour,
+            r.wire_bytes_sent_per_hour,
+            r.wire_bytes_received_per_hour,
+            r.segments_out_per_hour,
+            r.segments_in_per_hour,
             r.wakeups_per_hour
         );
     }
@@ -381,6 +497,16 @@ pub fn print_stats(profile_dir: &Path, json: bool) -> anyhow::Result<()> {
         s.process_wakeups, s.process_wakeups_per_hour
     );
     Ok(())
+}
+
+fn describe_keepalive(k: Option<&KeepaliveInfo>) -> String {
+    match k {
+        None => "off".into(),
+        Some(k) => format!(
+            "idle {} s, every {} s, {} probes, user timeout {} ms",
+            k.idle_seconds, k.interval_seconds, k.count, k.user_timeout_ms
+        ),
+    }
 }
 
 struct PidFile(PathBuf);
@@ -441,8 +567,10 @@ pub async fn run(
     }
     std::fs::write(dir.join(PID_FILE), std::process::id().to_string())?;
     let _pid = PidFile(dir.join(PID_FILE));
+    // Long PING interval + kernel keep-alive: see the module documentation.
     let pool = hush_client::PoolConfig {
         ping_interval: opts.ping_interval,
+        tcp_keepalive: opts.keepalive,
         backoff: hush_client::BackoffConfig {
             max: opts.reconnect_max,
             ..Default::default()
@@ -456,13 +584,15 @@ pub async fn run(
     out.emit(
         "daemon_started",
         &format!(
-            "hush daemon: {n} queue(s) subscribed, PING after {} s idle, notifications: {}",
+            "hush daemon: {n} queue(s) subscribed, PING after {} s idle, TCP keep-alive {}, notifications: {}",
             opts.ping_interval.as_secs(),
+            describe_keepalive(opts.keepalive.map(KeepaliveInfo::from).as_ref()),
             notifier.describe()
         ),
         serde_json::json!({
             "queues": n,
             "ping_interval": opts.ping_interval.as_secs(),
+            "keepalive": opts.keepalive.map(KeepaliveInfo::from),
             "left_to_mode": left.iter().map(|(name, mode)| serde_json::json!({"name": name, "mode": mode})).collect::<Vec<_>>(),
         }),
     );
@@ -524,13 +654,14 @@ pub async fn run(
                 None => break,
             },
             _ = stats_tick.tick() => {
-                let st = meter.stats(opts.ping_interval, messages.load(std::sync::atomic::Ordering::Relaxed));
+                let st = meter.stats(opts.ping_interval, opts.keepalive, messages.load(std::sync::atomic::Ordering::Relaxed));
                 write_stats(&dir, &st);
             }
         }
     }
     let st = meter.stats(
         opts.ping_interval,
+        opts.keepalive,
         messages.load(std::sync::atomic::Ordering::Relaxed),
     );
     write_stats(&dir, &st);
@@ -542,4 +673,32 @@ pub async fn run(
         serde_json::json!({}),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: &str) -> anyhow::Result<Duration> {
+        let n: u64 = s.trim_end_matches('s').parse().context("bad duration")?;
+        Ok(Duration::from_secs(n))
+    }
+
+    #[test]
+    fn keepalive_option() {
+        let k = parse_keepalive("60s/15s/4", secs).unwrap().unwrap();
+        assert_eq!(k, hush_client::TcpKeepalive::receiver());
+        assert_eq!(k.user_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(parse_keepalive("off", secs).unwrap(), None);
+        for (bad, why) in [
+            ("60s/15s", "expected <idle>/<interval>/<count>"),
+            ("60s/15s/x", "count"),
+            ("60s/0s/4", "interval"),
+            ("60s/15s/0", "count"),
+            ("99999s/15s/4", "idle"),
+        ] {
+            let e = format!("{:#}", parse_keepalive(bad, secs).unwrap_err());
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 }

@@ -139,9 +139,16 @@ enum Cmd {
     },
     /// The always-connected receiver.
     Daemon {
-        /// PING a relay after this much silence (e.g. 600, 10m, 20s).
-        #[arg(long, default_value = "10m")]
+        /// PING a relay after this much silence (e.g. 600, 10m, 20s). Relays keep subscribed
+        /// connections however long they are silent and drop unsubscribed ones after 6 h, so
+        /// the default is 5 h; liveness and NAT state are kept by --keepalive.
+        #[arg(long, default_value = "5h")]
         ping_interval: String,
+        /// Kernel TCP keep-alive on the relay sockets: <idle>/<interval>/<count> (whole
+        /// seconds; the TCP user timeout is idle + interval × count) or `off`. The default
+        /// notices a silently vanished relay within 2 minutes.
+        #[arg(long, default_value = "60s/15s/4")]
+        keepalive: String,
         /// Longest reconnect backoff.
         #[arg(long, default_value = "60s")]
         reconnect_max: String,
@@ -444,6 +451,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Daemon {
             ping_interval,
+            keepalive,
             reconnect_max,
             on_message,
             no_desktop,
@@ -461,6 +469,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 r,
                 daemon::DaemonOptions {
                     ping_interval: duration(&ping_interval)?,
+                    keepalive: daemon::parse_keepalive(&keepalive, duration)?,
                     reconnect_max: duration(&reconnect_max)?,
                     on_message,
                     no_desktop,

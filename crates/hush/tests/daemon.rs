@@ -287,3 +287,81 @@ fn daemon_idle_traffic_is_one_ping_per_interval() {
     assert!((block..block + 64.0).contains(&per), "{v}");
     assert_eq!(r["connections_seen"], 1, "{v}");
 }
+
+/// Runs the daemon for a moment and returns its statistics (the last write happens while the
+/// relay socket is still open).
+fn daemon_stats(p: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "-p",
+        p.to_str().unwrap(),
+        "daemon",
+        "--no-desktop",
+        "--run-for",
+        "1500ms",
+    ];
+    args.extend_from_slice(extra);
+    let d = Proc::spawn("daemon", &args, &[]);
+    let (c, lines) = d.finish(Duration::from_secs(20));
+    assert!(
+        lines.iter().any(|l| l.starts_with("relay connected")),
+        "{lines:?}"
+    );
+    assert_eq!(c, 0, "{lines:?}");
+    let st = hush(p, &["--json", "daemon", "--stats"]);
+    serde_json::from_str(&st[0]).unwrap()
+}
+
+/// The daemon's relay socket carries the kernel keep-alive options, read back by the daemon
+/// from its own socket with getsockopt (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT,
+/// TCP_USER_TIMEOUT) into its statistics: the defaults (60 s / 15 s / 4, user timeout 120 s,
+/// PING after 5 h), explicit knobs, and `--keepalive off`.
+#[test]
+fn daemon_relay_socket_has_keepalive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, relay) = common::start_up(dir.path());
+    let pa = profile(dir.path(), "alice", &relay);
+    // a pending invitation: one receive queue for the daemon to subscribe
+    hush(&pa, &["invite"]);
+
+    let v = daemon_stats(&pa, &[]);
+    let r = &v["relays"][0];
+    assert_eq!(
+        r["keepalive"],
+        serde_json::json!({"idle_seconds": 60, "interval_seconds": 15, "count": 4, "user_timeout_ms": 120000}),
+        "{v}"
+    );
+    assert_eq!(v["keepalive"], r["keepalive"], "{v}");
+    assert_eq!(v["ping_interval_seconds"], 5 * 3600, "{v}");
+    assert!(r["connections_seen"].as_u64().unwrap() >= 1, "{v}");
+
+    let v = daemon_stats(&pa, &["--keepalive", "7s/3s/5"]);
+    assert_eq!(
+        v["relays"][0]["keepalive"],
+        serde_json::json!({"idle_seconds": 7, "interval_seconds": 3, "count": 5, "user_timeout_ms": 22000}),
+        "{v}"
+    );
+
+    let v = daemon_stats(&pa, &["--keepalive", "off"]);
+    assert!(v["relays"][0]["keepalive"].is_null(), "{v}");
+    assert!(v["keepalive"].is_null(), "{v}");
+    let text = hush(&pa, &["daemon", "--stats"]);
+    assert!(text[0].contains("TCP keep-alive off"), "{text:?}");
+
+    // a bad value is a clear error
+    let o = std::process::Command::new(common::BIN)
+        .args([
+            "-p",
+            pa.to_str().unwrap(),
+            "daemon",
+            "--keepalive",
+            "60s/15s",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("<idle>/<interval>/<count>"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
