@@ -556,7 +556,7 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          # Seconds after TNEW when a token never verified is deleted.\n\
          unverified_token_ttl = 86400\n\
          # Tokens of one device token / push handle: a further TNEW evicts the oldest\n\
-         # never-verified one (ERR QUOTA if all are verified).\n\
+         # never-verified one (ERR QUOTA if all are verified; apns_null test tokens: no cap).\n\
          tokens_per_device = 8\n\
          # Subscriptions of one token, distinct relays of one token, relays in total (ERR QUOTA).\n\
          subscriptions_per_token = 4096\nrelays_per_token = 64\nmax_relays = 4096\n\n\

@@ -394,6 +394,12 @@ impl State {
         except: &[u8],
     ) -> Result<Vec<EvictedToken>, CapExceeded> {
         let mut evicted = Vec::new();
+        // `apns_null` tokens are never pushed and share one token by design (the apps' "test
+        // server" button registers `test_ntf_token`): no victim to protect, and evicting would
+        // make concurrent tests fail. The rate limits and the unverified ttl bound them.
+        if matches!(device, Device::Token(t) if t.provider == PushProvider::ApnsNull) {
+            return Ok(evicted);
+        }
         loop {
             let ids: Vec<&Vec<u8>> = self
                 .tokens_by_device
@@ -1433,6 +1439,18 @@ mod tests {
         let mut d = token(4);
         d.verify_key = vec![7];
         assert_eq!(s.add_token(d, 2).unwrap_err(), CapExceeded::TokensPerDevice);
+        // apns_null (the apps' server test) shares one token: no cap
+        for i in 0..4u8 {
+            let mut n = token(50 + i);
+            n.device = Device::Token(DeviceToken {
+                provider: PushProvider::ApnsNull,
+                token: b"test_ntf_token".to_vec(),
+            });
+            n.was_active = false;
+            n.status = TokenStatus::Registered;
+            n.created_at = 2000;
+            assert_eq!(s.add_token(n, 2).unwrap().tokens, 0);
+        }
         // expiry walks only never-verified tokens created before the cutoff
         let mut u = token(5);
         u.device = Device::Handle("h".into());
