@@ -467,10 +467,21 @@ async fn connection(
             }
         };
         let out = encode_response(id, &result)?;
-        w.write_all(&out).await.map_err(|e| e.to_string())?;
-        w.flush().await.map_err(|e| e.to_string())?;
+        // A peer that does not read its responses must not hold its slot forever either.
+        let write_limit = if client.is_some() {
+            IDLE_TIMEOUT
+        } else {
+            shared.limits.handshake_timeout
+        };
+        tokio::time::timeout(write_limit, async {
+            w.write_all(&out).await?;
+            w.flush().await
+        })
+        .await
+        .map_err(|_| "write timeout".to_string())?
+        .map_err(|e| e.to_string())?;
         if close {
-            let _ = w.shutdown().await;
+            let _ = tokio::time::timeout(write_limit, w.shutdown()).await;
             return Ok(());
         }
     }

@@ -474,3 +474,54 @@ async fn anonymous_registrations_can_be_switched_off() {
     assert_eq!(s.refused("anonymous_disabled"), 1);
     s.running.stop().await;
 }
+
+#[tokio::test]
+async fn anonymous_peer_that_does_not_read_loses_its_slot() {
+    use tokio::io::AsyncWriteExt as _;
+    let s = start(|c| {
+        c.limits.max_connections = 2;
+        c.limits.reserved_connections = 1;
+        c.limits.handshake_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // Takes the only anonymous slot and sends pings without ever reading the answers.
+    let tcp = tokio::net::TcpStream::connect(s.running.addr)
+        .await
+        .unwrap();
+    let ssl = insecure_connector()
+        .configure()
+        .unwrap()
+        .into_ssl("push-server")
+        .unwrap();
+    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut tls).connect().await.unwrap();
+    let chunk: Vec<u8> = (0..2000)
+        .flat_map(|i| format!("{{\"id\":{i},\"op\":\"ping\"}}\n").into_bytes())
+        .collect();
+    let writer = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(1), tls.write_all(&chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return true,
+                Err(_) => {}
+            }
+        }
+        false
+    });
+    // Once the server gave up writing to it, the slot is free for another device.
+    let mut ok = false;
+    for _ in 0..150 {
+        if s.anonymous().ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the non-reading peer kept the anonymous slot");
+    assert!(
+        writer.await.unwrap(),
+        "the server never closed the non-reading peer"
+    );
+    s.running.stop().await;
+}
