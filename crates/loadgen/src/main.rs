@@ -493,13 +493,16 @@ fn abuse(a: &AbuseArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             Scenario::Tnew | Scenario::Snew => {
                 let p = spawn::push_stack(&bin_dir, &dir, &sets)?;
                 let n = spawn::ntf(&bin_dir, &dir, &p, &sets)?;
+                // The relay of the second good client (an existing device getting pushes).
+                let r = spawn::relay(&bin_dir, &dir.join("relay"), 1000, &sets)?;
                 eprintln!(
-                    "{}: ntf-server pid {} on {}, push-server pid {}, apns-sink pid {}",
+                    "{}: ntf-server pid {} on {}, push-server pid {}, apns-sink pid {}, smp-server pid {}",
                     sc.name(),
                     n.proc.pid(),
                     n.addr,
                     p.push.pid(),
-                    p.sink.pid()
+                    p.sink.pid(),
+                    r.proc.pid()
                 );
                 let t = Target::Ntf(abuse::NtfTarget {
                     addr: n.addr,
@@ -507,8 +510,9 @@ fn abuse(a: &AbuseArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                     pid: n.proc.pid(),
                     sink_read: p.sink_read,
                     data_dir: Some(n.dir.join("data")),
+                    relay: Some(r.server.clone()),
                 });
-                procs.extend([n.proc, p.push, p.sink]);
+                procs.extend([n.proc, p.push, p.sink, r.proc]);
                 t
             }
             Scenario::Register => {

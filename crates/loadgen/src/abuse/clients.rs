@@ -262,6 +262,12 @@ impl SinkWatch {
         (s.total, s.counted)
     }
 
+    /// Forgets the pushes to `token` received so far.
+    pub fn drain(&self, token: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.kept.remove(token);
+    }
+
     /// Waits up to `wait` for a push to `token`; returns its payload.
     pub async fn take(&self, token: &str, wait: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + wait;

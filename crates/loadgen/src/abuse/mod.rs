@@ -164,6 +164,8 @@ pub struct NtfTarget {
     pub pid: u32,
     pub sink_read: SocketAddr,
     pub data_dir: Option<PathBuf>,
+    /// A relay for the second good client (an existing device getting message pushes).
+    pub relay: Option<ServerWithAuth>,
 }
 
 /// The push-server under test, with the apns-sink it delivers to.
@@ -282,6 +284,9 @@ pub struct AbuseReport {
     pub during: GoodStats,
     /// The good client during the tail after the attack (lagging effects, recovery).
     pub after: GoodStats,
+    /// ntf scenarios with a relay: an already registered device getting a push for each message
+    /// (SEND with notification → push at the sink → GET, ACK): (name, alone, during, after).
+    pub second: Option<(String, GoodStats, GoodStats, GoodStats)>,
     pub attack_secs: f64,
     /// VmRSS before the attack, kB.
     pub rss_before_kb: Option<u64>,
@@ -314,6 +319,12 @@ impl AbuseReport {
             "good_baseline": self.baseline.to_json(),
             "good_during": self.during.to_json(),
             "good_after": self.after.to_json(),
+            "second_good": self.second.as_ref().map(|(name, b, d, a)| json!({
+                "name": name,
+                "baseline": b.to_json(),
+                "during": d.to_json(),
+                "after": a.to_json(),
+            })),
             "attack_secs": round1(self.attack_secs),
             "rss_before_kb": self.rss_before_kb,
             "rss_max_sampled_kb": self.rss_max_sampled_kb,
@@ -361,7 +372,23 @@ impl AbuseReport {
             if self.survived() { "yes" } else { "NO" },
             self.attack_secs,
             attack.join(" ")
-        )
+        ) + &self
+            .second
+            .as_ref()
+            .map(|(name, b, d, _)| {
+                format!(
+                    "; {name}: {}/{} ok ({:.1}%) p50 {} ms p99 {} ms (alone: {:.1}% p50 {} p99 {})",
+                    d.ok,
+                    d.attempts,
+                    d.success_rate() * 100.0,
+                    ms(d.p50_ms),
+                    ms(d.p99_ms),
+                    b.success_rate() * 100.0,
+                    ms(b.p50_ms),
+                    ms(b.p99_ms),
+                )
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -682,6 +709,124 @@ impl GoodClient for PushGood {
             self.conn = None;
         }
         r
+    }
+}
+
+/// An existing device: a verified token with one subscription (a queue on the relay); each
+/// cycle sends a message with the notification flag, waits for the push at the sink, then
+/// `GET` + `ACK`.
+struct NtfPushGood {
+    client: SmpClient,
+    queue: (Vec<u8>, AuthKey, Vec<u8>),
+    token: String,
+    sink: SinkWatch,
+}
+
+fn pkcs8(k: &AuthKey) -> Result<PrivateKeyDer, String> {
+    let der = match k {
+        AuthKey::Ed25519(k) => k.to_pkcs8_der().to_vec(),
+        AuthKey::Ed448(k) => k.to_pkcs8_der().map_err(|e| e.to_string())?.to_vec(),
+        AuthKey::X25519(k) => k.to_pkcs8_der(),
+    };
+    PrivateKeyDer::new(der).map_err(|e| format!("{e:?}"))
+}
+
+impl NtfPushGood {
+    /// Queue with notifier credentials, token registered and verified, `SNEW`, and a first
+    /// message whose push arrives (the ntf-server subscribed at the relay).
+    async fn setup(
+        t: &NtfTarget,
+        relay: &ServerWithAuth,
+        source: Option<IpAddr>,
+        sink: &SinkWatch,
+    ) -> Result<NtfPushGood, String> {
+        let (client, _ev) = TlsConnector::new()
+            .map_err(short)?
+            .connect_to(&relay.server, &good_config())
+            .await
+            .map_err(|e| format!("relay: {}", short(e)))?;
+        let q = client
+            .create_queue(NewQueueParams {
+                subscribe: false,
+                basic_auth: relay.auth.clone(),
+                notifier: Some(hush_client::AuthAlgorithm::Ed25519),
+                ..NewQueueParams::default()
+            })
+            .await
+            .map_err(|e| format!("NEW: {}", short(e)))?;
+        let n = q.notifier.clone().ok_or("NEW: no notifier credentials")?;
+        let mut conn = NtfConn::connect(t.addr, &t.key_hash, source)
+            .await
+            .map_err(|e| format!("ntf connect: {}", short(e)))?;
+        let tok = token("beef");
+        let (token_id, key) = register_token(&mut conn, sink, &tok).await?;
+        let r = conn
+            .cmd(
+                &key,
+                b"",
+                &NtfCommand::Snew {
+                    token_id,
+                    queue: SmpQueueNtf {
+                        server: relay.server.clone(),
+                        notifier_id: n.notifier_id.clone(),
+                    },
+                    notifier_key: pkcs8(&n.notifier_key)?,
+                },
+            )
+            .await
+            .map_err(|e| format!("SNEW: {}", short(e)))?;
+        if !matches!(r, NtfResponse::SubId { .. }) {
+            return Err(format!("SNEW: {}", ntf_label(&r)));
+        }
+        conn.close().await;
+        let mut g = NtfPushGood {
+            client,
+            queue: (q.rcv_id, q.rcv_key, q.snd_id),
+            token: tok,
+            sink: sink.clone(),
+        };
+        // The ntf-server subscribes at the relay asynchronously: wait for the first push.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match g.cycle_with(Duration::from_secs(2)).await {
+                Ok(()) => return Ok(g),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("no push for the first message: {e}"));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    async fn cycle_with(&mut self, wait: Duration) -> Result<(), String> {
+        let (rcv_id, rcv_key, snd_id) = &self.queue;
+        self.client
+            .send(snd_id, None, true, &[9u8; 128])
+            .await
+            .map_err(|e| format!("SEND: {}", short(e)))?;
+        let pushed = self.sink.take(&self.token, wait).await;
+        // Empty the queue either way (a push may also come late: drop it next time).
+        while let Some(m) = self
+            .client
+            .get(rcv_id, rcv_key)
+            .await
+            .map_err(|e| format!("GET: {}", short(e)))?
+        {
+            self.client
+                .ack(rcv_id, rcv_key, &m.msg_id)
+                .await
+                .map_err(|e| format!("ACK: {}", short(e)))?;
+        }
+        pushed
+            .map(|_| ())
+            .ok_or_else(|| "no push within the wait".to_string())
+    }
+}
+
+impl GoodClient for NtfPushGood {
+    async fn cycle(&mut self) -> Result<(), String> {
+        self.sink.drain(&self.token);
+        self.cycle_with(Duration::from_secs(15)).await
     }
 }
 
@@ -1360,6 +1505,17 @@ pub async fn run(o: &AbuseOptions, target: &Target) -> Result<AbuseReport, LoadE
     if o.good_ip.is_some() && o.good_ip == Some(o.attacker_ip) {
         notes.push("good client and attacker share one source address".into());
     }
+    let second = match (target, &sink) {
+        (Target::Ntf(t), Some(sink)) => match &t.relay {
+            Some(relay) => Some(
+                NtfPushGood::setup(t, relay, o.good_ip, sink)
+                    .await
+                    .map_err(|e| LoadError::Relay(format!("second good client: {e}")))?,
+            ),
+            None => None,
+        },
+        _ => None,
+    };
     let dead = match (o.scenario, target) {
         (Scenario::Snew, Target::Ntf(_)) => Some(DeadRelays::start(o.count.clamp(1, 1000)).await?),
         _ => None,
@@ -1369,6 +1525,7 @@ pub async fn run(o: &AbuseOptions, target: &Target) -> Result<AbuseReport, LoadE
 
     let stop_good = Arc::new(AtomicBool::new(false));
     let good_task = spawn_good(good, o.good_interval, stop_good.clone());
+    let second_task = second.map(|g| spawn_good(g, o.good_interval, stop_good.clone()));
     tokio::time::sleep(o.baseline).await;
 
     let stop_sampler = Arc::new(AtomicBool::new(false));
@@ -1399,6 +1556,29 @@ pub async fn run(o: &AbuseOptions, target: &Target) -> Result<AbuseReport, LoadE
         .await
         .map_err(|e| LoadError::Relay(format!("good client task: {e}")))?;
     let (rss_max, fds_max) = sampler.await.unwrap_or((None, None));
+    let second_samples = match second_task {
+        Some(t) => Some(
+            t.await
+                .map_err(|e| LoadError::Relay(format!("second good client task: {e}")))?
+                .1,
+        ),
+        None => None,
+    };
+    let phases = |samples: &[Sample]| -> (GoodStats, GoodStats, GoodStats) {
+        let pick = |a: Instant, b: Instant| -> Vec<Sample> {
+            samples
+                .iter()
+                .filter(|s| s.at >= a && s.at < b)
+                .cloned()
+                .collect()
+        };
+        let far_past = attack_start - Duration::from_secs(3600);
+        (
+            GoodStats::from_samples(&pick(far_past, attack_start)),
+            GoodStats::from_samples(&pick(attack_start, attack_end)),
+            GoodStats::from_samples(&pick(attack_end, during_end)),
+        )
+    };
     if let (Some(sink), Scenario::Tnew) = (&sink, o.scenario) {
         let (total, counted) = sink.counts();
         attack.insert("verification_pushes_at_sink".into(), json!(counted));
@@ -1419,28 +1599,19 @@ pub async fn run(o: &AbuseOptions, target: &Target) -> Result<AbuseReport, LoadE
         Ok(Ok(())) => {}
     }
     let store_after = target.data_dir().map(|d| spawn::dir_bytes(d));
-    let baseline: Vec<Sample> = samples
-        .iter()
-        .filter(|s| s.at < attack_start)
-        .cloned()
-        .collect();
-    let during: Vec<Sample> = samples
-        .iter()
-        .filter(|s| s.at >= attack_start && s.at < attack_end)
-        .cloned()
-        .collect();
-    let after: Vec<Sample> = samples
-        .iter()
-        .filter(|s| s.at >= attack_end && s.at < during_end)
-        .cloned()
-        .collect();
+    let (baseline, during, after) = phases(&samples);
+    let second = second_samples.map(|s| {
+        let (b, d, a) = phases(&s);
+        ("existing device pushes".to_string(), b, d, a)
+    });
     Ok(AbuseReport {
         scenario: o.scenario,
         label: o.label.clone(),
         server: o.scenario.server(),
-        baseline: GoodStats::from_samples(&baseline),
-        during: GoodStats::from_samples(&during),
-        after: GoodStats::from_samples(&after),
+        baseline,
+        during,
+        after,
+        second,
         attack_secs: (attack_end - attack_start).as_secs_f64(),
         rss_before_kb: rss_before.map(|m| m.vm_rss_kb),
         rss_max_sampled_kb: rss_max,
