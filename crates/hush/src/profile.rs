@@ -1,7 +1,7 @@
-//! The local profile: a directory with the agent database (`agent.db`, owned by hush-agent) and
-//! hush's own database (`hush.db`): settings (display name, relay), contacts and their
-//! notification mode, contact requests, groups and their members, and message history.
-//! Nothing here leaves the machine.
+//! The local profile: a private directory (0700) with the agent database (`agent.db`, owned by
+//! hush-agent) and hush's own database (`hush.db`): settings (display name, relay), contacts and
+//! their notification mode, contact requests, groups and their members, and message history.
+//! Nothing here leaves the machine, and both databases are 0600 from creation.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -135,10 +135,14 @@ impl Profile {
         Self::open_or_create(dir)
     }
 
-    /// Opens or creates the profile database.
+    /// Opens or creates the profile database. The directory is private (0700; a looser one is
+    /// tightened, logged at info) and `hush.db` is created 0600 before SQLite opens it, so it
+    /// and its -wal/-shm are never readable by others (the agent does the same for `agent.db`).
     pub fn open_or_create(dir: &Path) -> Result<Profile, ProfileError> {
-        std::fs::create_dir_all(dir)?;
-        let db = Connection::open(dir.join(HUSH_DB))?;
+        hush_server_common::private_start::prepare_private_dir(dir, "profile directory")?;
+        let db_path = dir.join(HUSH_DB);
+        hush_server_common::private_start::prepare_private_db(&db_path, true, "profile database")?;
+        let db = Connection::open(db_path)?;
         db.busy_timeout(Duration::from_secs(5))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.execute_batch(SCHEMA)?;

@@ -121,7 +121,10 @@ fn dirs(data: &Path) -> Dirs {
 fn init_if_needed(data: &Path, base: u16) -> anyhow::Result<Vec<String>> {
     let d = dirs(data);
     let mut out = Vec::new();
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    // Private (0700): it holds every component's keys and stores. A looser existing directory
+    // is tightened (logged at info); the components do the same for their own directories.
+    hush_server_common::private_start::prepare_private_dir(data, "hush up data directory")
+        .with_context(|| format!("cannot create {}", data.display()))?;
     let relay_paths = smp_server::ServerPaths {
         config_dir: d.relay.clone(),
         data_dir: d.relay.clone(),
@@ -182,14 +185,10 @@ fn init_if_needed(data: &Path, base: u16) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// A private file (0600 from creation, fsync'd, atomically replaced).
 fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
+    hush_server_common::private::write_private(path, data)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A running stack.
