@@ -433,6 +433,40 @@ async fn handshake_timeout_closes_a_stalled_client() {
         assert!(tokio::time::Instant::now() < deadline, "not counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // TLS completed, the server's hello read, no client hello: closed as well (the
+    // transport's own hello timeout is 120 s)
+    let addr = ntf.addr;
+    let eof = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+        b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+        b.set_min_proto_version(Some(openssl::ssl::SslVersion::TLS1_3))
+            .unwrap();
+        b.set_alpn_protos(b"\x05ntf/1").unwrap();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut cfg = b.build().configure().unwrap();
+        cfg.set_verify_hostname(false);
+        let mut tls = cfg.connect("localhost", tcp).unwrap();
+        let mut hello = [0u8; 512];
+        tls.read_exact(&mut hello).unwrap();
+        let mut more = [0u8; 64];
+        let started = std::time::Instant::now();
+        let r = tls.read(&mut more);
+        (matches!(r, Ok(0) | Err(_)), started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(eof.0, "stalled hello not closed");
+    assert!(
+        eof.1 < Duration::from_secs(9),
+        "closed by the read timeout only"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ntf.core.metrics.handshake_timeouts.get() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // a client that completes the handshake is served
     let mut c = ntf.client().await;
     let (_, r) = c.cmd(None, b"", &NtfCommand::Ping).await;
