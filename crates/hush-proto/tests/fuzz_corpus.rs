@@ -699,11 +699,14 @@ fn write_seed_corpus() {
 
 /// Every `regress-*` file of these targets' corpora, with the check below that pins its decoder
 /// result (the replay above only runs them).
-const REGRESS: [(&str, &str); 4] = [
+const REGRESS: [(&str, &str); 7] = [
     ("address", "regress-binary-host-ipv4-leading-zeros"),
     ("address", "regress-ipv6-dotted-tail"),
     ("ntf_command", "regress-pn-messages-ipv6-dotted-tail"),
     ("smp_command", "regress-send-reserved-flag-bytes"),
+    ("smp_command", "regress-prxy-host-ipv4-leading-zeros"),
+    ("smp_command", "regress-prxy-host-ipv6-dotted-tail"),
+    ("address", "regress-binary-host-ipv6-dotted-tail"),
 ];
 
 #[test]
@@ -758,4 +761,87 @@ fn regress_inputs_give_their_result() {
     let cmd = Command::decode(&d[1..], version).unwrap();
     assert!(matches!(cmd, Command::Send { .. }));
     assert_ne!(cmd.encode(version), &d[1..]);
+
+    // Issue 10 fuzzing: `PRXY` carries a binary server address, whose hosts are text. An IPv4
+    // host with leading zeros (`00.0.0.0`) is accepted and re-encodes shorter (`0.0.0.0`):
+    // the value round trips, the bytes are not canonical.
+    let prxy = |d: &[u8]| {
+        let version = bodies::SMP_VERSIONS[(d[0] & 0x7f) as usize % bodies::SMP_VERSIONS.len()];
+        let cmd = Command::decode(&d[1..], version).unwrap();
+        let Command::Prxy { server, .. } = &cmd else {
+            panic!("PRXY expected, got {}", cmd.tag());
+        };
+        let host = server.hosts()[0].to_text();
+        (version, cmd.clone(), host)
+    };
+    let d = read(REGRESS[4]);
+    let (version, cmd, host) = prxy(&d);
+    assert_eq!(host, "0.0.0.0");
+    let enc = cmd.encode(version);
+    assert_eq!(enc.len(), d.len() - 2);
+    assert_eq!(Command::decode(&enc, version), Ok(cmd));
+
+    // An IPv6 host `::9:9` prints as `::0.9.0.9` (as the reference), which the host parser
+    // does not read back, also inside the binary form: the re-encoded `PRXY` does not decode
+    // (`ERR CMD SYNTAX`, no panic).
+    let d = read(REGRESS[5]);
+    let (version, cmd, host) = prxy(&d);
+    assert_eq!(host, "::0.9.0.9");
+    assert_eq!(
+        Command::decode(&cmd.encode(version), version),
+        Err(hush_proto::error::CommandError::Syntax)
+    );
+
+    // The same host in a binary server address.
+    let d = read(REGRESS[6]);
+    assert_eq!(d[0] % 8, 7, "binary server address selector");
+    let srv = ProtocolServer::decode_binary(&mut Parser::new(&d[1..]), ProtocolType::Smp).unwrap();
+    assert_eq!(srv.hosts()[0].to_text(), "::0.9.0.9");
+    let mut enc = Vec::new();
+    srv.encode_binary(&mut enc);
+    assert!(ProtocolServer::decode_binary(&mut Parser::new(&enc), ProtocolType::Smp).is_err());
+}
+
+/// Inputs kept from fuzzing runs (`fuzz-*`: a handful of the inputs that added the most
+/// coverage, see fuzz/README.md "Fuzzing (issue 10)"), with whether their body accepts them.
+const KEPT: &[(&str, &str, bool)] = &[
+    ("address", "fuzz-65eee9aebc3d", true),
+    ("address", "fuzz-6a0306625931", true),
+    ("address", "fuzz-785fbb01212c", true),
+    ("address", "fuzz-e8b2cc765c2e", true),
+    ("address", "fuzz-eb28603b25cb", true),
+    ("handshake", "fuzz-0b667da4aff3", true),
+    ("handshake", "fuzz-279aaa786e67", true),
+    ("handshake", "fuzz-51520e26881f", true),
+    ("handshake", "fuzz-c4b346acf65d", true),
+    ("handshake", "fuzz-ff7319d5da35", true),
+    ("ntf_command", "fuzz-1b5850b862bb", true),
+    ("ntf_command", "fuzz-5653bf1fe683", true),
+    ("ntf_command", "fuzz-cef6f4347bc8", true),
+    ("ntf_command", "fuzz-ee4266a93d5b", true),
+    ("ntf_command", "fuzz-f638b5cad24a", true),
+];
+
+#[test]
+fn kept_inputs_give_their_result() {
+    let mut wrong = Vec::new();
+    for (target, body) in TARGETS {
+        for e in std::fs::read_dir(corpus_dir(target)).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            if !name.starts_with("fuzz-") {
+                continue;
+            }
+            let data = std::fs::read(corpus_dir(target).join(&name)).unwrap();
+            let got = body(&data);
+            match KEPT.iter().find(|(t, n, _)| *t == target && *n == name) {
+                Some(&(_, _, accepted)) if accepted == got => {}
+                _ => wrong.push(format!("(\"{target}\", \"{name}\", {got}),")),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "kept inputs without their result in KEPT:\n{}",
+        wrong.join("\n")
+    );
 }
