@@ -640,3 +640,31 @@ fn write_ntf_seed_corpus() {
         std::fs::write(dir.join(&s.name), &s.bytes).unwrap();
     }
 }
+
+/// `block` inputs kept from fuzzing runs (`fuzz-*`, see fuzz/README.md "Fuzzing (issue 10)"),
+/// with whether the body decodes them.
+const KEPT_BLOCK: &[(&str, bool)] = &[
+    ("fuzz-1dc920f3dd7d", true),
+    ("fuzz-cc6273326f78", true),
+    ("fuzz-de39de81f033", true),
+];
+
+#[test]
+fn kept_block_inputs_give_their_result() {
+    let mut wrong = Vec::new();
+    for e in std::fs::read_dir(corpus_dir()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().to_string();
+        if !name.starts_with("fuzz-") {
+            continue;
+        }
+        let got = bodies::block(&std::fs::read(corpus_dir().join(&name)).unwrap());
+        if !KEPT_BLOCK.contains(&(name.as_str(), got)) {
+            wrong.push(format!("(\"{name}\", {got}),"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "kept block inputs without their result in KEPT_BLOCK:\n{}",
+        wrong.join("\n")
+    );
+}
