@@ -166,6 +166,32 @@ fn empty_and_short_files_are_refused() {
     expect_refused(&path, |e| matches!(e, StoreError::NotDatabase { .. }));
 }
 
+/// A new database is created through a private temporary sibling renamed into place: what an
+/// interrupted first start leaves behind (a temporary with anything in it) does not stop the next
+/// start, and the database path itself is never left empty.
+#[tokio::test]
+async fn interrupted_creation_leaves_no_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let tmp = dir.path().join(".store.db.new");
+    std::fs::write(&tmp, b"half-written by a start that was killed").unwrap();
+    std::fs::write(dir.path().join(".store.db.new-journal"), b"junk").unwrap();
+    {
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        s.create_queue(queue(1)).await.unwrap();
+    }
+    assert!(!tmp.exists(), "temporary renamed into place");
+    assert!(!dir.path().join(".store.db.new-journal").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert!(s.get_by_recipient(rid(1)).await.unwrap().is_some());
+}
+
 /// Build a closed database with enough data to span many pages.
 async fn populated_db(path: &Path) {
     let s = SqliteStore::open(path, sqlite_opts(128)).unwrap();

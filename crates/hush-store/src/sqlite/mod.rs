@@ -228,6 +228,44 @@ fn configure(c: &Connection, sync: SyncPolicy, secure_delete: bool) -> StoreResu
     Ok(())
 }
 
+/// Creates a new database at `path`, private (0600) from the first byte and atomically: the
+/// schema is written to a 0600 temporary sibling which is then renamed into place (and the
+/// directory fsync'd). A crash part-way leaves only the temporary file, never an empty or
+/// half-initialised `path` (which the next start would rightly refuse as truncated).
+fn create_private_db(path: &Path) -> StoreResult<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| StoreError::Internal("database path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".new");
+    let tmp = path.with_file_name(tmp_name);
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut p = tmp.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(std::path::PathBuf::from(p)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    hush_server_common::private::create_private_file(&tmp, false)?;
+    {
+        let mut c = Connection::open_with_flags(
+            &tmp,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.pragma_update(None, "synchronous", "FULL")?;
+        open::migrate(&mut c, path)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    hush_server_common::private::sync_dir(dir)?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Open (or create) the database at `path`. An existing file is checked first, read-only:
     /// a file that is not SQLite, is truncated or corrupt, or has a newer schema is refused with
@@ -244,9 +282,12 @@ impl SqliteStore {
                 format!("{}: database does not exist", path.display()),
             )));
         }
-        // A new file is created 0600 before SQLite opens it (its -wal and -shm get the same
-        // mode); an existing one with a looser mode is tightened (logged at info).
-        hush_server_common::private_start::prepare_private_db(&path, true, "message store")?;
+        if exists {
+            // An existing file with a looser mode is tightened (logged at info).
+            hush_server_common::private_start::prepare_private_db(&path, false, "message store")?;
+        } else {
+            create_private_db(&path)?;
+        }
         let mut writer = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
