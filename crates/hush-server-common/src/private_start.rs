@@ -42,9 +42,29 @@ pub fn tighten_existing(path: &Path, mode: u32, what: &str) -> io::Result<Option
 
 /// A private data directory (0700): created (with missing parents, 0700) if missing; an existing
 /// directory with a looser mode is tightened and that is logged at info.
+///
+/// A top-level directory (`/`, `/var`, `/tmp`, ...: an operator's `--data-dir /var` by mistake)
+/// is never changed: that would break the system. It is logged at warn instead, and used as is.
 pub fn prepare_private_dir(path: &Path, what: &str) -> io::Result<()> {
-    tighten_existing(path, DIR_MODE, what)?;
+    if is_top_level(path) {
+        if path.exists() {
+            tracing::warn!(
+                "{what} {} is a top-level directory: its permissions are left as they are; \
+                 use a directory of its own (e.g. /var/opt/hush/...) so it can be private (0700)",
+                path.display()
+            );
+            return Ok(());
+        }
+    } else {
+        tighten_existing(path, DIR_MODE, what)?;
+    }
     create_private_dir(path)
+}
+
+/// `/` or a directory directly under it (after resolving `..` and symlinks where it exists).
+fn is_top_level(path: &Path) -> bool {
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    resolved.is_absolute() && resolved.components().count() <= 2
 }
 
 /// An SQLite database file about to be opened: an existing file (and its `-wal`, `-shm` and
@@ -109,6 +129,18 @@ mod tests {
             None
         );
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn top_level_directories_are_never_changed() {
+        assert!(is_top_level(Path::new("/")));
+        assert!(is_top_level(Path::new("/tmp")));
+        assert!(is_top_level(Path::new("/tmp/../var")));
+        assert!(!is_top_level(Path::new("/var/opt/hush")));
+        assert!(!is_top_level(Path::new("relative")));
+        let before = mode_of(Path::new("/tmp")).unwrap();
+        prepare_private_dir(Path::new("/tmp"), "data directory").unwrap();
+        assert_eq!(mode_of(Path::new("/tmp")).unwrap(), before);
     }
 
     #[test]
