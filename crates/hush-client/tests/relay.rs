@@ -20,12 +20,9 @@ use smp_server::testing::{TestRelay, init_dirs, loopback_config};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// An in-process relay (`smp_server::testing`) with a short NMSG flush and shutdown grace.
+/// An in-process relay (`smp_server::testing`, adaptive NMSG delivery) with a short shutdown grace.
 fn options() -> RelayOptions {
     RelayOptions {
-        ntf_delivery: smp_server::server::notify::NtfDelivery::Fixed {
-            interval: Duration::from_millis(200),
-        },
         shutdown_grace: Duration::from_secs(2),
         ..RelayOptions::default()
     }

@@ -297,6 +297,16 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
 }
 
+/// `[NOTIFICATIONS]` (hush): when pending `NMSG`s go to the notifier subscriber (the ntf-server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationsConfig {
+    /// `delivery = adaptive` (default; `max_delay_ms`, 10): a notification after a quiet period
+    /// leaves at once, under load at most `max_delay_ms` after the previous flush so that
+    /// notifications share blocks. `delivery = fixed` (`interval_ms`, 1500): every interval, as
+    /// the reference does.
+    pub delivery: crate::server::notify::NtfDelivery,
+}
+
 /// `[METRICS]` (hush): the Prometheus text endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsConfig {
@@ -317,6 +327,7 @@ pub struct Config {
     pub inactive_clients: Option<InactiveClients>,
     pub limits: Limits,
     pub proxy: ProxyConfig,
+    pub notifications: NotificationsConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -369,6 +380,9 @@ impl Config {
                 max_relay_links: DEFAULT_PROXY_MAX_RELAY_LINKS,
                 max_links_per_client: DEFAULT_PROXY_MAX_LINKS_PER_CLIENT,
                 idle_timeout: Duration::from_secs(DEFAULT_PROXY_IDLE_TIMEOUT_SECS),
+            },
+            notifications: NotificationsConfig {
+                delivery: crate::server::notify::NtfDelivery::DEFAULT,
             },
             metrics: MetricsConfig {
                 enable: false,
@@ -502,6 +516,7 @@ impl Config {
         r.read_inactive(&mut cfg)?;
         r.read_limits(&mut cfg.limits)?;
         r.read_proxy(&mut cfg.proxy)?;
+        r.read_notifications(&mut cfg.notifications)?;
         r.read_metrics(&mut cfg.metrics)?;
         if cfg.transport.control_port.is_some()
             && cfg.auth.control_port_admin_password.is_none()
@@ -659,6 +674,10 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_links_per_client",
             "idle_timeout",
         ],
+    ),
+    (
+        "NOTIFICATIONS",
+        &["delivery", "max_delay_ms", "interval_ms"],
     ),
     ("METRICS", &["enable", "address"]),
 ];
@@ -1168,6 +1187,42 @@ impl<'a> Reader<'a> {
         if let Some(v) = self.number::<u64>(S, "idle_timeout", 1, 30 * 86400)? {
             p.idle_timeout = Duration::from_secs(v);
         }
+        Ok(())
+    }
+
+    fn read_notifications(&mut self, n: &mut NotificationsConfig) -> Result<(), ConfigError> {
+        use crate::server::notify::NtfDelivery;
+        const S: &str = "NOTIFICATIONS";
+        let fixed = match self.get(S, "delivery") {
+            None => false,
+            Some(e) => match e.value.trim() {
+                "adaptive" => false,
+                "fixed" => true,
+                _ => {
+                    return Err(self.err(
+                        e,
+                        S,
+                        "delivery",
+                        "expected adaptive (at once when quiet, batched under load) or fixed \
+                         (every interval_ms, as the reference)",
+                    ));
+                }
+            },
+        };
+        let max_delay = self.number::<u64>(S, "max_delay_ms", 1, 10_000)?;
+        let interval = self.number::<u64>(S, "interval_ms", 10, 600_000)?;
+        n.delivery = if fixed {
+            NtfDelivery::Fixed {
+                interval: Duration::from_millis(interval.unwrap_or(1500)),
+            }
+        } else {
+            match max_delay {
+                Some(ms) => NtfDelivery::Adaptive {
+                    max_delay: Duration::from_millis(ms),
+                },
+                None => NtfDelivery::DEFAULT,
+            }
+        };
         Ok(())
     }
 

@@ -242,7 +242,7 @@ pub fn ini_content(t: &IniTemplate<'_>) -> String {
         "\
 # smp-server configuration (hush). Sections and keys follow the reference SimpleX SMP server;
 # [LIMITS], [METRICS], [STORE_LOG] store_path/sync, [TRANSPORT] bind/handshake_timeout and the
-# [PROXY] keys are hush additions.
+# [PROXY] and [NOTIFICATIONS] keys are hush additions.
 # Syntax: `key = value`; lines starting with # or ; are comments; no comments after a value.
 
 [INFORMATION]
@@ -385,6 +385,14 @@ destinations = public
 max_relay_links = {links}
 max_links_per_client = {links_client}
 idle_timeout = {proxy_idle}
+
+[NOTIFICATIONS]
+# When pending notifications (NMSG) go to the notification server. adaptive: at once after a quiet
+# period; under load at most max_delay_ms after the previous flush, so that they share blocks.
+# fixed: every interval_ms whether or not any are pending (the reference: 1500).
+delivery = adaptive
+max_delay_ms = 10
+# interval_ms = 1500
 
 [METRICS]
 # Prometheus text endpoint: GET http://<address>/metrics (no authentication: keep it on loopback).

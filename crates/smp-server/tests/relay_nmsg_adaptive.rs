@@ -30,13 +30,10 @@ async fn lone_notification_leaves_at_once_and_a_burst_shares_full_blocks() {
     let mut cfg = test_config(&paths);
     cfg.store.enable = false; // memory store: the test is about when NMSGs leave
     cfg.limits.new_queues_per_minute = 0;
-    let opts = RelayOptions {
-        ntf_delivery: NtfDelivery::Adaptive {
-            max_delay: MAX_DELAY,
-        },
-        ..Default::default()
+    cfg.notifications.delivery = NtfDelivery::Adaptive {
+        max_delay: MAX_DELAY,
     };
-    let server = TestServer::start_with(cfg, opts).await;
+    let server = TestServer::start_with(cfg, RelayOptions::default()).await;
     let mut r = server.connect().await;
     let mut n = server.connect().await;
     let mut s = server.connect().await;
@@ -141,9 +138,47 @@ async fn lone_notification_leaves_at_once_and_a_burst_shares_full_blocks() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn default_delivery_is_adaptive_and_the_reference_tick_is_available() {
-    assert_eq!(RelayOptions::default().ntf_delivery, NtfDelivery::DEFAULT);
+#[test]
+fn delivery_is_configured_in_the_ini() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_dirs(dir.path());
+    // What `init` writes gives the default.
+    assert_eq!(
+        test_config(&paths).notifications.delivery,
+        NtfDelivery::DEFAULT
+    );
+    let ini = paths.config_dir.join("smp-server.ini");
+    let base = std::fs::read_to_string(&ini).unwrap();
+    let with = |section: &str| {
+        let text = base.replace("[NOTIFICATIONS]\n", &format!("[NOTIFICATIONS]\n{section}"));
+        let text = text.replace("delivery = adaptive\n", "");
+        std::fs::write(&ini, text).unwrap();
+        smp_server::Config::load(paths.clone())
+    };
+    assert_eq!(
+        with("delivery = fixed\n").unwrap().0.notifications.delivery,
+        NtfDelivery::REFERENCE
+    );
+    assert_eq!(
+        with("delivery = fixed\ninterval_ms = 250\n")
+            .unwrap()
+            .0
+            .notifications
+            .delivery,
+        NtfDelivery::Fixed {
+            interval: Duration::from_millis(250)
+        }
+    );
+    let e = with("delivery = sometimes\n").unwrap_err().to_string();
+    assert!(e.contains("delivery") && e.contains("adaptive"), "{e}");
+    let e = with("delivery = adaptive\nmax_delay_ms = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_delay_ms"), "{e}");
+}
+
+#[test]
+fn default_delivery_is_adaptive_and_the_reference_tick_is_available() {
     let NtfDelivery::Adaptive { max_delay } = NtfDelivery::DEFAULT else {
         panic!("default is not adaptive");
     };

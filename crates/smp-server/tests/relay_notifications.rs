@@ -14,13 +14,8 @@ use smp_server::server::RelayOptions;
 async fn server() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let paths = init_dirs(dir.path());
-    let opts = RelayOptions {
-        ntf_delivery: smp_server::server::notify::NtfDelivery::Fixed {
-            interval: Duration::from_millis(200),
-        },
-        ..Default::default()
-    };
-    let s = TestServer::start_with(test_config(&paths), opts).await;
+    // Default (adaptive) NMSG delivery.
+    let s = TestServer::start_with(test_config(&paths), RelayOptions::default()).await;
     (dir, s)
 }
 

@@ -69,9 +69,10 @@ impl Relay {
     }
 
     /// With the relay's NMSG flush interval (reference: 1.5 s).
-    pub async fn start_with_flush(config: smp_server::Config, flush: Duration) -> Relay {
+    pub async fn start_with_flush(mut config: smp_server::Config, flush: Duration) -> Relay {
+        config.notifications.delivery =
+            smp_server::server::notify::NtfDelivery::Fixed { interval: flush };
         let options = RelayOptions {
-            ntf_delivery: smp_server::server::notify::NtfDelivery::Fixed { interval: flush },
             shutdown_grace: Duration::from_secs(5),
             ..RelayOptions::default()
         };

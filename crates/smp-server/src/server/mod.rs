@@ -58,10 +58,6 @@ use delivery::{ClientId, ClientShared, Subscriptions, now_secs};
 pub struct RelayOptions {
     /// How often expired messages and notifications are removed (reference: every 2 h).
     pub expire_interval: Duration,
-    /// When pending notifications are flushed to notifier subscribers (`[NOTIFICATIONS]`
-    /// `delivery` / `max_delay` in `smp-server.ini`; default adaptive with a 10 ms bound, the
-    /// reference's fixed 1.5 s tick on request).
-    pub ntf_delivery: notify::NtfDelivery,
     /// How long a graceful shutdown waits for connections to finish their current block.
     pub shutdown_grace: Duration,
     /// Print `Listening on <addr>` to stdout once bound (the binary does; tests read it).
@@ -72,7 +68,6 @@ impl Default for RelayOptions {
     fn default() -> Self {
         RelayOptions {
             expire_interval: Duration::from_secs(2 * 3600),
-            ntf_delivery: notify::NtfDelivery::DEFAULT,
             shutdown_grace: Duration::from_secs(30),
             print_listening: false,
         }
@@ -411,7 +406,7 @@ pub async fn start(
     tasks.extend(admin.tasks);
     tasks.push(tokio::spawn(notify::flush_loop(
         shared.clone(),
-        shared.options.ntf_delivery,
+        shared.config.notifications.delivery,
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(housekeeping(shared.clone(), shutdown.clone())));
