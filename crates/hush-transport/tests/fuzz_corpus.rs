@@ -207,7 +207,31 @@ fn replies(ascii: &[&str]) -> NtfOutcome {
 
 /// The corpus files that are not seeds, with their outcome: inputs that once failed a check
 /// (`regress-*`) and inputs kept from fuzzing runs (`fuzz-*`).
-const NTF_EXPECTED: &[(&str, &str, NtfExpect)] = &[];
+const NTF_EXPECTED: &[(&str, &str, NtfExpect)] = &[(
+    "ntf_transmission",
+    "regress-reply-too-large-for-block",
+    NtfExpect::Replies(&["ERR CMD NO_AUTH"]),
+)];
+
+/// `regress-reply-too-large-for-block`: a v3 block whose one `TCHK` has a 255-byte corrId
+/// and a 245-byte entity id (the block is full) gets `ERR CMD NO_AUTH`, and that reply does
+/// not fit a block (the block writer skips it, reference `TELargeMsg`); the body once
+/// asserted that every reply fits.
+#[test]
+fn regress_ntf_reply_too_large() {
+    let d =
+        std::fs::read(ntf_corpus_dir("ntf_transmission").join("regress-reply-too-large-for-block"))
+            .unwrap();
+    assert_eq!(d.len(), 1 + NTF_BLOCK_SIZE, "a whole block");
+    let content = hush_proto::encoding::unpad(&d[1..]).unwrap();
+    let items = hush_proto::ntf::decode_ntf_block_content(content, 3).unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(ntf_bodies::reply_fits_block(items[0], 3), Some(false));
+    assert_eq!(
+        ntf_bodies::ntf_transmission_replies(&d),
+        (true, vec![r("ERR CMD NO_AUTH")])
+    );
+}
 
 /// An expected outcome in [`NTF_EXPECTED`] (constant form of [`NtfOutcome`]).
 #[allow(dead_code)] // a variant is unused while no file of its target is listed
