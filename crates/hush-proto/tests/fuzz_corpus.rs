@@ -820,6 +820,11 @@ const KEPT: &[(&str, &str, bool)] = &[
     ("ntf_command", "fuzz-cef6f4347bc8", true),
     ("ntf_command", "fuzz-ee4266a93d5b", true),
     ("ntf_command", "fuzz-f638b5cad24a", true),
+    ("transmission", "fuzz-00a00524ab1a", true),
+    ("transmission", "fuzz-0a268f7658f3", true),
+    ("transmission", "fuzz-0e663167be80", true),
+    ("transmission", "fuzz-a9bb02325d43", true),
+    ("transmission", "fuzz-ef6a381446fb", true),
 ];
 
 #[test]
