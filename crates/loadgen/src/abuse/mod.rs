@@ -214,6 +214,10 @@ pub struct GoodStats {
     pub max_ms: Option<f64>,
     /// Failures by kind.
     pub errors: BTreeMap<String, u64>,
+    /// Seconds from the phase start to the first failed cycle and to the last successful one
+    /// (when the good client was locked out, and whether it got back in).
+    pub first_error_s: Option<f64>,
+    pub last_ok_s: Option<f64>,
 }
 
 impl GoodStats {
@@ -225,7 +229,10 @@ impl GoodStats {
         }
     }
 
-    fn from_samples(samples: &[Sample]) -> GoodStats {
+    fn from_samples(samples: &[Sample], phase_start: Instant) -> GoodStats {
+        let rel = |s: &Sample| round1(s.at.saturating_duration_since(phase_start).as_secs_f64());
+        let first_error_s = samples.iter().find(|s| s.error.is_some()).map(rel);
+        let last_ok_s = samples.iter().rev().find(|s| s.error.is_none()).map(rel);
         let mut lat: Vec<f64> = samples
             .iter()
             .filter(|s| s.error.is_none())
@@ -252,6 +259,8 @@ impl GoodStats {
             p99_ms: q(0.99),
             max_ms: lat.last().copied(),
             errors,
+            first_error_s,
+            last_ok_s,
         }
     }
 
@@ -264,6 +273,8 @@ impl GoodStats {
             "p99_ms": self.p99_ms.map(round1),
             "max_ms": self.max_ms.map(round1),
             "errors": self.errors,
+            "first_error_s": self.first_error_s,
+            "last_ok_s": self.last_ok_s,
         })
     }
 }
@@ -1574,9 +1585,12 @@ pub async fn run(o: &AbuseOptions, target: &Target) -> Result<AbuseReport, LoadE
         };
         let far_past = attack_start - Duration::from_secs(3600);
         (
-            GoodStats::from_samples(&pick(far_past, attack_start)),
-            GoodStats::from_samples(&pick(attack_start, attack_end)),
-            GoodStats::from_samples(&pick(attack_end, during_end)),
+            GoodStats::from_samples(
+                &pick(far_past, attack_start),
+                samples.first().map(|s| s.at).unwrap_or(attack_start),
+            ),
+            GoodStats::from_samples(&pick(attack_start, attack_end), attack_start),
+            GoodStats::from_samples(&pick(attack_end, during_end), attack_end),
         )
     };
     if let (Some(sink), Scenario::Tnew) = (&sink, o.scenario) {
