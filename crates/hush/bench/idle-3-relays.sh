@@ -1,21 +1,24 @@
 #!/bin/sh
-# Idle cost of `hush daemon` with 3 relays, measured on the wire (TCP_INFO of the daemon's own
-# relay sockets; TLS records and TCP/IP headers excluded, i.e. TCP payload bytes).
+# Idle cost of `hush daemon` with 3 relays, measured on the daemon's own relay sockets
+# (TCP_INFO: payload bytes, TLS records included, and segments; wire bytes = payload + estimated
+# IP/TCP headers per segment, which is what counts keep-alive probes and bare ACKs).
 #
-#   crates/hush/bench/idle-3-relays.sh [hush binary] [ping interval] [run time]
+#   crates/hush/bench/idle-3-relays.sh [hush binary] [ping interval] [run time] [keepalive]
 #
-# Defaults: target/release/hush (else target/debug/hush), 20s, 120s. Starts three `hush up`
-# stacks on free ports, makes a profile with one contact per relay (so the daemon holds one
-# subscription on each relay), runs `hush daemon --ping-interval <p> --run-for <t>` and prints
-# `hush daemon --stats`. Scale: bytes per hour at a 10 min interval = measured bytes per PING
-# round trip × 6.
+# Defaults: target/release/hush (else target/debug/hush), 5h, 600s, 45s/15s/4 (the daemon's
+# defaults, keep-alive `off` for the old behaviour). Starts three `hush up` stacks on free
+# ports, makes a profile with one contact per relay (so the daemon holds one subscription on
+# each relay), runs `hush daemon --ping-interval <p> --keepalive <k> --run-for <t>` and prints
+# `hush daemon --stats`. Per-hour figures are the measured period scaled to an hour; a PING
+# longer than the run is not in them (add 32.8 KB per PING interval).
 set -eu
 HUSH=${1:-}
 if [ -z "$HUSH" ]; then
   if [ -x target/release/hush ]; then HUSH=target/release/hush; else HUSH=target/debug/hush; fi
 fi
-PING=${2:-20s}
-RUN=${3:-120s}
+PING=${2:-5h}
+RUN=${3:-600s}
+KEEPALIVE=${4:-45s/15s/4}
 W=$(mktemp -d)
 trap 'kill $(cat "$W"/pids 2>/dev/null) 2>/dev/null || true; rm -rf "$W"' EXIT
 for i in 1 2 3; do
@@ -37,7 +40,7 @@ done
 # let both sides finish the handshakes before measuring
 sleep 3 | "$HUSH" -p "$W/alice" chat > /dev/null
 sleep 3 | "$HUSH" -p "$W/bob" chat > /dev/null
-echo "daemon: PING after $PING idle, running $RUN"
-"$HUSH" -p "$W/alice" daemon --no-desktop --ping-interval "$PING" --run-for "$RUN" --stats-interval 1h > "$W/daemon.out" 2>&1
+echo "daemon: PING after $PING idle, keep-alive $KEEPALIVE, running $RUN"
+"$HUSH" -p "$W/alice" daemon --no-desktop --ping-interval "$PING" --keepalive "$KEEPALIVE" --run-for "$RUN" --stats-interval 1h > "$W/daemon.out" 2>&1
 "$HUSH" -p "$W/alice" daemon --stats
 "$HUSH" -p "$W/alice" --json daemon --stats

@@ -10,9 +10,9 @@
 //! jitter; a notification for each new message ([`crate::notify`]).
 //!
 //! Keeping the connection: NAT state and dead-peer detection are the kernel's job — TCP
-//! keep-alive on the relay sockets (`--keepalive`, default idle 60 s, then a probe every 15 s,
-//! dead after 4 unanswered, `TCP_USER_TIMEOUT` 120 s for unacknowledged data), so a relay that
-//! vanished silently is noticed within ≈ 2 minutes; the read then fails and the pool
+//! keep-alive on the relay sockets (`--keepalive`, default idle 45 s, then a probe every 15 s,
+//! dead after 4 unanswered, `TCP_USER_TIMEOUT` 105 s for unacknowledged data), so a relay that
+//! vanished silently is noticed within 105 s (measured: 105 s after the last answer); the read then fails and the pool
 //! reconnects and resubscribes. A probe and its ACK are ≈ 104 bytes on IPv4 and never wake the
 //! process. An SMP `PING` (one 16 KB block each way, ≈ 32.8 KB per round trip) is sent only
 //! after `--ping-interval` of silence, default 5 h: a relay keeps a connection that holds
@@ -58,7 +58,7 @@ pub struct DaemonOptions {
     pub run_for: Option<Duration>,
 }
 
-/// `--keepalive`: `<idle>/<interval>/<count>` (durations in whole seconds, e.g. `60s/15s/4`)
+/// `--keepalive`: `<idle>/<interval>/<count>` (durations in whole seconds, e.g. `45s/15s/4`)
 /// or `off`. The user timeout is `idle + interval × count`.
 pub fn parse_keepalive(
     s: &str,
@@ -71,7 +71,7 @@ pub fn parse_keepalive(
     let parts: Vec<&str> = s.split('/').collect();
     let [idle, interval, count] = parts.as_slice() else {
         anyhow::bail!(
-            "bad --keepalive {s:?}: expected <idle>/<interval>/<count> (e.g. 60s/15s/4) or off"
+            "bad --keepalive {s:?}: expected <idle>/<interval>/<count> (e.g. 45s/15s/4) or off"
         );
     };
     let count: u32 = count
@@ -686,9 +686,9 @@ mod tests {
 
     #[test]
     fn keepalive_option() {
-        let k = parse_keepalive("60s/15s/4", secs).unwrap().unwrap();
+        let k = parse_keepalive("45s/15s/4", secs).unwrap().unwrap();
         assert_eq!(k, hush_client::TcpKeepalive::receiver());
-        assert_eq!(k.user_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(k.user_timeout, Some(Duration::from_secs(105)));
         assert_eq!(parse_keepalive("off", secs).unwrap(), None);
         for (bad, why) in [
             ("60s/15s", "expected <idle>/<interval>/<count>"),

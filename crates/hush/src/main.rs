@@ -146,8 +146,8 @@ enum Cmd {
         ping_interval: String,
         /// Kernel TCP keep-alive on the relay sockets: <idle>/<interval>/<count> (whole
         /// seconds; the TCP user timeout is idle + interval × count) or `off`. The default
-        /// notices a silently vanished relay within 2 minutes.
-        #[arg(long, default_value = "60s/15s/4")]
+        /// notices a silently vanished relay within 105 s.
+        #[arg(long, default_value = "45s/15s/4")]
         keepalive: String,
         /// Longest reconnect backoff.
         #[arg(long, default_value = "60s")]

@@ -313,7 +313,7 @@ fn daemon_stats(p: &std::path::Path, extra: &[&str]) -> serde_json::Value {
 
 /// The daemon's relay socket carries the kernel keep-alive options, read back by the daemon
 /// from its own socket with getsockopt (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT,
-/// TCP_USER_TIMEOUT) into its statistics: the defaults (60 s / 15 s / 4, user timeout 120 s,
+/// TCP_USER_TIMEOUT) into its statistics: the defaults (45 s / 15 s / 4, user timeout 105 s,
 /// PING after 5 h), explicit knobs, and `--keepalive off`.
 #[test]
 fn daemon_relay_socket_has_keepalive() {
@@ -327,7 +327,7 @@ fn daemon_relay_socket_has_keepalive() {
     let r = &v["relays"][0];
     assert_eq!(
         r["keepalive"],
-        serde_json::json!({"idle_seconds": 60, "interval_seconds": 15, "count": 4, "user_timeout_ms": 120000}),
+        serde_json::json!({"idle_seconds": 45, "interval_seconds": 15, "count": 4, "user_timeout_ms": 105000}),
         "{v}"
     );
     assert_eq!(v["keepalive"], r["keepalive"], "{v}");
