@@ -207,11 +207,23 @@ fn replies(ascii: &[&str]) -> NtfOutcome {
 
 /// The corpus files that are not seeds, with their outcome: inputs that once failed a check
 /// (`regress-*`) and inputs kept from fuzzing runs (`fuzz-*`).
-const NTF_EXPECTED: &[(&str, &str, NtfExpect)] = &[(
-    "ntf_transmission",
-    "regress-reply-too-large-for-block",
-    NtfExpect::Replies(&["ERR CMD NO_AUTH"]),
-)];
+const NTF_EXPECTED: &[(&str, &str, NtfExpect)] = &[
+    (
+        "ntf_transmission",
+        "regress-reply-too-large-for-block",
+        NtfExpect::Replies(&["ERR CMD NO_AUTH"]),
+    ),
+    (
+        "ntf_handshake",
+        "fuzz-3bb62c42deec",
+        NtfExpect::Hello(Some(HelloOutcome::BadAuth)),
+    ),
+    (
+        "ntf_handshake",
+        "fuzz-c36de2c825dc",
+        NtfExpect::Hello(Some(HelloOutcome::Version0)),
+    ),
+];
 
 /// `regress-reply-too-large-for-block`: a v3 block whose one `TCHK` has a 255-byte corrId
 /// and a 245-byte entity id (the block is full) gets `ERR CMD NO_AUTH`, and that reply does
