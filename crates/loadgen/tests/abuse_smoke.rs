@@ -73,6 +73,10 @@ async fn abuse_new_flood_and_stall_smoke() {
     // Far below the relay's connection limit: fresh connections keep working.
     assert!(r.during.ok > 0, "{r:?}");
     assert!(r.survived(), "{r:?}");
+    // The client connected before the attack kept working too.
+    let (name, _, during, _) = r.second.as_ref().unwrap();
+    assert_eq!(name, "connected before the attack");
+    assert!(during.ok > 0 && during.ok == during.attempts, "{r:?}");
     // 20 stalled sockets on each side, sampled while held.
     assert!(r.fds_max.unwrap() >= 40, "{r:?}");
 

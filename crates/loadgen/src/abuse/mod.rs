@@ -295,8 +295,10 @@ pub struct AbuseReport {
     pub during: GoodStats,
     /// The good client during the tail after the attack (lagging effects, recovery).
     pub after: GoodStats,
-    /// ntf scenarios with a relay: an already registered device getting a push for each message
-    /// (SEND with notification → push at the sink → GET, ACK): (name, alone, during, after).
+    /// A second good client (name, alone, during, after): in the ntf scenarios with a relay an
+    /// already registered device getting a push for each message (SEND with notification →
+    /// push at the sink → GET, ACK); in `stall` a relay client whose connection was open
+    /// before the attack (SEND/GET/ACK on it).
     pub second: Option<(String, GoodStats, GoodStats, GoodStats)>,
     pub attack_secs: f64,
     /// VmRSS before the attack, kB.
@@ -1466,6 +1468,7 @@ enum AnyGood {
     Relay(Box<RelayGood>),
     Ntf(Box<NtfGood>),
     Push(Box<PushGood>),
+    NtfPush(Box<NtfPushGood>),
 }
 
 impl GoodClient for AnyGood {
@@ -1474,6 +1477,7 @@ impl GoodClient for AnyGood {
             AnyGood::Relay(g) => g.cycle().await,
             AnyGood::Ntf(g) => g.cycle().await,
             AnyGood::Push(g) => g.cycle().await,
+            AnyGood::NtfPush(g) => g.cycle().await,
         }
     }
 }
@@ -1518,13 +1522,21 @@ pub async fn run(o: &AbuseOptions, target: &Target) -> Result<AbuseReport, LoadE
     }
     let second = match (target, &sink) {
         (Target::Ntf(t), Some(sink)) => match &t.relay {
-            Some(relay) => Some(
-                NtfPushGood::setup(t, relay, o.good_ip, sink)
-                    .await
-                    .map_err(|e| LoadError::Relay(format!("second good client: {e}")))?,
-            ),
+            Some(relay) => Some((
+                "existing device pushes",
+                AnyGood::NtfPush(Box::new(
+                    NtfPushGood::setup(t, relay, o.good_ip, sink)
+                        .await
+                        .map_err(|e| LoadError::Relay(format!("second good client: {e}")))?,
+                )),
+            )),
             None => None,
         },
+        // Stalled handshakes: does a client connected before the attack keep working?
+        (Target::Relay(t), _) if o.scenario == Scenario::Stall => Some((
+            "connected before the attack",
+            AnyGood::Relay(Box::new(RelayGood::new(t.server.clone(), false)?)),
+        )),
         _ => None,
     };
     let dead = match (o.scenario, target) {
@@ -1536,7 +1548,8 @@ pub async fn run(o: &AbuseOptions, target: &Target) -> Result<AbuseReport, LoadE
 
     let stop_good = Arc::new(AtomicBool::new(false));
     let good_task = spawn_good(good, o.good_interval, stop_good.clone());
-    let second_task = second.map(|g| spawn_good(g, o.good_interval, stop_good.clone()));
+    let second_name = second.as_ref().map(|(n, _)| n.to_string());
+    let second_task = second.map(|(_, g)| spawn_good(g, o.good_interval, stop_good.clone()));
     tokio::time::sleep(o.baseline).await;
 
     let stop_sampler = Arc::new(AtomicBool::new(false));
@@ -1616,7 +1629,7 @@ pub async fn run(o: &AbuseOptions, target: &Target) -> Result<AbuseReport, LoadE
     let (baseline, during, after) = phases(&samples);
     let second = second_samples.map(|s| {
         let (b, d, a) = phases(&s);
-        ("existing device pushes".to_string(), b, d, a)
+        (second_name.clone().unwrap_or_default(), b, d, a)
     });
     Ok(AbuseReport {
         scenario: o.scenario,
