@@ -24,7 +24,7 @@ pub use accept::{AcceptBackoff, accept, accept_until};
 pub use auth::BasicAuth;
 pub use limits::{IpConnGuard, IpConnLimiter, KeyedRateLimiter, LogThrottle, Rate, RateLimiter};
 pub use netpolicy::{DestinationPolicy, DestinationRefused, resolve_checked};
-pub use process::{init_logging, wait_for_signal};
+pub use process::{StopSignals, init_logging, wait_for_signal};
 
 use tokio::sync::watch;
 

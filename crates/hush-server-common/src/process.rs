@@ -17,25 +17,84 @@ pub fn init_logging(
     Ok(())
 }
 
-/// Resolves on ctrl-c, or on SIGTERM on unix (ctrl-c only if the SIGTERM handler cannot be set up).
-pub async fn wait_for_signal() {
+/// The stop signals (SIGINT/ctrl-c and SIGTERM), registered when this is created: a signal that
+/// arrives any time after [`StopSignals::install`] is seen by [`StopSignals::recv`], even before the
+/// first poll (tokio's `ctrl_c()` future registers only when first polled, so a SIGTERM right after
+/// start-up would otherwise kill the process with the default action).
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Registers the handlers now (needs a tokio runtime).
+    pub fn install() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignals {})
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => {}
+                _ = self.term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM (handlers registered at the first poll; use [`StopSignals`] to
+/// register them earlier).
+pub async fn wait_for_signal() {
+    match StopSignals::install() {
+        Ok(mut s) => s.recv().await,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn sigterm_before_the_first_poll_is_seen() {
+        let mut stop = StopSignals::install().unwrap();
+        // SAFETY: raise has no preconditions; the handler is registered above.
+        assert_eq!(unsafe { libc_raise_term() }, 0);
+        tokio::time::timeout(std::time::Duration::from_secs(5), stop.recv())
+            .await
+            .expect("SIGTERM seen");
+    }
+
+    #[cfg(unix)]
+    unsafe fn libc_raise_term() -> i32 {
+        unsafe extern "C" {
+            fn raise(sig: i32) -> i32;
+        }
+        const SIGTERM: i32 = 15;
+        unsafe { raise(SIGTERM) }
+    }
 
     #[test]
     fn invalid_default_level_is_an_error() {

@@ -559,6 +559,9 @@ pub async fn run(
     opts: DaemonOptions,
     out: Output,
 ) -> anyhow::Result<()> {
+    // Registered before anything is printed: a SIGTERM right after "relay connected" stops the
+    // daemon cleanly instead of killing it with the default action.
+    let mut signals = hush_server_common::StopSignals::install()?;
     let dir = profile.dir.clone();
     if let Some(pid) = running_pid(&dir)
         && pid != std::process::id()
@@ -621,7 +624,7 @@ pub async fn run(
     let stop = async {
         match opts.run_for {
             Some(d) => tokio::time::sleep(d).await,
-            None => crate::up::wait_for_signal().await,
+            None => signals.recv().await,
         }
     };
     tokio::pin!(stop);

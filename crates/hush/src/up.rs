@@ -364,22 +364,6 @@ impl Stack {
     }
 }
 
-/// Waits for ctrl-c or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 /// `hush up`.
 pub async fn run(opts: UpOptions) -> anyhow::Result<()> {
     if opts.data_dir.as_os_str().is_empty() {
@@ -405,7 +389,7 @@ pub async fn run(opts: UpOptions) -> anyhow::Result<()> {
     println!("ready (ctrl-c or SIGTERM to stop)");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    hush_server_common::wait_for_signal().await;
     println!("stopping");
     stack.stop().await?;
     println!("stopped");
