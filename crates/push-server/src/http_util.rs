@@ -49,16 +49,7 @@ pub async fn connect_tls(
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
-        let ssl = connector
-            .configure()
-            .and_then(|c| c.into_ssl(host))
-            .map_err(|e| format!("tls setup: {e}"))?;
-        let mut s = SslStream::new(ssl, tcp).map_err(|e| format!("tls setup: {e}"))?;
-        Pin::new(&mut s)
-            .connect()
-            .await
-            .map_err(|e| format!("tls handshake: {e}"))?;
-        Ok::<_, String>(s)
+        tls_handshake(connector, tcp, host).await
     };
     tokio::time::timeout(timeout, fut)
         .await
@@ -96,21 +87,27 @@ pub async fn tls_over(
     host: &str,
     timeout: Duration,
 ) -> Result<SslStream<TcpStream>, String> {
-    let fut = async {
-        let ssl = connector
-            .configure()
-            .and_then(|c| c.into_ssl(host))
-            .map_err(|e| format!("tls setup: {e}"))?;
-        let mut s = SslStream::new(ssl, tcp).map_err(|e| format!("tls setup: {e}"))?;
-        Pin::new(&mut s)
-            .connect()
-            .await
-            .map_err(|e| format!("tls handshake: {e}"))?;
-        Ok::<_, String>(s)
-    };
-    tokio::time::timeout(timeout, fut)
+    tokio::time::timeout(timeout, tls_handshake(connector, tcp, host))
         .await
         .map_err(|_| "tls handshake timeout".to_string())?
+}
+
+/// The TLS client handshake over `tcp` with SNI and verification of `host` (no time limit).
+async fn tls_handshake(
+    connector: &SslConnector,
+    tcp: TcpStream,
+    host: &str,
+) -> Result<SslStream<TcpStream>, String> {
+    let ssl = connector
+        .configure()
+        .and_then(|c| c.into_ssl(host))
+        .map_err(|e| format!("tls setup: {e}"))?;
+    let mut s = SslStream::new(ssl, tcp).map_err(|e| format!("tls setup: {e}"))?;
+    Pin::new(&mut s)
+        .connect()
+        .await
+        .map_err(|e| format!("tls handshake: {e}"))?;
+    Ok(s)
 }
 
 /// Reads a whole body, at most `limit` bytes.
