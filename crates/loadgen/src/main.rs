@@ -75,9 +75,10 @@ struct AbuseArgs {
     /// Seconds of the good client alone before the attack.
     #[arg(long, default_value_t = 5.0)]
     baseline: f64,
-    /// Seconds after the attack that still count as "during" (lagging effects).
-    #[arg(long, default_value_t = 5.0)]
-    tail: f64,
+    /// Seconds after the attack (the "after" phase: lagging effects, recovery); default 30 for
+    /// tnew, else 5.
+    #[arg(long)]
+    tail: Option<f64>,
     /// Pause between the good client's cycles, ms.
     #[arg(long, default_value_t = 200)]
     good_interval_ms: u64,
@@ -455,7 +456,9 @@ fn abuse(a: &AbuseArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         o.connections = a.connections;
         o.in_flight = a.in_flight;
         o.baseline = Duration::from_secs_f64(a.baseline);
-        o.tail = Duration::from_secs_f64(a.tail);
+        if let Some(t) = a.tail {
+            o.tail = Duration::from_secs_f64(t);
+        }
         o.good_interval = Duration::from_millis(a.good_interval_ms);
         o.attacker_ip = a.attacker_ip;
         if sc == Scenario::Stall && (soft as usize) < o.count + 256 {

@@ -141,7 +141,8 @@ impl AbuseOptions {
             duration,
             baseline: Duration::from_secs(5),
             good_interval: Duration::from_millis(200),
-            tail: Duration::from_secs(5),
+            // A TNEW flood backs up the push path for a while: watch the recovery longer.
+            tail: Duration::from_secs(if scenario == Scenario::Tnew { 30 } else { 5 }),
         }
     }
 }
