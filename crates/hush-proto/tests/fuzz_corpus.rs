@@ -699,7 +699,7 @@ fn write_seed_corpus() {
 
 /// Every `regress-*` file of these targets' corpora, with the check below that pins its decoder
 /// result (the replay above only runs them).
-const REGRESS: [(&str, &str); 7] = [
+const REGRESS: [(&str, &str); 9] = [
     ("address", "regress-binary-host-ipv4-leading-zeros"),
     ("address", "regress-ipv6-dotted-tail"),
     ("ntf_command", "regress-pn-messages-ipv6-dotted-tail"),
@@ -707,6 +707,8 @@ const REGRESS: [(&str, &str); 7] = [
     ("smp_command", "regress-prxy-host-ipv4-leading-zeros"),
     ("smp_command", "regress-prxy-host-ipv6-dotted-tail"),
     ("address", "regress-binary-host-ipv6-dotted-tail"),
+    ("smp_command", "regress-err-cmd-no-queue-alias"),
+    ("ntf_command", "regress-err-cmd-no-queue-alias"),
 ];
 
 #[test]
@@ -800,6 +802,28 @@ fn regress_inputs_give_their_result() {
     let mut enc = Vec::new();
     srv.encode_binary(&mut enc);
     assert!(ProtocolServer::decode_binary(&mut Parser::new(&enc), ProtocolType::Smp).is_err());
+
+    // `ERR CMD NO_QUEUE`, the legacy name, reads as `NO_ENTITY` and is written as such (SMP
+    // broker message and NTF response).
+    use hush_proto::error::{CommandError, ErrorType};
+    use hush_proto::ntf::NtfResponse;
+    use hush_proto::smp::BrokerMsg;
+    let no_entity = ErrorType::Cmd(CommandError::NoEntity);
+    let d = read(REGRESS[7]);
+    assert_eq!(&d[1..], b"ERR CMD NO_QUEUE");
+    assert_eq!(d[0] & 0x80, 0x80, "broker message selector");
+    let version = bodies::SMP_VERSIONS[(d[0] & 0x7f) as usize % bodies::SMP_VERSIONS.len()];
+    let msg = BrokerMsg::decode(&d[1..], version).unwrap();
+    assert_eq!(msg, BrokerMsg::Err(no_entity.clone()));
+    assert_eq!(msg.encode(version), b"ERR CMD NO_ENTITY");
+    let d = read(REGRESS[8]);
+    assert_eq!(d[0] % 5, 1, "NTF response selector");
+    let resp = NtfResponse::parse(&d[1..], ntf_version::CURRENT).unwrap();
+    assert_eq!(resp, NtfResponse::Err(no_entity));
+    assert_eq!(
+        resp.encode_checked(ntf_version::CURRENT).unwrap(),
+        b"ERR CMD NO_ENTITY"
+    );
 }
 
 /// Inputs kept from fuzzing runs (`fuzz-*`: a handful of the inputs that added the most
