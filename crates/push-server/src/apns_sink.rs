@@ -215,6 +215,7 @@ pub async fn start(cfg: SinkConfig) -> Result<SinkHandle, SinkError> {
         cfg,
         key,
         state: state.clone(),
+        last_verified: Mutex::new(None),
     });
     tokio::spawn(apns_server(listener, Arc::new(acceptor), shared, rx));
     Ok(SinkHandle {
@@ -307,6 +308,10 @@ struct Shared {
     cfg: SinkConfig,
     key: EcKey<Public>,
     state: Arc<State>,
+    /// The last provider token whose signature verified (a provider reuses one token for
+    /// 20–60 minutes): the same text is not verified again (one ECDSA verification per push
+    /// was most of the sink's CPU). Claims (`kid`, `iss`, `iat` age) are still checked per push.
+    last_verified: Mutex<Option<(String, jwt::Verified)>>,
 }
 
 async fn apns_server(
@@ -491,9 +496,22 @@ async fn check(
         return (403, Some("InvalidProviderToken"), None);
     };
     let jwt_text = jwt_text.trim().to_string();
-    let verified = match jwt::verify_es256(&jwt_text, &shared.key) {
-        Ok(v) => v,
-        Err(_) => return (403, Some("InvalidProviderToken"), None),
+    let cached = shared.last_verified.lock().ok().and_then(|c| {
+        c.as_ref()
+            .filter(|(t, _)| *t == jwt_text)
+            .map(|(_, v)| v.clone())
+    });
+    let verified = match cached {
+        Some(v) => v,
+        None => match jwt::verify_es256(&jwt_text, &shared.key) {
+            Ok(v) => {
+                if let Ok(mut c) = shared.last_verified.lock() {
+                    *c = Some((jwt_text.clone(), v.clone()));
+                }
+                v
+            }
+            Err(_) => return (403, Some("InvalidProviderToken"), None),
+        },
     };
     if let Some(kid) = &cfg.key_id
         && verified.header.get("kid").and_then(|v| v.as_str()) != Some(kid.as_str())

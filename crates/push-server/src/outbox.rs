@@ -119,6 +119,10 @@ impl Outbox {
             "synchronous",
             if full_sync { "FULL" } else { "NORMAL" },
         )?;
+        // Pending jobs are rows of ≈4 KB (a padded payload): with SQLite's default 2 MB cache
+        // every insert/delete re-reads their pages from the file. 32 MB (allocated as used)
+        // keeps a few thousand pending jobs in memory.
+        conn.pragma_update(None, "cache_size", -32_768)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS jobs (
                 job_id BLOB PRIMARY KEY,
@@ -222,6 +226,20 @@ impl Outbox {
         deadline: u64,
         now_ms: u64,
     ) -> Result<SubmitOutcome, OutboxError> {
+        self.submit_as(client, job, deadline, now_ms, false).await
+    }
+
+    /// [`Outbox::submit`], the row stored already `leased` when the caller hands the job to the
+    /// dispatcher itself (no second transaction to lease it; the lease is cleared at the next
+    /// open like any other, so the job stays at-least-once).
+    pub async fn submit_as(
+        &self,
+        client: &str,
+        job: &PushJob,
+        deadline: u64,
+        now_ms: u64,
+        leased: bool,
+    ) -> Result<SubmitOutcome, OutboxError> {
         let id = job.job_id.0.to_vec();
         let text = serde_json::to_string(job).map_err(|e| OutboxError::Corrupt(e.to_string()))?;
         let client = client.to_string();
@@ -236,9 +254,9 @@ impl Outbox {
                 return Ok(SubmitOutcome::Duplicate);
             }
             c.prepare_cached(
-                "INSERT INTO jobs (job_id, client, job, deadline, attempts, next_at, leased) VALUES (?1, ?2, ?3, ?4, 0, ?5, 0)",
+                "INSERT INTO jobs (job_id, client, job, deadline, attempts, next_at, leased) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
             )?
-            .execute(params![id, client, text, to_i64(deadline), to_i64(now_ms)])?;
+            .execute(params![id, client, text, to_i64(deadline), to_i64(now_ms), i64::from(leased)])?;
             Ok(SubmitOutcome::Queued)
         })
         .await

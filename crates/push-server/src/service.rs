@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use crate::error::{Action, PushError};
 use crate::gateway::{FeedbackEvent, FeedbackReason, GatewayError, SubmitOutcome};
@@ -67,8 +67,21 @@ struct Inner {
     handle_key: HandleKey,
     metrics: Metrics,
     cfg: ServiceConfig,
+    /// Wakes the dispatcher for jobs in the outbox table (submitted without a direct slot,
+    /// rescheduled).
     wake: Notify,
+    /// Jobs handed straight from `submit` to the dispatcher: stored already leased, so the
+    /// dispatcher needs no outbox transaction (and no poll) to start delivering them.
+    direct: mpsc::Sender<LeasedJob>,
+    /// The dispatcher's end of `direct` (taken when it starts).
+    direct_rx: std::sync::Mutex<Option<mpsc::Receiver<LeasedJob>>>,
+    /// Outbox updates after a provider answered: a delivery slot is freed as soon as the
+    /// provider answers, not after the commit of its outcome (which this bounds instead).
+    finishing: Arc<Semaphore>,
 }
+
+/// Outbox updates of answered deliveries that may wait for their commit at once.
+const FINISHING: usize = 1024;
 
 /// The push service (cheap to clone). Start its dispatcher with [`PushService::spawn_dispatcher`].
 #[derive(Clone)]
@@ -111,6 +124,8 @@ impl PushService {
         metrics: Metrics,
         cfg: ServiceConfig,
     ) -> PushService {
+        // Bounded: beyond it `submit` stores the job for the dispatcher's outbox poll instead.
+        let (direct, direct_rx) = mpsc::channel(cfg.concurrency.max(1).saturating_mul(4).max(256));
         PushService {
             inner: Arc::new(Inner {
                 outbox,
@@ -119,6 +134,9 @@ impl PushService {
                 metrics,
                 cfg,
                 wake: Notify::new(),
+                direct,
+                direct_rx: std::sync::Mutex::new(Some(direct_rx)),
+                finishing: Arc::new(Semaphore::new(FINISHING)),
             }),
         }
     }
@@ -146,17 +164,29 @@ impl PushService {
         if pending >= self.inner.cfg.max_pending {
             return Err(GatewayError::Unavailable("outbox full, retry later".into()));
         }
+        // A free direct slot: the job is committed already leased and handed to the dispatcher
+        // after the commit (no lease transaction, no poll). Otherwise the dispatcher leases it
+        // from the table.
+        let slot = self.inner.direct.try_reserve().ok();
         let outcome = self
             .inner
             .outbox
-            .submit(client, &job, deadline, crate::unix_now_ms())
+            .submit_as(client, &job, deadline, crate::unix_now_ms(), slot.is_some())
             .await
             .map_err(storage)?;
         match outcome {
             SubmitOutcome::Queued => {
                 self.inner.metrics.submitted("queued");
                 self.inner.metrics.outbox_length.inc();
-                self.inner.wake.notify_one();
+                match slot {
+                    Some(slot) => slot.send(LeasedJob {
+                        job,
+                        client: client.to_string(),
+                        deadline,
+                        attempts: 0,
+                    }),
+                    None => self.inner.wake.notify_one(),
+                }
             }
             SubmitOutcome::Duplicate => self.inner.metrics.submitted("duplicate"),
         }
@@ -284,6 +314,11 @@ impl PushService {
         let inner = &self.inner;
         let concurrency = inner.cfg.concurrency.max(1);
         let permits = Arc::new(Semaphore::new(concurrency));
+        let direct_rx = inner.direct_rx.lock().ok().and_then(|mut r| r.take());
+        let Some(mut direct_rx) = direct_rx else {
+            tracing::error!("push dispatcher already running");
+            return;
+        };
         if let Ok(n) = inner.outbox.len().await {
             inner
                 .metrics
@@ -291,6 +326,9 @@ impl PushService {
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         let mut last_prune = 0u64;
+        // The outbox table may hold due jobs (at start: jobs from before a restart).
+        let mut check_table = true;
+        let mut next_check = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -313,61 +351,110 @@ impl PushService {
                         .set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
             }
-            let free = permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    _ = shutdown.wait_for(|s| *s) => break,
-                    p = permits.clone().acquire_owned() => drop(p),
-                }
-                continue;
+            // Jobs handed over by `submit` first: they are leased already.
+            while let Ok(job) = direct_rx.try_recv() {
+                let permit = tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => None,
+                    p = permits.clone().acquire_owned() => p.ok(),
+                };
+                let Some(permit) = permit else { break };
+                self.spawn_delivery(job, permit);
             }
-            let due = match inner.outbox.lease_due(crate::unix_now_ms(), free).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!("outbox read failed: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            if *shutdown.borrow() {
+                break;
+            }
+            if check_table || tokio::time::Instant::now() >= next_check {
+                let free = permits.available_permits();
+                if free == 0 {
+                    tokio::select! {
+                        _ = shutdown.wait_for(|s| *s) => break,
+                        p = permits.clone().acquire_owned() => drop(p),
+                    }
                     continue;
                 }
-            };
-            if due.is_empty() {
-                // Idle: re-synchronise the gauge with the table (inc/dec can race with submit).
-                if let Ok(n) = inner.outbox.len().await {
-                    inner
-                        .metrics
-                        .outbox_length
-                        .set(i64::try_from(n).unwrap_or(i64::MAX));
-                }
-                let sleep = match inner.outbox.next_due().await {
-                    Ok(Some(at)) => Duration::from_millis(at.saturating_sub(crate::unix_now_ms())),
-                    _ => inner.cfg.poll_interval,
-                }
-                .min(inner.cfg.poll_interval);
-                tokio::select! {
-                    _ = shutdown.wait_for(|s| *s) => break,
-                    _ = inner.wake.notified() => {}
-                    _ = tokio::time::sleep(sleep) => {}
-                }
-                continue;
-            }
-            for job in due {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
+                let due = match inner.outbox.lease_due(crate::unix_now_ms(), free).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!("outbox read failed: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
                 };
-                let this = self.clone();
-                tokio::spawn(async move {
-                    this.deliver(job).await;
-                    drop(permit);
-                });
+                if due.len() < free {
+                    // The table has nothing more due now: next look when its earliest job is
+                    // due (or after `poll_interval`), or when woken.
+                    check_table = false;
+                    if due.is_empty() {
+                        // Idle: re-synchronise the gauge (inc/dec can race with submit).
+                        if let Ok(n) = inner.outbox.len().await {
+                            inner
+                                .metrics
+                                .outbox_length
+                                .set(i64::try_from(n).unwrap_or(i64::MAX));
+                        }
+                    }
+                    let sleep = match inner.outbox.next_due().await {
+                        Ok(Some(at)) => {
+                            Duration::from_millis(at.saturating_sub(crate::unix_now_ms()))
+                        }
+                        _ => inner.cfg.poll_interval,
+                    }
+                    .min(inner.cfg.poll_interval);
+                    next_check = tokio::time::Instant::now() + sleep;
+                } else {
+                    check_table = true;
+                }
+                for job in due {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    self.spawn_delivery(job, permit);
+                }
+                if check_table {
+                    continue;
+                }
+            }
+            let job = tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = inner.wake.notified() => None,
+                _ = tokio::time::sleep_until(next_check) => None,
+                job = direct_rx.recv() => match job {
+                    Some(job) => Some(job),
+                    None => break,
+                },
+            };
+            match job {
+                None => check_table = true,
+                Some(job) => {
+                    let permit = tokio::select! {
+                        _ = shutdown.wait_for(|s| *s) => break,
+                        p = permits.clone().acquire_owned() => p,
+                    };
+                    let Ok(permit) = permit else { break };
+                    self.spawn_delivery(job, permit);
+                }
             }
         }
         // Wait for in-flight deliveries (their jobs stay leased only in memory: the outbox clears
-        // leases when it is opened again).
+        // leases when it is opened again; so do jobs still in the direct channel).
         let _ = permits
             .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
             .await;
+        // and for the outbox updates of answered deliveries
+        let _ = inner
+            .finishing
+            .acquire_many(u32::try_from(FINISHING).unwrap_or(u32::MAX))
+            .await;
     }
 
-    async fn deliver(&self, leased: LeasedJob) {
+    fn spawn_delivery(&self, job: LeasedJob, permit: tokio::sync::OwnedSemaphorePermit) {
+        let this = self.clone();
+        tokio::spawn(async move { this.deliver(job, permit).await });
+    }
+
+    /// Sends one job; `permit` (a delivery slot) is released once the provider answered, the
+    /// outbox update then runs under a `finishing` permit.
+    async fn deliver(&self, leased: LeasedJob, permit: tokio::sync::OwnedSemaphorePermit) {
         let inner = &self.inner;
         let LeasedJob {
             job,
@@ -405,6 +492,8 @@ impl PushService {
             }
         };
         let id = job.job_id;
+        let _finishing = inner.finishing.clone().acquire_owned().await;
+        drop(permit);
         let stored = match result {
             Ok(()) => {
                 inner.metrics.sent(provider);
@@ -441,7 +530,10 @@ impl PushService {
                                 .await
                         } else {
                             inner.metrics.retry(provider, label);
-                            inner.outbox.reschedule(id, next_ms, attempts, label).await
+                            let r = inner.outbox.reschedule(id, next_ms, attempts, label).await;
+                            // the dispatcher's next look at the table may be later than this
+                            inner.wake.notify_one();
+                            r
                         }
                     }
                     Action::Invalidate(reason) => {
@@ -475,6 +567,5 @@ impl PushService {
             // The job stays in the outbox (leased until restart, then re-sent: at-least-once).
             tracing::error!(job = %id, "outbox update failed: {e}");
         }
-        inner.wake.notify_one();
     }
 }

@@ -503,3 +503,53 @@ async fn long_webpush_subscriptions_are_stored_and_the_handle_seals_the_id() {
     );
     assert_eq!(sink.records().len(), 1);
 }
+
+/// `submit` hands a job straight to the dispatcher: the row is committed already leased (no
+/// second transaction, no poll), and like every lease it is cleared when the outbox is opened
+/// again, so a job accepted just before a crash is still delivered (at-least-once).
+#[tokio::test]
+async fn a_job_handed_to_the_dispatcher_is_stored_leased_and_survives_a_restart() {
+    use push_server::provider::sink::MemorySink;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let t = token(6);
+    {
+        let outbox = Outbox::open(&path, true).unwrap();
+        let sink = Arc::new(MemorySink::new());
+        let service = PushService::new(
+            outbox.clone(),
+            Providers::new().with_apns(ApnsEnv::Test, sink.clone()),
+            HandleKey::generate(),
+            Metrics::new(),
+            ServiceConfig::default(),
+        );
+        // no dispatcher runs ("crashed" before it took the job)
+        let gw = InProcessGateway::new(service.clone(), "ntf");
+        assert_eq!(
+            gw.submit(job(device(&t))).await.unwrap(),
+            SubmitOutcome::Queued
+        );
+        assert_eq!(outbox.len().await.unwrap(), 1);
+        // stored leased: the table has nothing for a poll to lease
+        assert!(
+            outbox
+                .lease_due(push_server::unix_now_ms() + 1000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let outbox = Outbox::open(&path, true).unwrap();
+    let sink = Arc::new(MemorySink::new());
+    let service = PushService::new(
+        outbox.clone(),
+        Providers::new().with_apns(ApnsEnv::Test, sink.clone()),
+        HandleKey::generate(),
+        Metrics::new(),
+        ServiceConfig::default(),
+    );
+    let (_tx, rx) = watch::channel(false);
+    service.spawn_dispatcher(rx);
+    assert!(sink.wait_for(1, Duration::from_secs(10)).await);
+    assert_eq!(sink.records()[0].payload, BODY);
+}
