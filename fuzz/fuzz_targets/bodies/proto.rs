@@ -133,12 +133,8 @@ pub fn smp_command(data: &[u8]) -> bool {
         );
         if version == smp_version::CURRENT {
             assert_eq!(msg2, msg, "broker message round trip at v{version}");
-            if !matches!(msg, BrokerMsg::Err(ErrorType::Store(_))) {
-                assert_eq!(
-                    enc,
-                    legacy_aliases_renamed(body),
-                    "broker message encoding is canonical"
-                );
+            if !matches!(msg, BrokerMsg::Err(ErrorType::Store(_))) && !has_legacy_alias(body) {
+                assert_eq!(enc, body, "broker message encoding is canonical");
             }
         }
         let _ = msg.check_entity(b"");
@@ -182,12 +178,9 @@ pub fn ntf_command(data: &[u8]) -> bool {
             );
             if version == ntf_version::CURRENT {
                 assert_eq!(resp2, resp);
-                if !matches!(resp, NtfResponse::Err(ErrorType::Store(_))) {
-                    assert_eq!(
-                        enc,
-                        legacy_aliases_renamed(body),
-                        "NTF response encoding is canonical"
-                    );
+                if !matches!(resp, NtfResponse::Err(ErrorType::Store(_))) && !has_legacy_alias(body)
+                {
+                    assert_eq!(enc, body, "NTF response encoding is canonical");
                 }
             }
             let _ = resp.check_entity(b"");
@@ -260,23 +253,12 @@ pub fn ntf_command(data: &[u8]) -> bool {
     }
 }
 
-/// `body` with the legacy error names the parsers accept replaced by the current ones the
-/// encoders write (`CMD NO_QUEUE` → `CMD NO_ENTITY`).
-fn legacy_aliases_renamed(body: &[u8]) -> Vec<u8> {
-    const OLD: &[u8] = b"CMD NO_QUEUE";
-    const NEW: &[u8] = b"CMD NO_ENTITY";
-    let mut out = Vec::with_capacity(body.len() + 1);
-    let mut i = 0;
-    while i < body.len() {
-        if body[i..].starts_with(OLD) {
-            out.extend_from_slice(NEW);
-            i += OLD.len();
-        } else {
-            out.push(body[i]);
-            i += 1;
-        }
-    }
-    out
+/// Whether `body` holds a legacy error name the parsers accept and the encoders write under
+/// its current name (`CMD NO_QUEUE` → `CMD NO_ENTITY`). Only the value round trip is checked
+/// then: the name may also be opaque payload (a `MSG` body), so renaming it in the input is
+/// not an option.
+fn has_legacy_alias(body: &[u8]) -> bool {
+    body.windows(8).any(|w| w == b"NO_QUEUE")
 }
 
 /// Asserts `decode(encode(v)) == v` and that the encoding is a prefix of the input (hellos
