@@ -214,6 +214,26 @@ const NTF_EXPECTED: &[(&str, &str, NtfExpect)] = &[
         NtfExpect::Replies(&["ERR CMD NO_AUTH"]),
     ),
     (
+        "ntf_transmission",
+        "fuzz-80d89f6a954a",
+        NtfExpect::Replies(&["ERR AUTH"]),
+    ),
+    (
+        "ntf_transmission",
+        "fuzz-9a14244ef715",
+        NtfExpect::Replies(&["PONG", "ERR AUTH", "ERR CMD SYNTAX"]),
+    ),
+    (
+        "ntf_transmission",
+        "fuzz-de2e67ab1db7",
+        NtfExpect::Replies(&["ERR CMD SYNTAX"]),
+    ),
+    (
+        "ntf_transmission",
+        "fuzz-5b1aa1f04e63",
+        NtfExpect::Replies(&["ERR CMD SYNTAX"]),
+    ),
+    (
         "ntf_handshake",
         "fuzz-3bb62c42deec",
         NtfExpect::Hello(Some(HelloOutcome::BadAuth)),
