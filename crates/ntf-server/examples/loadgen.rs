@@ -3,13 +3,29 @@
 //! Starts R real smp-server relays, the ntf-server (SQLite store unless `--memory`), an
 //! in-process push-server delivering over HTTP/2 to apns-sink, registers T device tokens, creates
 //! S queues with notifier credentials spread over the relays and subscribes them (SNEW → NSUB),
-//! then sends M messages with the notification flag from C concurrent senders and matches every
-//! push the sink receives to its message (decrypting the push and the NMSG metadata, as a device
-//! does). Prints SEND → push latency percentiles and pushes/s.
+//! then sends M messages with the notification flag and matches every push the sink receives to
+//! its message (decrypting the push and the NMSG metadata, as a device does). Prints SEND → push
+//! latency percentiles and pushes/s.
+//!
+//! Load shapes:
+//! * `--rate 0` (default): one message at a time, the next SEND only after the previous push
+//!   reached the sink (unloaded latency);
+//! * `--rate N`: N SEND/s paced over `--concurrency` senders;
+//! * `--burst`: M messages from C senders as fast as they go;
+//! * `--direct`: no SEND; M NMSG events (one per queue, as the relay connection would deliver
+//!   them) are fed from one task into the ntf-server core exactly where the relay-event task
+//!   feeds them (store back-pressure, then `Core::on_pool_event`), as fast as the core takes
+//!   them (or at `--rate N`): ntf-server + push-server throughput and latency from NMSG
+//!   receipt, not capped by the relays.
+//!
+//! Relay NMSG delivery: `--relay-delivery adaptive` (the relay default, `--max-delay-ms`,
+//! default 10) or `fixed` (every `--flush-ms`, default 1500 = the reference tick).
 //!
 //! ```text
-//! cargo run --release -p ntf-server --example loadgen -- \
-//!     --relays 3 --subs 10000 --tokens 100 --messages 5000 --concurrency 64 --flush-ms 1500
+//! cargo build --release -p ntf-server --example loadgen
+//! ./target/release/examples/loadgen --relays 3 --subscriptions 10000 --messages 200 --rate 0
+//! ./target/release/examples/loadgen --relays 3 --subscriptions 10000 --messages 10000 --rate 1000
+//! ./target/release/examples/loadgen --relays 3 --subscriptions 10000 --messages 10000 --direct
 //! ```
 
 #[path = "../tests/common/mod.rs"]
@@ -22,6 +38,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use hush_proto::ntf::{NtfResponse, SubStatus};
 use ntf_server::PolicyMode;
+use smp_server::server::notify::NtfDelivery;
 
 struct Args {
     relays: usize,
@@ -33,8 +50,15 @@ struct Args {
     memory: bool,
     relay_memory: bool,
     relay_queue_blocks: usize,
-    /// Paced sending (messages per second over all senders); 0 = as fast as possible.
+    /// Paced sending (messages per second over all senders); 0 = one at a time.
     rate: u64,
+    /// As fast as the senders go.
+    burst: bool,
+    /// NMSG events fed into the core (no relay SEND).
+    direct: bool,
+    /// Relay NMSG delivery: adaptive (true) or fixed every `flush_ms`.
+    adaptive: bool,
+    max_delay_ms: u64,
 }
 
 fn args() -> Args {
@@ -49,6 +73,10 @@ fn args() -> Args {
         relay_memory: false,
         relay_queue_blocks: 128,
         rate: 0,
+        burst: false,
+        direct: false,
+        adaptive: true,
+        max_delay_ms: 10,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -60,7 +88,25 @@ fn args() -> Args {
         };
         match v[i].as_str() {
             "--relays" => a.relays = n(i) as usize,
-            "--subs" => a.subs = n(i) as usize,
+            "--subs" | "--subscriptions" => a.subs = n(i) as usize,
+            "--max-delay-ms" => a.max_delay_ms = n(i),
+            "--relay-delivery" => {
+                a.adaptive = match v.get(i + 1).map(String::as_str) {
+                    Some("adaptive") => true,
+                    Some("fixed") => false,
+                    other => panic!("--relay-delivery adaptive|fixed, not {other:?}"),
+                }
+            }
+            "--burst" => {
+                a.burst = true;
+                i += 1;
+                continue;
+            }
+            "--direct" => {
+                a.direct = true;
+                i += 1;
+                continue;
+            }
             "--tokens" => a.tokens = n(i) as usize,
             "--messages" => a.messages = n(i) as usize,
             "--concurrency" => a.concurrency = n(i) as usize,
@@ -118,13 +164,24 @@ async fn main() {
         // The relay flushes NMSGs of at most this many notifier ids per subscriber connection
         // and flush (its per-client queue, reference tbqSize 128).
         cfg.limits.client_queue_blocks = a.relay_queue_blocks;
-        relays.push(Relay::start_with_flush(cfg, Duration::from_millis(a.flush_ms)).await);
+        // all benchmark queues are created from one connection at once
+        cfg.limits.new_queues_per_minute = 0;
+        let delivery = if a.adaptive {
+            NtfDelivery::Adaptive {
+                max_delay: Duration::from_millis(a.max_delay_ms),
+            }
+        } else {
+            NtfDelivery::Fixed {
+                interval: Duration::from_millis(a.flush_ms),
+            }
+        };
+        relays.push(Relay::start_with_delivery(cfg, delivery).await);
     }
-    let ntf = Ntf::start(
-        ntf_config(dir.path(), !a.memory, PolicyMode::Reference),
-        &push,
-    )
-    .await;
+    let mut ntf_cfg = ntf_config(dir.path(), !a.memory, PolicyMode::Reference);
+    // all benchmark tokens register from one connection at once
+    ntf_cfg.token_rate = hush_server_common::Rate::new(1e6, 1_000_000);
+    ntf_cfg.token_rate_per_connection = hush_server_common::Rate::new(1e6, 1_000_000);
+    let ntf = Ntf::start(ntf_cfg, &push).await;
     assert!(
         a.messages <= a.subs,
         "one message per queue (exact matching): --messages <= --subs"
@@ -232,47 +289,94 @@ async fn main() {
         .collect();
     let sink_before = push.sink.received().len();
 
-    // load: M messages, C concurrent senders, each message to a different queue (a permutation),
-    // so that every push names exactly one SEND
     let t_start = unix_ms();
     let wall = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    let per = a.messages.div_ceil(a.concurrency);
-    for s in 0..a.concurrency {
-        let queues = queues.clone();
-        let smps = smps.clone();
-        let n = per.min(a.messages.saturating_sub(s * per));
-        let relays_n = a.relays;
-        let (rate, conc) = (a.rate, a.concurrency);
-        let begin = tokio::time::Instant::now();
-        set.spawn(async move {
-            let mut sent = Vec::new();
-            for k in 0..n {
-                let slot = (k * conc + s) as u64;
-                if let Some(us) = (slot * 1_000_000).checked_div(rate) {
-                    tokio::time::sleep_until(begin + Duration::from_micros(us)).await;
-                }
-                let qi = permute(s * per + k, queues.len());
-                let q = &queues[qi];
-                let smp = &smps[qi % relays_n];
-                let t = unix_ms();
-                send(smp, q, b"benchmark message").await;
-                sent.push((qi, t));
-            }
-            sent
-        });
-    }
     let mut sends: Vec<(usize, u64)> = Vec::new();
-    while let Some(r) = set.join_next().await {
-        sends.extend(r.unwrap());
+    if a.direct {
+        // NMSG-equivalents into the core, one per queue, from one task (like the relay-event
+        // task); timestamps before each hand-over
+        let mut hush_nonce = [0u8; 24];
+        let begin = tokio::time::Instant::now();
+        for k in 0..a.messages {
+            if let Some(us) = (k as u64 * 1_000_000).checked_div(a.rate) {
+                tokio::time::sleep_until(begin + Duration::from_micros(us)).await;
+            }
+            let qi = permute(k, queues.len());
+            let q = &queues[qi];
+            hush_nonce[..8].copy_from_slice(&(k as u64).to_le_bytes());
+            let t = unix_ms();
+            ntf.core.store.throttle().await;
+            ntf.core
+                .on_pool_event(hush_client::PoolEvent::Event {
+                    server: relays[qi % a.relays].server.clone(),
+                    event: hush_client::ServerEvent::Notification {
+                        notifier_id: q.ntf.notifier_id.clone(),
+                        nonce: hush_nonce,
+                        enc_meta: vec![0; 64],
+                    },
+                })
+                .await;
+            sends.push((qi, t));
+        }
+    } else if a.rate == 0 && !a.burst {
+        // one at a time: the next SEND after the previous push reached the sink
+        for k in 0..a.messages {
+            let qi = permute(k, queues.len());
+            let t = unix_ms();
+            send(&smps[qi % a.relays], &queues[qi], b"benchmark message").await;
+            sends.push((qi, t));
+            assert!(
+                push.sink
+                    .wait_for(sink_before + k + 1, Duration::from_secs(30))
+                    .await,
+                "no push for message {k} in 30 s"
+            );
+        }
+    } else {
+        // M messages, C concurrent senders (paced at --rate or as fast as possible), each
+        // message to a different queue (a permutation), so that every push names one SEND
+        let mut set = tokio::task::JoinSet::new();
+        let per = a.messages.div_ceil(a.concurrency);
+        let rate = if a.burst { 0 } else { a.rate };
+        for s in 0..a.concurrency {
+            let queues = queues.clone();
+            let smps = smps.clone();
+            let n = per.min(a.messages.saturating_sub(s * per));
+            let relays_n = a.relays;
+            let conc = a.concurrency;
+            let begin = tokio::time::Instant::now();
+            set.spawn(async move {
+                let mut sent = Vec::new();
+                for k in 0..n {
+                    let slot = (k * conc + s) as u64;
+                    if let Some(us) = (slot * 1_000_000).checked_div(rate) {
+                        tokio::time::sleep_until(begin + Duration::from_micros(us)).await;
+                    }
+                    let qi = permute(s * per + k, queues.len());
+                    let q = &queues[qi];
+                    let smp = &smps[qi % relays_n];
+                    let t = unix_ms();
+                    send(smp, q, b"benchmark message").await;
+                    sent.push((qi, t));
+                }
+                sent
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            sends.extend(r.unwrap());
+        }
     }
     let send_wall = wall.elapsed();
     // wait for all pushes (one per notification under the reference policy)
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last_report = Instant::now();
     let mut ntf_done: Option<Duration> = None;
-    while push.sink.received().len() < sink_before + a.messages && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    while !push
+        .sink
+        .wait_for(sink_before + a.messages, Duration::from_millis(10))
+        .await
+        && Instant::now() < deadline
+    {
         if ntf_done.is_none() && ntf.core.metrics.notifications_delivered.get() >= a.messages as u64
         {
             ntf_done = Some(wall.elapsed());
@@ -290,6 +394,9 @@ async fn main() {
                 push.sink.received().len() - sink_before
             );
         }
+    }
+    if ntf_done.is_none() && ntf.core.metrics.notifications_delivered.get() >= a.messages as u64 {
+        ntf_done = Some(wall.elapsed());
     }
     let recv_wall = wall.elapsed();
     let received = push.sink.received();
@@ -313,8 +420,11 @@ async fn main() {
             };
             let q = &queues[qi];
             // the device's check: the metadata decrypts with the queue's notification secret
-            hush_client::decrypt_nmsg(&q.ntf.rcv_ntf_dh_secret, &item.nonce, &item.enc_meta)
-                .unwrap();
+            // (--direct feeds placeholder metadata)
+            if !a.direct {
+                hush_client::decrypt_nmsg(&q.ntf.rcv_ntf_dh_secret, &item.nonce, &item.enc_meta)
+                    .unwrap();
+            }
             let e = first_push.entry(qi).or_insert(p.received_at_ms);
             *e = (*e).min(p.received_at_ms);
         }
@@ -333,7 +443,12 @@ async fn main() {
         .max(1);
     println!("---");
     println!(
-        "messages sent: {} in {:?} ({:.0} SEND/s)",
+        "{}: {} in {:?} ({:.0}/s)",
+        if a.direct {
+            "NMSG events fed into the core"
+        } else {
+            "messages sent"
+        },
         sends.len(),
         send_wall,
         sends.len() as f64 / send_wall.as_secs_f64()
@@ -357,13 +472,27 @@ async fn main() {
         pushes.len() as f64 * 1000.0 / span_ms as f64
     );
     println!(
-        "SEND → push latency ms: p50 {} p90 {} p99 {} max {} (relay NMSG flush interval {} ms, relay client queue {})",
+        "{} → push latency ms: p50 {} p90 {} p99 {} max {} (relay NMSG delivery {}, relay client queue {}, load {})",
+        if a.direct { "NMSG" } else { "SEND" },
         pct(&lat, 0.5),
         pct(&lat, 0.9),
         pct(&lat, 0.99),
         lat.last().copied().unwrap_or(0),
-        a.flush_ms,
-        a.relay_queue_blocks
+        if a.adaptive {
+            format!("adaptive max {} ms", a.max_delay_ms)
+        } else {
+            format!("fixed every {} ms", a.flush_ms)
+        },
+        a.relay_queue_blocks,
+        if a.direct {
+            "direct".to_string()
+        } else if a.burst {
+            format!("burst, {} senders", a.concurrency)
+        } else if a.rate == 0 {
+            "one at a time".to_string()
+        } else {
+            format!("{}/s", a.rate)
+        }
     );
     let m = &ntf.core.metrics;
     println!(

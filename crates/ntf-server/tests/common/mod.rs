@@ -69,9 +69,20 @@ impl Relay {
     }
 
     /// With the relay's NMSG flush interval (reference: 1.5 s).
-    pub async fn start_with_flush(mut config: smp_server::Config, flush: Duration) -> Relay {
-        config.notifications.delivery =
-            smp_server::server::notify::NtfDelivery::Fixed { interval: flush };
+    pub async fn start_with_flush(config: smp_server::Config, flush: Duration) -> Relay {
+        Self::start_with_delivery(
+            config,
+            smp_server::server::notify::NtfDelivery::Fixed { interval: flush },
+        )
+        .await
+    }
+
+    /// With the relay's NMSG delivery mode (`[NOTIFICATIONS] delivery`).
+    pub async fn start_with_delivery(
+        mut config: smp_server::Config,
+        delivery: smp_server::server::notify::NtfDelivery,
+    ) -> Relay {
+        config.notifications.delivery = delivery;
         let options = RelayOptions {
             shutdown_grace: Duration::from_secs(5),
             ..RelayOptions::default()
