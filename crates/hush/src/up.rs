@@ -369,6 +369,9 @@ pub async fn run(opts: UpOptions) -> anyhow::Result<()> {
     if opts.data_dir.as_os_str().is_empty() {
         bail!("empty --data-dir");
     }
+    // Registered before "ready" is printed: a SIGTERM sent as soon as a caller sees it must stop
+    // the stack cleanly, not kill it with the default action.
+    let mut signals = hush_server_common::StopSignals::install()?;
     let (stack, notes) = start(&opts).await?;
     for n in notes {
         println!("{n}");
@@ -389,7 +392,7 @@ pub async fn run(opts: UpOptions) -> anyhow::Result<()> {
     println!("ready (ctrl-c or SIGTERM to stop)");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    hush_server_common::wait_for_signal().await;
+    signals.recv().await;
     println!("stopping");
     stack.stop().await?;
     println!("stopped");
