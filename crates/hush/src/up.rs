@@ -194,6 +194,9 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 /// A running stack.
 pub struct Stack {
     pub addresses: Addresses,
+    /// How the relay hands notifications to the ntf-server (`[NOTIFICATIONS] delivery` of
+    /// its smp-server.ini; adaptive by default).
+    pub relay_delivery: smp_server::server::notify::NtfDelivery,
     trigger: smp_server::ShutdownTrigger,
     relay: smp_server::server::Relay,
     ntf: ntf_server::NtfServer<push_server::InProcessGateway>,
@@ -275,6 +278,7 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
     relay_cfg.metrics.enable = false;
     // Every relay of this stack is on loopback: let the relay's SMP proxy reach them.
     relay_cfg.proxy.destinations = smp_server::config::DestinationPolicy::Loopback;
+    let relay_delivery = relay_cfg.notifications.delivery;
     let relay_opts = smp_server::server::RelayOptions {
         shutdown_grace: Duration::from_secs(5),
         ..Default::default()
@@ -340,6 +344,7 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
     Ok((
         Stack {
             addresses,
+            relay_delivery,
             trigger,
             relay,
             ntf,
