@@ -59,6 +59,8 @@ struct Args {
     /// Relay NMSG delivery: adaptive (true) or fixed every `flush_ms`.
     adaptive: bool,
     max_delay_ms: u64,
+    /// After setup: stop and start the ntf-server, time until every subscription is ACTIVE again.
+    restart: bool,
 }
 
 fn args() -> Args {
@@ -77,6 +79,7 @@ fn args() -> Args {
         direct: false,
         adaptive: true,
         max_delay_ms: 10,
+        restart: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -99,6 +102,11 @@ fn args() -> Args {
             }
             "--burst" => {
                 a.burst = true;
+                i += 1;
+                continue;
+            }
+            "--restart" => {
+                a.restart = true;
                 i += 1;
                 continue;
             }
@@ -277,6 +285,24 @@ async fn main() {
         a.subs as f64 / snew_time.as_secs_f64(),
         t0.elapsed()
     );
+
+    let ntf = if a.restart {
+        let cfg = ntf.stop().await;
+        let t0 = Instant::now();
+        let ntf = Ntf::start(cfg, &push).await;
+        // stored statuses survive the restart: count the new process's successful NSUBs
+        while ntf.core.metrics.smp_subscribed.get() < a.subs as u64 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "ntf-server restarted: all {} subscriptions NSUBed again (ACTIVE) after {:?}",
+            a.subs,
+            t0.elapsed()
+        );
+        ntf
+    } else {
+        ntf
+    };
 
     // index: (server text, notifier id) → queue index; token → device
     let mut by_nid: HashMap<Vec<u8>, usize> = HashMap::new();
