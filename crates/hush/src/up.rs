@@ -305,6 +305,8 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
     ntf_cfg.relay_destinations = ntf_cfg
         .relay_destinations
         .max(ntf_server::DestinationPolicy::Loopback);
+    // every device of this development stack connects from 127.0.0.1
+    ntf_cfg.token_rate_per_ip = hush_server_common::Rate::new(0.0, 0);
     ntf_cfg.push_remote = false;
     if opts.dev_fast_periodic {
         let (sweep, minute, min_minutes) = DEV_FAST_PERIODIC;

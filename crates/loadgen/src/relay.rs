@@ -64,6 +64,8 @@ impl SpawnedRelay {
                     "max_connections",
                     spec.max_connections.to_string(),
                 ),
+                // Every measurement client connects from 127.0.0.1.
+                ("LIMITS", "new_queues_per_minute_per_ip", "0".to_string()),
             ],
         )?;
         let fp = smp_server::init::check_fingerprint(&paths)

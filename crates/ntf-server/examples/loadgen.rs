@@ -174,6 +174,7 @@ async fn main() {
         cfg.limits.client_queue_blocks = a.relay_queue_blocks;
         // all benchmark queues are created from one connection at once
         cfg.limits.new_queues_per_minute = 0;
+        cfg.limits.new_queues_per_minute_per_ip = 0;
         let delivery = if a.adaptive {
             NtfDelivery::Adaptive {
                 max_delay: Duration::from_millis(a.max_delay_ms),
@@ -189,6 +190,7 @@ async fn main() {
     // all benchmark tokens register from one connection at once
     ntf_cfg.token_rate = hush_server_common::Rate::new(1e6, 1_000_000);
     ntf_cfg.token_rate_per_connection = hush_server_common::Rate::new(1e6, 1_000_000);
+    ntf_cfg.token_rate_per_ip = hush_server_common::Rate::new(1e6, 1_000_000);
     let ntf = Ntf::start(ntf_cfg, &push).await;
     assert!(
         a.messages <= a.subs,

@@ -13,6 +13,7 @@ use hush_server_common::{BasicAuth, DestinationPolicy, Rate};
 use crate::control::ControlAuth;
 use crate::core::{
     CoreOptions, DEFAULT_SUB_CAPS, DEFAULT_TOKEN_RATE, DEFAULT_TOKEN_RATE_PER_CONNECTION,
+    DEFAULT_TOKEN_RATE_PER_IP,
 };
 use crate::policy::{BudgetConfig, PolicyMode};
 use crate::store::{StoreMode, SubCaps};
@@ -80,6 +81,9 @@ pub struct Config {
     pub token_rate: Rate,
     /// `[LIMITS] token_rate_per_connection`, `token_burst_per_connection`.
     pub token_rate_per_connection: Rate,
+    /// `[LIMITS] token_rate_per_ip`, `token_burst_per_ip`: all connections from one IPv4 address
+    /// or IPv6 /64 together.
+    pub token_rate_per_ip: Rate,
     /// `[LIMITS] unverified_token_ttl` (seconds): tokens never verified are deleted after it.
     pub unverified_token_ttl: Duration,
     /// `[LIMITS] tokens_per_device`.
@@ -137,6 +141,7 @@ impl Config {
             max_connections_per_ip: 0,
             token_rate: DEFAULT_TOKEN_RATE,
             token_rate_per_connection: DEFAULT_TOKEN_RATE_PER_CONNECTION,
+            token_rate_per_ip: DEFAULT_TOKEN_RATE_PER_IP,
             unverified_token_ttl: Duration::from_secs(86_400),
             tokens_per_device: 8,
             sub_caps: DEFAULT_SUB_CAPS,
@@ -407,6 +412,8 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
         ("LIMITS", "max_connections_per_ip") => c.max_connections_per_ip = num(section, e)?,
         ("LIMITS", "token_rate") => c.token_rate.per_second = rate(section, e)?,
         ("LIMITS", "token_burst") => c.token_rate.burst = burst(section, e)?,
+        ("LIMITS", "token_rate_per_ip") => c.token_rate_per_ip.per_second = rate(section, e)?,
+        ("LIMITS", "token_burst_per_ip") => c.token_rate_per_ip.burst = burst(section, e)?,
         ("LIMITS", "token_rate_per_connection") => {
             c.token_rate_per_connection.per_second = rate(section, e)?
         }
@@ -553,6 +560,9 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          # server and for one connection (0 = no limit); beyond them ERR QUOTA.\n\
          token_rate = 10\ntoken_burst = 200\n\
          token_rate_per_connection = 0.1\ntoken_burst_per_connection = 10\n\
+         # The same for all connections from one IPv4 address or IPv6 /64 together (more\n\
+         # connections buy no more tokens; one address cannot drain the server-wide rate).\n\
+         token_rate_per_ip = 1\ntoken_burst_per_ip = 20\n\
          # Seconds after TNEW when a token never verified is deleted.\n\
          unverified_token_ttl = 86400\n\
          # Tokens of one device token / push handle: a further TNEW evicts the oldest\n\
@@ -605,6 +615,7 @@ mod tests {
         let d = Config::defaults(paths());
         assert_eq!(c.token_rate, d.token_rate);
         assert_eq!(c.token_rate_per_connection, d.token_rate_per_connection);
+        assert_eq!(c.token_rate_per_ip, d.token_rate_per_ip);
         assert_eq!(c.unverified_token_ttl, d.unverified_token_ttl);
         assert_eq!(c.tokens_per_device, d.tokens_per_device);
         assert_eq!(c.sub_caps, d.sub_caps);

@@ -101,6 +101,9 @@ pub const DEFAULT_TOKEN_RATE: Rate = Rate::new(10.0, 200);
 /// Default `[LIMITS] token_rate_per_connection` / `token_burst_per_connection`: one every 10 s,
 /// 10 at once (a client registers a token once and replaces it rarely).
 pub const DEFAULT_TOKEN_RATE_PER_CONNECTION: Rate = Rate::new(0.1, 10);
+/// Default `[LIMITS] token_rate_per_ip` / `token_burst_per_ip`: one a second, 20 at once, for all
+/// connections from one address (generous: devices behind one carrier NAT register rarely).
+pub const DEFAULT_TOKEN_RATE_PER_IP: Rate = Rate::new(1.0, 20);
 /// Default caps: 4096 subscriptions per token (a receive queue per contact and group member
 /// with notifications on, two during queue rotation: hundreds of contacts and a few large
 /// groups fit), 64 relays per token (queues live on the user's own configured relays: the
@@ -123,8 +126,25 @@ pub struct ConnCtx<'a> {
     pub version: u16,
     pub session_id: &'a [u8],
     pub session_key: Option<&'a X25519Secret>,
-    /// The connection's own `TNEW`/`TRPL` rate limit.
-    pub token_limit: Option<&'a RateLimiter>,
+    /// The connection's own `TNEW`/`TRPL` rate limits (its own and its address's).
+    pub token_limit: Option<&'a TokenLimits>,
+}
+
+/// A connection's `TNEW`/`TRPL` limits: its own bucket, and its address's bucket shared by every
+/// connection from that IPv4 address or IPv6 /64 (`token_rate_per_ip`), so that opening more
+/// connections does not buy more tokens and one address cannot drain the server-wide budget.
+pub struct TokenLimits {
+    pub connection: RateLimiter,
+    pub per_ip: Option<(
+        Arc<hush_server_common::KeyedRateLimiter<hush_server_common::limits::IpKey>>,
+        hush_server_common::limits::IpKey,
+    )>,
+}
+
+impl TokenLimits {
+    fn allow(&self) -> bool {
+        self.connection.allow() && self.per_ip.as_ref().is_none_or(|(l, k)| l.allow(k))
+    }
 }
 
 /// Shared state of one ntf-server.

@@ -91,6 +91,10 @@ pub async fn start<G: PushGateway + 'static>(
         handshake_timeout: config.handshake_timeout,
         per_ip: IpConnLimiter::new(config.max_connections_per_ip),
         token_rate: config.token_rate_per_connection,
+        token_per_ip: Arc::new(hush_server_common::KeyedRateLimiter::new(
+            config.token_rate_per_ip,
+            100_000,
+        )),
         inactive_ttl: config.inactive_ttl,
         log_tls_errors: config.log_tls_errors,
     });
@@ -168,6 +172,8 @@ struct ConnLimits {
     handshake_timeout: Duration,
     per_ip: IpConnLimiter,
     token_rate: Rate,
+    /// `[LIMITS] token_rate_per_ip` / `token_burst_per_ip`, shared by an address's connections.
+    token_per_ip: Arc<hush_server_common::KeyedRateLimiter<hush_server_common::limits::IpKey>>,
     inactive_ttl: Option<Duration>,
     log_tls_errors: bool,
 }
@@ -248,7 +254,10 @@ async fn accept_loop<G: PushGateway + 'static>(
                     return;
                 }
             };
-            let token_limit = RateLimiter::new(limits.token_rate);
+            let token_limit = crate::core::TokenLimits {
+                connection: RateLimiter::new(limits.token_rate),
+                per_ip: Some((limits.token_per_ip.clone(), peer.ip().into())),
+            };
             serve_connection(core, conn, limits.inactive_ttl, &token_limit, shutdown).await;
         });
     }
@@ -258,7 +267,7 @@ async fn serve_connection<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
     mut conn: hush_transport::ServerConnection,
     inactive_ttl: Option<Duration>,
-    token_limit: &RateLimiter,
+    token_limit: &crate::core::TokenLimits,
     mut shutdown: hush_server_common::Shutdown,
 ) {
     let version = conn.version();

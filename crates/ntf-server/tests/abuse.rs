@@ -144,6 +144,57 @@ async fn token_commands_are_rate_limited_per_connection_and_per_server() {
     ntf.stop().await;
 }
 
+/// An NTF client whose TCP connection comes from `from` (another loopback address).
+async fn ntf_client_from(from: &str, ntf: &Ntf) -> NtfClient {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let tcp = sock.connect(ntf.addr).await.unwrap();
+    let conn = hush_transport::TransportClient::ntf()
+        .unwrap()
+        .connect(tcp, &ntf.fingerprint)
+        .await
+        .unwrap();
+    NtfClient { conn }
+}
+
+/// More connections from one address buy no more tokens: every connection from an address
+/// shares `token_rate_per_ip`, and one address cannot drain the server-wide budget for others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_commands_are_rate_limited_per_address() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (_push, ntf) = start(dir.path(), false, |c| {
+        c.token_rate_per_connection = Rate::new(0.0, 0); // no per-connection limit
+        c.token_rate = Rate::new(0.0001, 100);
+        c.token_rate_per_ip = Rate::new(0.0001, 4);
+    })
+    .await;
+    let mut ok = 0;
+    let mut refused = 0;
+    for conn in 0..3u8 {
+        let mut c = ntf.client().await;
+        for i in 0..2u8 {
+            let d = Device::new(10 + conn * 2 + i);
+            match tnew(&mut c, &d).await.1 {
+                r if r == QUOTA => refused += 1,
+                NtfResponse::TknId { .. } => ok += 1,
+                r => panic!("TNEW: {r:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        (ok, refused),
+        (4, 2),
+        "the address's 4, not 3 connections x 2"
+    );
+    // another address still registers
+    let mut b = ntf_client_from("127.0.0.2", &ntf).await;
+    let d = Device::new(99);
+    assert_ne!(tnew(&mut b, &d).await.1, QUOTA);
+    ntf.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unverified_tokens_expire_from_memory_and_store() {
     init_tracing();

@@ -46,6 +46,9 @@ pub const DEFAULT_DAILY_BLOCK_QUEUE_QUOTA: i64 = 20;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 15;
 /// hush default `[LIMITS] max_connections_per_ip`: 0 = no per-address cap.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 0;
+/// hush default `[LIMITS] new_queues_per_minute_per_ip` (per IPv4 address / IPv6 /64, without
+/// `create_password`): bounds an attacker who reconnects to get a fresh per-connection budget.
+pub const DEFAULT_NEW_QUEUES_PER_MINUTE_PER_IP: u32 = 1000;
 /// hush default `[LIMITS] new_queues_per_minute` (per connection, without `create_password`).
 pub const DEFAULT_NEW_QUEUES_PER_MINUTE: u32 = 100;
 /// hush default `[PROXY] max_relay_links`: outgoing proxy connections to destination relays.
@@ -279,6 +282,9 @@ pub struct Limits {
     /// `new_queues_per_minute` (100; 0 = no limit): queues one connection may create, as a burst
     /// and then per minute, when no `create_password` is set; over it `NEW` gets `ERR QUOTA`.
     pub new_queues_per_minute: u32,
+    /// `new_queues_per_minute_per_ip` (1000; 0 = no limit): the same budget for all connections
+    /// from one IPv4 address or IPv6 /64 together (reconnecting does not renew it).
+    pub new_queues_per_minute_per_ip: u32,
 }
 
 /// `[PROXY]`: this relay as an SMP proxy for its clients (`PRXY`/`PFWD`).
@@ -374,6 +380,7 @@ impl Config {
                 client_queue_blocks: DEFAULT_CLIENT_QUEUE_BLOCKS,
                 max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
                 new_queues_per_minute: DEFAULT_NEW_QUEUES_PER_MINUTE,
+                new_queues_per_minute_per_ip: DEFAULT_NEW_QUEUES_PER_MINUTE_PER_IP,
             },
             proxy: ProxyConfig {
                 destinations: DestinationPolicy::Public,
@@ -664,6 +671,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "client_queue_blocks",
             "max_connections_per_ip",
             "new_queues_per_minute",
+            "new_queues_per_minute_per_ip",
         ],
     ),
     (
@@ -1168,6 +1176,9 @@ impl<'a> Reader<'a> {
         }
         if let Some(v) = self.number::<u32>(S, "new_queues_per_minute", 0, 1_000_000)? {
             l.new_queues_per_minute = v;
+        }
+        if let Some(v) = self.number::<u32>(S, "new_queues_per_minute_per_ip", 0, 100_000_000)? {
+            l.new_queues_per_minute_per_ip = v;
         }
         Ok(())
     }

@@ -370,6 +370,9 @@ max_connections = {maxc}
 # Without create_password: queues one connection may create at once and then per minute
 # (more get ERR QUOTA; 0 = no limit).
 new_queues_per_minute = {newq}
+# The same for all connections from one IPv4 address or IPv6 /64 together (reconnecting does not
+# renew it; generous because many users may share one address behind carrier NAT).
+new_queues_per_minute_per_ip = {newq_ip}
 # Messages stored per queue before senders get ERR QUOTA.
 queue_quota = {quota}
 # Blocks queued for sending per client connection.
@@ -405,6 +408,7 @@ address = {metrics}
         quota = config::DEFAULT_QUEUE_QUOTA,
         blocks = config::DEFAULT_CLIENT_QUEUE_BLOCKS,
         newq = config::DEFAULT_NEW_QUEUES_PER_MINUTE,
+        newq_ip = config::DEFAULT_NEW_QUEUES_PER_MINUTE_PER_IP,
         links = config::DEFAULT_PROXY_MAX_RELAY_LINKS,
         links_client = config::DEFAULT_PROXY_MAX_LINKS_PER_CLIENT,
         proxy_idle = config::DEFAULT_PROXY_IDLE_TIMEOUT_SECS,

@@ -411,6 +411,49 @@ async fn new_flood_gets_quota_while_another_connection_still_creates_queues() {
     server.stop().await;
 }
 
+/// `NEW` without a password, signed by a fresh key; the response.
+async fn try_new(c: &mut TestClient) -> BrokerMsg {
+    let key = AuthKey::ed25519();
+    let cmd = new_request(&key, &X25519Secret::generate(), NewOpts::default(), None);
+    let corr = random_corr();
+    c.send(Some(&key), &corr, &[], &cmd).await;
+    c.response_to(&corr).await
+}
+
+/// Reconnecting does not renew the budget: all connections from one address share
+/// `new_queues_per_minute_per_ip`, while another address keeps its own.
+#[tokio::test]
+async fn new_flood_over_reconnects_is_bounded_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(&init_dirs(dir.path()));
+    cfg.store.enable = false;
+    cfg.limits.new_queues_per_minute = 5;
+    cfg.limits.new_queues_per_minute_per_ip = 8;
+    let server = TestServer::start(cfg).await;
+    let mut created = 0;
+    let mut refused = 0;
+    // An attacker that reconnects after each per-connection budget.
+    for _ in 0..4 {
+        let mut c = server.connect().await;
+        for _ in 0..5 {
+            match try_new(&mut c).await {
+                BrokerMsg::Ids(_) => created += 1,
+                m => {
+                    assert_err(&m, ErrorType::Quota);
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(created, 8, "the address's budget, not 4 connections x 5");
+    assert_eq!(refused, 12);
+    assert_eq!(server.metrics().queues_new_refused.get(), 12);
+    // Another address is served.
+    let mut b = smp_from("127.0.0.2", &server).await.unwrap();
+    assert!(matches!(try_new(&mut b).await, BrokerMsg::Ids(_)));
+    server.stop().await;
+}
+
 /// `NEW` with `basic_auth`, signed by a fresh key; the response.
 async fn new_with_password(c: &mut TestClient, password: Option<&str>) -> BrokerMsg {
     let key = AuthKey::ed25519();

@@ -23,6 +23,7 @@ async fn one_notifier_connection_gets_a_thousand_nmsgs_in_a_few_flushes() {
     cfg.limits.client_queue_blocks = 4;
     cfg.store.enable = false; // memory store: the test is about the flush, not fsync
     cfg.limits.new_queues_per_minute = 0; // 1000 NEWs on one connection
+    cfg.limits.new_queues_per_minute_per_ip = 0;
     cfg.notifications.delivery = smp_server::server::notify::NtfDelivery::Fixed { interval: FLUSH };
     let server = TestServer::start_with(cfg, RelayOptions::default()).await;
     let mut r = server.connect().await;

@@ -668,12 +668,17 @@ impl Shared {
         if !allowed {
             return Err(CmdError::Auth);
         }
-        // Without a password anyone may create queues: a connection gets a budget of them.
+        // Without a password anyone may create queues: a connection gets a budget of them, and
+        // all connections from one address share another (reconnecting does not renew it).
         if password.is_none()
-            && !c
+            && (!c
                 .local
                 .limits
                 .allow_new_queue(self.config.limits.new_queues_per_minute)
+                || c.local
+                    .limits
+                    .peer()
+                    .is_some_and(|peer| !self.new_queues_per_ip.allow(&peer)))
         {
             self.metrics.queues_new_refused.inc();
             return Err(CmdError::Quota);

@@ -86,6 +86,8 @@ impl Writer {
 pub(super) struct Slot {
     pub _permit: OwnedSemaphorePermit,
     pub _ip: hush_server_common::IpConnGuard,
+    /// The peer's address key (IPv4 address or IPv6 /64) for per-address budgets.
+    pub peer: hush_server_common::limits::IpKey,
 }
 
 /// A new socket and what its handshake needs. Boxed, so that the connection task's state (held
@@ -221,6 +223,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
     let outbox = Outbox::new(client.clone());
     let mut writer = Writer::Idle(writer);
     let mut local = LocalSubs::default();
+    local.limits = super::limits::ConnLimits::for_peer(_slot.peer);
     tracing::debug!(client = id, version, "client connected");
     'serve: loop {
         let stop = client.stop_requested();
@@ -372,6 +375,7 @@ mod tests {
                     _ip: hush_server_common::IpConnLimiter::new(1)
                         .try_acquire(std::net::Ipv4Addr::LOCALHOST.into())
                         .unwrap(),
+                    peer: std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST).into(),
                 },
             }),
         );

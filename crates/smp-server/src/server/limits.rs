@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
-use hush_server_common::limits::TokenBucket;
+use hush_server_common::limits::{IpKey, TokenBucket};
 
 /// See the module documentation.
 #[derive(Debug, Default)]
-pub struct ConnLimits(Option<Box<Inner>>);
+pub struct ConnLimits(Option<Box<Inner>>, Option<IpKey>);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -21,6 +21,16 @@ struct Inner {
 }
 
 impl ConnLimits {
+    /// A connection's budgets, for a peer at `peer` (the key of the per-address limits).
+    pub fn for_peer(peer: IpKey) -> Self {
+        ConnLimits(None, Some(peer))
+    }
+
+    /// The peer's address key (`None` for connections made in tests without one).
+    pub fn peer(&self) -> Option<IpKey> {
+        self.1
+    }
+
     fn inner(&mut self) -> &mut Inner {
         self.0.get_or_insert_with(Box::default)
     }

@@ -106,6 +106,9 @@ pub struct Shared {
     pub proxy: Arc<proxy::Proxy>,
     /// `[LIMITS] max_connections_per_ip`.
     ip_conns: hush_server_common::IpConnLimiter,
+    /// `[LIMITS] new_queues_per_minute_per_ip`: queue creations without a password per address.
+    pub(crate) new_queues_per_ip:
+        hush_server_common::KeyedRateLimiter<hush_server_common::limits::IpKey>,
     /// The "connection limit reached" warn lines (global, per address): at most one a minute each.
     conn_limit_log: [hush_server_common::LogThrottle; 2],
     clients: Mutex<HashMap<ClientId, Arc<ClientShared>>>,
@@ -234,6 +237,7 @@ impl Shared {
             subs: Subscriptions::default(),
             notify: notify::Dirty::default(),
             ip_conns: hush_server_common::IpConnLimiter::new(0),
+            new_queues_per_ip: new_queues_per_ip_limiter(0),
             conn_limit_log: conn_limit_throttles(),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
@@ -347,6 +351,7 @@ pub async fn start(
     let metrics = Metrics::new();
     let proxy = Arc::new(proxy::Proxy::new(config.proxy, metrics.clone()));
     let ip_conns = hush_server_common::IpConnLimiter::new(config.limits.max_connections_per_ip);
+    let new_queues_per_ip = new_queues_per_ip_limiter(config.limits.new_queues_per_minute_per_ip);
     let shared = Arc::new(Shared {
         store,
         config,
@@ -356,6 +361,7 @@ pub async fn start(
         notify: notify::Dirty::default(),
         proxy,
         ip_conns,
+        new_queues_per_ip,
         conn_limit_log: conn_limit_throttles(),
         clients: Mutex::new(HashMap::new()),
         next_client: AtomicU64::new(1),
@@ -534,6 +540,7 @@ async fn accept_loop(
                 slot: connection::Slot {
                     _permit: permit,
                     _ip: ip_slot,
+                    peer: peer.ip().into(),
                 },
             }),
         ));
@@ -575,4 +582,16 @@ async fn housekeeping(shared: Arc<Shared>, mut shutdown: Shutdown) {
             }
         }
     }
+}
+
+/// The per-address budget of queue creations without a password: `per_minute` at once, refilled
+/// at `per_minute` a minute (0 = no limit); at most 100,000 addresses tracked (past that they
+/// share one budget, see `KeyedRateLimiter`).
+fn new_queues_per_ip_limiter(
+    per_minute: u32,
+) -> hush_server_common::KeyedRateLimiter<hush_server_common::limits::IpKey> {
+    hush_server_common::KeyedRateLimiter::new(
+        hush_server_common::Rate::new(f64::from(per_minute) / 60.0, per_minute),
+        100_000,
+    )
 }
