@@ -22,7 +22,10 @@ pub mod process;
 
 pub use accept::{AcceptBackoff, accept, accept_until};
 pub use auth::BasicAuth;
-pub use limits::{IpConnGuard, IpConnLimiter, KeyedRateLimiter, LogThrottle, Rate, RateLimiter};
+pub use limits::{
+    Admission, Admitted, IpConnGuard, IpConnLimiter, KeyedRateLimiter, LogThrottle, Rate,
+    RateLimiter,
+};
 pub use netpolicy::{DestinationPolicy, DestinationRefused, resolve_checked};
 pub use process::{StopSignals, init_logging, wait_for_signal};
 

@@ -251,6 +251,67 @@ impl Drop for IpConnGuard {
     }
 }
 
+/// Admission of a new connection under `max_connections` (a semaphore) and
+/// `max_connections_per_ip` (an [`IpConnLimiter`]), the same step in every listener. A refusal
+/// names the limit (for the server's metric label) and carries whether a warn line may be logged
+/// now (at most one a minute per limit, with how many were held back), so the servers keep their
+/// own metric names and wording but not their own copies of the logic.
+#[derive(Debug)]
+pub struct Admission {
+    permits: Arc<tokio::sync::Semaphore>,
+    per_ip: IpConnLimiter,
+    logs: [LogThrottle; 2],
+}
+
+/// The place of an admitted connection; dropping it frees both slots.
+#[derive(Debug)]
+pub struct Admitted {
+    pub permit: tokio::sync::OwnedSemaphorePermit,
+    pub ip: IpConnGuard,
+}
+
+/// Which limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    MaxConnections,
+    PerIp,
+}
+
+impl Refused {
+    /// The configuration key of the limit (also the metric label the servers use).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Refused::MaxConnections => "max_connections",
+            Refused::PerIp => "max_connections_per_ip",
+        }
+    }
+}
+
+impl Admission {
+    pub fn new(max_connections: usize, per_ip: u32) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(max_connections.max(1))),
+            per_ip: IpConnLimiter::new(per_ip),
+            logs: [
+                LogThrottle::new(Duration::from_secs(60)),
+                LogThrottle::new(Duration::from_secs(60)),
+            ],
+        }
+    }
+
+    /// A place for a connection from `ip`, or the limit that refused it and `Some(held back)`
+    /// when a warn line may be logged now.
+    pub fn admit(&self, ip: IpAddr) -> Result<Admitted, (Refused, Option<u64>)> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return Err((Refused::MaxConnections, self.logs[0].check()));
+        };
+        match self.per_ip.try_acquire(ip) {
+            Some(ip) => Ok(Admitted { permit, ip }),
+            None => Err((Refused::PerIp, self.logs[1].check())),
+        }
+    }
+}
+
 /// Lets a log line through at most once per `interval`, counting what it held back, so that a
 /// flood ("connection limit reached") is visible without flooding the log.
 #[derive(Debug)]
@@ -368,6 +429,24 @@ mod tests {
         let off = IpConnLimiter::new(0);
         let guards: Vec<_> = (0..100).map(|_| off.try_acquire(ip).unwrap()).collect();
         assert_eq!(guards.len(), 100);
+    }
+
+    #[test]
+    fn admission_checks_both_limits_and_throttles_warns() {
+        let a = Admission::new(2, 1);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = a.admit(ip).unwrap();
+        assert_eq!(a.admit(ip).unwrap_err(), (Refused::PerIp, Some(0)));
+        assert_eq!(a.admit(ip).unwrap_err(), (Refused::PerIp, None));
+        let _second = a.admit(other).unwrap();
+        assert_eq!(
+            a.admit(other).unwrap_err(),
+            (Refused::MaxConnections, Some(0))
+        );
+        drop(first);
+        assert!(a.admit(ip).is_ok());
+        assert_eq!(Refused::PerIp.key(), "max_connections_per_ip");
     }
 
     #[test]

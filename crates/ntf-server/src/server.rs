@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use hush_proto::error::ErrorType;
 use hush_proto::ntf::NtfResponse;
-use hush_server_common::{IpConnLimiter, LogThrottle, Rate, RateLimiter};
+use hush_server_common::{Admission, LogThrottle, Rate, RateLimiter};
 use hush_transport::TransportServer;
 use push_server::PushGateway;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -86,10 +85,9 @@ pub async fn start<G: PushGateway + 'static>(
         Core::start(store, options, gateway, pool, pool_events, shutdown.clone());
 
     let mut addrs = Vec::new();
-    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let limits = Arc::new(ConnLimits {
         handshake_timeout: config.handshake_timeout,
-        per_ip: IpConnLimiter::new(config.max_connections_per_ip),
+        admission: Admission::new(config.max_connections, config.max_connections_per_ip),
         token_rate: config.token_rate_per_connection,
         token_per_ip: Arc::new(hush_server_common::KeyedRateLimiter::new(
             config.token_rate_per_ip,
@@ -110,7 +108,6 @@ pub async fn start<G: PushGateway + 'static>(
             core.clone(),
             transport.clone(),
             l,
-            permits.clone(),
             limits.clone(),
             shutdown.clone(),
         )));
@@ -170,7 +167,8 @@ impl<G: PushGateway + 'static> NtfServer<G> {
 /// What every connection of a listener is held to.
 struct ConnLimits {
     handshake_timeout: Duration,
-    per_ip: IpConnLimiter,
+    /// `max_connections` and `[LIMITS] max_connections_per_ip`.
+    admission: Admission,
     token_rate: Rate,
     /// `[LIMITS] token_rate_per_ip` / `token_burst_per_ip`, shared by an address's connections.
     token_per_ip: Arc<hush_server_common::KeyedRateLimiter<hush_server_common::limits::IpKey>>,
@@ -178,16 +176,12 @@ struct ConnLimits {
     log_tls_errors: bool,
 }
 
-/// "Connection limit reached" at most once a minute (with how many were held back), never
-/// with the peer's address.
-static CONN_LIMIT_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
 static HANDSHAKE_TIMEOUT_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
 
 async fn accept_loop<G: PushGateway + 'static>(
     core: Arc<Core<G>>,
     transport: TransportServer,
     listener: TcpListener,
-    permits: Arc<Semaphore>,
     limits: Arc<ConnLimits>,
     mut shutdown: hush_server_common::Shutdown,
 ) {
@@ -198,29 +192,20 @@ async fn accept_loop<G: PushGateway + 'static>(
         else {
             return;
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            core.metrics.connection_refused("max_connections");
-            if let Some(held) = CONN_LIMIT_LOG.check() {
-                tracing::warn!(
-                    limit = "max_connections",
-                    suppressed = held,
-                    "NTF connection limit reached: connection refused"
-                );
+        let slot = match limits.admission.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err((refused, log)) => {
+                core.metrics.connection_refused(refused.key());
+                if let Some(held) = log {
+                    tracing::warn!(
+                        limit = refused.key(),
+                        suppressed = held,
+                        "NTF connection limit reached: connection refused"
+                    );
+                }
+                drop(tcp);
+                continue;
             }
-            drop(tcp);
-            continue;
-        };
-        let Some(ip_slot) = limits.per_ip.try_acquire(peer.ip()) else {
-            core.metrics.connection_refused("max_connections_per_ip");
-            if let Some(held) = CONN_LIMIT_LOG.check() {
-                tracing::warn!(
-                    limit = "max_connections_per_ip",
-                    suppressed = held,
-                    "NTF connection limit reached: connection refused"
-                );
-            }
-            drop(tcp);
-            continue;
         };
         let _ = tcp.set_nodelay(true);
         let core = core.clone();
@@ -228,8 +213,7 @@ async fn accept_loop<G: PushGateway + 'static>(
         let limits = limits.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ip_slot = ip_slot;
+            let _slot = slot;
             let conn = tokio::select! {
                 _ = shutdown.wait() => return,
                 c = tokio::time::timeout(limits.handshake_timeout, transport.accept(tcp)) => c,
