@@ -2,11 +2,13 @@
 //! then sitting idle; the relay's resident memory before, right after, and after a settle time
 //! gives the cost of one idle subscribed connection.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hush_client::{ClientConfig, EventReceiver, NewQueueParams, SmpClient, TlsConnector};
 use hush_proto::address::ServerWithAuth;
+use hush_transport::TransportClient;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -145,17 +147,110 @@ fn reading(pid: Option<u32>) -> Result<Option<Reading>, LoadError> {
 
 type Conn = (SmpClient, EventReceiver);
 
-async fn open_one(
+/// Where the connections come from: the kernel's choice, or source addresses taken in turn
+/// (one address has at most the ~28,000 ports of `ip_local_port_range` towards one relay port).
+#[derive(Clone)]
+struct Dialer {
     connector: Arc<TlsConnector>,
+    /// (relay address, transport, source addresses) when sources are given.
+    from: Option<(SocketAddr, Arc<TransportClient>, Arc<[IpAddr]>)>,
+}
+
+impl Dialer {
+    fn new(server: &ServerWithAuth, sources: &[IpAddr]) -> Result<Dialer, LoadError> {
+        let connector = Arc::new(TlsConnector::new()?);
+        if sources.is_empty() {
+            return Ok(Dialer {
+                connector,
+                from: None,
+            });
+        }
+        let host = server
+            .server
+            .hosts()
+            .first()
+            .map(|h| h.to_text())
+            .ok_or_else(|| LoadError::Address("no host".into()))?;
+        let addr = relay_socket_addr(&host, server.server.effective_port())?;
+        let transport = Arc::new(TransportClient::smp().map_err(hush_client::ClientError::from)?);
+        Ok(Dialer {
+            connector,
+            from: Some((addr, transport, sources.into())),
+        })
+    }
+
+    async fn connect(
+        &self,
+        server: &ServerWithAuth,
+        config: &ClientConfig,
+        n: usize,
+    ) -> Result<Conn, LoadError> {
+        match &self.from {
+            None => Ok(self.connector.connect_to(&server.server, config).await?),
+            Some((addr, transport, sources)) => {
+                let ip = sources[n % sources.len()];
+                let tcp = crate::abuse::clients::tcp_from(*addr, Some(ip)).await?;
+                let conn = transport
+                    .connect(tcp, server.server.key_hash())
+                    .await
+                    .map_err(hush_client::ClientError::from)?;
+                Ok(SmpClient::from_connection(
+                    conn,
+                    Some(server.server.clone()),
+                    config.clone(),
+                ))
+            }
+        }
+    }
+}
+
+/// The relay's socket address from an IP host (source addresses need one).
+fn relay_socket_addr(host: &str, port: u16) -> Result<SocketAddr, LoadError> {
+    let ip: IpAddr = host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| LoadError::Address(format!("source addresses need an IP host, not {host}")))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Parses `127.0.0.1,127.0.0.2` or a range `127.0.0.1-127.0.0.4` (last octet only).
+pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            None => out.push(part.parse().map_err(|_| format!("bad address {part}"))?),
+            Some((a, b)) => {
+                let a: std::net::Ipv4Addr = a.parse().map_err(|_| format!("bad address {a}"))?;
+                let b: std::net::Ipv4Addr = b.parse().map_err(|_| format!("bad address {b}"))?;
+                let (oa, ob) = (a.octets(), b.octets());
+                if oa[..3] != ob[..3] || oa[3] > ob[3] {
+                    return Err(format!(
+                        "range {part}: same first three octets, ascending last one"
+                    ));
+                }
+                for last in oa[3]..=ob[3] {
+                    out.push(IpAddr::V4(std::net::Ipv4Addr::new(
+                        oa[0], oa[1], oa[2], last,
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn open_one(
+    dialer: Dialer,
     server: Arc<ServerWithAuth>,
     queues: usize,
+    n: usize,
 ) -> Result<Conn, LoadError> {
     let config = ClientConfig {
         event_buffer: 16,
         send_buffer: 16,
         command_timeout: Duration::from_secs(60),
     };
-    let (client, events) = connector.connect_to(&server.server, &config).await?;
+    let (client, events) = dialer.connect(&server, &config, n).await?;
     let mut created = Vec::with_capacity(queues);
     for _ in 0..queues {
         let q = client
@@ -180,7 +275,7 @@ async fn open_one(
 /// Opens `count` more connections (at most `opts.concurrency` at a time) into `conns`.
 async fn open_batch(
     opts: &IdleOptions,
-    connector: &Arc<TlsConnector>,
+    dialer: &Dialer,
     server: &Arc<ServerWithAuth>,
     count: usize,
     conns: &mut Vec<Conn>,
@@ -214,9 +309,10 @@ async fn open_batch(
             .acquire_owned()
             .await
             .map_err(|_| LoadError::Relay("semaphore closed".into()))?;
-        let (c, s, q) = (connector.clone(), server.clone(), opts.queues_per_conn);
+        let (c, s, q) = (dialer.clone(), server.clone(), opts.queues_per_conn);
+        let n = conns.len() + set.len();
         set.spawn(async move {
-            let r = open_one(c, s, q).await;
+            let r = open_one(c, s, q, n).await;
             drop(permit);
             r
         });
@@ -235,10 +331,18 @@ async fn open_batch(
 
 /// Runs the idle measurement; the connections are closed before it returns.
 pub async fn run_idle(opts: &IdleOptions) -> Result<IdleReport, LoadError> {
+    run_idle_from(opts, &[]).await
+}
+
+/// [`run_idle`] with the connections made from `sources` in turn (none: the kernel's choice).
+pub async fn run_idle_from(
+    opts: &IdleOptions,
+    sources: &[IpAddr],
+) -> Result<IdleReport, LoadError> {
     let me = std::process::id();
     let client_before = mem_status(me)?;
     let relay_before = reading(opts.relay_pid)?;
-    let connector = Arc::new(TlsConnector::new()?);
+    let dialer = Dialer::new(&opts.server, sources)?;
     let server = Arc::new(opts.server.clone());
     let started = Instant::now();
     let mut conns: Vec<Conn> = Vec::with_capacity(opts.connections);
@@ -247,7 +351,7 @@ pub async fn run_idle(opts: &IdleOptions) -> Result<IdleReport, LoadError> {
     let half = opts.connections / 2;
     let mut relay_half = None;
     for count in [half, opts.connections - half] {
-        let r = open_batch(opts, &connector, &server, count, &mut conns, started).await;
+        let r = open_batch(opts, &dialer, &server, count, &mut conns, started).await;
         if let Err(e) = r {
             for (c, _) in &conns {
                 c.abort();
@@ -290,4 +394,43 @@ pub async fn run_idle(opts: &IdleOptions) -> Result<IdleReport, LoadError> {
         client_before,
         client_settled,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses() {
+        let ips = |v: &[&str]| -> Vec<IpAddr> { v.iter().map(|s| s.parse().unwrap()).collect() };
+        assert_eq!(
+            parse_sources("127.0.0.1, 127.0.0.9").unwrap(),
+            ips(&["127.0.0.1", "127.0.0.9"])
+        );
+        assert_eq!(
+            parse_sources("127.0.0.2-127.0.0.4,::1").unwrap(),
+            ips(&["127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"])
+        );
+        assert!(
+            parse_sources("127.0.0.4-127.0.0.2")
+                .unwrap_err()
+                .contains("ascending")
+        );
+        assert!(
+            parse_sources("127.0.0.1-127.0.1.2")
+                .unwrap_err()
+                .contains("octets")
+        );
+        assert!(
+            parse_sources("localhost")
+                .unwrap_err()
+                .contains("bad address")
+        );
+        assert_eq!(parse_sources("").unwrap(), Vec::<IpAddr>::new());
+        assert_eq!(
+            relay_socket_addr("127.0.0.1", 5223).unwrap(),
+            "127.0.0.1:5223".parse().unwrap()
+        );
+        assert!(relay_socket_addr("relay.example", 5223).is_err());
+    }
 }

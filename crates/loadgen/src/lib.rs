@@ -11,12 +11,15 @@
 //! * [`abuse`] — bounded abuse scenarios (TNEW/SNEW floods at an ntf-server, stalled TLS
 //!   handshakes and a `NEW` flood at a relay, a `register` flood at a push-server) with a
 //!   well-behaved client measured alongside (RELIABILITY.md).
+//! * [`queues`] — a relay with many stored queues: create N (pipelined `NEW`s, progress bar),
+//!   restart the relay (SIGTERM / SIGKILL), time from `exec` to the first `SUB` answered, RSS.
 //! * [`relay::SpawnedRelay`] — the real `smp-server` binary started in its own process.
 
 pub mod abuse;
 pub mod error;
 pub mod idle;
 pub mod procfs;
+pub mod queues;
 pub mod relay;
 pub mod throughput;
 pub mod tlsfloor;

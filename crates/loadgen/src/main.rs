@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hush_proto::address::ServerWithAuth;
-use loadgen::idle::{IdleOptions, run_idle};
+use loadgen::idle::IdleOptions;
 use loadgen::procfs;
 use loadgen::relay::{RelaySpawn, SpawnedRelay};
 use loadgen::throughput::{ThroughputOptions, render_table, run_all};
@@ -33,6 +33,10 @@ enum Cmd {
     /// Bounded abuse of one server (tnew, snew, stall, new-flood, register, or all) while a
     /// well-behaved client keeps working; servers are spawned from --server-bin-dir.
     Abuse(AbuseArgs),
+    /// A relay with many stored queues: create N queues in a relay directory that persists
+    /// (SQLite, or PostgreSQL with --postgres), then restart the relay and measure the time from
+    /// exec to the first SUB answered and its memory (issue 13).
+    Queues(QueuesArgs),
     /// (internal) the child process of `tls-floor`.
     #[command(hide = true)]
     TlsFloorServer {
@@ -97,6 +101,53 @@ struct AbuseArgs {
 }
 
 #[derive(Debug, Args)]
+struct QueuesArgs {
+    /// The smp-server binary (release build).
+    #[arg(long, value_name = "PATH")]
+    smp_server: PathBuf,
+    /// The relay's directory (config, data, sample.txt, relay.log). With --count > 0 it must not
+    /// exist yet; with --count 0 it is a directory of an earlier run.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Queues to create (0: use the queues of an earlier run in --dir).
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+    /// Keep queues in PostgreSQL (`store_queues = database`) at this connection string.
+    #[arg(long, value_name = "CONNSTR")]
+    postgres: Option<String>,
+    /// PostgreSQL schema of the relay.
+    #[arg(long, default_value = "loadgen_queues")]
+    schema: String,
+    /// Drop the schema at the end (DROP SCHEMA … CASCADE).
+    #[arg(long)]
+    drop_schema: bool,
+    /// Connections creating queues.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// NEWs sent together per connection.
+    #[arg(long, default_value_t = 32)]
+    window: usize,
+    /// Recipient ids kept (and subscribed after each restart).
+    #[arg(long, default_value_t = 1000)]
+    sample: usize,
+    /// Restarts to measure, in order: term (SIGTERM, wait for the exit), kill (SIGKILL).
+    #[arg(long, value_delimiter = ',', default_value = "term,kill")]
+    restarts: Vec<String>,
+    /// Seconds to idle after each start before the last memory reading.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// Drop the kernel's page cache before each start (root only): a cold start.
+    #[arg(long)]
+    drop_caches: bool,
+    /// Give up on a start after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    give_up_secs: u64,
+    /// The relay's --log-level.
+    #[arg(long, default_value = "info")]
+    relay_log_level: String,
+}
+
+#[derive(Debug, Args)]
 struct TlsFloorArgs {
     #[arg(
         long,
@@ -149,6 +200,10 @@ struct IdleArgs {
     /// Seconds to wait after the last SUB before the settled reading.
     #[arg(long, default_value_t = 10)]
     settle: u64,
+    /// Source addresses of the connections, taken in turn (e.g. 127.0.0.1-127.0.0.4): one
+    /// address reaches one relay port from at most the ~28,000 ports of ip_local_port_range.
+    #[arg(long, value_name = "IPS")]
+    source_ips: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -576,6 +631,184 @@ fn abuse(a: &AbuseArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn drop_page_cache() {
+    // SAFETY: sync(2) has no arguments.
+    unsafe { libc::sync() };
+    match std::fs::write("/proc/sys/vm/drop_caches", "3\n") {
+        Ok(()) => eprintln!("page cache dropped"),
+        Err(e) => eprintln!("warning: cannot drop the page cache: {e}"),
+    }
+}
+
+fn queues(a: &QueuesArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    use loadgen::queues::{self, Backend, CreateOptions, RelayHome, Sample};
+    let backend = match &a.postgres {
+        Some(url) => Backend::Postgres {
+            url: url.clone(),
+            schema: a.schema.clone(),
+        },
+        None => Backend::Sqlite,
+    };
+    let home = RelayHome {
+        binary: a.smp_server.clone(),
+        dir: a.dir.clone(),
+        backend: backend.clone(),
+        log_level: a.relay_log_level.clone(),
+    };
+    if a.schema.is_empty()
+        || !a
+            .schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        bail!("--schema: lowercase letters, digits and _ only");
+    }
+    let store_name = match &backend {
+        Backend::Sqlite => "SQLite".to_string(),
+        Backend::Postgres { schema, .. } => format!("PostgreSQL, schema {schema}"),
+    };
+    let signals = a
+        .restarts
+        .iter()
+        .map(|r| match r.as_str() {
+            "term" => Ok((libc::SIGTERM, "SIGTERM")),
+            "kill" => Ok((libc::SIGKILL, "SIGKILL")),
+            _ => bail!("--restarts: term or kill, not {r}"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let give_up = Duration::from_secs(a.give_up_secs);
+    let idle = (a.idle_secs > 0).then(|| Duration::from_secs(a.idle_secs));
+    println!(
+        "queues: relay in {} ({store_name}); load average {}",
+        a.dir.display(),
+        load_avg()
+    );
+    let mut relay = if a.count > 0 {
+        if a.dir.exists() {
+            bail!(
+                "{} exists: give a new directory with --count > 0",
+                a.dir.display()
+            );
+        }
+        if let Backend::Postgres { url, schema } = &backend {
+            let n = queues::psql(
+                url,
+                &format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'"),
+            )?;
+            if n.trim() != "0" {
+                bail!("schema {schema} exists already: drop it or use another --schema");
+            }
+        }
+        let port = queues::free_port()?;
+        let server = home.init(port, a.connections + 1000)?;
+        let mut relay = home.exec()?;
+        let started = std::time::Instant::now();
+        while relay.listening_after().is_none() {
+            if !relay.alive() || started.elapsed() > give_up {
+                bail!(
+                    "the relay did not start (see {})",
+                    home.log_file().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seed: [u8; 32] = rand::random();
+        let mut sample = Sample {
+            server: server.to_string(),
+            created: 0,
+            seed,
+            rcv_ids: Vec::new(),
+        };
+        eprintln!(
+            "creating {} queues on {} connections, {} NEWs per block (relay pid {})",
+            a.count,
+            a.connections,
+            a.window,
+            relay.pid()
+        );
+        let opts = CreateOptions {
+            server,
+            count: a.count,
+            connections: a.connections,
+            window: a.window,
+            sample: a.sample,
+            progress: true,
+        };
+        let report = rt.block_on(queues::create_queues(&opts, &sample.key()))?;
+        sample.created = report.created;
+        sample.rcv_ids = report.sample;
+        sample.save(&home.sample_file())?;
+        let mem = procfs::mem_status(relay.pid())?;
+        println!(
+            "created {} queues in {:.1} s ({:.0}/s; {} retried failures {:?}); relay then VmRSS {} kB, VmHWM {} kB; load average {}",
+            report.created,
+            report.elapsed.as_secs_f64(),
+            report.created as f64 / report.elapsed.as_secs_f64(),
+            report.errors.values().sum::<u64>(),
+            report.errors,
+            mem.vm_rss_kb,
+            mem.vm_hwm_kb,
+            load_avg()
+        );
+        relay
+    } else {
+        let sample = Sample::load(&home.sample_file())?;
+        println!(
+            "starting the relay of an earlier run ({} queues)",
+            sample.created
+        );
+        if a.drop_caches {
+            drop_page_cache();
+        }
+        let mut relay = home.exec()?;
+        let r = rt.block_on(queues::measure_start(&mut relay, &sample, idle, give_up))?;
+        print!("{}", r.render("start"));
+        relay
+    };
+    let sample = Sample::load(&home.sample_file())?;
+    println!(
+        "store size: {:.1} MB ({} queues, sample of {})",
+        home.db_size()? as f64 / 1e6,
+        sample.created,
+        sample.rcv_ids.len()
+    );
+    for (sig, name) in signals {
+        let stopped = relay.stop(sig);
+        println!("{name}: the relay exited in {:.3} s", stopped.as_secs_f64());
+        drop(relay);
+        if a.drop_caches {
+            drop_page_cache();
+        }
+        let load = load_avg();
+        relay = home.exec()?;
+        let r = rt.block_on(queues::measure_start(&mut relay, &sample, idle, give_up))?;
+        print!(
+            "{}",
+            r.render(&format!("restart after {name} (load average {load})"))
+        );
+    }
+    let stopped = relay.stop(libc::SIGTERM);
+    println!("stopped (SIGTERM) in {:.3} s", stopped.as_secs_f64());
+    println!(
+        "store size: {:.1} MB; load average {}",
+        home.db_size()? as f64 / 1e6,
+        load_avg()
+    );
+    if a.drop_schema
+        && let Backend::Postgres { url, schema } = &backend
+    {
+        queues::psql(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+        println!("schema {schema} dropped");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -600,6 +833,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::TlsFloorServer { .. } => {}
         Cmd::Abuse(a) => abuse(&a, &rt)?,
+        Cmd::Queues(a) => queues(&a, &rt)?,
         Cmd::TlsFloor(a) => {
             check_fds(a.connections + 64);
             println!(
@@ -649,7 +883,12 @@ fn main() -> anyhow::Result<()> {
                 settle: Duration::from_secs(a.settle),
                 progress: true,
             };
-            let report = rt.block_on(run_idle(&opts))?;
+            let sources = match &a.source_ips {
+                Some(t) => loadgen::idle::parse_sources(t)
+                    .map_err(|e| anyhow::anyhow!("--source-ips: {e}"))?,
+                None => Vec::new(),
+            };
+            let report = rt.block_on(loadgen::idle::run_idle_from(&opts, &sources))?;
             print!("{}", report.render());
             drop(target);
         }
