@@ -5,33 +5,101 @@
 //! X25519 output (so `k1` is `crypto_box_beforenm`); for the SimpleX secretbox it is a
 //! symmetric key — which is why it differs from libsodium `crypto_secretbox(key, …)`.
 
+use poly1305::Poly1305;
+use poly1305::universal_hash::KeyInit;
 use salsa20::cipher::consts::U10;
 use salsa20::hsalsa;
-use xsalsa20poly1305::aead::{AeadInPlace, KeyInit};
-use xsalsa20poly1305::{Tag, XSalsa20Poly1305};
 use zeroize::Zeroize;
 
 use crate::CryptoError;
+use crate::salsa::{Backend, xor_keystream};
 use hush_proto::encoding::{pad_into, unpad};
 
 /// Poly1305 tag length.
 pub const TAG_LEN: usize = 16;
 
-fn cipher(key: &[u8; 32]) -> XSalsa20Poly1305 {
-    let mut k1 = hsalsa::<U10>(key.into(), &[0u8; 16].into());
-    let c = XSalsa20Poly1305::new(&k1);
-    k1.as_mut_slice().zeroize();
-    c
+/// The XSalsa20 subkey and Salsa20 nonce for (`key`, `nonce`): `k1 = HSalsa20(key, 0¹⁶)`,
+/// `k2 = HSalsa20(k1, nonce[..16])`, Salsa20 nonce `nonce[16..]`.
+struct Stream {
+    subkey: [u8; 32],
+    nonce: [u8; 8],
+}
+
+impl Stream {
+    fn new(key: &[u8; 32], nonce: &[u8; 24]) -> Stream {
+        let mut k1 = hsalsa::<U10>(key.into(), &[0u8; 16].into());
+        let mut k2 = hsalsa::<U10>(&k1, nonce[..16].into());
+        k1.as_mut_slice().zeroize();
+        let mut subkey = [0u8; 32];
+        subkey.copy_from_slice(&k2);
+        k2.as_mut_slice().zeroize();
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&nonce[16..]);
+        Stream { subkey, nonce: n }
+    }
+
+    /// XORs the cipher keystream (bytes 32… of the Salsa20 stream) into `body` and returns the
+    /// Poly1305 key (bytes 0…31), as NaCl's `crypto_secretbox_xsalsa20poly1305`.
+    fn xor(&self, backend: Backend, body: &mut [u8]) -> Poly1305 {
+        let mut block0 = [0u8; 64];
+        xor_keystream(Backend::Scalar, &self.subkey, &self.nonce, 0, &mut block0);
+        let mac = Poly1305::new((&block0[..32]).into());
+        let head = body.len().min(32);
+        for (b, k) in body[..head].iter_mut().zip(&block0[32..]) {
+            *b ^= k;
+        }
+        block0.zeroize();
+        if body.len() > 32 {
+            xor_keystream(backend, &self.subkey, &self.nonce, 1, &mut body[32..]);
+        }
+        mac
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.subkey.zeroize();
+    }
+}
+
+/// XSalsa20-Poly1305 seal of `body` in place; returns the tag.
+fn seal_detached(backend: Backend, key: &[u8; 32], nonce: &[u8; 24], body: &mut [u8]) -> [u8; 16] {
+    let mac = Stream::new(key, nonce).xor(backend, body);
+    mac.compute_unpadded(body).into()
+}
+
+/// XSalsa20-Poly1305 open of `body` in place: checks `tag` (constant time) over the
+/// ciphertext first and decrypts only if it matches.
+fn open_detached(
+    backend: Backend,
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    body: &mut [u8],
+    tag: &[u8],
+) -> Result<(), CryptoError> {
+    let stream = Stream::new(key, nonce);
+    let mut block0 = [0u8; 64];
+    xor_keystream(
+        Backend::Scalar,
+        &stream.subkey,
+        &stream.nonce,
+        0,
+        &mut block0,
+    );
+    let expected = Poly1305::new((&block0[..32]).into()).compute_unpadded(body);
+    block0.zeroize();
+    if !crate::ct_eq(&expected, tag) {
+        return Err(CryptoError::DecryptFailed);
+    }
+    let _ = stream.xor(backend, body);
+    Ok(())
 }
 
 /// Encrypts `buf[TAG_LEN..]` in place and writes the tag into `buf[..TAG_LEN]`.
-fn seal_in_place(key: &[u8; 32], nonce: &[u8; 24], buf: &mut [u8]) -> Result<(), CryptoError> {
+fn seal_in_place(key: &[u8; 32], nonce: &[u8; 24], buf: &mut [u8]) {
     let (tag_out, body) = buf.split_at_mut(TAG_LEN);
-    let tag = cipher(key)
-        .encrypt_in_place_detached(nonce.into(), b"", body)
-        .map_err(|_| CryptoError::DecryptFailed)?;
+    let tag = seal_detached(Backend::for_len(body.len()), key, nonce, body);
     tag_out.copy_from_slice(&tag);
-    Ok(())
 }
 
 /// `sbEncrypt(key, nonce, msg, L)` = tag(16) ‖ XSalsa20(pad(msg, L)); output is L + 16 bytes.
@@ -60,7 +128,8 @@ pub fn sb_encrypt_into(
         out.truncate(start);
         return Err(e.into());
     }
-    seal_in_place(key, nonce, &mut out[start..])
+    seal_in_place(key, nonce, &mut out[start..]);
+    Ok(())
 }
 
 /// `sbEncryptNoPad`: tag(16) ‖ XSalsa20(msg).
@@ -68,11 +137,7 @@ pub fn sb_encrypt_no_pad(key: &[u8; 32], nonce: &[u8; 24], msg: &[u8]) -> Vec<u8
     let mut out = Vec::with_capacity(TAG_LEN + msg.len());
     out.resize(TAG_LEN, 0);
     out.extend_from_slice(msg);
-    // encrypt_in_place_detached only fails for messages longer than the cipher's limit
-    // (2^38 bytes), impossible for an in-memory Vec of protocol data.
-    if seal_in_place(key, nonce, &mut out).is_err() {
-        out.truncate(TAG_LEN);
-    }
+    seal_in_place(key, nonce, &mut out);
     out
 }
 
@@ -87,10 +152,7 @@ pub fn sb_open_in_place<'a>(
         return Err(CryptoError::DecryptFailed);
     }
     let (tag, body) = ct.split_at_mut(TAG_LEN);
-    let tag = Tag::clone_from_slice(tag);
-    cipher(key)
-        .decrypt_in_place_detached(nonce.into(), b"", body, &tag)
-        .map_err(|_| CryptoError::DecryptFailed)?;
+    open_detached(Backend::for_len(body.len()), key, nonce, body, tag)?;
     Ok(body)
 }
 
@@ -134,9 +196,7 @@ pub fn sb_encrypt_tail_tag(
     padded_len: usize,
 ) -> Result<Vec<u8>, CryptoError> {
     let mut buf = hush_proto::encoding::pad_lazy(msg, msg.len(), padded_len)?;
-    let tag = cipher(key)
-        .encrypt_in_place_detached(nonce.into(), b"", &mut buf)
-        .map_err(|_| CryptoError::DecryptFailed)?;
+    let tag = seal_detached(Backend::for_len(buf.len()), key, nonce, &mut buf);
     buf.extend_from_slice(&tag);
     Ok(buf)
 }
@@ -153,10 +213,87 @@ pub fn sb_decrypt_tail_tag(
         .ok_or(CryptoError::DecryptFailed)?;
     let (body, tag) = ct.split_at(split);
     let mut buf = body.to_vec();
-    cipher(key)
-        .decrypt_in_place_detached(nonce.into(), b"", &mut buf, Tag::from_slice(tag))
-        .map_err(|_| CryptoError::DecryptFailed)?;
+    open_detached(Backend::for_len(buf.len()), key, nonce, &mut buf, tag)?;
     let msg = hush_proto::encoding::unpad_lazy(&buf)?.to_vec();
     buf.zeroize();
     Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use xsalsa20poly1305::XSalsa20Poly1305;
+    use xsalsa20poly1305::aead::AeadInPlace;
+
+    fn backends() -> Vec<Backend> {
+        let all = [
+            Backend::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Sse2,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2,
+        ];
+        all.into_iter().filter(|b| b.available()).collect()
+    }
+
+    /// The previous implementation: `xsalsa20poly1305` with `k1 = HSalsa20(key, 0¹⁶)`.
+    fn reference_seal(key: &[u8; 32], nonce: &[u8; 24], body: &mut [u8]) -> [u8; 16] {
+        let k1 = hsalsa::<U10>(key.into(), &[0u8; 16].into());
+        XSalsa20Poly1305::new(&k1)
+            .encrypt_in_place_detached(nonce.into(), b"", body)
+            .expect("short message")
+            .into()
+    }
+
+    #[test]
+    fn open_rejects_a_wrong_tag_and_leaves_the_ciphertext() {
+        for b in backends() {
+            let mut body = vec![9u8; 5000];
+            let tag = seal_detached(b, &[1; 32], &[2; 24], &mut body);
+            let ct = body.clone();
+            let mut bad = tag;
+            bad[15] ^= 0x80;
+            assert!(matches!(
+                open_detached(b, &[1; 32], &[2; 24], &mut body, &bad),
+                Err(CryptoError::DecryptFailed)
+            ));
+            assert_eq!(body, ct, "{b:?}: nothing decrypted before the tag check");
+            assert!(matches!(
+                open_detached(b, &[1; 32], &[2; 24], &mut body, &tag[..15]),
+                Err(CryptoError::DecryptFailed)
+            ));
+            open_detached(b, &[1; 32], &[2; 24], &mut body, &tag).expect("opens");
+            assert_eq!(body, vec![9u8; 5000]);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Every backend seals exactly as `xsalsa20poly1305` did and opens its output.
+        #[test]
+        fn every_backend_equals_xsalsa20poly1305(
+            key in any::<[u8; 32]>(), nonce in any::<[u8; 24]>(),
+            msg in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..20000),
+                proptest::collection::vec(any::<u8>(), 0..600),
+            ],
+        ) {
+            let mut want = msg.clone();
+            let want_tag = reference_seal(&key, &nonce, &mut want);
+            for b in backends() {
+                let mut got = msg.clone();
+                let tag = seal_detached(b, &key, &nonce, &mut got);
+                prop_assert_eq!(&got, &want, "{:?}", b);
+                prop_assert_eq!(tag, want_tag, "{:?}", b);
+                open_detached(b, &key, &nonce, &mut got, &tag).expect("opens");
+                prop_assert_eq!(&got, &msg, "{:?}", b);
+            }
+            // the public functions (automatic backend) agree too
+            let np = sb_encrypt_no_pad(&key, &nonce, &msg);
+            prop_assert_eq!(&np[..TAG_LEN], &want_tag[..]);
+            prop_assert_eq!(&np[TAG_LEN..], &want[..]);
+        }
+    }
 }
