@@ -4,7 +4,8 @@
 //! Public keys are kept as raw bytes and only decoded as curve points when used, like the
 //! reference (whose key parsers only check the DER structure and the length).
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign, raw_verify};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use openssl::derive::Deriver;
 use openssl::pkey::{Id, PKey, Private};
 use openssl::sign::{Signer, Verifier};
@@ -12,6 +13,7 @@ use rand::rngs::OsRng;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::CryptoError;
+use crate::hash::OpensslSha512;
 use crate::x25519::{X25519Public, X25519Secret};
 
 pub use crate::cert::SignAlgorithm;
@@ -117,9 +119,11 @@ impl Ed25519Secret {
         Ed25519Public(self.0.verifying_key().to_bytes())
     }
 
-    /// A 64-byte signature.
+    /// A 64-byte signature (RFC 8032; exactly ed25519-dalek's `sign`, with OpenSSL's
+    /// SHA-512 for the two hashes over the message).
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        self.0.sign(msg).to_bytes()
+        let esk = ExpandedSecretKey::from(&*self.seed());
+        raw_sign::<OpensslSha512>(&esk, msg, &self.0.verifying_key()).to_bytes()
     }
 
     /// PKCS#8 v1 DER, 48 bytes.
@@ -154,12 +158,19 @@ impl Ed25519Public {
 
     /// Verifies a 64-byte signature (RFC 8032, cofactorless; non-canonical S rejected).
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-        let sig: [u8; 64] = sig.try_into().map_err(|_| CryptoError::BadSignature)?;
         let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| CryptoError::BadSignature)?;
-        use ed25519_dalek::Verifier as _;
-        vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig))
-            .map_err(|_| CryptoError::BadSignature)
+        ed25519_verify(&vk, msg, sig)
     }
+}
+
+/// Verifies a 64-byte Ed25519 signature with an already-decoded key: the same check as
+/// ed25519-dalek's `Verifier::verify` (cofactorless, non-canonical S rejected, not
+/// `verify_strict`), with OpenSSL's SHA-512 for `H(R ‖ A ‖ M)`. For callers that cache
+/// decoded keys.
+pub fn ed25519_verify(vk: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    let sig: [u8; 64] = sig.try_into().map_err(|_| CryptoError::BadSignature)?;
+    raw_verify::<OpensslSha512>(vk, msg, &ed25519_dalek::Signature::from_bytes(&sig))
+        .map_err(|_| CryptoError::BadSignature)
 }
 
 // ---------------------------------------------------------------------------------------------
