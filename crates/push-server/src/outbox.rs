@@ -5,13 +5,20 @@
 //! WAL mode, `synchronous=FULL` by default. A caller's future resolves only after the commit that
 //! contains its operation, so a `submit` that returned `Queued` is durable.
 //!
+//! Layout (schema 2): a pending job is a small row of the rowid table `job` (appended in submit
+//! order; the dispatcher addresses it by its row id) and its payload a row of `job_payload` with
+//! the same row id, a binary blob that fits one page; `job_ids` holds the 16-byte id of every
+//! job accepted within the dedup window. Only jobs that are not leased are in the due index.
+//! Schema 1 (one `WITHOUT ROWID` table keyed by the job id, JSON rows with the payload in
+//! base64, and a `done` row per finished job) is converted when such a file is opened.
+//!
 //! Guarantees:
 //! * **at-least-once**: a job row is deleted only after its provider accepted the push (or it failed
 //!   permanently / expired). A crash between "provider accepted" and "row deleted" re-sends the push
 //!   after the restart: that is the only duplicate, and it carries the same job id (`apns-id`).
-//! * **dedup**: a job id is remembered (`done` table) for `dedup_window` after it finished, and a
-//!   second `submit` of a pending or finished id returns [`SubmitOutcome::Duplicate`] and is not
-//!   delivered again.
+//! * **dedup**: a job id is remembered (`job_ids`, written with the job in the same transaction)
+//!   from its submit until `dedup_window` later (and for as long as the job is pending), and a
+//!   second `submit` of that id returns [`SubmitOutcome::Duplicate`] and is not delivered again.
 //! * **leases**: a job handed to the dispatcher is marked `leased` so it is not handed out twice;
 //!   every lease is cleared when the outbox is opened (the previous process is gone).
 
@@ -19,10 +26,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::gateway::{FeedbackEvent, FeedbackReason, SubmitOutcome};
-use crate::job::{DeviceAddress, JobId, PushJob, PushTarget};
+use crate::job::{DeviceAddress, JobId, PushJob, PushKind, PushTarget, PushType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -48,12 +56,211 @@ impl From<rusqlite::Error> for OutboxError {
 /// A job handed to the dispatcher.
 #[derive(Debug, Clone)]
 pub struct LeasedJob {
+    /// The job's row in the outbox (for [`Outbox::finish`] / [`Outbox::reschedule`]).
+    pub row: i64,
     pub job: PushJob,
     pub client: String,
     /// Unix seconds after which the job is dropped.
     pub deadline: u64,
     /// Failed attempts so far.
     pub attempts: u32,
+}
+
+/// What [`Outbox::submit_as`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored in this row.
+    Queued(i64),
+    /// The id is pending or was accepted within the dedup window: nothing stored.
+    Duplicate,
+}
+
+/// The stored layout ([`Outbox::open`] converts older ones).
+const SCHEMA_VERSION: i64 = 2;
+
+fn create_schema(conn: &Connection) -> Result<(), OutboxError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS job (
+            row INTEGER PRIMARY KEY,
+            job_id BLOB NOT NULL,
+            client TEXT NOT NULL,
+            meta BLOB NOT NULL,
+            deadline INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at INTEGER NOT NULL,
+            leased INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+        CREATE INDEX IF NOT EXISTS job_due ON job(next_at) WHERE leased = 0;
+        CREATE TABLE IF NOT EXISTS job_payload (
+            row INTEGER PRIMARY KEY,
+            payload BLOB NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS job_ids (
+            job_id BLOB PRIMARY KEY,
+            at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS job_ids_at ON job_ids(at);
+        CREATE TABLE IF NOT EXISTS feedback (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            client TEXT NOT NULL,
+            job_id BLOB NOT NULL,
+            target TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS registrations (
+            id BLOB PRIMARY KEY,
+            address TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            used_at INTEGER NOT NULL,
+            anonymous INTEGER NOT NULL DEFAULT 1
+        ) WITHOUT ROWID;",
+    )?;
+    Ok(())
+}
+
+/// Schema 1 → 2, in one transaction: pending jobs move to `job`/`job_payload` (not leased,
+/// attempts and next attempt kept), pending and finished ids to `job_ids`; the old tables go.
+fn migrate_v1(conn: &Connection) -> Result<(), OutboxError> {
+    let old: bool = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'")?
+        .exists([])?;
+    if !old {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| -> Result<usize, OutboxError> {
+        let mut moved = 0;
+        let mut st = conn.prepare(
+            "SELECT job_id, client, job, deadline, attempts, next_at, last_error FROM jobs \
+             ORDER BY next_at",
+        )?;
+        let mut q = st.query([])?;
+        while let Some(r) = q.next()? {
+            let id: Vec<u8> = r.get(0)?;
+            let client: String = r.get(1)?;
+            let text: String = r.get(2)?;
+            let job = match serde_json::from_str::<PushJob>(&text) {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!("outbox: dropping unreadable job row of the old layout: {e}");
+                    continue;
+                }
+            };
+            let meta = serde_json::to_vec(&MetaRef::of(&job))
+                .map_err(|e| OutboxError::Corrupt(e.to_string()))?;
+            conn.execute(
+                "INSERT INTO job (job_id, client, meta, deadline, attempts, next_at, leased, last_error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+                params![
+                    id,
+                    client,
+                    meta,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?
+                ],
+            )?;
+            let row = conn.last_insert_rowid();
+            conn.execute(
+                "INSERT INTO job_payload (row, payload) VALUES (?1, ?2)",
+                params![row, job.payload],
+            )?;
+            conn.execute(
+                "INSERT OR IGNORE INTO job_ids (job_id, at) VALUES (?1, unixepoch())",
+                params![id],
+            )?;
+            moved += 1;
+        }
+        conn.execute_batch(
+            "INSERT OR IGNORE INTO job_ids (job_id, at) SELECT job_id, done_at FROM done;
+             DROP TABLE jobs; DROP TABLE done;",
+        )?;
+        Ok(moved)
+    })();
+    match r {
+        Ok(moved) => {
+            conn.execute_batch("COMMIT")?;
+            tracing::info!("outbox: converted to schema {SCHEMA_VERSION} ({moved} pending jobs)");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// A job's fields but its id and payload, as stored in `job.meta` (JSON).
+#[derive(Serialize)]
+struct MetaRef<'a> {
+    target: &'a PushTarget,
+    kind: PushKind,
+    push_type: PushType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collapse_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    report_delivery: bool,
+}
+
+impl<'a> MetaRef<'a> {
+    fn of(j: &'a PushJob) -> Self {
+        MetaRef {
+            target: &j.target,
+            kind: j.kind,
+            push_type: j.push_type,
+            priority: j.priority,
+            expires_at: j.expires_at,
+            collapse_id: j.collapse_id.as_deref(),
+            report_delivery: j.report_delivery,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    target: PushTarget,
+    kind: PushKind,
+    push_type: PushType,
+    #[serde(default)]
+    priority: Option<u8>,
+    #[serde(default)]
+    expires_at: Option<u64>,
+    #[serde(default)]
+    collapse_id: Option<String>,
+    #[serde(default)]
+    report_delivery: bool,
+}
+
+fn decode_job(id: &[u8], meta: &[u8], payload: Option<Vec<u8>>) -> Result<PushJob, String> {
+    let id = <[u8; 16]>::try_from(id).map_err(|_| "job id is not 16 bytes".to_string())?;
+    let payload = payload.ok_or_else(|| "payload row missing".to_string())?;
+    let m: Meta = serde_json::from_slice(meta).map_err(|e| e.to_string())?;
+    Ok(PushJob {
+        job_id: JobId(id),
+        target: m.target,
+        kind: m.kind,
+        payload,
+        push_type: m.push_type,
+        priority: m.priority,
+        expires_at: m.expires_at,
+        collapse_id: m.collapse_id,
+        report_delivery: m.report_delivery,
+    })
+}
+
+fn delete_job(c: &Connection, row: i64) -> Result<(), OutboxError> {
+    c.prepare_cached("DELETE FROM job WHERE row = ?1")?
+        .execute(params![row])?;
+    c.prepare_cached("DELETE FROM job_payload WHERE row = ?1")?
+        .execute(params![row])?;
+    Ok(())
 }
 
 trait BatchOp: Send {
@@ -109,7 +316,8 @@ const MAX_BATCH: usize = 512;
 
 impl Outbox {
     /// Opens (creating if needed) the outbox file. `full_sync` = `synchronous=FULL`, else NORMAL
-    /// (survives SIGKILL, not power loss).
+    /// (survives SIGKILL, not power loss). An outbox of the first layout (schema 1: `jobs` and
+    /// `done` tables) is converted in place; its pending jobs are kept.
     pub fn open(path: &Path, full_sync: bool) -> Result<Outbox, OutboxError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -119,44 +327,18 @@ impl Outbox {
             "synchronous",
             if full_sync { "FULL" } else { "NORMAL" },
         )?;
-        // Pending jobs are rows of ≈4 KB (a padded payload): with SQLite's default 2 MB cache
-        // every insert/delete re-reads their pages from the file. 32 MB (allocated as used)
-        // keeps a few thousand pending jobs in memory.
+        // Pending payloads are ≈4 KB each: 32 MB (allocated as used) keeps a few thousand
+        // pending jobs in memory instead of re-reading their pages from the file.
         conn.pragma_update(None, "cache_size", -32_768)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS jobs (
-                job_id BLOB PRIMARY KEY,
-                client TEXT NOT NULL,
-                job TEXT NOT NULL,
-                deadline INTEGER NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0,
-                next_at INTEGER NOT NULL,
-                leased INTEGER NOT NULL DEFAULT 0,
-                last_error TEXT
-            ) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS jobs_next_at ON jobs(leased, next_at);
-            CREATE TABLE IF NOT EXISTS done (
-                job_id BLOB PRIMARY KEY,
-                done_at INTEGER NOT NULL
-            ) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS done_at ON done(done_at);
-            CREATE TABLE IF NOT EXISTS feedback (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                client TEXT NOT NULL,
-                job_id BLOB NOT NULL,
-                target TEXT NOT NULL,
-                reason TEXT NOT NULL,
-                at INTEGER NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS registrations (
-                id BLOB PRIMARY KEY,
-                address TEXT NOT NULL,
-                created_at INTEGER NOT NULL,
-                used_at INTEGER NOT NULL,
-                anonymous INTEGER NOT NULL DEFAULT 1
-            ) WITHOUT ROWID;
-            UPDATE jobs SET leased = 0 WHERE leased <> 0;",
-        )?;
+        // Fewer, larger checkpoints: the WAL of a busy outbox is mostly rows deleted again
+        // before the checkpoint copies them.
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        create_schema(&conn)?;
+        migrate_v1(&conn)?;
+        conn.execute_batch(&format!(
+            "UPDATE job SET leased = 0 WHERE leased <> 0; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))?;
         // Outboxes from before the anonymous-registration cap: their rows all came from devices.
         let has_anonymous: bool = conn
             .prepare("SELECT 1 FROM pragma_table_info('registrations') WHERE name = 'anonymous'")?
@@ -226,12 +408,17 @@ impl Outbox {
         deadline: u64,
         now_ms: u64,
     ) -> Result<SubmitOutcome, OutboxError> {
-        self.submit_as(client, job, deadline, now_ms, false).await
+        Ok(
+            match self.submit_as(client, job, deadline, now_ms, false).await? {
+                Stored::Queued(_) => SubmitOutcome::Queued,
+                Stored::Duplicate => SubmitOutcome::Duplicate,
+            },
+        )
     }
 
     /// [`Outbox::submit`], the row stored already `leased` when the caller hands the job to the
     /// dispatcher itself (no second transaction to lease it; the lease is cleared at the next
-    /// open like any other, so the job stays at-least-once).
+    /// open like any other, so the job stays at-least-once). Returns the row of a queued job.
     pub async fn submit_as(
         &self,
         client: &str,
@@ -239,25 +426,37 @@ impl Outbox {
         deadline: u64,
         now_ms: u64,
         leased: bool,
-    ) -> Result<SubmitOutcome, OutboxError> {
-        let id = job.job_id.0.to_vec();
-        let text = serde_json::to_string(job).map_err(|e| OutboxError::Corrupt(e.to_string()))?;
+    ) -> Result<Stored, OutboxError> {
+        let id = job.job_id.0;
+        let meta = serde_json::to_vec(&MetaRef::of(job))
+            .map_err(|e| OutboxError::Corrupt(e.to_string()))?;
+        let payload = job.payload.clone();
         let client = client.to_string();
         self.op(move |c| {
-            let seen: Option<i64> = c
-                .prepare_cached(
-                    "SELECT 1 FROM jobs WHERE job_id = ?1 UNION ALL SELECT 1 FROM done WHERE job_id = ?1 LIMIT 1",
-                )?
-                .query_row(params![id], |r| r.get(0))
-                .optional()?;
-            if seen.is_some() {
-                return Ok(SubmitOutcome::Duplicate);
+            // The id's dedup row is written once, here: a pending or finished id is refused by
+            // this one insert (no lookup of the job rows, nothing written when it finishes).
+            let fresh = c
+                .prepare_cached("INSERT OR IGNORE INTO job_ids (job_id, at) VALUES (?1, ?2)")?
+                .execute(params![&id[..], to_i64(now_ms / 1000)])?;
+            if fresh == 0 {
+                return Ok(Stored::Duplicate);
             }
             c.prepare_cached(
-                "INSERT INTO jobs (job_id, client, job, deadline, attempts, next_at, leased) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                "INSERT INTO job (job_id, client, meta, deadline, next_at, leased) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![id, client, text, to_i64(deadline), to_i64(now_ms), i64::from(leased)])?;
-            Ok(SubmitOutcome::Queued)
+            .execute(params![
+                &id[..],
+                client,
+                meta,
+                to_i64(deadline),
+                to_i64(now_ms),
+                i64::from(leased)
+            ])?;
+            let row = c.last_insert_rowid();
+            c.prepare_cached("INSERT INTO job_payload (row, payload) VALUES (?1, ?2)")?
+                .execute(params![row, payload])?;
+            Ok(Stored::Queued(row))
         })
         .await
     }
@@ -270,60 +469,67 @@ impl Outbox {
     ) -> Result<Vec<LeasedJob>, OutboxError> {
         self.op(move |c| {
             let mut out = Vec::new();
-            let mut ids = Vec::new();
+            let mut rows = Vec::new();
             {
                 let mut st = c.prepare_cached(
-                    "SELECT job_id, client, job, deadline, attempts FROM jobs WHERE leased = 0 AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
+                    "SELECT j.row, j.job_id, j.client, j.meta, j.deadline, j.attempts, p.payload \
+                     FROM job j LEFT JOIN job_payload p ON p.row = j.row \
+                     WHERE j.leased = 0 AND j.next_at <= ?1 ORDER BY j.next_at LIMIT ?2",
                 )?;
-                let rows = st.query_map(
-                    params![to_i64(now_ms), i64::try_from(limit).unwrap_or(i64::MAX)],
-                    |r| {
-                        Ok((
-                            r.get::<_, Vec<u8>>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, i64>(4)?,
-                        ))
-                    },
-                )?;
-                for row in rows {
-                    let (id, client, text, deadline, attempts) = row?;
-                    ids.push(id.clone());
-                    match serde_json::from_str::<PushJob>(&text) {
-                        Ok(job) => out.push(LeasedJob {
-                            job,
-                            client,
-                            deadline: u64::try_from(deadline).unwrap_or(0),
-                            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                        }),
+                let mut q = st.query(params![
+                    to_i64(now_ms),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ])?;
+                while let Some(r) = q.next()? {
+                    let row: i64 = r.get(0)?;
+                    let id: Vec<u8> = r.get(1)?;
+                    let client: String = r.get(2)?;
+                    let meta: Vec<u8> = r.get(3)?;
+                    let deadline: i64 = r.get(4)?;
+                    let attempts: i64 = r.get(5)?;
+                    let payload: Option<Vec<u8>> = r.get(6)?;
+                    match decode_job(&id, &meta, payload) {
+                        Ok(job) => {
+                            rows.push((row, true));
+                            out.push(LeasedJob {
+                                row,
+                                job,
+                                client,
+                                deadline: u64::try_from(deadline).unwrap_or(0),
+                                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                            });
+                        }
                         Err(e) => {
                             // An unreadable row can never be sent: drop it (loudly).
                             tracing::error!("outbox: dropping unreadable job row: {e}");
-                            c.prepare_cached("DELETE FROM jobs WHERE job_id = ?1")?
-                                .execute(params![id])?;
-                            ids.pop();
+                            rows.push((row, false));
                         }
                     }
                 }
             }
-            let mut up = c.prepare_cached("UPDATE jobs SET leased = 1 WHERE job_id = ?1")?;
-            for id in ids {
-                up.execute(params![id])?;
+            for (row, ok) in rows {
+                if ok {
+                    c.prepare_cached("UPDATE job SET leased = 1 WHERE row = ?1")?
+                        .execute(params![row])?;
+                } else {
+                    delete_job(c, row)?;
+                }
             }
             Ok(out)
         })
         .await
     }
 
-    /// The provider accepted the job: forget it (remember its id for dedup).
-    pub async fn complete(&self, id: JobId, now: u64) -> Result<(), OutboxError> {
-        self.finish(id, now, None).await
+    /// The provider accepted the job: forget it (its id stays known for dedup).
+    pub async fn complete(&self, row: i64, now: u64) -> Result<(), OutboxError> {
+        self.finish(row, JobId([0; 16]), now, None).await
     }
 
-    /// The job is finished without delivery; `feedback` is recorded for its client.
+    /// The job (row `row`, id `id`) is finished: its row is deleted; `feedback` is recorded for
+    /// its client. The id stays known for dedup until the window ends.
     pub async fn finish(
         &self,
+        row: i64,
         id: JobId,
         now: u64,
         feedback: Option<(String, PushTarget, FeedbackReason)>,
@@ -337,26 +543,22 @@ impl Outbox {
             None => None,
         };
         self.op(move |c| {
-            let id = id.0.to_vec();
-            c.prepare_cached("DELETE FROM jobs WHERE job_id = ?1")?
-                .execute(params![id])?;
-            c.prepare_cached("INSERT OR REPLACE INTO done (job_id, done_at) VALUES (?1, ?2)")?
-                .execute(params![id, to_i64(now)])?;
+            delete_job(c, row)?;
             if let Some((client, target, reason)) = fb {
                 c.prepare_cached(
                     "INSERT INTO feedback (client, job_id, target, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![client, id, target, reason, to_i64(now)])?;
+                .execute(params![client, &id.0[..], target, reason, to_i64(now)])?;
             }
             Ok(())
         })
         .await
     }
 
-    /// Puts a failed job back for another attempt at `next_ms`.
+    /// Puts a failed job (row `row`) back for another attempt at `next_ms`.
     pub async fn reschedule(
         &self,
-        id: JobId,
+        row: i64,
         next_ms: u64,
         attempts: u32,
         error: &str,
@@ -364,9 +566,9 @@ impl Outbox {
         let error = error.to_string();
         self.op(move |c| {
             c.prepare_cached(
-                "UPDATE jobs SET leased = 0, next_at = ?2, attempts = ?3, last_error = ?4 WHERE job_id = ?1",
+                "UPDATE job SET leased = 0, next_at = ?2, attempts = ?3, last_error = ?4 WHERE row = ?1",
             )?
-            .execute(params![id.0.to_vec(), to_i64(next_ms), i64::from(attempts), error])?;
+            .execute(params![row, to_i64(next_ms), i64::from(attempts), error])?;
             Ok(())
         })
         .await
@@ -376,7 +578,7 @@ impl Outbox {
     pub async fn next_due(&self) -> Result<Option<u64>, OutboxError> {
         self.op(|c| {
             let v: Option<i64> = c
-                .prepare_cached("SELECT MIN(next_at) FROM jobs WHERE leased = 0")?
+                .prepare_cached("SELECT MIN(next_at) FROM job WHERE leased = 0")?
                 .query_row([], |r| r.get(0))?;
             Ok(v.map(|v| u64::try_from(v).unwrap_or(0)))
         })
@@ -387,7 +589,7 @@ impl Outbox {
     pub async fn len(&self) -> Result<u64, OutboxError> {
         self.op(|c| {
             let v: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM jobs")?
+                .prepare_cached("SELECT COUNT(*) FROM job")?
                 .query_row([], |r| r.get(0))?;
             Ok(u64::try_from(v).unwrap_or(0))
         })
@@ -532,11 +734,14 @@ impl Outbox {
         .await
     }
 
-    /// Forgets finished job ids older than `before` (unix seconds).
+    /// Forgets the ids of jobs accepted before `before` (unix seconds) that are no longer
+    /// pending.
     pub async fn prune_done(&self, before: u64) -> Result<usize, OutboxError> {
         self.op(move |c| {
-            Ok(c.prepare_cached("DELETE FROM done WHERE done_at < ?1")?
-                .execute(params![to_i64(before)])?)
+            Ok(c.prepare_cached(
+                "DELETE FROM job_ids WHERE at < ?1 AND job_id NOT IN (SELECT job_id FROM job)",
+            )?
+            .execute(params![to_i64(before)])?)
         })
         .await
     }
@@ -546,8 +751,13 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// One statement without parameters, prepared once (the writer runs these for every batch and
+/// operation).
 fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
-    conn.execute_batch(sql).map_err(|e| e.to_string())
+    conn.prepare_cached(sql)
+        .and_then(|mut st| st.execute([]))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn BatchOp>>) {

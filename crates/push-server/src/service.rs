@@ -12,7 +12,7 @@ use crate::gateway::{FeedbackEvent, FeedbackReason, GatewayError, SubmitOutcome}
 use crate::handle::{HandleError, HandleKey, PushHandle, Sealed};
 use crate::job::{DeviceAddress, PushJob, PushTarget};
 use crate::metrics::Metrics;
-use crate::outbox::{LeasedJob, Outbox, OutboxError};
+use crate::outbox::{LeasedJob, Outbox, OutboxError, Stored};
 use crate::provider::webpush::EndpointPolicy;
 use crate::provider::{Delivery, Providers, Route};
 
@@ -168,18 +168,19 @@ impl PushService {
         // after the commit (no lease transaction, no poll). Otherwise the dispatcher leases it
         // from the table.
         let slot = self.inner.direct.try_reserve().ok();
-        let outcome = self
+        let stored = self
             .inner
             .outbox
             .submit_as(client, &job, deadline, crate::unix_now_ms(), slot.is_some())
             .await
             .map_err(storage)?;
-        match outcome {
-            SubmitOutcome::Queued => {
+        let outcome = match stored {
+            Stored::Queued(row) => {
                 self.inner.metrics.submitted("queued");
                 self.inner.metrics.outbox_length.inc();
                 match slot {
                     Some(slot) => slot.send(LeasedJob {
+                        row,
                         job,
                         client: client.to_string(),
                         deadline,
@@ -187,9 +188,13 @@ impl PushService {
                     }),
                     None => self.inner.wake.notify_one(),
                 }
+                SubmitOutcome::Queued
             }
-            SubmitOutcome::Duplicate => self.inner.metrics.submitted("duplicate"),
-        }
+            Stored::Duplicate => {
+                self.inner.metrics.submitted("duplicate");
+                SubmitOutcome::Duplicate
+            }
+        };
         Ok(outcome)
     }
 
@@ -457,6 +462,7 @@ impl PushService {
     async fn deliver(&self, leased: LeasedJob, permit: tokio::sync::OwnedSemaphorePermit) {
         let inner = &self.inner;
         let LeasedJob {
+            row,
             job,
             client,
             deadline,
@@ -502,7 +508,10 @@ impl PushService {
                 let feedback =
                     job.report_delivery
                         .then_some((client, job.target, FeedbackReason::Delivered));
-                inner.outbox.finish(id, crate::unix_now(), feedback).await
+                inner
+                    .outbox
+                    .finish(row, id, crate::unix_now(), feedback)
+                    .await
             }
             Err(e) => {
                 e.log(provider, &id);
@@ -519,6 +528,7 @@ impl PushService {
                             inner
                                 .outbox
                                 .finish(
+                                    row,
                                     id,
                                     crate::unix_now(),
                                     Some((
@@ -530,7 +540,7 @@ impl PushService {
                                 .await
                         } else {
                             inner.metrics.retry(provider, label);
-                            let r = inner.outbox.reschedule(id, next_ms, attempts, label).await;
+                            let r = inner.outbox.reschedule(row, next_ms, attempts, label).await;
                             // the dispatcher's next look at the table may be later than this
                             inner.wake.notify_one();
                             r
@@ -542,6 +552,7 @@ impl PushService {
                         inner
                             .outbox
                             .finish(
+                                row,
                                 id,
                                 crate::unix_now(),
                                 Some((client, job.target, FeedbackReason::InvalidToken(reason))),
@@ -554,6 +565,7 @@ impl PushService {
                         inner
                             .outbox
                             .finish(
+                                row,
                                 id,
                                 crate::unix_now(),
                                 Some((client, job.target, FeedbackReason::Failed(label.into()))),
