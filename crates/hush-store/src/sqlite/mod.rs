@@ -15,6 +15,7 @@
 //!
 //! Must be used from within a tokio runtime (reads use `spawn_blocking`).
 
+mod cache;
 mod open;
 mod ops;
 
@@ -33,7 +34,8 @@ use crate::types::{
     AppendOutcome, BlockInfo, DEFAULT_QUOTA, DeleteOutcome, EntityId, Message, MsgId, NewMessage,
     NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, StoreStats,
 };
-use ops::IdKind;
+use cache::{Cache, Key};
+use ops::{IdKind, WriterState};
 
 pub use open::SCHEMA_VERSION;
 
@@ -91,6 +93,12 @@ pub struct SqliteOptions {
     /// the file (disk image, backup) does not hold delivered messages in free pages. Off only
     /// for comparison (the `append` bench).
     pub secure_delete: bool,
+    /// Queue records kept in memory (least recently used evicted; 0 = no cache): lookups by
+    /// recipient / sender / notifier / link id of a cached queue, and its head, are answered
+    /// without SQLite. About 0.5 KB each (more with short-link data).
+    pub cache_queues: usize,
+    /// Most bytes of head message bodies kept in memory beside the cached records.
+    pub cache_head_bytes: usize,
 }
 
 impl Default for SqliteOptions {
@@ -105,6 +113,8 @@ impl Default for SqliteOptions {
             create: true,
             quick_check: true,
             secure_delete: true,
+            cache_queues: 65_536,
+            cache_head_bytes: 16 << 20,
         }
     }
 }
@@ -113,7 +123,7 @@ impl Default for SqliteOptions {
 trait WriteJob: Send {
     /// Run on the writer connection: whether it succeeded (else its savepoint is rolled back)
     /// and a completion to call with the batch's commit result.
-    fn run(self: Box<Self>, conn: &Connection) -> (bool, Completion);
+    fn run(self: Box<Self>, conn: &Connection, st: &mut WriterState) -> (bool, Completion);
     /// The transaction is unusable: complete without running.
     fn fail(self: Box<Self>, error: String);
 }
@@ -128,12 +138,12 @@ struct OpJob<F, T> {
 
 impl<F, T> WriteJob for OpJob<F, T>
 where
-    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    F: FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> (bool, Completion) {
+    fn run(self: Box<Self>, conn: &Connection, st: &mut WriterState) -> (bool, Completion) {
         let OpJob { op, reply } = *self;
-        let r = op(conn);
+        let r = op(conn, st);
         let ok = r.is_ok();
         let done: Completion = Box::new(move |commit| {
             let out = match commit {
@@ -172,7 +182,7 @@ struct Counters {
 struct Inner {
     path: PathBuf,
     counters: Arc<Counters>,
-    quota: usize,
+    cache: Arc<Cache>,
     writer: Option<mpsc::Sender<Job>>,
     writer_thread: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
@@ -314,15 +324,27 @@ impl SqliteStore {
         let max_batch = opts.max_batch.max(1);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
+        let cache = Arc::new(Cache::new(opts.cache_queues, opts.cache_head_bytes));
+        let thread_cache = cache.clone();
+        let state = WriterState::new(opts.cache_queues, opts.quota.max(1));
         let writer_thread = std::thread::Builder::new()
             .name("hush-store-writer".into())
-            .spawn(move || writer_loop(writer, rx, max_batch, &thread_counters))?;
+            .spawn(move || {
+                writer_loop(
+                    writer,
+                    rx,
+                    max_batch,
+                    state,
+                    &thread_counters,
+                    &thread_cache,
+                )
+            })?;
 
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 counters,
-                quota: opts.quota.max(1),
+                cache,
                 writer: Some(tx),
                 writer_thread: Some(writer_thread),
                 readers: Mutex::new(readers),
@@ -350,7 +372,7 @@ impl SqliteStore {
     /// Queue a write job; resolves after its batch committed.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        f: impl FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let job: Job = Box::new(OpJob { op: f, reply: tx });
@@ -398,7 +420,9 @@ fn writer_loop(
     conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
+    mut state: WriterState,
     counters: &Counters,
+    cache: &Cache,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(job) = rx.blocking_recv() {
@@ -409,7 +433,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch, counters);
+        run_batch(&conn, &mut batch, &mut state, counters, cache);
     }
     tracing::debug!("hush-store: writer thread exiting");
 }
@@ -422,7 +446,13 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
 }
 
 /// Run and commit one batch, then complete its callers.
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
+fn run_batch(
+    conn: &Connection,
+    batch: &mut Vec<Job>,
+    st: &mut WriterState,
+    counters: &Counters,
+    cache: &Cache,
+) {
     let n = batch.len();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::warn!(error = %e, "hush-store: BEGIN failed");
@@ -443,7 +473,11 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
             job.fail(e.clone());
             continue;
         }
-        let (ok, done) = job.run(conn);
+        let mark = st.mark();
+        let (ok, done) = job.run(conn, st);
+        if !ok {
+            st.job_failed(mark);
+        }
         completions.push(done);
         let end = if ok {
             exec(conn, "RELEASE op")
@@ -464,8 +498,10 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
     } else {
         tracing::trace!(jobs = n, "hush-store: committed batch");
     }
+    st.batch_done(commit.is_ok());
     if commit.is_ok() {
-        // Before completing callers, so a caller sees its own operation counted.
+        // Before completing callers, so a caller sees its own operation (and counts it).
+        cache.apply(&mut st.effects);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters.ops.fetch_add(n as u64, Ordering::Relaxed);
         counters.max_batch.fetch_max(n as u64, Ordering::Relaxed);
@@ -475,49 +511,84 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
     }
 }
 
+impl SqliteStore {
+    /// A queue record: from the cache, else from SQLite (then cached).
+    async fn lookup(&self, key: Key, id: EntityId) -> StoreResult<Option<QueueRecord>> {
+        let miss = match self.inner.cache.lookup(key, &id) {
+            Ok(q) => return Ok(Some(q)),
+            Err(miss) => miss,
+        };
+        let kind = match key {
+            Key::Recipient => IdKind::Recipient,
+            Key::Sender => IdKind::Sender,
+            Key::Notifier => IdKind::Notifier,
+            Key::Link => IdKind::Link,
+        };
+        let q = self.read(move |c| ops::get_queue(c, kind, &id)).await?;
+        if let Some(q) = &q {
+            self.inner.cache.fill_record(miss, q);
+        }
+        Ok(q)
+    }
+
+    /// A write that changes the queue record `rid` (dropped from the cache once committed).
+    async fn write_queue<T: Send + 'static>(
+        &self,
+        rid: EntityId,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.write(move |c, st| {
+            let r = f(c)?;
+            st.invalidate(&rid);
+            Ok(r)
+        })
+        .await
+    }
+}
+
 impl QueueStore for SqliteStore {
     fn create_queue(&self, queue: QueueRecord) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::create_queue(c, queue)))
+        Box::pin(self.write(move |c, _| ops::create_queue(c, queue)))
     }
 
     fn get_by_recipient(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
-        Box::pin(self.read(move |c| ops::get_queue(c, IdKind::Recipient, &id)))
+        Box::pin(self.lookup(Key::Recipient, id))
     }
 
     fn get_by_sender(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
-        Box::pin(self.read(move |c| ops::get_queue(c, IdKind::Sender, &id)))
+        Box::pin(self.lookup(Key::Sender, id))
     }
 
     fn get_by_notifier(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
-        Box::pin(self.read(move |c| ops::get_queue(c, IdKind::Notifier, &id)))
+        Box::pin(self.lookup(Key::Notifier, id))
     }
 
     fn get_by_link(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
-        Box::pin(self.read(move |c| ops::get_queue(c, IdKind::Link, &id)))
+        Box::pin(self.lookup(Key::Link, id))
     }
 
     fn secure_queue(&self, rid: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::secure_queue(c, &rid, key)))
+        Box::pin(self.write_queue(rid, move |c| ops::secure_queue(c, &rid, key)))
     }
 
     fn add_recipient_key(&self, rid: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::add_recipient_key(c, &rid, key)))
+        Box::pin(self.write_queue(rid, move |c| ops::add_recipient_key(c, &rid, key)))
     }
 
     fn remove_recipient_key(&self, rid: EntityId, key: Vec<u8>) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::remove_recipient_key(c, &rid, &key)))
+        Box::pin(self.write_queue(rid, move |c| ops::remove_recipient_key(c, &rid, &key)))
     }
 
     fn set_recipient_keys(&self, rid: EntityId, keys: Vec<Vec<u8>>) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::set_recipient_keys(c, &rid, keys)))
+        Box::pin(self.write_queue(rid, move |c| ops::set_recipient_keys(c, &rid, keys)))
     }
 
     fn set_link(&self, rid: EntityId, link: QueueLink) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::set_link(c, &rid, link)))
+        Box::pin(self.write_queue(rid, move |c| ops::set_link(c, &rid, link)))
     }
 
     fn delete_link(&self, rid: EntityId) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::delete_link(c, &rid)))
+        Box::pin(self.write_queue(rid, move |c| ops::delete_link(c, &rid)))
     }
 
     fn set_notifier(
@@ -525,31 +596,49 @@ impl QueueStore for SqliteStore {
         rid: EntityId,
         creds: NotifierCreds,
     ) -> StoreFuture<'_, Option<EntityId>> {
-        Box::pin(self.write(move |c| ops::set_notifier(c, &rid, creds)))
+        Box::pin(self.write(move |c, st| {
+            // The writer's per-queue state holds the notifier id.
+            st.forget(&rid);
+            let r = ops::set_notifier(c, &rid, creds)?;
+            st.invalidate(&rid);
+            Ok(r)
+        }))
     }
 
     fn delete_notifier(&self, rid: EntityId) -> StoreFuture<'_, Option<EntityId>> {
-        Box::pin(self.write(move |c| ops::delete_notifier(c, &rid)))
+        Box::pin(self.write(move |c, st| {
+            st.forget(&rid);
+            let r = ops::delete_notifier(c, &rid)?;
+            st.invalidate(&rid);
+            Ok(r)
+        }))
     }
 
     fn suspend_queue(&self, rid: EntityId) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::set_status(c, &rid, &QueueStatus::Off)))
+        Box::pin(self.write_queue(rid, move |c| ops::set_status(c, &rid, &QueueStatus::Off)))
     }
 
     fn block_queue(&self, rid: EntityId, info: BlockInfo) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::set_status(c, &rid, &QueueStatus::Blocked(info))))
+        Box::pin(self.write_queue(rid, move |c| {
+            ops::set_status(c, &rid, &QueueStatus::Blocked(info))
+        }))
     }
 
     fn unblock_queue(&self, rid: EntityId) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::unblock_queue(c, &rid)))
+        Box::pin(self.write_queue(rid, move |c| ops::unblock_queue(c, &rid)))
     }
 
     fn touch_queue(&self, rid: EntityId, updated_at: i64) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c| ops::touch_queue(c, &rid, updated_at)))
+        Box::pin(self.write_queue(rid, move |c| ops::touch_queue(c, &rid, updated_at)))
     }
 
     fn delete_queue(&self, rid: EntityId) -> StoreFuture<'_, QueueRecord> {
-        Box::pin(self.write(move |c| ops::delete_queue(c, &rid)))
+        Box::pin(self.write(move |c, st| {
+            st.forget(&rid);
+            let r = ops::delete_queue(c, &rid)?;
+            st.invalidate(&rid);
+            Ok(r)
+        }))
     }
 
     fn append_message(
@@ -558,16 +647,25 @@ impl QueueStore for SqliteStore {
         msg: NewMessage,
         ntf: Option<PendingNtf>,
     ) -> StoreFuture<'_, AppendOutcome> {
-        let quota = self.inner.quota;
-        Box::pin(self.write(move |c| ops::append_message(c, &rid, msg, ntf, quota)))
+        Box::pin(self.write(move |c, st| ops::append_message(c, st, &rid, msg, ntf)))
     }
 
     fn peek_message(&self, rid: EntityId) -> StoreFuture<'_, Option<Message>> {
-        Box::pin(self.read(move |c| ops::peek_message(c, &rid)))
+        Box::pin(async move {
+            let miss = match self.inner.cache.peek(&rid) {
+                Ok(head) => return Ok(head),
+                Err(miss) => miss,
+            };
+            let head = self.read(move |c| ops::peek_message(c, &rid)).await?;
+            if let Some(miss) = miss {
+                self.inner.cache.fill_head(miss, &rid, head.as_ref());
+            }
+            Ok(head)
+        })
     }
 
     fn delete_message(&self, rid: EntityId, msg_id: MsgId) -> StoreFuture<'_, DeleteOutcome> {
-        Box::pin(self.write(move |c| ops::delete_message(c, &rid, &msg_id)))
+        Box::pin(self.write(move |c, st| ops::delete_message(c, st, &rid, &msg_id)))
     }
 
     fn message_count(&self, rid: EntityId) -> StoreFuture<'_, usize> {
@@ -575,19 +673,33 @@ impl QueueStore for SqliteStore {
     }
 
     fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64> {
-        Box::pin(self.write(move |c| ops::expire_messages(c, before)))
+        Box::pin(self.write(move |c, st| {
+            let n = ops::expire_messages(c, before)?;
+            if n > 0 {
+                st.forget_all();
+                st.effects.push(cache::Effect::AllHeadsUnknown);
+            }
+            Ok(n)
+        }))
     }
 
     fn expire_queue_messages(&self, rid: EntityId, before: i64) -> StoreFuture<'_, u64> {
-        Box::pin(self.write(move |c| ops::expire_queue_messages(c, &rid, before)))
+        Box::pin(self.write(move |c, st| {
+            let n = ops::expire_queue_messages(c, &rid, before)?;
+            if n > 0 {
+                st.forget(&rid);
+                st.effects.push(cache::Effect::HeadUnknown(rid));
+            }
+            Ok(n)
+        }))
     }
 
     fn drain_notifications(&self, nid: EntityId, limit: usize) -> StoreFuture<'_, Vec<PendingNtf>> {
-        Box::pin(self.write(move |c| ops::drain_notifications(c, &nid, limit)))
+        Box::pin(self.write(move |c, _| ops::drain_notifications(c, &nid, limit)))
     }
 
     fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64> {
-        Box::pin(self.write(move |c| ops::expire_notifications(c, before)))
+        Box::pin(self.write(move |c, _| ops::expire_notifications(c, before)))
     }
 
     fn stats(&self) -> StoreFuture<'_, StoreStats> {

@@ -3,8 +3,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
 
+use hashlink::LruCache;
+
+use super::cache::Effect;
 use crate::codec::{
-    EXPIRE_ALL_SQL, EXPIRE_QUEUE_SQL, KIND_QUOTA, QUEUE_COLUMNS, QueueRow, bad, encode_keys,
+    EXPIRE_ALL_SQL, EXPIRE_QUEUE_SQL, KIND_QUOTA, QUEUE_COLUMNS, QueueRow, bad, encode_keys, fixed,
     message_columns, message_from_columns, ntf_from_columns, status_columns,
 };
 use crate::error::{StoreError, StoreResult};
@@ -285,55 +288,181 @@ fn head(c: &Connection, row: i64) -> StoreResult<Option<(i64, Message)>> {
     }
 }
 
+/// What the writer thread knows of a queue's messages, so that append and ACK need no `SELECT`
+/// (count, quota marker, head) before their `INSERT` / `DELETE`. Loaded from the database on
+/// first use; exact while cached because only the writer thread changes the database; dropped
+/// whenever an operation on the queue fails (its savepoint rolled back) or a batch fails to
+/// commit, and by every operation that changes what it holds other than append / delete.
+#[derive(Debug)]
+pub(crate) struct Meta {
+    /// Internal row id of the queue.
+    row: i64,
+    notifier: Option<Vec<u8>>,
+    /// Items stored (quota marker included).
+    count: usize,
+    /// The last item is the quota marker.
+    marker: bool,
+    /// Row id and msg id of the oldest item.
+    head: Option<(i64, MsgId)>,
+}
+
+/// State owned by the writer thread, handed to every write job.
+pub(crate) struct WriterState {
+    meta: LruCache<EntityId, Meta>,
+    /// Changes for the shared cache, applied once the batch committed.
+    pub(crate) effects: Vec<Effect>,
+    /// Queues whose [`Meta`] the running job used (dropped if the job fails).
+    touched: Vec<EntityId>,
+    quota: usize,
+}
+
+/// Where a job's changes start, to undo them in the writer state if it fails.
+pub(crate) struct Mark {
+    effects: usize,
+    touched: usize,
+}
+
+impl WriterState {
+    pub(crate) fn new(capacity: usize, quota: usize) -> Self {
+        Self {
+            meta: LruCache::new(capacity.max(1)),
+            effects: Vec::new(),
+            touched: Vec::new(),
+            quota,
+        }
+    }
+
+    pub(crate) fn mark(&mut self) -> Mark {
+        Mark {
+            effects: self.effects.len(),
+            touched: self.touched.len(),
+        }
+    }
+
+    /// The job since `mark` failed and was rolled back.
+    pub(crate) fn job_failed(&mut self, mark: Mark) {
+        self.effects.truncate(mark.effects);
+        for rid in self.touched.drain(mark.touched..) {
+            self.meta.remove(&rid);
+        }
+    }
+
+    /// The batch is over: `committed` or rolled back as a whole.
+    pub(crate) fn batch_done(&mut self, committed: bool) {
+        self.touched.clear();
+        if !committed {
+            self.meta.clear();
+            self.effects.clear();
+        }
+    }
+
+    /// The queue record changed: drop it from the shared cache.
+    pub(crate) fn invalidate(&mut self, rid: &EntityId) {
+        self.effects.push(Effect::Invalidate(*rid));
+    }
+
+    /// Forget the messages state of a queue (changed by something else than append / ACK).
+    pub(crate) fn forget(&mut self, rid: &EntityId) {
+        self.meta.remove(rid);
+    }
+
+    /// Forget the messages state of every queue.
+    pub(crate) fn forget_all(&mut self) {
+        self.meta.clear();
+    }
+
+    fn meta(&mut self, c: &Connection, rid: &EntityId) -> StoreResult<&mut Meta> {
+        self.touched.push(*rid);
+        if !self.meta.contains_key(rid) {
+            let (row, notifier): (i64, Option<Vec<u8>>) = c
+                .prepare_cached("SELECT id, notifier_id FROM queues WHERE recipient_id = ?1")?
+                .query_row(params![&rid[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or(StoreError::NotFound)?;
+            let (count, max_kind): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT count(*), coalesce(max(kind), 0) FROM messages WHERE queue_id = ?1",
+                )?
+                .query_row(params![row], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let head = c
+                .prepare_cached(
+                    "SELECT id, msg_id FROM messages WHERE queue_id = ?1 ORDER BY id LIMIT 1",
+                )?
+                .query_row(params![row], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?
+                .map(|(id, msg_id)| Ok::<_, StoreError>((id, fixed::<24>(msg_id, "msg id")?)))
+                .transpose()?;
+            let meta = Meta {
+                row,
+                notifier,
+                count: usize::try_from(count).map_err(|_| bad("count"))?,
+                marker: max_kind == KIND_QUOTA,
+                head,
+            };
+            self.meta.insert(*rid, meta);
+        }
+        self.meta
+            .get_mut(rid)
+            .ok_or(StoreError::Internal("writer state"))
+    }
+}
+
+fn insert_message(c: &Connection, row: i64, m: &Message) -> StoreResult<i64> {
+    let (kind, flags, body) = message_columns(m);
+    c.prepare_cached(
+        "INSERT INTO messages (queue_id, msg_id, ts, kind, flags, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![row, &m.msg_id()[..], m.ts(), kind, flags, body])?;
+    Ok(c.last_insert_rowid())
+}
+
 pub(crate) fn append_message(
     c: &Connection,
+    st: &mut WriterState,
     rid: &EntityId,
     msg: NewMessage,
     ntf: Option<PendingNtf>,
-    quota: usize,
 ) -> StoreResult<AppendOutcome> {
     validate::message(&msg)?;
-    let (row, notifier): (i64, Option<Vec<u8>>) = c
-        .prepare_cached("SELECT id, notifier_id FROM queues WHERE recipient_id = ?1")?
-        .query_row(params![&rid[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .ok_or(StoreError::NotFound)?;
-    let (len, max_kind): (i64, i64) = c
-        .prepare_cached(
-            "SELECT count(*), coalesce(max(kind), 0) FROM messages WHERE queue_id = ?1",
-        )?
-        .query_row(params![row], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let len = usize::try_from(len).map_err(|_| bad("count"))?;
-    let insert = |m: &Message| -> StoreResult<()> {
-        let (kind, flags, body) = message_columns(m);
-        c.prepare_cached(
-            "INSERT INTO messages (queue_id, msg_id, ts, kind, flags, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![row, &m.msg_id()[..], m.ts(), kind, flags, body])?;
-        Ok(())
-    };
-    match validate::quota_decision(len, max_kind == KIND_QUOTA, quota) {
+    let quota = st.quota;
+    let m = st.meta(c, rid)?;
+    match validate::quota_decision(m.count, m.marker, quota) {
         validate::QuotaDecision::Refuse => Ok(AppendOutcome::QuotaExceeded {
             marker_added: false,
         }),
         validate::QuotaDecision::AddMarker => {
-            insert(&Message::QuotaMarker {
+            let marker = Message::QuotaMarker {
                 msg_id: msg.msg_id,
                 ts: msg.ts,
-            })?;
+            };
+            let id = insert_message(c, m.row, &marker)?;
+            m.marker = true;
+            m.count += 1;
+            if m.head.is_none() {
+                m.head = Some((id, msg.msg_id));
+                st.effects.push(Effect::Head(*rid, Some(marker)));
+            }
             Ok(AppendOutcome::QuotaExceeded { marker_added: true })
         }
         validate::QuotaDecision::Append => {
-            insert(&Message::Message(msg))?;
-            if let (Some(nid), Some(n)) = (notifier, ntf) {
+            let msg_id = msg.msg_id;
+            let item = Message::Message(msg);
+            let id = insert_message(c, m.row, &item)?;
+            let was_empty = m.count == 0;
+            m.count += 1;
+            if let (Some(nid), Some(n)) = (&m.notifier, ntf) {
                 c.prepare_cached(
                     "INSERT INTO notifications (notifier_id, msg_id, ts, nonce, enc_meta) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![nid, &n.msg_id[..], n.ts, &n.nonce[..], n.enc_meta])?;
             }
-            Ok(AppendOutcome::Appended {
-                was_empty: len == 0,
-            })
+            if was_empty {
+                m.head = Some((id, msg_id));
+                st.effects.push(Effect::Head(*rid, Some(item)));
+            }
+            Ok(AppendOutcome::Appended { was_empty })
         }
     }
 }
@@ -345,22 +474,37 @@ pub(crate) fn peek_message(c: &Connection, rid: &EntityId) -> StoreResult<Option
 
 pub(crate) fn delete_message(
     c: &Connection,
+    st: &mut WriterState,
     rid: &EntityId,
     msg_id: &MsgId,
 ) -> StoreResult<DeleteOutcome> {
-    let row = queue_rowid(c, rid)?;
-    match head(c, row)? {
-        Some((id, m)) if m.msg_id() == msg_id => {
+    let m = st.meta(c, rid)?;
+    match m.head {
+        Some((id, head_id)) if head_id == *msg_id => {
             c.prepare_cached("DELETE FROM messages WHERE id = ?1")?
                 .execute(params![id])?;
+            m.count -= 1;
+            let next = if m.count == 0 {
+                m.marker = false;
+                None
+            } else {
+                head(c, m.row)?
+            };
+            m.head = next.as_ref().map(|(id, n)| (*id, *n.msg_id()));
+            let next = next.map(|(_, n)| n);
+            st.effects.push(Effect::Head(*rid, next.clone()));
             Ok(DeleteOutcome {
                 deleted: true,
-                head: head(c, row)?.map(|(_, m)| m),
+                head: next,
             })
         }
-        h => Ok(DeleteOutcome {
+        Some(_) => Ok(DeleteOutcome {
             deleted: false,
-            head: h.map(|(_, m)| m),
+            head: head(c, m.row)?.map(|(_, m)| m),
+        }),
+        None => Ok(DeleteOutcome {
+            deleted: false,
+            head: None,
         }),
     }
 }
