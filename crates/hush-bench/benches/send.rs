@@ -18,6 +18,18 @@ fn main() {
     divan::main();
 }
 
+/// The previous secretbox seal (before the SIMD keystream): `xsalsa20poly1305` with
+/// `k1 = HSalsa20(key, 0¹⁶)`; the same bytes as `sb_encrypt_into` (tested in hush-crypto).
+fn old_secretbox_seal(key: &[u8; 32], nonce: &[u8; 24], body: &mut [u8]) -> [u8; 16] {
+    use salsa20::cipher::consts::U10;
+    use xsalsa20poly1305::aead::{AeadInPlace, KeyInit};
+    let k1 = salsa20::hsalsa::<U10>(key.into(), &[0u8; 16].into());
+    xsalsa20poly1305::XSalsa20Poly1305::new(&k1)
+        .encrypt_in_place_detached(nonce.into(), b"", body)
+        .expect("short message")
+        .into()
+}
+
 mod send {
     use super::*;
 
@@ -85,6 +97,20 @@ mod primitives {
     /// (`PublicKey::verify` decompresses the point on every call).
     #[divan::bench(args = [100, AUTHORIZED_LEN])]
     fn ed25519_verify_cached_key(b: Bencher, len: usize) {
+        use ed25519_dalek::VerifyingKey;
+        let sk = key();
+        let msg = vec![1u8; len];
+        let sig = sk.sign(&msg);
+        let vk = VerifyingKey::from_bytes(&sk.public().0).expect("valid key");
+        b.bench_local(|| {
+            hush_crypto::keys::ed25519_verify(&vk, black_box(&msg), black_box(&sig)).is_ok()
+        });
+    }
+
+    /// The previous verify: ed25519-dalek's own `Verifier` (SHA-512 from the `sha2` crate),
+    /// decoded key.
+    #[divan::bench(args = [100, AUTHORIZED_LEN])]
+    fn ed25519_verify_cached_key_sha2_old(b: Bencher, len: usize) {
         use ed25519_dalek::{Signature, Verifier, VerifyingKey};
         let sk = key();
         let msg = vec![1u8; len];
@@ -93,10 +119,34 @@ mod primitives {
         b.bench_local(|| vk.verify(black_box(&msg), black_box(&sig)).is_ok());
     }
 
+    /// The previous sign: ed25519-dalek's own `Signer` (`sha2`).
+    #[divan::bench(args = [100, AUTHORIZED_LEN])]
+    fn ed25519_sign_sha2_old(b: Bencher, len: usize) {
+        use ed25519_dalek::{Signer, SigningKey};
+        let sk = SigningKey::from_bytes(&[7; 32]);
+        let msg = vec![1u8; len];
+        b.bench_local(|| sk.sign(black_box(&msg)));
+    }
+
     #[divan::bench(args = [100, AUTHORIZED_LEN])]
     fn sha512(b: Bencher, len: usize) {
         let msg = vec![1u8; len];
         b.bench_local(|| hush_crypto::sha512(black_box(&msg)));
+    }
+
+    /// The previous SHA-512: the `sha2` crate.
+    #[divan::bench(args = [100, AUTHORIZED_LEN])]
+    fn sha512_sha2_old(b: Bencher, len: usize) {
+        use sha2::Digest;
+        let msg = vec![1u8; len];
+        b.bench_local(|| sha2::Sha512::digest(black_box(&msg)));
+    }
+
+    /// The previous secretbox seal: `xsalsa20poly1305` (scalar `salsa20` crate keystream).
+    #[divan::bench]
+    fn secretbox_seal_16k_xsalsa20poly1305_old(b: Bencher) {
+        let mut buf = vec![3u8; SMP_BLOCK_SIZE - TAG_LEN];
+        b.bench_local(|| old_secretbox_seal(black_box(&[5; 32]), &[4; 24], &mut buf));
     }
 
     #[divan::bench]

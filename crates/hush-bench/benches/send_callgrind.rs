@@ -19,7 +19,7 @@ const ITERS: u64 = 10;
 const ENV: &str = "HUSH_CALLGRIND_SCENARIO";
 
 /// (scenario, function counted, what it measures).
-const SCENARIOS: [(&str, &str, &str); 11] = [
+const SCENARIOS: [(&str, &str, &str); 15] = [
     (
         "seal_send",
         "cg_seal_send",
@@ -62,6 +62,26 @@ const SCENARIOS: [(&str, &str, &str); 11] = [
         "secretbox_open",
         "cg_secretbox_open_16k",
         "secretbox open, 16384-byte block",
+    ),
+    (
+        "old_secretbox_seal",
+        "cg_old_secretbox_seal_16k",
+        "before issue 12: xsalsa20poly1305 seal, 16384-byte block",
+    ),
+    (
+        "old_verify_auth",
+        "cg_old_ed25519_verify",
+        "before issue 12: dalek decode + verify (sha2), 16138 B",
+    ),
+    (
+        "old_sign_auth",
+        "cg_old_ed25519_sign",
+        "before issue 12: dalek sign (sha2), 16138 B",
+    ),
+    (
+        "old_sha512_auth",
+        "cg_old_sha512",
+        "before issue 12: sha2 SHA-512, 16138 B",
     ),
 ];
 
@@ -120,6 +140,37 @@ fn cg_secretbox_open_16k(ct: &mut [u8]) -> usize {
     sb_open_in_place(&[5; 32], &[4; 24], ct)
         .map(|p| p.len())
         .unwrap_or(0)
+}
+
+#[inline(never)]
+fn cg_old_secretbox_seal_16k(body: &mut [u8]) -> [u8; 16] {
+    use salsa20::cipher::consts::U10;
+    use xsalsa20poly1305::aead::{AeadInPlace, KeyInit};
+    let k1 = salsa20::hsalsa::<U10>(&[5u8; 32].into(), &[0u8; 16].into());
+    xsalsa20poly1305::XSalsa20Poly1305::new(&k1)
+        .encrypt_in_place_detached(&[4u8; 24].into(), b"", body)
+        .expect("short message")
+        .into()
+}
+
+#[inline(never)]
+fn cg_old_ed25519_verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    use ed25519_dalek::Verifier;
+    ed25519_dalek::VerifyingKey::from_bytes(pk)
+        .and_then(|vk| vk.verify(msg, &ed25519_dalek::Signature::from_bytes(sig)))
+        .is_ok()
+}
+
+#[inline(never)]
+fn cg_old_ed25519_sign(sk: &ed25519_dalek::SigningKey, msg: &[u8]) -> [u8; 64] {
+    use ed25519_dalek::Signer;
+    sk.sign(msg).to_bytes()
+}
+
+#[inline(never)]
+fn cg_old_sha512(msg: &[u8]) -> [u8; 64] {
+    use sha2::Digest;
+    sha2::Sha512::digest(msg).into()
 }
 
 /// Runs one scenario: a warm-up call through the same code path outside the counted function,
@@ -222,6 +273,38 @@ fn child(scenario: &str) {
                     cg_secretbox_open_16k(black_box(c)),
                     SMP_BLOCK_SIZE - TAG_LEN
                 );
+            }
+        }
+        "old_secretbox_seal" => {
+            let mut body = vec![3u8; SMP_BLOCK_SIZE - TAG_LEN];
+            black_box(cg_old_secretbox_seal_16k(&mut body));
+            for _ in 0..n {
+                black_box(cg_old_secretbox_seal_16k(black_box(&mut body)));
+            }
+        }
+        "old_verify_auth" => {
+            let sig = sk.sign(&long);
+            let pk = sk.public().0;
+            assert!(cg_old_ed25519_verify(&pk, &long, &sig));
+            for _ in 0..n {
+                assert!(cg_old_ed25519_verify(
+                    black_box(&pk),
+                    black_box(&long),
+                    black_box(&sig)
+                ));
+            }
+        }
+        "old_sign_auth" => {
+            let dsk = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+            black_box(cg_old_ed25519_sign(&dsk, &long));
+            for _ in 0..n {
+                black_box(cg_old_ed25519_sign(black_box(&dsk), black_box(&long)));
+            }
+        }
+        "old_sha512_auth" => {
+            black_box(cg_old_sha512(&long));
+            for _ in 0..n {
+                black_box(cg_old_sha512(black_box(&long)));
             }
         }
         other => panic!("unknown scenario {other}"),
