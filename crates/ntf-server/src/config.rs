@@ -61,6 +61,11 @@ pub struct Config {
     pub store_enable: bool,
     /// `[STORE_LOG] db_file` (default `<data dir>/ntf-server-store.db`).
     pub store_file: Option<PathBuf>,
+    /// `[STORE_LOG] db_connection` (with `enable = on`): PostgreSQL instead of SQLite, shared by
+    /// several instances; `db_schema`, `db_pool_size`, `lease_ttl` complete it.
+    pub store_db: Option<crate::store::PgConfig>,
+    /// `db_schema`, `db_pool_size`, `lease_ttl` (used with `db_connection`).
+    pub store_db_options: crate::store::PgConfig,
     pub host: Option<String>,
     pub ports: Vec<u16>,
     pub bind: Vec<IpAddr>,
@@ -128,6 +133,8 @@ impl Config {
             paths,
             store_enable: true,
             store_file: None,
+            store_db: None,
+            store_db_options: crate::store::PgConfig::default(),
             host: None,
             ports: vec![DEFAULT_PORT],
             bind: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
@@ -192,6 +199,9 @@ impl Config {
     pub fn store_mode(&self) -> StoreMode {
         if !self.store_enable {
             return StoreMode::Memory;
+        }
+        if let Some(db) = &self.store_db {
+            return StoreMode::Postgres(db.clone());
         }
         StoreMode::Sqlite(
             self.store_file
@@ -270,6 +280,18 @@ impl Config {
                     ));
                 }
             }
+        }
+        match c.store_db.take() {
+            Some(db) if c.store_enable => {
+                c.store_db = Some(crate::store::PgConfig {
+                    connection: db.connection,
+                    ..c.store_db_options.clone()
+                })
+            }
+            Some(_) => warnings.push(
+                "[STORE_LOG] db_connection is ignored with enable = off (memory only)".into(),
+            ),
+            None => {}
         }
         if let (Some(_), None) = (c.control_port, &c.control_admin_password) {
             warnings.push("control port without admin password: only public commands".into());
@@ -365,13 +387,50 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
     match (section, e.key.as_str()) {
         ("STORE_LOG", "enable") => c.store_enable = onoff(section, e)?,
         ("STORE_LOG", "db_file") => c.store_file = Some(PathBuf::from(v)),
-        // accepted for compatibility (PostgreSQL options belong to another backend)
+        ("STORE_LOG", "db_connection") => {
+            let url = v.starts_with("postgresql://") || v.starts_with("postgres://");
+            let key_value = v.contains('=') && !v.contains("://");
+            if !(url || key_value) || v.chars().any(|c| c.is_control()) {
+                // The value may hold a password: never repeated.
+                return Err(bad(
+                    section,
+                    e,
+                    "expected a PostgreSQL connection string: \
+                     postgresql://user[:password]@host[:port]/database or host=... dbname=...",
+                ));
+            }
+            c.store_db = Some(crate::store::PgConfig {
+                connection: v.to_string(),
+                ..crate::store::PgConfig::default()
+            });
+        }
+        ("STORE_LOG", "db_schema") => {
+            if !crate::store::postgres::valid_schema(v) {
+                return Err(bad(
+                    section,
+                    e,
+                    "expected a schema name: lowercase letters, digits and _, \
+                     not starting with a digit, at most 63 characters",
+                ));
+            }
+            c.store_db_options.schema = v.to_string();
+        }
+        ("STORE_LOG", "db_pool_size") => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => c.store_db_options.pool_size = n,
+            _ => return Err(bad(section, e, "expected a whole number from 1 to 1000")),
+        },
+        ("STORE_LOG", "lease_ttl") => {
+            let d = positive_secs(section, e)?;
+            if d > Duration::from_secs(3600) {
+                return Err(bad(section, e, "at most 3600 seconds"));
+            }
+            c.store_db_options.lease = crate::store::Lease::from_ttl(d);
+        }
+        // accepted for compatibility (reference options without an equivalent here)
         (
             "STORE_LOG",
-            "db_connection"
-            | "db_schema"
-            | "db_pool_size"
-            | "db_deleted_ttl"
+            "db_deleted_ttl"
+            | "db_store_log"
             | "log_stats"
             | "prometheus_interval"
             | "restore_last_ntfs",
@@ -533,6 +592,15 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
         "[STORE_LOG]\n# Persist tokens, subscriptions and last notifications (SQLite in the data directory).\n# off: memory only; clients re-create their tokens and subscriptions after a restart.\nenable = {}\n\n",
         onoff(store)
     ));
+    s.push_str(
+        "# PostgreSQL instead of SQLite (with enable = on): several ntf-server instances may share\n\
+         # one schema; each relay is subscribed by one live instance (a lease, taken over by\n\
+         # another instance lease_ttl seconds after its holder stops renewing it).\n\
+         # db_connection = postgresql://ntf@/ntf_server_store\n\
+         # db_schema = ntf_server\n\
+         # db_pool_size = 10\n\
+         # lease_ttl = 15\n\n",
+    );
     s.push_str("[AUTH]\n");
     if let Some((_, admin, user)) = control {
         s.push_str(&format!(
@@ -729,5 +797,67 @@ mod tests {
             let e = Config::parse(paths(), bad).unwrap_err();
             assert!(e.to_string().starts_with("line "), "{e}");
         }
+    }
+
+    #[test]
+    fn postgres_store_keys() {
+        let ini = b"[STORE_LOG]\nenable = on\ndb_schema = ntf_2\n\
+            db_connection = postgresql://u:secret@db.example/ntf\ndb_pool_size = 3\nlease_ttl = 9\n";
+        let (c, w) = Config::parse(paths(), ini).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let StoreMode::Postgres(db) = c.store_mode() else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!(db.schema, "ntf_2");
+        assert_eq!(db.pool_size, 3);
+        assert_eq!(db.lease.ttl, Duration::from_secs(9));
+        assert!(!format!("{c:?}").contains("secret"));
+        // defaults: the reference's schema and pool size
+        let (c, _) = Config::parse(
+            paths(),
+            b"[STORE_LOG]\ndb_connection = host=/run/pg dbname=ntf\n",
+        )
+        .unwrap();
+        let StoreMode::Postgres(db) = c.store_mode() else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!((db.schema.as_str(), db.pool_size), ("ntf_server", 10));
+        // without db_connection: SQLite; with enable = off: memory and a warning
+        let (c, _) = Config::parse(paths(), b"[STORE_LOG]\ndb_schema = x\n").unwrap();
+        assert!(matches!(c.store_mode(), StoreMode::Sqlite(_)));
+        let (c, w) = Config::parse(
+            paths(),
+            b"[STORE_LOG]\nenable = off\ndb_connection = postgresql://h/d\n",
+        )
+        .unwrap();
+        assert_eq!(c.store_mode(), StoreMode::Memory);
+        assert_eq!(w.len(), 1, "{w:?}");
+        // bad values: the message never repeats the connection string
+        let e = Config::parse(
+            paths(),
+            b"[STORE_LOG]\ndb_connection = mysql://u:secret@h\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("db_connection") && !e.contains("secret"), "{e}");
+        for bad in [
+            &b"[STORE_LOG]\ndb_schema = Bad\n"[..],
+            b"[STORE_LOG]\ndb_pool_size = 0\n",
+            b"[STORE_LOG]\nlease_ttl = 0\n",
+        ] {
+            assert!(Config::parse(paths(), bad).is_err());
+        }
+        // init writes the keys, commented
+        let t = ini_template(443, None, true);
+        for k in [
+            "# db_connection = ",
+            "# db_schema = ntf_server",
+            "# db_pool_size = 10",
+            "# lease_ttl = 15",
+        ] {
+            assert!(t.contains(k), "{k}");
+        }
+        let (c, _) = Config::parse(paths(), t.as_bytes()).unwrap();
+        assert!(matches!(c.store_mode(), StoreMode::Sqlite(_)));
     }
 }

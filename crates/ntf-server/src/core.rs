@@ -7,7 +7,7 @@
 //! store and channels, so it is tested without sockets); [`Core::on_pool_event`] maps relay
 //! events; [`dispatcher`] applies the delivery policy with a tokio clock.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,10 @@ use crate::command::parse_command;
 use crate::metrics::Metrics;
 use crate::payload::{self, Presentation};
 use crate::policy::{Decision, Policy, PolicyMode, PushStyle, TokenBudget};
-use crate::store::{CapExceeded, Device, Evicted, LastNtf, Store, SubCaps, SubRec, TokenRec};
+use crate::store::{
+    CapExceeded, Device, Evicted, LastNtf, RemoteChange, Store, SubCaps, SubRec, TokenRec,
+};
+use hush_proto::address::ProtocolServer;
 
 /// Runtime options of the core (from the configuration).
 #[derive(Clone, Debug)]
@@ -159,6 +162,30 @@ pub struct Core<G> {
     /// `NSUB` requests for the subscriber task (bounded).
     subscribe_tx: mpsc::Sender<SubRec>,
     token_limiter: RateLimiter,
+    /// PostgreSQL mode: the relays whose lease this instance holds (only those are subscribed).
+    ownership: Option<Ownership>,
+}
+
+/// Relays this instance holds a lease for, and a wake-up for the lease task (a relay nobody
+/// holds yet, named by `SNEW` here or elsewhere).
+#[derive(Default)]
+pub struct Ownership {
+    held: std::sync::Mutex<HashSet<ProtocolServer>>,
+    wake: tokio::sync::Notify,
+}
+
+/// A job id that is the same wherever the same push is built (several instances, a retry), so
+/// that the push-server delivers it once.
+fn derived_job_id(parts: &[&[u8]]) -> JobId {
+    let mut b = Vec::new();
+    for p in parts {
+        b.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        b.extend_from_slice(p);
+    }
+    let h = hush_crypto::sha256(&b);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h[..16]);
+    JobId(id)
 }
 
 impl<G> std::fmt::Debug for Core<G> {
@@ -237,7 +264,9 @@ impl<G: PushGateway + 'static> Core<G> {
         let (tx, rx) = mpsc::channel(32_768);
         let (sub_tx, sub_rx) = mpsc::channel(options.subscribe_queue.max(1));
         store.set_cron_minute(options.cron_minute);
+        let pg = store.postgres().cloned();
         let core = Arc::new(Core {
+            ownership: pg.as_ref().map(|_| Ownership::default()),
             store,
             metrics: Metrics::new(),
             subscribing: Arc::new(Semaphore::new(options.subscribe_batch.max(1))),
@@ -256,6 +285,18 @@ impl<G: PushGateway + 'static> Core<G> {
             tokio::spawn(feedback_loop(core.clone(), shutdown.clone())),
             tokio::spawn(gauges_loop(core.clone(), shutdown.clone())),
         ];
+        if let Some(pg) = pg {
+            // Several instances: subscriptions are fed relay by relay as leases are taken.
+            if let Some(rx) = pg.take_remote_changes() {
+                tasks.push(tokio::spawn(remote_changes(
+                    core.clone(),
+                    rx,
+                    shutdown.clone(),
+                )));
+            }
+            tasks.push(tokio::spawn(lease_loop(core.clone(), pg, shutdown)));
+            return (core, tasks);
+        }
         // Subscriptions loaded from the store, fed through the bounded queue.
         let subs: Vec<SubRec> = core
             .store
@@ -626,6 +667,12 @@ impl<G: PushGateway + 'static> Core<G> {
         if let Err(e) = self.store.add_sub(s.clone(), self.options.sub_caps) {
             return self.cap_refused(e);
         }
+        if let Some(o) = &self.ownership
+            && !self.owns(&s.queue.server)
+        {
+            // Perhaps a relay nobody holds yet: claim it now rather than at the next round.
+            o.wake.notify_one();
+        }
         self.metrics.subscriptions_created.inc();
         let r = self.synced(NtfResponse::SubId { sub_id: id }).await;
         self.subscribe(s).await;
@@ -641,6 +688,33 @@ impl<G: PushGateway + 'static> Core<G> {
     }
 
     // --- relay side ----------------------------------------------------------------------
+
+    /// Whether this instance subscribes to `server` (always, unless several instances share a
+    /// PostgreSQL store and another one holds the relay's lease).
+    pub fn owns(&self, server: &ProtocolServer) -> bool {
+        match &self.ownership {
+            None => true,
+            Some(o) => o
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(server),
+        }
+    }
+
+    /// Relays this instance holds a lease for (PostgreSQL mode; empty otherwise).
+    pub fn held_relays(&self) -> Vec<ProtocolServer> {
+        match &self.ownership {
+            None => Vec::new(),
+            Some(o) => o
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
+        }
+    }
 
     /// Subscribes (`NSUB`) in the background: queued (bounded; waits while the queue is full)
     /// for the subscriber task, which runs at most `subscribe_batch` at once. The pool
@@ -816,8 +890,16 @@ impl<G: PushGateway + 'static> Core<G> {
             PushStyle::Silent => (PushType::Background, Some(5), "silent"),
             PushStyle::Alert => (PushType::Alert, None, "alert"),
         };
+        let style_tag: &[u8] = match style {
+            PushStyle::Silent => b"silent",
+            PushStyle::Alert => b"alert",
+        };
+        let job_id = match items.last() {
+            Some(n) => derived_job_id(&[b"message", token_id, style_tag, &n.nonce]),
+            None => JobId::random(),
+        };
         let job = PushJob {
-            job_id: JobId::random(),
+            job_id,
             target,
             kind: PushKind::Message,
             payload,
@@ -923,8 +1005,16 @@ impl<G: PushGateway + 'static> Core<G> {
                 let Some(target) = t.device.target() else {
                     continue;
                 };
+                // One id per token and period: instances sweeping the same period agree.
+                let minute_ms = i128::try_from(self.options.cron_minute.as_millis())
+                    .unwrap_or(i128::MAX)
+                    .max(1);
+                let period = minute_ms
+                    .saturating_mul(i128::from(t.cron_interval))
+                    .max(1000);
+                let slot = now_ms() / period;
                 let job = PushJob {
-                    job_id: JobId::random(),
+                    job_id: derived_job_id(&[b"periodic", &t.id, &slot.to_be_bytes()]),
                     target,
                     kind: PushKind::CheckMessages,
                     payload: payload::check_messages_payload(),
@@ -1138,6 +1228,10 @@ async fn subscriber<G: PushGateway + 'static>(
         let store = core.store.clone();
         let pool = core.pool.clone();
         let metrics = core.metrics.clone();
+        if !core.owns(&s.queue.server) {
+            // Another instance holds this relay (or this one lost it meanwhile).
+            continue;
+        }
         tokio::spawn(async move {
             let _permit = permit;
             // The subscription may have been deleted while it waited.
@@ -1168,6 +1262,107 @@ async fn subscriber<G: PushGateway + 'static>(
                 }
             }
         });
+    }
+}
+
+/// Relay leases (PostgreSQL mode): every `renew` (or when woken) renews, releases and claims
+/// leases; subscribes every subscription of a relay taken, forgets those of a relay lost.
+async fn lease_loop<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    pg: crate::store::postgres::PgShared,
+    mut shutdown: hush_server_common::Shutdown,
+) {
+    let Some(own) = &core.ownership else { return };
+    let mut t = tokio::time::interval(pg.lease().renew);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = t.tick() => {}
+            _ = own.wake.notified() => {}
+        }
+        let relays = core.store.relays();
+        let now = match pg.lease_tick(&relays).await {
+            Ok(h) => {
+                if failing {
+                    tracing::warn!("relay leases renewed again");
+                    failing = false;
+                }
+                h
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot renew relay leases (database unreachable?)");
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        let (gained, lost) = {
+            let mut held = own.held.lock().unwrap_or_else(|p| p.into_inner());
+            let gained: Vec<ProtocolServer> = now.difference(&held).cloned().collect();
+            let lost: Vec<ProtocolServer> = held.difference(&now).cloned().collect();
+            *held = now;
+            (gained, lost)
+        };
+        for r in &lost {
+            let subs = core.store.subs_on_server(r);
+            tracing::info!(subscriptions = subs.len(), "relay lease given up");
+            for s in subs {
+                core.pool
+                    .forget_subscription(&s.queue.server, &s.queue.notifier_id);
+            }
+        }
+        for r in gained {
+            let subs: Vec<SubRec> = core
+                .store
+                .subs_on_server(&r)
+                .into_iter()
+                .filter(|s| s.status.should_subscribe())
+                .collect();
+            tracing::info!(subscriptions = subs.len(), "relay lease taken");
+            // Fed by a task of its own: a long queue must not delay the next renewal.
+            let core = core.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                for s in subs {
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        r = core.subscribe_tx.send(s) => if r.is_err() { return },
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Subscriptions created or deleted by other instances (PostgreSQL mode).
+async fn remote_changes<G: PushGateway + 'static>(
+    core: Arc<Core<G>>,
+    mut rx: mpsc::Receiver<RemoteChange>,
+    mut shutdown: hush_server_common::Shutdown,
+) {
+    loop {
+        let c = tokio::select! {
+            _ = shutdown.wait() => return,
+            c = rx.recv() => match c { Some(c) => c, None => return },
+        };
+        match c {
+            RemoteChange::Sub(s) => {
+                if core.owns(&s.queue.server) {
+                    if s.status.should_subscribe() {
+                        core.subscribe(s).await;
+                    }
+                } else if let Some(o) = &core.ownership {
+                    o.wake.notify_one();
+                }
+            }
+            RemoteChange::SubDeleted(s) => {
+                core.pool
+                    .forget_subscription(&s.queue.server, &s.queue.notifier_id);
+            }
+        }
     }
 }
 

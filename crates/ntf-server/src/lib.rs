@@ -9,7 +9,8 @@
 //!
 //! * [`policy`]: the delivery policy (budget of silent pushes, coalesced alerts), sans-IO.
 //! * [`payload`]: APNs JSON payloads (verification, message, periodic), reference byte layout.
-//! * [`store`]: tokens, subscriptions, last notifications; memory or SQLite (one writer thread).
+//! * [`store`]: tokens, subscriptions, last notifications; memory, SQLite (one writer thread) or
+//!   PostgreSQL shared by several instances (relay leases, changes announced with `NOTIFY`).
 //! * [`command`]: command parsing incl. push handles.
 //! * [`core`]: the NTF state machine, relay events, push dispatch.
 //! * [`server`]: listeners and connections; [`config`], [`init`], [`cli`], [`metrics`],

@@ -71,10 +71,7 @@ pub async fn start<G: PushGateway + 'static>(
     let transport =
         TransportServer::ntf(identity).map_err(|e| RunError::Certificates(e.to_string()))?;
 
-    let mode = config.store_mode();
-    let store = tokio::task::spawn_blocking(move || Store::open(&mode))
-        .await
-        .map_err(|e| RunError::Other(e.to_string()))??;
+    let store = Store::open_async(&config.store_mode()).await?;
 
     let connector = crate::relays::CheckedConnector::new(config.relay_destinations)
         .map_err(|e| RunError::Other(format!("relay client: {e}")))?;
@@ -158,6 +155,11 @@ impl<G: PushGateway + 'static> NtfServer<G> {
         }
         self.core.pool.close().await;
         let _ = self.core.store.sync().await;
+        if let Some(pg) = self.core.store.postgres()
+            && let Err(e) = pg.release_leases().await
+        {
+            tracing::warn!(error = %e, "could not release relay leases (they expire)");
+        }
         let core = self.core;
         let _ = tokio::task::spawn_blocking(move || drop(core)).await;
         Ok(())
