@@ -16,7 +16,7 @@ use hush_store::{
 };
 use rand::RngCore;
 
-use super::auth::Authorization;
+use super::auth::{Authorization, KeyCache};
 use super::delivery::{Client, LocalSubs, Outbox, now_secs};
 use super::error::CmdError;
 use super::{Response, Shared, proxy};
@@ -29,6 +29,8 @@ pub struct ConnCtx<'a> {
     pub version: u16,
     pub session_id: &'a [u8],
     pub session_key: &'a X25519Secret,
+    /// Queue keys decoded on this connection (see `auth.rs`).
+    pub keys: &'a KeyCache,
     /// Secret shared with an SMP proxy on this connection (for `RFWD`), if the client sent a
     /// hello key.
     pub proxy_secret: Option<&'a hush_crypto::DhSecret>,
@@ -109,6 +111,7 @@ impl Shared {
             authorized: t.authorized(c.session_id),
             corr_id: t.corr_id,
             session_key: c.session_key,
+            keys: c.keys,
         };
         match self.command(c, &auth, t.corr_id, t.entity_id, cmd).await {
             Ok(r) => r,
@@ -356,6 +359,7 @@ impl Shared {
             version: fwd_version,
             session_id: c.session_id,
             session_key: c.session_key,
+            keys: c.keys,
             // a nested RFWD is refused
             proxy_secret: None,
         };
@@ -999,12 +1003,14 @@ mod tests {
             let mut local = LocalSubs::default();
             let key = X25519Secret::generate();
             let secret = key.dh(&X25519Secret::generate().public());
+            let keys = KeyCache::default();
             let mut c = ConnCtx {
                 outbox: &outbox,
                 local: &mut local,
                 version: 18,
                 session_id: &[1; 32],
                 session_key: &key,
+                keys: &keys,
                 proxy_secret: Some(&secret),
             };
             shared.process_transmission(&mut c, &bytes).await

@@ -223,6 +223,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
     let outbox = Outbox::new(client.clone());
     let mut writer = Writer::Idle(writer);
     let mut local = LocalSubs::default();
+    let keys = super::auth::KeyCache::default();
     local.limits = super::limits::ConnLimits::for_peer(_slot.peer);
     tracing::debug!(client = id, version, "client connected");
     'serve: loop {
@@ -269,6 +270,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
                         version,
                         session_id: &client.session_id,
                         session_key: &session_key,
+                        keys: &keys,
                         proxy_secret: proxy_secret.as_ref(),
                     };
                     // Boxed: command handling is large and its state should live on the heap
