@@ -123,6 +123,10 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
             "Fingerprint: {}",
             hush_proto::encoding::base64url_encode(&server.fingerprint)
         );
+        if let Some(pg) = server.core.store.postgres() {
+            // The owner name of this process's relay leases (shared PostgreSQL store).
+            println!("Instance: {}", pg.instance_id());
+        }
         let task = tokio::spawn(server.wait());
         wait_for_signal().await?;
         trigger.trigger();

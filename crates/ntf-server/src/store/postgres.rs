@@ -894,6 +894,9 @@ async fn fetch_apply(
                 None => {
                     if let Some(s) = st.subs.remove(id) {
                         st.unindex_sub(&s);
+                        if let Some(l) = st.last_ntfs.get_mut(&s.token_id) {
+                            l.retain(|n| n.sub_id != s.id);
+                        }
                         out.push(RemoteChange::SubDeleted(s));
                     }
                 }
@@ -915,17 +918,38 @@ async fn fetch_apply(
         }
         let mut st = store.state();
         for id in tokens {
-            match lists.remove(id) {
-                Some(l) if st.tokens.contains_key(id) => {
-                    st.last_ntfs.insert(id.clone(), l);
-                }
-                _ => {
-                    st.last_ntfs.remove(id);
-                }
+            if !st.tokens.contains_key(id) {
+                st.last_ntfs.remove(id);
+                continue;
+            }
+            // Merged, not replaced: instances holding different relays of one token write its
+            // list concurrently, and a notification this instance just added (perhaps not yet
+            // committed) must stay in the list its push is built from.
+            let remote = lists.remove(id).unwrap_or_default();
+            let local = st.last_ntfs.remove(id).unwrap_or_default();
+            let merged = merge_last_ntfs(local, remote);
+            if !merged.is_empty() {
+                st.last_ntfs.insert(id.clone(), merged);
             }
         }
     }
     Ok(out)
+}
+
+/// One notification per subscription (the newer of the two lists' by timestamp, this
+/// instance's on a tie), the newest [`MAX_PUSH_NTFS`], oldest first.
+fn merge_last_ntfs(local: VecDeque<LastNtf>, remote: VecDeque<LastNtf>) -> VecDeque<LastNtf> {
+    let mut by_sub: Vec<LastNtf> = Vec::new();
+    for n in local.into_iter().chain(remote) {
+        match by_sub.iter_mut().find(|x| x.sub_id == n.sub_id) {
+            Some(x) if n.data.ntf_ts > x.data.ntf_ts => *x = n,
+            Some(_) => {}
+            None => by_sub.push(n),
+        }
+    }
+    by_sub.sort_by_key(|n| n.data.ntf_ts);
+    let skip = by_sub.len().saturating_sub(MAX_PUSH_NTFS);
+    by_sub.into_iter().skip(skip).collect()
 }
 
 /// Reloads everything and replaces the memory state; the differences in subscriptions become
@@ -1078,6 +1102,37 @@ mod tests {
         assert_eq!(all.len(), 400);
         assert_eq!(all[1], (K_SUB, 1u32.to_be_bytes().repeat(6)));
         assert!(parse_payload("x", "nospace").is_none());
+    }
+
+    #[test]
+    fn merged_last_ntfs_keep_each_instances_newest() {
+        let n = |sub: u8, ts: i64| LastNtf {
+            sub_id: vec![sub; 24],
+            data: PnMessageData {
+                queue: SmpQueueNtf {
+                    server: ProtocolServer::parse(
+                        "smp://LcJUMfVhwD8yxjAiSaDzzGF3-kLG4Uh0Fl_ZIjrRwjI=@localhost:5001",
+                    )
+                    .unwrap(),
+                    notifier_id: vec![sub; 24],
+                },
+                ntf_ts: ts,
+                nonce: [sub; 24],
+                enc_meta: vec![1; 10],
+            },
+        };
+        // local: subs 1 (ts 5) and 2 (ts 9, not yet committed); remote: 1 (ts 7), 3..=8
+        let local: VecDeque<LastNtf> = [n(1, 5), n(2, 9)].into();
+        let remote: VecDeque<LastNtf> = [n(1, 7)]
+            .into_iter()
+            .chain((3..=8).map(|i| n(i, i64::from(i))))
+            .collect();
+        let m = merge_last_ntfs(local, remote);
+        let got: Vec<(u8, i64)> = m.iter().map(|x| (x.sub_id[0], x.data.ntf_ts)).collect();
+        assert_eq!(
+            got,
+            vec![(4, 4), (5, 5), (6, 6), (1, 7), (7, 7), (8, 8), (2, 9)][1..]
+        );
     }
 
     #[test]
