@@ -22,9 +22,22 @@ use push_server::apns_sink::{self, SinkConfig, SinkHandle};
 use push_server::jwt::Es256Key;
 
 const PG_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
-const DEVICES: u8 = 30;
-const QUEUES_PER_DEVICE: usize = 10;
-const LEASE_TTL_SECS: u64 = 5;
+/// Test size; the benchmark runs the same test with `HUSH_NTF_MULTI_DEVICES=30
+/// HUSH_NTF_MULTI_QUEUES=1000 HUSH_NTF_MULTI_LEASE_TTL=15` (30,000 subscriptions, the default
+/// lease).
+fn param(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ntf-server"))
@@ -189,9 +202,14 @@ fn start(etc: &Path, var: &Path) -> Instance {
     }
 }
 
-/// TNEW → verification push → TVFY through instance `inst`.
-async fn register(inst: &Instance, s: &Sink, n: u8) -> (NtfClient, Device) {
-    let mut c = NtfClient::connect(inst.addr, &inst.fp).await;
+/// TNEW → verification push → TVFY through the instance at `addr`.
+async fn register(
+    addr: std::net::SocketAddr,
+    fp: &[u8; 32],
+    s: &Sink,
+    n: u8,
+) -> (NtfClient, Device) {
+    let mut c = NtfClient::connect(addr, fp).await;
     let mut d = Device::new(n);
     let (_, resp) = tnew(&mut c, &d).await;
     let NtfResponse::TknId {
@@ -248,6 +266,9 @@ async fn active_subs(db: &tokio_postgres::Client, schema: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_one_killed_mid_stream() {
     init_tracing();
+    let devices_n = param("HUSH_NTF_MULTI_DEVICES", 30).clamp(1, 250) as u8;
+    let queues_n = param("HUSH_NTF_MULTI_QUEUES", 10) as usize;
+    let lease_ttl = param("HUSH_NTF_MULTI_LEASE_TTL", 5);
     let db = pg().await;
     let schema = Schema(format!(
         "ntf_t_multi_{}_{:08x}",
@@ -260,10 +281,10 @@ async fn three_instances_one_killed_mid_stream() {
     let key = Es256Key::generate().unwrap();
     let mut scfg = SinkConfig::new("127.0.0.1:0".parse().unwrap(), key.public_pem().unwrap());
     scfg.topics = vec!["chat.simplex.app".into()];
-    let s = Sink {
+    let s = Arc::new(Sink {
         sink: apns_sink::start(scfg).await.unwrap(),
         key,
-    };
+    });
     let pdir = dir.path().join("push");
     std::fs::create_dir_all(&pdir).unwrap();
     let cred = push_dir(&pdir, &s);
@@ -287,7 +308,7 @@ async fn three_instances_one_killed_mid_stream() {
         set_ini(
             &etc,
             &format!(
-                "db_connection = {PG_URL}\ndb_schema = {}\ndb_pool_size = 4\nlease_ttl = {LEASE_TTL_SECS}\n\
+                "db_connection = {PG_URL}\ndb_schema = {}\ndb_pool_size = 4\nlease_ttl = {lease_ttl}\n\
                  [PUSH]\nmode = remote\nhost = 127.0.0.1\nport = {}\nfingerprint = {}\ncredential = {cred}\n",
                 schema.0,
                 push.addr.port(),
@@ -301,22 +322,46 @@ async fn three_instances_one_killed_mid_stream() {
         .map(|i| i.as_ref().unwrap().id.clone())
         .collect();
 
-    // devices registered and queues subscribed round-robin over the instances
-    let smps: Vec<_> = futures_join(relays.iter().map(|r| r.client())).await;
+    // devices registered and their queues subscribed through all three instances (device n
+    // through instance n % 3), queues spread over the relays; devices set up concurrently
+    let mut smps = Vec::new();
+    for r in &relays {
+        smps.push(r.client().await);
+    }
+    let servers: Vec<_> = relays.iter().map(|r| r.server.clone()).collect();
+    let setup_t = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..devices_n {
+        let inst = insts[n as usize % 3].as_ref().unwrap();
+        let (addr, fp) = (inst.addr, inst.fp);
+        let (s, smps, servers) = (s.clone(), smps.clone(), servers.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut c, d) = register(addr, &fp, &s, n + 1).await;
+            let mut qs = Vec::new();
+            for k in 0..queues_n {
+                let r = (n as usize + k) % 3;
+                let q = Queue::new(&smps[r], &servers[r]).await;
+                let (_, resp) = c.cmd(Some(&d.key), b"", &q.snew(&d.token_id)).await;
+                assert!(matches!(resp, NtfResponse::SubId { .. }), "{resp:?}");
+                qs.push((r, q));
+            }
+            (d, qs)
+        }));
+    }
     let mut devices = Vec::new();
     let mut queues: Vec<(usize, usize, Queue)> = Vec::new(); // (device, relay, queue)
-    for n in 0..DEVICES {
-        let inst = insts[n as usize % 3].as_ref().unwrap();
-        let (mut c, d) = register(inst, &s, n + 1).await;
-        for k in 0..QUEUES_PER_DEVICE {
-            let r = (n as usize + k) % 3;
-            let q = Queue::new(&smps[r], &relays[r].server).await;
-            let (_, resp) = c.cmd(Some(&d.key), b"", &q.snew(&d.token_id)).await;
-            assert!(matches!(resp, NtfResponse::SubId { .. }), "{resp:?}");
+    for t in tasks {
+        let (d, qs) = t.await.unwrap();
+        for (r, q) in qs {
             queues.push((devices.len(), r, q));
         }
         devices.push(d);
     }
+    let by_notifier: HashMap<(usize, Vec<u8>), usize> = queues
+        .iter()
+        .enumerate()
+        .map(|(i, (d, _, q))| ((*d, q.ntf.notifier_id.clone()), i))
+        .collect();
     let total = queues.len() as i64;
     // every subscription ACTIVE (subscribed by its relay's lease holder), each instance
     // holding one relay
@@ -329,27 +374,30 @@ async fn three_instances_one_killed_mid_stream() {
             break;
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
+            t0.elapsed() < Duration::from_secs(60 + total as u64 / 100),
             "setup: {active}/{total} active, leases {l:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    eprintln!(
+        "setup: {total} subscriptions ACTIVE over 3 relays / 3 instances in {:?}",
+        setup_t.elapsed()
+    );
 
-    // the stream: one message every 10 ms, round-robin over all queues; body = ms since start
-    let start_at = Instant::now();
+    // the stream: one message every 10 ms, round-robin over all queues; body = unix ms
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = {
         let stop = stop.clone();
-        let targets: Vec<(usize, hush_client::SmpClient, Vec<u8>)> = queues
+        let targets: Vec<(hush_client::SmpClient, Vec<u8>)> = queues
             .iter()
-            .map(|(_, r, q)| (*r, smps[*r].clone(), q.q.snd_id.clone()))
+            .map(|(_, r, q)| (smps[*r].clone(), q.q.snd_id.clone()))
             .collect();
         tokio::spawn(async move {
             let mut sent = 0usize;
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (_, smp, snd) = &targets[i % targets.len()];
-                let body = format!("{}", start_at.elapsed().as_millis());
+                let (smp, snd) = &targets[i % targets.len()];
+                let body = unix_ms().to_string();
                 smp.send(snd, None, true, body.as_bytes()).await.unwrap();
                 sent += 1;
                 i += 1;
@@ -370,13 +418,13 @@ async fn three_instances_one_killed_mid_stream() {
         .map(|(r, _)| r.clone())
         .collect();
     let mut v = insts[victim].take().unwrap();
-    let killed_at = start_at.elapsed();
+    let killed_at = unix_ms();
     v.child.kill().unwrap(); // SIGKILL
     v.child.wait().unwrap();
     drop(v);
     let kill = Instant::now();
 
-    // its relays get another live owner, and their subscriptions become ACTIVE again
+    // its relays get another live owner
     let takeover = loop {
         let l = leases(&db, &schema.0).await;
         let moved = victim_relays
@@ -391,23 +439,16 @@ async fn three_instances_one_killed_mid_stream() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    eprintln!("relays of the killed instance taken over after {takeover:?}");
+    let taken_at = killed_at + takeover.as_millis() as u64;
     // notifications continue for a while after the takeover
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = sender.await.unwrap();
-    let stopped_at = start_at.elapsed();
-
-    // wait for the pushes to settle: every queue's messages appear in pushes, or time out
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped_at = unix_ms();
 
     // the device's re-check: GET every message of every queue; each must be named (msgId) by
     // some push item of its device's token
-    let mut pushed: HashMap<(usize, Vec<u8>), HashSet<Vec<u8>>> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut missing: Vec<(usize, u128)>;
-    let mut total_msgs;
-    let mut drained: Vec<Vec<(Vec<u8>, u128)>> = Vec::new();
+    let mut drained: Vec<Vec<(Vec<u8>, u64)>> = Vec::new();
     for (_, r, q) in &queues {
         let mut msgs = Vec::new();
         while let Some(raw) = smps[*r].get(&q.q.rcv_id, &q.q.rcv_key).await.unwrap() {
@@ -415,7 +456,7 @@ async fn three_instances_one_killed_mid_stream() {
             let hush_client::RcvMsgBody::Message { body, .. } = m.body else {
                 panic!("quota marker: a queue filled up")
             };
-            let at: u128 = std::str::from_utf8(&body).unwrap().parse().unwrap();
+            let at: u64 = std::str::from_utf8(&body).unwrap().parse().unwrap();
             msgs.push((m.msg_id.clone(), at));
             smps[*r]
                 .ack(&q.q.rcv_id, &q.q.rcv_key, &m.msg_id)
@@ -424,39 +465,48 @@ async fn three_instances_one_killed_mid_stream() {
         }
         drained.push(msgs);
     }
+    // msgId → when its first push reached the sink (unix ms), per queue
+    let mut pushed: HashMap<usize, HashMap<Vec<u8>, u64>> = HashMap::new();
+    let mut job_ids: HashMap<String, usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut missing: Vec<(usize, u64)>;
+    let mut total_msgs;
     loop {
+        pushed.clear();
+        job_ids.clear();
         for (di, d) in devices.iter().enumerate() {
             for p in s.sink.received_for(&d.token_hex) {
                 if let PushContent::Messages(items) = d.decode(&p) {
+                    *job_ids.entry(p.apns_id.clone()).or_default() += 1;
                     for it in items {
-                        let Some((_, _, q)) = queues
-                            .iter()
-                            .find(|(dd, _, q)| *dd == di && q.queue_ntf() == it.queue)
-                        else {
+                        let Some(&qi) = by_notifier.get(&(di, it.queue.notifier_id.clone())) else {
                             continue;
                         };
+                        let q = &queues[qi].2;
                         let meta = hush_client::decrypt_nmsg(
                             &q.ntf.rcv_ntf_dh_secret,
                             &it.nonce,
                             &it.enc_meta,
                         )
                         .unwrap();
-                        pushed
-                            .entry((di, q.ntf.notifier_id.clone()))
+                        let at = pushed
+                            .entry(qi)
                             .or_default()
-                            .insert(meta.msg_id.to_vec());
+                            .entry(meta.msg_id.to_vec())
+                            .or_insert(p.received_at_ms);
+                        *at = (*at).min(p.received_at_ms);
                     }
                 }
             }
         }
         missing = Vec::new();
         total_msgs = 0;
-        for ((di, r, q), msgs) in queues.iter().zip(&drained) {
-            let got = pushed.get(&(*di, q.ntf.notifier_id.clone()));
+        for (qi, msgs) in drained.iter().enumerate() {
+            let got = pushed.get(&qi);
             for (id, at) in msgs {
                 total_msgs += 1;
-                if !got.is_some_and(|g| g.contains(id)) {
-                    missing.push((*r, *at));
+                if !got.is_some_and(|g| g.contains_key(id)) {
+                    missing.push((queues[qi].1, *at));
                 }
             }
         }
@@ -465,18 +515,50 @@ async fn three_instances_one_killed_mid_stream() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let k = killed_at.as_millis();
+    // notifications of the victim's relays sent during the outage: when they were pushed
+    let victim_relay_idx: Vec<usize> = (0..3)
+        .filter(|r| victim_relays.contains(&relays[*r].server.to_text()))
+        .collect();
+    let mut outage_msgs = 0;
+    let mut recovered_at = killed_at;
+    for (qi, msgs) in drained.iter().enumerate() {
+        if !victim_relay_idx.contains(&queues[qi].1) {
+            continue;
+        }
+        for (id, at) in msgs {
+            if *at > killed_at && *at <= taken_at {
+                outage_msgs += 1;
+                if let Some(p) = pushed.get(&qi).and_then(|g| g.get(id)) {
+                    recovered_at = recovered_at.max(*p);
+                }
+            }
+        }
+    }
+    let dup = job_ids.values().filter(|n| **n > 1).count();
     eprintln!(
-        "sent {sent}, re-checked {total_msgs}, killed at {k} ms, stopped at {} ms, missing {:?}",
-        stopped_at.as_millis(),
+        "sent {sent} messages in {} ms; re-checked {total_msgs}; instance killed; its {} relay(s) \
+         taken over after {takeover:?}; {outage_msgs} notifications of the outage on them, the \
+         last pushed {} ms after the kill; {} message pushes, {dup} job ids delivered twice; \
+         missing (relay, sent ms after kill): {:?}",
+        stopped_at - (killed_at - 3000),
+        victim_relays.len(),
+        recovered_at - killed_at,
+        job_ids.values().sum::<usize>(),
         missing
+            .iter()
+            .map(|(r, at)| (*r, *at as i64 - killed_at as i64))
+            .collect::<Vec<_>>()
     );
     assert_eq!(total_msgs, sent, "every message sent is in its queue");
+    assert!(
+        outage_msgs > 0,
+        "the stream reached the victim's relays during the outage"
+    );
     // Only a notification the relay had already handed to the killed process's socket may be
     // lost (the kernel discards it with the process): at most a few, within 300 ms of the kill.
     let outside: Vec<_> = missing
         .iter()
-        .filter(|(_, at)| *at + 300 < k || *at > k + 300)
+        .filter(|(_, at)| *at + 300 < killed_at || *at > killed_at + 300)
         .collect();
     assert!(
         outside.is_empty(),
@@ -490,13 +572,4 @@ async fn three_instances_one_killed_mid_stream() {
         r.stop().await;
     }
     push.stop().await;
-}
-
-/// Awaits the futures one after another (a handful of relay clients).
-async fn futures_join<F: std::future::Future>(it: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut out = Vec::new();
-    for f in it {
-        out.push(f.await);
-    }
-    out
 }
