@@ -583,3 +583,58 @@ async fn postgres_schema_version_is_recorded_and_newer_refused() {
     let e = Store::open_async(&mode).await.unwrap_err().to_string();
     assert!(e.contains("newer than this ntf-server"), "{e}");
 }
+
+/// The database drops every connection of both instances: the writer retries (a change made
+/// meanwhile is committed, `sync` returns), the listener reconnects and reloads, and changes
+/// flow between the instances again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_lost_are_reestablished() {
+    let schema = PgSchema::new("drop");
+    let mode = StoreMode::Postgres(schema.config());
+    let a = Store::open_async(&mode).await.unwrap();
+    let b = Store::open_async(&mode).await.unwrap();
+    let mut b_changes = b.postgres().unwrap().take_remote_changes().unwrap();
+    a.put_token(token(1, b"d1", 1));
+    a.sync().await.unwrap();
+    eventually("token on B", || b.token(&[1; 24]).is_some()).await;
+    let (c, conn) = tokio_postgres::connect(PG_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let killed = c
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("ntf-server {}", schema.0)],
+        )
+        .await
+        .unwrap()
+        .len();
+    assert!(killed >= 3, "{killed} connections terminated");
+    // a change on A right away: committed through a new connection
+    a.add_sub(sub(10, 1, 5001), CAPS).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), a.sync())
+        .await
+        .expect("sync after reconnect")
+        .unwrap();
+    // B learns about it (announced, or found by the reload after its LISTEN reconnect)
+    match recv_change(&mut b_changes).await {
+        RemoteChange::Sub(s) => assert_eq!(s.id, vec![10; 24]),
+        other => panic!("{other:?}"),
+    }
+    // and later changes flow as before
+    a.set_sub_status(&[10; 24], SubStatus::Active);
+    a.sync().await.unwrap();
+    eventually("status on B", || {
+        b.sub(&[10; 24])
+            .is_some_and(|s| s.status == SubStatus::Active)
+    })
+    .await;
+    // leases work on new connections too
+    let held = a
+        .postgres()
+        .unwrap()
+        .lease_tick(&[server(5001)])
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+}

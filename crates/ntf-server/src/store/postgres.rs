@@ -160,7 +160,8 @@ fn pg_config(cfg: &PgConfig) -> Result<tokio_postgres::Config, StoreError> {
         .map_err(|_| StoreError::Postgres("db_connection does not parse".into()))?;
     c.options(format!("-c search_path={}", cfg.schema));
     c.connect_timeout(Duration::from_secs(10));
-    c.application_name("ntf-server");
+    // Per schema, so that an operator (or a test) can find one deployment's connections.
+    c.application_name(&format!("ntf-server {}", cfg.schema));
     Ok(c)
 }
 
