@@ -161,7 +161,7 @@ fn pg_config(cfg: &PgConfig) -> Result<tokio_postgres::Config, StoreError> {
     c.options(format!("-c search_path={}", cfg.schema));
     c.connect_timeout(Duration::from_secs(10));
     // Per schema, so that an operator (or a test) can find one deployment's connections.
-    c.application_name(&format!("ntf-server {}", cfg.schema));
+    c.application_name(format!("ntf-server {}", cfg.schema));
     Ok(c)
 }
 
