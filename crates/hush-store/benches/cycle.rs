@@ -17,8 +17,6 @@ use hush_store::{
 
 /// Queues driven concurrently.
 const QUEUES: u32 = 64;
-/// Messages per queue per iteration.
-const PER_QUEUE: u32 = 16;
 
 fn main() {
     divan::main();
@@ -39,31 +37,59 @@ fn cpu_us() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// `"<sync>/<body bytes>"`.
-fn parse(arg: &str) -> (SyncPolicy, usize) {
-    let (sync, body) = arg.split_once('/').unwrap();
-    (SyncPolicy::parse(sync).unwrap(), body.parse().unwrap())
+/// Messages per queue per iteration: `HUSH_CYCLE_PER_QUEUE` (default 16; raise it for a
+/// profile).
+fn per_queue() -> u32 {
+    std::env::var("HUSH_CYCLE_PER_QUEUE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16)
 }
 
-#[divan::bench(args = ["full/256", "full/16000", "normal/256"], sample_count = 8, sample_size = 1)]
+/// `"<sync>/<body bytes>[/sd-off][/ckpt-<pages>][/nocache]"`.
+fn parse(arg: &str) -> (usize, SqliteOptions) {
+    let mut parts = arg.split('/');
+    let sync = SyncPolicy::parse(parts.next().unwrap()).unwrap();
+    let body = parts.next().unwrap().parse().unwrap();
+    let mut opts = SqliteOptions {
+        sync,
+        ..SqliteOptions::default()
+    };
+    for p in parts {
+        if p == "sd-off" {
+            opts.secure_delete = false;
+        } else if p == "nocache" {
+            opts.cache_queues = 0;
+            opts.cache_head_bytes = 0;
+        } else if let Some(n) = p.strip_prefix("ckpt-") {
+            opts.wal_autocheckpoint = n.parse().unwrap();
+            opts.journal_size_limit = 64 << 20;
+        } else {
+            panic!("unknown option {p}");
+        }
+    }
+    (body, opts)
+}
+
+#[divan::bench(
+    args = [
+        "full/256", "full/16000", "normal/256", "full/16000/sd-off", "full/16000/ckpt-10000",
+        "full/256/nocache",
+    ],
+    sample_count = 8,
+    sample_size = 1
+)]
 fn cycle(bencher: Bencher, arg: &str) {
-    let (sync, body) = parse(arg);
+    let (body, opts) = parse(arg);
+    let per_queue = per_queue();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let store: Arc<dyn QueueStore> = Arc::new(
-        SqliteStore::open(
-            dir.path().join("cycle.db"),
-            SqliteOptions {
-                sync,
-                ..SqliteOptions::default()
-            },
-        )
-        .unwrap(),
-    );
+    let sqlite = Arc::new(SqliteStore::open(dir.path().join("cycle.db"), opts).unwrap());
+    let store: Arc<dyn QueueStore> = sqlite.clone();
     rt.block_on(async {
         for q in 0..QUEUES {
             store
@@ -87,16 +113,16 @@ fn cycle(bencher: Bencher, arg: &str) {
     let mut messages = 0u64;
     let cpu0 = cpu_us();
     bencher
-        .counter(ItemsCount::new(QUEUES * PER_QUEUE))
+        .counter(ItemsCount::new(QUEUES * per_queue))
         .bench_local(|| {
-            messages += u64::from(QUEUES * PER_QUEUE);
+            messages += u64::from(QUEUES * per_queue);
             rt.block_on(async {
                 let tasks: Vec<_> = (0..QUEUES)
                     .map(|q| {
                         let store = store.clone();
                         let seq = seq.clone();
                         tokio::spawn(async move {
-                            for _ in 0..PER_QUEUE {
+                            for _ in 0..per_queue {
                                 let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 let mut msg_id = [0u8; 24];
                                 msg_id[..8].copy_from_slice(&n.to_be_bytes());
@@ -131,8 +157,10 @@ fn cycle(bencher: Bencher, arg: &str) {
             })
         });
     let cpu = cpu_us() - cpu0;
+    let w = sqlite.writer_stats();
     eprintln!(
-        "cycle {arg}: {messages} messages, process CPU {:.1} µs/message",
-        cpu / messages as f64
+        "cycle {arg}: {messages} messages, process CPU {:.1} µs/message, {:.1} writes per commit",
+        cpu / messages as f64,
+        w.ops as f64 / w.batches as f64
     );
 }

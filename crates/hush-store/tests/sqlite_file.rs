@@ -471,3 +471,44 @@ async fn saturated_reader_pool_sheds_load_with_busy() {
     }
     assert!(ok > 0 && busy > 0, "ok {ok}, busy {busy}");
 }
+
+/// `wal_autocheckpoint` / `journal_size_limit` reach the writer connection: with a 10-page
+/// checkpoint threshold and a 0-byte limit the WAL stays small, with SQLite's default (1000
+/// pages) the same appends leave it far larger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_checkpoint_options_bound_the_wal() {
+    async fn wal_len(autocheckpoint: u32, limit: i64) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let store = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                wal_autocheckpoint: autocheckpoint,
+                journal_size_limit: limit,
+                ..sqlite_opts(1000)
+            },
+        )
+        .unwrap();
+        store.create_queue(queue(1)).await.unwrap();
+        for n in 0..60 {
+            let m = hush_store::NewMessage {
+                body: vec![n as u8; 16_000],
+                ..msg(n, 1)
+            };
+            store.append_message(rid(1), m, None).await.unwrap();
+        }
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(wal).unwrap().len()
+    }
+    let small = wal_len(10, 0).await;
+    let default = wal_len(1000, -1).await;
+    assert!(
+        small < 256 * 1024,
+        "WAL {small} bytes with a 10-page checkpoint"
+    );
+    assert!(
+        default > 512 * 1024,
+        "WAL {default} bytes with the default checkpoint"
+    );
+}

@@ -13,6 +13,21 @@
 //! connection in `spawn_blocking`. WAL mode lets reads proceed while the writer commits; a read
 //! issued after a write's future resolved sees that write.
 //!
+//! Caches (the relay's per-message path — `SEND`: lookup by sender id, append; `ACK`: lookup by
+//! recipient id, delete; delivery: peek — touches SQLite only for the `INSERT` / `DELETE`):
+//! * queue records by recipient / sender / notifier / link id, and each cached queue's head
+//!   (or "empty"), in a bounded [`cache`](self::cache) shared with the readers. It only holds
+//!   committed state: the writer applies a batch's changes to it after `COMMIT` and before
+//!   answering the batch's callers; see that module for why a concurrent miss cannot refill it
+//!   with stale data. Options `cache_queues` / `cache_head_bytes`.
+//! * the writer thread's per-queue message state (row id, notifier id, item count, quota
+//!   marker, head id), so append and ACK run no `SELECT` first. Only the writer changes the
+//!   database, so it is exact; it is dropped for a queue whose operation failed (savepoint
+//!   rolled back) and entirely when a batch fails to commit.
+//!
+//! Durability is unchanged: every write, `ACK`'s delete included, resolves after its batch's
+//! `COMMIT` (fsync'd with `synchronous=FULL`).
+//!
 //! Must be used from within a tokio runtime (reads use `spawn_blocking`).
 
 mod cache;
@@ -99,6 +114,12 @@ pub struct SqliteOptions {
     pub cache_queues: usize,
     /// Most bytes of head message bodies kept in memory beside the cached records.
     pub cache_head_bytes: usize,
+    /// `PRAGMA wal_autocheckpoint` (pages; SQLite's default 1000): the writer checkpoints the
+    /// WAL into the database file once it holds this many pages.
+    pub wal_autocheckpoint: u32,
+    /// `PRAGMA journal_size_limit` (bytes; -1 = never truncate): the WAL file is truncated to
+    /// this size after a checkpoint reset it.
+    pub journal_size_limit: i64,
 }
 
 impl Default for SqliteOptions {
@@ -115,6 +136,8 @@ impl Default for SqliteOptions {
             secure_delete: true,
             cache_queues: 65_536,
             cache_head_bytes: 16 << 20,
+            wal_autocheckpoint: 1000,
+            journal_size_limit: -1,
         }
     }
 }
@@ -305,6 +328,12 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         configure(&writer, opts.sync, opts.secure_delete)?;
+        writer.pragma_update(None, "wal_autocheckpoint", opts.wal_autocheckpoint)?;
+        let _limit: i64 = writer.query_row(
+            &format!("PRAGMA journal_size_limit = {}", opts.journal_size_limit),
+            [],
+            |r| r.get(0),
+        )?;
         open::migrate(&mut writer, &path)?;
         writer.set_prepared_statement_cache_capacity(64);
 
