@@ -1,8 +1,8 @@
 //! hush-crypto: keys and their DER encodings, signatures, DH, crypto_box, the SimpleX secretbox,
 //! the block-encryption chain, command authenticators and server certificates (reference §1.1, §2.6, §2.7, §4).
 //!
-//! X25519/Ed25519 come from dalek (Ed25519 hashing with OpenSSL's SHA-512), HSalsa20 and
-//! Poly1305 from RustCrypto, HKDF/SHA from RustCrypto and OpenSSL, Ed448/X448 and certificates
+//! X25519/Ed25519 come from dalek (Ed25519 hashing with OpenSSL's SHA-512), HSalsa20 from
+//! RustCrypto, Poly1305 from OpenSSL (long inputs) and RustCrypto, HKDF/SHA from RustCrypto and OpenSSL, Ed448/X448 and certificates
 //! from OpenSSL. The one primitive written here is the Salsa20 keystream's SSE2/AVX2 backends
 //! (`salsa`), tested equal to the `salsa20` crate, which remains the scalar fallback.
 //! Private keys zeroize on drop; secret comparisons use [`ct_eq`].
@@ -15,6 +15,7 @@ pub mod error;
 pub mod hash;
 pub mod identity;
 pub mod keys;
+mod poly;
 mod salsa;
 pub mod sbchain;
 pub mod secretbox;

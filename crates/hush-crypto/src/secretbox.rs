@@ -5,13 +5,12 @@
 //! X25519 output (so `k1` is `crypto_box_beforenm`); for the SimpleX secretbox it is a
 //! symmetric key — which is why it differs from libsodium `crypto_secretbox(key, …)`.
 
-use poly1305::Poly1305;
-use poly1305::universal_hash::KeyInit;
 use salsa20::cipher::consts::U10;
 use salsa20::hsalsa;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::CryptoError;
+use crate::poly;
 use crate::salsa::{Backend, xor_keystream};
 use hush_proto::encoding::{pad_into, unpad};
 
@@ -38,21 +37,23 @@ impl Stream {
         Stream { subkey, nonce: n }
     }
 
-    /// XORs the cipher keystream (bytes 32… of the Salsa20 stream) into `body` and returns the
-    /// Poly1305 key (bytes 0…31), as NaCl's `crypto_secretbox_xsalsa20poly1305`.
-    fn xor(&self, backend: Backend, body: &mut [u8]) -> Poly1305 {
-        let mut block0 = [0u8; 64];
-        xor_keystream(Backend::Scalar, &self.subkey, &self.nonce, 0, &mut block0);
-        let mac = Poly1305::new((&block0[..32]).into());
+    /// Block 0 of the Salsa20 stream: the Poly1305 key (bytes 0…31) and the keystream for
+    /// the first 32 bytes of the body (bytes 32…63), as NaCl's `crypto_secretbox`.
+    fn block0(&self) -> Zeroizing<[u8; 64]> {
+        let mut block0 = Zeroizing::new([0u8; 64]);
+        xor_keystream(Backend::Scalar, &self.subkey, &self.nonce, 0, &mut *block0);
+        block0
+    }
+
+    /// XORs the cipher keystream (bytes 32… of the Salsa20 stream) into `body`.
+    fn xor(&self, backend: Backend, block0: &[u8; 64], body: &mut [u8]) {
         let head = body.len().min(32);
         for (b, k) in body[..head].iter_mut().zip(&block0[32..]) {
             *b ^= k;
         }
-        block0.zeroize();
         if body.len() > 32 {
             xor_keystream(backend, &self.subkey, &self.nonce, 1, &mut body[32..]);
         }
-        mac
     }
 }
 
@@ -64,8 +65,14 @@ impl Drop for Stream {
 
 /// XSalsa20-Poly1305 seal of `body` in place; returns the tag.
 fn seal_detached(backend: Backend, key: &[u8; 32], nonce: &[u8; 24], body: &mut [u8]) -> [u8; 16] {
-    let mac = Stream::new(key, nonce).xor(backend, body);
-    mac.compute_unpadded(body).into()
+    let stream = Stream::new(key, nonce);
+    let block0 = stream.block0();
+    stream.xor(backend, &block0, body);
+    poly::tag(poly_key(&block0), body)
+}
+
+fn poly_key(block0: &[u8; 64]) -> &[u8; 32] {
+    block0[..32].try_into().expect("32 bytes")
 }
 
 /// XSalsa20-Poly1305 open of `body` in place: checks `tag` (constant time) over the
@@ -78,20 +85,12 @@ fn open_detached(
     tag: &[u8],
 ) -> Result<(), CryptoError> {
     let stream = Stream::new(key, nonce);
-    let mut block0 = [0u8; 64];
-    xor_keystream(
-        Backend::Scalar,
-        &stream.subkey,
-        &stream.nonce,
-        0,
-        &mut block0,
-    );
-    let expected = Poly1305::new((&block0[..32]).into()).compute_unpadded(body);
-    block0.zeroize();
+    let block0 = stream.block0();
+    let expected = poly::tag(poly_key(&block0), body);
     if !crate::ct_eq(&expected, tag) {
         return Err(CryptoError::DecryptFailed);
     }
-    let _ = stream.xor(backend, body);
+    stream.xor(backend, &block0, body);
     Ok(())
 }
 
@@ -224,7 +223,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use xsalsa20poly1305::XSalsa20Poly1305;
-    use xsalsa20poly1305::aead::AeadInPlace;
+    use xsalsa20poly1305::aead::{AeadInPlace, KeyInit};
 
     fn backends() -> Vec<Backend> {
         let all = [
