@@ -135,15 +135,7 @@ impl Authorization<'_> {
     fn verify_decoded(&self, d: &Decoded, auth: &TransmissionAuth) -> bool {
         match (auth, d) {
             (TransmissionAuth::Signature(SignAlgorithm::Ed25519, sig), Decoded::Ed25519(vk)) => {
-                let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
-                    return false;
-                };
-                use ed25519_dalek::Verifier as _;
-                vk.verify(
-                    &self.authorized,
-                    &ed25519_dalek::Signature::from_bytes(&sig),
-                )
-                .is_ok()
+                hush_crypto::keys::ed25519_verify(vk, &self.authorized, sig).is_ok()
             }
             (TransmissionAuth::Signature(SignAlgorithm::Ed448, sig), Decoded::Ed448(k)) => {
                 k.verify(&self.authorized, sig).is_ok()
