@@ -21,6 +21,11 @@
 //! Relay NMSG delivery: `--relay-delivery adaptive` (the relay default, `--max-delay-ms`,
 //! default 10) or `fixed` (every `--flush-ms`, default 1500 = the reference tick).
 //!
+//! Push gateway: in process (default), or `--remote`: the ntf-server submits over the
+//! push-server's network gateway (TLS 1.3 on loopback, pinned certificate, credential, the JSON
+//! line protocol; `--remote-connections N`, default the ntf-server's) to the same push service
+//! (same outbox, dispatcher and apns-sink).
+//!
 //! ```text
 //! cargo build --release -p ntf-server --example loadgen
 //! ./target/release/examples/loadgen --relays 3 --subscriptions 10000 --messages 200 --rate 0
@@ -37,8 +42,99 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hush_proto::ntf::{NtfResponse, SubStatus};
-use ntf_server::PolicyMode;
+use ntf_server::{Config, NtfServer, PolicyMode};
+use push_server::AnyGateway;
+use smp_server::ShutdownTrigger;
 use smp_server::server::notify::NtfDelivery;
+
+/// The ntf-server with either gateway (the harness's `Ntf` is in-process only).
+struct NtfAny {
+    addr: std::net::SocketAddr,
+    fingerprint: [u8; 32],
+    config: Config,
+    core: Arc<ntf_server::Core<AnyGateway>>,
+    trigger: Option<ShutdownTrigger>,
+    task: Option<tokio::task::JoinHandle<Result<(), ntf_server::RunError>>>,
+}
+
+impl NtfAny {
+    async fn start(config: Config, gw: Arc<AnyGateway>) -> NtfAny {
+        let (trigger, shutdown) = smp_server::shutdown_channel();
+        let s: NtfServer<AnyGateway> = ntf_server::start(config.clone(), gw, shutdown)
+            .await
+            .unwrap();
+        let mut config = config;
+        config.ports = vec![s.addrs[0].port()];
+        NtfAny {
+            addr: s.addrs[0],
+            fingerprint: s.fingerprint,
+            config,
+            core: s.core.clone(),
+            trigger: Some(trigger),
+            task: Some(tokio::spawn(s.wait())),
+        }
+    }
+
+    async fn stop(mut self) -> Config {
+        if let Some(t) = self.trigger.take() {
+            t.trigger();
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("ntf-server did not stop")
+                .unwrap()
+                .unwrap();
+        }
+        self.config.clone()
+    }
+
+    async fn client(&self) -> NtfClient {
+        NtfClient::connect(self.addr, &self.fingerprint).await
+    }
+}
+
+/// The push service of `push` served on a loopback TLS listener (as `push-server start` serves
+/// it), and a [`push_server::net::RemoteGateway`] to it with `connections` pooled connections.
+async fn remote_gateway(
+    dir: &std::path::Path,
+    push: &Push,
+    connections: usize,
+) -> (
+    push_server::net::RemoteGateway,
+    tokio::sync::watch::Sender<bool>,
+) {
+    use push_server::net;
+    let pdir = dir.join("push-server");
+    let out = push_server::cli::init(&pdir, "127.0.0.1".parse().unwrap(), 0, "ntf1").unwrap();
+    let cert = std::fs::read(pdir.join(push_server::config::CERT_FILE)).unwrap();
+    let key = std::fs::read(pdir.join(push_server::config::KEY_FILE)).unwrap();
+    let acceptor = push_server::http_util::tls_acceptor(&cert, &key, &[], true).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clients = HashMap::from([("ntf1".to_string(), out.credential.clone())]);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(net::serve(
+        listener,
+        acceptor,
+        push.service.clone(),
+        net::Credentials::new(&clients),
+        net::ServerLimits::default(),
+        rx,
+    ));
+    let gw = net::RemoteGateway::with_connections(
+        net::RemoteConfig {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            fingerprint: net::parse_fingerprint(&out.fingerprint).unwrap(),
+            credential: Some(out.credential),
+            timeout: Duration::from_secs(10),
+        },
+        connections,
+    )
+    .unwrap();
+    (gw, tx)
+}
 
 struct Args {
     relays: usize,
@@ -61,6 +157,9 @@ struct Args {
     max_delay_ms: u64,
     /// After setup: stop and start the ntf-server, time until every subscription is ACTIVE again.
     restart: bool,
+    /// Submit over the push-server's TLS gateway instead of in process.
+    remote: bool,
+    remote_connections: usize,
 }
 
 fn args() -> Args {
@@ -80,6 +179,8 @@ fn args() -> Args {
         adaptive: true,
         max_delay_ms: 10,
         restart: false,
+        remote: false,
+        remote_connections: push_server::net::RemoteGateway::DEFAULT_CONNECTIONS,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -115,6 +216,12 @@ fn args() -> Args {
                 i += 1;
                 continue;
             }
+            "--remote" => {
+                a.remote = true;
+                i += 1;
+                continue;
+            }
+            "--remote-connections" => a.remote_connections = n(i) as usize,
             "--tokens" => a.tokens = n(i) as usize,
             "--messages" => a.messages = n(i) as usize,
             "--concurrency" => a.concurrency = n(i) as usize,
@@ -149,6 +256,30 @@ fn permute(i: usize, n: usize) -> usize {
         .find(|p| !n.is_multiple_of(*p))
         .unwrap_or(1);
     i * p % n
+}
+
+/// CPU seconds (user + system) used so far by this process's threads, summed per thread name
+/// (from `/proc/self/task/*/stat`; empty where there is no procfs). Clock ticks of 1/100 s.
+fn thread_cpu() -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... : comm may hold spaces, fields after the last ')'
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm
+        *out.entry(comm).or_insert(0.0) += (ticks(11) + ticks(12)) as f64 / 100.0;
+    }
+    out
 }
 
 fn pct(v: &[u64], p: f64) -> u64 {
@@ -191,18 +322,29 @@ async fn main() {
     ntf_cfg.token_rate = hush_server_common::Rate::new(1e6, 1_000_000);
     ntf_cfg.token_rate_per_connection = hush_server_common::Rate::new(1e6, 1_000_000);
     ntf_cfg.token_rate_per_ip = hush_server_common::Rate::new(1e6, 1_000_000);
-    let ntf = Ntf::start(ntf_cfg, &push).await;
+    let (gw, _remote_stop) = if a.remote {
+        let (gw, stop) = remote_gateway(dir.path(), &push, a.remote_connections).await;
+        (Arc::new(AnyGateway::Remote(gw)), Some(stop))
+    } else {
+        (Arc::new(AnyGateway::InProcess((*push.gw).clone())), None)
+    };
+    let ntf = NtfAny::start(ntf_cfg, gw.clone()).await;
     assert!(
         a.messages <= a.subs,
         "one message per queue (exact matching): --messages <= --subs"
     );
     println!(
-        "setup: {} relays (store {}), {} tokens, {} subscriptions, ntf store {}",
+        "setup: {} relays (store {}), {} tokens, {} subscriptions, ntf store {}, push gateway {}",
         a.relays,
         if a.relay_memory { "memory" } else { "sqlite" },
         a.tokens,
         a.subs,
-        if a.memory { "memory" } else { "sqlite" }
+        if a.memory { "memory" } else { "sqlite" },
+        if a.remote {
+            format!("remote (TLS, {} connections)", a.remote_connections)
+        } else {
+            "in process".to_string()
+        }
     );
 
     // devices
@@ -291,7 +433,7 @@ async fn main() {
     let ntf = if a.restart {
         let cfg = ntf.stop().await;
         let t0 = Instant::now();
-        let ntf = Ntf::start(cfg, &push).await;
+        let ntf = NtfAny::start(cfg, gw.clone()).await;
         // stored statuses survive the restart: count the new process's successful NSUBs
         while ntf.core.metrics.smp_subscribed.get() < a.subs as u64 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -317,6 +459,7 @@ async fn main() {
         .collect();
     let sink_before = push.sink.received().len();
 
+    let cpu_before = thread_cpu();
     let t_start = unix_ms();
     let wall = Instant::now();
     let mut sends: Vec<(usize, u64)> = Vec::new();
@@ -427,6 +570,7 @@ async fn main() {
         ntf_done = Some(wall.elapsed());
     }
     let recv_wall = wall.elapsed();
+    let cpu_after = thread_cpu();
     let received = push.sink.received();
     let pushes = &received[sink_before.min(received.len())..];
 
@@ -521,6 +665,23 @@ async fn main() {
         } else {
             format!("{}/s", a.rate)
         }
+    );
+    // CPU of the whole process during the run, per thread name (threads that ended are missed)
+    let mut cpu: Vec<(String, f64)> = cpu_after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - cpu_before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
+    cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = cpu.iter().map(|(_, v)| v).sum();
+    println!(
+        "CPU during the run: {:.2} s = {:.0} µs per push ({})",
+        total,
+        total * 1e6 / pushes.len().max(1) as f64,
+        cpu.iter()
+            .map(|(k, v)| format!("{k} {:.2} s", v))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let m = &ntf.core.metrics;
     println!(
