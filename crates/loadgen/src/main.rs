@@ -1,5 +1,6 @@
-//! `loadgen`: idle-connection memory and throughput/latency benchmarks (see BENCHMARKS.md), and
-//! bounded abuse scenarios (see RELIABILITY.md).
+//! `loadgen`: idle-connection memory and throughput/latency benchmarks (see BENCHMARKS.md),
+//! bounded abuse scenarios (see RELIABILITY.md), and a relay with many stored queues (`queues`:
+//! create N, restart, time to the first SUB and RSS).
 
 use std::path::PathBuf;
 use std::time::Duration;
