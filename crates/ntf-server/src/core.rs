@@ -121,7 +121,9 @@ pub const DEFAULT_SUB_CAPS: SubCaps = SubCaps {
 #[derive(Debug)]
 pub(crate) enum PushRequest {
     Verification(Vec<u8>),
-    Notification(Vec<u8>),
+    /// A notification of the token: the push the policy sends for it names this notification
+    /// (with the token's other newest ones), even when more arrived meanwhile.
+    Notification(Vec<u8>, Box<LastNtf>),
 }
 
 /// The per-connection facts a command needs.
@@ -727,6 +729,24 @@ impl<G: PushGateway + 'static> Core<G> {
 
     /// Applies one relay-pool event.
     pub async fn on_pool_event(&self, ev: PoolEvent) {
+        // Several instances: on a relay this instance no longer holds, connection events and
+        // END (the relay moving a subscription to the instance that took the lease over) say
+        // nothing about the subscriptions' state; writing them would overwrite the holder's.
+        // Notifications still arriving there are pushed (at-least-once), DELETED is final.
+        let server = match &ev {
+            PoolEvent::Connected { server, .. }
+            | PoolEvent::ConnectFailed { server, .. }
+            | PoolEvent::Disconnected { server, .. }
+            | PoolEvent::Resubscribed { server, .. } => Some(server),
+            PoolEvent::Event {
+                server,
+                event: ServerEvent::End { .. },
+            } => Some(server),
+            _ => None,
+        };
+        if server.is_some_and(|s| !self.owns(s)) {
+            return;
+        }
         match ev {
             PoolEvent::Connected { .. } => {
                 self.metrics.smp_connected.inc();
@@ -822,14 +842,12 @@ impl<G: PushGateway + 'static> Core<G> {
             nonce,
             enc_meta,
         };
-        self.store.add_last_ntf(
-            &sub.token_id,
-            LastNtf {
-                sub_id: sub.id.clone(),
-                data,
-            },
-        );
-        self.request_push(PushRequest::Notification(sub.token_id))
+        let own = LastNtf {
+            sub_id: sub.id.clone(),
+            data,
+        };
+        self.store.add_last_ntf(&sub.token_id, own.clone());
+        self.request_push(PushRequest::Notification(sub.token_id, Box::new(own)))
             .await;
     }
 
@@ -841,11 +859,15 @@ impl<G: PushGateway + 'static> Core<G> {
 
     // --- push side -----------------------------------------------------------------------
 
-    /// Builds and submits a message push for the token's last notifications.
+    /// Builds and submits a message push for the token's last notifications; with `own`, that
+    /// notification is the push's newest item whatever arrived after it (a burst of more than
+    /// [`crate::payload::MAX_PUSH_NTFS`] notifications for one token, e.g. the backlog a relay
+    /// delivers after a takeover, would otherwise leave some named by no push).
     async fn push_message(
         self: &Arc<Self>,
         token_id: &[u8],
         style: PushStyle,
+        own: Option<&LastNtf>,
         permits: &Arc<Semaphore>,
     ) {
         let Some(t) = self.store.token(token_id) else {
@@ -857,12 +879,14 @@ impl<G: PushGateway + 'static> Core<G> {
         let Some(target) = t.device.target() else {
             return;
         };
-        let items: Vec<PnMessageData> = self
-            .store
-            .last_ntfs(token_id)
-            .into_iter()
-            .map(|n| n.data)
-            .collect();
+        let mut list = self.store.last_ntfs(token_id);
+        if let Some(own) = own {
+            list.retain(|n| n.sub_id != own.sub_id);
+            list.push(own.clone());
+            let skip = list.len().saturating_sub(crate::payload::MAX_PUSH_NTFS);
+            list.drain(..skip);
+        }
+        let items: Vec<PnMessageData> = list.into_iter().map(|n| n.data).collect();
         let presentation = match (&self.options.policy, style) {
             (_, PushStyle::Silent) => Presentation::Background,
             (PolicyMode::Reference, PushStyle::Alert) => Presentation::Alert {
@@ -1180,20 +1204,22 @@ async fn dispatcher<G: PushGateway + 'static>(
                             PushStyle::Silent => "due_silent",
                             PushStyle::Alert => "due_alert",
                         });
-                        core.push_message(&id, style, &permits).await;
+                        core.push_message(&id, style, None, &permits).await;
                     }
                 }
             }
             r = rx.recv() => match r {
                 None => return,
                 Some(PushRequest::Verification(id)) => core.push_verification(&id, &permits).await,
-                Some(PushRequest::Notification(id)) => {
+                Some(PushRequest::Notification(id, own)) => {
                     let now = now_ms();
                     let b = budgets.entry(id.clone()).or_default();
                     let d = policy.on_notification(b, now);
                     core.metrics.policy_decision(d.label());
                     match d {
-                        Decision::Push(style) => core.push_message(&id, style, &permits).await,
+                        Decision::Push(style) => {
+                            core.push_message(&id, style, Some(&own), &permits).await
+                        }
                         Decision::Deferred { at_ms } => { timers.insert((at_ms, id)); }
                         Decision::Coalesced { .. } => {}
                     }
