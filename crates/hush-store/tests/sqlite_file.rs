@@ -446,6 +446,8 @@ async fn saturated_reader_pool_sheds_load_with_busy() {
             SqliteOptions {
                 readers: 1,
                 read_timeout: std::time::Duration::from_nanos(1),
+                // Cached lookups take no reader: the pool is what is tested here.
+                cache_queues: 0,
                 ..sqlite_opts(128)
             },
         )

@@ -6,7 +6,8 @@
 //! Consistency: the cache only ever holds committed state.
 //! * The writer thread is the only place where the database changes. After a batch committed
 //!   (and before any caller of that batch is answered) it applies the batch's effects here:
-//!   a changed or deleted queue record is invalidated (dropped), a queue's new head is set.
+//!   a changed queue record is replaced by its committed value (read back in the transaction),
+//!   a deleted one dropped, a queue's new head set.
 //!   A write that resolved is therefore visible to every lookup that starts after it.
 //! * A miss is read from SQLite by a reader and then filled in, but only if nothing that could
 //!   make the read stale happened in between: every invalidation, eviction and "head unknown"
@@ -16,7 +17,9 @@
 //!
 //! Bounds: at most `capacity` queue records (least recently used evicted) and at most
 //! `head_budget` bytes of cached head message bodies (beyond it a head is left unknown and read
-//! from SQLite when asked for). Unknown ids (lookups that find nothing) are not cached.
+//! from SQLite when asked for). Unknown ids are not cached one by one; but while the cache is
+//! *complete* (all queues loaded at open, no eviction since) a miss is the answer "no such
+//! queue", so lookups of unknown and known ids take the same path and time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,8 +63,8 @@ pub(crate) enum Key {
 /// A committed change, applied by the writer thread after its batch committed.
 #[derive(Debug)]
 pub(crate) enum Effect {
-    /// The queue record changed or was deleted: drop it (the next lookup reads SQLite).
-    Invalidate(EntityId),
+    /// The queue record as committed now (`None`: deleted).
+    Record(EntityId, Option<Box<QueueRecord>>),
     /// The queue's head is now this (`None` = empty).
     Head(EntityId, Option<Message>),
     /// The queue's head is not known any more (partial expiry).
@@ -72,6 +75,8 @@ pub(crate) enum Effect {
 
 struct Inner {
     epoch: u64,
+    /// Every queue of the database is cached: a miss means "no such queue".
+    complete: bool,
     entries: LruCache<EntityId, Entry>,
     by_sender: HashMap<EntityId, EntityId>,
     by_notifier: HashMap<EntityId, EntityId>,
@@ -80,6 +85,17 @@ struct Inner {
 }
 
 impl Inner {
+    fn index(&mut self, q: &QueueRecord) {
+        let rid = q.recipient_id;
+        self.by_sender.insert(q.sender_id, rid);
+        if let Some(n) = &q.notifier {
+            self.by_notifier.insert(n.notifier_id, rid);
+        }
+        if let Some(l) = &q.link {
+            self.by_link.insert(l.link_id, rid);
+        }
+    }
+
     fn unindex(&mut self, q: &QueueRecord) {
         self.by_sender.remove(&q.sender_id);
         if let Some(n) = &q.notifier {
@@ -135,6 +151,7 @@ impl Cache {
         Self {
             inner: Mutex::new(Inner {
                 epoch: 0,
+                complete: false,
                 // Unbounded map: the bound is enforced (with index upkeep) in `fill_record`.
                 entries: LruCache::new_unbounded(),
                 by_sender: HashMap::new(),
@@ -153,8 +170,23 @@ impl Cache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached record for an id, or a [`Miss`].
-    pub(crate) fn lookup(&self, key: Key, id: &EntityId) -> Result<QueueRecord, Miss> {
+    /// Load every queue of the database (at open, before the writer starts): if they fit,
+    /// the cache is complete and unknown ids are answered without SQLite (and in the same time
+    /// as known ones) until the first eviction.
+    pub(crate) fn load_all(&self, queues: Vec<QueueRecord>) {
+        if self.capacity == 0 || queues.len() > self.capacity / 2 {
+            return;
+        }
+        for q in &queues {
+            let miss = Miss(self.lock().epoch);
+            self.fill_record(miss, q);
+        }
+        self.lock().complete = true;
+    }
+
+    /// The cached record for an id: `Ok(None)` when the cache is complete and has no such id,
+    /// else a [`Miss`].
+    pub(crate) fn lookup(&self, key: Key, id: &EntityId) -> Result<Option<QueueRecord>, Miss> {
         let mut g = self.lock();
         let rid = match key {
             Key::Recipient => Some(*id),
@@ -163,8 +195,10 @@ impl Cache {
             Key::Link => g.by_link.get(id).copied(),
         };
         let epoch = g.epoch;
+        let complete = g.complete;
         match rid.and_then(|rid| g.entries.get(&rid)) {
-            Some(e) => Ok(QueueRecord::clone(&e.record)),
+            Some(e) => Ok(Some(QueueRecord::clone(&e.record))),
+            None if complete => Ok(None),
             None => Err(Miss(epoch)),
         }
     }
@@ -179,21 +213,18 @@ impl Cache {
             return;
         }
         // Committed states are consistent: no other cached queue holds these ids.
-        let rid = q.recipient_id;
-        g.by_sender.insert(q.sender_id, rid);
-        if let Some(n) = &q.notifier {
-            g.by_notifier.insert(n.notifier_id, rid);
-        }
-        if let Some(l) = &q.link {
-            g.by_link.insert(l.link_id, rid);
-        }
+        g.index(q);
         g.entries.insert(
-            rid,
+            q.recipient_id,
             Entry {
                 record: Arc::new(q.clone()),
                 head: Head::Unknown,
             },
         );
+        self.evict(&mut g);
+    }
+
+    fn evict(&self, g: &mut Inner) {
         while g.entries.len() > self.capacity {
             let Some((_, old)) = g.entries.remove_lru() else {
                 break;
@@ -201,6 +232,7 @@ impl Cache {
             g.unindex(&old.record);
             g.head_bytes -= head_bytes(&old.head);
             g.epoch += 1;
+            g.complete = false;
         }
     }
 
@@ -239,7 +271,29 @@ impl Cache {
         let mut g = self.lock();
         for e in effects.drain(..) {
             match e {
-                Effect::Invalidate(rid) => g.remove(&rid),
+                Effect::Record(rid, None) => g.remove(&rid),
+                Effect::Record(rid, Some(q)) => {
+                    if let Some(old) = g.entries.peek(&rid).map(|e| e.record.clone()) {
+                        g.unindex(&old);
+                        g.index(&q);
+                        if let Some(e) = g.entries.peek_mut(&rid) {
+                            e.record = Arc::new(*q);
+                        }
+                    } else if g.complete {
+                        // A new queue (complete: every other one is here): empty.
+                        g.index(&q);
+                        g.entries.insert(
+                            rid,
+                            Entry {
+                                record: Arc::new(*q),
+                                head: Head::Empty,
+                            },
+                        );
+                        self.evict(&mut g);
+                    } else {
+                        g.epoch += 1;
+                    }
+                }
                 Effect::Head(rid, head) => {
                     let head = match head {
                         None => Head::Empty,
@@ -307,9 +361,9 @@ mod tests {
         let c = Cache::new(8, 1 << 20);
         let miss = c.lookup(Key::Sender, &[101; 24]).unwrap_err();
         c.fill_record(miss, &q(1));
-        assert_eq!(c.lookup(Key::Sender, &[101; 24]).unwrap(), q(1));
-        assert_eq!(c.lookup(Key::Recipient, &[1; 24]).unwrap(), q(1));
-        assert_eq!(c.lookup(Key::Notifier, &[51; 24]).unwrap(), q(1));
+        assert_eq!(c.lookup(Key::Sender, &[101; 24]).unwrap(), Some(q(1)));
+        assert_eq!(c.lookup(Key::Recipient, &[1; 24]).unwrap(), Some(q(1)));
+        assert_eq!(c.lookup(Key::Notifier, &[51; 24]).unwrap(), Some(q(1)));
         assert!(c.lookup(Key::Link, &[1; 24]).is_err());
     }
 
@@ -318,7 +372,7 @@ mod tests {
         let c = Cache::new(8, 1 << 20);
         let miss = c.lookup(Key::Recipient, &[1; 24]).unwrap_err();
         // The writer commits a change to the queue while the reader reads SQLite.
-        c.apply(&mut vec![Effect::Invalidate([1; 24])]);
+        c.apply(&mut vec![Effect::Record([1; 24], None)]);
         c.fill_record(miss, &q(1));
         assert!(c.lookup(Key::Recipient, &[1; 24]).is_err());
     }
@@ -327,7 +381,7 @@ mod tests {
     fn invalidation_drops_all_ids() {
         let c = Cache::new(8, 1 << 20);
         c.fill_record(c.lookup(Key::Recipient, &[1; 24]).unwrap_err(), &q(1));
-        c.apply(&mut vec![Effect::Invalidate([1; 24])]);
+        c.apply(&mut vec![Effect::Record([1; 24], None)]);
         assert!(c.lookup(Key::Sender, &[101; 24]).is_err());
         assert!(c.lookup(Key::Notifier, &[51; 24]).is_err());
         assert_eq!(c.len(), 0);
@@ -339,7 +393,7 @@ mod tests {
         for n in 1..=2 {
             c.fill_record(c.lookup(Key::Recipient, &[n; 24]).unwrap_err(), &q(n));
         }
-        c.lookup(Key::Recipient, &[1; 24]).unwrap(); // 2 is now the LRU
+        c.lookup(Key::Recipient, &[1; 24]).unwrap().unwrap(); // 2 is now the LRU
         c.fill_record(c.lookup(Key::Recipient, &[3; 24]).unwrap_err(), &q(3));
         assert_eq!(c.len(), 2);
         assert!(c.lookup(Key::Recipient, &[1; 24]).is_ok());
@@ -368,6 +422,44 @@ mod tests {
         // Not cached queue: no head kept.
         c.apply(&mut vec![Effect::Head([2; 24], None)]);
         assert!(matches!(c.peek(&[2; 24]), Err(None)));
+    }
+
+    #[test]
+    fn complete_cache_answers_unknown_ids_until_an_eviction() {
+        let c = Cache::new(4, 1 << 20);
+        c.load_all(vec![q(1)]);
+        assert_eq!(c.lookup(Key::Sender, &[101; 24]).unwrap(), Some(q(1)));
+        assert_eq!(c.lookup(Key::Sender, &[7; 24]).unwrap(), None);
+        // A queue created (committed) is inserted, known empty.
+        c.apply(&mut vec![Effect::Record([2; 24], Some(Box::new(q(2))))]);
+        assert_eq!(c.lookup(Key::Notifier, &[52; 24]).unwrap(), Some(q(2)));
+        assert_eq!(c.peek(&[2; 24]).unwrap(), None);
+        // A changed record replaces the old one, its old ids are gone.
+        let mut q2 = q(2);
+        q2.notifier = None;
+        c.apply(&mut vec![Effect::Record(
+            [2; 24],
+            Some(Box::new(q2.clone())),
+        )]);
+        assert_eq!(c.lookup(Key::Recipient, &[2; 24]).unwrap(), Some(q2));
+        assert_eq!(c.lookup(Key::Notifier, &[52; 24]).unwrap(), None);
+        // Deleted.
+        c.apply(&mut vec![Effect::Record([1; 24], None)]);
+        assert_eq!(c.lookup(Key::Sender, &[101; 24]).unwrap(), None);
+        // Past the capacity: no longer complete, unknown ids are misses again.
+        for n in 3..=7 {
+            c.apply(&mut vec![Effect::Record([n; 24], Some(Box::new(q(n))))]);
+        }
+        assert_eq!(c.len(), 4);
+        assert!(c.lookup(Key::Sender, &[7; 24]).is_err());
+    }
+
+    #[test]
+    fn too_many_queues_at_open_leave_the_cache_partial() {
+        let c = Cache::new(4, 1 << 20);
+        c.load_all((1..=3).map(q).collect());
+        assert!(c.lookup(Key::Sender, &[101; 24]).is_err());
+        assert_eq!(c.len(), 0);
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //! Caches (the relay's per-message path — `SEND`: lookup by sender id, append; `ACK`: lookup by
 //! recipient id, delete; delivery: peek — touches SQLite only for the `INSERT` / `DELETE`):
 //! * queue records by recipient / sender / notifier / link id, and each cached queue's head
-//!   (or "empty"), in a bounded [`cache`](self::cache) shared with the readers. It only holds
+//!   (or "empty"), in a bounded [`cache`](self::cache) shared with the readers. When all the
+//!   queues fit in half of `cache_queues` at open they are all loaded, and until the first
+//!   eviction an unknown id is answered from memory too (no SQLite read, so a lookup of an
+//!   unknown id takes the time of a known one: no queue-existence timing signal). It only holds
 //!   committed state: the writer applies a batch's changes to it after `COMMIT` and before
 //!   answering the batch's callers; see that module for why a concurrent miss cannot refill it
 //!   with stale data. Options `cache_queues` / `cache_head_bytes`.
@@ -354,6 +357,9 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         let cache = Arc::new(Cache::new(opts.cache_queues, opts.cache_head_bytes));
+        if opts.cache_queues > 0 && ops::queue_count(&writer)? <= (opts.cache_queues / 2) as u64 {
+            cache.load_all(ops::all_queues(&writer)?);
+        }
         let thread_cache = cache.clone();
         let state = WriterState::new(opts.cache_queues, opts.quota.max(1));
         let writer_thread = std::thread::Builder::new()
@@ -544,7 +550,7 @@ impl SqliteStore {
     /// A queue record: from the cache, else from SQLite (then cached).
     async fn lookup(&self, key: Key, id: EntityId) -> StoreResult<Option<QueueRecord>> {
         let miss = match self.inner.cache.lookup(key, &id) {
-            Ok(q) => return Ok(Some(q)),
+            Ok(q) => return Ok(q),
             Err(miss) => miss,
         };
         let kind = match key {
@@ -568,7 +574,7 @@ impl SqliteStore {
     ) -> StoreResult<T> {
         self.write(move |c, st| {
             let r = f(c)?;
-            st.invalidate(&rid);
+            st.record_changed(c, &rid)?;
             Ok(r)
         })
         .await
@@ -577,7 +583,11 @@ impl SqliteStore {
 
 impl QueueStore for SqliteStore {
     fn create_queue(&self, queue: QueueRecord) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |c, _| ops::create_queue(c, queue)))
+        Box::pin(self.write(move |c, st| {
+            let rid = queue.recipient_id;
+            ops::create_queue(c, queue)?;
+            st.record_changed(c, &rid)
+        }))
     }
 
     fn get_by_recipient(&self, id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
@@ -629,7 +639,7 @@ impl QueueStore for SqliteStore {
             // The writer's per-queue state holds the notifier id.
             st.forget(&rid);
             let r = ops::set_notifier(c, &rid, creds)?;
-            st.invalidate(&rid);
+            st.record_changed(c, &rid)?;
             Ok(r)
         }))
     }
@@ -638,7 +648,7 @@ impl QueueStore for SqliteStore {
         Box::pin(self.write(move |c, st| {
             st.forget(&rid);
             let r = ops::delete_notifier(c, &rid)?;
-            st.invalidate(&rid);
+            st.record_changed(c, &rid)?;
             Ok(r)
         }))
     }
@@ -665,7 +675,7 @@ impl QueueStore for SqliteStore {
         Box::pin(self.write(move |c, st| {
             st.forget(&rid);
             let r = ops::delete_queue(c, &rid)?;
-            st.invalidate(&rid);
+            st.record_changed(c, &rid)?;
             Ok(r)
         }))
     }

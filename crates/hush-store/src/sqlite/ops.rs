@@ -82,6 +82,23 @@ pub(crate) fn get_queue(
     }
 }
 
+/// Every queue (to fill the cache at open).
+pub(crate) fn all_queues(c: &Connection) -> StoreResult<Vec<QueueRecord>> {
+    let mut st = c.prepare(&format!("SELECT {QUEUE_COLUMNS} FROM queues"))?;
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(row_to_queue(r)?);
+    }
+    Ok(out)
+}
+
+/// Number of queues.
+pub(crate) fn queue_count(c: &Connection) -> StoreResult<u64> {
+    let n: i64 = c.query_row("SELECT count(*) FROM queues", [], |r| r.get(0))?;
+    u64::try_from(n).map_err(|_| bad("count"))
+}
+
 fn select_by(col: &str) -> String {
     format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE {col} = ?1")
 }
@@ -356,9 +373,12 @@ impl WriterState {
         }
     }
 
-    /// The queue record changed: drop it from the shared cache.
-    pub(crate) fn invalidate(&mut self, rid: &EntityId) {
-        self.effects.push(Effect::Invalidate(*rid));
+    /// The queue record changed (or was created / deleted): tell the shared cache what it is
+    /// now, read back inside the transaction.
+    pub(crate) fn record_changed(&mut self, c: &Connection, rid: &EntityId) -> StoreResult<()> {
+        let q = get_queue(c, IdKind::Recipient, rid)?;
+        self.effects.push(Effect::Record(*rid, q.map(Box::new)));
+        Ok(())
     }
 
     /// Forget the messages state of a queue (changed by something else than append / ACK).
