@@ -188,14 +188,19 @@ fn main() -> ExitCode {
         println!("\n{name}: {what}");
         println!("  Ir/message {:>12.0}", per(short.total, long.total));
         for (f, label) in CALLS {
-            let c = |p: &Parsed| {
+            let c = |p: &Parsed, ir: bool| {
                 p.calls
                     .iter()
                     .filter(|(n, _)| n.starts_with(f))
-                    .map(|(_, c)| *c)
+                    .map(|(_, (c, i))| if ir { *i } else { *c })
                     .sum::<u64>()
             };
-            println!("  {:<44} {:>8.2} /message", label, per(c(short), c(long)));
+            println!(
+                "  {:<44} {:>8.2} /message {:>10.0} Ir/message inclusive",
+                label,
+                per(c(short, false), c(long, false)),
+                per(c(short, true), c(long, true))
+            );
         }
     }
     if failed {
@@ -205,17 +210,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Totals and call counts (by callee name) of one callgrind output file.
+/// Totals, and call counts with their inclusive Ir (by callee name), of one callgrind file.
 struct Parsed {
     total: u64,
-    calls: Vec<(String, u64)>,
+    calls: Vec<(String, (u64, u64))>,
 }
 
-/// Reads `summary:`/`totals:` and sums `calls=` lines per callee (`cfn=`), resolving callgrind's
-/// name compression (`(id) name` defines, `(id)` refers).
+/// Reads `summary:`/`totals:` and sums `calls=` lines per callee (`cfn=`) with the inclusive
+/// cost on the line after each, resolving callgrind's name compression (`(id) name` defines,
+/// `(id)` refers).
 fn parse(text: &str) -> Parsed {
     let mut names: std::collections::HashMap<String, String> = Default::default();
-    let mut calls: std::collections::HashMap<String, u64> = Default::default();
+    let mut calls: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    let mut inclusive_next = false;
     let mut total = 0u64;
     let mut callee = String::new();
     let mut resolve = |spec: &str| -> String {
@@ -233,6 +240,16 @@ fn parse(text: &str) -> Parsed {
         spec.to_string()
     };
     for line in text.lines() {
+        if inclusive_next {
+            inclusive_next = false;
+            let ir: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            calls.entry(callee.clone()).or_default().1 += ir;
+            continue;
+        }
         if let Some(v) = line
             .strip_prefix("summary:")
             .or_else(|| line.strip_prefix("totals:"))
@@ -253,7 +270,8 @@ fn parse(text: &str) -> Parsed {
                 .next()
                 .and_then(|x| x.parse().ok())
                 .unwrap_or(0);
-            *calls.entry(callee.clone()).or_default() += n;
+            calls.entry(callee.clone()).or_default().0 += n;
+            inclusive_next = true;
         }
     }
     Parsed {
