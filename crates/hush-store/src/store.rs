@@ -112,6 +112,7 @@ pub trait QueueStore: Send + Sync {
     /// Remove notifications with `ts < before` (the relay passes now − 24 h); returns how many.
     fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64>;
 
-    /// Totals for metrics.
+    /// Totals for metrics. PostgreSQL: a table with more than 100,000 rows (planner estimate)
+    /// is not counted; its estimate (`pg_class.reltuples`) is returned.
     fn stats(&self) -> StoreFuture<'_, StoreStats>;
 }

@@ -168,3 +168,44 @@ async fn saturated_pool_sheds_load_with_busy() {
     );
     assert_eq!(s.message_count(rid(1)).await.unwrap(), ok);
 }
+
+/// `stats` must not scan a large table every time the relay refreshes its gauges: above
+/// 100,000 rows it reports the planner's estimate. Shown by deleting rows after `ANALYZE`: the
+/// estimate (still the analyzed count) is returned, not the new exact count; a small table is
+/// counted exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_uses_the_estimate_for_large_tables_and_counts_small_ones() {
+    let schema = PgSchema::new();
+    let s = open_pg(&schema, 3).await;
+    s.create_queue(full_queue(1)).await.unwrap();
+    s.append_message(rid(1), msg(0, 10), None).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let n = schema.name.as_str();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {n}.queues (recipient_id, recipient_keys, rcv_dh_secret, sender_id, status)
+             SELECT ('r' || g::text)::bytea, '\\x00', '\\x00', ('s' || g::text)::bytea, 0
+             FROM generate_series(1, 150000) g;
+             ANALYZE {n}.queues;
+             DELETE FROM {n}.queues WHERE id % 2 = 0;"
+        ))
+        .await
+        .unwrap();
+    let exact: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {n}.queues"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!((74_000..=76_000).contains(&exact), "{exact}");
+    let st = s.stats().await.unwrap();
+    // The estimate after ANALYZE of 150,001 rows (sampled, so within a few per cent).
+    assert!(
+        (140_000..=160_000).contains(&st.queues),
+        "queues {} (exact count {exact})",
+        st.queues
+    );
+    assert_eq!((st.messages, st.notifications), (1, 0));
+}
