@@ -153,6 +153,10 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// `sync` (hush): `full` (default) or `normal`.
     pub sync: SyncPolicy,
+    /// `cache_queues` (hush, SQLite only): queue records kept in memory (65,536; 0 = no cache).
+    /// While all queues fit in half of it, all are loaded at start and an unknown id costs the
+    /// same as a known one (SECURITY.md).
+    pub cache_queues: usize,
     /// `expire_messages_days` (21).
     pub message_expiration: Duration,
     /// `expire_messages_on_start` (on).
@@ -164,6 +168,9 @@ pub struct StoreConfig {
     /// `store_queues = database`: PostgreSQL instead of SQLite (then `path` and `sync` are unused).
     pub database: Option<DatabaseConfig>,
 }
+
+/// Default `[STORE_LOG] cache_queues` (hush-store's own default).
+pub const DEFAULT_CACHE_QUEUES: usize = 65_536;
 
 /// Reference default `db_connection`.
 pub const DEFAULT_DB_CONNECTION: &str = "postgresql://smp@/smp_server_store";
@@ -348,6 +355,7 @@ impl Config {
                 enable: true,
                 path: store_path,
                 sync: SyncPolicy::Full,
+                cache_queues: DEFAULT_CACHE_QUEUES,
                 message_expiration: Duration::from_secs(
                     86400 * u64::from(DEFAULT_EXPIRE_MESSAGES_DAYS),
                 ),
@@ -631,6 +639,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "enable",
             "store_path",
             "sync",
+            "cache_queues",
             "expire_messages_days",
             "expire_messages_on_start",
             "expire_messages_on_send",
@@ -964,6 +973,9 @@ impl<'a> Reader<'a> {
                 "normal" => SyncPolicy::Normal,
                 _ => return Err(self.err(e, S, "sync", "expected `full` or `normal`")),
             };
+        }
+        if let Some(n) = self.number::<usize>(S, "cache_queues", 0, 100_000_000)? {
+            st.cache_queues = n;
         }
         if let Some(d) = self.number::<u32>(S, "expire_messages_days", 1, 36500)? {
             st.message_expiration = Duration::from_secs(86400 * u64::from(d));
@@ -1513,5 +1525,19 @@ mod tests {
     fn bad_db_connection_is_not_repeated() {
         let (_, _, msg) = value_error("[STORE_LOG]\ndb_connection = mysql://u:hunter2@h/d\n");
         assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn cache_queues_is_read_and_bounded() {
+        let (c, _) = parse("").unwrap();
+        assert_eq!(c.store.cache_queues, DEFAULT_CACHE_QUEUES);
+        let (c, _) = parse("[STORE_LOG]\ncache_queues = 0\n").unwrap();
+        assert_eq!(c.store.cache_queues, 0);
+        let (c, _) = parse("[STORE_LOG]\ncache_queues = 2000000\n").unwrap();
+        assert_eq!(c.store.cache_queues, 2_000_000);
+        let (l, k, _) = value_error("[STORE_LOG]\ncache_queues = lots\n");
+        assert_eq!((l, k), (2, "cache_queues"));
+        let (l, k, _) = value_error("[STORE_LOG]\ncache_queues = 100000001\n");
+        assert_eq!((l, k), (2, "cache_queues"));
     }
 }

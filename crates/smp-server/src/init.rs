@@ -272,6 +272,10 @@ enable = {store_log}
 # (survives a crash of the server process; the last writes may be lost on power loss).
 sync = full
 
+# Queue records kept in memory (store file only; 0 = none). While all queues fit in half of it,
+# all are loaded at start, and looking up an unknown id costs the same as a known one.
+# cache_queues = 65536
+
 # Where queues and messages are kept: `memory` (the default: the embedded store file above)
 # or `database` (PostgreSQL; store_path and sync are then unused). With `database`:
 # db_connection is the PostgreSQL connection string (it may hold a password: keep this file

@@ -289,6 +289,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn QueueStore>, RunError> {
             SyncPolicy::Normal => hush_store::SyncPolicy::Normal,
         },
         quota,
+        cache_queues: config.store.cache_queues,
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open(path, opts).map_err(|e| {
