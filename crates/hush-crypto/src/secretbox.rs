@@ -155,6 +155,48 @@ pub fn sb_open_in_place<'a>(
     Ok(body)
 }
 
+/// Like [`sb_open_in_place`], but decrypts only a prefix of the body: the tag is checked
+/// (constant time) over the whole ciphertext first — on a bad tag nothing is decrypted — then
+/// the first `min(32, body length)` bytes are decrypted (they come with the Poly1305 key's
+/// Salsa20 block at no extra cost) and passed to `prefix_len`, which says how many body bytes
+/// the caller will read; returns that prefix (bounded by the body), decrypted. The body bytes
+/// after the prefix stay ciphertext (beyond the first 32, which are decrypted in any case).
+///
+/// For padded blocks whose padding is never read: `prefix_len = |h| 2 + Word16 length`.
+pub fn sb_open_prefix_in_place<'a>(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    ct: &'a mut [u8],
+    prefix_len: impl FnOnce(&[u8]) -> usize,
+) -> Result<&'a mut [u8], CryptoError> {
+    if ct.len() < TAG_LEN {
+        return Err(CryptoError::DecryptFailed);
+    }
+    let (tag, body) = ct.split_at_mut(TAG_LEN);
+    let stream = Stream::new(key, nonce);
+    let block0 = stream.block0();
+    let expected = poly::tag(poly_key(&block0), body);
+    if !crate::ct_eq(&expected, tag) {
+        return Err(CryptoError::DecryptFailed);
+    }
+    let head = body.len().min(32);
+    let (first, rest) = body.split_at_mut(head);
+    stream.xor(Backend::Scalar, &block0, first);
+    let n = prefix_len(first).min(head + rest.len());
+    if let Some(more) = n.checked_sub(head).and_then(|m| rest.get_mut(..m))
+        && !more.is_empty()
+    {
+        xor_keystream(
+            Backend::for_len(more.len()),
+            &stream.subkey,
+            &stream.nonce,
+            1,
+            more,
+        );
+    }
+    Ok(body.get_mut(..n).unwrap_or_default())
+}
+
 /// Decrypts in place and unpads; returns the message as a sub-slice of `ct`.
 pub fn sb_decrypt_in_place<'a>(
     key: &[u8; 32],
@@ -267,6 +309,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn open_prefix_rejects_a_bad_tag_and_decrypts_nothing() {
+        let mut ct = sb_encrypt(&[1; 32], &[2; 24], b"hello", 16368).expect("fits");
+        for i in [0, 15, 16, 17, 40, ct.len() - 1] {
+            let mut bad = ct.clone();
+            bad[i] ^= 1;
+            let before = bad.clone();
+            let mut called = false;
+            let r = sb_open_prefix_in_place(&[1; 32], &[2; 24], &mut bad, |_| {
+                called = true;
+                16368
+            });
+            assert!(matches!(r, Err(CryptoError::DecryptFailed)), "byte {i}");
+            assert!(!called, "byte {i}: prefix callback reached on a bad tag");
+            assert_eq!(bad, before, "byte {i}: nothing decrypted");
+        }
+        assert!(matches!(
+            sb_open_prefix_in_place(&[1; 32], &[2; 24], &mut [0u8; 15], |_| 0),
+            Err(CryptoError::DecryptFailed)
+        ));
+        assert!(matches!(
+            sb_open_prefix_in_place(&[1; 32], &[3; 32][..24].try_into().unwrap(), &mut ct, |_| 0),
+            Err(CryptoError::DecryptFailed)
+        ));
+        let got = sb_open_prefix_in_place(&[1; 32], &[2; 24], &mut ct, |h| {
+            2 + usize::from(u16::from_be_bytes([h[0], h[1]]))
+        })
+        .expect("opens");
+        assert_eq!(got, b"\x00\x05hello");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -293,6 +366,38 @@ mod tests {
             let np = sb_encrypt_no_pad(&key, &nonce, &msg);
             prop_assert_eq!(&np[..TAG_LEN], &want_tag[..]);
             prop_assert_eq!(&np[TAG_LEN..], &want[..]);
+        }
+
+        /// The prefix open returns exactly the full open's first bytes, for every prefix
+        /// length (bounded by the body), and hands the first `min(32, len)` plaintext bytes
+        /// to the callback.
+        #[test]
+        fn open_prefix_equals_full_open(
+            key in any::<[u8; 32]>(), nonce in any::<[u8; 24]>(),
+            msg in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 16368..=16368),
+                proptest::collection::vec(any::<u8>(), 0..20000),
+                proptest::collection::vec(any::<u8>(), 0..300),
+            ],
+            want_len in prop_oneof![0usize..300, 0usize..21000],
+        ) {
+            let ct = sb_encrypt_no_pad(&key, &nonce, &msg);
+            let mut full = ct.clone();
+            let opened = sb_open_in_place(&key, &nonce, &mut full).expect("opens").to_vec();
+            prop_assert_eq!(&opened, &msg);
+            let mut part = ct.clone();
+            let mut seen = Vec::new();
+            let got = sb_open_prefix_in_place(&key, &nonce, &mut part, |h| {
+                seen = h.to_vec();
+                want_len
+            })
+            .expect("opens");
+            let n = want_len.min(msg.len());
+            prop_assert_eq!(&got[..], &msg[..n]);
+            prop_assert_eq!(&seen[..], &msg[..msg.len().min(32)]);
+            // past the prefix (and the free first 32 bytes) the ciphertext is untouched
+            let untouched = TAG_LEN + n.max(32).min(msg.len());
+            prop_assert_eq!(&part[untouched..], &ct[untouched..]);
         }
     }
 }

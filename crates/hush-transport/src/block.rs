@@ -28,6 +28,14 @@ fn unpad_range(padded: &[u8]) -> Option<std::ops::Range<usize>> {
     (2 + len <= padded.len()).then_some(2..2 + len)
 }
 
+/// How many leading bytes of a padded body `unpad_range` reads, from its first bytes.
+fn padded_prefix_len(head: &[u8]) -> usize {
+    match head {
+        [hi, lo, ..] => 2 + usize::from(u16::from_be_bytes([*hi, *lo])),
+        _ => head.len(),
+    }
+}
+
 /// One received block: the (decrypted) buffer and where its content lies.
 #[derive(Debug)]
 pub struct Block {
@@ -138,9 +146,20 @@ impl<R: AsyncRead + Unpin> BlockReader<R> {
         let content = match &mut self.key {
             Some(ck) => {
                 let (mut key, nonce) = ck.next();
+                // Authenticates the whole block but decrypts only `Word16 length ‖ content`:
+                // the padding is never read (a length beyond the block decrypts up to its
+                // end and then fails `unpad_range` below, as a fully opened block did).
                 let opened = buf
                     .get_mut(..)
-                    .map(|b| hush_crypto::secretbox::sb_open_in_place(&key, &nonce, b).is_ok())
+                    .map(|b| {
+                        hush_crypto::secretbox::sb_open_prefix_in_place(
+                            &key,
+                            &nonce,
+                            b,
+                            padded_prefix_len,
+                        )
+                        .is_ok()
+                    })
                     .unwrap_or(false);
                 key.zeroize();
                 if !opened {
@@ -389,6 +408,50 @@ mod tests {
         assert_eq!(r.recv().await.unwrap().unwrap().content(), b"\x01\x00\x01z");
         drop(w);
         assert!(matches!(r.recv().await, Err(TransportError::Closed)));
+    }
+
+    /// Blocks opened by prefix: a content length reaching the body's last byte opens, one
+    /// byte more (or 0xFFFF) is the same `Padding` error as with a fully opened block, a bad
+    /// tag is `Decrypt`, and the chain carries on after each.
+    #[tokio::test]
+    async fn prefix_open_length_field_edges() {
+        let body_len = 16384 - TAG_LEN;
+        let (mut a, b) = tokio::io::duplex(1 << 18);
+        let (ck1, _) = vector_chain();
+        let (mut wck, _) = vector_chain();
+        let mut r = BlockReader::new(b, 16384);
+        r.set_session(true, Some(ck1));
+        let mut block_with = |len: u16, fill: u8, tamper: bool| {
+            let mut body = vec![fill; body_len];
+            body[..2].copy_from_slice(&len.to_be_bytes());
+            let (key, nonce) = wck.next();
+            let mut ct = hush_crypto::sb_encrypt_no_pad(&key, &nonce, &body);
+            if tamper {
+                ct[100] ^= 1;
+            }
+            ct
+        };
+        let cases: [(u16, bool, Result<usize, BlockError>); 6] = [
+            ((body_len - 2) as u16, false, Ok(body_len - 2)),
+            ((body_len - 1) as u16, false, Err(BlockError::Padding)),
+            (u16::MAX, false, Err(BlockError::Padding)),
+            (5, true, Err(BlockError::Decrypt)),
+            (0, false, Ok(0)),
+            (40, false, Ok(40)),
+        ];
+        for (len, tamper, _) in &cases {
+            a.write_all(&block_with(*len, 0xab, *tamper)).await.unwrap();
+        }
+        for (len, _, want) in cases {
+            let got = r.recv().await.unwrap();
+            match want {
+                Ok(n) => {
+                    let blk = got.unwrap_or_else(|e| panic!("len {len}: {e:?}"));
+                    assert_eq!(blk.content(), &vec![0xab; n][..], "len {len}");
+                }
+                Err(e) => assert_eq!(got.unwrap_err(), e, "len {len}"),
+            }
+        }
     }
 
     /// EOF in the middle of a block is a closed connection, not a short block.
