@@ -1,5 +1,7 @@
 //! Hashes and HKDF used by the protocols (reference §4.3).
 
+use std::sync::OnceLock;
+
 use sha2::digest::consts::U64;
 use sha2::digest::{FixedOutput, HashMarker, Output, OutputSizeUser, Update};
 use sha2::{Digest, Sha256};
@@ -119,8 +121,14 @@ pub fn hkdf_sha512(
     if out.len() > 255 * 64 {
         return Err(crate::CryptoError::InvalidKey);
     }
-    // An empty salt is HMAC's all-zero key, as RFC 5869 prescribes for an absent salt.
-    let prk = HmacSha512::new(salt).mac(&[ikm]);
+    // An empty salt is HMAC's all-zero key, as RFC 5869 prescribes for an absent salt; its
+    // ipad/opad states (no secret) are computed once per process: the chain step's case.
+    static EMPTY_SALT: OnceLock<HmacSha512> = OnceLock::new();
+    let prk = if salt.is_empty() {
+        EMPTY_SALT.get_or_init(|| HmacSha512::new(b"")).mac(&[ikm])
+    } else {
+        HmacSha512::new(salt).mac(&[ikm])
+    };
     let expand = HmacSha512::new(prk.as_ref());
     let mut prev: Option<Zeroizing<[u8; 64]>> = None;
     for (i, chunk) in out.chunks_mut(64).enumerate() {
