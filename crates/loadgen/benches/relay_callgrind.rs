@@ -67,8 +67,9 @@ const SCENARIOS: [(&str, usize, usize, bool, &str); 4] = [
 /// the label printed.
 const CALLS: [(&str, &str); 13] = [
     (
-        "hush_crypto::secretbox::sb_open_in_place",
-        "block opened (secretbox open 16 KB)",
+        // sb_open_in_place or sb_open_prefix_in_place (the relay's block reader)
+        "hush_crypto::secretbox::sb_open_",
+        "block opened (tag 16 KB, decrypt content)",
     ),
     (
         "hush_crypto::secretbox::sb_encrypt_into",
