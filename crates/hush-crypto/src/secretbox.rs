@@ -101,6 +101,22 @@ fn seal_in_place(key: &[u8; 32], nonce: &[u8; 24], buf: &mut [u8]) {
     tag_out.copy_from_slice(&tag);
 }
 
+/// Seals a buffer the caller has already laid out as `16 bytes (overwritten) ‖ body`:
+/// encrypts the body in place and writes the tag in front; with a padded body this gives
+/// exactly [`sb_encrypt_into`]'s bytes without copying the message. A buffer shorter than
+/// the tag is refused with `Pad(InvalidMsg)` and left as it is.
+pub fn sb_seal_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    buf: &mut [u8],
+) -> Result<(), CryptoError> {
+    if buf.len() < TAG_LEN {
+        return Err(CryptoError::Pad(hush_proto::encoding::PadError::InvalidMsg));
+    }
+    seal_in_place(key, nonce, buf);
+    Ok(())
+}
+
 /// `sbEncrypt(key, nonce, msg, L)` = tag(16) ‖ XSalsa20(pad(msg, L)); output is L + 16 bytes.
 pub fn sb_encrypt(
     key: &[u8; 32],
@@ -310,6 +326,22 @@ mod tests {
     }
 
     #[test]
+    fn seal_in_place_refuses_a_buffer_without_room_for_the_tag() {
+        let mut short = [7u8; TAG_LEN - 1];
+        assert!(matches!(
+            sb_seal_in_place(&[1; 32], &[2; 24], &mut short),
+            Err(CryptoError::Pad(_))
+        ));
+        assert_eq!(short, [7u8; TAG_LEN - 1]);
+        let mut empty_body = [7u8; TAG_LEN];
+        sb_seal_in_place(&[1; 32], &[2; 24], &mut empty_body).expect("tag only");
+        assert_eq!(
+            &empty_body[..],
+            &sb_encrypt_no_pad(&[1; 32], &[2; 24], b"")[..]
+        );
+    }
+
+    #[test]
     fn open_prefix_rejects_a_bad_tag_and_decrypts_nothing() {
         let mut ct = sb_encrypt(&[1; 32], &[2; 24], b"hello", 16368).expect("fits");
         for i in [0, 15, 16, 17, 40, ct.len() - 1] {
@@ -366,6 +398,10 @@ mod tests {
             let np = sb_encrypt_no_pad(&key, &nonce, &msg);
             prop_assert_eq!(&np[..TAG_LEN], &want_tag[..]);
             prop_assert_eq!(&np[TAG_LEN..], &want[..]);
+            let mut inplace = vec![0xee; TAG_LEN];
+            inplace.extend_from_slice(&msg);
+            sb_seal_in_place(&key, &nonce, &mut inplace).expect("room for the tag");
+            prop_assert_eq!(&inplace, &np);
         }
 
         /// The prefix open returns exactly the full open's first bytes, for every prefix

@@ -328,23 +328,40 @@ pub struct Batch {
 /// `Err(TooLarge)` at its position and splits the blocks around it; the others still batch.
 /// The result is in item order; empty input gives an empty vector.
 pub fn batch_transmissions(items: &[Vec<u8>], block_size: usize) -> Vec<Result<Batch, TooLarge>> {
+    batch_ranges(items, block_size)
+        .into_iter()
+        .map(|r| {
+            r.map(|range| {
+                let slice = items.get(range.clone()).unwrap_or(&[]);
+                let mut content =
+                    Vec::with_capacity(1 + slice.iter().map(|t| 2 + t.len()).sum::<usize>());
+                // At most MAX_BATCH_COUNT items per block (checked by batch_ranges).
+                content.push(slice.len() as u8);
+                for t in slice {
+                    // Cannot fail: every item here is ≤ 65535 bytes.
+                    let _ = put_large(&mut content, t);
+                }
+                Batch {
+                    content,
+                    items: range,
+                }
+            })
+        })
+        .collect()
+}
+
+/// The grouping of [`batch_transmissions`] without building the block contents: each
+/// block's item range (non-empty, in item order), or the item that can never fit. For
+/// writers that encode `count ‖ count × Large(item)` straight into their block buffer.
+pub fn batch_ranges(
+    items: &[Vec<u8>],
+    block_size: usize,
+) -> Vec<Result<std::ops::Range<usize>, TooLarge>> {
     let budget = block_size.saturating_sub(BATCH_OVERHEAD);
-    let mut rev: Vec<Result<Batch, TooLarge>> = Vec::new();
-    let close = |rev: &mut Vec<Result<Batch, TooLarge>>, start: usize, end: usize| {
+    let mut rev: Vec<Result<std::ops::Range<usize>, TooLarge>> = Vec::new();
+    let close = |rev: &mut Vec<Result<std::ops::Range<usize>, TooLarge>>, start: usize, end| {
         if end > start {
-            let slice = items.get(start..end).unwrap_or(&[]);
-            let mut content =
-                Vec::with_capacity(1 + slice.iter().map(|t| 2 + t.len()).sum::<usize>());
-            // At most MAX_BATCH_COUNT items per block (checked by the loop).
-            content.push(slice.len() as u8);
-            for t in slice {
-                // Cannot fail: every item here is ≤ 65535 bytes.
-                let _ = put_large(&mut content, t);
-            }
-            rev.push(Ok(Batch {
-                content,
-                items: start..end,
-            }));
+            rev.push(Ok(start..end));
         }
     };
     // Current block is items[i+1 .. end] while scanning backwards.

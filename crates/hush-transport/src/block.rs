@@ -13,7 +13,7 @@
 //! mid-write, the connection must be dropped too.
 
 use hush_crypto::SbChainKey;
-use hush_proto::transmission::{TooLarge, batch_transmissions, decode_batch};
+use hush_proto::transmission::{TooLarge, batch_ranges, decode_batch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroize;
 
@@ -290,9 +290,9 @@ impl<W: AsyncWrite + Unpin> BlockWriter<W> {
     ) -> Result<Vec<TooLarge>, TransportError> {
         let mut too_large = Vec::new();
         if self.batched {
-            for b in batch_transmissions(transmissions, self.block_size) {
-                match b {
-                    Ok(b) => self.send_block(&b.content).await?,
+            for r in batch_ranges(transmissions, self.block_size) {
+                match r {
+                    Ok(r) => self.send_batch(transmissions.get(r).unwrap_or(&[])).await?,
                     Err(e) => too_large.push(e),
                 }
             }
@@ -309,6 +309,43 @@ impl<W: AsyncWrite + Unpin> BlockWriter<W> {
             }
         }
         Ok(too_large)
+    }
+
+    /// Sends one batched block, `count ‖ count × Large(t)` encoded straight into the block
+    /// buffer after the tag's room, padded there and sealed in place: the same bytes as
+    /// [`Self::send_block`] of [`hush_proto::transmission::batch_transmissions`]'s content,
+    /// without the two block-sized copies (content, then pad). `items` come from
+    /// [`batch_ranges`] (1..=255 items that fit); anything else is `LargeMsg`, chain untouched.
+    async fn send_batch(&mut self, items: &[Vec<u8>]) -> Result<(), TransportError> {
+        let content_len = 1 + items.iter().map(|t| 2 + t.len()).sum::<usize>();
+        let count = u8::try_from(items.len()).map_err(|_| TransportError::LargeMsg)?;
+        if items.is_empty()
+            || content_len > self.max_content()
+            || items.iter().any(|t| t.len() > usize::from(u16::MAX))
+        {
+            return Err(TransportError::LargeMsg);
+        }
+        let mut buf = Vec::with_capacity(self.block_size);
+        if self.key.is_some() {
+            buf.resize(TAG_LEN, 0);
+        }
+        // content_len ≤ max_content < 65536 (checked above)
+        buf.extend_from_slice(&(content_len as u16).to_be_bytes());
+        buf.push(count);
+        for t in items {
+            buf.extend_from_slice(&(t.len() as u16).to_be_bytes());
+            buf.extend_from_slice(t);
+        }
+        buf.resize(self.block_size, b'#');
+        if let Some(ck) = &mut self.key {
+            let (mut key, nonce) = ck.next();
+            let r = hush_crypto::secretbox::sb_seal_in_place(&key, &nonce, &mut buf);
+            key.zeroize();
+            r?;
+        }
+        self.io.write_all(&buf).await?;
+        self.io.flush().await?;
+        Ok(())
     }
 
     /// Sends TLS close_notify and shuts the socket's write side.
@@ -464,8 +501,78 @@ mod tests {
         assert!(matches!(r.recv().await, Err(TransportError::Closed)));
     }
 
+    /// The bytes a writer puts on the wire for `ts`: through `send_transmissions` (batches
+    /// encoded and sealed in the block buffer) or, `old = true`, the previous way
+    /// (`batch_transmissions` contents, each through `send_block`).
+    async fn wire_of(
+        ts: &[Vec<u8>],
+        block_size: usize,
+        key: Option<[u8; 32]>,
+        old: bool,
+    ) -> (Vec<u8>, Vec<TooLarge>) {
+        let (a, mut b) = tokio::io::duplex(1 << 24);
+        let mut w = BlockWriter::new(a, block_size);
+        w.set_session(true, key.map(SbChainKey::from_bytes));
+        let too_large = if old {
+            let mut tl = Vec::new();
+            for r in hush_proto::transmission::batch_transmissions(ts, block_size) {
+                match r {
+                    Ok(batch) => w.send_block(&batch.content).await.unwrap(),
+                    Err(e) => tl.push(e),
+                }
+            }
+            tl
+        } else {
+            w.send_transmissions(ts).await.unwrap()
+        };
+        drop(w);
+        let mut wire = Vec::new();
+        b.read_to_end(&mut wire).await.unwrap();
+        (wire, too_large)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Batches built in the block buffer and sealed in place are byte for byte the blocks
+        /// of the two-copy path (pad + seal of `batch_transmissions`' content), encrypted or
+        /// not, with items too large skipped the same way; and the reader gets them back.
+        #[test]
+        fn in_place_batches_equal_the_copying_path(
+            ts in prop_oneof![
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..700), 0..12),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3), 250..300),
+            ],
+            key in proptest::option::of(any::<[u8; 32]>()),
+            block_size in prop_oneof![Just(512usize), Just(16384usize)],
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (new, new_tl) = rt.block_on(wire_of(&ts, block_size, key, false));
+            let (old, old_tl) = rt.block_on(wire_of(&ts, block_size, key, true));
+            prop_assert_eq!(&new_tl, &old_tl);
+            prop_assert_eq!(new.len() % block_size, 0);
+            prop_assert!(new == old, "wire bytes differ");
+            let sent: Vec<Vec<u8>> = ts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !new_tl.iter().any(|t| t.index == *i))
+                .map(|(_, t)| t.clone())
+                .collect();
+            let got = rt.block_on(async {
+                let (mut a, b) = tokio::io::duplex(1 << 24);
+                let mut r = BlockReader::new(b, block_size);
+                r.set_session(true, key.map(SbChainKey::from_bytes));
+                a.write_all(&new).await.unwrap();
+                drop(a);
+                let mut got = Vec::new();
+                while let Ok(blk) = r.recv().await {
+                    let blk = blk.unwrap();
+                    got.extend(blk.transmissions().unwrap().into_iter().map(<[u8]>::to_vec));
+                }
+                got
+            });
+            prop_assert_eq!(got, sent);
+        }
+
         /// Arbitrary bytes, encrypted or not, never panic the reader.
         #[test]
         fn reader_never_panics(
