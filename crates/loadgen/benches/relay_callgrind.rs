@@ -65,7 +65,7 @@ const SCENARIOS: [(&str, usize, usize, bool, &str); 4] = [
 
 /// Functions whose call counts per message are reported (callgrind names, prefix match), with
 /// the label printed.
-const CALLS: [(&str, &str); 13] = [
+const CALLS: [(&str, &str); 14] = [
     (
         // sb_open_in_place or sb_open_prefix_in_place (the relay's block reader)
         "hush_crypto::secretbox::sb_open_",
@@ -73,7 +73,11 @@ const CALLS: [(&str, &str); 13] = [
     ),
     (
         "hush_crypto::secretbox::sb_encrypt_into",
-        "secretbox seal (blocks + MSG body)",
+        "secretbox seal (MSG body; blocks before 83338ac)",
+    ),
+    (
+        "hush_crypto::secretbox::sb_seal_in_place",
+        "block sealed in place (16 KB)",
     ),
     (
         "hush_crypto::cryptobox::encrypt_rcv_msg_body",
