@@ -89,6 +89,40 @@ fn sbchain_step(b: Bencher) {
     b.bench_local(|| ck.next());
 }
 
+/// The chain step as it was before issue 12's follow-up (the `hkdf` crate over `sha2`), for
+/// a same-run comparison with `sbchain_step` (OpenSSL SHA-512, cached HMAC pads).
+#[divan::bench]
+fn sbchain_step_old_hkdf_sha2(b: Bencher) {
+    let mut ck = [7u8; 32];
+    b.bench_local(|| {
+        let mut okm = [0u8; 88];
+        hkdf::Hkdf::<sha2::Sha512>::new(Some(b""), black_box(&ck))
+            .expand(b"SimpleXSbChain", &mut okm)
+            .unwrap();
+        ck.copy_from_slice(&okm[..32]);
+        okm
+    });
+}
+
+/// Opening a received 16 KB block in place: the whole body (`full`) or, as the block reader
+/// does, only `Word16 length ‖ content` of a block carrying 300 bytes (`prefix_300`).
+#[divan::bench(args = ["full", "prefix_300"])]
+fn secretbox_16k_open_in_place(b: Bencher, how: &str) {
+    let ct = sb_encrypt(&[5; 32], &[4; 24], &[3u8; 300], BLOCK - 16).unwrap();
+    b.counter(divan::counter::BytesCount::new(BLOCK))
+        .with_inputs(|| ct.clone())
+        .bench_local_refs(|c| {
+            if how == "full" {
+                secretbox::sb_open_in_place(&[5; 32], &[4; 24], c).map(|b| b.len())
+            } else {
+                secretbox::sb_open_prefix_in_place(&[5; 32], &[4; 24], c, |h| {
+                    2 + usize::from(u16::from_be_bytes([h[0], h[1]]))
+                })
+                .map(|b| b.len())
+            }
+        });
+}
+
 #[divan::bench]
 fn authenticator_verify(b: Bencher) {
     let session = X25519Secret::from_bytes([1; 32]);
