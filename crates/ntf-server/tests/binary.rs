@@ -2,6 +2,8 @@
 //! push-server as a separate server over the network (`[PUSH] mode = remote`) and with the
 //! push-server in the same process (`mode = in_process`), `delete`.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 
 use std::io::BufRead;
@@ -9,65 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use binary::{Sink, bin, push_dir, sink_with_topics};
 use common::*;
 use hush_proto::ntf::{NtfCommand, NtfResponse};
-use push_server::apns_sink::{self, SinkConfig, SinkHandle};
-use push_server::jwt::Es256Key;
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ntf-server"))
-}
-
-struct Sink {
-    sink: SinkHandle,
-    key: Es256Key,
-}
 
 async fn sink() -> Sink {
-    let key = Es256Key::generate().unwrap();
-    let cfg = SinkConfig::new("127.0.0.1:0".parse().unwrap(), key.public_pem().unwrap());
-    Sink {
-        sink: apns_sink::start(cfg).await.unwrap(),
-        key,
-    }
-}
-
-/// A push-server configuration directory whose APNs test endpoint is the sink; returns the
-/// credential of client `ntf1`.
-fn push_dir(dir: &Path, s: &Sink) -> String {
-    let out = push_server::cli::init(dir, "127.0.0.1".parse().unwrap(), 0, "ntf1").unwrap();
-    std::fs::write(dir.join("apns-key.p8"), s.key.to_pkcs8_pem().unwrap()).unwrap();
-    std::fs::write(dir.join("apns-sink.crt"), &s.sink.cert_pem).unwrap();
-    let ini = format!(
-        "[STORE]\noutbox_file = push-outbox.sqlite\nsync = normal\n\
-         [TRANSPORT]\nhost = 127.0.0.1\nport = 0\n\
-         [CLIENTS]\nntf1 = {cred}\n\
-         [APNS]\nenable = on\ntopic = chat.simplex.app\nteam_id = 5NN7GUYB6T\nkey_id = KEYID12345\n\
-         key_file = apns-key.p8\nprod_url =\ndev_url =\ntest_url = https://127.0.0.1:{port}\n\
-         test_ca_file = apns-sink.crt\n",
-        cred = out.credential,
-        port = s.sink.addr.port(),
-    );
-    std::fs::write(dir.join("push-server.ini"), ini).unwrap();
-    out.credential
+    sink_with_topics(&[]).await
 }
 
 fn ntf_init(dir: &Path) -> (PathBuf, PathBuf) {
-    let (etc, var) = (dir.join("etc"), dir.join("var"));
-    let out = Command::new(bin())
-        .arg("--config-dir")
-        .arg(&etc)
-        .arg("--data-dir")
-        .arg(&var)
-        .args(["init", "-y", "--port", "0"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let (etc, var, text) = binary::ntf_init(dir);
     assert!(text.contains("Fingerprint: "), "{text}");
     // Ed448 by default, like the reference's `ntf-server init`
     let pem = std::fs::read(etc.join("ca.crt")).unwrap();

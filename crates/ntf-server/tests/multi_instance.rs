@@ -7,6 +7,8 @@
 //! others within 30 s, notifications continue, and the device's re-check (GET of every message
 //! of every queue) finds every message sent during the outage and after it in some push.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -16,10 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use binary::{Sink, bin, push_dir, sink_with_topics};
 use common::*;
 use hush_proto::ntf::{NtfCommand, NtfResponse, SubStatus};
-use push_server::apns_sink::{self, SinkConfig, SinkHandle};
-use push_server::jwt::Es256Key;
 
 const PG_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
 /// Test size; the benchmark runs the same test with `HUSH_NTF_MULTI_DEVICES=30
@@ -37,10 +38,6 @@ fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ntf-server"))
 }
 
 struct Schema(String);
@@ -75,46 +72,8 @@ async fn pg() -> tokio_postgres::Client {
     c
 }
 
-struct Sink {
-    sink: SinkHandle,
-    key: Es256Key,
-}
-
-/// A push-server configuration directory whose APNs test endpoint is the sink; returns the
-/// credential of client `ntf1` (shared by the three instances).
-fn push_dir(dir: &Path, s: &Sink) -> String {
-    let out = push_server::cli::init(dir, "127.0.0.1".parse().unwrap(), 0, "ntf1").unwrap();
-    std::fs::write(dir.join("apns-key.p8"), s.key.to_pkcs8_pem().unwrap()).unwrap();
-    std::fs::write(dir.join("apns-sink.crt"), &s.sink.cert_pem).unwrap();
-    let ini = format!(
-        "[STORE]\noutbox_file = push-outbox.sqlite\nsync = normal\n\
-         [TRANSPORT]\nhost = 127.0.0.1\nport = 0\n\
-         [CLIENTS]\nntf1 = {cred}\n\
-         [APNS]\nenable = on\ntopic = chat.simplex.app\nteam_id = 5NN7GUYB6T\nkey_id = KEYID12345\n\
-         key_file = apns-key.p8\nprod_url =\ndev_url =\ntest_url = https://127.0.0.1:{port}\n\
-         test_ca_file = apns-sink.crt\n",
-        cred = out.credential,
-        port = s.sink.addr.port(),
-    );
-    std::fs::write(dir.join("push-server.ini"), ini).unwrap();
-    out.credential
-}
-
 fn ntf_init(dir: &Path) -> (PathBuf, PathBuf) {
-    let (etc, var) = (dir.join("etc"), dir.join("var"));
-    let out = Command::new(bin())
-        .arg("--config-dir")
-        .arg(&etc)
-        .arg("--data-dir")
-        .arg(&var)
-        .args(["init", "-y", "--port", "0"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (etc, var, _) = binary::ntf_init(dir);
     (etc, var)
 }
 
@@ -278,13 +237,7 @@ async fn three_instances_one_killed_mid_stream() {
     let dir = tempfile::tempdir().unwrap();
 
     // push side: sink + one push-server over the network
-    let key = Es256Key::generate().unwrap();
-    let mut scfg = SinkConfig::new("127.0.0.1:0".parse().unwrap(), key.public_pem().unwrap());
-    scfg.topics = vec!["chat.simplex.app".into()];
-    let s = Arc::new(Sink {
-        sink: apns_sink::start(scfg).await.unwrap(),
-        key,
-    });
+    let s = Arc::new(sink_with_topics(&["chat.simplex.app"]).await);
     let pdir = dir.path().join("push");
     std::fs::create_dir_all(&pdir).unwrap();
     let cred = push_dir(&pdir, &s);
