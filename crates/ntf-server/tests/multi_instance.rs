@@ -11,6 +11,10 @@
 mod binary;
 mod common;
 
+#[path = "common/pg.rs"]
+mod pg;
+
+use pg::{PG_URL, PgSchema, pg};
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -22,7 +26,6 @@ use binary::{Sink, bin, push_dir, sink_with_topics};
 use common::*;
 use hush_proto::ntf::{NtfCommand, NtfResponse, SubStatus};
 
-const PG_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
 /// Test size; the benchmark runs the same test with `HUSH_NTF_MULTI_DEVICES=30
 /// HUSH_NTF_MULTI_QUEUES=1000 HUSH_NTF_MULTI_LEASE_TTL=15` (30,000 subscriptions, the default
 /// lease).
@@ -38,38 +41,6 @@ fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-struct Schema(String);
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((c, conn)) = tokio_postgres::connect(PG_URL, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn pg() -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(PG_URL, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be running at 127.0.0.1:5432 (this test does not skip)");
-    tokio::spawn(conn);
-    c
 }
 
 fn ntf_init(dir: &Path) -> (PathBuf, PathBuf) {
@@ -229,11 +200,7 @@ async fn three_instances_one_killed_mid_stream() {
     let queues_n = param("HUSH_NTF_MULTI_QUEUES", 10) as usize;
     let lease_ttl = param("HUSH_NTF_MULTI_LEASE_TTL", 5);
     let db = pg().await;
-    let schema = Schema(format!(
-        "ntf_t_multi_{}_{:08x}",
-        std::process::id(),
-        u32::from_be_bytes(hush_crypto::random_nonce()[..4].try_into().unwrap())
-    ));
+    let schema = PgSchema::new("multi");
     let dir = tempfile::tempdir().unwrap();
 
     // push side: sink + one push-server over the network

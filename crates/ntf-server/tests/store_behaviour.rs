@@ -8,6 +8,10 @@
 //! backends only). PostgreSQL only: two instances on one schema see each other's changes;
 //! leases; an unreachable database is a clear error at start.
 
+#[path = "common/pg.rs"]
+mod pg;
+
+use pg::{PG_URL, PgSchema, pg};
 use std::time::Duration;
 
 use hush_proto::address::ProtocolServer;
@@ -20,18 +24,13 @@ use ntf_server::store::{
 };
 use zeroize::Zeroizing;
 
-pub const PG_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
+/// The store configuration of a test schema.
+trait SchemaConfig {
+    fn config(&self) -> PgConfig;
+}
 
-/// A PostgreSQL schema for one test, dropped when this is dropped.
-pub struct PgSchema(pub String);
-
-impl PgSchema {
-    pub fn new(tag: &str) -> PgSchema {
-        let n: u32 = rand_u32();
-        PgSchema(format!("ntf_t_{tag}_{}_{n:08x}", std::process::id()))
-    }
-
-    pub fn config(&self) -> PgConfig {
+impl SchemaConfig for PgSchema {
+    fn config(&self) -> PgConfig {
         PgConfig {
             connection: PG_URL.into(),
             schema: self.0.clone(),
@@ -39,34 +38,6 @@ impl PgSchema {
             ..PgConfig::default()
         }
     }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        // Its own thread and runtime: Drop may run inside a test's runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((c, conn)) = tokio_postgres::connect(PG_URL, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn rand_u32() -> u32 {
-    let n = hush_crypto::random_nonce();
-    u32::from_be_bytes([n[0], n[1], n[2], n[3]])
 }
 
 enum Backend {
@@ -553,10 +524,7 @@ async fn postgres_schema_version_is_recorded_and_newer_refused() {
     let schema = PgSchema::new("ver");
     let mode = StoreMode::Postgres(schema.config());
     drop(Store::open_async(&mode).await.unwrap());
-    let (c, conn) = tokio_postgres::connect(PG_URL, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let c = pg().await;
     let v: i64 = c
         .query_one(
             &format!(
@@ -597,10 +565,7 @@ async fn postgres_connections_lost_are_reestablished() {
     a.put_token(token(1, b"d1", 1));
     a.sync().await.unwrap();
     eventually("token on B", || b.token(&[1; 24]).is_some()).await;
-    let (c, conn) = tokio_postgres::connect(PG_URL, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let c = pg().await;
     let killed = c
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
