@@ -86,6 +86,10 @@ pub struct InitArgs {
     /// Memory-only store.
     #[arg(long)]
     pub disable_store_log: bool,
+    /// Port of the in-process push-server that init configures in `<config dir>/push`
+    /// (listening on 127.0.0.1; 0 = any free port).
+    #[arg(long, default_value_t = crate::init::DEFAULT_PUSH_PORT)]
+    pub push_port: u16,
     #[arg(long)]
     pub force: bool,
     /// Non-interactive.

@@ -19,6 +19,43 @@ pub enum InitError {
     Io(#[from] std::io::Error),
     #[error("crypto: {0}")]
     Crypto(#[from] hush_crypto::CryptoError),
+    #[error("push-server: {0}")]
+    Push(#[from] push_server::cli::CliError),
+}
+
+/// Name of the in-process push-server's configuration directory inside the ntf-server's
+/// configuration directory (`[PUSH] mode = in_process` without `config_dir` uses it).
+pub const PUSH_DIR: &str = "push";
+
+/// Default listen port of the in-process push-server (the push-server's default, loopback).
+pub const DEFAULT_PUSH_PORT: u16 = push_server::config::DEFAULT_PORT;
+
+/// What [`init_push`] did.
+#[derive(Debug)]
+pub enum PushInit {
+    /// A new push-server configuration (no push provider enabled).
+    Created(push_server::cli::InitOutcome),
+    /// A push-server configuration was already there (e.g. `init --force`): kept as it is.
+    Kept,
+}
+
+/// The in-process push-server's configuration (`<config dir>/push`, see [`PUSH_DIR`]):
+/// `push-server init` with every provider off, listening on 127.0.0.1:`port` (devices that
+/// register push handles in split mode, other ntf-servers). With it `ntf-server start` runs
+/// right after `init`; pushes are delivered once `[APNS]` or `[WEBPUSH]` is enabled in its
+/// `push-server.ini`. An existing configuration is kept.
+pub fn init_push(paths: &Paths, port: u16) -> Result<PushInit, InitError> {
+    let dir = paths.config_dir.join(PUSH_DIR);
+    if dir.join(push_server::config::INI_FILE).exists() {
+        return Ok(PushInit::Kept);
+    }
+    let out = push_server::cli::init(
+        &dir,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        port,
+        "ntf-server",
+    )?;
+    Ok(PushInit::Created(out))
 }
 
 /// Options of `ntf-server init`.
@@ -114,6 +151,12 @@ pub fn delete(paths: &Paths) -> Result<Vec<PathBuf>, InitError> {
             removed.push(f);
         }
     }
+    // The push-server configuration `init` created (keys, credential, outbox).
+    let push = paths.config_dir.join(PUSH_DIR);
+    if push.join(push_server::config::INI_FILE).exists() {
+        std::fs::remove_dir_all(&push)?;
+        removed.push(push);
+    }
     for d in [&paths.data_dir, &paths.config_dir] {
         if std::fs::remove_dir(d).is_ok() {
             removed.push(d.clone());
@@ -152,6 +195,44 @@ mod tests {
         let removed = delete(&paths).unwrap();
         assert!(removed.len() >= 6);
         assert!(!paths.ini_file().exists());
+    }
+
+    /// `init_push` writes a push-server configuration that loads with no provider enabled,
+    /// keeps an existing one, and `delete` removes it.
+    #[test]
+    fn init_push_writes_a_loadable_push_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            config_dir: dir.path().join("etc"),
+            data_dir: dir.path().join("var"),
+        };
+        init(&InitOptions {
+            paths: paths.clone(),
+            common_name: "127.0.0.1".into(),
+            sign_algorithm: SignAlgorithm::Ed25519,
+            port: 443,
+            control: None,
+            store_log: true,
+            force: false,
+        })
+        .unwrap();
+        let PushInit::Created(out) = init_push(&paths, 0).unwrap() else {
+            panic!("not created")
+        };
+        let pdir = paths.config_dir.join(PUSH_DIR);
+        let (pcfg, w) = push_server::config::Config::load(&pdir).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert!(!pcfg.apns.enable && !pcfg.webpush.enable);
+        assert_eq!(pcfg.listen.ip(), std::net::Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            pcfg.clients.get("ntf-server"),
+            Some(&out.credential),
+            "the credential init printed"
+        );
+        assert!(matches!(init_push(&paths, 0).unwrap(), PushInit::Kept));
+        let removed = delete(&paths).unwrap();
+        assert!(removed.contains(&pdir));
+        assert!(!pdir.exists() && !paths.config_dir.exists());
     }
 
     /// Keys and the ini are 0600, the new configuration directory and the data directory 0700;

@@ -27,7 +27,8 @@ fn main() -> std::process::ExitCode {
                 force: a.force,
             };
             ntf_server::init::init(&opts)
-                .map(|fp| {
+                .and_then(|fp| Ok((fp, ntf_server::init::init_push(&opts.paths, a.push_port)?)))
+                .map(|(fp, push)| {
                     println!(
                         "Server initialized; configuration in {}",
                         opts.paths.ini_file().display()
@@ -42,6 +43,18 @@ fn main() -> std::process::ExitCode {
                         hush_proto::encoding::base64url_encode(&fp),
                         a.port
                     );
+                    let pdir = opts.paths.config_dir.join(ntf_server::init::PUSH_DIR);
+                    match push {
+                        ntf_server::init::PushInit::Created(_) => println!(
+                            "Push-server (in this process) configured in {}: no push provider \
+                             is enabled; enable [APNS] or [WEBPUSH] in its push-server.ini",
+                            pdir.display()
+                        ),
+                        ntf_server::init::PushInit::Kept => {
+                            println!("Push-server configuration in {} kept", pdir.display())
+                        }
+                    }
+                    println!("Run `ntf-server start` to start the server.");
                 })
                 .map_err(anyhow::Error::from)
         }
@@ -96,12 +109,18 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
                 })
                 .map_err(|e| anyhow::anyhow!("push-server gateway: {e}"))?,
             ),
-            PushConfig::InProcess { config_dir: None } => bail!(
-                "[PUSH] mode = in_process needs config_dir (a push-server configuration directory)"
-            ),
-            PushConfig::InProcess {
-                config_dir: Some(dir),
-            } => {
+            PushConfig::InProcess { config_dir } => {
+                // Without `config_dir`: the push-server configuration `ntf-server init` wrote.
+                let dir = config_dir
+                    .unwrap_or_else(|| config.paths.config_dir.join(ntf_server::init::PUSH_DIR));
+                if !dir.join(push_server::config::INI_FILE).exists() {
+                    bail!(
+                        "[PUSH] mode = in_process: no push-server configuration in {} \
+                         (run `ntf-server init`, set [PUSH] config_dir to a push-server \
+                         configuration directory, or use mode = remote)",
+                        dir.display()
+                    );
+                }
                 let (pcfg, warnings) = push_server::config::Config::load(&dir)
                     .map_err(|e| anyhow::anyhow!("push-server configuration: {e}"))?;
                 for w in warnings {
@@ -110,6 +129,14 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
                 let running = push_server::cli::start(&pcfg)
                     .await
                     .map_err(|e| anyhow::anyhow!("push-server: {e}"))?;
+                println!("Push-server (in process) listening on {}", running.addr);
+                if !pcfg.apns.enable && !pcfg.webpush.enable {
+                    println!(
+                        "No push provider is enabled ([APNS] and [WEBPUSH] enable = off in {}): \
+                         tokens can be registered but no push is delivered",
+                        dir.join(push_server::config::INI_FILE).display()
+                    );
+                }
                 let gw = InProcessGateway::new(running.service.clone(), "ntf-server");
                 push_running = Some(running);
                 AnyGateway::InProcess(gw)

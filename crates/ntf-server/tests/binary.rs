@@ -207,9 +207,11 @@ async fn binary_with_in_process_push_server() {
     let (mut c, d) = register_via(&r, &s, 32).await;
     let (_, resp) = c.cmd(Some(&d.key), &d.token_id, &NtfCommand::Tchk).await;
     assert_eq!(resp, NtfResponse::Tkn(hush_proto::ntf::TokenStatus::Active));
-    // without a push configuration the binary refuses to start
+    // without a push configuration the binary refuses to start (init writes one in
+    // `<config dir>/push`: removed here)
     let bare = tempfile::tempdir().unwrap();
     let (etc2, var2) = ntf_init(bare.path());
+    std::fs::remove_dir_all(etc2.join("push")).unwrap();
     let out = Command::new(bin())
         .arg("--config-dir")
         .arg(&etc2)

@@ -30,6 +30,13 @@ async fn main() -> anyhow::Result<()> {
             let running = cli::start(&cfg).await?;
             // Machine-readable line (tests and `hush up` read it).
             println!("push-server listening on {}", running.addr);
+            if !cfg.apns.enable && !cfg.webpush.enable {
+                println!(
+                    "No push provider is enabled ([APNS] and [WEBPUSH] enable = off in {}): \
+                     jobs are accepted but no push is delivered",
+                    args.dir.join(push_server::config::INI_FILE).display()
+                );
+            }
             if let Some(m) = running.metrics_addr {
                 println!("metrics on http://{m}/metrics");
             }
