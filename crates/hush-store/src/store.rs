@@ -109,6 +109,41 @@ pub trait QueueStore: Send + Sync {
         notifier_id: EntityId,
         limit: usize,
     ) -> StoreFuture<'_, Vec<PendingNtf>>;
+    /// Drain several notifiers in one operation (one transaction where the backend has them):
+    /// in `ids` order, up to `per_id` notifications of each id, oldest first, stopping once
+    /// `total` were taken. Element `i` of the result holds what was taken from `ids[i]`; the
+    /// result is shorter than `ids` when the ids after it were not reached (they keep their
+    /// notifications). Ids with nothing pending get an empty entry.
+    ///
+    /// The removal may become durable after the call returned (SQLite answers before its
+    /// commit): a crash can only make the relay deliver a drained notification again, never lose
+    /// one that was not handed out. An error on a later id (backends without a transaction
+    /// here) ends the result early instead of failing what was already removed.
+    fn drain_notifications_many(
+        &self,
+        ids: Vec<EntityId>,
+        per_id: usize,
+        total: usize,
+    ) -> StoreFuture<'_, Vec<Vec<PendingNtf>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(ids.len());
+            let mut left = total;
+            for id in ids {
+                if left == 0 {
+                    break;
+                }
+                match self.drain_notifications(id, per_id.min(left)).await {
+                    Ok(v) => {
+                        left -= v.len().min(left);
+                        out.push(v);
+                    }
+                    Err(e) if out.is_empty() => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            Ok(out)
+        })
+    }
     /// Remove notifications with `ts < before` (the relay passes now − 24 h); returns how many.
     fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64>;
 

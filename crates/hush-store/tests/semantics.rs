@@ -57,6 +57,7 @@ both_backends!(
     quota_marker_flow,
     expiry,
     notifications_drain_oldest_first,
+    notifications_drain_many,
     stats_counts,
     failed_operation_leaves_no_partial_effects,
     expiry_is_a_prefix_and_per_queue,
@@ -623,6 +624,69 @@ async fn notifications_drain_oldest_first(s: &dyn QueueStore) {
     assert!(s.drain_notifications(nid(1), 100).await.unwrap().is_empty());
     assert!(s.drain_notifications(nid(2), 100).await.unwrap().is_empty());
     assert_eq!(s.stats().await.unwrap().notifications, 0);
+}
+
+/// Several notifiers in one call: per-id limit, total budget, ids not reached keep theirs.
+async fn notifications_drain_many(s: &dyn QueueStore) {
+    for q in 1..=3u32 {
+        s.create_queue(QueueRecord {
+            notifier: Some(notifier(q)),
+            ..queue(q)
+        })
+        .await
+        .unwrap();
+    }
+    // Queue 1 and 3 get QUOTA notifications each, queue 2 none.
+    for q in [1u32, 3] {
+        for i in 0..QUOTA as u32 {
+            let m = q * 100 + i;
+            s.append_message(rid(q), msg(m, 10 + i as i64), Some(ntf(m, 10 + i as i64)))
+                .await
+                .unwrap();
+        }
+    }
+    let ids = vec![nid(1), nid(2), nid(3)];
+    // Per id at most 3; in total at most 4: id 1 gives 3, id 2 none, id 3 the 1 left.
+    let got = s.drain_notifications_many(ids.clone(), 3, 4).await.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (0..3)
+                .map(|i| ntf(100 + i, 10 + i as i64))
+                .collect::<Vec<_>>(),
+            vec![],
+            vec![ntf(300, 10)],
+        ]
+    );
+    // A budget used up before the last id: the result stops there, id 3 keeps its own.
+    let got = s
+        .drain_notifications_many(ids.clone(), 10, 1)
+        .await
+        .unwrap();
+    assert_eq!(got, vec![vec![ntf(103, 13)]]);
+    let got = s.drain_notifications_many(ids, 10, 100).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got[0].is_empty() && got[1].is_empty());
+    assert_eq!(
+        got[2],
+        (1..QUOTA as u32)
+            .map(|i| ntf(300 + i, 10 + i as i64))
+            .collect::<Vec<_>>()
+    );
+    // (Not `stats`: SQLite may answer a drain before its commit, and reads see committed
+    // state; the next drain runs after it on the writer.)
+    let got = s
+        .drain_notifications_many(vec![nid(1), nid(3)], 10, 100)
+        .await
+        .unwrap();
+    assert!(got.iter().all(Vec::is_empty));
+    // Unknown ids are no error.
+    assert_eq!(
+        s.drain_notifications_many(vec![nid(9)], 10, 10)
+            .await
+            .unwrap(),
+        vec![Vec::<hush_store::PendingNtf>::new()]
+    );
 }
 
 async fn stats_counts(s: &dyn QueueStore) {

@@ -187,6 +187,30 @@ where
     }
 }
 
+/// A job answered when it ran, not after the commit (see [`SqliteStore::write_early`]).
+struct EarlyJob<F, T> {
+    op: F,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<F, T> WriteJob for EarlyJob<F, T>
+where
+    F: FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection, st: &mut WriterState) -> (bool, Completion) {
+        let EarlyJob { op, reply } = *self;
+        let r = op(conn, st);
+        let ok = r.is_ok();
+        let _ = reply.send(r);
+        (ok, Box::new(|_| {}))
+    }
+
+    fn fail(self: Box<Self>, error: String) {
+        let _ = self.reply.send(Err(StoreError::CommitFailed(error)));
+    }
+}
+
 /// Writer counters (for metrics and to see group commit at work).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterStats {
@@ -410,7 +434,22 @@ impl SqliteStore {
         f: impl FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
-        let job: Job = Box::new(OpJob { op: f, reply: tx });
+        self.submit(Box::new(OpJob { op: f, reply: tx }), rx).await
+    }
+
+    /// Queue a write job that is answered as soon as it ran in the open transaction, before the
+    /// commit: only for changes whose loss in a crash is harmless (the change is then simply
+    /// not made, and is made again later).
+    async fn write_early<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        self.submit(Box::new(EarlyJob { op: f, reply: tx }), rx)
+            .await
+    }
+
+    async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
         let sender = self.inner.writer.as_ref().ok_or(StoreError::Closed)?;
         sender.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => StoreError::Busy,
@@ -735,6 +774,20 @@ impl QueueStore for SqliteStore {
 
     fn drain_notifications(&self, nid: EntityId, limit: usize) -> StoreFuture<'_, Vec<PendingNtf>> {
         Box::pin(self.write(move |c, _| ops::drain_notifications(c, &nid, limit)))
+    }
+
+    /// One write job, answered as soon as it ran (before its batch's commit): the caller sends
+    /// the notifications at once, and a commit that fails only leaves them stored to be sent
+    /// again (at-least-once, as a crash before the commit would).
+    fn drain_notifications_many(
+        &self,
+        ids: Vec<EntityId>,
+        per_id: usize,
+        total: usize,
+    ) -> StoreFuture<'_, Vec<Vec<PendingNtf>>> {
+        Box::pin(
+            self.write_early(move |c, _| ops::drain_notifications_many(c, &ids, per_id, total)),
+        )
     }
 
     fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64> {

@@ -586,6 +586,27 @@ pub(crate) fn drain_notifications(
     Ok(out)
 }
 
+/// [`drain_notifications`] for several notifier ids (see
+/// `QueueStore::drain_notifications_many`), in the caller's transaction.
+pub(crate) fn drain_notifications_many(
+    c: &Connection,
+    ids: &[EntityId],
+    per_id: usize,
+    total: usize,
+) -> StoreResult<Vec<Vec<PendingNtf>>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut left = total;
+    for id in ids {
+        if left == 0 {
+            break;
+        }
+        let v = drain_notifications(c, id, per_id.min(left))?;
+        left -= v.len().min(left);
+        out.push(v);
+    }
+    Ok(out)
+}
+
 pub(crate) fn expire_notifications(c: &Connection, before: i64) -> StoreResult<u64> {
     let n = c
         .prepare_cached("DELETE FROM notifications WHERE ts < ?1")?

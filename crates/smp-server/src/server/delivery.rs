@@ -221,6 +221,11 @@ impl OutQueue {
         lock(&self.groups).queued.len() < self.slots
     }
 
+    /// How many more groups fit before [`OutQueue::has_room`] turns false.
+    pub(crate) fn free_slots(&self) -> usize {
+        self.slots.saturating_sub(lock(&self.groups).queued.len())
+    }
+
     /// Takes queued groups, whole, until at least `max` transmissions are taken or the queue is
     /// empty; `None` when nothing is queued.
     pub(crate) fn take(&self, max: usize) -> Option<Vec<Vec<u8>>> {
@@ -326,6 +331,11 @@ impl Outbox {
     /// store instead of piling them up for a client that does not read).
     pub fn has_room(&self) -> bool {
         self.client.out.has_room()
+    }
+
+    /// Slots of the outgoing queue free right now.
+    pub fn free_slots(&self) -> usize {
+        self.client.out.free_slots()
     }
 
     /// Queues a response computed outside the connection's task (a proxied command; at most

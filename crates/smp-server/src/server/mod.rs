@@ -222,6 +222,11 @@ impl Shared {
     /// A relay state over a memory store with default settings (unit tests).
     #[cfg(test)]
     pub(crate) fn for_tests() -> Arc<Shared> {
+        Self::for_tests_with(Arc::new(MemoryStore::new(128)))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests_with(store: Arc<dyn QueueStore>) -> Arc<Shared> {
         let paths = crate::ServerPaths {
             config_dir: "/nonexistent".into(),
             data_dir: "/nonexistent".into(),
@@ -229,8 +234,8 @@ impl Shared {
         let config = Config::defaults(paths);
         let metrics = Metrics::new();
         Arc::new(Shared {
-            store: Arc::new(MemoryStore::new(128)),
-            proxy: Arc::new(proxy::Proxy::new(config.proxy, metrics.clone())),
+            store,
+            proxy: Arc::new(proxy::Proxy::new(config.proxy.clone(), metrics.clone())),
             config,
             options: RelayOptions::default(),
             metrics,
@@ -350,7 +355,7 @@ pub async fn start(
     };
 
     let metrics = Metrics::new();
-    let proxy = Arc::new(proxy::Proxy::new(config.proxy, metrics.clone()));
+    let proxy = Arc::new(proxy::Proxy::new(config.proxy.clone(), metrics.clone()));
     let ip_conns = hush_server_common::IpConnLimiter::new(config.limits.max_connections_per_ip);
     let new_queues_per_ip = new_queues_per_ip_limiter(config.limits.new_queues_per_minute_per_ip);
     let shared = Arc::new(Shared {
