@@ -189,11 +189,22 @@ pub(super) fn load(conn: &rusqlite::Connection) -> Result<State, StoreError> {
     Ok(st)
 }
 
+/// Runs one statement through the connection's prepared-statement cache (the writer applies
+/// the same few statements for every change; parsing them each time was most of its CPU).
+fn exec(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, rusqlite::Error> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Error> {
     match op {
         Op::PutToken(t) => {
             let (prov, tok) = t.device.to_row();
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO tokens (token_id, provider, device_token, verify_key,
                    client_dh_key, server_dh_key, dh_secret, status, reg_code, cron_interval,
                    cron_sent_at, created_at, was_active)
@@ -216,17 +227,23 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Error>
             )?;
         }
         Op::DelToken(id) => {
-            tx.execute("DELETE FROM tokens WHERE token_id = ?1", [id])?;
-            tx.execute("DELETE FROM subscriptions WHERE token_id = ?1", [id])?;
-            tx.execute("DELETE FROM last_notifications WHERE token_id = ?1", [id])?;
+            exec(tx, "DELETE FROM tokens WHERE token_id = ?1", [id])?;
+            exec(tx, "DELETE FROM subscriptions WHERE token_id = ?1", [id])?;
+            exec(
+                tx,
+                "DELETE FROM last_notifications WHERE token_id = ?1",
+                [id],
+            )?;
         }
         Op::PutSub(s) => {
             let server = s.queue.server.to_text();
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR IGNORE INTO smp_servers (server) VALUES (?1)",
                 [&server],
             )?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO subscriptions (sub_id, token_id, server, notifier_id,
                    notifier_key, status) VALUES (?1,?2,?3,?4,?5,?6)",
                 rusqlite::params![
@@ -240,15 +257,17 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Error>
             )?;
         }
         Op::DelSub(id) => {
-            tx.execute("DELETE FROM subscriptions WHERE sub_id = ?1", [id])?;
+            exec(tx, "DELETE FROM subscriptions WHERE sub_id = ?1", [id])?;
         }
         Op::PutLastNtfs(token_id, list) => {
-            tx.execute(
+            exec(
+                tx,
                 "DELETE FROM last_notifications WHERE token_id = ?1",
                 [token_id],
             )?;
             for (pos, n) in list.iter().enumerate() {
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO last_notifications (token_id, pos, sub_id, item) VALUES (?1,?2,?3,?4)",
                     rusqlite::params![token_id, pos as i64, n.sub_id, n.data.to_text()],
                 )?;
@@ -256,6 +275,21 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Error>
         }
     }
     Ok(())
+}
+
+/// For each op of `batch`: true when it is a `PutLastNtfs` followed later in the batch by another
+/// `PutLastNtfs` of the same token. Such a write is replaced entirely by the later one (both
+/// delete all of the token's rows and insert the full list; no other op writes those rows but
+/// `DelToken`, which the later write follows), so skipping it leaves the same committed state.
+pub(super) fn superseded_last_ntfs(batch: &[Op]) -> Vec<bool> {
+    let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    let mut out = vec![false; batch.len()];
+    for (i, op) in batch.iter().enumerate().rev() {
+        if let Op::PutLastNtfs(token_id, _) = op {
+            out[i] = !seen.insert(token_id.as_slice());
+        }
+    }
+    out
 }
 
 pub(super) fn writer_loop(mut conn: rusqlite::Connection, w: &WriteQueue) {
@@ -274,9 +308,16 @@ pub(super) fn writer_loop(mut conn: rusqlite::Connection, w: &WriteQueue) {
                 q.ops.drain(..MAX_BATCH).collect()
             }
         };
+        // A token's last-notification list is stored whole by each `PutLastNtfs`: only the
+        // batch's last one per token is written (same file content after the commit; a burst
+        // of notifications for one device is one write instead of one per notification).
+        let superseded = superseded_last_ntfs(&batch);
         let result = (|| -> Result<(), rusqlite::Error> {
             let tx = conn.transaction()?;
-            for op in &batch {
+            for (i, op) in batch.iter().enumerate() {
+                if superseded.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
                 apply(&tx, op)?;
             }
             tx.commit()
@@ -288,4 +329,87 @@ pub(super) fn writer_loop(mut conn: rusqlite::Connection, w: &WriteQueue) {
         w.committed.send_modify(|(done, _)| *done += n);
     }
     w.committed.send_modify(|(_, alive)| *alive = false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_list_write_of_a_token_in_a_batch_runs() {
+        let put = |t: u8| Op::PutLastNtfs(vec![t; 24], Vec::new());
+        let batch = vec![
+            put(1),
+            put(2),
+            Op::DelToken(vec![1; 24]),
+            put(1),
+            Op::DelSub(vec![9; 24]),
+            put(2),
+            put(3),
+            Op::DelToken(vec![3; 24]),
+        ];
+        assert_eq!(
+            superseded_last_ntfs(&batch),
+            // token 1: the first write is replaced by the one after DelToken; token 2: the
+            // first by the second; token 3's only write stays (DelToken then deletes it)
+            vec![true, true, false, false, false, false, false, false]
+        );
+        assert!(superseded_last_ntfs(&[]).is_empty());
+    }
+
+    /// Many list writes of one token in one batch: the file holds the newest list after a
+    /// reopen (the skipped writes changed nothing).
+    #[test]
+    fn coalesced_list_writes_leave_the_newest_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ntf.db");
+        let conn = open_db(&path).unwrap();
+        let w = WriteQueue {
+            q: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            wake_async: tokio::sync::Notify::new(),
+            committed: watch::channel((0, true)).0,
+        };
+        let sub = |i: u8| vec![i; 24];
+        let ntf = |i: u8| LastNtf {
+            sub_id: sub(i),
+            data: PnMessageData {
+                queue: SmpQueueNtf {
+                    server: ProtocolServer::parse(
+                        "smp://LcJUMfVhwD8yxjAiSaDzzGF3-kLG4Uh0Fl_ZIjrRwjI=@localhost:5001",
+                    )
+                    .unwrap(),
+                    notifier_id: vec![i; 24],
+                },
+                ntf_ts: i64::from(i),
+                nonce: [i; 24],
+                enc_meta: vec![i; 8],
+            },
+        };
+        {
+            let mut q = lock(&w.q);
+            for n in 1..=20u8 {
+                let first = n.saturating_sub(5).max(1);
+                q.ops
+                    .push(Op::PutLastNtfs(vec![7; 24], (first..=n).map(ntf).collect()));
+            }
+            q.closed = true;
+        }
+        writer_loop(conn, &w);
+        let conn = open_db(&path).unwrap();
+        let rows: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT pos, sub_id FROM last_notifications ORDER BY pos")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            (15..=20u8)
+                .enumerate()
+                .map(|(p, i)| (p as i64, sub(i)))
+                .collect::<Vec<_>>()
+        );
+    }
 }
