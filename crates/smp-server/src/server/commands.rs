@@ -349,21 +349,27 @@ impl Shared {
         let client_secret = c.session_key.dh(&fwd_key);
         let client_nonce = cb_nonce(fwd_corr);
         let block = cb_decrypt(&client_secret, &client_nonce, et).map_err(|_| ErrorType::Crypto)?;
-        let items = hush_proto::transmission::decode_batch(&block).map_err(|_| ErrorType::Block)?;
-        let [t] = items.as_slice() else {
-            return Err(ErrorType::Block);
+        // A block that decodes to no transmission is answered inside RRES, encrypted like any
+        // response, as an `ERR BLOCK` with empty corrId and entity (reference: `tDecodeServer`
+        // → `tError "" PEBlock`, returned by `rejectOrVerify`); several transmissions are
+        // refused with a plain `ERR BLOCK` (reference: `throwE BLOCK`).
+        let responses = match hush_proto::transmission::decode_batch(&block) {
+            Ok(items) if items.len() > 1 => return Err(ErrorType::Block),
+            Ok(items) if items.len() == 1 => {
+                let mut fc = ConnCtx {
+                    outbox: c.outbox,
+                    local: &mut *c.local,
+                    version: fwd_version,
+                    session_id: c.session_id,
+                    session_key: c.session_key,
+                    keys: c.keys,
+                    // a nested RFWD is refused
+                    proxy_secret: None,
+                };
+                self.process_one(&mut fc, items[0], true).await
+            }
+            _ => vec![Response::err(&[], &[], ErrorType::Block)],
         };
-        let mut fc = ConnCtx {
-            outbox: c.outbox,
-            local: &mut *c.local,
-            version: fwd_version,
-            session_id: c.session_id,
-            session_key: c.session_key,
-            keys: c.keys,
-            // a nested RFWD is refused
-            proxy_secret: None,
-        };
-        let responses = self.process_one(&mut fc, t, true).await;
         // The response to the forwarded command (an event for this connection, if any, is not
         // forwarded: a proxy connection does not subscribe).
         let r = responses
