@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use hush_proto::address::{ProtocolServer, TransportHost};
-use hush_transport::TransportClient;
+use hush_transport::{NetworkConfig, TransportClient};
 
 use crate::ClientError;
 use crate::client::{ClientConfig, EventReceiver, SmpClient};
@@ -26,12 +26,15 @@ pub trait Connector: Send + Sync + 'static {
 }
 
 /// TCP + TLS 1.3 (ALPN `smp/1`, no SNI) + SMP handshake, pinned to the address's key hash
-/// (SHA-256 of the relay's CA certificate). Tries the address's hosts in order, skipping
-/// `.onion` hosts (no SOCKS support here).
+/// (SHA-256 of the relay's CA certificate). Without a SOCKS proxy it tries the address's hosts
+/// in order, skipping `.onion` hosts; with one ([`TlsConnector::with_network`]) it connects to
+/// the host [`NetworkConfig::route`] picks, through the proxy when the configuration says so
+/// (`.onion` hosts always).
 #[derive(Clone, Debug)]
 pub struct TlsConnector {
     transport: TransportClient,
     keepalive: Option<TcpKeepalive>,
+    network: NetworkConfig,
 }
 
 impl TlsConnector {
@@ -40,6 +43,7 @@ impl TlsConnector {
         Ok(TlsConnector {
             transport: TransportClient::smp()?,
             keepalive: None,
+            network: NetworkConfig::direct(),
         })
     }
 
@@ -48,7 +52,14 @@ impl TlsConnector {
         TlsConnector {
             transport,
             keepalive: None,
+            network: NetworkConfig::direct(),
         }
+    }
+
+    /// SOCKS5 proxy and host choice (e.g. [`NetworkConfig::all_via`] for Tor).
+    pub fn with_network(mut self, network: NetworkConfig) -> Self {
+        self.network = network;
+        self
     }
 
     /// Kernel TCP keep-alive (and user timeout) on every socket this connector opens
@@ -117,6 +128,23 @@ impl TlsConnector {
             return Err(ClientError::Address("key hash must be 32 bytes".into()));
         }
         let port = server.effective_port();
+        if self.network.socks_proxy.is_some() {
+            let route = self
+                .network
+                .route(server.hosts())
+                .map_err(|e| ClientError::Address(e.to_string()))?;
+            if let Some(proxy) = route.proxy {
+                let conn = self
+                    .transport
+                    .connect_socks(proxy, route.host, port, server.key_hash())
+                    .await?;
+                return Ok(SmpClient::from_connection(
+                    conn,
+                    Some(server.clone()),
+                    config.clone(),
+                ));
+            }
+        }
         let mut last = None;
         for host in server.hosts() {
             let name = match host {

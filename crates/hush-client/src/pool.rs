@@ -55,6 +55,9 @@ pub struct PoolConfig {
     /// dropped connection. Pools over a custom [`Connector`] set it on their connector
     /// (e.g. [`TlsConnector::with_keepalive`]).
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// SOCKS5 proxy (Tor) and host choice of the connections opened by
+    /// [`SmpClientPool::tls`] (default: direct).
+    pub network: hush_transport::NetworkConfig,
 }
 
 impl Default for PoolConfig {
@@ -67,6 +70,7 @@ impl Default for PoolConfig {
             max_missed_pings: 3,
             event_buffer: 1024,
             tcp_keepalive: None,
+            network: hush_transport::NetworkConfig::direct(),
         }
     }
 }
@@ -255,7 +259,9 @@ impl SmpClientPool {
     /// A pool that connects over TLS with default transport settings (and
     /// [`PoolConfig::tcp_keepalive`] on its sockets).
     pub fn tls(config: PoolConfig) -> Result<(SmpClientPool, PoolEvents), ClientError> {
-        let connector = TlsConnector::new()?.with_keepalive(config.tcp_keepalive);
+        let connector = TlsConnector::new()?
+            .with_keepalive(config.tcp_keepalive)
+            .with_network(config.network.clone());
         Ok(Self::new(Arc::new(connector), config))
     }
 

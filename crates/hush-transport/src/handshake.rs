@@ -535,6 +535,56 @@ impl TransportClient {
         self.after_tls(stream, key_hash).await
     }
 
+    /// TCP through the SOCKS5 `proxy` to `host:port` (the proxy resolves names), TLS (both
+    /// bounded by `tls_timeout`), then the hello exchange.
+    pub async fn connect_socks(
+        &self,
+        proxy: &crate::socks::SocksProxy,
+        host: &hush_proto::address::TransportHost,
+        port: u16,
+        key_hash: &[u8],
+    ) -> Result<ClientConnection, TransportError> {
+        let t = &self.config.transport;
+        let alpn: Vec<&str> = self.config.alpn.iter().map(String::as_str).collect();
+        let tls = async {
+            let tcp = crate::socks::socks5_connect(proxy, host, port).await?;
+            self.tls.connect(tcp, &alpn, key_hash).await
+        };
+        let stream = timeout(t.tls_timeout, tls)
+            .await
+            .map_err(|_| TransportError::Timeout(Phase::Tls))??;
+        self.after_tls(stream, key_hash).await
+    }
+
+    /// Connects to a server given by its hosts (a server address's host list) and port as `net`
+    /// says: the host [`crate::socks::NetworkConfig::route`] picks, through the SOCKS proxy or
+    /// directly. An address this configuration cannot use is a [`TransportError::Config`].
+    pub async fn connect_server(
+        &self,
+        net: &crate::socks::NetworkConfig,
+        hosts: &[hush_proto::address::TransportHost],
+        port: u16,
+        key_hash: &[u8],
+    ) -> Result<ClientConnection, TransportError> {
+        use hush_proto::address::TransportHost;
+        let route = net
+            .route(hosts)
+            .map_err(|e| TransportError::Config(e.to_string()))?;
+        if let Some(proxy) = route.proxy {
+            return self.connect_socks(proxy, route.host, port, key_hash).await;
+        }
+        match route.host {
+            TransportHost::Ipv4(a) => {
+                self.connect_addr((std::net::Ipv4Addr::from(*a), port), key_hash)
+                    .await
+            }
+            TransportHost::Ipv6(a) => self.connect_addr((*a, port), key_hash).await,
+            TransportHost::Domain(n) | TransportHost::Onion(n) => {
+                self.connect_addr((n.as_str(), port), key_hash).await
+            }
+        }
+    }
+
     /// TLS (bounded by `tls_timeout`) over an already connected socket, then the hellos.
     pub async fn connect(
         &self,

@@ -4,6 +4,7 @@
 //! * [`tls`]: the TLS profile, certificate-chain rules and tls-unique.
 //! * [`handshake`]: [`TransportServer`] / [`TransportClient`] run TLS plus the hello exchange
 //!   (with timeouts) and return a [`ServerConnection`] / [`ClientConnection`].
+//! * [`socks`]: outgoing connections through a SOCKS5 proxy (Tor) and the choice of host.
 //! * [`block`]: fixed-size padded blocks, v11+ secretbox-chain encryption, batching; see its
 //!   docs for the buffer policy (idle connections hold no block buffer).
 //!
@@ -30,6 +31,7 @@ pub mod block;
 pub mod connection;
 pub mod error;
 pub mod handshake;
+pub mod socks;
 pub mod tls;
 
 pub use block::{Block, BlockReader, BlockWriter};
@@ -41,4 +43,5 @@ pub use handshake::{
     ClientConfig, ClientService, PeerService, ServerConfig, ServiceCredentials, ServiceRegistrar,
     ServiceRequest, TransportClient, TransportConfig, TransportServer,
 };
+pub use socks::{HostMode, NetworkConfig, SocksAuth, SocksMode, SocksProxy};
 pub use tls::{ClientCertificate, ServerIdentity};

@@ -36,6 +36,12 @@ struct Cli {
     /// Output JSON lines (for scripts).
     #[arg(long, global = true)]
     json: bool,
+    /// SOCKS5 proxy for every connection to relays and ntf-servers (e.g. Tor:
+    /// 127.0.0.1:9050; `.onion` hosts of server addresses are preferred and reached through
+    /// it). Syntax `[user:password@ | @]ip[:port]`; without credentials each server gets its
+    /// own isolation credentials (separate Tor circuits).
+    #[arg(long, global = true, env = "HUSH_SOCKS_PROXY", value_name = "PROXY")]
+    socks_proxy: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -251,6 +257,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         json: cli.json,
         prefix: "",
     };
+    if let Some(p) = &cli.socks_proxy {
+        let proxy = hush_transport::SocksProxy::parse(p)
+            .map_err(|e| anyhow::anyhow!("--socks-proxy: {e}"))?;
+        session::set_network(hush_transport::NetworkConfig::all_via(proxy));
+    }
     let pdir = cli.profile.clone().unwrap_or_else(default_profile);
     let open = |relay: Option<String>| {
         let pdir = pdir.clone();

@@ -45,13 +45,13 @@ impl NtfClient {
     async fn connect(ntf: &str) -> anyhow::Result<NtfClient> {
         let srv =
             ProtocolServer::parse(ntf).map_err(|e| anyhow::anyhow!("bad ntf address: {e}"))?;
-        let host = srv
-            .hosts()
-            .first()
-            .context("ntf address without host")?
-            .to_text();
         let conn = hush_transport::TransportClient::ntf()?
-            .connect_addr((host.as_str(), srv.effective_port()), srv.key_hash())
+            .connect_server(
+                &crate::session::network(),
+                srv.hosts(),
+                srv.effective_port(),
+                srv.key_hash(),
+            )
             .await
             .context("cannot connect to the ntf-server")?;
         Ok(NtfClient { conn })
@@ -485,9 +485,10 @@ async fn fetch_items(s: &mut Session, items: &[PnMessageData]) -> anyhow::Result
         let Some(n) = &q.notifier else { continue };
         let meta = hush_client::decrypt_nmsg(&n.rcv_ntf_dh_secret, &item.nonce, &item.enc_meta)
             .map_err(|e| anyhow::anyhow!("NMSG meta: {e}"))?;
-        let (client, _ev) =
-            hush_client::SmpClient::connect(&q.server, hush_client::ClientConfig::default())
-                .await?;
+        let (client, _ev) = hush_client::TlsConnector::new()?
+            .with_network(crate::session::network())
+            .connect_to(&q.server, &hush_client::ClientConfig::default())
+            .await?;
         let got = client.get(&q.rcv_id, &q.rcv_key).await;
         client.close().await;
         match got? {

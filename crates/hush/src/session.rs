@@ -148,6 +148,19 @@ pub fn relay_of(profile: &Profile, over: Option<&str>) -> anyhow::Result<Protoco
     ProtocolServer::parse(&text).map_err(|e| anyhow::anyhow!("bad relay address {text:?}: {e}"))
 }
 
+/// How this process reaches servers (`--socks-proxy`); direct when never set.
+static NETWORK: std::sync::OnceLock<hush_transport::NetworkConfig> = std::sync::OnceLock::new();
+
+/// Sets the process's network configuration (once, at start; later calls are ignored).
+pub fn set_network(n: hush_transport::NetworkConfig) {
+    let _ = NETWORK.set(n);
+}
+
+/// The process's network configuration (direct by default).
+pub fn network() -> hush_transport::NetworkConfig {
+    NETWORK.get().cloned().unwrap_or_default()
+}
+
 impl Session {
     /// Opens the profile's agent with `pool` settings.
     pub async fn open(
@@ -160,6 +173,7 @@ impl Session {
         if let Some(p) = pool {
             cfg.pool = p;
         }
+        cfg.pool.network = network();
         cfg.retry_interval = Duration::from_millis(500);
         let (agent, events) = Agent::open(profile.agent_db(), cfg)
             .await
@@ -407,9 +421,10 @@ impl Session {
             // one-shot: check the relay with a PING
             let t0 = std::time::Instant::now();
             let ok = tokio::time::timeout(Duration::from_secs(3), async {
-                let (c, _ev) =
-                    hush_client::SmpClient::connect(&r, hush_client::ClientConfig::default())
-                        .await?;
+                let (c, _ev) = hush_client::TlsConnector::new()?
+                    .with_network(network())
+                    .connect_to(&r, &hush_client::ClientConfig::default())
+                    .await?;
                 let p = c.ping().await;
                 c.close().await;
                 p

@@ -114,6 +114,9 @@ pub struct Config {
     pub feedback_interval: Duration,
     /// `[PUSH] payload_padding` (bytes of padded push data).
     pub payload_padding: usize,
+    /// `[SUBSCRIBER] socks_proxy`, `socks_mode`, `host_mode`, `required_host_mode` (the
+    /// reference's keys and defaults: proxy only for `.onion` hosts, public hosts preferred).
+    pub network: hush_transport::NetworkConfig,
     /// `[SUBSCRIBER]` reconnect backoff.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
@@ -162,6 +165,7 @@ impl Config {
             cron_minute: Duration::from_secs(60),
             feedback_interval: Duration::from_secs(5),
             payload_padding: crate::payload::DEFAULT_PAYLOAD_PAD,
+            network: hush_transport::NetworkConfig::direct(),
             reconnect_initial: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
             push_remote: false,
@@ -487,11 +491,20 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
         ("SUBSCRIBER", "relay_destinations") => {
             c.relay_destinations = DestinationPolicy::parse(v).map_err(|r| bad(section, e, r))?
         }
-        (
-            "SUBSCRIBER",
-            "host_mode" | "required_host_mode" | "socks_proxy" | "socks_mode"
-            | "own_server_domains",
-        ) => {}
+        ("SUBSCRIBER", "socks_proxy") => {
+            c.network.socks_proxy =
+                Some(hush_transport::SocksProxy::parse(v).map_err(|r| bad(section, e, r))?)
+        }
+        ("SUBSCRIBER", "socks_mode") => {
+            c.network.socks_mode =
+                hush_transport::SocksMode::parse(v).map_err(|r| bad(section, e, r))?
+        }
+        ("SUBSCRIBER", "host_mode") => {
+            c.network.host_mode =
+                hush_transport::HostMode::parse(v).map_err(|r| bad(section, e, r))?
+        }
+        ("SUBSCRIBER", "required_host_mode") => c.network.required_host_mode = onoff(section, e)?,
+        ("SUBSCRIBER", "own_server_domains") => {}
         ("SUBSCRIBER", "use_service_credentials") => {
             if onoff(section, e)? {
                 return Err(bad(section, e, "service credentials are not supported yet"));
@@ -620,7 +633,14 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          # Relay addresses SNEW may name: public (public addresses only), loopback (also\n\
          # 127.0.0.0/8 and ::1: a relay on this host, tests) or private (also private and\n\
          # link-local ranges: a deployment inside one private network).\n\
-         relay_destinations = public\n\n\
+         relay_destinations = public\n\
+         # SOCKS5 proxy (e.g. Tor) for connections to relays: [user:password@]ip:port (default\n\
+         # port 9050; without credentials each relay gets its own isolation credentials, `@ip:port`\n\
+         # sends none). socks_mode: onion (default: only for .onion relay hosts) or always.\n\
+         # host_mode: public (default) or onion (the .onion host of a relay with several hosts,\n\
+         # when socks_proxy is set); required_host_mode = on: no fallback to another host.\n\
+         # socks_proxy = 127.0.0.1:9050\n# socks_mode = onion\n# host_mode = public\n\
+         # required_host_mode = off\n\n\
          [LIMITS]\n\
          # Concurrent connections from one IPv4 address or IPv6 /64 (0 = no cap).\n\
          max_connections_per_ip = 0\n\
@@ -651,7 +671,11 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          cron_sweep = 300\ncron_min_minutes = 20\ncron_minute_seconds = 60\n\n\
          [PUSH]\n# Padded size of encrypted push data: 2880 keeps message pushes under APNs' 4096-byte\n\
          # limit; 3072 makes them byte-identical to the reference server's (≈4.3 KB).\npayload_padding = 2880\n\
-         # in_process (push-server in the same process, configured in config_dir) or remote:\n# mode = in_process\n# config_dir = /etc/opt/hush-push\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
+         # in_process: the push-server runs in this process, configured in config_dir (default:\n\
+         # the directory `push` next to this file, which `ntf-server init` creates with no push\n\
+         # provider enabled: enable [APNS] or [WEBPUSH] in push/push-server.ini to deliver pushes).\n\
+         # remote: a separate push-server (host, port, fingerprint, credential).\n\
+         # mode = in_process\n# config_dir = /etc/opt/hush/ntf/push\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
     );
     s
 }
@@ -797,6 +821,38 @@ mod tests {
             let e = Config::parse(paths(), bad).unwrap_err();
             assert!(e.to_string().starts_with("line "), "{e}");
         }
+    }
+
+    #[test]
+    fn socks_keys() {
+        use hush_transport::{HostMode, SocksAuth, SocksMode};
+        let (c, _) = Config::parse(paths(), b"").unwrap();
+        assert_eq!(c.network, hush_transport::NetworkConfig::direct());
+        let t = b"[SUBSCRIBER]\nsocks_proxy = u:p@127.0.0.1:9150\nsocks_mode = always\n\
+            host_mode = onion\nrequired_host_mode = on\n";
+        let (c, w) = Config::parse(paths(), t).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let p = c.network.socks_proxy.as_ref().unwrap();
+        assert_eq!(p.addr, "127.0.0.1:9150".parse().unwrap());
+        assert!(matches!(p.auth, SocksAuth::Username { .. }));
+        assert_eq!(c.network.socks_mode, SocksMode::Always);
+        assert_eq!(c.network.host_mode, HostMode::Onion);
+        assert!(c.network.required_host_mode);
+        let (c, _) = Config::parse(paths(), b"[SUBSCRIBER]\nsocks_proxy = :9050\n").unwrap();
+        assert_eq!(c.network.socks_mode, SocksMode::Onion);
+        assert_eq!(c.network.host_mode, HostMode::Public);
+        for bad in [
+            &b"[SUBSCRIBER]\nsocks_proxy = tor.example:9050\n"[..],
+            b"[SUBSCRIBER]\nsocks_mode = sometimes\n",
+            b"[SUBSCRIBER]\nhost_mode = tor\n",
+            b"[SUBSCRIBER]\nrequired_host_mode = maybe\n",
+        ] {
+            let e = Config::parse(paths(), bad).unwrap_err();
+            assert!(e.to_string().starts_with("line "), "{e}");
+        }
+        // init writes them, commented
+        let t = ini_template(443, None, true);
+        assert!(t.contains("# socks_proxy = 127.0.0.1:9050"));
     }
 
     #[test]

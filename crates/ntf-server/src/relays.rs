@@ -5,13 +5,19 @@
 //! connection attempt: it resolves each host once, keeps only the addresses the policy allows
 //! and connects to those addresses (never to the name again), so a DNS answer that changes
 //! between the check and the connection (rebinding) cannot reach a refused address.
+//!
+//! With `[SUBSCRIBER] socks_proxy` (Tor) the connector follows the reference's `socks_mode`,
+//! `host_mode` and `required_host_mode` ([`hush_transport::NetworkConfig`]): a relay reached
+//! through the proxy is named to the proxy unresolved (no local DNS lookup, `.onion` hosts
+//! work); the policy then applies to the relay hosts given as IP addresses only, as the proxy
+//! resolves names (Tor exits refuse private destinations themselves).
 
 use std::time::Duration;
 
 use hush_client::{ClientConfig, ClientError, ConnectFuture, Connector, SmpClient};
 use hush_proto::address::{ProtocolServer, TransportHost};
 use hush_server_common::{DestinationPolicy, DestinationRefused, resolve_checked};
-use hush_transport::TransportClient;
+use hush_transport::{NetworkConfig, TransportClient};
 
 /// Bound on the name lookup of the `SNEW` check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,14 +59,59 @@ pub async fn check_server(
 pub struct CheckedConnector {
     transport: TransportClient,
     policy: DestinationPolicy,
+    network: NetworkConfig,
 }
 
 impl CheckedConnector {
+    /// Direct connections only.
     pub fn new(policy: DestinationPolicy) -> Result<Self, ClientError> {
+        Self::with_network(policy, NetworkConfig::direct())
+    }
+
+    /// With a SOCKS proxy and host choice (`[SUBSCRIBER] socks_proxy`, `socks_mode`,
+    /// `host_mode`, `required_host_mode`).
+    pub fn with_network(
+        policy: DestinationPolicy,
+        network: NetworkConfig,
+    ) -> Result<Self, ClientError> {
         Ok(CheckedConnector {
             transport: TransportClient::smp()?,
             policy,
+            network,
         })
+    }
+
+    /// Through the proxy when the configuration routes `server` there; `None`: direct.
+    async fn connect_via_proxy(
+        &self,
+        server: &ProtocolServer,
+        config: &ClientConfig,
+    ) -> Option<Result<(SmpClient, hush_client::EventReceiver), ClientError>> {
+        self.network.socks_proxy.as_ref()?;
+        let route = match self.network.route(server.hosts()) {
+            Ok(r) => r,
+            // permanent: the pool forgets the subscription
+            Err(e) => return Some(Err(ClientError::Address(e.to_string()))),
+        };
+        let proxy = route.proxy?;
+        let ip = match route.host {
+            TransportHost::Ipv4(a) => Some(std::net::IpAddr::from(*a)),
+            TransportHost::Ipv6(a) => Some(std::net::IpAddr::V6(*a)),
+            _ => None,
+        };
+        if let Some(ip) = ip
+            && let Err(e) = self.policy.check(ip)
+        {
+            return Some(Err(ClientError::Address(e.to_string())));
+        }
+        let port = server.effective_port();
+        Some(
+            self.transport
+                .connect_socks(proxy, route.host, port, server.key_hash())
+                .await
+                .map(|conn| SmpClient::from_connection(conn, Some(server.clone()), config.clone()))
+                .map_err(ClientError::from),
+        )
     }
 
     async fn connect_to(
@@ -70,6 +121,9 @@ impl CheckedConnector {
     ) -> Result<(SmpClient, hush_client::EventReceiver), ClientError> {
         if server.key_hash().len() != 32 {
             return Err(ClientError::Address("key hash must be 32 bytes".into()));
+        }
+        if let Some(r) = self.connect_via_proxy(server, config).await {
+            return r;
         }
         let port = server.effective_port();
         let mut last = None;

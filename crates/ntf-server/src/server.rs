@@ -73,8 +73,11 @@ pub async fn start<G: PushGateway + 'static>(
 
     let store = Store::open_async(&config.store_mode()).await?;
 
-    let connector = crate::relays::CheckedConnector::new(config.relay_destinations)
-        .map_err(|e| RunError::Other(format!("relay client: {e}")))?;
+    let connector = crate::relays::CheckedConnector::with_network(
+        config.relay_destinations,
+        config.network.clone(),
+    )
+    .map_err(|e| RunError::Other(format!("relay client: {e}")))?;
     let (pool, pool_events) =
         hush_client::SmpClientPool::new(Arc::new(connector), config.pool_config());
     let options: CoreOptions = config.core_options();

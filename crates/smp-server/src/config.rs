@@ -295,7 +295,7 @@ pub struct Limits {
 }
 
 /// `[PROXY]`: this relay as an SMP proxy for its clients (`PRXY`/`PFWD`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
     /// `destinations` (hush; `public`): which destination addresses `PRXY` may make this relay
     /// connect to: `public`, `loopback` (also 127.0.0.0/8, ::1) or `private` (also private and
@@ -308,6 +308,10 @@ pub struct ProxyConfig {
     pub max_links_per_client: usize,
     /// `idle_timeout` (hush, seconds; 300): a proxy connection unused this long is closed.
     pub idle_timeout: Duration,
+    /// `socks_proxy`, `socks_mode`, `host_mode`, `required_host_mode` (the reference's keys and
+    /// defaults: no proxy; with one, used for `.onion` destination hosts only, public hosts
+    /// preferred).
+    pub network: hush_transport::NetworkConfig,
 }
 
 /// `[NOTIFICATIONS]` (hush): when pending `NMSG`s go to the notifier subscriber (the ntf-server).
@@ -395,6 +399,7 @@ impl Config {
                 max_relay_links: DEFAULT_PROXY_MAX_RELAY_LINKS,
                 max_links_per_client: DEFAULT_PROXY_MAX_LINKS_PER_CLIENT,
                 idle_timeout: Duration::from_secs(DEFAULT_PROXY_IDLE_TIMEOUT_SECS),
+                network: hush_transport::NetworkConfig::direct(),
             },
             notifications: NotificationsConfig {
                 delivery: crate::server::notify::NtfDelivery::DEFAULT,
@@ -690,6 +695,10 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_relay_links",
             "max_links_per_client",
             "idle_timeout",
+            "socks_proxy",
+            "socks_mode",
+            "host_mode",
+            "required_host_mode",
         ],
     ),
     (
@@ -713,17 +722,7 @@ const REFERENCE_ONLY: &[(&str, &[&str])] = &[
         ],
     ),
     ("TRANSPORT", &["websockets", "accept_service_credentials"]),
-    (
-        "PROXY",
-        &[
-            "host_mode",
-            "required_host_mode",
-            "own_server_domains",
-            "socks_proxy",
-            "socks_mode",
-            "client_concurrency",
-        ],
-    ),
+    ("PROXY", &["own_server_domains", "client_concurrency"]),
 ];
 const REFERENCE_ONLY_SECTIONS: &[&str] = &["WEB"];
 
@@ -1210,6 +1209,34 @@ impl<'a> Reader<'a> {
         if let Some(v) = self.number::<u64>(S, "idle_timeout", 1, 30 * 86400)? {
             p.idle_timeout = Duration::from_secs(v);
         }
+        if let Some(e) = self.get(S, "socks_proxy") {
+            // The message never repeats the value: it may hold a SOCKS password.
+            p.network.socks_proxy = Some(hush_transport::SocksProxy::parse(&e.value).map_err(
+                |reason| ConfigError::Value {
+                    file: self.file.to_path_buf(),
+                    line: e.line,
+                    section: S,
+                    key: "socks_proxy",
+                    value: "<redacted>".into(),
+                    reason,
+                },
+            )?);
+        }
+        if let Some(e) = self.get(S, "socks_mode") {
+            p.network.socks_mode = hush_transport::SocksMode::parse(&e.value)
+                .map_err(|reason| self.err(e, S, "socks_mode", reason))?;
+        }
+        if let Some(e) = self.get(S, "host_mode") {
+            p.network.host_mode = hush_transport::HostMode::parse(&e.value)
+                .map_err(|reason| self.err(e, S, "host_mode", reason))?;
+        }
+        if let Some(e) = self.get(S, "required_host_mode") {
+            p.network.required_host_mode = match e.value.trim() {
+                "on" => true,
+                "off" => false,
+                _ => return Err(self.err(e, S, "required_host_mode", "expected on or off")),
+            };
+        }
         Ok(())
     }
 
@@ -1459,6 +1486,39 @@ mod tests {
         let text = c.summary().join("\n");
         assert!(text.contains("50 per IPv4 address"), "{text}");
         assert!(text.contains("proxy destinations: loopback"), "{text}");
+    }
+
+    #[test]
+    fn proxy_socks_keys() {
+        use hush_transport::{HostMode, SocksMode};
+        let (c, _) = parse("").unwrap();
+        assert_eq!(c.proxy.network, hush_transport::NetworkConfig::direct());
+        let ini = "[PROXY]\nsocks_proxy = @127.0.0.1:9150\nsocks_mode = always\n\
+                   host_mode = onion\nrequired_host_mode = on\n";
+        let (c, w) = parse(ini).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let p = c.proxy.network.socks_proxy.as_ref().unwrap();
+        assert_eq!(p.addr, "127.0.0.1:9150".parse().unwrap());
+        assert_eq!(p.auth, hush_transport::SocksAuth::Null);
+        assert_eq!(c.proxy.network.socks_mode, SocksMode::Always);
+        assert_eq!(c.proxy.network.host_mode, HostMode::Onion);
+        assert!(c.proxy.network.required_host_mode);
+        // the reference's defaults with only socks_proxy: onion hosts only, public preferred
+        let (c, _) = parse("[PROXY]\nsocks_proxy = :9050\n").unwrap();
+        assert_eq!(c.proxy.network.socks_mode, SocksMode::Onion);
+        assert_eq!(c.proxy.network.host_mode, HostMode::Public);
+        for (ini, key) in [
+            ("[PROXY]\nsocks_proxy = tor.example:9050\n", "socks_proxy"),
+            ("[PROXY]\nsocks_mode = often\n", "socks_mode"),
+            ("[PROXY]\nhost_mode = tor\n", "host_mode"),
+            (
+                "[PROXY]\nrequired_host_mode = yes please\n",
+                "required_host_mode",
+            ),
+        ] {
+            let e = parse(ini).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("line 2"), "{e}");
+        }
     }
 
     #[test]

@@ -392,6 +392,15 @@ destinations = public
 max_relay_links = {links}
 max_links_per_client = {links_client}
 idle_timeout = {proxy_idle}
+# SOCKS5 proxy (e.g. Tor) for connections to destination relays: [user:password@]ip:port
+# (default port 9050; without credentials each destination gets its own isolation credentials,
+# `@ip:port` sends none). socks_mode: onion (default: only for .onion hosts) or always.
+# host_mode: public (default) or onion (the .onion host of a relay with several hosts, when
+# socks_proxy is set); required_host_mode = on: no fallback to another host.
+# socks_proxy = 127.0.0.1:9050
+# socks_mode = onion
+# host_mode = public
+# required_host_mode = off
 
 [NOTIFICATIONS]
 # When pending notifications (NMSG) go to the notification server. adaptive: at once after a quiet

@@ -200,7 +200,7 @@ fn init_template_parses_without_warnings() {
 #[test]
 fn unknown_and_reference_only_keys_are_warnings_with_lines() {
     let (c, w) = parse_ok(
-        "[TRANSPORT]\nport = 7000\ncolour = blue\nwebsockets = off\n[PROXY]\nsocks_proxy = localhost:9050\n[WHATEVER]\nx = 1\n",
+        "[TRANSPORT]\nport = 7000\ncolour = blue\nwebsockets = off\n[PROXY]\nown_server_domains = example.com\n[WHATEVER]\nx = 1\n",
     );
     assert_eq!(c.transport.ports, vec![7000]);
     assert_eq!(w.len(), 4, "{w:?}");
@@ -208,8 +208,12 @@ fn unknown_and_reference_only_keys_are_warnings_with_lines() {
     assert!(w[0].message.contains("unknown key"));
     assert_eq!((w[1].line, w[1].key.as_deref()), (4, Some("websockets")));
     assert!(w[1].message.contains("does not implement"));
-    // [PROXY] is read (destinations, link caps); socks_proxy is a reference key hush ignores.
-    assert_eq!((w[2].line, w[2].key.as_deref()), (6, Some("socks_proxy")));
+    // [PROXY] is read (destinations, link caps, SOCKS); own_server_domains is a reference key
+    // hush ignores.
+    assert_eq!(
+        (w[2].line, w[2].key.as_deref()),
+        (6, Some("own_server_domains"))
+    );
     assert!(w[2].message.contains("does not implement"));
     assert_eq!((w[3].line, w[3].section.as_str()), (7, "WHATEVER"));
     assert!(w[3].message.contains("unknown section"));

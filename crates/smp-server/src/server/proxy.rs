@@ -263,6 +263,35 @@ impl Proxy {
         Err(network_error())
     }
 
+    /// The SOCKS proxy and host for `server` when `[PROXY] socks_proxy` routes it through the
+    /// proxy (`None`: a direct connection). A host given as an IP address is checked against
+    /// `destinations` here, as direct connections are.
+    fn socks_route<'a>(
+        &'a self,
+        server: &'a ProtocolServer,
+    ) -> Result<Option<(&'a hush_transport::SocksProxy, &'a TransportHost)>, String> {
+        let net = &self.config.network;
+        if net.socks_proxy.is_none() {
+            return Ok(None);
+        }
+        let route = net.route(server.hosts()).map_err(|e| e.to_string())?;
+        let Some(proxy) = route.proxy else {
+            return Ok(None);
+        };
+        let ip = match route.host {
+            TransportHost::Ipv4(a) => Some(std::net::IpAddr::from(*a)),
+            TransportHost::Ipv6(a) => Some(std::net::IpAddr::V6(*a)),
+            _ => None,
+        };
+        if let Some(ip) = ip {
+            self.config
+                .destinations
+                .check(ip)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Some((proxy, route.host)))
+    }
+
     /// The live link to `server`, connecting if needed.
     async fn link(&self, server: &ProtocolServer) -> Result<Arc<RelayLink>, ErrorType> {
         let slot: Slot = {
@@ -283,9 +312,22 @@ impl Proxy {
             return Ok(l.clone());
         }
         let client = self.client.as_ref().ok_or(ErrorType::Internal)?;
-        let addrs = tokio::time::timeout(RELAY_TIMEOUT, self.destination_addrs(server))
-            .await
-            .map_err(|_| broker(BrokerErrorType::Timeout))??;
+        // Through the SOCKS proxy (`[PROXY] socks_proxy`) when the configuration routes this
+        // destination there: the proxy resolves the name (no local lookup; `.onion` works), so
+        // the destination policy applies to hosts given as IP addresses only.
+        let socks = match self.socks_route(server) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(reason = %e, "proxy: no usable destination host");
+                return Err(broker(BrokerErrorType::Host));
+            }
+        };
+        let addrs = match socks {
+            Some(_) => Vec::new(),
+            None => tokio::time::timeout(RELAY_TIMEOUT, self.destination_addrs(server))
+                .await
+                .map_err(|_| broker(BrokerErrorType::Timeout))??,
+        };
         let Some(mut reservation) = self.reserve_link() else {
             tracing::debug!("proxy: max_relay_links reached");
             self.refused(Refusal::Links);
@@ -293,6 +335,12 @@ impl Proxy {
         };
         // Connect to the checked addresses only (no second lookup of the host name).
         let connecting = async {
+            if let Some((proxy, host)) = socks {
+                return client
+                    .connect_socks(proxy, host, server.effective_port(), server.key_hash())
+                    .await
+                    .map_err(Some);
+            }
             let mut last = None;
             for a in &addrs {
                 match client.connect_addr(*a, server.key_hash()).await {
