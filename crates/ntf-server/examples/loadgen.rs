@@ -245,6 +245,9 @@ fn args() -> Args {
     a
 }
 
+/// Thread name of the apns-sink's runtime.
+const SINK_THREAD: &str = "apns-sink";
+
 fn unix_ms() -> u64 {
     push_server::unix_now_ms()
 }
@@ -294,7 +297,17 @@ fn pct(v: &[u64], p: f64) -> u64 {
 async fn main() {
     let a = args();
     let dir = tempfile::tempdir().unwrap();
-    let push = push().await;
+    // The apns-sink (the stand-in for Apple) on threads of its own, so that its CPU is reported
+    // apart from the ntf-server's and push-server's.
+    let sink_rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(SINK_THREAD)
+            .enable_all()
+            .build()
+            .unwrap(),
+    ));
+    let push = push_on(Some(sink_rt.handle().clone())).await;
     let mut relays = Vec::new();
     for i in 0..a.relays {
         let rdir = dir.path().join(format!("relay{i}"));
@@ -674,14 +687,27 @@ async fn main() {
         .collect();
     cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
     let total: f64 = cpu.iter().map(|(_, v)| v).sum();
+    let per_push = |s: f64| s * 1e6 / pushes.len().max(1) as f64;
     println!(
         "CPU during the run: {:.2} s = {:.0} µs per push ({})",
         total,
-        total * 1e6 / pushes.len().max(1) as f64,
+        per_push(total),
         cpu.iter()
             .map(|(k, v)| format!("{k} {:.2} s", v))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    // the main thread is the load generator's task: in --direct mode it runs the ntf-server
+    // core's NMSG handling (as the relay-event task would), so it counts as ntf-server
+    let sink_cpu: f64 = cpu
+        .iter()
+        .filter(|(k, _)| k.starts_with(SINK_THREAD))
+        .map(|(_, v)| v)
+        .sum();
+    println!(
+        "CPU per push: ntf-server + push-server {:.0} µs, apns-sink {:.0} µs",
+        per_push(total - sink_cpu),
+        per_push(sink_cpu)
     );
     let m = &ntf.core.metrics;
     println!(

@@ -121,10 +121,19 @@ pub struct Push {
 }
 
 pub async fn push() -> Push {
+    push_on(None).await
+}
+
+/// [`push`] with the apns-sink served on `sink_rt` (its own threads: the benchmark tells the
+/// sink's CPU apart from the ntf-server's and push-server's); `None` = the current runtime.
+pub async fn push_on(sink_rt: Option<tokio::runtime::Handle>) -> Push {
     let key = Es256Key::generate().unwrap();
     let mut cfg = SinkConfig::new("127.0.0.1:0".parse().unwrap(), key.public_pem().unwrap());
     cfg.topics = vec!["chat.simplex.app".into()];
-    let sink = apns_sink::start(cfg).await.unwrap();
+    let sink = match sink_rt {
+        Some(rt) => rt.spawn(apns_sink::start(cfg)).await.unwrap().unwrap(),
+        None => apns_sink::start(cfg).await.unwrap(),
+    };
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("sink.crt");
     std::fs::write(&ca_file, &sink.cert_pem).unwrap();
