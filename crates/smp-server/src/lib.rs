@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod import;
 pub mod init;
 pub mod metrics;
 pub mod server;
