@@ -136,4 +136,34 @@ async fn relay_reached_only_through_the_socks_proxy() {
     c.close().await;
     assert_eq!(proxy.requests().len(), 2, "a public host is not proxied");
     pool.close().await;
+
+    // figure (printed, not asserted): connection setup (TCP + TLS + SMP hello) directly and
+    // through the loopback SOCKS5 proxy, alternating, in one run
+    let via = TlsConnector::new()
+        .unwrap()
+        .with_network(NetworkConfig::all_via(SocksProxy::new(proxy.addr)));
+    let (mut t_direct, mut t_via) = (Duration::ZERO, Duration::ZERO);
+    const N: u32 = 20;
+    for _ in 0..N {
+        let t = std::time::Instant::now();
+        let (c, _) = direct
+            .connect_to(&real, &ClientConfig::default())
+            .await
+            .unwrap();
+        t_direct += t.elapsed();
+        c.close().await;
+        let t = std::time::Instant::now();
+        let (c, _) = via
+            .connect_to(&named, &ClientConfig::default())
+            .await
+            .unwrap();
+        t_via += t.elapsed();
+        c.close().await;
+    }
+    eprintln!(
+        "connect: direct {:.2} ms, via SOCKS5 {:.2} ms (×{:.2}), mean of {N}",
+        t_direct.as_secs_f64() * 1e3 / N as f64,
+        t_via.as_secs_f64() * 1e3 / N as f64,
+        t_via.as_secs_f64() / t_direct.as_secs_f64()
+    );
 }

@@ -629,6 +629,8 @@ pub mod testing {
         map: &HashMap<String, SocketAddr>,
         reqs: &Mutex<Vec<SocksRequest>>,
     ) -> std::io::Result<()> {
+        // whole 16 KB blocks pass through: no Nagle delay on either leg
+        let _ = s.set_nodelay(true);
         let mut b = [0u8; 2];
         s.read_exact(&mut b).await?;
         let mut methods = vec![0u8; b[1] as usize];
@@ -692,6 +694,7 @@ pub mod testing {
                 return Ok(());
             }
         };
+        let _ = out.set_nodelay(true);
         s.write_all(&ok).await?;
         tokio::io::copy_bidirectional(&mut s, &mut out).await?;
         Ok(())
