@@ -253,6 +253,33 @@ impl NetworkConfig {
         }
     }
 
+    /// One line for a server's start-up output (never the credentials); `None` without a proxy.
+    pub fn describe(&self) -> Option<String> {
+        let p = self.socks_proxy.as_ref()?;
+        let auth = match p.auth {
+            SocksAuth::Isolate => "isolation credentials",
+            SocksAuth::Null => "no credentials",
+            SocksAuth::Username { .. } => "fixed credentials",
+        };
+        Some(format!(
+            "SOCKS5 proxy {} ({auth}), socks_mode {}, host_mode {}{}",
+            p.addr,
+            match self.socks_mode {
+                SocksMode::Always => "always",
+                SocksMode::Onion => "onion",
+            },
+            match self.host_mode {
+                HostMode::Public => "public",
+                HostMode::Onion => "onion",
+            },
+            if self.required_host_mode {
+                ", required_host_mode on"
+            } else {
+                ""
+            }
+        ))
+    }
+
     /// Picks the host of `hosts` (reference `chooseTransportHost`) and whether the proxy is
     /// used for it (reference `transportClientConfig`).
     pub fn route<'a>(&'a self, hosts: &'a [TransportHost]) -> Result<Route<'a>, RouteError> {
@@ -549,6 +576,17 @@ mod tests {
         let always = NetworkConfig::all_via(proxy.clone());
         let r = always.route(&only_public).unwrap();
         assert_eq!((r.host, r.proxy), (&only_public[0], Some(&proxy)));
+        assert_eq!(direct.describe(), None);
+        let d = NetworkConfig {
+            socks_proxy: Some(SocksProxy::parse("u:secret@127.0.0.1:9150").unwrap()),
+            ..always.clone()
+        }
+        .describe()
+        .unwrap();
+        assert_eq!(
+            d,
+            "SOCKS5 proxy 127.0.0.1:9150 (fixed credentials), socks_mode always, host_mode onion"
+        );
         // host_mode onion without a proxy: public (HMOnionViaSocks)
         let no_proxy = NetworkConfig {
             host_mode: HostMode::Onion,

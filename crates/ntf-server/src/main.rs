@@ -142,6 +142,9 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
                 AnyGateway::InProcess(gw)
             }
         };
+        if let Some(d) = config.network.describe() {
+            println!("Relays through {d}");
+        }
         let server = ntf_server::start(config, Arc::new(gateway), shutdown).await?;
         for a in &server.addrs {
             println!("Listening on {a}");

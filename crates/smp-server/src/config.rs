@@ -471,6 +471,9 @@ impl Config {
             "proxy destinations: {} addresses",
             self.proxy.destinations
         ));
+        if let Some(d) = self.proxy.network.describe() {
+            out.push(format!("proxy to relays through {d}"));
+        }
         if let Some(a) = self.transport.control_addr() {
             out.push(format!("control port: {a}"));
         }
@@ -1503,6 +1506,11 @@ mod tests {
         assert_eq!(c.proxy.network.socks_mode, SocksMode::Always);
         assert_eq!(c.proxy.network.host_mode, HostMode::Onion);
         assert!(c.proxy.network.required_host_mode);
+        let text = c.summary().join("\n");
+        assert!(
+            text.contains("proxy to relays through SOCKS5 proxy 127.0.0.1:9150 (no credentials)"),
+            "{text}"
+        );
         // the reference's defaults with only socks_proxy: onion hosts only, public preferred
         let (c, _) = parse("[PROXY]\nsocks_proxy = :9050\n").unwrap();
         assert_eq!(c.proxy.network.socks_mode, SocksMode::Onion);
