@@ -267,7 +267,8 @@ pub fn stderr_progress() -> impl FnMut(Progress) {
 /// One store-log record (`StoreLog.hs` `StoreLogRecord`).
 #[derive(Debug)]
 enum Record {
-    Create(Box<QueueRecord>),
+    /// The queue and how many service associations (`nsrv=`, `rsrv=`) were dropped.
+    Create(Box<QueueRecord>, u64),
     Link(EntityId, QueueLink),
     DeleteLink(EntityId),
     Secure(EntityId, Vec<u8>),
@@ -286,7 +287,7 @@ enum Record {
 impl Record {
     fn recipient_id(&self) -> Option<&EntityId> {
         match self {
-            Record::Create(_) | Record::NewService => None,
+            Record::Create(..) | Record::NewService => None,
             Record::Link(r, _)
             | Record::DeleteLink(r)
             | Record::Secure(r, _)
@@ -354,7 +355,8 @@ fn replay_store_log(
 
 /// Applies a record as the reference's STM queue store does; `Err` = skipped with a warning.
 fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), String> {
-    if let Record::Create(q) = rec {
+    if let Record::Create(q, services) = rec {
+        report.service_records_skipped += services;
         if st.queues.contains_key(&q.recipient_id)
             || st.senders.contains(&q.sender_id)
             || q.notifier
@@ -388,7 +390,7 @@ fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), 
         return Err("record for a queue that does not exist (or was deleted), skipped".into());
     };
     match rec {
-        Record::Create(_) | Record::NewService => {}
+        Record::Create(..) | Record::NewService => {}
         Record::Link(_, link) => {
             if let Some(old) = &q.link
                 && old.link_id != link.link_id
@@ -587,7 +589,8 @@ fn parse_record(line: &str) -> Result<Record, String> {
             c.lit("rid=")?;
             let rid = c.id("recipient id")?;
             c.lit(" ")?;
-            Record::Create(Box::new(queue_rec(&mut c, rid)?))
+            let (q, services) = queue_rec(&mut c, rid)?;
+            Record::Create(Box::new(q), services)
         }
         "LINK" => {
             let rid = c.id("recipient id")?;
@@ -656,7 +659,8 @@ fn parse_record(line: &str) -> Result<Record, String> {
 }
 
 /// `QueueRec` (`StoreLog.hs` `instance StrEncoding QueueRec`).
-fn queue_rec(c: &mut Cur<'_>, recipient_id: EntityId) -> Result<QueueRecord, String> {
+fn queue_rec(c: &mut Cur<'_>, recipient_id: EntityId) -> Result<(QueueRecord, u64), String> {
+    let mut services = 0;
     c.lit("rk=")?;
     let recipient_keys = c.keys("recipient key")?;
     c.lit(" rdh=")?;
@@ -694,7 +698,9 @@ fn queue_rec(c: &mut Cur<'_>, recipient_id: EntityId) -> Result<QueueRecord, Str
         None
     };
     let notifier = if c.opt(" notifier=") {
-        Some(ntf_creds(c)?.0)
+        let (n, service) = ntf_creds(c)?;
+        services += u64::from(service);
+        Some(n)
     } else {
         None
     };
@@ -719,19 +725,23 @@ fn queue_rec(c: &mut Cur<'_>, recipient_id: EntityId) -> Result<QueueRecord, Str
     if c.opt(" rsrv=") {
         // the recipient's service association: not kept by hush
         c.b64("service id")?;
+        services += 1;
     }
-    Ok(QueueRecord {
-        recipient_id,
-        recipient_keys,
-        rcv_dh_secret,
-        sender_id,
-        sender_key,
-        mode,
-        link,
-        notifier,
-        status,
-        updated_at,
-    })
+    Ok((
+        QueueRecord {
+            recipient_id,
+            recipient_keys,
+            rcv_dh_secret,
+            sender_id,
+            sender_key,
+            mode,
+            link,
+            notifier,
+            status,
+            updated_at,
+        },
+        services,
+    ))
 }
 
 fn link(c: &mut Cur<'_>, link_id: EntityId) -> Result<QueueLink, String> {
