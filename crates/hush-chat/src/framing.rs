@@ -211,10 +211,10 @@ fn decompress_batch(
 /// fill them, then gives [`ChatError::DecompressedTooLarge`].
 pub fn decompress_capped(src: &[u8], cap: usize) -> Result<Vec<u8>, ChatError> {
     // A frame that declares its size up front is refused before any work.
-    if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(src) {
-        if n > cap as u64 {
-            return Err(ChatError::DecompressedTooLarge { limit: cap });
-        }
+    if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(src)
+        && n > cap as u64
+    {
+        return Err(ChatError::DecompressedTooLarge { limit: cap });
     }
     let mut out = Vec::with_capacity(cap);
     let mut dctx = zstd::zstd_safe::DCtx::create();
