@@ -21,6 +21,7 @@ pub mod command;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod import;
 pub mod init;
 pub mod metrics;
 pub mod payload;
