@@ -287,6 +287,18 @@ async fn sink_answers_like_apns() {
             "BadPayload",
         ),
         (
+            "aps not an object",
+            Box::new(|r| r.body = br#"{"aps":[1]}"#.to_vec()),
+            400,
+            "BadPayload",
+        ),
+        (
+            "payload not UTF-8",
+            Box::new(|r| r.body = b"{\"aps\":{},\"m\":\"\xff\"}".to_vec()),
+            400,
+            "BadPayload",
+        ),
+        (
             "4097-byte payload",
             Box::new(|r| {
                 let pad = "x".repeat(4097 - r#"{"aps":{},"p":""}"#.len());
