@@ -40,16 +40,22 @@ fn bad_params(event: &str, reason: impl Into<String>) -> ChatError {
 }
 
 /// The id the sender gives a message (`SharedMsgId`); updates, deletions, quotes and
-/// receipts refer to it. The app makes 12 random bytes.
+/// receipts refer to it. Opaque bytes; the app's are the standard-base64 text of 12 random
+/// bytes (16 ASCII bytes, reference `createWithRandomId'` → `encodedRandomBytes gVar 12`),
+/// which the JSON then carries base64url-encoded again.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SharedMsgId(pub Vec<u8>);
 
 impl SharedMsgId {
-    /// 12 random bytes, as the app makes them.
+    /// A new id shaped like the app's: standard base64 of 12 random bytes.
     pub fn random() -> SharedMsgId {
-        let mut b = vec![0u8; 12];
+        let mut b = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut b);
-        SharedMsgId(b)
+        SharedMsgId(
+            base64::engine::general_purpose::STANDARD
+                .encode(b)
+                .into_bytes(),
+        )
     }
 
     /// The base64url text form used in JSON.
@@ -568,10 +574,11 @@ impl ChatMessage {
         ChatMessage::conn_info(ChatMsgEvent::Info(profile))
     }
 
-    /// `x.contact` with `profile` and a fresh random request id (what hush sends as conn info
-    /// when it uses someone's contact address).
+    /// `x.contact` with `profile` and a fresh random request id of 16 bytes, as the app makes
+    /// it (what hush sends as conn info when it uses someone's contact address). Send the same
+    /// id again if the request is repeated, so the address owner sees one request.
     pub fn contact_request(profile: Profile) -> ChatMessage {
-        let mut id = vec![0u8; 12];
+        let mut id = vec![0u8; 16];
         rand::thread_rng().fill_bytes(&mut id);
         ChatMessage::conn_info(ChatMsgEvent::Contact {
             profile,

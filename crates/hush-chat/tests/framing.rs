@@ -324,10 +324,18 @@ fn conn_info_shapes() {
     let v: serde_json::Value = serde_json::from_slice(&req.encode()).unwrap();
     assert_eq!(v["event"], "x.contact");
     assert!(v.get("msgId").is_none());
-    assert_eq!(v["params"]["contactReqId"].as_str().unwrap().len(), 16);
-    // messages carry a 12-byte msgId
+    // 16 random bytes -> 24 base64url characters with padding
+    assert_eq!(v["params"]["contactReqId"].as_str().unwrap().len(), 24);
+    // messages carry a msgId shaped like the app's: base64 text of 12 random bytes
     let m = ChatMessage::text("x");
-    assert_eq!(m.msg_id.as_ref().unwrap().0.len(), 12);
+    let id = &m.msg_id.as_ref().unwrap().0;
+    assert_eq!(id.len(), 16);
+    assert!(
+        id.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+    );
+    let v: serde_json::Value = serde_json::from_slice(&m.encode()).unwrap();
+    assert_eq!(v["msgId"].as_str().unwrap().len(), 24);
     assert!(m.event.has_notification() && m.event.has_delivery_receipt());
     assert!(!ChatMsgEvent::Ok.has_delivery_receipt());
 }
