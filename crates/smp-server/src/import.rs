@@ -58,6 +58,9 @@ pub enum ImportError {
     TargetNotEmpty(u64),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The store named by the configuration could not be opened.
+    #[error("{0}")]
+    Open(String),
 }
 
 /// What is being imported.
@@ -239,6 +242,74 @@ pub async fn import_reference_with(
         }
     }
     Ok(report)
+}
+
+/// `smp-server import`: imports into the store the relay's configuration names (SQLite file
+/// `[STORE_LOG] store_path`, or PostgreSQL with `store_queues = database`), with its quota
+/// (`[QUEUES] queue_quota`). Run it while the relay is stopped.
+pub async fn import_into_configured_store(
+    config: &crate::Config,
+    store_log: &Path,
+    msg_store: Option<&Path>,
+    force: bool,
+    progress: impl FnMut(Progress),
+) -> Result<ImportReport, ImportError> {
+    let quota = config.limits.queue_quota;
+    let opts = ImportOptions {
+        force,
+        quota,
+        ..ImportOptions::default()
+    };
+    if let Some(db) = &config.store.database {
+        let pg = hush_store::PgStore::connect(hush_store::PgOptions {
+            url: db.connection.clone(),
+            schema: db.schema.clone(),
+            pool_size: db.pool_size,
+            quota,
+            ..hush_store::PgOptions::default()
+        })
+        .await
+        .map_err(|e| {
+            // the connection string may hold a password: name only the schema
+            ImportError::Open(format!(
+                "cannot open the PostgreSQL database (schema {}): {e}",
+                db.schema
+            ))
+        })?;
+        return import_reference_with(store_log, msg_store, &pg, opts, progress).await;
+    }
+    if !config.store.enable {
+        return Err(ImportError::Open(
+            "[STORE_LOG] enable = off: the relay keeps queues in memory only, there is nothing to import into"
+                .into(),
+        ));
+    }
+    let path = &config.store.path;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        hush_server_common::private_start::prepare_private_dir(dir, "relay data directory")
+            .map_err(|e| {
+                ImportError::Open(format!(
+                    "cannot create data directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+    }
+    let sqlite = hush_store::SqliteStore::open(
+        path,
+        hush_store::SqliteOptions {
+            sync: match config.store.sync {
+                crate::config::SyncPolicy::Full => hush_store::SyncPolicy::Full,
+                crate::config::SyncPolicy::Normal => hush_store::SyncPolicy::Normal,
+            },
+            quota,
+            cache_queues: config.store.cache_queues,
+            ..hush_store::SqliteOptions::default()
+        },
+    )
+    .map_err(|e| ImportError::Open(format!("cannot open the store {}: {e}", path.display())))?;
+    import_reference_with(store_log, msg_store, &sqlite, opts, progress).await
 }
 
 /// A progress printer for the CLI: `imported N/M queues` (and messages) on stderr, at most once
