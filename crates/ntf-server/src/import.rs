@@ -50,6 +50,9 @@ pub enum ImportError {
     TargetNotEmpty(usize),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The configuration names no store to import into.
+    #[error("{0}")]
+    Open(String),
 }
 
 /// What is being written.
@@ -186,6 +189,25 @@ pub async fn import_reference_with(
     }
     target.sync().await?;
     Ok(report)
+}
+
+/// `ntf-server import`: imports into the store the server's configuration names (SQLite, or
+/// PostgreSQL with `[STORE_LOG] db_connection`). Run it while the ntf-server is stopped.
+pub async fn import_into_configured_store(
+    config: &crate::Config,
+    store_log: &Path,
+    force: bool,
+    progress: impl FnMut(Progress),
+) -> Result<ImportReport, ImportError> {
+    let mode = config.store_mode();
+    if matches!(mode, crate::StoreMode::Memory) {
+        return Err(ImportError::Open(
+            "[STORE_LOG] enable = off: the server keeps tokens in memory only, there is nothing to import into"
+                .into(),
+        ));
+    }
+    let store = Store::open_async(&mode).await?;
+    import_reference_with(store_log, &store, ImportOptions { force }, progress).await
 }
 
 /// A progress printer for the CLI: `imported N/M tokens` / `subscriptions` on stderr, at most
@@ -451,7 +473,7 @@ impl Cur<'_> {
         if n % 2 == 1 {
             return Err("odd number of hex characters in the device token".into());
         }
-        let token = self.s[..n].as_bytes().to_vec();
+        let token = self.s.as_bytes()[..n].to_vec();
         self.s = &self.s[n..];
         Ok(DeviceToken { provider, token })
     }

@@ -126,11 +126,11 @@ async fn imported_tokens_and_subscriptions_work() {
     let StoreMode::Sqlite(_) = config.store_mode() else {
         panic!("expected the SQLite store")
     };
-    let store = Store::open(&config.store_mode()).unwrap();
     let mut events: Vec<Progress> = Vec::new();
-    let report = import_reference(&log, &store, |p| events.push(p))
-        .await
-        .unwrap();
+    let report =
+        ntf_server::import::import_into_configured_store(&config, &log, false, |p| events.push(p))
+            .await
+            .unwrap();
     expected_report(&report);
     assert_eq!(
         events.last().copied(),
@@ -141,7 +141,8 @@ async fn imported_tokens_and_subscriptions_work() {
         })
     );
 
-    // the records
+    // the records, read back from the file
+    let store = Store::open(&config.store_mode()).unwrap();
     let tkn = |n| h("tkn", n, 24);
     let sub = |n| h("sub", n, 24);
     let t1 = store.token(&tkn(1)).unwrap();
