@@ -330,9 +330,11 @@ impl Outbox {
         // Pending payloads are ≈4 KB each: 32 MB (allocated as used) keeps a few thousand
         // pending jobs in memory instead of re-reading their pages from the file.
         conn.pragma_update(None, "cache_size", -32_768)?;
-        // Fewer, larger checkpoints: the WAL of a busy outbox is mostly rows deleted again
-        // before the checkpoint copies them.
-        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+        // Fewer, larger checkpoints (every 16,000 pages, 64 MB of WAL): the WAL of a busy outbox
+        // is mostly the same few pages rewritten (rows deleted again, their pages reused), and a
+        // checkpoint copies each page once however often it was rewritten since the last one
+        // (every 4,000 pages it was 15 % of the writer's CPU at 10,000 pushes/s).
+        conn.pragma_update(None, "wal_autocheckpoint", 16_000)?;
         conn.set_prepared_statement_cache_capacity(64);
         create_schema(&conn)?;
         migrate_v1(&conn)?;

@@ -80,6 +80,10 @@ struct Inner {
     finishing: Arc<Semaphore>,
 }
 
+/// Jobs handed from `submit` to the dispatcher in memory (committed already leased) that may
+/// wait for a delivery slot at once.
+const DIRECT_QUEUE: usize = 4096;
+
 /// Outbox updates of answered deliveries that may wait for their commit at once.
 const FINISHING: usize = 1024;
 
@@ -124,8 +128,12 @@ impl PushService {
         metrics: Metrics,
         cfg: ServiceConfig,
     ) -> PushService {
-        // Bounded: beyond it `submit` stores the job for the dispatcher's outbox poll instead.
-        let (direct, direct_rx) = mpsc::channel(cfg.concurrency.max(1).saturating_mul(4).max(256));
+        // Bounded: beyond it `submit` stores the job for the dispatcher's outbox poll instead
+        // (a job through the table costs a second transaction to lease it and a read of its
+        // payload back: a burst of a few thousand pushes stays on the direct path; at most
+        // DIRECT_QUEUE jobs, ≈4 KB each, wait in memory).
+        let (direct, direct_rx) =
+            mpsc::channel(cfg.concurrency.max(1).saturating_mul(4).max(DIRECT_QUEUE));
         PushService {
             inner: Arc::new(Inner {
                 outbox,
