@@ -9,7 +9,8 @@
 //! * [`private`]: private files and directories (0600/0700 from creation, fsync'd, atomic replace);
 //! * [`private_start`]: looser data directories / database files tightened at start (logged);
 //! * [`netpolicy`]: which destinations a peer may make a server connect to (SNEW, PRXY, Web Push);
-//! * [`limits`]: rate limits, per-address connection caps and throttled warn logs.
+//! * [`limits`]: rate limits, per-address connection caps and throttled warn logs;
+//! * [`web`]: the server information page (`[INFORMATION]`, `[WEB]`) over HTTP/HTTPS.
 
 pub mod accept;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod netpolicy;
 pub mod private;
 pub mod private_start;
 pub mod process;
+pub mod web;
 
 pub use accept::{AcceptBackoff, accept, accept_until};
 pub use auth::BasicAuth;
