@@ -99,7 +99,7 @@ impl Default for ImportOptions {
         ImportOptions {
             force: false,
             quota: DEFAULT_QUOTA,
-            concurrency: 64,
+            concurrency: 256,
         }
     }
 }

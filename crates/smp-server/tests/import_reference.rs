@@ -553,3 +553,96 @@ async fn force_adds_to_a_non_empty_store() {
     assert_eq!((r.queues, r.existing_skipped), (8, 1));
     assert_eq!(store.stats().await.unwrap().queues, 9);
 }
+
+/// CPU seconds (user + system) of this process so far, from /proc/self/stat.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Import throughput (not a correctness test): a reference-format store log of `N` queues
+/// (CREATE + SECURE + NOTIFIER + TIME each) and an exported message file with two messages for
+/// every fourth queue, imported into SQLite. Run:
+/// `IMPORT_QUEUES=100000 cargo test --release -p smp-server --test import_reference -- --ignored --nocapture import_throughput`
+#[tokio::test]
+#[ignore]
+async fn import_throughput() {
+    use hush_proto::encoding::base64url_encode as b64;
+    let n: u32 = std::env::var("IMPORT_QUEUES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (rk, sk, nk) = (
+        b64(key(1).public_der().as_bytes()),
+        b64(key(2).public_der().as_bytes()),
+        b64(key(3).public_der().as_bytes()),
+    );
+    let mut log = String::new();
+    let mut msgs = String::new();
+    let body = b64(&[7u8; 200]);
+    for i in 0..n {
+        let rid = b64(&h("rid", i, 24));
+        log.push_str(&format!(
+            "CREATE rid={rid} rk={rk} rdh={} sid={} sk= queue_mode=M\nSECURE {rid} {sk}\nNOTIFIER {rid} {} {nk} {}\nTIME {rid} 1764979200\n",
+            b64(&h("rdh", i, 32)),
+            b64(&h("sid", i, 24)),
+            b64(&h("nid", i, 24)),
+            b64(&h("ndh", i, 32)),
+        ));
+        if i % 4 == 0 {
+            for j in 0..2 {
+                msgs.push_str(&format!(
+                    "v3 {rid} {} {} flags=T {body}\n",
+                    b64(&h(&format!("m{j}-"), i, 24)),
+                    1764979300 + j
+                ));
+            }
+        }
+    }
+    let (log_path, msgs_path) = (dir.path().join("store.log"), dir.path().join("msgs.log"));
+    std::fs::write(&log_path, &log).unwrap();
+    std::fs::write(&msgs_path, &msgs).unwrap();
+    let store = open_store(&dir.path().join("s.db"));
+    let t0 = std::time::Instant::now();
+    let c0 = cpu_secs();
+    let mut queues_done = None;
+    let mut o = opts();
+    if let Some(c) = std::env::var("IMPORT_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        o.concurrency = c;
+    }
+    println!("concurrency {}", o.concurrency);
+    let report = import_reference_with(&log_path, Some(&msgs_path), &store, o, |p| {
+        if p.phase == Phase::Queues && p.done == p.total {
+            queues_done = Some((t0.elapsed(), cpu_secs() - c0));
+        }
+    })
+    .await
+    .unwrap();
+    let (wall, cpu) = (t0.elapsed(), cpu_secs() - c0);
+    let (qwall, qcpu) = queues_done.unwrap();
+    assert_eq!(report.queues, u64::from(n));
+    println!(
+        "import of {n} queues ({} log lines, {} MB) + {} messages ({} MB): {:.2} s wall, {:.2} s CPU; \
+         queues phase (parse + replay + create) {:.2} s wall, {:.2} s CPU = {:.1} us CPU/queue; \
+         messages phase {:.2} s wall, {:.2} s CPU = {:.1} us CPU/message",
+        report.log_lines,
+        log.len() / 1_000_000,
+        report.messages,
+        msgs.len() / 1_000_000,
+        wall.as_secs_f64(),
+        cpu,
+        qwall.as_secs_f64(),
+        qcpu,
+        qcpu * 1e6 / f64::from(n),
+        (wall - qwall).as_secs_f64(),
+        cpu - qcpu,
+        (cpu - qcpu) * 1e6 / report.messages as f64,
+    );
+}
