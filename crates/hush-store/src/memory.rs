@@ -1,14 +1,15 @@
 //! In-memory backend: same semantics as SQLite, nothing persisted (tests, `store_queues=memory`
 //! without a store log).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{StoreError, StoreResult};
 use crate::store::{QueueStore, StoreFuture};
 use crate::types::{
     AppendOutcome, BlockInfo, DEFAULT_QUOTA, DeleteOutcome, EntityId, Message, MsgId, NewMessage,
-    NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, StoreStats,
+    NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, ServiceParty, ServiceRecord,
+    StoreStats,
 };
 use crate::validate;
 
@@ -20,6 +21,29 @@ struct State {
     by_notifier: HashMap<EntityId, EntityId>,
     by_link: HashMap<EntityId, EntityId>,
     ntfs: HashMap<EntityId, VecDeque<PendingNtf>>,
+    /// Services by certificate hash.
+    services: HashMap<[u8; 32], ServiceRecord>,
+    /// Recipient id → service, for each side.
+    rcv_service: HashMap<EntityId, EntityId>,
+    ntf_service: HashMap<EntityId, EntityId>,
+    /// (side, service id, recipient or notifier id), for paging a service's queues in order.
+    service_index: BTreeSet<(u8, EntityId, EntityId)>,
+}
+
+fn side(p: ServiceParty) -> u8 {
+    match p {
+        ServiceParty::Recipient => 0,
+        ServiceParty::Notifier => 1,
+    }
+}
+
+impl State {
+    /// Drops the notifier-side association of queue `rid` (its notifier was `nid`).
+    fn drop_ntf_service(&mut self, rid: &EntityId, nid: &EntityId) {
+        if let Some(sid) = self.ntf_service.remove(rid) {
+            self.service_index.remove(&(1, sid, *nid));
+        }
+    }
 }
 
 /// In-memory [`QueueStore`].
@@ -220,6 +244,7 @@ impl QueueStore for MemoryStore {
             if let Some(old) = &old {
                 s.by_notifier.remove(old);
                 s.ntfs.remove(old);
+                s.drop_ntf_service(&recipient_id, old);
             }
             s.by_notifier.insert(creds.notifier_id, recipient_id);
             queue_mut(s, &recipient_id)?.notifier = Some(creds);
@@ -236,6 +261,7 @@ impl QueueStore for MemoryStore {
             if let Some(old) = &old {
                 s.by_notifier.remove(old);
                 s.ntfs.remove(old);
+                s.drop_ntf_service(&recipient_id, old);
             }
             Ok(old)
         })
@@ -280,6 +306,10 @@ impl QueueStore for MemoryStore {
             if let Some(n) = &q.notifier {
                 s.by_notifier.remove(&n.notifier_id);
                 s.ntfs.remove(&n.notifier_id);
+                s.drop_ntf_service(&recipient_id, &n.notifier_id);
+            }
+            if let Some(sid) = s.rcv_service.remove(&recipient_id) {
+                s.service_index.remove(&(0, sid, recipient_id));
             }
             if let Some(l) = &q.link {
                 s.by_link.remove(&l.link_id);
@@ -416,6 +446,108 @@ impl QueueStore for MemoryStore {
             }
             s.ntfs.retain(|_, q| !q.is_empty());
             Ok(n)
+        })
+    }
+
+    fn get_create_service(&self, service: ServiceRecord) -> StoreFuture<'_, EntityId> {
+        self.with(move |s, _| match s.services.get(&service.cert_hash) {
+            Some(r) if r.role == service.role => Ok(r.service_id),
+            Some(_) => Err(StoreError::Invalid("service certificate has another role")),
+            None => {
+                if s.services
+                    .values()
+                    .any(|r| r.service_id == service.service_id)
+                {
+                    return Err(StoreError::DuplicateId);
+                }
+                let id = service.service_id;
+                s.services.insert(service.cert_hash, service);
+                Ok(id)
+            }
+        })
+    }
+
+    fn get_queue_service(
+        &self,
+        recipient_id: EntityId,
+        party: ServiceParty,
+    ) -> StoreFuture<'_, Option<EntityId>> {
+        self.with(move |s, _| {
+            if !s.queues.contains_key(&recipient_id) {
+                return Err(StoreError::NotFound);
+            }
+            Ok(match party {
+                ServiceParty::Recipient => s.rcv_service.get(&recipient_id).copied(),
+                ServiceParty::Notifier => s.ntf_service.get(&recipient_id).copied(),
+            })
+        })
+    }
+
+    fn set_queue_service(
+        &self,
+        recipient_id: EntityId,
+        party: ServiceParty,
+        service_id: Option<EntityId>,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |s, _| {
+            let q = s.queues.get(&recipient_id).ok_or(StoreError::NotFound)?;
+            let key = match party {
+                ServiceParty::Recipient => recipient_id,
+                ServiceParty::Notifier => {
+                    q.notifier.as_ref().ok_or(StoreError::NotFound)?.notifier_id
+                }
+            };
+            let map = match party {
+                ServiceParty::Recipient => &mut s.rcv_service,
+                ServiceParty::Notifier => &mut s.ntf_service,
+            };
+            let prev = match service_id {
+                Some(sid) => map.insert(recipient_id, sid),
+                None => map.remove(&recipient_id),
+            };
+            if let Some(prev) = prev {
+                s.service_index.remove(&(side(party), prev, key));
+            }
+            if let Some(sid) = service_id {
+                s.service_index.insert((side(party), sid, key));
+            }
+            Ok(())
+        })
+    }
+
+    fn service_queue_count(
+        &self,
+        service_id: EntityId,
+        party: ServiceParty,
+    ) -> StoreFuture<'_, u64> {
+        self.with(move |s, _| {
+            let p = side(party);
+            Ok(s.service_index
+                .range((p, service_id, [0; 24])..=(p, service_id, [0xff; 24]))
+                .count() as u64)
+        })
+    }
+
+    fn service_queue_ids(
+        &self,
+        service_id: EntityId,
+        party: ServiceParty,
+        after: Option<EntityId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<EntityId>> {
+        self.with(move |s, _| {
+            let p = side(party);
+            use std::ops::Bound;
+            let start = match after {
+                Some(a) => Bound::Excluded((p, service_id, a)),
+                None => Bound::Included((p, service_id, [0; 24])),
+            };
+            let end = Bound::Included((p, service_id, [0xff; 24]));
+            Ok(s.service_index
+                .range((start, end))
+                .map(|(_, _, id)| *id)
+                .take(limit)
+                .collect())
         })
     }
 

@@ -24,7 +24,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::store::{QueueStore, StoreFuture};
 use crate::types::{
     AppendOutcome, BlockInfo, DEFAULT_QUOTA, DeleteOutcome, EntityId, Message, MsgId, NewMessage,
-    NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, StoreStats,
+    NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, ServiceParty, ServiceRecord,
+    StoreStats,
 };
 use crate::validate;
 
@@ -33,7 +34,7 @@ use crate::validate;
 const EXACT_COUNT_MAX: u64 = 100_000;
 
 /// Current PostgreSQL schema version.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 const PG_MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -78,6 +79,20 @@ const PG_MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX notifications_notifier ON notifications (notifier_id, id);
     CREATE INDEX notifications_ts ON notifications (ts);",
+    // 1 → 2: service certificates (v16; reference migration `20250514_service_certs`).
+    "CREATE TABLE services (
+        service_id BYTEA PRIMARY KEY,
+        service_role BIGINT NOT NULL,
+        service_cert BYTEA NOT NULL,
+        service_cert_hash BYTEA NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL
+    );
+    ALTER TABLE queues ADD COLUMN rcv_service_id BYTEA;
+    ALTER TABLE queues ADD COLUMN ntf_service_id BYTEA;
+    CREATE INDEX queues_rcv_service ON queues (rcv_service_id, recipient_id)
+        WHERE rcv_service_id IS NOT NULL;
+    CREATE INDEX queues_ntf_service ON queues (ntf_service_id, notifier_id)
+        WHERE ntf_service_id IS NOT NULL;",
 ];
 
 const _: () = assert!(PG_MIGRATIONS.len() as i64 == PG_SCHEMA_VERSION);
@@ -395,6 +410,13 @@ async fn lock_and_drop_ntfs<C: GenericClient + Sync>(
     Ok(old)
 }
 
+fn pg_service_column(p: ServiceParty) -> (&'static str, &'static str) {
+    match p {
+        ServiceParty::Recipient => ("rcv_service_id", "recipient_id"),
+        ServiceParty::Notifier => ("ntf_service_id", "notifier_id"),
+    }
+}
+
 async fn delete_ntfs<C: GenericClient + Sync>(c: &C, nid: &EntityId) -> StoreResult<()> {
     exec(
         c,
@@ -554,7 +576,7 @@ impl QueueStore for PgStore {
             let old = lock_and_drop_ntfs(&*tx, &rid).await?;
             exec(
                 &*tx,
-                "UPDATE queues SET notifier_id = $2, notifier_key = $3, rcv_ntf_dh_secret = $4 WHERE recipient_id = $1",
+                "UPDATE queues SET notifier_id = $2, notifier_key = $3, rcv_ntf_dh_secret = $4, ntf_service_id = NULL WHERE recipient_id = $1",
                 &[&&rid[..], &&creds.notifier_id[..], &creds.notifier_key, &&creds.rcv_ntf_dh_secret[..]],
             )
             .await?;
@@ -571,8 +593,8 @@ impl QueueStore for PgStore {
             if old.is_some() {
                 exec(
                     &*tx,
-                    "UPDATE queues SET notifier_id = NULL, notifier_key = NULL, rcv_ntf_dh_secret = NULL \
-                     WHERE recipient_id = $1",
+                    "UPDATE queues SET notifier_id = NULL, notifier_key = NULL, rcv_ntf_dh_secret = NULL, \
+                     ntf_service_id = NULL WHERE recipient_id = $1",
                     &[&&rid[..]],
                 )
                 .await?;
@@ -796,6 +818,164 @@ impl QueueStore for PgStore {
         Box::pin(async move {
             let c = self.client().await?;
             exec(&**c, "DELETE FROM notifications WHERE ts < $1", &[&before]).await
+        })
+    }
+
+    fn get_create_service(&self, r: ServiceRecord) -> StoreFuture<'_, EntityId> {
+        Box::pin(async move {
+            let mut c = self.client().await?;
+            let tx = begin!(c);
+            // Serialise registrations of the same certificate.
+            exec(
+                &*tx,
+                "SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))",
+                &[&&r.cert_hash[..]],
+            )
+            .await?;
+            let found = opt(
+                &*tx,
+                "SELECT service_id, service_role FROM services WHERE service_cert_hash = $1",
+                &[&&r.cert_hash[..]],
+            )
+            .await?;
+            let id = match found {
+                Some(row) => {
+                    let role: i64 = get(&row, 1)?;
+                    if role != i64::from(r.role) {
+                        return Err(StoreError::Invalid("service certificate has another role"));
+                    }
+                    let id: Vec<u8> = get(&row, 0)?;
+                    id.as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::BadRecord("service_id".into()))?
+                }
+                None => {
+                    exec(
+                        &*tx,
+                        "INSERT INTO services (service_id, service_role, service_cert, service_cert_hash, created_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[
+                            &&r.service_id[..],
+                            &i64::from(r.role),
+                            &r.cert,
+                            &&r.cert_hash[..],
+                            &r.created_at,
+                        ],
+                    )
+                    .await?;
+                    r.service_id
+                }
+            };
+            tx.commit().await.map_err(pg)?;
+            Ok(id)
+        })
+    }
+
+    fn get_queue_service(
+        &self,
+        rid: EntityId,
+        party: ServiceParty,
+    ) -> StoreFuture<'_, Option<EntityId>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let col = pg_service_column(party).0;
+            let row = opt(
+                &**c,
+                &format!("SELECT {col} FROM queues WHERE recipient_id = $1"),
+                &[&&rid[..]],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let v: Option<Vec<u8>> = get(&row, 0)?;
+            v.map(|id| {
+                id.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::BadRecord(col.into()))
+            })
+            .transpose()
+        })
+    }
+
+    fn set_queue_service(
+        &self,
+        rid: EntityId,
+        party: ServiceParty,
+        service_id: Option<EntityId>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let sid = service_id.map(|s| s.to_vec());
+            let sql = match party {
+                ServiceParty::Recipient => {
+                    "UPDATE queues SET rcv_service_id = $2 WHERE recipient_id = $1"
+                }
+                ServiceParty::Notifier => {
+                    "UPDATE queues SET ntf_service_id = $2 WHERE recipient_id = $1 AND notifier_id IS NOT NULL"
+                }
+            };
+            if exec(&**c, sql, &[&&rid[..], &sid]).await? == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
+    fn service_queue_count(&self, sid: EntityId, party: ServiceParty) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let col = pg_service_column(party).0;
+            let row = opt(
+                &**c,
+                &format!("SELECT count(*) FROM queues WHERE {col} = $1"),
+                &[&&sid[..]],
+            )
+            .await?
+            .ok_or(StoreError::Internal("count returned no row"))?;
+            let n: i64 = get(&row, 0)?;
+            u64::try_from(n).map_err(|_| StoreError::BadRecord("count".into()))
+        })
+    }
+
+    fn service_queue_ids(
+        &self,
+        sid: EntityId,
+        party: ServiceParty,
+        after: Option<EntityId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<EntityId>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let (col, id_col) = pg_service_column(party);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = match after {
+                Some(a) => {
+                    all(
+                        &**c,
+                        &format!(
+                            "SELECT {id_col} FROM queues WHERE {col} = $1 AND {id_col} > $2 \
+                             ORDER BY {id_col} LIMIT $3"
+                        ),
+                        &[&&sid[..], &&a[..], &limit],
+                    )
+                    .await?
+                }
+                None => all(
+                    &**c,
+                    &format!(
+                        "SELECT {id_col} FROM queues WHERE {col} = $1 ORDER BY {id_col} LIMIT $2"
+                    ),
+                    &[&&sid[..], &limit],
+                )
+                .await?,
+            };
+            rows.iter()
+                .map(|r| {
+                    let id: Vec<u8> = get(r, 0)?;
+                    id.as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::BadRecord(id_col.into()))
+                })
+                .collect()
         })
     }
 

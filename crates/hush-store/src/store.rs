@@ -6,7 +6,7 @@ use std::pin::Pin;
 use crate::error::StoreError;
 use crate::types::{
     AppendOutcome, BlockInfo, DeleteOutcome, EntityId, Message, MsgId, NewMessage, NotifierCreds,
-    PendingNtf, QueueLink, QueueRecord, StoreStats,
+    PendingNtf, QueueLink, QueueRecord, ServiceParty, ServiceRecord, StoreStats,
 };
 
 /// Boxed future returned by every [`QueueStore`] method (keeps the trait object-safe, so the
@@ -146,6 +146,61 @@ pub trait QueueStore: Send + Sync {
     }
     /// Remove notifications with `ts < before` (the relay passes now − 24 h); returns how many.
     fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64>;
+
+    /// The service of `service.cert_hash` (reference `getCreateService`): its stored id when
+    /// it exists with the same role, else `service` is stored and its id returned. A stored
+    /// service of another role is [`StoreError::Invalid`] (the relay refuses the handshake).
+    fn get_create_service(&self, service: ServiceRecord) -> StoreFuture<'_, EntityId> {
+        let _ = service;
+        Box::pin(async { Err(StoreError::Internal("service certificates not supported")) })
+    }
+    /// The service a queue's `party` side is associated with. Recipient side: any queue;
+    /// notifier side: `None` also when the queue has no notifier. A missing queue is
+    /// [`StoreError::NotFound`].
+    fn get_queue_service(
+        &self,
+        recipient_id: EntityId,
+        party: ServiceParty,
+    ) -> StoreFuture<'_, Option<EntityId>> {
+        let _ = (recipient_id, party);
+        Box::pin(async { Ok(None) })
+    }
+    /// Associate a queue's `party` side with a service, or remove the association (`None`);
+    /// reference `setQueueService`. Notifier side of a queue without notifier:
+    /// [`StoreError::NotFound`]. Replacing or deleting the notifier removes its association.
+    fn set_queue_service(
+        &self,
+        recipient_id: EntityId,
+        party: ServiceParty,
+        service_id: Option<EntityId>,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (recipient_id, party, service_id);
+        Box::pin(async { Err(StoreError::Internal("service certificates not supported")) })
+    }
+    /// How many queues are associated with the service on `party`'s side
+    /// (`getServiceQueueCount`).
+    fn service_queue_count(
+        &self,
+        service_id: EntityId,
+        party: ServiceParty,
+    ) -> StoreFuture<'_, u64> {
+        let _ = (service_id, party);
+        Box::pin(async { Ok(0) })
+    }
+    /// One page of the ids associated with the service, ascending: recipient ids
+    /// (`Recipient`) or notifier ids (`Notifier`), those greater than `after`, at most `limit`.
+    /// A service subscription walks them page by page (keyset pagination: bounded memory
+    /// whatever the number of queues).
+    fn service_queue_ids(
+        &self,
+        service_id: EntityId,
+        party: ServiceParty,
+        after: Option<EntityId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<EntityId>> {
+        let _ = (service_id, party, after, limit);
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Totals for metrics. PostgreSQL: a table with more than 100,000 rows (planner estimate)
     /// is not counted; its estimate (`pg_class.reltuples`) is returned.

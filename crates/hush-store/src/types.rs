@@ -175,3 +175,27 @@ pub struct StoreStats {
     pub messages: u64,
     pub notifications: u64,
 }
+
+/// The side of a queue a service (v16 service certificate) is associated with (reference
+/// `SRecipientService` / `SNotifierService`): a messaging service receives the queue's messages
+/// (`SUBS`), a notifier service its notifications (`NSUBS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServiceParty {
+    Recipient,
+    Notifier,
+}
+
+/// A service as the relay stores it (reference `ServiceRec`): its id is assigned at its first
+/// connection and found again by the hash of its identity certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub service_id: EntityId,
+    /// The role declared in the hello: `b'M'` (messaging), `b'N'` (notifier) or `b'P'` (proxy).
+    pub role: u8,
+    /// DER of the service's identity certificate.
+    pub cert: Vec<u8>,
+    /// SHA-256 of `cert` (unique: one service per certificate).
+    pub cert_hash: [u8; 32],
+    /// Unix seconds.
+    pub created_at: i64,
+}

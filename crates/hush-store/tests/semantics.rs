@@ -45,6 +45,8 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    service_registration,
+    service_associations,
     create_and_lookup_namespaces,
     duplicate_ids_refused,
     secure_queue_rules,
@@ -790,4 +792,132 @@ async fn expiry_is_a_prefix_and_per_queue(s: &dyn QueueStore) {
         s.expire_queue_messages(rid(9), 1).await,
         Err(StoreError::NotFound)
     ));
+}
+
+fn service(n: u8, role: u8) -> hush_store::ServiceRecord {
+    hush_store::ServiceRecord {
+        service_id: [0xa0 + n; 24],
+        role,
+        cert: vec![n; 40],
+        cert_hash: [n; 32],
+        created_at: 1_700_000_000,
+    }
+}
+
+/// A certificate gets one service id (the first one given), per role; the same certificate in
+/// another role is refused.
+async fn service_registration(s: &dyn QueueStore) {
+    assert_eq!(
+        s.get_create_service(service(1, b'N')).await.unwrap(),
+        [0xa1; 24]
+    );
+    // Same certificate, another proposed id: the stored one.
+    let mut again = service(1, b'N');
+    again.service_id = [0xbb; 24];
+    assert_eq!(s.get_create_service(again).await.unwrap(), [0xa1; 24]);
+    // Same certificate, other role.
+    assert!(matches!(
+        s.get_create_service(service(1, b'M')).await,
+        Err(StoreError::Invalid(_))
+    ));
+    // Another certificate: its own id.
+    assert_eq!(
+        s.get_create_service(service(2, b'M')).await.unwrap(),
+        [0xa2; 24]
+    );
+}
+
+/// Queue ↔ service associations: per side, counted and paged in id order, removed with the
+/// notifier (replaced or deleted) and with the queue.
+async fn service_associations(s: &dyn QueueStore) {
+    use hush_store::ServiceParty::{Notifier, Recipient};
+    let svc = s.get_create_service(service(3, b'N')).await.unwrap();
+    let other = [0x55; 24];
+    for n in 1..=7 {
+        s.create_queue(full_queue(n)).await.unwrap();
+    }
+    s.create_queue(queue(8)).await.unwrap(); // no notifier
+    assert_eq!(s.get_queue_service(rid(1), Notifier).await.unwrap(), None);
+    assert!(matches!(
+        s.get_queue_service(rid(99), Notifier).await,
+        Err(StoreError::NotFound)
+    ));
+    // Notifier side of a queue without notifier / a missing queue: NotFound.
+    assert!(matches!(
+        s.set_queue_service(rid(8), Notifier, Some(svc)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.set_queue_service(rid(99), Recipient, Some(svc)).await,
+        Err(StoreError::NotFound)
+    ));
+    for n in 1..=6 {
+        s.set_queue_service(rid(n), Notifier, Some(svc))
+            .await
+            .unwrap();
+    }
+    s.set_queue_service(rid(7), Notifier, Some(other))
+        .await
+        .unwrap();
+    s.set_queue_service(rid(8), Recipient, Some(svc))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_queue_service(rid(2), Notifier).await.unwrap(),
+        Some(svc)
+    );
+    assert_eq!(s.get_queue_service(rid(2), Recipient).await.unwrap(), None);
+    assert_eq!(
+        s.get_queue_service(rid(8), Recipient).await.unwrap(),
+        Some(svc)
+    );
+    assert_eq!(s.service_queue_count(svc, Notifier).await.unwrap(), 6);
+    assert_eq!(s.service_queue_count(svc, Recipient).await.unwrap(), 1);
+    assert_eq!(s.service_queue_count(other, Notifier).await.unwrap(), 1);
+    // Paging: notifier ids, ascending, after the last one seen.
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.service_queue_ids(svc, Notifier, after, 4).await.unwrap();
+        assert!(page.len() <= 4);
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().copied();
+        all.extend(page);
+    }
+    let mut want: Vec<_> = (1..=6).map(nid).collect();
+    want.sort();
+    assert_eq!(all, want);
+    assert_eq!(
+        s.service_queue_ids(svc, Recipient, None, 10).await.unwrap(),
+        vec![rid(8)]
+    );
+    // Moving a queue to another service, and removing an association.
+    s.set_queue_service(rid(6), Notifier, Some(other))
+        .await
+        .unwrap();
+    s.set_queue_service(rid(5), Notifier, None).await.unwrap();
+    assert_eq!(s.service_queue_count(svc, Notifier).await.unwrap(), 4);
+    assert_eq!(s.service_queue_count(other, Notifier).await.unwrap(), 2);
+    // The notifier replaced: its association goes with it.
+    let mut n2 = notifier(40);
+    n2.notifier_id = nid(40);
+    s.set_notifier(rid(1), n2).await.unwrap();
+    assert_eq!(s.get_queue_service(rid(1), Notifier).await.unwrap(), None);
+    // Deleted notifier, deleted queue.
+    s.delete_notifier(rid(2)).await.unwrap();
+    s.delete_queue(rid(3)).await.unwrap();
+    s.delete_queue(rid(8)).await.unwrap();
+    assert_eq!(s.service_queue_count(svc, Notifier).await.unwrap(), 1);
+    assert_eq!(
+        s.service_queue_ids(svc, Notifier, None, 10).await.unwrap(),
+        vec![nid(4)]
+    );
+    assert_eq!(s.service_queue_count(svc, Recipient).await.unwrap(), 0);
+    // Re-associating with the same service is harmless.
+    s.set_queue_service(rid(4), Notifier, Some(svc))
+        .await
+        .unwrap();
+    assert_eq!(s.service_queue_count(svc, Notifier).await.unwrap(), 1);
 }

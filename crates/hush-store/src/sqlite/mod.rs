@@ -50,7 +50,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::store::{QueueStore, StoreFuture};
 use crate::types::{
     AppendOutcome, BlockInfo, DEFAULT_QUOTA, DeleteOutcome, EntityId, Message, MsgId, NewMessage,
-    NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, StoreStats,
+    NotifierCreds, PendingNtf, QueueLink, QueueRecord, QueueStatus, ServiceParty, ServiceRecord,
+    StoreStats,
 };
 use cache::{Cache, Key};
 use ops::{IdKind, WriterState};
@@ -792,6 +793,41 @@ impl QueueStore for SqliteStore {
 
     fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64> {
         Box::pin(self.write(move |c, _| ops::expire_notifications(c, before)))
+    }
+
+    fn get_create_service(&self, service: ServiceRecord) -> StoreFuture<'_, EntityId> {
+        Box::pin(self.write(move |c, _| ops::get_create_service(c, service)))
+    }
+
+    fn get_queue_service(
+        &self,
+        rid: EntityId,
+        party: ServiceParty,
+    ) -> StoreFuture<'_, Option<EntityId>> {
+        Box::pin(self.read(move |c| ops::get_queue_service(c, &rid, party)))
+    }
+
+    fn set_queue_service(
+        &self,
+        rid: EntityId,
+        party: ServiceParty,
+        service_id: Option<EntityId>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |c, _| ops::set_queue_service(c, &rid, party, service_id)))
+    }
+
+    fn service_queue_count(&self, sid: EntityId, party: ServiceParty) -> StoreFuture<'_, u64> {
+        Box::pin(self.read(move |c| ops::service_queue_count(c, &sid, party)))
+    }
+
+    fn service_queue_ids(
+        &self,
+        sid: EntityId,
+        party: ServiceParty,
+        after: Option<EntityId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<EntityId>> {
+        Box::pin(self.read(move |c| ops::service_queue_ids(c, &sid, party, after, limit)))
     }
 
     fn stats(&self) -> StoreFuture<'_, StoreStats> {

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{StoreError, StoreResult};
 
 /// Current schema version (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations: entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -56,6 +56,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX notifications_notifier ON notifications (notifier_id, id);
     CREATE INDEX notifications_ts ON notifications (ts);",
+    // 1 → 2: service certificates (v16): services, and the queue ↔ service associations
+    // (reference migration `20250514_service_certs`).
+    "CREATE TABLE services (
+        service_id BLOB PRIMARY KEY,
+        service_role INTEGER NOT NULL,
+        service_cert BLOB NOT NULL,
+        service_cert_hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    ALTER TABLE queues ADD COLUMN rcv_service_id BLOB;
+    ALTER TABLE queues ADD COLUMN ntf_service_id BLOB;
+    CREATE INDEX queues_rcv_service ON queues (rcv_service_id, recipient_id)
+        WHERE rcv_service_id IS NOT NULL;
+    CREATE INDEX queues_ntf_service ON queues (ntf_service_id, notifier_id)
+        WHERE ntf_service_id IS NOT NULL;",
 ];
 
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";

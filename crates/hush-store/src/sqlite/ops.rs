@@ -228,7 +228,7 @@ pub(crate) fn set_notifier(
     }
     update(
         c,
-        "UPDATE queues SET notifier_id = ?2, notifier_key = ?3, rcv_ntf_dh_secret = ?4 WHERE recipient_id = ?1",
+        "UPDATE queues SET notifier_id = ?2, notifier_key = ?3, rcv_ntf_dh_secret = ?4, ntf_service_id = NULL WHERE recipient_id = ?1",
         params![
             &rid[..],
             &n.notifier_id[..],
@@ -246,7 +246,7 @@ pub(crate) fn delete_notifier(c: &Connection, rid: &EntityId) -> StoreResult<Opt
     }
     update(
         c,
-        "UPDATE queues SET notifier_id = NULL, notifier_key = NULL, rcv_ntf_dh_secret = NULL WHERE recipient_id = ?1",
+        "UPDATE queues SET notifier_id = NULL, notifier_key = NULL, rcv_ntf_dh_secret = NULL, ntf_service_id = NULL WHERE recipient_id = ?1",
         params![&rid[..]],
     )?;
     Ok(old)
@@ -624,4 +624,127 @@ pub(crate) fn stats(c: &Connection) -> StoreResult<StoreStats> {
         messages: count("SELECT count(*) FROM messages")?,
         notifications: count("SELECT count(*) FROM notifications")?,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service certificates (v16)
+
+pub(crate) fn get_create_service(
+    c: &Connection,
+    r: crate::types::ServiceRecord,
+) -> StoreResult<EntityId> {
+    let found: Option<(Vec<u8>, i64)> = c
+        .prepare_cached(
+            "SELECT service_id, service_role FROM services WHERE service_cert_hash = ?1",
+        )?
+        .query_row(params![&r.cert_hash[..]], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    match found {
+        Some((id, role)) if role == i64::from(r.role) => {
+            id.as_slice().try_into().map_err(|_| bad("service_id"))
+        }
+        Some(_) => Err(StoreError::Invalid("service certificate has another role")),
+        None => {
+            c.prepare_cached(
+                "INSERT INTO services (service_id, service_role, service_cert, service_cert_hash, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                &r.service_id[..],
+                i64::from(r.role),
+                r.cert,
+                &r.cert_hash[..],
+                r.created_at
+            ])
+            .map_err(dup)?;
+            Ok(r.service_id)
+        }
+    }
+}
+
+fn service_column(p: crate::types::ServiceParty) -> (&'static str, &'static str) {
+    match p {
+        crate::types::ServiceParty::Recipient => ("rcv_service_id", "recipient_id"),
+        crate::types::ServiceParty::Notifier => ("ntf_service_id", "notifier_id"),
+    }
+}
+
+pub(crate) fn get_queue_service(
+    c: &Connection,
+    rid: &EntityId,
+    party: crate::types::ServiceParty,
+) -> StoreResult<Option<EntityId>> {
+    let (col, _) = service_column(party);
+    let v: Option<Option<Vec<u8>>> = c
+        .prepare_cached(&format!("SELECT {col} FROM queues WHERE recipient_id = ?1"))?
+        .query_row(params![&rid[..]], |r| r.get(0))
+        .optional()?;
+    match v {
+        None => Err(StoreError::NotFound),
+        Some(None) => Ok(None),
+        Some(Some(id)) => Ok(Some(id.as_slice().try_into().map_err(|_| bad(col))?)),
+    }
+}
+
+pub(crate) fn set_queue_service(
+    c: &Connection,
+    rid: &EntityId,
+    party: crate::types::ServiceParty,
+    sid: Option<EntityId>,
+) -> StoreResult<()> {
+    let sid = sid.map(|s| s.to_vec());
+    let n = match party {
+        crate::types::ServiceParty::Recipient => c
+            .prepare_cached("UPDATE queues SET rcv_service_id = ?2 WHERE recipient_id = ?1")?
+            .execute(params![&rid[..], sid])?,
+        crate::types::ServiceParty::Notifier => c
+            .prepare_cached(
+                "UPDATE queues SET ntf_service_id = ?2 WHERE recipient_id = ?1 AND notifier_id IS NOT NULL",
+            )?
+            .execute(params![&rid[..], sid])?,
+    };
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(crate) fn service_queue_count(
+    c: &Connection,
+    sid: &EntityId,
+    party: crate::types::ServiceParty,
+) -> StoreResult<u64> {
+    let (col, _) = service_column(party);
+    let n: i64 = c
+        .prepare_cached(&format!("SELECT count(*) FROM queues WHERE {col} = ?1"))?
+        .query_row(params![&sid[..]], |r| r.get(0))?;
+    u64::try_from(n).map_err(|_| bad("count"))
+}
+
+pub(crate) fn service_queue_ids(
+    c: &Connection,
+    sid: &EntityId,
+    party: crate::types::ServiceParty,
+    after: Option<EntityId>,
+    limit: usize,
+) -> StoreResult<Vec<EntityId>> {
+    let (col, id_col) = service_column(party);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // The first page has no lower bound; then ids after the last one seen.
+    let (bound, after) = match after {
+        Some(a) => (format!("AND {id_col} > ?2"), a.to_vec()),
+        None => ("AND ?2 IS NOT NULL".to_string(), Vec::new()),
+    };
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {id_col} FROM queues WHERE {col} = ?1 {bound} ORDER BY {id_col} LIMIT ?3"
+    ))?;
+    let mut rows = st.query(params![&sid[..], after, limit])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: Vec<u8> = r.get(0)?;
+        out.push(id.as_slice().try_into().map_err(|_| bad(id_col))?);
+    }
+    Ok(out)
 }
