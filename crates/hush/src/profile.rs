@@ -90,6 +90,30 @@ pub struct HistoryItem {
     pub peer: String,
     pub group: Option<String>,
     pub text: String,
+    /// Our direct messages: `pending` (in the outbox), `sent` (the relay accepted it),
+    /// `delivered` (the contact's delivery receipt arrived). `None` for others.
+    pub status: Option<String>,
+}
+
+/// Where a history row came from or went to, so receipts, edits and deletions find it.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryMeta<'a> {
+    /// The agent connection.
+    pub conn_id: Option<i64>,
+    /// The agent's message id (ours: what receipts refer to).
+    pub agent_msg_id: Option<i64>,
+    /// The chat `msgId` (base64), what edits and deletions refer to.
+    pub shared_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+}
+
+/// What a peer speaks, learnt from its connection info and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerChat {
+    /// The peer's chat version range (`min`, `max`) from its last chat message.
+    pub vrange: Option<(u16, u16)>,
+    /// An old hush client (`{"name":…}` conn info, `{"t":…}` bodies).
+    pub legacy: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,7 +148,17 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS history (
   id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, dir TEXT NOT NULL, peer TEXT NOT NULL,
   gid TEXT, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS peer_chat (
+  conn_id INTEGER PRIMARY KEY, vmin INTEGER, vmax INTEGER, legacy INTEGER NOT NULL DEFAULT 0);
 ";
+
+/// Columns added to `history` after its first version (added to older databases at open).
+const HISTORY_COLUMNS: &[(&str, &str)] = &[
+    ("conn_id", "INTEGER"),
+    ("agent_msg_id", "INTEGER"),
+    ("shared_id", "TEXT"),
+    ("status", "TEXT"),
+];
 
 impl Profile {
     /// Opens an existing profile.
@@ -146,6 +180,19 @@ impl Profile {
         db.busy_timeout(Duration::from_secs(5))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.execute_batch(SCHEMA)?;
+        let have: Vec<String> = db
+            .prepare("SELECT name FROM pragma_table_info('history')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (col, ty) in HISTORY_COLUMNS {
+            if !have.iter().any(|h| h == col) {
+                db.execute_batch(&format!("ALTER TABLE history ADD COLUMN {col} {ty}"))?;
+            }
+        }
+        db.execute_batch(
+            "CREATE INDEX IF NOT EXISTS history_conn_msg ON history (conn_id, agent_msg_id);
+             CREATE INDEX IF NOT EXISTS history_conn_shared ON history (conn_id, shared_id);",
+        )?;
         Ok(Profile {
             dir: dir.to_path_buf(),
             db,
@@ -441,11 +488,115 @@ impl Profile {
         gid: Option<&str>,
         text: &str,
     ) -> Result<(), ProfileError> {
+        self.add_history_meta(dir, peer, gid, text, &HistoryMeta::default())
+    }
+
+    pub fn add_history_meta(
+        &self,
+        dir: &str,
+        peer: &str,
+        gid: Option<&str>,
+        text: &str,
+        meta: &HistoryMeta<'_>,
+    ) -> Result<(), ProfileError> {
         self.db.execute(
-            "INSERT INTO history (ts_ms, dir, peer, gid, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_ms(), dir, peer, gid, text],
+            "INSERT INTO history (ts_ms, dir, peer, gid, text, conn_id, agent_msg_id, shared_id, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                now_ms(),
+                dir,
+                peer,
+                gid,
+                text,
+                meta.conn_id,
+                meta.agent_msg_id,
+                meta.shared_id,
+                meta.status
+            ],
         )?;
         Ok(())
+    }
+
+    /// Moves our message `agent_msg_id` on `conn_id` to `status` (`sent`, `delivered`); a
+    /// message already delivered stays so. Returns (peer, text) of the message, `None` when no
+    /// message of ours has that id (e.g. a receipt or other control message).
+    pub fn set_history_status(
+        &self,
+        conn_id: i64,
+        agent_msg_id: i64,
+        status: &str,
+    ) -> Result<Option<(String, String)>, ProfileError> {
+        let row: Option<(i64, String, String, Option<String>)> = self
+            .db
+            .query_row(
+                "SELECT id, peer, text, status FROM history
+                 WHERE conn_id = ?1 AND agent_msg_id = ?2 AND dir = 'out'",
+                params![conn_id, agent_msg_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((id, peer, text, old)) = row else {
+            return Ok(None);
+        };
+        if old.as_deref() != Some("delivered") {
+            self.db.execute(
+                "UPDATE history SET status = ?2 WHERE id = ?1",
+                params![id, status],
+            )?;
+        }
+        Ok(Some((peer, text)))
+    }
+
+    /// Replaces the text of the message `shared_id` received on `conn_id` (an edit, or a
+    /// deletion shown as `[deleted]`; the latest one if a sender reused an id). Returns whether
+    /// there was such a message.
+    pub fn edit_received(
+        &self,
+        conn_id: i64,
+        shared_id: &str,
+        text: &str,
+        status: Option<&str>,
+    ) -> Result<bool, ProfileError> {
+        Ok(self.db.execute(
+            "UPDATE history SET text = ?3, status = ?4 WHERE id = (
+               SELECT MAX(id) FROM history WHERE conn_id = ?1 AND shared_id = ?2 AND dir = 'in')",
+            params![conn_id, shared_id, text, status],
+        )? > 0)
+    }
+
+    // ---- what peers speak
+
+    pub fn set_peer_chat(&self, conn_id: i64, peer: PeerChat) -> Result<(), ProfileError> {
+        let (vmin, vmax) = match peer.vrange {
+            Some((a, b)) => (Some(a), Some(b)),
+            None => (None, None),
+        };
+        self.db.execute(
+            "INSERT INTO peer_chat (conn_id, vmin, vmax, legacy) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(conn_id) DO UPDATE SET
+               vmin = COALESCE(excluded.vmin, vmin), vmax = COALESCE(excluded.vmax, vmax),
+               legacy = excluded.legacy",
+            params![conn_id, vmin, vmax, peer.legacy],
+        )?;
+        Ok(())
+    }
+
+    pub fn peer_chat(&self, conn_id: i64) -> Result<Option<PeerChat>, ProfileError> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT vmin, vmax, legacy FROM peer_chat WHERE conn_id = ?1",
+                [conn_id],
+                |r| {
+                    let vmin: Option<u16> = r.get(0)?;
+                    let vmax: Option<u16> = r.get(1)?;
+                    Ok(PeerChat {
+                        vrange: vmin.zip(vmax),
+                        legacy: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// The last `limit` messages with `peer` (direct) or in group `gid`, oldest first.
@@ -457,7 +608,7 @@ impl Profile {
     ) -> Result<Vec<HistoryItem>, ProfileError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut s = self.db.prepare(
-            "SELECT h.ts_ms, h.dir, h.peer, g.name, h.text FROM history h
+            "SELECT h.ts_ms, h.dir, h.peer, g.name, h.text, h.status FROM history h
              LEFT JOIN groups g ON g.gid = h.gid
              WHERE (?1 IS NULL OR (h.peer = ?1 AND h.gid IS NULL)) AND (?2 IS NULL OR h.gid = ?2)
              ORDER BY h.id DESC LIMIT ?3",
@@ -470,6 +621,7 @@ impl Profile {
                     peer: r.get(2)?,
                     group: r.get(3)?,
                     text: r.get(4)?,
+                    status: r.get(5)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -2,8 +2,19 @@
 //! contacts, contact requests, history, groups (members connected to each other over their own
 //! queues), and the output (text lines or JSON lines).
 //!
-//! Message bodies between hush clients are JSON objects ([`Body`]); the connection info sent
-//! when connecting is [`ConnInfo`]. A body that is not hush JSON is shown as plain text.
+//! Messages and connection info speak the SimpleX Chat protocol (`hush-chat`), so a SimpleX
+//! Chat app user sees a named contact and plain text: our connection info is `x.info` with our
+//! profile (`x.contact` when we use someone's contact address), texts are `x.msg.new`, and
+//! hush's own group bodies ([`Body`]) travel as `x.hush.<t>` events, which the app ignores.
+//! Received bodies are decoded by [`decode_body`] (single messages, batches, compressed
+//! batches); `x.msg.update` / `x.msg.del` edit the history, `x.info` is a profile update, and
+//! other events are ignored (logged at debug, event name only). Old hush clients (conn info
+//! [`ConnInfo`], bodies `{"t":…}`) still work: what does not decode as chat is read as the
+//! legacy JSON, and such peers are answered in it. A body that is neither is shown as text.
+//!
+//! Delivery receipts: a received message that asks for one (`x.msg.new`) is acknowledged with
+//! a receipt; our own direct messages go `pending` → `sent` (the relay took it) →
+//! `delivered` (the peer's receipt), shown in `chat` and kept in the history.
 //!
 //! Groups: the creator invites contacts (`ginv`); a contact that joins (`gjoin`) is introduced
 //! to every member who joined before (`gintro`); that member creates a one-time invitation and
@@ -17,12 +28,22 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hush_agent::{Agent, AgentConfig, AgentEvent, AgentEvents, ConnStatus};
-use hush_proto::address::ProtocolServer;
+use hush_chat::{
+    ChatMessage, ChatMsgEvent, ChatVersionRange, HUSH_CHAT_VRANGE, JsonObject, conn_info_body,
+    message_body, parse_chat_messages,
+};
+use hush_proto::address::{ConnectionRequestUri, ProtocolServer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::notify::Notifier;
-use crate::profile::{NotifyMode, Profile};
+use crate::profile::{HistoryMeta, NotifyMode, PeerChat, Profile};
+
+/// The profile field (ignored by the app) that carries a hush group id in the `x.info` of a
+/// member-to-member connection.
+pub const HUSH_GID: &str = "hushGid";
+/// Prefix of the events that carry hush's own [`Body`]s (the app ignores unknown events).
+pub const HUSH_EVENT_PREFIX: &str = "x.hush.";
 
 /// What a hush client sends in a message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,6 +94,212 @@ impl ConnInfo {
             gid: None,
         })
     }
+}
+
+/// What a peer's connection info (`Confirmation`, `Connected`, `ContactRequest`) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The display name it asks to be shown under.
+    pub name: String,
+    /// A hush group id (member-to-member connections).
+    pub gid: Option<String>,
+    /// The peer's chat version range (chat conn info only).
+    pub vrange: Option<ChatVersionRange>,
+    /// An old hush client's `{"name":…}`.
+    pub legacy: bool,
+}
+
+impl PeerInfo {
+    /// `x.info` or `x.contact` (old apps send `x.info` as a contact request too); else the
+    /// legacy hush `{"name":…}`; else the first 32 characters of the bytes as a name.
+    pub fn parse(b: &[u8]) -> PeerInfo {
+        for r in parse_chat_messages(b) {
+            match r {
+                Ok(m) => {
+                    if let Some(p) = m.profile() {
+                        return PeerInfo {
+                            name: p.display_name.clone(),
+                            gid: p
+                                .other
+                                .get(HUSH_GID)
+                                .and_then(|v| v.as_str())
+                                .map(str::to_string),
+                            vrange: Some(m.chat_vrange),
+                            legacy: false,
+                        };
+                    }
+                    tracing::debug!(event = m.event.name(), "chat: conn info without a profile");
+                }
+                Err(e) => tracing::debug!("chat: conn info is not a chat message: {e}"),
+            }
+        }
+        let legacy = serde_json::from_slice::<ConnInfo>(b).is_ok();
+        let i = ConnInfo::parse(b);
+        PeerInfo {
+            name: i.name,
+            gid: i.gid,
+            vrange: None,
+            legacy,
+        }
+    }
+
+    fn peer_chat(&self) -> PeerChat {
+        PeerChat {
+            vrange: self.vrange.map(|v| (v.min(), v.max())),
+            legacy: self.legacy,
+        }
+    }
+}
+
+/// One thing a received body says, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A text (`x.msg.new`, any content type: its text), or a legacy / plain-text message.
+    Text {
+        text: String,
+        /// The chat `msgId` (base64), when the sender gave one.
+        shared_id: Option<String>,
+    },
+    /// `x.msg.update`: message `shared_id` now reads `text`.
+    Edit { shared_id: String, text: String },
+    /// `x.msg.del`.
+    Delete { shared_id: String },
+    /// `x.info`: the peer's new profile.
+    Profile { name: String },
+    /// A hush group body (`x.hush.*`, or legacy JSON).
+    Hush(Body),
+    /// An event hush does not handle (groups of the app, files, calls, reactions, …).
+    Ignored { event: String },
+    /// Nothing readable (not chat, not legacy JSON, not UTF-8).
+    Undecodable { error: String },
+}
+
+/// A received body, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub items: Vec<Item>,
+    /// Some message asks for a delivery receipt.
+    pub receipt: bool,
+    /// The sender's chat version range (from its last chat message).
+    pub vrange: Option<ChatVersionRange>,
+    /// The body was an old hush client's `{"t":…}` JSON.
+    pub legacy: bool,
+}
+
+/// Decodes a received message body: chat messages (one, a `[` batch, an `X` compressed batch,
+/// an `=` binary batch), else the legacy hush [`Body`], else UTF-8 text.
+pub fn decode_body(body: &[u8]) -> Decoded {
+    let mut d = Decoded {
+        items: Vec::new(),
+        receipt: false,
+        vrange: None,
+        legacy: false,
+    };
+    let mut chat_ok = false;
+    let mut first_err = None;
+    for r in parse_chat_messages(body) {
+        let m = match r {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!("chat: undecodable message: {e}");
+                first_err.get_or_insert_with(|| e.to_string());
+                continue;
+            }
+        };
+        chat_ok = true;
+        d.receipt |= m.event.has_delivery_receipt();
+        d.vrange = Some(m.chat_vrange);
+        let shared_id = m.msg_id.as_ref().map(|i| i.to_text());
+        d.items.push(match m.event {
+            ChatMsgEvent::MsgNew(c) => Item::Text {
+                text: c.content.text().to_string(),
+                shared_id,
+            },
+            ChatMsgEvent::MsgUpdate {
+                msg_id, content, ..
+            } => Item::Edit {
+                shared_id: msg_id.to_text(),
+                text: content.text().to_string(),
+            },
+            ChatMsgEvent::MsgDel { msg_id, .. } => Item::Delete {
+                shared_id: msg_id.to_text(),
+            },
+            ChatMsgEvent::Info(p) => Item::Profile {
+                name: p.display_name,
+            },
+            ChatMsgEvent::Unknown { event, params } if event.starts_with(HUSH_EVENT_PREFIX) => {
+                match serde_json::from_value::<Body>(serde_json::Value::Object(params)) {
+                    Ok(b) if hush_event(&b) == event => Item::Hush(b),
+                    _ => {
+                        tracing::debug!(event, "chat: malformed hush event ignored");
+                        Item::Ignored { event }
+                    }
+                }
+            }
+            other => {
+                tracing::debug!(event = other.name(), "chat: event ignored");
+                Item::Ignored {
+                    event: other.name().to_string(),
+                }
+            }
+        });
+    }
+    if chat_ok {
+        return d;
+    }
+    if let Ok(b) = serde_json::from_slice::<Body>(body) {
+        d.legacy = true;
+        d.receipt = matches!(b, Body::Msg { .. });
+        d.items.push(match b {
+            Body::Msg { text } => Item::Text {
+                text,
+                shared_id: None,
+            },
+            b => Item::Hush(b),
+        });
+        return d;
+    }
+    // plain text from another client; binary (a broken compressed batch) is not shown
+    d.items.push(match std::str::from_utf8(body) {
+        Ok(t) if !t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Item::Text {
+            text: t.to_string(),
+            shared_id: None,
+        },
+        _ => Item::Undecodable {
+            error: first_err.unwrap_or_else(|| "not UTF-8".into()),
+        },
+    });
+    d
+}
+
+/// The event name a hush [`Body`] travels under.
+fn hush_event(b: &Body) -> String {
+    let t = match b {
+        Body::Msg { .. } => "msg",
+        Body::Ginv { .. } => "ginv",
+        Body::Gjoin { .. } => "gjoin",
+        Body::Gintro { .. } => "gintro",
+        Body::Glink { .. } => "glink",
+        Body::Gfwd { .. } => "gfwd",
+        Body::Gmsg { .. } => "gmsg",
+    };
+    format!("{HUSH_EVENT_PREFIX}{t}")
+}
+
+/// A hush [`Body`] as a chat message (`x.hush.<t>`, params = the body's JSON); `Msg` is a
+/// plain `x.msg.new`.
+pub fn body_chat_message(b: &Body) -> ChatMessage {
+    if let Body::Msg { text } = b {
+        return ChatMessage::text(text.clone());
+    }
+    let params: JsonObject = match serde_json::to_value(b) {
+        Ok(serde_json::Value::Object(o)) => o,
+        _ => JsonObject::new(),
+    };
+    ChatMessage::new(ChatMsgEvent::Unknown {
+        event: hush_event(b),
+        params,
+    })
 }
 
 /// Where output goes.
@@ -192,18 +419,53 @@ impl Session {
         })
     }
 
-    fn my_info(&self, gid: Option<&str>) -> anyhow::Result<Vec<u8>> {
-        Ok(serde_json::to_vec(&ConnInfo {
-            name: self.profile.name()?,
-            gid: gid.map(str::to_string),
-        })?)
+    fn my_profile(&self, gid: Option<&str>) -> anyhow::Result<hush_chat::Profile> {
+        let mut p = hush_chat::Profile::named(self.profile.name()?);
+        if let Some(g) = gid {
+            p.other.insert(HUSH_GID.into(), g.into());
+        }
+        Ok(p)
     }
 
-    fn send_body(&mut self, conn: i64, body: &Body) -> anyhow::Result<i64> {
-        let bytes = serde_json::to_vec(body)?;
+    /// Our connection info: `x.info` with our profile (no compression: no PQ in our ratchet).
+    fn my_info(&self, gid: Option<&str>) -> anyhow::Result<Vec<u8>> {
+        Ok(conn_info_body(
+            &ChatMessage::info(self.my_profile(gid)?),
+            false,
+        )?)
+    }
+
+    /// Sends `msg` on `conn`, or the legacy JSON of `legacy` to an old hush peer.
+    fn send_chat(&mut self, conn: i64, msg: &ChatMessage, legacy: &Body) -> anyhow::Result<i64> {
+        let old = self
+            .profile
+            .peer_chat(conn)?
+            .map(|p| p.legacy)
+            .unwrap_or(false);
+        let bytes = if old {
+            serde_json::to_vec(legacy)?
+        } else {
+            message_body(msg.encode(), false)?
+        };
         let id = self.agent.send(conn, &bytes)?;
         self.unsent.insert((conn, id), String::new());
         Ok(id)
+    }
+
+    fn send_body(&mut self, conn: i64, body: &Body) -> anyhow::Result<i64> {
+        self.send_chat(conn, &body_chat_message(body), body)
+    }
+
+    /// The chat version of the connection with a peer (reference `peerConnChatVersion`); 1
+    /// until the peer said otherwise. Batches of several messages need ≥ 9.
+    pub fn peer_conn_version(&self, conn: i64) -> anyhow::Result<u16> {
+        let peer = self
+            .profile
+            .peer_chat(conn)?
+            .and_then(|p| p.vrange)
+            .and_then(|(a, b)| ChatVersionRange::new(a, b))
+            .unwrap_or(ChatVersionRange::INITIAL);
+        Ok(HUSH_CHAT_VRANGE.peer_conn_version(&peer))
     }
 
     // ------------------------------------------------------------------ commands
@@ -221,8 +483,15 @@ impl Session {
     }
 
     pub async fn connect(&mut self, link: &str) -> anyhow::Result<i64> {
-        let info = self.my_info(None)?;
-        let conn = self.agent.join(link.trim(), &info).await?;
+        let link = link.trim();
+        // a contact address gets x.contact (a request), a one-time invitation x.info
+        let info = match ConnectionRequestUri::parse(link) {
+            Ok(ConnectionRequestUri::Contact { .. }) => {
+                conn_info_body(&ChatMessage::contact_request(self.my_profile(None)?), false)?
+            }
+            _ => self.my_info(None)?,
+        };
+        let conn = self.agent.join(link, &info).await?;
         self.profile.add_contact(conn, None, "joining")?;
         self.out.emit(
             "connecting",
@@ -283,13 +552,27 @@ impl Session {
 
     pub fn send_text(&mut self, name: &str, text: &str) -> anyhow::Result<()> {
         let conn = self.connected_contact(name)?;
-        self.send_body(
+        let msg = ChatMessage::text(text);
+        let shared = msg.msg_id.as_ref().map(|i| i.to_text());
+        let id = self.send_chat(
             conn,
+            &msg,
             &Body::Msg {
                 text: text.to_string(),
             },
         )?;
-        self.profile.add_history("out", name, None, text)?;
+        self.profile.add_history_meta(
+            "out",
+            name,
+            None,
+            text,
+            &HistoryMeta {
+                conn_id: Some(conn),
+                agent_msg_id: Some(id),
+                shared_id: shared.as_deref(),
+                status: Some("pending"),
+            },
+        )?;
         Ok(())
     }
 
@@ -405,9 +688,13 @@ impl Session {
             } else {
                 h.peer.as_str()
             };
+            let status = match (h.dir.as_str(), &h.status) {
+                ("out", Some(s)) => format!(" ({s})"),
+                _ => String::new(),
+            };
             match h.group {
-                Some(g) => println!("#{g} {who}: {}", h.text),
-                None => println!("{who}: {}", h.text),
+                Some(g) => println!("#{g} {who}: {}{status}", h.text),
+                None => println!("{who}: {}{status}", h.text),
             }
         }
         Ok(())
@@ -485,8 +772,13 @@ impl Session {
             contacts.iter().filter(|c| c.status != "connected").count()
         );
         for c in &contacts {
+            let proto = match self.profile.peer_chat(c.conn_id)? {
+                Some(p) if p.legacy => " (old hush)".to_string(),
+                Some(_) => format!(" chat v{}", self.peer_conn_version(c.conn_id)?),
+                None => String::new(),
+            };
             println!(
-                "  {:<16} {:<10} notify={}",
+                "  {:<16} {:<10} notify={}{proto}",
                 c.name.as_deref().unwrap_or("(pending)"),
                 c.status,
                 c.notify.as_str()
@@ -517,9 +809,13 @@ impl Session {
     /// Handles one agent event.
     pub async fn handle(&mut self, ev: AgentEvent) -> anyhow::Result<()> {
         match ev {
-            AgentEvent::Confirmation { .. } => {}
+            AgentEvent::Confirmation { conn, peer_info } => {
+                let info = PeerInfo::parse(&peer_info);
+                self.profile.set_peer_chat(conn, info.peer_chat())?;
+            }
             AgentEvent::Connected { conn, peer_info } => {
-                let info = ConnInfo::parse(&peer_info);
+                let info = PeerInfo::parse(&peer_info);
+                self.profile.set_peer_chat(conn, info.peer_chat())?;
                 if let Some(m) = self.profile.member_by_conn(conn)? {
                     self.profile
                         .set_member(&m.gid, &m.name, conn, "connected")?;
@@ -541,7 +837,7 @@ impl Session {
             AgentEvent::ContactRequest {
                 request, conn_info, ..
             } => {
-                let info = ConnInfo::parse(&conn_info);
+                let info = PeerInfo::parse(&conn_info);
                 self.profile.add_request(request, &info.name)?;
                 self.out.emit(
                     "request",
@@ -557,14 +853,45 @@ impl Session {
             } => {
                 let r = self.on_message(conn, &body).await;
                 // Acknowledge even if handling failed: the message is in the history or was
-                // malformed; keeping it would block the queue.
-                if let Err(e) = self.agent.ack(conn, msg_id).await {
+                // malformed; keeping it would block the queue. With a delivery receipt when the
+                // message asks for one and was handled.
+                let acked = if matches!(r, Ok(true)) {
+                    self.agent.ack_with_receipt(conn, msg_id, b"").await
+                } else {
+                    self.agent.ack(conn, msg_id).await
+                };
+                if let Err(e) = acked {
                     self.out.error(&format!("ack: {e}"));
                 }
                 r?;
             }
             AgentEvent::Sent { conn, msg_id } => {
                 self.unsent.remove(&(conn, msg_id));
+                if let Some((peer, text)) = self.profile.set_history_status(conn, msg_id, "sent")? {
+                    self.out.emit(
+                        "sent",
+                        &format!("[sent to {peer}] {text}"),
+                        json!({ "to": peer, "text": text, "msg_id": msg_id }),
+                    );
+                }
+            }
+            AgentEvent::Receipt {
+                conn,
+                msg_id,
+                hash_ok,
+            } => {
+                if !hash_ok {
+                    tracing::warn!("delivery receipt with a different message hash");
+                }
+                if let Some((peer, text)) =
+                    self.profile.set_history_status(conn, msg_id, "delivered")?
+                {
+                    self.out.emit(
+                        "delivered",
+                        &format!("[delivered to {peer}] {text}"),
+                        json!({ "to": peer, "text": text, "msg_id": msg_id, "hash_ok": hash_ok }),
+                    );
+                }
             }
             AgentEvent::DeliveryError {
                 conn,
@@ -613,7 +940,25 @@ impl Session {
             .unwrap_or_else(|| "?".into())
     }
 
-    async fn on_message(&mut self, conn: i64, body: &[u8]) -> anyhow::Result<()> {
+    /// Handles a received body; returns whether to send a delivery receipt.
+    async fn on_message(&mut self, conn: i64, body: &[u8]) -> anyhow::Result<bool> {
+        let d = decode_body(body);
+        if d.vrange.is_some() || d.legacy {
+            self.profile.set_peer_chat(
+                conn,
+                PeerChat {
+                    vrange: d.vrange.map(|v| (v.min(), v.max())),
+                    legacy: d.legacy,
+                },
+            )?;
+        }
+        for item in d.items {
+            self.on_item(conn, item).await?;
+        }
+        Ok(d.receipt)
+    }
+
+    async fn on_item(&mut self, conn: i64, item: Item) -> anyhow::Result<()> {
         let contact = self.profile.contact_by_conn(conn)?;
         let member = self.profile.member_by_conn(conn)?;
         let (from, notify) = match (&contact, &member) {
@@ -621,11 +966,68 @@ impl Session {
             (None, Some(m)) => (m.name.clone(), NotifyMode::Connected),
             (None, None) => ("?".to_string(), NotifyMode::Connected),
         };
-        let parsed: Body = match serde_json::from_slice(body) {
-            Ok(b) => b,
-            Err(_) => Body::Msg {
-                text: String::from_utf8_lossy(body).into_owned(),
-            },
+        let parsed = match item {
+            Item::Text { text, shared_id } => {
+                self.profile.add_history_meta(
+                    "in",
+                    &from,
+                    None,
+                    &text,
+                    &HistoryMeta {
+                        conn_id: Some(conn),
+                        shared_id: shared_id.as_deref(),
+                        ..HistoryMeta::default()
+                    },
+                )?;
+                self.incoming(Incoming {
+                    from,
+                    group: None,
+                    text,
+                    notify,
+                });
+                return Ok(());
+            }
+            Item::Edit { shared_id, text } => {
+                if self
+                    .profile
+                    .edit_received(conn, &shared_id, &text, Some("edited"))?
+                {
+                    self.out.emit(
+                        "edited",
+                        &format!("{from} edited: {text}"),
+                        json!({ "from": from, "text": text }),
+                    );
+                }
+                return Ok(());
+            }
+            Item::Delete { shared_id } => {
+                if self
+                    .profile
+                    .edit_received(conn, &shared_id, "[deleted]", Some("deleted"))?
+                {
+                    self.out.emit(
+                        "deleted_message",
+                        &format!("{from} deleted a message"),
+                        json!({ "from": from }),
+                    );
+                }
+                return Ok(());
+            }
+            Item::Profile { name } => {
+                self.out.emit(
+                    "profile",
+                    &format!("{from} updated the profile (name {name})"),
+                    json!({ "from": from, "name": name }),
+                );
+                return Ok(());
+            }
+            Item::Ignored { .. } => return Ok(()),
+            Item::Undecodable { error } => {
+                self.out
+                    .error(&format!("undecodable message from {from}: {error}"));
+                return Ok(());
+            }
+            Item::Hush(b) => b,
         };
         match parsed {
             Body::Msg { text } => {
@@ -875,6 +1277,134 @@ mod tests {
         let long = vec![b'x'; 500];
         assert_eq!(ConnInfo::parse(&long).name.len(), 32);
         assert_eq!(ConnInfo::parse(&[0xff, 0xfe]).gid, None);
+    }
+
+    const MSG: &str = r#"{"v":"1","msgId":"AQIDBA==","event":"x.msg.new","params":{"content":{"text":"hello","type":"text"}}}"#;
+
+    fn texts(d: &Decoded) -> Vec<String> {
+        d.items
+            .iter()
+            .map(|i| match i {
+                Item::Text { text, .. } => text.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn app_payloads_decode_to_what_is_shown() {
+        // one x.msg.new (reference ProtocolTests literal): text, msgId, receipt asked
+        let d = decode_body(MSG.as_bytes());
+        assert_eq!(
+            d.items,
+            vec![Item::Text {
+                text: "hello".into(),
+                shared_id: Some("AQIDBA==".into())
+            }]
+        );
+        assert!(d.receipt && !d.legacy);
+        assert_eq!(d.vrange, Some(ChatVersionRange::INITIAL));
+        // a batch: both, in order
+        let batch = format!(
+            "[{MSG},{}]",
+            r#"{"v":"1-9","event":"x.msg.del","params":{"msgId":"AQIDBA=="}}"#
+        );
+        let d = decode_body(batch.as_bytes());
+        assert_eq!(texts(&d)[0], "hello");
+        assert_eq!(
+            d.items[1],
+            Item::Delete {
+                shared_id: "AQIDBA==".into()
+            }
+        );
+        assert_eq!(d.vrange, ChatVersionRange::new(1, 9));
+        // a compressed batch with a passthrough block
+        let mut x = vec![b'X', 1, b'0', MSG.len() as u8];
+        x.extend_from_slice(MSG.as_bytes());
+        assert_eq!(texts(&decode_body(&x)), ["hello"]);
+        // a profile update; an app group event is ignored, asks no receipt
+        let d = decode_body(
+            br#"{"v":"1","event":"x.info","params":{"profile":{"fullName":"","displayName":"sam2"}}}"#,
+        );
+        assert_eq!(
+            d.items,
+            vec![Item::Profile {
+                name: "sam2".into()
+            }]
+        );
+        assert!(!d.receipt);
+        let d = decode_body(br#"{"v":"1","event":"x.grp.leave","params":{}}"#);
+        assert_eq!(
+            d.items,
+            vec![Item::Ignored {
+                event: "x.grp.leave".into()
+            }]
+        );
+        assert!(!d.receipt);
+        // a broken compressed batch is not shown as text
+        assert!(matches!(
+            decode_body(b"X\x011\x00\x04abcd").items[..],
+            [Item::Undecodable { .. }]
+        ));
+    }
+
+    #[test]
+    fn legacy_and_plain_bodies_still_display() {
+        let d = decode_body(br#"{"t":"msg","text":"old"}"#);
+        assert_eq!(texts(&d), ["old"]);
+        assert!(d.legacy && d.receipt);
+        let d = decode_body(br#"{"t":"gjoin","gid":"g"}"#);
+        assert_eq!(d.items, vec![Item::Hush(Body::Gjoin { gid: "g".into() })]);
+        let d = decode_body(b"Xylophone");
+        assert_eq!(texts(&d), ["Xylophone"]);
+        assert!(!d.legacy && !d.receipt);
+    }
+
+    #[test]
+    fn hush_bodies_travel_as_x_hush_events() {
+        for b in [
+            Body::Gmsg {
+                gid: "g".into(),
+                text: "t".into(),
+            },
+            Body::Glink {
+                gid: "g".into(),
+                member: "carol".into(),
+                link: "simplex:/invitation#x".into(),
+            },
+        ] {
+            let m = body_chat_message(&b);
+            assert!(m.event.name().starts_with("x.hush.g"));
+            let bytes = message_body(m.encode(), false).unwrap();
+            assert_eq!(decode_body(&bytes).items, vec![Item::Hush(b)]);
+        }
+        // a text is a plain x.msg.new
+        let m = body_chat_message(&Body::Msg { text: "hi".into() });
+        assert_eq!(m.msg_text(), Some("hi"));
+        // an x.hush event whose params say another type is ignored
+        let d = decode_body(br#"{"event":"x.hush.gmsg","params":{"t":"gjoin","gid":"g"}}"#);
+        assert!(matches!(d.items[..], [Item::Ignored { .. }]));
+    }
+
+    #[test]
+    fn peer_info_from_app_hush_and_old_hush() {
+        let i = PeerInfo::parse(
+            br#"{"v":"1-18","event":"x.contact","params":{"contactReqId":"AQIDBA==","profile":{"fullName":"Alice","displayName":"alice"}}}"#,
+        );
+        assert_eq!(i.name, "alice");
+        assert!(!i.legacy);
+        assert_eq!(i.vrange, ChatVersionRange::new(1, 18));
+        let mut p = hush_chat::Profile::named("bob");
+        p.other.insert(HUSH_GID.into(), "g1".into());
+        let b = conn_info_body(&ChatMessage::info(p), false).unwrap();
+        let i = PeerInfo::parse(&b);
+        assert_eq!((i.name.as_str(), i.gid.as_deref()), ("bob", Some("g1")));
+        let i = PeerInfo::parse(br#"{"name":"old","gid":"g2"}"#);
+        assert_eq!((i.name.as_str(), i.gid.as_deref()), ("old", Some("g2")));
+        assert!(i.legacy && i.vrange.is_none());
+        let i = PeerInfo::parse(b"just bytes");
+        assert_eq!(i.name, "just bytes");
+        assert!(!i.legacy);
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn two_users_connect_chat_history_delete() {
     // history is local and survives the session
     let h = hush(&pb, &["history", "alice"]);
     assert_eq!(h[0], "alice: hello bob");
-    assert_eq!(h[1], "me: hi alice, how are you?");
+    assert!(h[1].starts_with("me: hi alice, how are you? ("), "{h:?}");
     assert_eq!(h.len(), 7, "{h:?}");
     // one-shot send while the other side is offline; delivered when bob comes back
     hush(&pa, &["send", "bob", "while", "you", "were", "away"]);
