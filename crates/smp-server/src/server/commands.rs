@@ -1,9 +1,10 @@
 //! One client transmission in, responses out (reference §3.1–§3.5; `Server.hs` `receive`,
 //! `verifyTransmission`, `processCommand`). Delivery decisions are delegated to `delivery.rs`.
 
-use hush_crypto::{TransmissionAuth, X25519Public, X25519Secret};
+use hush_crypto::{SignAlgorithm, TransmissionAuth, X25519Public, X25519Secret};
 use hush_proto::encoding::ShortString;
 use hush_proto::error::{CommandError, ErrorType};
+use hush_proto::handshake::ServiceRole;
 use hush_proto::smp::{
     BrokerMsg, Command, NewQueueReq, PublicKeyDer, QueueIdsKeys, QueueMode, QueueReqData,
     ServerNtfCreds, check_client_transmission,
@@ -34,6 +35,26 @@ pub struct ConnCtx<'a> {
     /// Secret shared with an SMP proxy on this connection (for `RFWD`), if the client sent a
     /// hello key.
     pub proxy_secret: Option<&'a hush_crypto::DhSecret>,
+    /// The service this connection is a session of (v16 service handshake), if any.
+    pub service: Option<&'a hush_transport::PeerService>,
+}
+
+/// The service role a party's commands need in a service session (reference
+/// `partyClientRole`); `None`: allowed in any session.
+fn party_role(p: hush_proto::smp::Party) -> Option<ServiceRole> {
+    use hush_proto::smp::Party;
+    match p {
+        Party::IdleClient => None,
+        Party::Notifier | Party::NotifierService => Some(ServiceRole::Notifier),
+        Party::ProxyService => Some(ServiceRole::Proxy),
+        _ => Some(ServiceRole::Messaging),
+    }
+}
+
+/// Ed25519 signature `sig` by the service key over `msg`.
+fn service_verifies(service: &hush_transport::PeerService, msg: &[u8], sig: &[u8]) -> bool {
+    ed25519_dalek::VerifyingKey::from_bytes(&service.key.0)
+        .is_ok_and(|vk| hush_crypto::keys::ed25519_verify(&vk, msg, sig).is_ok())
 }
 
 fn random_id() -> EntityId {
@@ -101,14 +122,57 @@ impl Shared {
                 ErrorType::Cmd(CommandError::Prohibited),
             )];
         }
-        // Service signatures: only NEW/SUB/NSUB may carry one, and only in a service session
-        // (hush does not accept service sessions yet, so any service signature is misuse).
-        if t.service_sig.is_some() {
+        // Service sessions (reference `verifyQueueTransmission`): a command of another role
+        // than the service's is prohibited; NEW/SUB/NSUB carry a service signature in a service
+        // session and only there, no other command carries one.
+        if let (Some(svc), Some(role)) = (c.service, party_role(cmd.party()))
+            && svc.role != role
+        {
+            return vec![Response::err(
+                t.corr_id,
+                t.entity_id,
+                ErrorType::Cmd(CommandError::Prohibited),
+            )];
+        }
+        let mut authorized = t.authorized(c.session_id);
+        let service_ok = if cmd.uses_service_auth() {
+            match (c.service, t.service_sig) {
+                (Some(svc), Some(sig)) => service_verifies(svc, &authorized, sig),
+                (None, None) => true,
+                _ => false,
+            }
+        } else {
+            t.service_sig.is_none()
+        };
+        if !service_ok {
             return vec![Response::err(t.corr_id, t.entity_id, ErrorType::Service)];
+        }
+        // With a service signature the entity key signs the service certificate's hash too.
+        if let (Some(svc), Some(_)) = (c.service, t.service_sig) {
+            let mut with_cert = Vec::with_capacity(32 + authorized.len());
+            with_cert.extend_from_slice(&svc.cert_hash);
+            with_cert.extend_from_slice(&authorized);
+            authorized = with_cert;
+        }
+        let service_cmd = matches!(cmd, Command::Subs | Command::NSubs);
+        if service_cmd {
+            // `verifyServiceCmd`: an Ed25519 signature by the service key, no service slot,
+            // entity = the service id.
+            let ok = match (c.service, TransmissionAuth::parse(t.authorization)) {
+                (Some(svc), Ok(Some(TransmissionAuth::Signature(SignAlgorithm::Ed25519, sig)))) => {
+                    t.service_sig.is_none()
+                        && t.entity_id == svc.service_id.as_slice()
+                        && service_verifies(svc, &authorized, &sig)
+                }
+                _ => false,
+            };
+            if !ok {
+                return vec![Response::err(t.corr_id, t.entity_id, ErrorType::Service)];
+            }
         }
         let auth = Authorization {
             auth: TransmissionAuth::parse(t.authorization).ok().flatten(),
-            authorized: t.authorized(c.session_id),
+            authorized,
             corr_id: t.corr_id,
             session_key: c.session_key,
             keys: c.keys,
@@ -180,14 +244,10 @@ impl Shared {
                         return Err(CmdError::Auth);
                     }
                 };
-                self.subscribe_notifier(
-                    Client {
-                        outbox: c.outbox,
-                        local: c.local,
-                    },
-                    nid,
-                );
-                one(BrokerMsg::Sok(None))
+                let Some(q) = q else {
+                    return Err(CmdError::Auth);
+                };
+                self.nsub(c, &q, nid, corr, entity).await
             }
             Command::Sub
             | Command::Get
@@ -204,9 +264,22 @@ impl Shared {
                 let q = self.recipient_queue(entity, auth).await?;
                 self.recipient_command(c, q, corr, entity, cmd).await
             }
-            // Service subscriptions need a service session, which hush does not accept yet
-            // (reference `verifyServiceCmd`: no service → `SERVICE`).
-            Command::Subs | Command::NSubs => Err(CmdError::Service),
+            // Verified above (`verifyServiceCmd`). Recipient service subscriptions are not
+            // served by the reference either ("TODO [certs rcv]"): `CMD PROHIBITED`.
+            Command::Subs => Err(CmdError::prohibited()),
+            Command::NSubs => {
+                let sid = id24(entity).ok_or(CmdError::Service)?;
+                let n = self
+                    .subscribe_notifier_service(
+                        Client {
+                            outbox: c.outbox,
+                            local: c.local,
+                        },
+                        sid,
+                    )
+                    .await?;
+                one(BrokerMsg::Soks(n))
+            }
             Command::LKey(k) => {
                 let q = self.link_queue(entity, auth, Some(&k)).await?;
                 check_not_blocked(&q)?;
@@ -365,6 +438,7 @@ impl Shared {
                     keys: c.keys,
                     // a nested RFWD is refused
                     proxy_secret: None,
+                    service: None,
                 };
                 self.process_one(&mut fc, items[0], true).await
             }
@@ -478,6 +552,55 @@ impl Shared {
         Ok(())
     }
 
+    /// `NSUB` (reference `subscribeNotifications`): in a service session the queue's notifier
+    /// side is associated with the service (stored once; `SOK serviceId`); outside one an
+    /// existing association is removed (`SOK` without id).
+    async fn nsub(
+        &self,
+        c: &mut ConnCtx<'_>,
+        q: &QueueRecord,
+        nid: EntityId,
+        corr: &[u8],
+        entity: &[u8],
+    ) -> Result<Vec<Response>, CmdError> {
+        use hush_store::ServiceParty;
+        let rid = q.recipient_id;
+        let current = self
+            .store
+            .get_queue_service(rid, ServiceParty::Notifier)
+            .await?;
+        let service = match c.service {
+            Some(svc) => Some(id24(&svc.service_id).ok_or(CmdError::Internal("service id"))?),
+            None => None,
+        };
+        if current != service {
+            self.store
+                .set_queue_service(rid, ServiceParty::Notifier, service)
+                .await?;
+        }
+        let client = Client {
+            outbox: c.outbox,
+            local: c.local,
+        };
+        let new = self.subscribe_notifier(
+            Client {
+                outbox: client.outbox,
+                local: client.local,
+            },
+            nid,
+        );
+        let sok = match service {
+            Some(sid) => {
+                if new {
+                    self.count_service_notifier(&client);
+                }
+                Some(short(&sid)?)
+            }
+            None => None,
+        };
+        Ok(vec![Response::new(corr, entity, BrokerMsg::Sok(sok))])
+    }
+
     async fn recipient_command(
         &self,
         c: &mut ConnCtx<'_>,
@@ -497,7 +620,18 @@ impl Shared {
             local: c.local,
         };
         match cmd {
-            Command::Sub => self.subscribe(client, &q, corr).await,
+            Command::Sub => {
+                let mut r = self.subscribe(client, &q, corr).await?;
+                // In a service session the answer names the service (`SOK serviceId`).
+                if let Some(svc) = c.service {
+                    for x in &mut r {
+                        if x.corr_id == corr && matches!(x.msg, BrokerMsg::Sok(None)) {
+                            x.msg = BrokerMsg::Sok(Some(short(&svc.service_id)?));
+                        }
+                    }
+                }
+                Ok(r)
+            }
             Command::Get => self.get(client, &q, corr).await,
             Command::Ack(id) => self.ack(client, &q, corr, id.as_bytes()).await,
             Command::Key(k) => {
@@ -673,6 +807,11 @@ impl Shared {
         if !auth.verify(req.rcv_auth_key.as_bytes()) {
             return Err(CmdError::Auth);
         }
+        // A service creates queues it subscribes (reference: `SMOnlyCreate` in a service
+        // session → `CMD PROHIBITED`).
+        if c.service.is_some() && req.sub_mode != hush_proto::smp::SubscriptionMode::Subscribe {
+            return Err(CmdError::prohibited());
+        }
         let password = &self.config.auth.create_password;
         let allowed = self.config.auth.new_queues && password_ok(password, req.basic_auth.as_ref());
         if !allowed {
@@ -764,6 +903,18 @@ impl Shared {
                 Err(StoreError::DuplicateId) => continue,
                 Err(e) => return Err(e.into()),
             }
+            // In a service session the queue's recipient side belongs to the service
+            // (reference `rcvServiceId = clntServiceId`).
+            let service_id = match c.service {
+                Some(svc) => {
+                    let sid = id24(&svc.service_id).ok_or(CmdError::Internal("service id"))?;
+                    self.store
+                        .set_queue_service(rid, hush_store::ServiceParty::Recipient, Some(sid))
+                        .await?;
+                    Some(short(&sid)?)
+                }
+                None => None,
+            };
             self.metrics.queues_created.inc();
             if notifier.is_some() {
                 self.metrics.queues_notify_new_created.inc();
@@ -793,7 +944,7 @@ impl Shared {
                     Some(l) => Some(short(&l.link_id)?),
                     None => None,
                 },
-                service_id: None,
+                service_id,
                 server_ntf_creds,
             };
             return Ok(vec![Response::new(corr, &[], BrokerMsg::Ids(ids))]);
@@ -1018,6 +1169,7 @@ mod tests {
                 session_key: &key,
                 keys: &keys,
                 proxy_secret: Some(&secret),
+                service: None,
             };
             shared.process_transmission(&mut c, &bytes).await
         })

@@ -128,6 +128,9 @@ async fn handshake(shared: &Shared, incoming: Box<Incoming>) -> Option<Box<Estab
     // One limit for TLS and the SMP hello together (`[TRANSPORT] handshake_timeout`): a peer
     // that stalls before authenticating holds a connection slot at most this long.
     let limit = shared.config.transport.handshake_timeout;
+    // Services (v16 client certificates) get their id from the store (reference
+    // `getClientService`; `accept_service_credentials` is on by default there).
+    let transport = transport.with_service_registrar(service_registrar(shared.store.clone()));
     let accepted = tokio::select! {
         _ = shutdown.wait() => return None,
         c = tokio::time::timeout(limit, transport.accept(tcp)) => c,
@@ -157,6 +160,43 @@ async fn handshake(shared: &Shared, incoming: Box<Incoming>) -> Option<Box<Estab
     }
 }
 
+/// Looks up or creates the id of a service connecting with its certificate (reference
+/// `getClientService` → `getCreateService`): 24 random bytes for a new certificate; any store
+/// error (e.g. the certificate registered in another role) refuses the service
+/// (`HANDSHAKE BAD_SERVICE`).
+fn service_registrar(store: Arc<dyn hush_store::QueueStore>) -> hush_transport::ServiceRegistrar {
+    Arc::new(move |req: hush_transport::ServiceRequest| {
+        let store = store.clone();
+        Box::pin(async move {
+            let refused = hush_proto::handshake::HelloTransportError::Handshake(
+                hush_proto::handshake::HandshakeErrorKind::BadService,
+            );
+            // The identity certificate: the only one, or the second of the chain.
+            let cert = match req.cert_chain.as_slice() {
+                [only] => only.clone(),
+                [_, id, ..] => id.clone(),
+                [] => return Err(refused),
+            };
+            let mut service_id = [0u8; hush_store::ID_LEN];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut service_id);
+            let record = hush_store::ServiceRecord {
+                service_id,
+                role: req.role.tag(),
+                cert,
+                cert_hash: req.cert_hash,
+                created_at: super::delivery::now_secs(),
+            };
+            match store.get_create_service(record).await {
+                Ok(id) => Ok(id.to_vec()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "service refused");
+                    Err(refused)
+                }
+            }
+        })
+    })
+}
+
 /// What the connection loop keeps of an established connection.
 struct Session {
     reader: ConnReader,
@@ -164,6 +204,9 @@ struct Session {
     client: Arc<ClientShared>,
     session_key: X25519Secret,
     proxy_secret: Option<DhSecret>,
+    /// The service this connection is a session of (boxed: rare, and the task state stays
+    /// small).
+    service: Option<Box<hush_transport::PeerService>>,
     port: u16,
     slot: Slot,
 }
@@ -181,6 +224,7 @@ fn open_session(shared: &Shared, est: Box<Established>) -> Session {
     let session_key = conn.session_key().clone();
     // X25519(client hello key, our session key): the secret of RFWD from an SMP proxy.
     let proxy_secret = conn.client_dh_key().map(|k| session_key.dh(k));
+    let service = conn.service().cloned().map(Box::new);
     let id = shared.next_client.fetch_add(1, Ordering::Relaxed);
     let client = Arc::new(ClientShared::new(
         id,
@@ -202,6 +246,7 @@ fn open_session(shared: &Shared, est: Box<Established>) -> Session {
         client,
         session_key,
         proxy_secret,
+        service,
         port,
         slot,
     }
@@ -214,6 +259,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
         client,
         session_key,
         proxy_secret,
+        service,
         port,
         slot,
     } = open_session(&shared, est);
@@ -272,6 +318,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
                         session_key: &session_key,
                         keys: &keys,
                         proxy_secret: proxy_secret.as_ref(),
+                        service: service.as_deref(),
                     };
                     // Boxed: command handling is large and its state should live on the heap
                     // only while it runs, not in this task (allocated for the connection's life).

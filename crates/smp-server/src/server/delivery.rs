@@ -53,6 +53,9 @@ pub struct ClientShared {
     pub rcv_subs: AtomicI64,
     /// Notifier ids this connection is subscribed to.
     pub ntf_subs: AtomicI64,
+    /// Of those, the ones held for this connection's service (`NSUBS`, or `NSUB` in a service
+    /// session): the `n` of the `ENDS n` it gets when another connection takes the service over.
+    pub ntf_service_subs: AtomicI64,
     /// Unix milliseconds of the last block received or sent.
     pub last_active_ms: AtomicU64,
     /// Proxied commands (`PFWD`) of this connection in flight (reference
@@ -83,6 +86,7 @@ impl ClientShared {
             connected_at: now_secs(),
             rcv_subs: AtomicI64::new(0),
             ntf_subs: AtomicI64::new(0),
+            ntf_service_subs: AtomicI64::new(0),
             last_active_ms: AtomicU64::new(now_ms()),
             proxied: std::sync::OnceLock::new(),
             out: OutQueue::new(queue_slots),
@@ -370,6 +374,9 @@ enum LocalSub {
 pub struct LocalSubs {
     rcv: SmallMap<LocalSub>,
     ntf: SmallMap<()>,
+    /// The notifier service this connection subscribed with `NSUBS` (reference
+    /// `ntfServiceSubscribed`).
+    ntf_service: Option<EntityId>,
     /// The connection's new-queue and proxy-destination budgets (allocated on first use).
     pub limits: super::limits::ConnLimits,
 }
@@ -479,6 +486,8 @@ pub struct Subscriptions {
     stripes: Box<[tokio::sync::Mutex<()>]>,
     rcv: Mutex<HashMap<EntityId, RcvSub>>,
     ntf: Mutex<HashMap<EntityId, Outbox>>,
+    /// Notifier services: the connection holding each service's subscription (`NSUBS`).
+    ntf_services: Mutex<HashMap<EntityId, Outbox>>,
 }
 
 impl std::fmt::Debug for Subscriptions {
@@ -500,6 +509,7 @@ impl Default for Subscriptions {
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             rcv: Mutex::new(HashMap::new()),
             ntf: Mutex::new(HashMap::new()),
+            ntf_services: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -558,6 +568,19 @@ pub fn encrypt_msg(q: &QueueRecord, m: &Message) -> Result<BrokerMsg, CmdError> 
         msg_id: ShortString::new(msg_id.to_vec()).map_err(|_| CmdError::Internal("message id"))?,
         body,
     })
+}
+
+/// Notifier ids read from the store per page of a service subscription (`NSUBS`).
+pub const SERVICE_PAGE: usize = 1000;
+
+/// One queue of `p`'s service subscription went to another connection.
+fn decrement_service_subs(p: &Outbox) {
+    let _ = p
+        .client
+        .ntf_service_subs
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n > 0).then(|| n - 1)
+        });
 }
 
 /// What a connection brings to a delivery operation.
@@ -807,25 +830,115 @@ impl Shared {
     }
 
     /// `NSUB`: this connection becomes the notifier subscriber; a previous one gets `END`.
-    pub fn subscribe_notifier(&self, c: Client<'_>, nid: EntityId) {
+    /// Returns false when this connection already was the subscriber.
+    pub fn subscribe_notifier(&self, c: Client<'_>, nid: EntityId) -> bool {
         let prev = lock(&self.subs.ntf).insert(nid, c.outbox.clone());
-        match prev {
+        let new = match prev {
             Some(p) if p.id() == c.outbox.id() => {
                 self.metrics
                     .ntf_subscription_error(crate::metrics::NtfSubError::Duplicate);
+                false
             }
             Some(p) => {
                 p.client.ntf_subs.fetch_sub(1, Ordering::Relaxed);
+                // A queue of a service subscription moved away: one less in the service's
+                // count (reference `endServiceSub` → `CSAEndServiceSub`).
+                decrement_service_subs(&p);
                 p.push_event(&nid, BrokerMsg::End);
                 c.outbox.client.ntf_subs.fetch_add(1, Ordering::Relaxed);
+                true
             }
             None => {
                 c.outbox.client.ntf_subs.fetch_add(1, Ordering::Relaxed);
+                true
             }
-        }
+        };
         self.metrics.subscription_ntf_requests.inc();
         c.local.ntf.insert(nid, ());
         self.notify.mark(nid);
+        new
+    }
+
+    /// `NSUBS` (reference `subscribeServiceNotifications`): this connection becomes the
+    /// subscriber of every notifier id associated with service `sid`; the connection that held
+    /// the service before gets one `ENDS n` (not an `END` per queue). The ids are read from the
+    /// store a page at a time ([`SERVICE_PAGE`] ids), so memory beyond the subscriptions
+    /// themselves stays bounded whatever the number of queues. Returns the number of queues
+    /// subscribed (`SOKS n`). A repeated `NSUBS` on the same connection answers the current
+    /// count without reading the store again (reference).
+    pub async fn subscribe_notifier_service(
+        &self,
+        c: Client<'_>,
+        sid: EntityId,
+    ) -> Result<i64, CmdError> {
+        let me = c.outbox.id();
+        let client = &c.outbox.client;
+        if c.local.ntf_service == Some(sid) {
+            return Ok(client.ntf_service_subs.load(Ordering::Relaxed));
+        }
+        let prev = lock(&self.subs.ntf_services).insert(sid, c.outbox.clone());
+        let prev_holder = match prev {
+            Some(p) if p.id() != me => {
+                let n = p.client.ntf_service_subs.swap(0, Ordering::Relaxed);
+                p.push_event(&sid, BrokerMsg::Ends(n));
+                self.metrics.subscription_end.inc();
+                Some(p.id())
+            }
+            _ => None,
+        };
+        c.local.ntf_service = Some(sid);
+        let mut after = None;
+        let mut count: i64 = 0;
+        loop {
+            let page = self
+                .store
+                .service_queue_ids(sid, hush_store::ServiceParty::Notifier, after, SERVICE_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            let mut added: i64 = 0;
+            {
+                let mut reg = lock(&self.subs.ntf);
+                for nid in &page {
+                    match reg.insert(*nid, c.outbox.clone()) {
+                        Some(p) if p.id() == me => {}
+                        Some(p) => {
+                            p.client.ntf_subs.fetch_sub(1, Ordering::Relaxed);
+                            // The previous service holder got `ENDS`; anyone else an `END`.
+                            if Some(p.id()) != prev_holder {
+                                decrement_service_subs(&p);
+                                p.push_event(nid, BrokerMsg::End);
+                            }
+                            added += 1;
+                        }
+                        None => added += 1,
+                    }
+                    c.local.ntf.insert(*nid, ());
+                }
+            }
+            client.ntf_subs.fetch_add(added, Ordering::Relaxed);
+            // Pending notifications of these ids go out with the next flush.
+            for nid in &page {
+                self.notify.mark(*nid);
+            }
+            count += page.len() as i64;
+            if page.len() < SERVICE_PAGE {
+                break;
+            }
+        }
+        client.ntf_service_subs.store(count, Ordering::Relaxed);
+        self.metrics.subscription_ntf_requests.inc_by(count as u64);
+        self.metrics.subscription_ntf_requests_batch.inc();
+        Ok(count)
+    }
+
+    /// A queue subscribed in a service session (`NSUB` with a service signature) counts in the
+    /// service's subscription.
+    pub fn count_service_notifier(&self, c: &Client<'_>) {
+        c.outbox
+            .client
+            .ntf_service_subs
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Notifier credentials removed or replaced: the notifier subscriber gets `DELD` (unless it
@@ -863,6 +976,12 @@ impl Shared {
                 if *s == LocalSub::Sub && reg.get(rid).is_some_and(|r| r.outbox.id() == me) {
                     reg.remove(rid);
                 }
+            }
+        }
+        if let Some(sid) = &local.ntf_service {
+            let mut services = lock(&self.subs.ntf_services);
+            if services.get(sid).is_some_and(|o| o.id() == me) {
+                services.remove(sid);
             }
         }
         let mut reg = lock(&self.subs.ntf);
