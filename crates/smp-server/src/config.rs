@@ -112,37 +112,10 @@ pub enum SyncPolicy {
     Normal,
 }
 
-/// `[INFORMATION]`: public server information (reference `ServerPublicInfo`). It is only used when
-/// `source_code` is set (as in the reference).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServerInformation {
-    pub source_code: Option<String>,
-    pub usage_conditions: Option<String>,
-    pub condition_amendments: Option<String>,
-    pub server_country: Option<String>,
-    pub operator: Option<String>,
-    pub operator_country: Option<String>,
-    pub website: Option<String>,
-    pub admin_simplex: Option<String>,
-    pub admin_email: Option<String>,
-    pub admin_pgp: Option<String>,
-    pub admin_pgp_fingerprint: Option<String>,
-    pub complaints_simplex: Option<String>,
-    pub complaints_email: Option<String>,
-    pub complaints_pgp: Option<String>,
-    pub complaints_pgp_fingerprint: Option<String>,
-    pub hosting: Option<String>,
-    pub hosting_country: Option<String>,
-    pub hosting_type: Option<HostingType>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostingType {
-    Virtual,
-    Dedicated,
-    Colocation,
-    Owned,
-}
+/// `[INFORMATION]` (reference `ServerPublicInfo`, published only when `source_code` is set) and
+/// `[WEB]` (the server information page): the types and readers live in `hush-server-common`
+/// (shared with ntf-server).
+pub use hush_server_common::web::{HostingType, ServerInformation, WebConfig};
 
 /// `[STORE_LOG]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +319,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub notifications: NotificationsConfig,
     pub metrics: MetricsConfig,
+    /// `[WEB]`: the server information page; `None` without `static_path` (no page).
+    pub web: Option<WebConfig>,
 }
 
 impl Config {
@@ -408,6 +383,7 @@ impl Config {
                 enable: false,
                 address: DEFAULT_METRICS_ADDR,
             },
+            web: None,
         }
     }
 
@@ -480,6 +456,24 @@ impl Config {
         if self.metrics.enable {
             out.push(format!("metrics: http://{}/metrics", self.metrics.address));
         }
+        if let Some(w) = &self.web {
+            let mut served = Vec::new();
+            if let Some(a) = w.http {
+                served.push(format!("http on {a}"));
+            }
+            if let Some(a) = w.https {
+                served.push(format!("https on {a}"));
+            }
+            out.push(format!(
+                "server page: {}{}",
+                w.static_path.display(),
+                if served.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (served by {})", served.join(", "))
+                }
+            ));
+        }
         if self.information.source_code.is_none() {
             out.push(
                 "warning: server source code is not specified; add source_code to [INFORMATION]"
@@ -532,7 +526,10 @@ impl Config {
         };
         let mut cfg = Config::defaults(paths);
         r.check_keys();
-        r.read_information(&mut cfg.information);
+        r.read_information(&mut cfg.information)?;
+        cfg.web =
+            hush_server_common::web::read_web(r.ini, &cfg.paths.data_dir, &cfg.paths.config_dir)
+                .map_err(|e| r.key_error(e))?;
         r.read_store(&mut cfg)?;
         r.read_auth(&mut cfg.auth)?;
         r.read_transport(&mut cfg.transport)?;
@@ -618,29 +615,7 @@ impl fmt::Display for ConfigWarning {
 
 /// Keys hush understands, per section.
 const KNOWN: &[(&str, &[&str])] = &[
-    (
-        "INFORMATION",
-        &[
-            "source_code",
-            "usage_conditions",
-            "condition_amendments",
-            "server_country",
-            "operator",
-            "operator_country",
-            "website",
-            "admin_simplex",
-            "admin_email",
-            "admin_pgp",
-            "admin_pgp_fingerprint",
-            "complaints_simplex",
-            "complaints_email",
-            "complaints_pgp",
-            "complaints_pgp_fingerprint",
-            "hosting",
-            "hosting_country",
-            "hosting_type",
-        ],
-    ),
+    ("INFORMATION", hush_server_common::web::INFORMATION_KEYS),
     (
         "STORE_LOG",
         &[
@@ -709,6 +684,7 @@ const KNOWN: &[(&str, &[&str])] = &[
         &["delivery", "max_delay_ms", "interval_ms"],
     ),
     ("METRICS", &["enable", "address"]),
+    ("WEB", hush_server_common::web::WEB_KEYS),
 ];
 
 /// Reference keys (and sections) that hush reads past with a specific warning.
@@ -727,7 +703,7 @@ const REFERENCE_ONLY: &[(&str, &[&str])] = &[
     ("TRANSPORT", &["websockets", "accept_service_credentials"]),
     ("PROXY", &["own_server_domains", "client_concurrency"]),
 ];
-const REFERENCE_ONLY_SECTIONS: &[&str] = &["WEB"];
+const REFERENCE_ONLY_SECTIONS: &[&str] = &[];
 
 /// A PostgreSQL schema name hush accepts (the same rule as `hush_store::PgStore`).
 fn valid_schema(s: &str) -> bool {
@@ -886,75 +862,30 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn read_information(&mut self, info: &mut ServerInformation) {
-        let text = |k: &str| {
-            self.get("INFORMATION", k)
-                .map(|e| e.value.clone())
-                .filter(|v| !v.is_empty())
-        };
-        info.source_code = text("source_code");
-        info.usage_conditions = text("usage_conditions");
-        info.condition_amendments = text("condition_amendments");
-        info.operator = text("operator");
-        info.website = text("website");
-        info.admin_simplex = text("admin_simplex");
-        info.admin_email = text("admin_email");
-        info.admin_pgp = text("admin_pgp");
-        info.admin_pgp_fingerprint = text("admin_pgp_fingerprint");
-        info.complaints_simplex = text("complaints_simplex");
-        info.complaints_email = text("complaints_email");
-        info.complaints_pgp = text("complaints_pgp");
-        info.complaints_pgp_fingerprint = text("complaints_pgp_fingerprint");
-        info.hosting = text("hosting");
-        for (key, slot) in [
-            ("server_country", &mut info.server_country),
-            ("operator_country", &mut info.operator_country),
-            ("hosting_country", &mut info.hosting_country),
-        ] {
-            if let Some(e) = self.get("INFORMATION", key) {
-                let v = e.value.as_str();
-                if v.len() == 2 && v.chars().all(|c| c.is_ascii_alphabetic()) {
-                    *slot = Some(v.to_ascii_uppercase());
-                } else {
-                    self.warnings.push(ConfigWarning {
-                        line: e.line,
-                        section: "INFORMATION".into(),
-                        key: Some(key.into()),
-                        message: "use an ISO 3166 2-letter country code; ignored".into(),
-                    });
-                }
-            }
+    /// A `[WEB]` / `[INFORMATION]` value error from `hush-server-common`.
+    fn key_error(&self, e: hush_server_common::web::KeyError) -> ConfigError {
+        ConfigError::Value {
+            file: self.file.to_path_buf(),
+            line: e.line,
+            section: e.section,
+            key: e.key,
+            value: truncate_for_message(&e.value),
+            reason: e.reason,
         }
-        if let Some(e) = self.get("INFORMATION", "hosting_type") {
-            info.hosting_type = match e.value.as_str() {
-                "virtual" => Some(HostingType::Virtual),
-                "dedicated" => Some(HostingType::Dedicated),
-                "colocation" => Some(HostingType::Colocation),
-                "owned" => Some(HostingType::Owned),
-                _ => {
-                    self.warnings.push(ConfigWarning {
-                        line: e.line,
-                        section: "INFORMATION".into(),
-                        key: Some("hosting_type".into()),
-                        message: "expected virtual, dedicated, colocation or owned; ignored".into(),
-                    });
-                    None
-                }
-            };
-        }
-        let unpublished = self.ini.section("INFORMATION").filter(|s| {
-            info.source_code.is_none() && s.entries.iter().any(|e| !e.value.is_empty())
-        });
-        if let Some(s) = unpublished {
-            self.warnings.push(ConfigWarning {
-                line: s.line,
-                section: "INFORMATION".into(),
-                key: Some("source_code".into()),
-                message:
-                    "server information is not published without source_code (AGPLv3 requires it)"
-                        .into(),
-            });
-        }
+    }
+
+    fn read_information(&mut self, info: &mut ServerInformation) -> Result<(), ConfigError> {
+        let (read, warnings) =
+            hush_server_common::web::read_information(self.ini).map_err(|e| self.key_error(e))?;
+        *info = read;
+        self.warnings
+            .extend(warnings.into_iter().map(|w| ConfigWarning {
+                line: w.line,
+                section: w.section.into(),
+                key: w.key.map(Into::into),
+                message: w.message,
+            }));
+        Ok(())
     }
 
     fn read_store(&mut self, cfg: &mut Config) -> Result<(), ConfigError> {

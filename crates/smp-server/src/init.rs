@@ -414,6 +414,20 @@ max_delay_ms = 10
 # Prometheus text endpoint: GET http://<address>/metrics (no authentication: keep it on loopback).
 enable = on
 address = {metrics}
+
+[WEB]
+# The server information page: [INFORMATION] (once source_code is set), the server address
+# (without create_password) and statistics, as static HTML + CSS written to static_path at start
+# (relative paths are relative to the data directory) and updated every refresh_interval seconds.
+# Serve that directory with your own web server, or set http and/or https (a port, or IP:PORT).
+# HTTPS uses this server's own TLS certificate (server.crt, signed by ca.crt: browsers warn about
+# it) unless cert and key name PEM files (e.g. from Let's Encrypt; relative to this directory).
+# static_path = www
+# http = 8000
+# https = 8443
+# cert = web.crt
+# key = web.key
+# refresh_interval = 60
 ",
         ttl = config::DEFAULT_INACTIVE_TTL_SECS,
         check = config::DEFAULT_INACTIVE_CHECK_SECS,

@@ -96,6 +96,111 @@ pub async fn spawn_admin<H: ControlHandler>(
     Ok(out)
 }
 
+/// Starts the server information page when `[WEB] static_path` is set: writes it (server address
+/// without `create_password`, `[INFORMATION]`, configuration, statistics from `metrics`), updates
+/// it every `refresh_interval`, and serves it on `[WEB] http` / `https` (HTTPS with `cert`/`key`,
+/// else this server's own certificate). With `print`, prints `Server page on <url>` per listener.
+pub async fn spawn_web(
+    config: &Config,
+    fingerprint: &[u8; 32],
+    metrics: &Metrics,
+    print: bool,
+    shutdown: &Shutdown,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, RunError> {
+    use hush_server_common::web::{self, Stat};
+    let Some(w) = &config.web else {
+        return Ok(Vec::new());
+    };
+    let port = config
+        .transport
+        .ports
+        .first()
+        .copied()
+        .unwrap_or(config::DEFAULT_PORT);
+    let addresses = if config.transport.hosts.is_empty() {
+        Vec::new()
+    } else {
+        // Never the create_password: the page is public.
+        vec![init::server_address(
+            fingerprint,
+            None,
+            &config.transport.hosts,
+            port,
+        )]
+    };
+    let yes_no = |b: bool| if b { "Yes" } else { "No" }.to_string();
+    let page = web::PageInfo {
+        server_kind: "SMP server".into(),
+        addresses,
+        information: config.information.clone(),
+        settings: vec![
+            (
+                "Persistence".into(),
+                if config.store.enable {
+                    "Queues and messages"
+                } else {
+                    "In-memory only"
+                }
+                .into(),
+            ),
+            (
+                "Message expiration".into(),
+                format!("{} days", config.store.message_expiration.as_secs() / 86400),
+            ),
+            ("New queues allowed".into(), yes_no(config.auth.new_queues)),
+            (
+                "Password to create queues".into(),
+                yes_no(config.auth.create_password.is_some()),
+            ),
+        ],
+        software: format!("hush smp-server {}", env!("CARGO_PKG_VERSION")),
+        started: std::time::SystemTime::now(),
+    };
+    let m = metrics.clone();
+    let stats: web::StatsSource = std::sync::Arc::new(move || {
+        vec![
+            Stat::new("queues", "Queues", m.queues_total.get()),
+            Stat::new(
+                "messages",
+                "Messages waiting for delivery",
+                m.messages_total.get(),
+            ),
+            Stat::new("clients", "Connected clients", m.clients_total.get()),
+            Stat::new(
+                "queues-created",
+                "Queues created since start",
+                m.queues_created.get(),
+            ),
+            Stat::new(
+                "messages-sent",
+                "Messages sent since start",
+                m.messages_sent.get(),
+            ),
+            Stat::new(
+                "messages-delivered",
+                "Messages delivered since start",
+                m.messages_received.get(),
+            ),
+        ]
+    });
+    let own_tls = web::TlsFiles {
+        chain: vec![config.paths.server_cert(), config.paths.ca_cert()],
+        key: config.paths.server_key(),
+    };
+    let server = web::start(w, Some(own_tls), page, stats, shutdown.clone())
+        .await
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    if print {
+        if let Some(a) = server.http_addr {
+            println!("Server page on http://{a}/");
+        }
+        if let Some(a) = server.https_addr {
+            println!("Server page on https://{a}/");
+        }
+    }
+    Ok(server.tasks)
+}
+
 /// Runs the relay with `config` until `shutdown` fires.
 ///
 /// `smp-server start` calls this after it has loaded the configuration and checked that the CA

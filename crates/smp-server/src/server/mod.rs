@@ -341,6 +341,7 @@ pub async fn start(
     })?;
     let identity = hush_transport::ServerIdentity::from_crypto(&identity)
         .map_err(|e| RunError::Other(format!("bad server certificates: {e}")))?;
+    let fingerprint = identity.fingerprint();
     let transport = TransportServer::smp(identity)
         .map_err(|e| RunError::Other(format!("cannot set up TLS: {e}")))?;
 
@@ -416,6 +417,16 @@ pub async fn start(
     )
     .await?;
     tasks.extend(admin.tasks);
+    tasks.extend(
+        crate::spawn_web(
+            &shared.config,
+            &fingerprint,
+            &metrics,
+            shared.options.print_listening,
+            &shutdown,
+        )
+        .await?,
+    );
     tasks.push(tokio::spawn(notify::flush_loop(
         shared.clone(),
         shared.config.notifications.delivery,
