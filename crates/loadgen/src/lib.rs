@@ -13,10 +13,12 @@
 //!   well-behaved client measured alongside (RELIABILITY.md).
 //! * [`queues`] — a relay with many stored queues: create N (pipelined `NEW`s, progress bar),
 //!   restart the relay (SIGTERM / SIGKILL), time from `exec` to the first `SUB` answered, RSS.
+//! * [`fsync`] — the disk's commit latency distribution (paced 4 KiB rewrite + fsync).
 //! * [`relay::SpawnedRelay`] — the real `smp-server` binary started in its own process.
 
 pub mod abuse;
 pub mod error;
+pub mod fsync;
 pub mod idle;
 pub mod procfs;
 pub mod queues;

@@ -38,6 +38,9 @@ enum Cmd {
     /// (SQLite, or PostgreSQL with --postgres), then restart the relay and measure the time from
     /// exec to the first SUB answered and its memory (issue 13).
     Queues(QueuesArgs),
+    /// The disk's commit latency: W paced writers rewrite a 4 KiB page and fsync it; prints the
+    /// fsync latency distribution (the floor under every durable commit on this disk).
+    Fsync(FsyncArgs),
     /// (internal) the child process of `tls-floor`.
     #[command(hide = true)]
     TlsFloorServer {
@@ -146,6 +149,21 @@ struct QueuesArgs {
     /// The relay's --log-level.
     #[arg(long, default_value = "info")]
     relay_log_level: String,
+}
+
+#[derive(Debug, Args)]
+struct FsyncArgs {
+    /// Directory on the disk to measure (e.g. the relay's data directory).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Writer threads (e.g. 3 relays, or relay + ntf-server + push-server).
+    #[arg(long, default_value_t = 3)]
+    writers: usize,
+    /// Commits per second per writer (0: back to back).
+    #[arg(long, default_value_t = 333.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
 }
 
 #[derive(Debug, Args)]
@@ -835,6 +853,26 @@ fn main() -> anyhow::Result<()> {
         Cmd::TlsFloorServer { .. } => {}
         Cmd::Abuse(a) => abuse(&a, &rt)?,
         Cmd::Queues(a) => queues(&a, &rt)?,
+        Cmd::Fsync(a) => {
+            let r = loadgen::fsync::run(&a.dir, a.writers, a.rate, a.seconds)?;
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            println!(
+                "| writers | rate/writer | commits | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | > 20 ms |"
+            );
+            println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            println!(
+                "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
+                r.writers,
+                a.rate,
+                r.commits,
+                ms(r.p50),
+                ms(r.p90),
+                ms(r.p99),
+                ms(r.p999),
+                ms(r.max),
+                r.over_20ms
+            );
+        }
         Cmd::TlsFloor(a) => {
             check_fds(a.connections + 64);
             println!(
