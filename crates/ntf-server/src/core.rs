@@ -825,29 +825,19 @@ impl<G: PushGateway + 'static> Core<G> {
 
     async fn on_nmsg(&self, queue: SmpQueueNtf, nonce: [u8; 24], enc_meta: Vec<u8>) {
         self.metrics.notifications_received.inc();
-        let Some(sub) = self.store.sub_by_queue(&queue) else {
+        let Some((sub_id, token_id, sub_queue, true)) = self.store.ntf_route(&queue) else {
             self.metrics.notifications_dropped.inc();
             return;
         };
-        match self.store.token(&sub.token_id) {
-            Some(t) if t.status == TokenStatus::Active => {}
-            _ => {
-                self.metrics.notifications_dropped.inc();
-                return;
-            }
-        }
         let data = PnMessageData {
-            queue: sub.queue.clone(),
+            queue: sub_queue,
             ntf_ts: now_secs(),
             nonce,
             enc_meta,
         };
-        let own = LastNtf {
-            sub_id: sub.id.clone(),
-            data,
-        };
-        self.store.add_last_ntf(&sub.token_id, own.clone());
-        self.request_push(PushRequest::Notification(sub.token_id, Box::new(own)))
+        let own = LastNtf { sub_id, data };
+        self.store.record_last_ntf(&token_id, own.clone());
+        self.request_push(PushRequest::Notification(token_id, Box::new(own)))
             .await;
     }
 

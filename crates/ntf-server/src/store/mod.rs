@@ -1016,15 +1016,47 @@ impl Store {
     /// one, keeping the token's 6 newest) and returns the token's list, oldest first.
     pub fn add_last_ntf(&self, token_id: &[u8], ntf: LastNtf) -> Vec<LastNtf> {
         let mut st = self.state();
+        let l = Self::push_last_ntf(&mut st, token_id, ntf);
+        let out: Vec<LastNtf> = l.iter().cloned().collect();
+        self.persist(Op::PutLastNtfs(token_id.to_vec(), out.clone()));
+        out
+    }
+
+    /// [`Store::add_last_ntf`] without returning the list (the NMSG path: the list is copied
+    /// only for the writer, not at all in memory mode).
+    pub fn record_last_ntf(&self, token_id: &[u8], ntf: LastNtf) {
+        let mut st = self.state();
+        let l = Self::push_last_ntf(&mut st, token_id, ntf);
+        if self.is_persistent() {
+            let out: Vec<LastNtf> = l.iter().cloned().collect();
+            self.persist(Op::PutLastNtfs(token_id.to_vec(), out));
+        }
+    }
+
+    fn push_last_ntf<'a>(
+        st: &'a mut State,
+        token_id: &[u8],
+        ntf: LastNtf,
+    ) -> &'a VecDeque<LastNtf> {
         let l = st.last_ntfs.entry(token_id.to_vec()).or_default();
         l.retain(|n| n.sub_id != ntf.sub_id);
         l.push_back(ntf);
         while l.len() > MAX_PUSH_NTFS {
             l.pop_front();
         }
-        let out: Vec<LastNtf> = l.iter().cloned().collect();
-        self.persist(Op::PutLastNtfs(token_id.to_vec(), out.clone()));
-        out
+        l
+    }
+
+    /// Where a notification for queue `q` goes: its subscription's id, token id and queue, and
+    /// whether the token is active (one lookup, without copying the records).
+    pub fn ntf_route(&self, q: &SmpQueueNtf) -> Option<(Vec<u8>, Vec<u8>, SmpQueueNtf, bool)> {
+        let st = self.state();
+        let s = st.subs.get(st.sub_by_queue.get(q)?)?;
+        let active = st
+            .tokens
+            .get(&s.token_id)
+            .is_some_and(|t| t.status == TokenStatus::Active);
+        Some((s.id.clone(), s.token_id.clone(), s.queue.clone(), active))
     }
 
     pub fn last_ntfs(&self, token_id: &[u8]) -> Vec<LastNtf> {
