@@ -128,6 +128,11 @@ pub struct Config {
     pub push_credential: String,
     /// `[PUSH] config_dir`: push-server configuration for `mode = in_process` in the binary.
     pub push_config_dir: Option<PathBuf>,
+    /// `[INFORMATION]` (the smp-server's keys; published on the server page with `source_code`).
+    pub information: hush_server_common::web::ServerInformation,
+    /// `[WEB]`: the server information page (hush-server-common `web`); `None` without
+    /// `static_path`.
+    pub web: Option<hush_server_common::web::WebConfig>,
 }
 
 impl Config {
@@ -174,6 +179,8 @@ impl Config {
             push_fingerprint: [0; 32],
             push_credential: String::new(),
             push_config_dir: None,
+            information: Default::default(),
+            web: None,
         }
     }
 
@@ -285,6 +292,27 @@ impl Config {
                 }
             }
         }
+        // [INFORMATION] and [WEB]: one implementation with smp-server (hush-server-common).
+        let key_err = |e: hush_server_common::web::KeyError| ConfigError::Value {
+            line: e.line,
+            section: e.section.into(),
+            key: e.key.into(),
+            reason: format!("{:?}: {}", e.value, e.reason),
+        };
+        let (information, info_warnings) =
+            hush_server_common::web::read_information(&ini).map_err(key_err)?;
+        c.information = information;
+        for w in info_warnings {
+            warnings.push(format!(
+                "line {}: [{}] {}: {}",
+                w.line,
+                w.section,
+                w.key.unwrap_or(""),
+                w.message
+            ));
+        }
+        c.web = hush_server_common::web::read_web(&ini, &c.paths.data_dir, &c.paths.config_dir)
+            .map_err(key_err)?;
         match c.store_db.take() {
             Some(db) if c.store_enable => {
                 c.store_db = Some(crate::store::PgConfig {
@@ -592,6 +620,8 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
         }
         ("PUSH", "config_dir") => c.push_config_dir = Some(PathBuf::from(v)),
         ("PUSH", "credential") => c.push_credential = v.to_string(),
+        ("INFORMATION", k) if hush_server_common::web::INFORMATION_KEYS.contains(&k) => {}
+        ("WEB", k) if hush_server_common::web::WEB_KEYS.contains(&k) => {}
         _ => return Ok(false),
     }
     Ok(true)
@@ -676,6 +706,22 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          # provider enabled: enable [APNS] or [WEBPUSH] in push/push-server.ini to deliver pushes).\n\
          # remote: a separate push-server (host, port, fingerprint, credential).\n\
          # mode = in_process\n# config_dir = /etc/opt/hush/ntf/push\n# mode = remote\n# host = 127.0.0.1\n# port = 5229\n# fingerprint = <push-server certificate SHA-256>\n# credential = <bearer credential>\n",
+    );
+    s.push_str(
+        "\n[INFORMATION]\n\
+         # Published on the server page ([WEB]) once source_code is set (AGPLv3: publish the source\n\
+         # code you run). The keys of smp-server's [INFORMATION]: usage_conditions,\n\
+         # condition_amendments, server_country, operator, operator_country, website, admin_email,\n\
+         # admin_simplex, admin_pgp (+ admin_pgp_fingerprint), complaints_*, hosting,\n\
+         # hosting_country, hosting_type.\n\
+         # source_code = https://example.com/your/hush/fork\n# operator =\n# website =\n\n\
+         [WEB]\n\
+         # The server information page ([INFORMATION], the server address and statistics) as static\n\
+         # HTML + CSS written to static_path (relative: under the data directory), updated every\n\
+         # refresh_interval seconds, and served on http / https (a port or IP:PORT). HTTPS uses this\n\
+         # server's TLS certificate unless cert and key name PEM files.\n\
+         # static_path = www\n# http = 8000\n# https = 8443\n# cert = web.crt\n# key = web.key\n\
+         # refresh_interval = 60\n",
     );
     s
 }

@@ -41,6 +41,9 @@ pub struct NtfServer<G> {
     pub addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
     pub control_addr: Option<SocketAddr>,
+    /// Bound addresses of the server information page (`[WEB] http`, `https`).
+    pub web_http_addr: Option<SocketAddr>,
+    pub web_https_addr: Option<SocketAddr>,
     /// SHA-256 of the CA certificate (the server identity in `ntf://<fp>@host`).
     pub fingerprint: [u8; 32],
     pub core: Arc<Core<G>>,
@@ -138,10 +141,20 @@ pub async fn start<G: PushGateway + 'static>(
             shutdown.clone(),
         )));
     }
+    let (web_http_addr, web_https_addr) = match &config.web {
+        None => (None, None),
+        Some(w) => {
+            let web = start_web(&config, w, &fingerprint, &core.metrics, &shutdown).await?;
+            tasks.extend(web.tasks);
+            (web.http_addr, web.https_addr)
+        }
+    };
     Ok(NtfServer {
         addrs,
         metrics_addr,
         control_addr,
+        web_http_addr,
+        web_https_addr,
         fingerprint,
         core,
         tasks,
@@ -167,6 +180,106 @@ impl<G: PushGateway + 'static> NtfServer<G> {
         let _ = tokio::task::spawn_blocking(move || drop(core)).await;
         Ok(())
     }
+}
+
+/// The server information page (`[WEB]`, hush-server-common `web`, as smp-server's).
+async fn start_web(
+    config: &Config,
+    w: &hush_server_common::web::WebConfig,
+    fingerprint: &[u8; 32],
+    metrics: &crate::metrics::Metrics,
+    shutdown: &hush_server_common::Shutdown,
+) -> Result<hush_server_common::web::WebServer, RunError> {
+    use hush_server_common::web::{self, Stat};
+    use std::sync::atomic::Ordering::Relaxed;
+    let port = config
+        .ports
+        .first()
+        .copied()
+        .unwrap_or(crate::config::DEFAULT_PORT);
+    let addresses = config
+        .host
+        .iter()
+        .map(|h| {
+            format!(
+                "ntf://{}@{h}{}",
+                hush_proto::encoding::base64url_encode(fingerprint),
+                if port == 443 {
+                    String::new()
+                } else {
+                    format!(":{port}")
+                }
+            )
+        })
+        .collect();
+    let page = web::PageInfo {
+        server_kind: "Notification server".into(),
+        addresses,
+        information: config.information.clone(),
+        settings: vec![
+            (
+                "Persistence".into(),
+                if config.store_enable {
+                    "Tokens and subscriptions"
+                } else {
+                    "In-memory only"
+                }
+                .into(),
+            ),
+            (
+                "Notifications".into(),
+                if config.policy_reference {
+                    "every message, as an alert".to_string()
+                } else {
+                    format!(
+                        "at most {} silent pushes per {} s per device, then alerts",
+                        config.budget.silent_per_window,
+                        config.budget.window.as_secs()
+                    )
+                },
+            ),
+        ],
+        software: format!("hush ntf-server {}", env!("CARGO_PKG_VERSION")),
+        started: std::time::SystemTime::now(),
+    };
+    let m = metrics.clone();
+    let stats: web::StatsSource = Arc::new(move || {
+        vec![
+            Stat::new("tokens", "Device tokens", m.tokens_total.load(Relaxed)),
+            Stat::new(
+                "subscriptions",
+                "Subscriptions",
+                m.subscriptions_total.load(Relaxed),
+            ),
+            Stat::new("relays", "Relays", m.relays_total.load(Relaxed)),
+            Stat::new(
+                "tokens-created",
+                "Tokens registered since start",
+                m.tokens_created.get(),
+            ),
+            Stat::new(
+                "notifications-delivered",
+                "Notifications delivered since start",
+                m.notifications_delivered.get(),
+            ),
+        ]
+    });
+    let own_tls = web::TlsFiles {
+        chain: vec![
+            config.paths.config_dir.join("server.crt"),
+            config.paths.config_dir.join("ca.crt"),
+        ],
+        key: config.paths.config_dir.join("server.key"),
+    };
+    let server = web::start(w, Some(own_tls), page, stats, shutdown.clone())
+        .await
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    for (scheme, a) in [("http", server.http_addr), ("https", server.https_addr)] {
+        if let Some(a) = a {
+            tracing::info!("server page on {scheme}://{a}/");
+        }
+    }
+    Ok(server)
 }
 
 /// What every connection of a listener is held to.
