@@ -179,6 +179,18 @@ pub async fn import_reference_with(
     if existing > 0 && !opts.force {
         return Err(ImportError::TargetNotEmpty(existing));
     }
+    let start_backup = PathBuf::from(format!("{}.start", store_log.display()));
+    let store_log = if start_backup.exists() {
+        // `readWriteStoreLog`: the reference was killed while compacting its log at start; it
+        // restores the state from `<log>.start` (the log itself is incomplete), and so do we
+        report.warn(format!(
+            "{} exists (the reference relay was stopped while compacting its log): importing it instead",
+            start_backup.display()
+        ));
+        start_backup.as_path()
+    } else {
+        store_log
+    };
     let text = std::fs::read(store_log).map_err(|source| ImportError::Io {
         path: store_log.to_path_buf(),
         source,

@@ -646,3 +646,26 @@ async fn import_throughput() {
         (cpu - qcpu) * 1e6 / report.messages as f64,
     );
 }
+
+/// The reference killed while compacting its log at start leaves `<log>.start` (the complete
+/// state) and an incomplete `<log>`: the reference restores from `.start`, and so does import.
+#[tokio::test]
+async fn start_backup_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = fixture_lines();
+    let log = dir.path().join("smp-server-store.log");
+    std::fs::write(&log, "CREATE rid=").unwrap();
+    std::fs::write(
+        dir.path().join("smp-server-store.log.start"),
+        format!("{}\n{}\n", lines[0], lines[1]),
+    )
+    .unwrap();
+    let store = hush_store::MemoryStore::new(QUOTA);
+    let r = import_reference(&log, None, &store, |_| {}).await.unwrap();
+    assert_eq!((r.queues, r.secured, r.truncated_lines), (1, 1, 0));
+    assert!(
+        r.warnings[0].contains("smp-server-store.log.start exists"),
+        "{:?}",
+        r.warnings
+    );
+}
