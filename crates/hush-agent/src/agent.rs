@@ -969,7 +969,10 @@ impl Agent {
                     continue;
                 }
             };
-            match self.deliver(&sq, &entry.body).await {
+            // Control messages (receipts, QCONT) are sent without the notification flag, as
+            // the reference's (MsgFlags notification = False): they never wake a phone.
+            let ntf_flag = entry.kind != OutboxKind::Control;
+            match self.deliver(&sq, &entry.body, ntf_flag).await {
                 Ok(()) => {
                     let events = self.with_tx(|tx| {
                         tx.delete_outbox(entry.outbox_id)?;
@@ -1031,14 +1034,17 @@ impl Agent {
         }
     }
 
-    /// `SKEY` (once) then `SEND` signed with the sender key.
-    async fn deliver(&self, sq: &SndQueue, body: &[u8]) -> Result<(), ClientError> {
+    /// `SKEY` (once) then `SEND` signed with the sender key; `notify`: the SEND notification
+    /// flag (the relay sends NMSG to the queue's notifier).
+    async fn deliver(&self, sq: &SndQueue, body: &[u8], notify: bool) -> Result<(), ClientError> {
         let client = self.inner.pool.client(&sq.server).await?;
         if !sq.secured {
             client.secure_sender(&sq.snd_id, &sq.snd_key).await?;
             let _ = self.with_tx(|tx| tx.set_snd_secured(sq.snd_queue_id));
         }
-        client.send(&sq.snd_id, Some(&sq.snd_key), true, body).await
+        client
+            .send(&sq.snd_id, Some(&sq.snd_key), notify, body)
+            .await
     }
 
     // -----------------------------------------------------------------------------------------

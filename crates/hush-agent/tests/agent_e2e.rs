@@ -267,6 +267,57 @@ async fn notifier_credentials_work_and_persist() {
     b.close().await;
 }
 
+/// A delivery receipt is sent without the notification flag (reference MsgFlags
+/// notification = False): the peer's notifier gets no NMSG for it, while a message does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_do_not_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path()).await;
+    let (a, mut a_rx) = open_agent(&db_path(dir.path(), "a"), relay.server()).await;
+    let (b, mut b_rx) = open_agent(&db_path(dir.path(), "b"), relay.server()).await;
+    let (a_conn, b_conn) = connect_pair(&a, &mut a_rx, &b, &mut b_rx).await;
+    // b's receive queue has a notifier, subscribed as an NTF server would
+    let creds = b.enable_notifications(b_conn).await.unwrap();
+    let (server, creds) = &creds[0];
+    let (ntf, mut ntf_events) =
+        hush_client::SmpClient::connect(server, hush_client::ClientConfig::default())
+            .await
+            .unwrap();
+    ntf.subscribe_notifier(&creds.notifier_id, &creds.notifier_key)
+        .await
+        .unwrap();
+    // b → a, a acknowledges with a receipt; b gets the receipt
+    let sent = b.send(b_conn, b"hello").unwrap();
+    let mut seen = Vec::new();
+    let mid = wait_for(&mut a_rx, &mut seen, |e| match e {
+        AgentEvent::Message { msg_id, .. } => Some(*msg_id),
+        _ => None,
+    })
+    .await;
+    a.ack_with_receipt(a_conn, mid, b"").await.unwrap();
+    wait_for(&mut b_rx, &mut seen, |e| match e {
+        AgentEvent::Receipt { msg_id, .. } if *msg_id == sent => Some(()),
+        _ => None,
+    })
+    .await;
+    // no NMSG for the receipt
+    let ev = tokio::time::timeout(std::time::Duration::from_millis(500), ntf_events.recv()).await;
+    assert!(ev.is_err(), "a receipt woke the notifier: {ev:?}");
+    // a message does
+    a.send(a_conn, b"a real message").unwrap();
+    let ev = tokio::time::timeout(WAIT, ntf_events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(ev, hush_client::ServerEvent::Notification { .. }),
+        "{ev:?}"
+    );
+    ntf.close().await;
+    a.close().await;
+    b.close().await;
+}
+
 /// The largest body goes through the relay intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn largest_message_fits() {
