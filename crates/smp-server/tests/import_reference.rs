@@ -669,3 +669,107 @@ async fn start_backup_is_used() {
         r.warnings
     );
 }
+
+fn pg_url() -> String {
+    std::env::var("HUSH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A fresh PostgreSQL schema, dropped (CASCADE) with the guard.
+struct Schema(String);
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let (client, conn) =
+                    tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+            })
+        })
+        .join();
+    }
+}
+
+/// `store_queues = database`: the import goes to the PostgreSQL store the ini names, and a relay
+/// on it serves the imported queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_into_the_configured_postgres_store() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = Schema(format!("hush_import_{}_{nanos}", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_dirs(dir.path());
+    let url = pg_url();
+    ini_for_binary(
+        &paths,
+        &[
+            ("STORE_LOG", "store_queues", "database"),
+            ("STORE_LOG", "db_connection", &url),
+            ("STORE_LOG", "db_schema", &schema.0),
+            ("STORE_LOG", "db_pool_size", "4"),
+        ],
+    );
+    let mut config = test_config(&paths);
+    assert!(config.store.database.is_some());
+    config.limits.queue_quota = QUOTA;
+    config.store.message_expiration = std::time::Duration::from_secs(3650 * 86400);
+    let mut last = None;
+    let report = smp_server::import::import_into_configured_store(
+        &config,
+        &fixture("smp-server-store.log"),
+        Some(&fixture("messages")),
+        false,
+        |p| last = Some(p),
+    )
+    .await
+    .unwrap();
+    expected_report(&report);
+    assert_eq!(last.map(|p| (p.done, p.messages)), Some((3, 8)));
+    // a second import is refused (the store is not empty)
+    let again = smp_server::import::import_into_configured_store(
+        &config,
+        &fixture("smp-server-store.log"),
+        None,
+        false,
+        |_| {},
+    )
+    .await;
+    assert!(
+        matches!(again, Err(ImportError::TargetNotEmpty(9))),
+        "{again:?}"
+    );
+
+    let server = TestServer::start(config).await;
+    let mut r = server.connect().await;
+    let m = sub_first(&mut r, &key(1), &id("rid", 1)).await;
+    assert_eq!(
+        open_msg(&rdh(1), &m).3.unwrap(),
+        b"hello from the reference"
+    );
+    let mut r3 = server.connect().await;
+    let mut m = sub_first(&mut r3, &key(7), &id("rid", 3)).await;
+    for _ in 0..4 {
+        let (mid, _, _, body) = open_msg(&rdh(3), &m);
+        assert!(body.is_some());
+        m = r3.cmd(Some(&key(7)), &id("rid", 3), ack(&mid)).await;
+    }
+    assert_eq!(open_msg(&rdh(3), &m).3, None, "the quota marker");
+    let mut n = server.connect().await;
+    assert!(matches!(
+        n.cmd(Some(&key(3)), &id("nid", 1), Command::NSub).await,
+        BrokerMsg::Sok(_) | BrokerMsg::Ok
+    ));
+    drop((r, r3, n));
+    server.stop().await;
+}
