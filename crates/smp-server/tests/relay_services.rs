@@ -199,18 +199,46 @@ async fn service_handshake_gives_a_stable_id_per_certificate() {
     s.stop().await;
 }
 
-/// The service id survives a relay restart (stored with the certificate hash).
+/// The service id and the associations survive a relay restart.
 #[tokio::test]
 async fn service_id_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let paths = init_dirs(dir.path());
     let cert = service_cert();
     let s = TestServer::start(test_config(&paths)).await;
-    let id1 = service_id(&connect_service(&s, &cert, ServiceRole::Notifier).await);
+    let mut a = connect_service(&s, &cert, ServiceRole::Notifier).await;
+    let id1 = service_id(&a);
+    let mut r = s.connect().await;
+    let (_, nk1, nid1, _) = ntf_queue(&mut r).await;
+    let (_, nk2, nid2, _) = ntf_queue(&mut r).await;
+    for (nk, nid) in [(&nk1, &nid1), (&nk2, &nid2)] {
+        assert_eq!(
+            service_signed(&mut a, nk, nid, Command::NSub, true).await,
+            sok(&id1)
+        );
+    }
+    drop((a, r));
     s.stop().await;
+    // After a restart: same id, the associations are still there, and a plain NSUB still
+    // removes one (the store knows associations exist).
     let s = TestServer::start(test_config(&paths)).await;
-    let id2 = service_id(&connect_service(&s, &cert, ServiceRole::Notifier).await);
-    assert_eq!(id1, id2);
+    let mut b = connect_service(&s, &cert, ServiceRole::Notifier).await;
+    assert_eq!(service_id(&b), id1);
+    assert_eq!(
+        service_command(&mut b, &id1, Command::NSubs).await,
+        BrokerMsg::Soks(2)
+    );
+    let mut plain = s.connect().await;
+    assert_eq!(
+        plain.cmd(Some(&nk1), &nid1, Command::NSub).await,
+        BrokerMsg::Sok(None)
+    );
+    assert_eq!(b.event().await, (nid1.clone(), BrokerMsg::End));
+    let mut c = connect_service(&s, &cert, ServiceRole::Notifier).await;
+    assert_eq!(
+        service_command(&mut c, &id1, Command::NSubs).await,
+        BrokerMsg::Soks(1)
+    );
     s.stop().await;
 }
 

@@ -239,6 +239,17 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<Semaphore>,
     read_timeout: Duration,
+    /// Whether any queue may be associated with a service, per side (recipient, notifier):
+    /// false while none is (checked at open, set by the first association), so that
+    /// [`QueueStore::get_queue_service`] — asked by every plain `NSUB` — needs no read then.
+    services_used: [std::sync::atomic::AtomicBool; 2],
+}
+
+fn side(p: ServiceParty) -> usize {
+    match p {
+        ServiceParty::Recipient => 0,
+        ServiceParty::Notifier => 1,
+    }
 }
 
 impl Drop for Inner {
@@ -364,6 +375,17 @@ impl SqliteStore {
         )?;
         open::migrate(&mut writer, &path)?;
         writer.set_prepared_statement_cache_capacity(64);
+        let used = |col: &str| -> StoreResult<bool> {
+            Ok(writer.query_row(
+                &format!("SELECT EXISTS (SELECT 1 FROM queues WHERE {col} IS NOT NULL)"),
+                [],
+                |r| r.get(0),
+            )?)
+        };
+        let services_used = [
+            std::sync::atomic::AtomicBool::new(used("rcv_service_id")?),
+            std::sync::atomic::AtomicBool::new(used("ntf_service_id")?),
+        ];
 
         let n_readers = opts.readers.max(1);
         let mut readers = Vec::with_capacity(n_readers);
@@ -410,6 +432,7 @@ impl SqliteStore {
                 readers: Mutex::new(readers),
                 read_permits: Arc::new(Semaphore::new(n_readers)),
                 read_timeout: opts.read_timeout,
+                services_used,
             }),
         })
     }
@@ -804,7 +827,17 @@ impl QueueStore for SqliteStore {
         rid: EntityId,
         party: ServiceParty,
     ) -> StoreFuture<'_, Option<EntityId>> {
-        Box::pin(self.read(move |c| ops::get_queue_service(c, &rid, party)))
+        Box::pin(async move {
+            if !self.inner.services_used[side(party)].load(Ordering::SeqCst) {
+                // No association anywhere: only the queue's existence to check.
+                return match self.lookup(Key::Recipient, rid).await? {
+                    Some(_) => Ok(None),
+                    None => Err(StoreError::NotFound),
+                };
+            }
+            self.read(move |c| ops::get_queue_service(c, &rid, party))
+                .await
+        })
     }
 
     fn set_queue_service(
@@ -813,6 +846,10 @@ impl QueueStore for SqliteStore {
         party: ServiceParty,
         service_id: Option<EntityId>,
     ) -> StoreFuture<'_, ()> {
+        if service_id.is_some() {
+            // Before the write: a lookup racing with it may read the store, never skip it.
+            self.inner.services_used[side(party)].store(true, Ordering::SeqCst);
+        }
         Box::pin(self.write(move |c, _| ops::set_queue_service(c, &rid, party, service_id)))
     }
 
