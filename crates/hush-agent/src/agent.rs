@@ -482,7 +482,29 @@ impl Agent {
             ConnectionRequestUri::Invitation { data, e2e } => {
                 self.join_invitation(&data, &e2e, conn_info).await
             }
-            ConnectionRequestUri::Contact { data } => self.join_contact(&data, conn_info).await,
+            ConnectionRequestUri::Contact { data } => {
+                self.join_contact(&data, conn_info, conn_info).await
+            }
+        }
+    }
+
+    /// Like [`Agent::join`], with different conn info for a contact address: `request_info`
+    /// goes in the contact request (the chat app's `x.contact`), `conn_info` in our
+    /// confirmation once the address owner accepts (its `x.info`), as the reference chat
+    /// client does. For a one-time invitation `conn_info` is used and `request_info` ignored.
+    pub async fn join_with_request(
+        &self,
+        link: &str,
+        request_info: &[u8],
+        conn_info: &[u8],
+    ) -> Result<ConnId, AgentError> {
+        match ConnectionRequestUri::parse(link).map_err(|e| AgentError::Link(e.to_string()))? {
+            ConnectionRequestUri::Invitation { data, e2e } => {
+                self.join_invitation(&data, &e2e, conn_info).await
+            }
+            ConnectionRequestUri::Contact { data } => {
+                self.join_contact(&data, request_info, conn_info).await
+            }
         }
     }
 
@@ -592,6 +614,7 @@ impl Agent {
     async fn join_contact(
         &self,
         data: &ConnReqUriData,
+        request_info: &[u8],
         conn_info: &[u8],
     ) -> Result<ConnId, AgentError> {
         let agent_v = link_agent_version(data)?;
@@ -603,7 +626,7 @@ impl Agent {
         let env = AgentMsgEnvelope::Invitation {
             agent_version: agent_v,
             conn_req: invitation,
-            conn_info: conn_info.to_vec(),
+            conn_info: request_info.to_vec(),
         }
         .encode()?;
         let sealed = ClientMsgEnvelope::seal(

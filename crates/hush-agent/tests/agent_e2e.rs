@@ -267,6 +267,54 @@ async fn notifier_credentials_work_and_persist() {
     b.close().await;
 }
 
+/// `join_with_request`: the contact request carries `request_info` (the app's `x.contact`),
+/// the requester's confirmation after the owner accepts carries `conn_info` (its `x.info`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_request_and_confirmation_carry_their_own_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path()).await;
+    let (a, mut a_rx) = open_agent(&db_path(dir.path(), "a"), relay.server()).await;
+    let (b, mut b_rx) = open_agent(&db_path(dir.path(), "b"), relay.server()).await;
+    let (_, link) = a.create_contact_address().await.unwrap();
+    let b_conn = b
+        .join_with_request(&link, b"request from bob", b"bob's profile")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let request = wait_for(&mut a_rx, &mut seen, |e| match e {
+        AgentEvent::ContactRequest {
+            request, conn_info, ..
+        } => {
+            assert_eq!(conn_info, b"request from bob");
+            Some(*request)
+        }
+        _ => None,
+    })
+    .await;
+    let a_conn = a
+        .accept_contact_request(request, b"alice's profile")
+        .await
+        .unwrap();
+    wait_for(&mut a_rx, &mut seen, |e| match e {
+        AgentEvent::Connected { conn, peer_info } if *conn == a_conn => {
+            assert_eq!(peer_info, b"bob's profile");
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    wait_for(&mut b_rx, &mut seen, |e| match e {
+        AgentEvent::Connected { conn, peer_info } if *conn == b_conn => {
+            assert_eq!(peer_info, b"alice's profile");
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    a.close().await;
+    b.close().await;
+}
+
 /// A delivery receipt is sent without the notification flag (reference MsgFlags
 /// notification = False): the peer's notifier gets no NMSG for it, while a message does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
