@@ -15,7 +15,9 @@
 
 use hush_crypto::DhSecret;
 use hush_proto::encoding::base64url_encode;
-use hush_proto::ntf::{PnMessageData, encode_pn_messages};
+use hush_proto::ntf::PnMessageData;
+#[cfg(test)]
+use hush_proto::ntf::encode_pn_messages;
 
 /// Padded plaintext length of encrypted push data in the reference (its message pushes are
 /// ≈4.3 KB of JSON, over APNs' documented 4096-byte limit).
@@ -102,21 +104,57 @@ pub fn message_payload(
         if items.is_empty() {
             return Err(PayloadError::Empty);
         }
-        let text = encode_pn_messages(items);
+        let text = pn_messages_text(items);
         match encrypt(dh, nonce, text.as_bytes(), pad) {
             Ok(e) => break e,
             Err(_) => items = items.get(1..).unwrap_or_default(),
         }
     };
     let aps = match presentation {
-        Presentation::Background => APS_BACKGROUND.to_string(),
-        Presentation::Alert { text } => aps_alert(text),
+        Presentation::Background => std::borrow::Cow::Borrowed(APS_BACKGROUND),
+        Presentation::Alert { text } => std::borrow::Cow::Owned(aps_alert(text)),
     };
-    Ok(format!(
-        r#"{{"aps":{aps},"notificationData":{{"message":"{e}","nonce":"{}"}}}}"#,
-        base64url_encode(nonce)
-    )
-    .into_bytes())
+    // {"aps":APS,"notificationData":{"message":"E","nonce":"N"}} written into one buffer
+    let nonce = base64url_encode(nonce);
+    let mut out = Vec::with_capacity(64 + aps.len() + e.len() + nonce.len());
+    out.extend_from_slice(br#"{"aps":"#);
+    out.extend_from_slice(aps.as_bytes());
+    out.extend_from_slice(br#","notificationData":{"message":""#);
+    out.extend_from_slice(e.as_bytes());
+    out.extend_from_slice(br#"","nonce":""#);
+    out.extend_from_slice(nonce.as_bytes());
+    out.extend_from_slice(br#""}}"#);
+    Ok(out)
+}
+
+/// `hush_proto::ntf::encode_pn_messages` (the same text) with each relay's address rendered
+/// once per push instead of once per notification (the six notifications of a push are mostly
+/// from a few relays; rendering them was a third of the payload's cost).
+fn pn_messages_text(items: &[PnMessageData]) -> String {
+    use std::fmt::Write as _;
+    let mut servers: Vec<(&hush_proto::address::ProtocolServer, String)> = Vec::new();
+    let mut out = String::with_capacity(items.len() * 200);
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let k = match servers.iter().position(|(s, _)| *s == &it.queue.server) {
+            Some(k) => k,
+            None => {
+                servers.push((&it.queue.server, it.queue.server.to_text()));
+                servers.len() - 1
+            }
+        };
+        // PnMessageData::to_text: "<server>/<notifier id> <ts> <nonce> <enc meta>"
+        out.push_str(&servers[k].1);
+        out.push('/');
+        out.push_str(&base64url_encode(&it.queue.notifier_id));
+        let _ = write!(out, " {} ", it.ntf_ts);
+        out.push_str(&base64url_encode(&it.nonce));
+        out.push(' ');
+        out.push_str(&base64url_encode(&it.enc_meta));
+    }
+    out
 }
 
 /// Periodic (`TCRN`) push: background, not encrypted.
@@ -128,6 +166,38 @@ pub fn check_messages_payload() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast text is `encode_pn_messages`' byte for byte (several relays, repeated ones,
+    /// negative and large timestamps, empty metadata).
+    #[test]
+    fn pn_messages_text_is_the_reference_encoding() {
+        let servers = [
+            "smp://LcJUMfVhwD8yxjAiSaDzzGF3-kLG4Uh0Fl_ZIjrRwjI=@localhost:5001",
+            "smp://LcJUMfVhwD8yxjAiSaDzzGF3-kLG4Uh0Fl_ZIjrRwjI=@localhost:5002",
+            "smp://0YuTwO05YJWS8rkjn9eLJDjQhFKvIYd8d4xG8X1blIU=@smp8.simplex.im,beccx4yfxxbvyhqypaavemqurytl6hozr47wfc7uuecacjqdvwpw2xid.onion",
+        ];
+        let items: Vec<PnMessageData> = (0..6u8)
+            .map(|i| PnMessageData {
+                queue: SmpQueueNtf {
+                    server: hush_proto::address::ProtocolServer::parse(
+                        servers[usize::from(i) % 3 * usize::from(i % 2 == 0)],
+                    )
+                    .unwrap(),
+                    notifier_id: vec![i; 24],
+                },
+                ntf_ts: [0, -5, 1_733_000_000, i64::MAX, i64::MIN, 42][usize::from(i)],
+                nonce: [i.wrapping_mul(37); 24],
+                enc_meta: vec![i; usize::from(i) * 13],
+            })
+            .collect();
+        for n in 1..=items.len() {
+            assert_eq!(
+                pn_messages_text(&items[..n]),
+                encode_pn_messages(&items[..n])
+            );
+        }
+        assert_eq!(pn_messages_text(&[]), encode_pn_messages(&[]));
+    }
     use hush_proto::ntf::SmpQueueNtf;
     use serde_json::Value;
 
