@@ -4,6 +4,8 @@
 //! on a real relay (itself imported from the reference relay fixture) and pushes a message.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::path::{Path, PathBuf};
 
@@ -360,4 +362,50 @@ async fn malformed_logs_name_the_line() {
     .unwrap();
     assert_eq!(r.tokens, 3);
     assert_eq!(store.counts().tokens, 3, "token 1 replaced");
+}
+
+/// `[STORE_LOG] db_connection`: the import goes to the PostgreSQL store the configuration names;
+/// a new instance reads the tokens and subscriptions back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_into_the_configured_postgres_store() {
+    let schema = pg::PgSchema::new("import");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ntf_config(dir.path(), true, PolicyMode::Reference);
+    config.store_db = Some(ntf_server::store::PgConfig {
+        connection: pg::PG_URL.into(),
+        schema: schema.0.clone(),
+        pool_size: 4,
+        ..ntf_server::store::PgConfig::default()
+    });
+    let StoreMode::Postgres(_) = config.store_mode() else {
+        panic!("expected the PostgreSQL store")
+    };
+    let log = fixture("ntf-server-store.log");
+    let report = ntf_server::import::import_into_configured_store(&config, &log, false, |_| {})
+        .await
+        .unwrap();
+    expected_report(&report);
+    let again =
+        ntf_server::import::import_into_configured_store(&config, &log, false, |_| {}).await;
+    assert!(
+        matches!(again, Err(ImportError::TargetNotEmpty(3))),
+        "{again:?}"
+    );
+    let store = Store::open_async(&config.store_mode()).await.unwrap();
+    let c = store.counts();
+    assert_eq!((c.tokens, c.subscriptions), (3, 3));
+    let t1 = store.token(&h("tkn", 1, 24)).unwrap();
+    assert_eq!((t1.status, t1.cron_interval), (TokenStatus::Active, 20));
+    assert_eq!(*t1.dh_secret, *push_secret(1).as_bytes());
+    assert_eq!(
+        store.sub(&h("sub", 3, 24)).unwrap().status,
+        SubStatus::Err(b"SMP AUTH".to_vec())
+    );
+    // memory-only configuration: nothing to import into
+    let mut mem = ntf_config(dir.path(), true, PolicyMode::Reference);
+    mem.store_enable = false;
+    let e = ntf_server::import::import_into_configured_store(&mem, &log, false, |_| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("memory only"), "{e}");
 }
