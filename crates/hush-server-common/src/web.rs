@@ -958,6 +958,9 @@ async fn serve(
             tracing::debug!("server page: connection limit reached");
             continue;
         };
+        // The response and (HTTPS) close_notify are separate small writes: without NODELAY the
+        // second waits for the client's delayed ACK (~40 ms each).
+        let _ = tcp.set_nodelay(true);
         let site = site.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
