@@ -1372,4 +1372,94 @@ mod tests {
         assert_eq!((e.line, e.key), (2, "operator"));
         assert!(e.reason.contains("at most"));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_and_oversized_requests_get_an_error_and_are_closed() {
+        let site = RwLock::new(Site {
+            index: Arc::from(&b"page"[..]),
+        });
+        // Nothing sent: 408 once the header timeout passes (paused clock advances by itself).
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let t = tokio::spawn(async move { connection(server, &site).await });
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+        t.await.unwrap();
+        // A head over the limit: 431 without waiting for the end of it.
+        let site = RwLock::new(Site {
+            index: Arc::from(&b"page"[..]),
+        });
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let t = tokio::spawn(async move { connection(server, &site).await });
+        client
+            .write_all(
+                format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_REQUEST_HEAD + 10)).as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert!(out.starts_with(b"HTTP/1.1 431 "));
+        t.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn per_address_cap_and_files_on_disk() {
+        let dir = std::env::temp_dir().join(format!("hush-web-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = WebConfig {
+            static_path: dir.join("www"),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            https: None,
+            tls: None,
+            refresh_interval: Duration::from_secs(3600),
+        };
+        let (trigger, shutdown) = crate::shutdown_channel();
+        let stats: StatsSource = Arc::new(|| vec![Stat::new("n", "N", 7)]);
+        let server = start(
+            &cfg,
+            None,
+            page(ServerInformation::default()),
+            stats,
+            shutdown,
+        )
+        .await
+        .unwrap();
+        let addr = server.http_addr.unwrap();
+        let html = std::fs::read_to_string(dir.join("www").join(INDEX_FILE)).unwrap();
+        assert!(html.contains("<dd id=\"stat-n\">7</dd>"));
+        assert_eq!(
+            crate::private::mode_of(&dir.join("www").join(INDEX_FILE)).unwrap(),
+            0o644
+        );
+        // MAX_CONNECTIONS_PER_IP idle connections are held; one more is closed at once.
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS_PER_IP {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut buf))
+            .await
+            .expect("the connection over the cap is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "no response over the cap");
+        // Once one is released, a new connection is served.
+        drop(held.pop());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+        ok.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = Vec::new();
+        ok.read_to_end(&mut buf).await.unwrap();
+        assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        trigger.trigger();
+        for t in server.tasks {
+            tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
