@@ -335,6 +335,112 @@ async fn binary_serves_the_page_over_http_and_https_and_in_a_browser() {
     drop(server);
 }
 
+/// A self-signed ECDSA P-256 certificate for `localhost` (what an operator's `cert`/`key` would be,
+/// e.g. from Let's Encrypt): PEM certificate and key.
+fn web_cert() -> (Vec<u8>, Vec<u8>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let key = PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "localhost").unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (
+        b.build().to_pem().unwrap(),
+        key.private_key_to_pem_pkcs8().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_the_operators_cert_and_key_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_dirs(dir.path());
+    let (cert, key) = web_cert();
+    // Relative cert/key paths are under the configuration directory.
+    std::fs::write(paths.config_dir.join("web.crt"), &cert).unwrap();
+    std::fs::write(paths.config_dir.join("web.key"), &key).unwrap();
+    ini_for_binary(
+        &paths,
+        &[
+            ("TRANSPORT", "host", "relay.example.test"),
+            (
+                "INFORMATION",
+                "source_code",
+                "https://example.com/hush-fork",
+            ),
+            ("INFORMATION", "operator", "TLS Operator"),
+            ("WEB", "static_path", "www"),
+            ("WEB", "http", "127.0.0.1:0"),
+            ("WEB", "https", "127.0.0.1:0"),
+            ("WEB", "cert", "web.crt"),
+            ("WEB", "key", "web.key"),
+        ],
+    );
+    let server = start_page_server(&paths);
+    assert!(paths.data_dir.join("www/index.html").exists());
+    let https_addr = server.https;
+    let (s, head, body, leaf) = tokio::task::spawn_blocking(move || https(https_addr, GET))
+        .await
+        .unwrap();
+    assert_eq!(s, "HTTP/1.1 200 OK", "{head}");
+    assert!(
+        body.contains("<dd id=\"operator\">TLS Operator</dd>"),
+        "{body}"
+    );
+    let want = openssl::x509::X509::from_pem(&cert)
+        .unwrap()
+        .to_der()
+        .unwrap();
+    assert_eq!(leaf, want, "HTTPS must use [WEB] cert");
+
+    let Some(chromium) = chromium() else {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromium is missing: CI must install it");
+        }
+        eprintln!("SKIPPED the browser part: /usr/bin/chromium is not installed");
+        return;
+    };
+    let profile = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut dump = std::process::Command::new(chromium);
+    dump.arg("--headless")
+        .arg("--no-sandbox")
+        .arg("--disable-gpu")
+        .arg("--disable-dev-shm-usage")
+        .arg("--no-first-run")
+        // Self-signed here; an operator's real certificate would be trusted.
+        .arg("--ignore-certificate-errors")
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("https://localhost:{}/", https_addr.port()));
+    let (ok, dom, err) = run_limited(&mut dump, Duration::from_secs(90));
+    assert!(ok, "chromium --dump-dom failed: {err}");
+    assert!(
+        dom.contains("<dd id=\"operator\">TLS Operator</dd>"),
+        "{dom}"
+    );
+    assert!(dom.contains("smp://"), "{dom}");
+    drop(server);
+}
+
 fn chromium() -> Option<PathBuf> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .iter()
