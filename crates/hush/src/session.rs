@@ -484,14 +484,17 @@ impl Session {
 
     pub async fn connect(&mut self, link: &str) -> anyhow::Result<i64> {
         let link = link.trim();
-        // a contact address gets x.contact (a request), a one-time invitation x.info
-        let info = match ConnectionRequestUri::parse(link) {
+        // A contact address gets x.contact (a request with our profile), and our confirmation
+        // once the owner accepts gets x.info, as the app does; a one-time invitation x.info.
+        let info = self.my_info(None)?;
+        let conn = match ConnectionRequestUri::parse(link) {
             Ok(ConnectionRequestUri::Contact { .. }) => {
-                conn_info_body(&ChatMessage::contact_request(self.my_profile(None)?), false)?
+                let req =
+                    conn_info_body(&ChatMessage::contact_request(self.my_profile(None)?), false)?;
+                self.agent.join_with_request(link, &req, &info).await?
             }
-            _ => self.my_info(None)?,
+            _ => self.agent.join(link, &info).await?,
         };
-        let conn = self.agent.join(link, &info).await?;
         self.profile.add_contact(conn, None, "joining")?;
         self.out.emit(
             "connecting",

@@ -288,3 +288,57 @@ fn old_hush_peer_still_displays_and_is_answered_in_its_format() {
     let st = hush(&pa, &["status"]);
     assert!(st.iter().any(|l| l.ends_with("(old hush)")), "{st:?}");
 }
+
+#[test]
+fn app_contact_address_gets_x_contact_then_x_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, relay) = start_up(dir.path());
+    let pa = profile(dir.path(), "alice", &relay);
+    let mut a = chat(&pa, "alice", &[]);
+    let mut app = App::open(dir.path(), "sam", &relay);
+    let (_, address) = app.rt.block_on(app.agent.create_contact_address()).unwrap();
+    a.send(&format!("/connect {address}"));
+    // the request is the app's x.contact with alice's profile and a 16-byte request id
+    let AgentEvent::ContactRequest {
+        request, conn_info, ..
+    } = app.wait("request", |e| {
+        matches!(e, AgentEvent::ContactRequest { .. })
+    })
+    else {
+        unreachable!()
+    };
+    let m = parse_chat_messages(&conn_info).remove(0).unwrap();
+    match &m.event {
+        ChatMsgEvent::Contact {
+            profile,
+            contact_req_id,
+            ..
+        } => {
+            assert_eq!(profile.display_name, "alice");
+            assert_eq!(contact_req_id.as_ref().map(Vec::len), Some(16));
+        }
+        e => panic!("expected x.contact, got {e:?}"),
+    }
+    let conn = app
+        .rt
+        .block_on(
+            app.agent
+                .accept_contact_request(request, APP_INFO.as_bytes()),
+        )
+        .unwrap();
+    a.wait_line("connected: sam");
+    // alice's confirmation after the acceptance is x.info, as the app's own
+    let AgentEvent::Connected { peer_info, .. } = app.wait(
+        "connected",
+        |e| matches!(e, AgentEvent::Connected { conn: c, .. } if *c == conn),
+    ) else {
+        unreachable!()
+    };
+    let m = parse_chat_messages(&peer_info).remove(0).unwrap();
+    assert!(
+        matches!(&m.event, ChatMsgEvent::Info(p) if p.display_name == "alice"),
+        "{m:?}"
+    );
+    app.send(conn, APP_MSG.as_bytes());
+    a.wait_line("sam: hello");
+}
