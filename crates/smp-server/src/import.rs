@@ -17,9 +17,11 @@
 //! (the reference crashed in the middle of writing it) is skipped with a warning, as the
 //! reference does when it restores messages.
 //!
-//! Not imported (counted in the report): service records (`NEW_SERVICE`, `QUEUE_SERVICE`,
-//! `rsrv=`/`nsrv=`; hush has no service certificates in its store yet) and a quota marker that
-//! follows fewer than `quota` messages (the target can only add a marker to a full queue).
+//! Service certificates (`NEW_SERVICE`) and the queues' associations with them (`QUEUE_SERVICE`,
+//! `rsrv=`, `nsrv=`) are imported after the queues, so that a notification server presenting its
+//! service certificate finds its queues (`NSUBS`). Not imported (counted in the report): an
+//! association with a service that is not in the log, and a quota marker that follows fewer than
+//! `quota` messages (the target can only add a marker to a full queue).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -33,7 +35,7 @@ use hush_proto::smp::PublicKeyDer;
 use hush_store::{
     AppendOutcome, BlockInfo, BlockNotice, BlockReason, DEFAULT_QUOTA, DhSecret, EntityId, ID_LEN,
     LinkData, MsgId, NewMessage, NotifierCreds, QueueLink, QueueMode, QueueRecord, QueueStatus,
-    QueueStore, StoreError,
+    QueueStore, ServiceParty, ServiceRecord, StoreError,
 };
 
 /// Why an import stopped. Nothing of a failed import should be used: import into a fresh store.
@@ -120,7 +122,12 @@ pub struct ImportReport {
     pub blocked: u64,
     /// Queues skipped because an id was already taken in the target (`force` only).
     pub existing_skipped: u64,
-    /// Service records and service associations (not supported by the target; not imported).
+    /// Services (`NEW_SERVICE`: service certificates) and queue associations with them
+    /// (`QUEUE_SERVICE`, `rsrv=`, `nsrv=`) imported.
+    pub services: u64,
+    pub service_associations: u64,
+    /// Service records or associations not imported (an association with a service that is not
+    /// in the log, or one the target refused); see `warnings`.
     pub service_records_skipped: u64,
     /// Messages stored.
     pub messages: u64,
@@ -195,7 +202,11 @@ pub async fn import_reference_with(
         path: store_log.to_path_buf(),
         source,
     })?;
-    let queues = replay_store_log(store_log, &text, &mut report)?;
+    let Replayed {
+        queues,
+        services,
+        assoc,
+    } = replay_store_log(store_log, &text, &mut report)?;
     let total = queues.len() as u64;
     let width = opts.concurrency.max(1);
 
@@ -241,7 +252,10 @@ pub async fn import_reference_with(
     })
     .await?;
 
-    // 2. messages
+    // 2. services and the queues' associations with them
+    import_services(target, services, assoc, &imported, &mut report).await?;
+
+    // 3. messages
     if let Some(m) = msg_store {
         let meta = std::fs::metadata(m).map_err(|source| ImportError::Io {
             path: m.to_path_buf(),
@@ -254,6 +268,61 @@ pub async fn import_reference_with(
         }
     }
     Ok(report)
+}
+
+async fn import_services(
+    target: &dyn QueueStore,
+    services: Vec<ServiceRecord>,
+    assoc: HashMap<EntityId, [Option<EntityId>; 2]>,
+    imported: &HashSet<EntityId>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    // log id → the id the target keeps (the same, unless the certificate was already there)
+    let mut ids: HashMap<EntityId, EntityId> = HashMap::new();
+    for s in services {
+        let log_id = s.service_id;
+        match retry_busy(|| target.get_create_service(s.clone())).await {
+            Ok(id) => {
+                ids.insert(log_id, id);
+                report.services += 1;
+            }
+            Err(e) => {
+                report.service_records_skipped += 1;
+                report.warn(format!("a service was not imported: {e}"));
+            }
+        }
+    }
+    let mut assoc: Vec<_> = assoc
+        .into_iter()
+        .filter(|(rid, _)| imported.contains(rid))
+        .collect();
+    assoc.sort();
+    for (rid, sides) in assoc {
+        for (party, sid) in [
+            (ServiceParty::Recipient, sides[0]),
+            (ServiceParty::Notifier, sides[1]),
+        ] {
+            let Some(sid) = sid else { continue };
+            let Some(&id) = ids.get(&sid) else {
+                report.service_records_skipped += 1;
+                report.warn(
+                    "a queue's association with a service that is not in the store log was dropped"
+                        .into(),
+                );
+                continue;
+            };
+            match retry_busy(|| target.set_queue_service(rid, party, Some(id))).await {
+                Ok(()) => report.service_associations += 1,
+                Err(e) => {
+                    report.service_records_skipped += 1;
+                    report.warn(format!(
+                        "a queue's service association was not imported: {e}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `smp-server import`: imports into the store the relay's configuration names (SQLite file
@@ -350,27 +419,27 @@ pub fn stderr_progress() -> impl FnMut(Progress) {
 /// One store-log record (`StoreLog.hs` `StoreLogRecord`).
 #[derive(Debug)]
 enum Record {
-    /// The queue and how many service associations (`nsrv=`, `rsrv=`) were dropped.
-    Create(Box<QueueRecord>, u64),
+    /// The queue and its service associations (`rsrv=`, `nsrv=`).
+    Create(Box<QueueRecord>, [Option<EntityId>; 2]),
     Link(EntityId, QueueLink),
     DeleteLink(EntityId),
     Secure(EntityId, Vec<u8>),
     Keys(EntityId, Vec<Vec<u8>>),
-    Notifier(EntityId, NotifierCreds, bool),
+    Notifier(EntityId, NotifierCreds, Option<EntityId>),
     Suspend(EntityId),
     Block(EntityId, BlockInfo),
     Unblock(EntityId),
     Delete(EntityId),
     DeleteNotifier(EntityId),
     Time(EntityId, i64),
-    NewService,
-    QueueService(EntityId),
+    NewService(Box<ServiceRecord>),
+    QueueService(EntityId, ServiceParty, Option<EntityId>),
 }
 
 impl Record {
     fn recipient_id(&self) -> Option<&EntityId> {
         match self {
-            Record::Create(..) | Record::NewService => None,
+            Record::Create(..) | Record::NewService(_) => None,
             Record::Link(r, _)
             | Record::DeleteLink(r)
             | Record::Secure(r, _)
@@ -382,7 +451,7 @@ impl Record {
             | Record::Delete(r)
             | Record::DeleteNotifier(r)
             | Record::Time(r, _)
-            | Record::QueueService(r) => Some(r),
+            | Record::QueueService(r, _, _) => Some(r),
         }
     }
 }
@@ -395,13 +464,31 @@ struct Replay {
     notifiers: HashSet<EntityId>,
     links: HashSet<EntityId>,
     seq: u64,
+    /// `NEW_SERVICE` records, in order (one per certificate hash).
+    services: Vec<ServiceRecord>,
+    /// recipient id → (recipient side, notifier side) service ids.
+    assoc: HashMap<EntityId, [Option<EntityId>; 2]>,
+}
+
+/// What the store log replays to.
+struct Replayed {
+    queues: Vec<QueueRecord>,
+    services: Vec<ServiceRecord>,
+    assoc: HashMap<EntityId, [Option<EntityId>; 2]>,
+}
+
+fn side(p: ServiceParty) -> usize {
+    match p {
+        ServiceParty::Recipient => 0,
+        ServiceParty::Notifier => 1,
+    }
 }
 
 fn replay_store_log(
     path: &Path,
     text: &[u8],
     report: &mut ImportReport,
-) -> Result<Vec<QueueRecord>, ImportError> {
+) -> Result<Replayed, ImportError> {
     let mut st = Replay::default();
     for (line_no, line, complete) in lines(text) {
         report.log_lines += 1;
@@ -433,13 +520,16 @@ fn replay_store_log(
     }
     let mut out: Vec<(u64, QueueRecord)> = st.queues.into_values().collect();
     out.sort_by_key(|(seq, _)| *seq);
-    Ok(out.into_iter().map(|(_, q)| q).collect())
+    Ok(Replayed {
+        queues: out.into_iter().map(|(_, q)| q).collect(),
+        services: st.services,
+        assoc: st.assoc,
+    })
 }
 
 /// Applies a record as the reference's STM queue store does; `Err` = skipped with a warning.
 fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), String> {
     if let Record::Create(q, services) = rec {
-        report.service_records_skipped += services;
         if st.queues.contains_key(&q.recipient_id)
             || st.senders.contains(&q.sender_id)
             || q.notifier
@@ -459,11 +549,18 @@ fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), 
             st.links.insert(l.link_id);
         }
         st.seq += 1;
+        if services != [None, None] {
+            st.assoc.insert(q.recipient_id, services);
+        }
         st.queues.insert(q.recipient_id, (st.seq, *q));
         return Ok(());
     }
-    if matches!(rec, Record::NewService) {
-        report.service_records_skipped += 1;
+    if let Record::NewService(r) = rec {
+        // getCreateService: one service per certificate
+        if st.services.iter().any(|s| s.cert_hash == r.cert_hash) {
+            return Err("NEW_SERVICE: certificate already registered, record skipped".into());
+        }
+        st.services.push(*r);
         return Ok(());
     }
     let Some(rid) = rec.recipient_id().copied() else {
@@ -473,7 +570,7 @@ fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), 
         return Err("record for a queue that does not exist (or was deleted), skipped".into());
     };
     match rec {
-        Record::Create(..) | Record::NewService => {}
+        Record::Create(..) | Record::NewService(_) => {}
         Record::Link(_, link) => {
             if let Some(old) = &q.link
                 && old.link_id != link.link_id
@@ -510,7 +607,7 @@ fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), 
             }
             st.notifiers.insert(creds.notifier_id);
             q.notifier = Some(creds);
-            report.service_records_skipped += u64::from(service);
+            st.assoc.entry(rid).or_default()[1] = service;
         }
         Record::Suspend(_) => q.status = QueueStatus::Off,
         Record::Block(_, info) => q.status = QueueStatus::Blocked(info),
@@ -526,14 +623,23 @@ fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), 
                 }
                 report.deleted_queues += 1;
             }
+            st.assoc.remove(&rid);
         }
         Record::DeleteNotifier(_) => {
             if let Some(n) = q.notifier.take() {
                 st.notifiers.remove(&n.notifier_id);
             }
+            if let Some(a) = st.assoc.get_mut(&rid) {
+                a[1] = None;
+            }
         }
         Record::Time(_, t) => q.updated_at = Some(t),
-        Record::QueueService(_) => report.service_records_skipped += 1,
+        Record::QueueService(_, party, service) => {
+            if party == ServiceParty::Notifier && q.notifier.is_none() {
+                return Err("QUEUE_SERVICE: the queue has no notifier, skipped".into());
+            }
+            st.assoc.entry(rid).or_default()[side(party)] = service;
+        }
     }
     Ok(())
 }
@@ -713,22 +819,24 @@ fn parse_record(line: &str) -> Result<Record, String> {
             c.lit(" ")?;
             Record::Time(rid, c.int("time")?)
         }
-        "NEW_SERVICE" => {
-            c.lit("service_id=")?;
-            c.s = "";
-            Record::NewService
-        }
+        "NEW_SERVICE" => Record::NewService(Box::new(service_rec(&mut c)?)),
         "QUEUE_SERVICE" => {
             let rid = c.id("recipient id")?;
             c.lit(" ")?;
-            if !(c.opt("R") || c.opt("N")) {
+            let party = if c.opt("R") {
+                ServiceParty::Recipient
+            } else if c.opt("N") {
+                ServiceParty::Notifier
+            } else {
                 return Err("bad service party (R or N)".into());
-            }
+            };
             c.lit(" ")?;
-            if c.at_b64() {
-                c.b64("service id")?;
-            }
-            Record::QueueService(rid)
+            let service = if c.at_b64() {
+                Some(c.id("service id")?)
+            } else {
+                None
+            };
+            Record::QueueService(rid, party, service)
         }
         _ => {
             return Err(format!(
@@ -742,8 +850,11 @@ fn parse_record(line: &str) -> Result<Record, String> {
 }
 
 /// `QueueRec` (`StoreLog.hs` `instance StrEncoding QueueRec`).
-fn queue_rec(c: &mut Cur<'_>, recipient_id: EntityId) -> Result<(QueueRecord, u64), String> {
-    let mut services = 0;
+fn queue_rec(
+    c: &mut Cur<'_>,
+    recipient_id: EntityId,
+) -> Result<(QueueRecord, [Option<EntityId>; 2]), String> {
+    let mut services = [None, None];
     c.lit("rk=")?;
     let recipient_keys = c.keys("recipient key")?;
     c.lit(" rdh=")?;
@@ -782,7 +893,7 @@ fn queue_rec(c: &mut Cur<'_>, recipient_id: EntityId) -> Result<(QueueRecord, u6
     };
     let notifier = if c.opt(" notifier=") {
         let (n, service) = ntf_creds(c)?;
-        services += u64::from(service);
+        services[1] = service;
         Some(n)
     } else {
         None
@@ -806,9 +917,7 @@ fn queue_rec(c: &mut Cur<'_>, recipient_id: EntityId) -> Result<(QueueRecord, u6
         QueueStatus::Active
     };
     if c.opt(" rsrv=") {
-        // the recipient's service association: not kept by hush
-        c.b64("service id")?;
-        services += 1;
+        services[0] = Some(c.id("service id")?);
     }
     Ok((
         QueueRecord {
@@ -837,18 +946,18 @@ fn link(c: &mut Cur<'_>, link_id: EntityId) -> Result<QueueLink, String> {
     })
 }
 
-/// `NtfCreds`: `<notifier id> <notifier key> <rcv ntf dh secret>[ nsrv=<service id>]`; the flag
-/// says whether a service association was dropped.
-fn ntf_creds(c: &mut Cur<'_>) -> Result<(NotifierCreds, bool), String> {
+/// `NtfCreds`: `<notifier id> <notifier key> <rcv ntf dh secret>[ nsrv=<service id>]`.
+fn ntf_creds(c: &mut Cur<'_>) -> Result<(NotifierCreds, Option<EntityId>), String> {
     let notifier_id = c.id("notifier id")?;
     c.lit(" ")?;
     let notifier_key = c.key("notifier key")?;
     c.lit(" ")?;
     let rcv_ntf_dh_secret = c.secret("notifier dh secret")?;
-    let service = c.opt(" nsrv=");
-    if service {
-        c.b64("service id")?;
-    }
+    let service = if c.opt(" nsrv=") {
+        Some(c.id("service id")?)
+    } else {
+        None
+    };
     Ok((
         NotifierCreds {
             notifier_id,
@@ -857,6 +966,42 @@ fn ntf_creds(c: &mut Cur<'_>) -> Result<(NotifierCreds, bool), String> {
         },
         service,
     ))
+}
+
+/// `ServiceRec` (`QueueStore.hs`): `service_id=<id> role=<M|N|P> cert=<DER,…> cert_hash=<sha256>
+/// created_at=<t>`. The identity certificate is the only one of the chain or its second (as the
+/// relay takes it at the handshake); `cert_hash` is its SHA-256 (`getFingerprint … HashSHA256`).
+fn service_rec(c: &mut Cur<'_>) -> Result<ServiceRecord, String> {
+    c.lit("service_id=")?;
+    let service_id = c.id("service id")?;
+    c.lit(" role=")?;
+    let role = match c.s.bytes().next() {
+        Some(r @ (b'M' | b'N' | b'P')) => r,
+        _ => return Err("bad service role (M, N or P)".into()),
+    };
+    c.s = &c.s[1..];
+    c.lit(" cert=")?;
+    let mut chain = vec![c.b64("certificate")?];
+    while c.opt(",") {
+        chain.push(c.b64("certificate")?);
+    }
+    let cert = match chain.len() {
+        1 => chain.swap_remove(0),
+        _ => chain.swap_remove(1),
+    };
+    c.lit(" cert_hash=")?;
+    let hash = c.b64("certificate hash")?;
+    let cert_hash = <[u8; 32]>::try_from(hash.as_slice())
+        .map_err(|_| format!("cert_hash: {} bytes, expected 32 (SHA-256)", hash.len()))?;
+    c.lit(" created_at=")?;
+    let created_at = c.int("created_at")?;
+    Ok(ServiceRecord {
+        service_id,
+        role,
+        cert,
+        cert_hash,
+        created_at,
+    })
 }
 
 /// `BlockingInfo`: `reason=spam|content[,notice={"ttl":n}]`.

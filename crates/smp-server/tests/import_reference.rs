@@ -11,7 +11,8 @@ use hush_crypto::{DhSecret, Ed25519Secret};
 use hush_proto::error::ErrorType;
 use hush_proto::smp::{BrokerMsg, Command};
 use hush_store::{
-    EntityId, LinkData, Message, QueueMode, QueueStatus, QueueStore, SqliteOptions, SqliteStore,
+    EntityId, LinkData, Message, QueueMode, QueueStatus, QueueStore, ServiceParty, SqliteOptions,
+    SqliteStore,
 };
 use sha2::{Digest, Sha256};
 use smp_server::import::{
@@ -91,16 +92,17 @@ async fn sub_first(c: &mut TestClient, k: &AuthKey, rid: &[u8]) -> BrokerMsg {
 }
 
 fn expected_report(report: &ImportReport) {
-    assert_eq!(report.log_lines, 27, "{report:?}");
+    assert_eq!(report.log_lines, 29, "{report:?}");
     assert_eq!(report.queues, 9, "10 created, 1 deleted: {report:?}");
     assert_eq!(report.deleted_queues, 1);
     assert_eq!(report.secured, 5);
     assert_eq!(report.with_notifier, 2);
     assert_eq!(report.suspended, 2);
     assert_eq!(report.blocked, 1);
+    assert_eq!((report.services, report.service_associations), (2, 2));
     assert_eq!(
-        report.service_records_skipped, 5,
-        "NEW_SERVICE, 2 QUEUE_SERVICE, nsrv=, rsrv="
+        report.service_records_skipped, 1,
+        "queue 10's rsrv= names a service not in the log"
     );
     assert_eq!(report.records_skipped, 1, "SUSPEND of an unknown queue");
     assert_eq!(report.truncated_lines, 1);
@@ -117,7 +119,7 @@ fn expected_report(report: &ImportReport) {
         report
             .warnings
             .iter()
-            .any(|w| w.ends_with("smp-server-store.log:27: incomplete last line skipped")),
+            .any(|w| w.ends_with("smp-server-store.log:29: incomplete last line skipped")),
         "{:?}",
         report.warnings
     );
@@ -125,7 +127,7 @@ fn expected_report(report: &ImportReport) {
         report
             .warnings
             .iter()
-            .any(|w| w.contains("smp-server-store.log:26: record for a queue that does not exist")),
+            .any(|w| w.contains("smp-server-store.log:28: record for a queue that does not exist")),
         "{:?}",
         report.warnings
     );
@@ -243,6 +245,27 @@ async fn journal_store_imports_and_serves() {
         id("rid", 10)
     );
     assert_eq!(store.message_count(id("rid", 3)).await.unwrap(), QUOTA + 1);
+    // service associations: queue 1's recipient side (QUEUE_SERVICE), queue 10's notifier side
+    // (nsrv=); queue 2's was removed, queue 9's went with its notifier (NDELETE)
+    let svc = |rid, party| store.get_queue_service(id("rid", rid), party);
+    assert_eq!(
+        svc(1, ServiceParty::Recipient).await.unwrap(),
+        Some(id("srv", 1))
+    );
+    assert_eq!(
+        svc(10, ServiceParty::Notifier).await.unwrap(),
+        Some(id("srv", 2))
+    );
+    assert_eq!(svc(10, ServiceParty::Recipient).await.unwrap(), None);
+    assert_eq!(svc(2, ServiceParty::Recipient).await.unwrap(), None);
+    assert_eq!(svc(9, ServiceParty::Notifier).await.unwrap(), None);
+    assert_eq!(
+        store
+            .service_queue_count(id("srv", 2), ServiceParty::Notifier)
+            .await
+            .unwrap(),
+        1
+    );
 
     // a second import into the now non-empty store is refused
     let again = import_reference(&fixture("smp-server-store.log"), None, &store, |_| {}).await;
