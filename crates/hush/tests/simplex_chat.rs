@@ -342,3 +342,37 @@ fn app_contact_address_gets_x_contact_then_x_info() {
     app.send(conn, APP_MSG.as_bytes());
     a.wait_line("sam: hello");
 }
+
+/// Figures (printed): for 20 texts alice → bob, the time from the `@bob` line to bob's display
+/// and to alice's `[delivered to bob]` (bob's receipt back through the relay). Run with
+/// `cargo test -p hush --test simplex_chat receipt_latency -- --nocapture`.
+#[test]
+fn receipt_latency_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, relay) = start_up(dir.path());
+    let pa = profile(dir.path(), "alice", &relay);
+    let pb = profile(dir.path(), "bob", &relay);
+    let mut a = chat(&pa, "alice", &[]);
+    let mut b = chat(&pb, "bob", &[]);
+    connect(&mut a, &mut b, "alice", "bob");
+    let (mut shown, mut delivered) = (Vec::new(), Vec::new());
+    for i in 0..20 {
+        let t0 = Instant::now();
+        a.send(&format!("@bob m{i}"));
+        b.wait_line(&format!("alice: m{i}"));
+        shown.push(t0.elapsed().as_secs_f64() * 1000.0);
+        a.wait_line(&format!("[delivered to bob] m{i}"));
+        delivered.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        v[v.len() / 2]
+    };
+    let (s, d) = (median(&mut shown), median(&mut delivered));
+    eprintln!(
+        "20 texts alice -> bob (debug build, loopback relay): shown at bob median {s:.1} ms, \
+         delivered (receipt at alice) median {d:.1} ms, max {:.1} ms",
+        delivered.last().unwrap()
+    );
+    assert!(s <= d && d < 5000.0);
+}
