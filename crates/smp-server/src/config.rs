@@ -538,6 +538,7 @@ impl Config {
         r.read_proxy(&mut cfg.proxy)?;
         r.read_notifications(&mut cfg.notifications)?;
         r.read_metrics(&mut cfg.metrics)?;
+        r.check_web_ports(&cfg)?;
         if cfg.transport.control_port.is_some()
             && cfg.auth.control_port_admin_password.is_none()
             && cfg.auth.control_port_user_password.is_none()
@@ -1207,6 +1208,31 @@ impl<'a> Reader<'a> {
                 None => NtfDelivery::DEFAULT,
             }
         };
+        Ok(())
+    }
+
+    /// The reference can serve `[WEB] https` on an SMP port (told apart by ALPN); hush serves the
+    /// page on its own ports only, so a port shared with `[TRANSPORT] port` is a clear error here
+    /// instead of "address in use" at start.
+    fn check_web_ports(&self, cfg: &Config) -> Result<(), ConfigError> {
+        let Some(w) = &cfg.web else {
+            return Ok(());
+        };
+        for (key, addr) in [("http", w.http), ("https", w.https)] {
+            if let Some(a) = addr
+                && a.port() != 0
+                && cfg.transport.ports.contains(&a.port())
+                && let Some(e) = self.get("WEB", key)
+            {
+                return Err(self.err(
+                    e,
+                    "WEB",
+                    key,
+                    "is also an SMP port in [TRANSPORT] port: hush serves the page on its own \
+                     port (the reference's HTTPS on the SMP port is not supported)",
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -50,6 +50,10 @@ fn web_and_information_errors_name_file_line_and_key() {
             "[INFORMATION]\nsource_code = https://x\nadmin_pgp = https://keys/a.asc\n",
             "/cfg/smp-server.ini: line 3: [INFORMATION] admin_pgp = \"https://keys/a.asc\": a PGP key needs admin_pgp_fingerprint too",
         ),
+        (
+            "[TRANSPORT]\nport = 5223,443\n[WEB]\nstatic_path = www\nhttps = 443\n",
+            "/cfg/smp-server.ini: line 5: [WEB] https = \"443\": is also an SMP port",
+        ),
     ];
     for (ini, want) in cases {
         let e = parse(ini).unwrap_err().to_string();
