@@ -373,6 +373,8 @@ async fn ndel_removes_the_association() {
         service_command(&mut b, &sid, Command::NSubs).await,
         BrokerMsg::Soks(1)
     );
+    // A held 2 queues, one was deleted: its ENDS counts 1.
+    assert_eq!(a.event().await, (sid.clone(), BrokerMsg::Ends(1)));
     s.stop().await;
 }
 

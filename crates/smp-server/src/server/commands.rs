@@ -591,6 +591,7 @@ impl Shared {
         );
         let sok = match service {
             Some(sid) => {
+                self.hold_notifier_service(&client, sid);
                 if new {
                     self.count_service_notifier(&client);
                 }

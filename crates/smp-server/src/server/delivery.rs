@@ -932,6 +932,16 @@ impl Shared {
         Ok(count)
     }
 
+    /// `NSUB` in a service session: the connection holds the service's subscription unless
+    /// another connection does (reference `upsertSubscribedClient serviceId`; the reference
+    /// would also end the other connection's whole service subscription here, hush leaves it
+    /// to `NSUBS`).
+    pub fn hold_notifier_service(&self, c: &Client<'_>, sid: EntityId) {
+        lock(&self.subs.ntf_services)
+            .entry(sid)
+            .or_insert_with(|| c.outbox.clone());
+    }
+
     /// A queue subscribed in a service session (`NSUB` with a service signature) counts in the
     /// service's subscription.
     pub fn count_service_notifier(&self, c: &Client<'_>) {
@@ -946,6 +956,8 @@ impl Shared {
     pub fn notifier_deleted(&self, me: Option<ClientId>, nid: EntityId) {
         if let Some(p) = lock(&self.subs.ntf).remove(&nid) {
             p.client.ntf_subs.fetch_sub(1, Ordering::Relaxed);
+            // In a service session every notifier subscription is the service's.
+            decrement_service_subs(&p);
             if Some(p.id()) != me {
                 p.push_event(&nid, BrokerMsg::Deld);
             }
@@ -978,11 +990,9 @@ impl Shared {
                 }
             }
         }
-        if let Some(sid) = &local.ntf_service {
-            let mut services = lock(&self.subs.ntf_services);
-            if services.get(sid).is_some_and(|o| o.id() == me) {
-                services.remove(sid);
-            }
+        if local.ntf_service.is_some() || local.ntf.len() > 0 {
+            // Few services: a scan is cheap (and covers services held through `NSUB`).
+            lock(&self.subs.ntf_services).retain(|_, o| o.id() != me);
         }
         let mut reg = lock(&self.subs.ntf);
         for (nid, _) in local.ntf.iter() {
