@@ -55,12 +55,19 @@ fn args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// What the bot knows about one contact.
-#[derive(Default)]
+/// What the bot knows about one contact (in memory: after a restart a contact is named
+/// "contact <id>" until it sends its profile again; a real bot keeps this in its database).
 struct Peer {
     name: String,
     /// The peer's chat version range, from every message it sends.
     vrange: Option<ChatVersionRange>,
+}
+
+fn peer_of(peers: &mut HashMap<ConnId, Peer>, conn: ConnId) -> &mut Peer {
+    peers.entry(conn).or_insert_with(|| Peer {
+        name: format!("contact {conn}"),
+        vrange: None,
+    })
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -106,16 +113,16 @@ pub async fn serve(agent: Agent, mut events: AgentEvents, name: &str) -> Result<
                 let name = profile_name(&conn_info).unwrap_or_else(|| "someone".into());
                 println!("request from {name}: accepting");
                 let conn = agent.accept_contact_request(request, &info).await?;
-                peers.entry(conn).or_default().name = name;
+                peer_of(&mut peers, conn).name = name;
             }
             AgentEvent::Confirmation { conn, peer_info } => {
                 // someone joined our invitation; the agent accepts it (auto-accept is on)
                 if let Some(n) = profile_name(&peer_info) {
-                    peers.entry(conn).or_default().name = n;
+                    peer_of(&mut peers, conn).name = n;
                 }
             }
             AgentEvent::Connected { conn, peer_info } => {
-                let peer = peers.entry(conn).or_default();
+                let peer = peer_of(&mut peers, conn);
                 for m in parse_chat_messages(&peer_info).into_iter().flatten() {
                     peer.vrange = Some(m.chat_vrange);
                     if let Some(p) = m.profile() {
@@ -132,7 +139,7 @@ pub async fn serve(agent: Agent, mut events: AgentEvents, name: &str) -> Result<
             AgentEvent::Message {
                 conn, msg_id, body, ..
             } => {
-                let peer = peers.entry(conn).or_default();
+                let peer = peer_of(&mut peers, conn);
                 let mut receipt = false;
                 let mut replies = Vec::new();
                 for m in parse_chat_messages(&body) {
@@ -175,8 +182,7 @@ pub async fn serve(agent: Agent, mut events: AgentEvents, name: &str) -> Result<
                 }
             }
             AgentEvent::Receipt { conn, .. } => {
-                let name = peers.get(&conn).map(|p| p.name.as_str()).unwrap_or("?");
-                println!("delivered to {name}");
+                println!("delivered to {}", peer_of(&mut peers, conn).name);
             }
             _ => {}
         }
