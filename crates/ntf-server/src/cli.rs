@@ -48,6 +48,22 @@ pub enum Command {
     Start(StartArgs),
     /// Delete configuration, certificates and the store.
     Delete(DeleteArgs),
+    /// Import a reference ntf-server's store log (tokens and subscriptions) into the store this
+    /// configuration names (SQLite or PostgreSQL). Run it with both servers stopped. Refuses a
+    /// store that already holds tokens unless --force.
+    Import(ImportArgs),
+}
+
+/// `ntf-server import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The reference's store log (ntf-server-store.log; its `.start` file is used instead when the
+    /// reference was stopped while compacting it).
+    #[arg(long, value_name = "FILE")]
+    pub store_log: std::path::PathBuf,
+    /// Import into a store that already holds tokens (tokens with the same ids are replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use ntf_server::cli::{Cli, Command};
+use ntf_server::cli::{Cli, Command, ImportArgs};
 use ntf_server::config::{Config, PushConfig};
 use ntf_server::init::{InitOptions, control_passwords};
 use push_server::{AnyGateway, InProcessGateway};
@@ -70,6 +70,7 @@ fn main() -> std::process::ExitCode {
             }
         }
         Command::Start(a) => start(&cli, &a.log_level),
+        Command::Import(a) => import(&cli, a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -182,4 +183,41 @@ async fn wait_for_signal() -> std::io::Result<()> {
     {
         tokio::signal::ctrl_c().await
     }
+}
+
+/// `import`: a reference ntf-server's store log into the configured store.
+fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<()> {
+    let (config, warnings) = Config::load(cli.paths())?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let r = rt.block_on(ntf_server::import::import_into_configured_store(
+        &config,
+        &a.store_log,
+        a.force,
+        ntf_server::import::stderr_progress(),
+    ))?;
+    println!(
+        "Imported {} tokens ({} active, {} with periodic notifications) and {} subscriptions.",
+        r.tokens, r.active_tokens, r.cron_tokens, r.subscriptions
+    );
+    for (n, what) in [
+        (r.deleted_tokens, "tokens deleted in the log"),
+        (r.deleted_subscriptions, "subscriptions deleted in the log"),
+        (r.service_records_skipped, "service records (not imported)"),
+        (r.records_skipped, "log records skipped"),
+        (r.truncated_lines, "incomplete last lines skipped"),
+    ] {
+        if n > 0 {
+            println!("{n} {what}");
+        }
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
 }

@@ -58,6 +58,26 @@ pub enum Command {
     /// Delete the configuration and the server's data files. THIS CANNOT BE UNDONE: the server
     /// identity is lost and every queue on it becomes unreachable.
     Delete(DeleteArgs),
+    /// Import a reference relay's store (its queue store log, and its messages: the journal
+    /// directory or smp-server-messages.log) into the store this configuration names (SQLite
+    /// or PostgreSQL). Run it with both relays stopped. Refuses a store that already has queues
+    /// unless --force.
+    Import(ImportArgs),
+}
+
+/// `smp-server import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The reference's queue store log (smp-server-store.log; its `.start` file is used instead
+    /// when the reference was stopped while compacting it).
+    #[arg(long, value_name = "FILE")]
+    pub store_log: PathBuf,
+    /// The reference's messages: the journal directory (messages/) or smp-server-messages.log.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub messages: Option<PathBuf>,
+    /// Import into a store that already holds queues (queues whose ids are taken are skipped).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Signature algorithm of the certificates.

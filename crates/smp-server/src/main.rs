@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use smp_server::cli::{CertArgs, Cli, Command, DeleteArgs, InitArgs, StartArgs};
+use smp_server::cli::{CertArgs, Cli, Command, DeleteArgs, ImportArgs, InitArgs, StartArgs};
 use smp_server::config::Config;
 use smp_server::init::{self, InitOptions, PasswordChoice};
 
@@ -16,6 +16,7 @@ fn main() -> std::process::ExitCode {
         Command::Start(a) => cmd_start(&cli, a),
         Command::Cert(a) => cmd_cert(&cli, a),
         Command::Delete(a) => cmd_delete(&cli, a),
+        Command::Import(a) => cmd_import(&cli, a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -182,5 +183,64 @@ fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
             .wait()
             .await
     })?;
+    Ok(())
+}
+
+/// `import`: a reference relay's store log and messages into the configured store.
+fn cmd_import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<()> {
+    let paths = cli.paths();
+    let (config, warnings) = Config::load(paths.clone())?;
+    for w in &warnings {
+        eprintln!("{}: {w}", paths.ini_file().display());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let r = rt.block_on(smp_server::import::import_into_configured_store(
+        &config,
+        &a.store_log,
+        a.messages.as_deref(),
+        a.force,
+        smp_server::import::stderr_progress(),
+    ))?;
+    println!(
+        "Imported {} queues ({} secured, {} with a notifier, {} suspended, {} blocked), {} services with {} queue associations, {} messages and {} quota markers.",
+        r.queues,
+        r.secured,
+        r.with_notifier,
+        r.suspended,
+        r.blocked,
+        r.services,
+        r.service_associations,
+        r.messages,
+        r.quota_markers
+    );
+    for (n, what) in [
+        (r.deleted_queues, "queues deleted in the log (not imported)"),
+        (r.existing_skipped, "queues already in the store (skipped)"),
+        (
+            r.messages_over_quota,
+            "messages over the queue quota (not stored)",
+        ),
+        (
+            r.messages_without_queue,
+            "messages of queues not in the log (skipped)",
+        ),
+        (r.quota_markers_dropped, "quota markers dropped"),
+        (r.records_skipped, "log records skipped"),
+        (
+            r.service_records_skipped,
+            "service records or associations skipped",
+        ),
+        (r.truncated_lines, "incomplete last lines skipped"),
+    ] {
+        if n > 0 {
+            println!("{n} {what}");
+        }
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }
