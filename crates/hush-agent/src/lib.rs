@@ -49,7 +49,10 @@
 //! are recognised and dropped ([`AgentEvent::Duplicate`]).
 //!
 //! Also there: `A_QCONT` after a full queue, delivery receipts ([`Agent::ack_with_receipt`]
-//! → [`AgentEvent::Receipt`]), app-approved confirmations
+//! → [`AgentEvent::Receipt`]; receipts and QCONT go without the notification flag, so they
+//! wake no phone), a contact request and the later confirmation with different conn info
+//! ([`Agent::join_with_request`]: the chat app's `x.contact`, then `x.info`), app-approved
+//! confirmations
 //! ([`AgentConfig::auto_accept_confirmations`] off + [`Agent::allow_connection`]), notifier
 //! credentials (`NKEY`/`NDEL`) kept per receive queue for a notification server.
 //!
