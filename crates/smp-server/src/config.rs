@@ -221,6 +221,9 @@ pub struct TransportConfig {
     /// `handshake_timeout` (hush, seconds, 15): time a new connection has for the TLS handshake
     /// and the SMP hello exchange together; after it the socket is closed.
     pub handshake_timeout: Duration,
+    /// `accept_service_credentials` (on, as the reference): accept v16 service sessions (a client
+    /// TLS certificate, `NSUBS`); off: a client declaring a service is refused in the handshake.
+    pub accept_service_credentials: bool,
 }
 
 impl TransportConfig {
@@ -359,6 +362,7 @@ impl Config {
                 control_port: None,
                 log_tls_errors: false,
                 handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
+                accept_service_credentials: true,
             },
             inactive_clients: None,
             limits: Limits {
@@ -653,6 +657,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "control_port",
             "log_tls_errors",
             "handshake_timeout",
+            "accept_service_credentials",
         ],
     ),
     ("INACTIVE_CLIENTS", &["disconnect", "ttl", "check_interval"]),
@@ -701,7 +706,7 @@ const REFERENCE_ONLY: &[(&str, &[&str])] = &[
             "prometheus_interval",
         ],
     ),
-    ("TRANSPORT", &["websockets", "accept_service_credentials"]),
+    ("TRANSPORT", &["websockets"]),
     ("PROXY", &["own_server_domains", "client_concurrency"]),
 ];
 const REFERENCE_ONLY_SECTIONS: &[&str] = &[];
@@ -1089,6 +1094,9 @@ impl<'a> Reader<'a> {
         if let Some(v) = self.number::<u64>(S, "handshake_timeout", 1, 600)? {
             t.handshake_timeout = Duration::from_secs(v);
         }
+        if let Some(v) = self.on_off(S, "accept_service_credentials")? {
+            t.accept_service_credentials = v;
+        }
         Ok(())
     }
 
@@ -1421,6 +1429,10 @@ mod tests {
     fn abuse_limit_keys_defaults_and_values() {
         let (c, w) = parse("").unwrap();
         assert!(w.is_empty(), "{w:?}");
+        assert!(
+            c.transport.accept_service_credentials,
+            "on by default, as the reference"
+        );
         assert_eq!(c.transport.handshake_timeout, Duration::from_secs(15));
         assert_eq!(c.limits.max_connections_per_ip, 0);
         assert_eq!(c.limits.new_queues_per_minute, 100);
@@ -1428,12 +1440,14 @@ mod tests {
         assert_eq!(c.proxy.max_relay_links, 1000);
         assert_eq!(c.proxy.max_links_per_client, 32);
         assert_eq!(c.proxy.idle_timeout, Duration::from_secs(300));
-        let ini = "[TRANSPORT]\nhandshake_timeout = 5\n[LIMITS]\nmax_connections_per_ip = 50\n\
+        let ini = "[TRANSPORT]\nhandshake_timeout = 5\naccept_service_credentials = off\n\
+                   [LIMITS]\nmax_connections_per_ip = 50\n\
                    new_queues_per_minute = 0\n[PROXY]\ndestinations = loopback\n\
                    max_relay_links = 7\nmax_links_per_client = 3\nidle_timeout = 60\n\
                    client_concurrency = 16\n";
         let (c, w) = parse(ini).unwrap();
         assert_eq!(c.transport.handshake_timeout, Duration::from_secs(5));
+        assert!(!c.transport.accept_service_credentials);
         assert_eq!(c.limits.max_connections_per_ip, 50);
         assert_eq!(c.limits.new_queues_per_minute, 0);
         assert_eq!(c.proxy.destinations, DestinationPolicy::Loopback);

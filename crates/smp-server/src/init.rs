@@ -341,6 +341,9 @@ log_tls_errors = off
 # Seconds a new connection has to complete the TLS handshake and the SMP hello (1..600, hush;
 # the reference allows 60 + 120 s).
 handshake_timeout = {hs_timeout}
+# Accept service sessions (v16 client certificates: a notification server subscribes all its
+# notifier queues with one NSUBS).
+# accept_service_credentials = on
 ",
         quota = config::DEFAULT_DAILY_BLOCK_QUEUE_QUOTA,
         port = t.port,

@@ -588,3 +588,20 @@ async fn nsubs_walks_more_than_one_page() {
         s.stop().await;
     }
 }
+
+/// `[TRANSPORT] accept_service_credentials = off`: a client declaring a service is refused in
+/// the handshake; plain clients are served as before.
+#[tokio::test]
+async fn services_refused_when_accept_service_credentials_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_dirs(dir.path());
+    let mut config = test_config(&paths);
+    config.transport.accept_service_credentials = false;
+    let s = TestServer::start_with(config, RelayOptions::default()).await;
+    let refused = try_connect_service(&s, &service_cert(), ServiceRole::Notifier).await;
+    assert!(refused.is_err(), "service session accepted while off");
+    let mut plain = s.connect().await;
+    assert!(plain.conn.service().is_none());
+    let (_q, _k, _nid, _secret) = ntf_queue(&mut plain).await;
+    s.stop().await;
+}

@@ -129,8 +129,13 @@ async fn handshake(shared: &Shared, incoming: Box<Incoming>) -> Option<Box<Estab
     // that stalls before authenticating holds a connection slot at most this long.
     let limit = shared.config.transport.handshake_timeout;
     // Services (v16 client certificates) get their id from the store (reference
-    // `getClientService`; `accept_service_credentials` is on by default there).
-    let transport = transport.with_service_registrar(service_registrar(shared.store.clone()));
+    // `getClientService`), unless `[TRANSPORT] accept_service_credentials = off`: then a client
+    // declaring a service is refused in the handshake, as before services were supported.
+    let transport = if shared.config.transport.accept_service_credentials {
+        transport.with_service_registrar(service_registrar(shared.store.clone()))
+    } else {
+        transport
+    };
     let accepted = tokio::select! {
         _ = shutdown.wait() => return None,
         c = tokio::time::timeout(limit, transport.accept(tcp)) => c,

@@ -16,9 +16,12 @@
 //! metric labels and log levels; [`control`] answers the control port.
 //!
 //! Differences from the reference (simplexmq 6.5.5) a reader should know:
-//! * Not implemented yet: v16 service sessions (a client declaring a service is refused in the
-//!   handshake; `SUBS`/`NSUBS` and service signatures get `ERR SERVICE`); the proxy reaches
-//!   destination relays directly (no SOCKS, so no onion hosts).
+//! * v16 service sessions (`[TRANSPORT] accept_service_credentials`, on): `NSUBS` subscribes
+//!   every notifier id associated with the service (`SOKS n`, the previous holder gets `ENDS n`).
+//!   `SUBS` answers `CMD PROHIBITED` after verification, as the current reference does ("TODO
+//!   [certs rcv]"). An `NSUB` from a second session of the same service takes only that queue
+//!   (the reference ends the first session's whole service subscription); a later `NSUBS` takes
+//!   all. Services store the identity certificate (DER and hash), not the whole chain.
 //! * `END`/`DELD` are sent at once (the reference queues them and flushes every 15 s).
 //! * `expire_messages_on_send` expires all queues (the store has no per-queue expiry), at most
 //!   once per min(ttl / 2, 60 s), instead of only the queue being sent to.
