@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::core::{
-    Correlator, Incoming, Resolution, SessionParams, decode_incoming, encode_command, new_corr_id,
+    Correlator, Incoming, Resolution, SessionParams, decode_incoming, encode_command_service,
+    new_corr_id,
 };
 use crate::io::{BlockSink, BlockSource};
 use crate::keys::AuthKey;
@@ -72,6 +73,8 @@ enum WriterMsg {
 
 struct Inner {
     session: SessionParams,
+    /// The service session (TLS client certificate = service certificate), if any.
+    service: Option<hush_transport::ClientService>,
     config: ClientConfig,
     server: Option<ProtocolServer>,
     shared: Mutex<Shared>,
@@ -144,8 +147,9 @@ impl SmpClient {
             server_session_key: conn.server_session_key().cloned(),
             block_size: info.block_size,
         };
+        let service = conn.service().cloned();
         let (reader, writer) = conn.into_split();
-        Self::start(session, reader, writer, server, config)
+        Self::start_inner(session, service, reader, writer, server, config)
     }
 
     /// Runs a client over any block source/sink (e.g. [`crate::memory_pair`]). Spawns two
@@ -157,11 +161,23 @@ impl SmpClient {
         server: Option<ProtocolServer>,
         config: ClientConfig,
     ) -> (SmpClient, EventReceiver) {
+        Self::start_inner(session, None, reader, writer, server, config)
+    }
+
+    fn start_inner<R: BlockSource, W: BlockSink>(
+        session: SessionParams,
+        service: Option<hush_transport::ClientService>,
+        reader: R,
+        writer: W,
+        server: Option<ProtocolServer>,
+        config: ClientConfig,
+    ) -> (SmpClient, EventReceiver) {
         let (out_tx, out_rx) = mpsc::channel(config.send_buffer.max(1));
         let (ev_tx, ev_rx) = mpsc::channel(config.event_buffer.max(1));
         let (stop, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             session,
+            service,
             config,
             server,
             shared: Mutex::new(Shared {
@@ -187,6 +203,25 @@ impl SmpClient {
     /// The session parameters (version, tls-unique, relay session key).
     pub fn session(&self) -> &SessionParams {
         &self.inner.session
+    }
+
+    /// The service session (v16+ handshake with a service certificate), if this is one.
+    pub fn service(&self) -> Option<&hush_transport::ClientService> {
+        self.inner.service.as_ref()
+    }
+
+    /// Whether `command` carries the service signature on this connection (reference
+    /// `useServiceAuth`: `NEW`/`SUB` in a messaging service session, `NSUB` in a notifier
+    /// one).
+    fn service_for(&self, command: &Command) -> Option<&hush_transport::ClientService> {
+        use hush_proto::handshake::ServiceRole;
+        let svc = self.inner.service.as_ref()?;
+        let signed = match command {
+            Command::New(_) | Command::Sub => svc.role == ServiceRole::Messaging,
+            Command::NSub => svc.role == ServiceRole::Notifier,
+            _ => false,
+        };
+        signed.then_some(svc)
     }
 
     /// The relay's address, when known.
@@ -289,8 +324,15 @@ impl SmpClient {
             .map(|r| {
                 let corr_id = new_corr_id().to_vec();
                 let cmd = r.command.encode(self.inner.session.version);
-                encode_command(&self.inner.session, &corr_id, r.entity_id, &cmd, r.key)
-                    .map(|bytes| Outgoing { corr_id, bytes })
+                encode_command_service(
+                    &self.inner.session,
+                    &corr_id,
+                    r.entity_id,
+                    &cmd,
+                    r.key,
+                    self.service_for(r.command),
+                )
+                .map(|bytes| Outgoing { corr_id, bytes })
             })
             .collect();
         let mut results: Vec<Option<Result<BrokerMsg, ClientError>>> = Vec::new();

@@ -367,6 +367,66 @@ impl SmpClient {
             .collect()
     }
 
+    /// `NSUB` for many notifiers at once (batched), each answer's service id: `Some` when
+    /// the relay associated the notifier with this connection's service (`SOK serviceId`, a
+    /// service session, v16+), `None` for a plain `SOK`/`OK`.
+    pub async fn subscribe_notifiers_service(
+        &self,
+        notifiers: &[(&[u8], &AuthKey)],
+    ) -> Vec<Result<Option<Vec<u8>>, ClientError>> {
+        let reqs: Vec<Request<'_>> = notifiers
+            .iter()
+            .map(|(id, k)| Request {
+                entity_id: id,
+                key: Some(k),
+                command: &Command::NSub,
+            })
+            .collect();
+        self.request_batch(&reqs)
+            .await
+            .into_iter()
+            .map(|r| match r? {
+                BrokerMsg::Ok | BrokerMsg::Sok(None) => Ok(None),
+                BrokerMsg::Sok(Some(id)) => Ok(Some(id.into_vec())),
+                m => Err(unexpected("NSUB", &m)),
+            })
+            .collect()
+    }
+
+    /// `NSUBS` (notifier service session only): subscribes every notifier the relay has
+    /// associated with this service, signed by the session's service key with the service id
+    /// as entity. Returns `n` of `SOKS n` (how many the relay subscribed); `NMSG`s then
+    /// arrive as for `NSUB`. A later `NSUBS` from another connection ends this one's
+    /// ([`crate::ServerEvent::ServiceEnd`], `ENDS n`).
+    pub async fn subscribe_service_notifiers(&self) -> Result<i64, ClientError> {
+        let svc = self
+            .service()
+            .ok_or(ClientError::Auth("NSUBS needs a service session"))?;
+        let key = AuthKey::Ed25519(svc.key.clone());
+        let service_id = svc.service_id.clone();
+        // A relay walking many associations takes longer than one command.
+        let timeout = self
+            .config()
+            .command_timeout
+            .max(std::time::Duration::from_secs(60));
+        let r = self
+            .request_batch_timeout(
+                &[Request {
+                    entity_id: &service_id,
+                    key: Some(&key),
+                    command: &Command::NSubs,
+                }],
+                timeout,
+            )
+            .await
+            .pop()
+            .unwrap_or(Err(ClientError::Closed));
+        match r? {
+            BrokerMsg::Soks(n) => Ok(n),
+            m => Err(unexpected("NSUBS", &m)),
+        }
+    }
+
     /// `PING` → `PONG`.
     pub async fn ping(&self) -> Result<(), ClientError> {
         match self.request(&[], None, &Command::Ping).await? {

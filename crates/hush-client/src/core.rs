@@ -71,6 +71,41 @@ pub fn encode_command(
     Ok(out)
 }
 
+/// [`encode_command`] in a service session (SMP v16+, reference `useServiceAuth`): the entity
+/// key authorizes `certHash ‖ authorized` and the session's service key signs `authorized`
+/// into the service slot. Without `key` (or without `service`) it is [`encode_command`].
+pub fn encode_command_service(
+    session: &SessionParams,
+    corr_id: &[u8],
+    entity_id: &[u8],
+    command: &[u8],
+    key: Option<&AuthKey>,
+    service: Option<&hush_transport::ClientService>,
+) -> Result<Vec<u8>, ClientError> {
+    let (Some(k), Some(svc)) = (key, service) else {
+        return encode_command(session, corr_id, entity_id, command, key);
+    };
+    let authorized = try_authorized_bytes(&session.session_id, corr_id, entity_id, command)
+        .map_err(|_| ClientError::Auth("field over 255 bytes"))?;
+    let mut with_cert = Vec::with_capacity(32 + authorized.len());
+    with_cert.extend_from_slice(&svc.cert_hash);
+    with_cert.extend_from_slice(&authorized);
+    let authorization = k.authorize(session.server_session_key.as_ref(), corr_id, &with_cert)?;
+    let service_sig = svc.key.sign(&authorized);
+    let t = Transmission {
+        authorization: &authorization,
+        service_sig: Some(&service_sig),
+        session_id: &session.session_id,
+        corr_id,
+        entity_id,
+        command,
+    };
+    let mut out = Vec::with_capacity(command.len() + authorization.len() + 128);
+    encode_transmission_with(&mut out, &t, Layout::smp(session.version))
+        .map_err(|_| ClientError::Auth("transmission field too long"))?;
+    Ok(out)
+}
+
 /// One decoded transmission from the relay.
 #[derive(Debug)]
 pub enum Incoming {

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hush_proto::address::ProtocolServer;
+use hush_proto::handshake::ServiceRole;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -132,6 +133,9 @@ struct SubEntry {
     /// A `subscribe` call is sending its own `SUB`/`NSUB` right now (the resubscription
     /// pass skips it to avoid a duplicate).
     pending: bool,
+    /// The relay associated this notifier with our service (`SOK serviceId` in a notifier
+    /// service session): `NSUBS` subscribes it again, no `NSUB` needed.
+    service: bool,
 }
 
 #[derive(Default)]
@@ -203,14 +207,62 @@ impl Relay {
         }
     }
 
-    fn mark(&self, kind: SubKind, entity_id: &[u8], key: &Arc<AuthKey>, generation: u64) {
+    /// Marks a subscription active on `generation`, also setting (when `Some`) whether the
+    /// relay associated it with our service.
+    fn mark_service(
+        &self,
+        kind: SubKind,
+        entity_id: &[u8],
+        key: &Arc<AuthKey>,
+        generation: u64,
+        service: Option<bool>,
+    ) {
         self.with_map(kind, |m| {
             if let Some(e) = m.get_mut(entity_id)
                 && Arc::ptr_eq(&e.key, key)
             {
                 e.on_conn = Some(generation);
+                if let Some(s) = service {
+                    e.service = s;
+                }
             }
         });
+    }
+
+    /// After `NSUBS` answered `SOKS n`: the notifiers associated with the service are active
+    /// on `generation`. When `n` equals the number of remembered notifiers, all of them are
+    /// taken as associated (what a restarted subscriber, which remembers no association,
+    /// relies on); otherwise only those known from `SOK serviceId`. Returns how many were
+    /// marked.
+    fn mark_service_subscribed(&self, n: i64, generation: u64) -> usize {
+        let Ok(mut s) = self.subs.lock() else {
+            return 0;
+        };
+        let all = usize::try_from(n).is_ok_and(|n| n == s.notifiers.len());
+        let mut marked = 0;
+        for e in s.notifiers.values_mut() {
+            if e.pending {
+                continue;
+            }
+            if all {
+                e.service = true;
+            }
+            if e.service {
+                e.on_conn = Some(generation);
+                marked += 1;
+            }
+        }
+        marked
+    }
+
+    /// `ENDS`: another connection took the service's subscriptions; ours are no longer
+    /// active here (the next resubscription pass sends them again).
+    fn service_ended(&self) {
+        if let Ok(mut s) = self.subs.lock() {
+            for e in s.notifiers.values_mut().filter(|e| e.service) {
+                e.on_conn = None;
+            }
+        }
     }
 
     fn request_connection(&self) {
@@ -349,16 +401,22 @@ impl SmpClientPool {
                     key: key.clone(),
                     on_conn: None,
                     pending: true,
+                    service: false,
                 },
             )
         });
         let r = match self.client_gen(&relay).await {
             Ok((c, generation)) => {
                 let r = match kind {
-                    SubKind::Recipient => c.subscribe(entity_id, &key).await,
-                    SubKind::Notifier => c.subscribe_notifier(entity_id, &key).await,
+                    SubKind::Recipient => c.subscribe(entity_id, &key).await.map(|()| false),
+                    SubKind::Notifier => c
+                        .subscribe_notifiers_service(&[(entity_id, &key)])
+                        .await
+                        .pop()
+                        .unwrap_or(Err(ClientError::Closed))
+                        .map(|sid| is_our_service(&c, sid.as_deref())),
                 };
-                r.map(|()| generation)
+                r.map(|svc| (generation, svc))
             }
             Err(e) => Err(e),
         };
@@ -374,8 +432,9 @@ impl SmpClientPool {
                 _ => {
                     if let Some(e) = m.get_mut(entity_id) {
                         e.pending = false;
-                        if let Ok(g) = &r {
+                        if let Ok((g, svc)) = &r {
                             e.on_conn = Some(*g);
+                            e.service = *svc;
                         }
                     }
                 }
@@ -607,6 +666,9 @@ async fn run_connected(
                     if let ServerEvent::End { entity_id } | ServerEvent::Deleted { entity_id } = &event {
                         relay.forget(entity_id);
                     }
+                    if let ServerEvent::ServiceEnd { .. } = &event {
+                        relay.service_ended();
+                    }
                     emit(shared, PoolEvent::Event { server: relay.server.clone(), event }).await;
                 }
             },
@@ -658,6 +720,23 @@ async fn resubscribe(
     generation: u64,
 ) {
     let _pass = relay.resub_lock.lock().await;
+    // A notifier service session: one `NSUBS` subscribes every notifier the relay associated
+    // with the service; `NSUB` follows only for the others.
+    if client
+        .service()
+        .is_some_and(|s| s.role == ServiceRole::Notifier)
+    {
+        let (_, ntf) = relay.to_resubscribe(generation);
+        if !ntf.is_empty() {
+            match client.subscribe_service_notifiers().await {
+                Ok(n) => {
+                    let marked = relay.mark_service_subscribed(n, generation);
+                    debug!("NSUBS: SOKS {n}, {marked} remembered notifiers covered");
+                }
+                Err(e) => debug!("NSUBS failed: {e}"),
+            }
+        }
+    }
     let (rcv, ntf) = relay.to_resubscribe(generation);
     if rcv.is_empty() && ntf.is_empty() {
         return;
@@ -681,8 +760,12 @@ async fn resubscribe(
         let (rcv_refs, ntf_refs) = (part(SubKind::Recipient), part(SubKind::Notifier));
         let (rr, nr) = tokio::join!(
             client.subscribe_many(&rcv_refs),
-            client.subscribe_notifiers(&ntf_refs)
+            client.subscribe_notifiers_service(&ntf_refs)
         );
+        let rr = rr.into_iter().map(|r| r.map(|()| None));
+        let nr = nr
+            .into_iter()
+            .map(|r| r.map(|sid| Some(is_our_service(&client, sid.as_deref()))));
         let results = chunk
             .iter()
             .filter(|(k, _, _)| *k == SubKind::Recipient)
@@ -695,7 +778,7 @@ async fn resubscribe(
             );
         for ((kind, id, key), r) in results {
             match r {
-                Ok(()) => relay.mark(*kind, id, key, generation),
+                Ok(svc) => relay.mark_service(*kind, id, key, generation, svc),
                 Err(e) => {
                     if e.is_permanent() {
                         relay.with_map(*kind, |m| {
@@ -724,4 +807,12 @@ async fn resubscribe(
         },
     )
     .await;
+}
+
+/// Whether a `SOK` service id is this connection's service.
+fn is_our_service(client: &SmpClient, sid: Option<&[u8]>) -> bool {
+    match (client.service(), sid) {
+        (Some(svc), Some(sid)) => svc.service_id == sid,
+        _ => false,
+    }
 }
