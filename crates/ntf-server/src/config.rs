@@ -97,6 +97,11 @@ pub struct Config {
     pub sub_caps: SubCaps,
     /// `[SUBSCRIBER] relay_destinations`: `public` (default), `loopback` or `private`.
     pub relay_destinations: DestinationPolicy,
+    /// `[SUBSCRIBER] use_service_credentials` (default off): connect to relays in a notifier
+    /// service session with the certificate in `<config dir>/service` (made by `init`, or at
+    /// the first start with it on), so that one `NSUBS` per relay resubscribes every
+    /// notifier the relay associated with the service.
+    pub use_service_credentials: bool,
     pub metrics_addr: Option<SocketAddr>,
     /// `[POLICY] mode = reference`.
     pub policy_reference: bool,
@@ -161,6 +166,7 @@ impl Config {
             tokens_per_device: 8,
             sub_caps: DEFAULT_SUB_CAPS,
             relay_destinations: DestinationPolicy::Public,
+            use_service_credentials: false,
             metrics_addr: None,
             policy_reference: false,
             budget: BudgetConfig::default(),
@@ -533,11 +539,7 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
         }
         ("SUBSCRIBER", "required_host_mode") => c.network.required_host_mode = onoff(section, e)?,
         ("SUBSCRIBER", "own_server_domains") => {}
-        ("SUBSCRIBER", "use_service_credentials") => {
-            if onoff(section, e)? {
-                return Err(bad(section, e, "service credentials are not supported yet"));
-            }
-        }
+        ("SUBSCRIBER", "use_service_credentials") => c.use_service_credentials = onoff(section, e)?,
         ("SUBSCRIBER", "reconnect_initial") => c.reconnect_initial = secs(section, e)?,
         ("SUBSCRIBER", "reconnect_max") => c.reconnect_max = secs(section, e)?,
         ("INACTIVE_CLIENTS", "disconnect") => {

@@ -11,6 +11,48 @@ use crate::config::{Paths, ini_template};
 /// CA certificate common name.
 pub const CA_COMMON_NAME: &str = "NTF server CA";
 
+/// Directory (inside the configuration directory) of the service certificate the server
+/// presents to relays with `[SUBSCRIBER] use_service_credentials = on`: a CA and a leaf in
+/// the same files as the server's own identity (`ca.crt`, `server.crt`, `server.key`...).
+/// The relays know the service by the CA's fingerprint, so it must outlive restarts.
+pub const SERVICE_DIR: &str = "service";
+
+/// Common name of the service CA.
+pub const SERVICE_CA_COMMON_NAME: &str = "NTF service CA";
+
+/// The notifier service credentials in `<config dir>/service`, created (Ed25519 CA + leaf,
+/// private files) when absent.
+pub fn service_credentials(
+    config_dir: &std::path::Path,
+) -> Result<hush_transport::ServiceCredentials, InitError> {
+    let dir = config_dir.join(SERVICE_DIR);
+    let id = if dir.join(hush_crypto::identity::SERVER_KEY_FILE).exists() {
+        ServerIdentity::load(&dir)?
+    } else {
+        if !dir.is_dir() {
+            hush_server_common::private::create_private_dir(&dir)?;
+        }
+        let ca = hush_crypto::generate_ca(SignAlgorithm::Ed25519, SERVICE_CA_COMMON_NAME)?;
+        let online = hush_crypto::generate_online_cert(&ca, SignAlgorithm::Ed25519, "ntf service")?;
+        let fingerprint = ca.fingerprint();
+        let id = ServerIdentity {
+            ca_cert_der: ca.cert_der,
+            ca_key: Some(ca.key),
+            online,
+            fingerprint,
+        };
+        id.save(&dir)?;
+        id
+    };
+    Ok(hush_transport::ServiceCredentials {
+        role: hush_proto::handshake::ServiceRole::Notifier,
+        cert: hush_transport::ClientCertificate {
+            chain: id.chain_der(),
+            key: id.online.key.clone(),
+        },
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error("already initialized: {0} exists (use --force to overwrite)")]
@@ -109,6 +151,13 @@ pub fn init(opts: &InitOptions) -> Result<[u8; 32], InitError> {
         fingerprint,
     };
     id.save(&opts.paths.config_dir)?;
+    // The service certificate too (used with `[SUBSCRIBER] use_service_credentials = on`);
+    // a new one on `init --force`.
+    let service = opts.paths.config_dir.join(SERVICE_DIR);
+    if service.is_dir() {
+        std::fs::remove_dir_all(&service)?;
+    }
+    service_credentials(&opts.paths.config_dir)?;
     let control = opts
         .control
         .as_ref()
@@ -150,6 +199,11 @@ pub fn delete(paths: &Paths) -> Result<Vec<PathBuf>, InitError> {
             std::fs::remove_file(&f)?;
             removed.push(f);
         }
+    }
+    let service = paths.config_dir.join(SERVICE_DIR);
+    if service.is_dir() {
+        std::fs::remove_dir_all(&service)?;
+        removed.push(service);
     }
     // The push-server configuration `init` created (keys, credential, outbox).
     let push = paths.config_dir.join(PUSH_DIR);

@@ -81,6 +81,32 @@ impl CheckedConnector {
         })
     }
 
+    /// In a notifier service session (`[SUBSCRIBER] use_service_credentials = on`): the TLS
+    /// client certificate is the service certificate, `NSUB`s carry the service signature
+    /// and the pool resubscribes with one `NSUBS` per relay.
+    pub fn with_service(
+        mut self,
+        credentials: hush_transport::ServiceCredentials,
+    ) -> Result<Self, ClientError> {
+        self.transport =
+            TransportClient::smp_service(hush_transport::ClientConfig::smp(), credentials)?;
+        Ok(self)
+    }
+
+    /// The connector `config` asks for: its destination policy and network, and the service
+    /// credentials (from `<config dir>/service`, created when absent) when
+    /// `use_service_credentials` is on.
+    pub fn for_config(config: &crate::config::Config) -> Result<Self, String> {
+        let c = Self::with_network(config.relay_destinations, config.network.clone())
+            .map_err(|e| e.to_string())?;
+        if !config.use_service_credentials {
+            return Ok(c);
+        }
+        let creds = crate::init::service_credentials(&config.paths.config_dir)
+            .map_err(|e| format!("service certificate: {e}"))?;
+        c.with_service(creds).map_err(|e| e.to_string())
+    }
+
     /// Through the proxy when the configuration routes `server` there; `None`: direct.
     async fn connect_via_proxy(
         &self,
