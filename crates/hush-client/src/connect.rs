@@ -23,6 +23,12 @@ pub trait Connector: Send + Sync + 'static {
         server: &'a ProtocolServer,
         config: &'a ClientConfig,
     ) -> ConnectFuture<'a>;
+
+    /// Whether the connections are notifier service sessions (TLS client certificate =
+    /// service certificate), so that [`crate::SmpClientPool`] resubscribes with `NSUBS`.
+    fn is_service(&self) -> bool {
+        false
+    }
 }
 
 /// TCP + TLS 1.3 (ALPN `smp/1`, no SNI) + SMP handshake, pinned to the address's key hash

@@ -163,6 +163,9 @@ struct Relay {
     /// Serializes resubscription passes (a pass sees what the previous one marked).
     resub_lock: tokio::sync::Mutex<()>,
     subs: Mutex<Subs>,
+    /// The connection generation that sent `NSUBS` (notifier service sessions: once per
+    /// connection; 0 = none yet).
+    nsubs_generation: Mutex<u64>,
 }
 
 impl Relay {
@@ -255,16 +258,6 @@ impl Relay {
         marked
     }
 
-    /// `ENDS`: another connection took the service's subscriptions; ours are no longer
-    /// active here (the next resubscription pass sends them again).
-    fn service_ended(&self) {
-        if let Ok(mut s) = self.subs.lock() {
-            for e in s.notifiers.values_mut().filter(|e| e.service) {
-                e.on_conn = None;
-            }
-        }
-    }
-
     fn request_connection(&self) {
         self.demand.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -338,6 +331,7 @@ impl SmpClientPool {
             resub: Notify::new(),
             resub_lock: tokio::sync::Mutex::new(()),
             subs: Mutex::new(Subs::default()),
+            nsubs_generation: Mutex::new(0),
         });
         relays.insert(server.clone(), relay.clone());
         let task = tokio::spawn(relay_task(self.shared.clone(), relay.clone()));
@@ -470,6 +464,41 @@ impl SmpClientPool {
     ) -> Result<(), ClientError> {
         self.subscribe_as(SubKind::Notifier, server, notifier_id, notifier_key)
             .await
+    }
+
+    /// Remembers notifier subscriptions without sending anything now: the relay is connected
+    /// (if it is not yet) and a resubscription pass subscribes them. In a notifier service
+    /// session that pass sends one `NSUBS` and `NSUB` only for what it did not cover, so a
+    /// restarted subscriber hands over everything it subscribed before here at once (the
+    /// pass takes `SOKS n` equal to the remembered count as "all associated"). Entries
+    /// already remembered are kept. The outcome is a [`PoolEvent::Resubscribed`].
+    pub fn remember_notifiers(
+        &self,
+        server: &ProtocolServer,
+        notifiers: Vec<(Vec<u8>, Arc<AuthKey>)>,
+    ) -> Result<(), ClientError> {
+        let relay = self.relay(server)?;
+        relay.with_map(SubKind::Notifier, |m| {
+            for (id, key) in notifiers {
+                m.entry(id).or_insert(SubEntry {
+                    key,
+                    on_conn: None,
+                    pending: false,
+                    service: false,
+                });
+            }
+        });
+        if matches!(*relay.state.borrow(), RelayState::Connected(..)) {
+            relay.resub.notify_one();
+        } else {
+            relay.request_connection();
+        }
+        Ok(())
+    }
+
+    /// Whether connections are notifier service sessions ([`Connector::is_service`]).
+    pub fn uses_service(&self) -> bool {
+        self.shared.connector.is_service()
     }
 
     /// Forgets a subscription (no command is sent: SMP has no unsubscribe; the relay drops it
@@ -666,9 +695,6 @@ async fn run_connected(
                     if let ServerEvent::End { entity_id } | ServerEvent::Deleted { entity_id } = &event {
                         relay.forget(entity_id);
                     }
-                    if let ServerEvent::ServiceEnd { .. } = &event {
-                        relay.service_ended();
-                    }
                     emit(shared, PoolEvent::Event { server: relay.server.clone(), event }).await;
                 }
             },
@@ -720,11 +746,18 @@ async fn resubscribe(
     generation: u64,
 ) {
     let _pass = relay.resub_lock.lock().await;
-    // A notifier service session: one `NSUBS` subscribes every notifier the relay associated
-    // with the service; `NSUB` follows only for the others.
-    if client
-        .service()
-        .is_some_and(|s| s.role == ServiceRole::Notifier)
+    // A notifier service session: one `NSUBS` per connection subscribes every notifier the
+    // relay associated with the service; `NSUB` follows only for the others.
+    let mut covered = None;
+    let first_pass = relay
+        .nsubs_generation
+        .lock()
+        .map(|mut g| std::mem::replace(&mut *g, generation) != generation)
+        .unwrap_or(false);
+    if first_pass
+        && client
+            .service()
+            .is_some_and(|s| s.role == ServiceRole::Notifier)
     {
         let (_, ntf) = relay.to_resubscribe(generation);
         if !ntf.is_empty() {
@@ -732,13 +765,14 @@ async fn resubscribe(
                 Ok(n) => {
                     let marked = relay.mark_service_subscribed(n, generation);
                     debug!("NSUBS: SOKS {n}, {marked} remembered notifiers covered");
+                    covered = Some(marked);
                 }
                 Err(e) => debug!("NSUBS failed: {e}"),
             }
         }
     }
     let (rcv, ntf) = relay.to_resubscribe(generation);
-    if rcv.is_empty() && ntf.is_empty() {
+    if rcv.is_empty() && ntf.is_empty() && covered.is_none() {
         return;
     }
     let mut failed = Vec::new();
@@ -802,7 +836,7 @@ async fn resubscribe(
         PoolEvent::Resubscribed {
             server: relay.server.clone(),
             recipients: rcv.len(),
-            notifiers: ntf.len(),
+            notifiers: ntf.len() + covered.unwrap_or(0),
             failed,
         },
     )

@@ -300,12 +300,34 @@ impl<G: PushGateway + 'static> Core<G> {
             return (core, tasks);
         }
         // Subscriptions loaded from the store, fed through the bounded queue.
-        let subs: Vec<SubRec> = core
+        let mut subs: Vec<SubRec> = core
             .store
             .subs()
             .into_iter()
             .filter(|s| s.status.should_subscribe())
             .collect();
+        if core.pool.uses_service() {
+            // Service credentials: the pool gets every relay's subscriptions at once and sends
+            // one NSUBS per relay, NSUB only for what that did not cover (PoolEvent::Resubscribed
+            // sets the statuses). NEW ones keep their own NSUB.
+            let mut by_relay: HashMap<ProtocolServer, Vec<(Vec<u8>, Arc<AuthKey>)>> =
+                HashMap::new();
+            subs.retain(|s| {
+                if s.status == SubStatus::New {
+                    return true;
+                }
+                if let Some(k) = auth_key(&s.notifier_key) {
+                    by_relay
+                        .entry(s.queue.server.clone())
+                        .or_default()
+                        .push((s.queue.notifier_id.clone(), Arc::new(k)));
+                }
+                false
+            });
+            for (server, list) in by_relay {
+                let _ = core.pool.remember_notifiers(&server, list);
+            }
+        }
         if !subs.is_empty() {
             tracing::info!(count = subs.len(), "resubscribing stored subscriptions");
             let mut shutdown = shutdown;

@@ -60,6 +60,8 @@ pub struct CheckedConnector {
     transport: TransportClient,
     policy: DestinationPolicy,
     network: NetworkConfig,
+    /// Connections are notifier service sessions.
+    service: bool,
 }
 
 impl CheckedConnector {
@@ -78,6 +80,7 @@ impl CheckedConnector {
             transport: TransportClient::smp()?,
             policy,
             network,
+            service: false,
         })
     }
 
@@ -90,6 +93,7 @@ impl CheckedConnector {
     ) -> Result<Self, ClientError> {
         self.transport =
             TransportClient::smp_service(hush_transport::ClientConfig::smp(), credentials)?;
+        self.service = true;
         Ok(self)
     }
 
@@ -195,5 +199,9 @@ impl Connector for CheckedConnector {
         config: &'a ClientConfig,
     ) -> ConnectFuture<'a> {
         Box::pin(self.connect_to(server, config))
+    }
+
+    fn is_service(&self) -> bool {
+        self.service
     }
 }
