@@ -94,4 +94,4 @@ pub use io::{BlockSink, BlockSource, MemoryRelay, MemorySink, MemorySource, memo
 pub use keepalive::TcpKeepalive;
 pub use keys::{AuthAlgorithm, AuthKey};
 pub use msg::{NMsgMeta, RawMsg, RcvMessage, RcvMsgBody, decrypt_nmsg};
-pub use pool::{PoolConfig, PoolEvent, PoolEvents, SmpClientPool};
+pub use pool::{NotifierList, PoolConfig, PoolEvent, PoolEvents, SmpClientPool};

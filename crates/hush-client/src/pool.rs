@@ -152,6 +152,9 @@ enum SubKind {
 
 type SubList = Vec<(Vec<u8>, Arc<AuthKey>)>;
 
+/// Notifier subscriptions for [`SmpClientPool::remember_notifiers`]: (notifier id, key).
+pub type NotifierList = Vec<(Vec<u8>, Arc<AuthKey>)>;
+
 struct Relay {
     server: ProtocolServer,
     state: watch::Sender<RelayState>,
@@ -475,7 +478,7 @@ impl SmpClientPool {
     pub fn remember_notifiers(
         &self,
         server: &ProtocolServer,
-        notifiers: Vec<(Vec<u8>, Arc<AuthKey>)>,
+        notifiers: NotifierList,
     ) -> Result<(), ClientError> {
         let relay = self.relay(server)?;
         relay.with_map(SubKind::Notifier, |m| {

@@ -310,8 +310,7 @@ impl<G: PushGateway + 'static> Core<G> {
             // Service credentials: the pool gets every relay's subscriptions at once and sends
             // one NSUBS per relay, NSUB only for what that did not cover (PoolEvent::Resubscribed
             // sets the statuses). NEW ones keep their own NSUB.
-            let mut by_relay: HashMap<ProtocolServer, Vec<(Vec<u8>, Arc<AuthKey>)>> =
-                HashMap::new();
+            let mut by_relay: HashMap<ProtocolServer, hush_client::NotifierList> = HashMap::new();
             subs.retain(|s| {
                 if s.status == SubStatus::New {
                     return true;
