@@ -150,6 +150,7 @@ impl TcpKeepalive {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)] // one libc call, SAFETY below
 fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: setsockopt with a pointer to a live i32 and its exact size; a bad fd at worst
     // returns an error.
@@ -170,6 +171,7 @@ fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> 
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)] // one libc call, SAFETY below
 fn getsockopt_int(fd: i32, level: i32, name: i32) -> io::Result<i32> {
     let mut value: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;

@@ -3,6 +3,7 @@
 //! only: OpenSSL's own buffers are released by `SSL_MODE_RELEASE_BUFFERS` in hush-transport).
 //! The far end is a bare hush-transport server in the same process, answering PINGs; its
 //! per-connection state is counted too, so the bound is for client + server together.
+#![allow(unsafe_code)] // a test/bench harness calling libc / allocator APIs; SAFETY at each use
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};

@@ -14,6 +14,7 @@
 //!   so the relay side's kernel can no longer answer anything (no ACK, no RST, not even to
 //!   keep-alive probes), exactly like a host that is gone. Needs root (`ip netns`); without it
 //!   the test says so and passes vacuously.
+#![allow(unsafe_code)] // a test/bench harness calling libc / allocator APIs; SAFETY at each use
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;

@@ -27,6 +27,7 @@ pub(crate) fn rust_tag(key: &[u8; 32], data: &[u8]) -> [u8; 16] {
 }
 
 #[cfg(hush_ossl3)]
+#[allow(unsafe_code)] // OpenSSL's EVP_MAC through openssl-sys; each unsafe block states why
 pub(crate) mod ossl {
     use openssl_sys as ffi;
     use std::sync::OnceLock;

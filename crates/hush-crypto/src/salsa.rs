@@ -68,6 +68,7 @@ impl Backend {
 ///
 /// # Panics
 /// If `backend` is not available on this CPU (only tests ask for a particular one).
+#[allow(unsafe_code)] // calls the target-feature functions after checking the CPU (SAFETY below)
 pub(crate) fn xor_keystream(
     backend: Backend,
     key: &[u8; 32],
@@ -123,6 +124,7 @@ fn state(key: &[u8; 32], nonce: &[u8; 8]) -> [u32; 16] {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // SIMD intrinsics; each unsafe block states why it is sound
 mod x86 {
     use core::arch::x86_64::*;
     use zeroize::Zeroize;

@@ -73,6 +73,7 @@ pub async fn wait_for_signal() {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)] // raise(3) in a test, SAFETY below
 mod tests {
     use super::*;
 

@@ -28,6 +28,7 @@ fn id(tag: u8, n: u32) -> [u8; 24] {
     id
 }
 
+#[allow(unsafe_code)] // libc calls, SAFETY below
 fn cpu_us() -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we pass.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };

@@ -121,6 +121,7 @@ pub fn running_pid(profile_dir: &Path) -> Option<u32> {
 }
 
 /// Tells a running daemon of this profile (if any) to subscribe newly created queues.
+#[allow(unsafe_code)] // libc calls, SAFETY below
 pub fn notify_running(profile_dir: &Path) {
     #[cfg(unix)]
     if let Some(pid) = running_pid(profile_dir)
@@ -220,6 +221,7 @@ fn sample_sockets() -> HashMap<u64, SockSample> {
 }
 
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // libc calls, SAFETY below
 fn tcp_sample(fd: i32) -> Option<SockSample> {
     // SAFETY: plain getsockopt/getpeername calls into zeroed, correctly sized C structs owned by
     // this frame; the lengths passed are their sizes. A stale fd at worst yields an error.

@@ -455,6 +455,7 @@ async fn tls_floor_one(v: Variant, n: usize, settle: u64) -> anyhow::Result<(u64
 }
 
 /// Raises this process's soft open-files limit to its hard limit (spawned servers inherit it).
+#[allow(unsafe_code)] // libc calls, SAFETY below
 fn raise_own_nofile() -> (libc::rlim_t, libc::rlim_t) {
     let mut r = libc::rlimit {
         rlim_cur: 0,
@@ -656,6 +657,7 @@ fn load_avg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+#[allow(unsafe_code)] // libc calls, SAFETY below
 fn drop_page_cache() {
     // SAFETY: sync(2) has no arguments.
     unsafe { libc::sync() };

@@ -482,6 +482,7 @@ impl RelayProc {
     }
 
     /// Sends `signal` and waits for the exit; returns how long that took.
+    #[allow(unsafe_code)] // kill(2) on our own child, SAFETY below
     pub fn stop(&mut self, signal: libc::c_int) -> Duration {
         let t = Instant::now();
         if self.alive() {

@@ -100,6 +100,7 @@ impl Proc {
         s.flush().unwrap();
     }
 
+    #[allow(unsafe_code)] // kill(2) on our own child, SAFETY below
     pub fn signal(&self, sig: i32) {
         let pid = self.child.id() as i32;
         // SAFETY: sending a signal to our own child process.

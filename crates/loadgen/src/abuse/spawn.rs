@@ -85,6 +85,7 @@ impl ServerProc {
         mem_status(self.pid()).ok()
     }
 
+    #[allow(unsafe_code)] // kill(2) on our own child, SAFETY below
     pub fn stop(&mut self) {
         if !self.alive() {
             return;
