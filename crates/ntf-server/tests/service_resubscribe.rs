@@ -124,3 +124,66 @@ async fn restart_resubscribes_with_one_nsubs_per_relay() {
 async fn without_service_credentials_restart_sends_nsub_per_queue() {
     run(false).await;
 }
+
+/// Turning the option on for subscriptions made without it: the first restart's `NSUBS`
+/// answers `SOKS 0`, so every queue gets its `NSUB` (now signed by the service, which
+/// associates it); the next restart needs only `NSUBS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs server.rs to build its connector with relays::CheckedConnector::for_config (see the ntfservice report)"]
+async fn turning_service_credentials_on_associates_on_the_first_restart() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let push = push().await;
+    let (r, server) = relay(&dir.path().join("r")).await;
+    let config = ntf_config(&dir.path().join("ntf"), true, PolicyMode::Reference);
+    let ntf = Ntf::start(config, &push).await;
+    let mut c = ntf.client().await;
+    let mut d = Device::new(8);
+    register(&mut c, &push, &mut d).await;
+    let smp = hush_client::SmpClient::connect(&server, hush_client::ClientConfig::default())
+        .await
+        .unwrap()
+        .0;
+    let mut queues = Vec::new();
+    for _ in 0..PER_RELAY {
+        let q = Queue::new(&smp, &server).await;
+        let sub = subscribe(&mut c, &d, &q).await;
+        queues.push((q, sub));
+    }
+    drop(c);
+    let mut config = ntf.stop().await;
+    config.use_service_credentials = true;
+    for (round, (nsubs, nsub)) in [(1, PER_RELAY as u64), (1, 0)].into_iter().enumerate() {
+        let (b0, s0) = counts(&r);
+        let ntf = Ntf::start(config.clone(), &push).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        // every notifier subscribed again: n by NSUBS (0 the first time) + one per NSUB
+        while counts(&r).1 - s0 < nsub.max(PER_RELAY as u64) {
+            assert!(tokio::time::Instant::now() < deadline, "round {round}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (b1, s1) = counts(&r);
+        assert_eq!(b1 - b0, nsubs, "round {round}: NSUBS");
+        assert_eq!(s1 - s0, PER_RELAY as u64, "round {round}: subscribed");
+        let mut c = ntf.client().await;
+        for (_, sub) in &queues {
+            wait_sub(&mut c, &d, sub, SubStatus::Active).await;
+        }
+        drop(c);
+        config = ntf.stop().await;
+    }
+    // still pushed after both rounds
+    let ntf = Ntf::start(config, &push).await;
+    let n = push.received(d.sink_token()).len();
+    send(&smp, &queues[1].0, b"on").await;
+    let (_, items) = wait_message_push(&push, &d, n).await;
+    assert_eq!(
+        fetch_and_check(&smp, &queues[1].0, items.last().unwrap()).await,
+        b"on"
+    );
+    smp.close().await;
+    ntf.stop().await;
+    let mut r = r;
+    r.stop().await.unwrap();
+}
