@@ -784,6 +784,13 @@ mod tests {
             relays_per_token = 6\nmax_relays = 7\n";
         let (c, w) = Config::parse(paths(), t).unwrap();
         assert!(w.is_empty(), "{w:?}");
+        assert!(!c.use_service_credentials, "off by default");
+        assert!(
+            Config::parse(paths(), b"[SUBSCRIBER]\nuse_service_credentials = on\n")
+                .unwrap()
+                .0
+                .use_service_credentials
+        );
         assert_eq!(c.relay_destinations, DestinationPolicy::Loopback);
         assert_eq!(c.handshake_timeout, Duration::from_millis(500));
         assert_eq!(c.max_connections_per_ip, 3);

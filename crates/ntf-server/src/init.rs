@@ -246,9 +246,16 @@ mod tests {
         let (c, w) = crate::Config::load(paths.clone()).unwrap();
         assert!(w.is_empty());
         assert_eq!(c.control_port, Some(5227));
+        // The service certificate: made by init, the same (same CA) when loaded again.
+        let s1 = service_credentials(&paths.config_dir).unwrap();
+        let s2 = service_credentials(&paths.config_dir).unwrap();
+        assert_eq!(s1.cert.chain, s2.cert.chain);
+        assert_eq!(s1.cert.chain.len(), 2, "leaf + CA");
+        assert_eq!(s1.role, hush_proto::handshake::ServiceRole::Notifier);
         let removed = delete(&paths).unwrap();
         assert!(removed.len() >= 6);
         assert!(!paths.ini_file().exists());
+        assert!(!paths.config_dir.join(SERVICE_DIR).exists());
     }
 
     /// `init_push` writes a push-server configuration that loads with no provider enabled,
