@@ -10,6 +10,7 @@ pub mod error;
 pub mod handshake;
 pub mod ntf;
 pub mod smp;
+pub mod strtext;
 pub mod transmission;
 pub mod version;
 

@@ -21,10 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hush_crypto::X25519Secret;
-use hush_proto::encoding::{Parser, base64url_token};
+use hush_proto::encoding::Parser;
 use hush_proto::ntf::{
     DeviceToken, PrivateKeyDer, PublicKeyDer, PushProvider, SmpQueueNtf, SubStatus, TokenStatus,
 };
+use hush_proto::strtext::{StrCursor, lines};
 use zeroize::Zeroizing;
 
 use crate::store::{Device, Store, SubRec, TokenRec};
@@ -291,22 +292,7 @@ impl Replay {
 
 fn replay(path: &Path, text: &[u8], report: &mut ImportReport) -> Result<Replay, ImportError> {
     let mut st = Replay::default();
-    let mut rest = text;
-    let mut line_no = 0usize;
-    while !rest.is_empty() {
-        line_no += 1;
-        let (line, complete) = match rest.iter().position(|&c| c == b'\n') {
-            Some(i) => {
-                let l = &rest[..i];
-                rest = &rest[i + 1..];
-                (l, true)
-            }
-            None => {
-                let l = rest;
-                rest = &[];
-                (l, false)
-            }
-        };
+    for (line_no, line, complete) in lines(text) {
         report.log_lines += 1;
         let rec = std::str::from_utf8(line)
             .map_err(|_| "not UTF-8 text".to_string())
@@ -407,63 +393,15 @@ fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), 
     Ok(())
 }
 
-struct Cur<'a> {
-    s: &'a str,
+/// The importer's pieces of the reference's record syntax, on the shared cursor.
+trait Cur {
+    fn device_token(&mut self) -> Result<DeviceToken, String>;
+    fn token_status(&mut self) -> Result<TokenStatus, String>;
+    fn sub_status(&mut self) -> Result<SubStatus, String>;
+    fn secret(&mut self, what: &str) -> Result<Zeroizing<[u8; 32]>, String>;
 }
 
-impl Cur<'_> {
-    fn lit(&mut self, t: &str) -> Result<(), String> {
-        match self.s.strip_prefix(t) {
-            Some(r) => {
-                self.s = r;
-                Ok(())
-            }
-            None => Err(format!("expected `{}`", t.trim())),
-        }
-    }
-
-    fn opt(&mut self, t: &str) -> bool {
-        self.lit(t).is_ok()
-    }
-
-    fn b64(&mut self, what: &str) -> Result<Vec<u8>, String> {
-        let (v, rest) = base64url_token(self.s).map_err(|_| format!("bad base64url {what}"))?;
-        self.s = rest;
-        Ok(v)
-    }
-
-    /// Text up to the next space (or the end).
-    fn word(&mut self) -> &str {
-        let n = self.s.find(' ').unwrap_or(self.s.len());
-        let (w, r) = self.s.split_at(n);
-        self.s = r;
-        w
-    }
-
-    fn int(&mut self, what: &str) -> Result<i64, String> {
-        let n = self
-            .s
-            .bytes()
-            .enumerate()
-            .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && *c == b'-'))
-            .count();
-        let v = self.s[..n]
-            .parse()
-            .map_err(|_| format!("bad number {what}"))?;
-        self.s = &self.s[n..];
-        Ok(v)
-    }
-
-    fn bool(&mut self, what: &str) -> Result<bool, String> {
-        if self.opt("T") {
-            Ok(true)
-        } else if self.opt("F") {
-            Ok(false)
-        } else {
-            Err(format!("bad {what} (T or F)"))
-        }
-    }
-
+impl Cur for StrCursor<'_> {
     /// `DeviceToken`: `apns_null test_ntf_token` or `<provider> <lowercase hex>`.
     fn device_token(&mut self) -> Result<DeviceToken, String> {
         if self.opt("apns_null test_ntf_token") {
@@ -512,22 +450,11 @@ impl Cur<'_> {
             .map(Zeroizing::new)
             .map_err(|_| format!("{what}: {} bytes, expected 32", v.len()))
     }
-
-    fn end(&self) -> Result<(), String> {
-        if self.s.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "unexpected text after the record: `{}`",
-                self.s.chars().take(40).collect::<String>()
-            ))
-        }
-    }
 }
 
 fn parse_record(line: &str) -> Result<Record, String> {
     let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
-    let mut c = Cur { s: rest };
+    let mut c = StrCursor { s: rest };
     let r = match tag {
         "TCREATE" => Record::CreateToken(Box::new(token_rec(&mut c)?)),
         "TSTATUS" => {
@@ -591,7 +518,7 @@ fn parse_record(line: &str) -> Result<Record, String> {
 }
 
 /// `NtfTknRec` (`Store/Types.hs`).
-fn token_rec(c: &mut Cur<'_>) -> Result<RefToken, String> {
+fn token_rec(c: &mut StrCursor<'_>) -> Result<RefToken, String> {
     c.lit("tknId=")?;
     let id = c.b64("token id")?;
     c.lit(" token=")?;
@@ -636,7 +563,7 @@ fn token_rec(c: &mut Cur<'_>) -> Result<RefToken, String> {
 }
 
 /// `NtfSubRec` (`Store/Types.hs`); the flag says whether `serviceAssoc=T` was dropped.
-fn sub_rec(c: &mut Cur<'_>) -> Result<(SubRec, bool), String> {
+fn sub_rec(c: &mut StrCursor<'_>) -> Result<(SubRec, bool), String> {
     c.lit("subId=")?;
     let id = c.b64("subscription id")?;
     c.lit(" smpQueue=")?;
@@ -673,7 +600,7 @@ mod tests {
 
     #[test]
     fn statuses_and_tokens() {
-        let mut c = Cur {
+        let mut c = StrCursor {
             s: "apns_test 0a1b tail",
         };
         let t = c.device_token().unwrap();
@@ -682,18 +609,18 @@ mod tests {
             (PushProvider::ApnsTest, b"0a1b".to_vec())
         );
         assert!(
-            Cur { s: "apns_test 0a1" }.device_token().is_err(),
+            StrCursor { s: "apns_test 0a1" }.device_token().is_err(),
             "odd hex"
         );
-        assert!(Cur { s: "fcm 0a" }.device_token().is_err());
-        let mut c = Cur {
+        assert!(StrCursor { s: "fcm 0a" }.device_token().is_err());
+        let mut c = StrCursor {
             s: "INVALID,BAD rest",
         };
         assert_eq!(
             c.token_status().unwrap(),
             TokenStatus::Invalid(Some(hush_proto::ntf::InvalidReason::BadToken))
         );
-        let mut c = Cur {
+        let mut c = StrCursor {
             s: "ERR SMP AUTH service=T",
         };
         assert_eq!(

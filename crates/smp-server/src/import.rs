@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use hush_proto::encoding::base64url_token;
 use hush_proto::smp::PublicKeyDer;
+use hush_proto::strtext::{StrCursor, lines};
 use hush_store::{
     AppendOutcome, BlockInfo, BlockNotice, BlockReason, DEFAULT_QUOTA, DhSecret, EntityId, ID_LEN,
     LinkData, MsgId, NewMessage, NotifierCreds, QueueLink, QueueMode, QueueRecord, QueueStatus,
@@ -644,63 +645,15 @@ fn apply(st: &mut Replay, rec: Record, report: &mut ImportReport) -> Result<(), 
     Ok(())
 }
 
-/// Lines of `text` with their 1-based numbers and whether they ended with `\n`.
-fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8], bool)> {
-    let mut rest = text;
-    let mut n = 0usize;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        n += 1;
-        match rest.iter().position(|&c| c == b'\n') {
-            Some(i) => {
-                let l = &rest[..i];
-                rest = &rest[i + 1..];
-                Some((n, l, true))
-            }
-            None => {
-                let l = rest;
-                rest = &[];
-                Some((n, l, false))
-            }
-        }
-    })
+/// The importer's pieces of the reference's record syntax, on the shared cursor.
+trait Cur {
+    fn id(&mut self, what: &str) -> Result<EntityId, String>;
+    fn secret(&mut self, what: &str) -> Result<DhSecret, String>;
+    fn key(&mut self, what: &str) -> Result<Vec<u8>, String>;
+    fn keys(&mut self, what: &str) -> Result<Vec<Vec<u8>>, String>;
 }
 
-/// A cursor over one record's text with the reference's `strP` pieces.
-struct Cur<'a> {
-    s: &'a str,
-}
-
-impl<'a> Cur<'a> {
-    fn lit(&mut self, t: &str) -> Result<(), String> {
-        match self.s.strip_prefix(t) {
-            Some(r) => {
-                self.s = r;
-                Ok(())
-            }
-            None => Err(format!("expected `{}`", t.trim())),
-        }
-    }
-
-    fn opt(&mut self, t: &str) -> bool {
-        self.lit(t).is_ok()
-    }
-
-    fn b64(&mut self, what: &str) -> Result<Vec<u8>, String> {
-        let (v, rest) = base64url_token(self.s).map_err(|_| format!("bad base64url {what}"))?;
-        self.s = rest;
-        Ok(v)
-    }
-
-    fn at_b64(&self) -> bool {
-        self.s
-            .bytes()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-    }
-
+impl Cur for StrCursor<'_> {
     fn id(&mut self, what: &str) -> Result<EntityId, String> {
         let v = self.b64(what)?;
         <[u8; ID_LEN]>::try_from(v.as_slice())
@@ -733,46 +686,11 @@ impl<'a> Cur<'a> {
         }
         Ok(out)
     }
-
-    fn int(&mut self, what: &str) -> Result<i64, String> {
-        let n = self
-            .s
-            .bytes()
-            .enumerate()
-            .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && *c == b'-'))
-            .count();
-        let v = self.s[..n]
-            .parse()
-            .map_err(|_| format!("bad number {what}"))?;
-        self.s = &self.s[n..];
-        Ok(v)
-    }
-
-    fn bool(&mut self, what: &str) -> Result<bool, String> {
-        if self.opt("T") {
-            Ok(true)
-        } else if self.opt("F") {
-            Ok(false)
-        } else {
-            Err(format!("bad {what} (T or F)"))
-        }
-    }
-
-    fn end(&self) -> Result<(), String> {
-        if self.s.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "unexpected text after the record: `{}`",
-                self.s.chars().take(40).collect::<String>()
-            ))
-        }
-    }
 }
 
 fn parse_record(line: &str) -> Result<Record, String> {
     let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
-    let mut c = Cur { s: rest };
+    let mut c = StrCursor { s: rest };
     let r = match tag {
         "CREATE" => {
             c.lit("rid=")?;
@@ -851,7 +769,7 @@ fn parse_record(line: &str) -> Result<Record, String> {
 
 /// `QueueRec` (`StoreLog.hs` `instance StrEncoding QueueRec`).
 fn queue_rec(
-    c: &mut Cur<'_>,
+    c: &mut StrCursor<'_>,
     recipient_id: EntityId,
 ) -> Result<(QueueRecord, [Option<EntityId>; 2]), String> {
     let mut services = [None, None];
@@ -936,7 +854,7 @@ fn queue_rec(
     ))
 }
 
-fn link(c: &mut Cur<'_>, link_id: EntityId) -> Result<QueueLink, String> {
+fn link(c: &mut StrCursor<'_>, link_id: EntityId) -> Result<QueueLink, String> {
     let fixed = c.b64("fixed link data")?;
     c.lit(" ")?;
     let user = c.b64("user link data")?;
@@ -947,7 +865,7 @@ fn link(c: &mut Cur<'_>, link_id: EntityId) -> Result<QueueLink, String> {
 }
 
 /// `NtfCreds`: `<notifier id> <notifier key> <rcv ntf dh secret>[ nsrv=<service id>]`.
-fn ntf_creds(c: &mut Cur<'_>) -> Result<(NotifierCreds, Option<EntityId>), String> {
+fn ntf_creds(c: &mut StrCursor<'_>) -> Result<(NotifierCreds, Option<EntityId>), String> {
     let notifier_id = c.id("notifier id")?;
     c.lit(" ")?;
     let notifier_key = c.key("notifier key")?;
@@ -971,7 +889,7 @@ fn ntf_creds(c: &mut Cur<'_>) -> Result<(NotifierCreds, Option<EntityId>), Strin
 /// `ServiceRec` (`QueueStore.hs`): `service_id=<id> role=<M|N|P> cert=<DER,…> cert_hash=<sha256>
 /// created_at=<t>`. The identity certificate is the only one of the chain or its second (as the
 /// relay takes it at the handshake); `cert_hash` is its SHA-256 (`getFingerprint … HashSHA256`).
-fn service_rec(c: &mut Cur<'_>) -> Result<ServiceRecord, String> {
+fn service_rec(c: &mut StrCursor<'_>) -> Result<ServiceRecord, String> {
     c.lit("service_id=")?;
     let service_id = c.id("service id")?;
     c.lit(" role=")?;
@@ -1005,7 +923,7 @@ fn service_rec(c: &mut Cur<'_>) -> Result<ServiceRecord, String> {
 }
 
 /// `BlockingInfo`: `reason=spam|content[,notice={"ttl":n}]`.
-fn blocking_info(c: &mut Cur<'_>) -> Result<BlockInfo, String> {
+fn blocking_info(c: &mut StrCursor<'_>) -> Result<BlockInfo, String> {
     c.lit("reason=")?;
     let reason = if c.opt("spam") {
         BlockReason::Spam
@@ -1057,7 +975,7 @@ enum RefMessage {
     Quota { msg_id: MsgId, ts: i64 },
 }
 
-fn parse_message(c: &mut Cur<'_>) -> Result<RefMessage, String> {
+fn parse_message(c: &mut StrCursor<'_>) -> Result<RefMessage, String> {
     let msg_id = c.id("message id")?;
     c.lit(" ")?;
     let ts = c.int("message ts")?;
@@ -1309,7 +1227,7 @@ struct QueueState {
 }
 
 fn parse_queue_state(line: &str) -> Result<QueueState, String> {
-    fn js(c: &mut Cur<'_>) -> Result<JournalState, String> {
+    fn js(c: &mut StrCursor<'_>) -> Result<JournalState, String> {
         let n = c.s.find(',').ok_or("bad journal state")?;
         let journal_id = c.s[..n].to_string();
         c.s = &c.s[n..];
@@ -1326,7 +1244,7 @@ fn parse_queue_state(line: &str) -> Result<QueueState, String> {
             byte_count: v[3],
         })
     }
-    let mut c = Cur { s: line };
+    let mut c = StrCursor { s: line };
     c.lit("write=")?;
     let write = js(&mut c)?;
     c.lit(" read=")?;
@@ -1470,7 +1388,7 @@ fn read_journal_range(
     for (n, line, _) in lines(&text[from..to]) {
         let m = std::str::from_utf8(line)
             .map_err(|_| "not UTF-8 text".to_string())
-            .and_then(|s| parse_message(&mut Cur { s }))
+            .and_then(|s| parse_message(&mut StrCursor { s }))
             .map_err(|msg| ImportError::Parse {
                 file: path.clone(),
                 line: first_line + n,
@@ -1501,7 +1419,7 @@ async fn import_v3_file(
         let parsed = std::str::from_utf8(line)
             .map_err(|_| "not UTF-8 text".to_string())
             .and_then(|s| {
-                let mut c = Cur { s };
+                let mut c = StrCursor { s };
                 c.lit("v3 ")?;
                 let rid = c.id("recipient id")?;
                 c.lit(" ")?;
@@ -1616,7 +1534,7 @@ mod tests {
     #[test]
     fn message_formats() {
         let id = hush_proto::encoding::base64url_encode(&[7u8; 24]);
-        let m = parse_message(&mut Cur {
+        let m = parse_message(&mut StrCursor {
             s: &format!("{id} 1700000000 flags=T aGVsbG8="),
         })
         .unwrap();
@@ -1625,7 +1543,7 @@ mod tests {
             (m.ts, m.flags, m.body.as_slice()),
             (1700000000, 1, &b"hello"[..])
         );
-        let q = parse_message(&mut Cur {
+        let q = parse_message(&mut StrCursor {
             s: &format!("{id} 5 quota"),
         })
         .unwrap();
@@ -1637,7 +1555,7 @@ mod tests {
             }
         );
         // flags may be absent (old logs): no notification
-        let RefMessage::Message(m) = parse_message(&mut Cur {
+        let RefMessage::Message(m) = parse_message(&mut StrCursor {
             s: &format!("{id} 5 aGk="),
         })
         .unwrap() else {
@@ -1645,7 +1563,7 @@ mod tests {
         };
         assert_eq!(m.flags, 0);
         assert!(
-            parse_message(&mut Cur {
+            parse_message(&mut StrCursor {
                 s: &format!("{id} x quota")
             })
             .is_err()
