@@ -672,7 +672,11 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          # host_mode: public (default) or onion (the .onion host of a relay with several hosts,\n\
          # when socks_proxy is set); required_host_mode = on: no fallback to another host.\n\
          # socks_proxy = 127.0.0.1:9050\n# socks_mode = onion\n# host_mode = public\n\
-         # required_host_mode = off\n\n\
+         # required_host_mode = off\n\
+         # use_service_credentials = on: relays know this server by its service certificate\n\
+         # (<config dir>/service, made by init): after a restart one NSUBS per relay subscribes\n\
+         # every queue again instead of one NSUB per queue (relays with SMP v16+).\n\
+         # use_service_credentials = off\n\n\
          [LIMITS]\n\
          # Concurrent connections from one IPv4 address or IPv6 /64 (0 = no cap).\n\
          max_connections_per_ip = 0\n\
