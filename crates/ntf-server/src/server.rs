@@ -76,11 +76,10 @@ pub async fn start<G: PushGateway + 'static>(
 
     let store = Store::open_async(&config.store_mode()).await?;
 
-    let connector = crate::relays::CheckedConnector::with_network(
-        config.relay_destinations,
-        config.network.clone(),
-    )
-    .map_err(|e| RunError::Other(format!("relay client: {e}")))?;
+    // Destination policy, SOCKS proxy and (with `use_service_credentials`) the service
+    // certificate, all from the configuration.
+    let connector = crate::relays::CheckedConnector::for_config(&config)
+        .map_err(|e| RunError::Other(format!("relay client: {e}")))?;
     let (pool, pool_events) =
         hush_client::SmpClientPool::new(Arc::new(connector), config.pool_config());
     let options: CoreOptions = config.core_options();

@@ -115,7 +115,6 @@ async fn run(service: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs server.rs to build its connector with relays::CheckedConnector::for_config (see the ntfservice report)"]
 async fn restart_resubscribes_with_one_nsubs_per_relay() {
     run(true).await;
 }
@@ -129,7 +128,6 @@ async fn without_service_credentials_restart_sends_nsub_per_queue() {
 /// answers `SOKS 0`, so every queue gets its `NSUB` (now signed by the service, which
 /// associates it); the next restart needs only `NSUBS`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs server.rs to build its connector with relays::CheckedConnector::for_config (see the ntfservice report)"]
 async fn turning_service_credentials_on_associates_on_the_first_restart() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
