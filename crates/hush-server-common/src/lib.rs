@@ -20,6 +20,7 @@ pub mod netpolicy;
 pub mod private;
 pub mod private_start;
 pub mod process;
+pub mod time;
 pub mod web;
 
 pub use accept::{AcceptBackoff, accept, accept_until};
