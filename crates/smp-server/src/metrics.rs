@@ -187,6 +187,8 @@ pub struct Metrics {
     pub handshake_timeouts: RefCounter,
     /// `NEW` refused with `ERR QUOTA` by `new_queues_per_minute`.
     pub queues_new_refused: RefCounter,
+    /// Service handshakes refused by the service-handshake rate caps.
+    pub service_handshakes_refused: RefCounter,
     /// `PRXY` refused, `{type="destination"|"links"|"client_links"}`.
     pub proxy_refused: Family<Label, RefCounter>,
     /// Open proxy connections to destination relays.
@@ -290,6 +292,7 @@ impl Metrics {
             connections_refused: family1(&["max_connections", "per_ip"], TYPE),
             handshake_timeouts: RefCounter::default(),
             queues_new_refused: RefCounter::default(),
+            service_handshakes_refused: RefCounter::default(),
             proxy_refused: family1(&["destination", "links", "client_links"], TYPE),
             proxy_links: Gauge::default(),
         };
@@ -560,6 +563,11 @@ impl Metrics {
             "hush_smp_queues_new_refused",
             "NEW refused by new_queues_per_minute",
             queues_new_refused
+        );
+        reg!(
+            "hush_smp_service_handshakes_refused",
+            "Service handshakes (client certificates) refused by the per-address or server-wide rate cap",
+            service_handshakes_refused
         );
         reg!(
             "hush_smp_proxy_refused",

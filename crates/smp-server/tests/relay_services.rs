@@ -605,3 +605,25 @@ async fn services_refused_when_accept_service_credentials_is_off() {
     let (_q, _k, _nid, _secret) = ntf_queue(&mut plain).await;
     s.stop().await;
 }
+
+/// Each service handshake with a new certificate stores a service record: one address gets
+/// 10 at once (then 10 a minute); the 11th is refused in the handshake and counted, while a
+/// plain client from the same address still connects.
+#[tokio::test]
+async fn service_handshakes_per_address_are_capped() {
+    let (_d, s) = server().await;
+    let ((_, per_ip_burst), _) = smp_server::server::SERVICE_HANDSHAKES;
+    for _ in 0..per_ip_burst {
+        connect_service(&s, &service_cert(), ServiceRole::Notifier).await;
+    }
+    let refused = try_connect_service(&s, &service_cert(), ServiceRole::Notifier).await;
+    assert!(
+        refused.is_err(),
+        "service handshake over the per-address cap accepted"
+    );
+    let mut plain = s.connect().await;
+    assert!(plain.conn.service().is_none());
+    let (_q, _k, _nid, _secret) = ntf_queue(&mut plain).await;
+    assert_eq!(s.metrics().service_handshakes_refused.get(), 1);
+    s.stop().await;
+}

@@ -117,7 +117,7 @@ pub(super) async fn serve(shared: Arc<Shared>, incoming: Box<Incoming>) {
     }
 }
 
-async fn handshake(shared: &Shared, incoming: Box<Incoming>) -> Option<Box<Established>> {
+async fn handshake(shared: &Arc<Shared>, incoming: Box<Incoming>) -> Option<Box<Established>> {
     let Incoming {
         transport,
         tcp,
@@ -132,7 +132,8 @@ async fn handshake(shared: &Shared, incoming: Box<Incoming>) -> Option<Box<Estab
     // `getClientService`), unless `[TRANSPORT] accept_service_credentials = off`: then a client
     // declaring a service is refused in the handshake, as before services were supported.
     let transport = if shared.config.transport.accept_service_credentials {
-        transport.with_service_registrar(service_registrar(shared.store.clone()))
+        let peer = tcp.peer_addr().ok().map(|a| a.ip());
+        transport.with_service_registrar(service_registrar(shared.clone(), peer))
     } else {
         transport
     };
@@ -169,13 +170,23 @@ async fn handshake(shared: &Shared, incoming: Box<Incoming>) -> Option<Box<Estab
 /// `getClientService` → `getCreateService`): 24 random bytes for a new certificate; any store
 /// error (e.g. the certificate registered in another role) refuses the service
 /// (`HANDSHAKE BAD_SERVICE`).
-fn service_registrar(store: Arc<dyn hush_store::QueueStore>) -> hush_transport::ServiceRegistrar {
+fn service_registrar(
+    shared: Arc<Shared>,
+    peer: Option<std::net::IpAddr>,
+) -> hush_transport::ServiceRegistrar {
     Arc::new(move |req: hush_transport::ServiceRequest| {
-        let store = store.clone();
+        let shared = shared.clone();
         Box::pin(async move {
+            let store = shared.store.clone();
             let refused = hush_proto::handshake::HelloTransportError::Handshake(
                 hush_proto::handshake::HandshakeErrorKind::BadService,
             );
+            // Each new certificate stores a service record: cap how fast they can come.
+            if !shared.service_handshakes.allow(peer) {
+                shared.metrics.service_handshakes_refused.inc();
+                tracing::debug!("service handshake refused: rate limit");
+                return Err(refused);
+            }
             // The identity certificate: the only one, or the second of the chain.
             let cert = match req.cert_chain.as_slice() {
                 [only] => only.clone(),

@@ -112,6 +112,9 @@ pub struct Shared {
     /// `[LIMITS] new_queues_per_minute_per_ip`: queue creations without a password per address.
     pub(crate) new_queues_per_ip:
         hush_server_common::KeyedRateLimiter<hush_server_common::limits::IpKey>,
+    /// Service handshakes (v16 client certificates) per address and server-wide: each one with a
+    /// new certificate stores a service record, so their rate is capped ([`SERVICE_HANDSHAKES`]).
+    pub(crate) service_handshakes: ServiceHandshakeLimits,
     /// The "connection limit reached" warn lines (global, per address): at most one a minute each.
     conn_limit_log: [hush_server_common::LogThrottle; 2],
     clients: Mutex<HashMap<ClientId, Arc<ClientShared>>>,
@@ -246,6 +249,7 @@ impl Shared {
             notify: notify::Dirty::default(),
             ip_conns: hush_server_common::IpConnLimiter::new(0),
             new_queues_per_ip: new_queues_per_ip_limiter(0),
+            service_handshakes: ServiceHandshakeLimits::new(),
             conn_limit_log: conn_limit_throttles(),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
@@ -372,6 +376,7 @@ pub async fn start(
         proxy,
         ip_conns,
         new_queues_per_ip,
+        service_handshakes: ServiceHandshakeLimits::new(),
         conn_limit_log: conn_limit_throttles(),
         clients: Mutex::new(HashMap::new()),
         next_client: AtomicU64::new(1),
@@ -607,6 +612,36 @@ async fn housekeeping(shared: Arc<Shared>, mut shutdown: Shutdown) {
 /// The per-address budget of queue creations without a password: `per_minute` at once, refilled
 /// at `per_minute` a minute (0 = no limit); at most 100,000 addresses tracked (past that they
 /// share one budget, see `KeyedRateLimiter`).
+/// Service handshakes allowed: per address (IPv4 / IPv6 /64) 10 at once then 10 a minute;
+/// server-wide 100 at once then 1 a second. A notification server opens a few service sessions
+/// per relay; someone minting certificates to fill the services table gets at most 86,400 rows a
+/// day from all addresses together.
+pub const SERVICE_HANDSHAKES: ((f64, u32), (f64, u32)) = ((10.0 / 60.0, 10), (1.0, 100));
+
+/// The caps of [`SERVICE_HANDSHAKES`].
+pub(crate) struct ServiceHandshakeLimits {
+    per_ip: hush_server_common::KeyedRateLimiter<hush_server_common::limits::IpKey>,
+    total: hush_server_common::RateLimiter,
+}
+
+impl ServiceHandshakeLimits {
+    fn new() -> Self {
+        let ((ip_rate, ip_burst), (rate, burst)) = SERVICE_HANDSHAKES;
+        ServiceHandshakeLimits {
+            per_ip: hush_server_common::KeyedRateLimiter::new(
+                hush_server_common::Rate::new(ip_rate, ip_burst),
+                100_000,
+            ),
+            total: hush_server_common::RateLimiter::new(hush_server_common::Rate::new(rate, burst)),
+        }
+    }
+
+    /// Whether a service handshake from `ip` may go on (takes from both budgets).
+    pub(crate) fn allow(&self, ip: Option<std::net::IpAddr>) -> bool {
+        ip.is_none_or(|ip| self.per_ip.allow(&ip.into())) && self.total.allow()
+    }
+}
+
 fn new_queues_per_ip_limiter(
     per_minute: u32,
 ) -> hush_server_common::KeyedRateLimiter<hush_server_common::limits::IpKey> {
