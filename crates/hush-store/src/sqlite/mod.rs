@@ -39,12 +39,13 @@ mod ops;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::error::{StoreError, StoreResult};
 use crate::store::{QueueStore, StoreFuture};
@@ -124,6 +125,12 @@ pub struct SqliteOptions {
     /// `PRAGMA journal_size_limit` (bytes; -1 = never truncate): the WAL file is truncated to
     /// this size after a checkpoint reset it.
     pub journal_size_limit: i64,
+    /// How long a transaction that holds only changes already answered (an `ACK`'s delete, a
+    /// notification drain: their loss in a crash only makes the relay deliver the message or
+    /// notification again) may stay open waiting for more work before it is committed. The next
+    /// durable write (a `SEND`, a new queue) then commits them together with itself, so a
+    /// SEND → MSG → ACK cycle costs one fsync'd commit instead of two. Zero commits them at once.
+    pub early_commit_delay: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -142,6 +149,7 @@ impl Default for SqliteOptions {
             cache_head_bytes: 16 << 20,
             wal_autocheckpoint: 1000,
             journal_size_limit: -1,
+            early_commit_delay: Duration::from_millis(5),
         }
     }
 }
@@ -153,6 +161,11 @@ trait WriteJob: Send {
     fn run(self: Box<Self>, conn: &Connection, st: &mut WriterState) -> (bool, Completion);
     /// The transaction is unusable: complete without running.
     fn fail(self: Box<Self>, error: String);
+    /// Answered when it ran (its loss in a crash is harmless): a transaction holding only such
+    /// jobs may wait up to [`SqliteOptions::early_commit_delay`] for more work before its commit.
+    fn early(&self) -> bool {
+        false
+    }
 }
 
 type Job = Box<dyn WriteJob>;
@@ -203,12 +216,31 @@ where
         let EarlyJob { op, reply } = *self;
         let r = op(conn, st);
         let ok = r.is_ok();
+        if st.wait_commit {
+            // It would hand out an item of the open transaction: answer after the commit.
+            let done: Completion = Box::new(move |commit| {
+                let _ = reply.send(match commit {
+                    Ok(()) => r,
+                    Err(e) => Err(StoreError::CommitFailed(e)),
+                });
+            });
+            return (ok, done);
+        }
+        if ok {
+            // Reads of these queues now wait for the commit (see `Uncommitted`).
+            let mut early = std::mem::take(&mut st.early_rids);
+            st.uncommitted.add(&mut early);
+        }
         let _ = reply.send(r);
         (ok, Box::new(|_| {}))
     }
 
     fn fail(self: Box<Self>, error: String) {
         let _ = self.reply.send(Err(StoreError::CommitFailed(error)));
+    }
+
+    fn early(&self) -> bool {
+        true
     }
 }
 
@@ -234,7 +266,9 @@ struct Inner {
     path: PathBuf,
     counters: Arc<Counters>,
     cache: Arc<Cache>,
-    writer: Option<mpsc::Sender<Job>>,
+    /// Queues with answered, uncommitted changes (shared with the writer thread).
+    uncommitted: Arc<ops::Uncommitted>,
+    writer: Option<std_mpsc::SyncSender<Job>>,
     writer_thread: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<Semaphore>,
@@ -399,7 +433,8 @@ impl SqliteStore {
             readers.push(r);
         }
 
-        let (tx, rx) = mpsc::channel::<Job>(opts.write_queue.max(1));
+        let (tx, rx) = std_mpsc::sync_channel::<Job>(opts.write_queue.max(1));
+        let early_delay = opts.early_commit_delay;
         let max_batch = opts.max_batch.max(1);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
@@ -408,7 +443,8 @@ impl SqliteStore {
             cache.load_all(ops::all_queues(&writer)?);
         }
         let thread_cache = cache.clone();
-        let state = WriterState::new(opts.cache_queues, opts.quota.max(1));
+        let uncommitted = Arc::new(ops::Uncommitted::default());
+        let state = WriterState::new(opts.cache_queues, opts.quota.max(1), uncommitted.clone());
         let writer_thread = std::thread::Builder::new()
             .name("hush-store-writer".into())
             .spawn(move || {
@@ -416,6 +452,7 @@ impl SqliteStore {
                     writer,
                     rx,
                     max_batch,
+                    early_delay,
                     state,
                     &thread_counters,
                     &thread_cache,
@@ -427,6 +464,7 @@ impl SqliteStore {
                 path,
                 counters,
                 cache,
+                uncommitted,
                 writer: Some(tx),
                 writer_thread: Some(writer_thread),
                 readers: Mutex::new(readers),
@@ -461,6 +499,16 @@ impl SqliteStore {
         self.submit(Box::new(OpJob { op: f, reply: tx }), rx).await
     }
 
+    /// If `rid` has changes that were answered but not committed (an early `ACK`), make the
+    /// writer commit them first (a no-op job that waits for the commit), so that a read sees
+    /// them. Rare: a read of a queue within [`SqliteOptions::early_commit_delay`] of its `ACK`.
+    async fn settle(&self, rid: &EntityId) -> StoreResult<()> {
+        if self.inner.uncommitted.contains(rid) {
+            self.write(|_, _| Ok(())).await?;
+        }
+        Ok(())
+    }
+
     /// Queue a write job that is answered as soon as it ran in the open transaction, before the
     /// commit: only for changes whose loss in a crash is harmless (the change is then simply
     /// not made, and is made again later).
@@ -476,8 +524,8 @@ impl SqliteStore {
     async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
         let sender = self.inner.writer.as_ref().ok_or(StoreError::Closed)?;
         sender.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
-            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            std_mpsc::TrySendError::Full(_) => StoreError::Busy,
+            std_mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
         })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -516,14 +564,33 @@ impl SqliteStore {
 
 fn writer_loop(
     conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
+    rx: std_mpsc::Receiver<Job>,
     max_batch: usize,
+    early_delay: Duration,
     mut state: WriterState,
     counters: &Counters,
     cache: &Cache,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    while let Some(job) = rx.blocking_recv() {
+    let mut open: Option<OpenTxn> = None;
+    loop {
+        let job = match &open {
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => break,
+            },
+            Some(t) => {
+                let wait = t.deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(wait) {
+                    Ok(j) => j,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                        finish(&conn, open.take(), &mut state, counters, cache);
+                        continue;
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
         batch.push(job);
         while batch.len() < max_batch {
             match rx.try_recv() {
@@ -531,9 +598,25 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch, &mut state, counters, cache);
+        open = run_batch(&conn, &mut batch, open, early_delay, max_batch, &mut state);
+        if open.as_ref().is_some_and(|t| t.durable) {
+            finish(&conn, open.take(), &mut state, counters, cache);
+        }
     }
+    // Closed: what is still open is committed before the thread ends.
+    finish(&conn, open.take(), &mut state, counters, cache);
     tracing::debug!("hush-store: writer thread exiting");
+}
+
+/// The writer's open transaction: jobs run in it, not yet committed.
+struct OpenTxn {
+    completions: Vec<Completion>,
+    /// Set once the transaction failed: every later job fails, the commit becomes a rollback.
+    broken: Option<String>,
+    /// Some job in it waits for the commit (not only [`WriteJob::early`] ones).
+    durable: bool,
+    /// Commit by then even if no more work came.
+    deadline: Instant,
 }
 
 fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
@@ -543,56 +626,90 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Run and commit one batch, then complete its callers.
+/// Run one batch of jobs in the open transaction (beginning one if there is none). Returns the
+/// transaction, still open: [`finish`] commits it (at once when a job waits for the commit,
+/// else by its deadline unless more work joins it first).
 fn run_batch(
     conn: &Connection,
     batch: &mut Vec<Job>,
+    open: Option<OpenTxn>,
+    early_delay: Duration,
+    max_batch: usize,
     st: &mut WriterState,
-    counters: &Counters,
-    cache: &Cache,
-) {
-    let n = batch.len();
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        tracing::warn!(error = %e, "hush-store: BEGIN failed");
-        for job in batch.drain(..) {
-            job.fail(e.clone());
+) -> Option<OpenTxn> {
+    let mut t = match open {
+        Some(t) => t,
+        None => {
+            if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+                tracing::warn!(error = %e, "hush-store: BEGIN failed");
+                for job in batch.drain(..) {
+                    job.fail(e.clone());
+                }
+                return None;
+            }
+            OpenTxn {
+                completions: Vec::with_capacity(batch.len()),
+                broken: None,
+                durable: early_delay.is_zero(),
+                deadline: Instant::now() + early_delay,
+            }
         }
-        return;
-    }
-    let mut completions: Vec<Completion> = Vec::with_capacity(n);
-    let mut broken: Option<String> = None;
+    };
     for job in batch.drain(..) {
-        if let Some(e) = &broken {
+        if let Some(e) = &t.broken {
             job.fail(e.clone());
             continue;
         }
         if let Err(e) = exec(conn, "SAVEPOINT op") {
-            broken = Some(e.clone());
+            t.broken = Some(e.clone());
             job.fail(e.clone());
             continue;
         }
+        let early = job.early();
+        st.early_rids.clear();
         let mark = st.mark();
         let (ok, done) = job.run(conn, st);
+        t.durable |= !early || std::mem::take(&mut st.wait_commit);
         if !ok {
             st.job_failed(mark);
         }
-        completions.push(done);
+        t.completions.push(done);
         let end = if ok {
             exec(conn, "RELEASE op")
         } else {
             exec(conn, "ROLLBACK TO op").and_then(|()| exec(conn, "RELEASE op"))
         };
         if let Err(e) = end {
-            broken = Some(e);
+            t.broken = Some(e);
         }
     }
-    let commit = match broken {
+    // A failed transaction or a full one is not kept waiting.
+    if t.broken.is_some() || t.completions.len() >= max_batch {
+        t.durable = true;
+    }
+    Some(t)
+}
+
+/// Commit (or, when broken, roll back) the open transaction and complete its callers.
+fn finish(
+    conn: &Connection,
+    open: Option<OpenTxn>,
+    st: &mut WriterState,
+    counters: &Counters,
+    cache: &Cache,
+) {
+    let Some(t) = open else { return };
+    let n = t.completions.len();
+    let commit = match t.broken {
         Some(e) => Err(e),
         None => exec(conn, "COMMIT"),
     };
     if let Err(e) = &commit {
         tracing::warn!(error = %e, jobs = n, "hush-store: batch transaction failed");
         let _ = exec(conn, "ROLLBACK");
+        // Jobs answered before the commit (an ACK's delete) may have told the relay a head that
+        // the database no longer has: nothing cached about heads is trusted any more.
+        cache.apply(&mut vec![cache::Effect::AllHeadsUnknown]);
     } else {
         tracing::trace!(jobs = n, "hush-store: committed batch");
     }
@@ -604,7 +721,9 @@ fn run_batch(
         counters.ops.fetch_add(n as u64, Ordering::Relaxed);
         counters.max_batch.fetch_max(n as u64, Ordering::Relaxed);
     }
-    for done in completions {
+    // The database, the cache and the read connections agree again.
+    st.uncommitted.clear();
+    for done in t.completions {
         done(commit.clone());
     }
 }
@@ -754,6 +873,7 @@ impl QueueStore for SqliteStore {
 
     fn peek_message(&self, rid: EntityId) -> StoreFuture<'_, Option<Message>> {
         Box::pin(async move {
+            self.settle(&rid).await?;
             let miss = match self.inner.cache.peek(&rid) {
                 Ok(head) => return Ok(head),
                 Err(miss) => miss,
@@ -766,12 +886,18 @@ impl QueueStore for SqliteStore {
         })
     }
 
+    /// Answered as soon as it ran (before its commit, see
+    /// [`SqliteOptions::early_commit_delay`]), unless the new head is itself not committed yet:
+    /// a crash can make the relay deliver an acknowledged message again, never lose one.
     fn delete_message(&self, rid: EntityId, msg_id: MsgId) -> StoreFuture<'_, DeleteOutcome> {
-        Box::pin(self.write(move |c, st| ops::delete_message(c, st, &rid, &msg_id)))
+        Box::pin(self.write_early(move |c, st| ops::delete_message(c, st, &rid, &msg_id)))
     }
 
     fn message_count(&self, rid: EntityId) -> StoreFuture<'_, usize> {
-        Box::pin(self.read(move |c| ops::message_count(c, &rid)))
+        Box::pin(async move {
+            self.settle(&rid).await?;
+            self.read(move |c| ops::message_count(c, &rid)).await
+        })
     }
 
     fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64> {
@@ -869,5 +995,186 @@ impl QueueStore for SqliteStore {
 
     fn stats(&self) -> StoreFuture<'_, StoreStats> {
         Box::pin(self.read(ops::stats))
+    }
+}
+
+#[cfg(test)]
+mod early_commit_tests {
+    //! The writer's early answers (an `ACK`'s delete) against the open transaction.
+    use super::*;
+    use crate::types::{NewMessage, QueueMode, QueueRecord, QueueStatus};
+
+    const RID: EntityId = [b'r'; 24];
+
+    fn mid(n: u8) -> MsgId {
+        [n; 24]
+    }
+
+    fn new_msg(n: u8) -> NewMessage {
+        NewMessage {
+            msg_id: mid(n),
+            ts: 1,
+            flags: b'T',
+            body: vec![n; 10],
+        }
+    }
+
+    fn ids_in(path: &Path) -> Vec<Vec<u8>> {
+        let c = Connection::open(path).unwrap();
+        let mut st = c
+            .prepare("SELECT msg_id FROM messages ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    fn job<T: Send + 'static>(
+        early: bool,
+        op: impl FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
+    ) -> (Job, oneshot::Receiver<StoreResult<T>>) {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = if early {
+            Box::new(EarlyJob { op, reply })
+        } else {
+            Box::new(OpJob { op, reply })
+        };
+        (job, rx)
+    }
+
+    #[tokio::test]
+    async fn an_ack_is_answered_before_its_commit_unless_it_hands_out_an_uncommitted_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        {
+            let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            s.create_queue(QueueRecord {
+                recipient_id: RID,
+                recipient_keys: vec![vec![1; 44]],
+                rcv_dh_secret: [7; 32],
+                sender_id: [b's'; 24],
+                sender_key: None,
+                mode: Some(QueueMode::Messaging),
+                link: None,
+                notifier: None,
+                status: QueueStatus::Active,
+                updated_at: None,
+            })
+            .await
+            .unwrap();
+            for n in 0..2 {
+                s.append_message(RID, new_msg(n), None).await.unwrap();
+            }
+        }
+        let conn = Connection::open(&path).unwrap();
+        let mut st = WriterState::new(16, 100, Arc::default());
+        let (counters, cache) = (Counters::default(), Cache::new(16, 1 << 20));
+        let delay = Duration::from_secs(60);
+
+        // ACK of message 0: the new head (1) is committed, so the answer leaves at once and the
+        // transaction stays open, waiting for more work.
+        let (ack0, mut ack0_rx) = job(true, |c, st| ops::delete_message(c, st, &RID, &mid(0)));
+        let open = run_batch(&conn, &mut vec![ack0], None, delay, 1024, &mut st);
+        let out = ack0_rx
+            .try_recv()
+            .expect("answered before the commit")
+            .unwrap();
+        assert!(out.deleted);
+        assert_eq!(out.head.map(|m| *m.msg_id()), Some(mid(1)));
+        assert!(
+            !open.as_ref().unwrap().durable,
+            "nothing waits for this commit"
+        );
+        assert_eq!(ids_in(&path).len(), 2, "not committed yet");
+
+        // A SEND (message 2) and the ACK of message 1 in the same transaction: the ACK's new
+        // head is message 2, which is not durable yet, so that answer waits for the commit.
+        let (send, mut send_rx) = job(false, |c, st| {
+            ops::append_message(c, st, &RID, new_msg(2), None)
+        });
+        let (ack1, mut ack1_rx) = job(true, |c, st| ops::delete_message(c, st, &RID, &mid(1)));
+        let open = run_batch(&conn, &mut vec![send, ack1], open, delay, 1024, &mut st);
+        assert!(open.as_ref().unwrap().durable);
+        assert!(
+            send_rx.try_recv().is_err(),
+            "a SEND is answered after its commit"
+        );
+        assert!(
+            ack1_rx.try_recv().is_err(),
+            "must not hand out message 2 before its commit"
+        );
+        finish(&conn, open, &mut st, &counters, &cache);
+        assert!(send_rx.try_recv().unwrap().is_ok());
+        let out = ack1_rx.try_recv().unwrap().unwrap();
+        assert_eq!(out.head.map(|m| *m.msg_id()), Some(mid(2)));
+        // One commit for both ACKs and the SEND.
+        assert_eq!(ids_in(&path), vec![mid(2).to_vec()]);
+        assert_eq!(counters.batches.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.ops.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn early_answers_are_committed_by_the_deadline_and_when_the_store_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let opts = |delay| SqliteOptions {
+            early_commit_delay: delay,
+            ..SqliteOptions::default()
+        };
+        let q = |n: u8| QueueRecord {
+            recipient_id: [n; 24],
+            recipient_keys: vec![vec![1; 44]],
+            rcv_dh_secret: [7; 32],
+            sender_id: [n + 100; 24],
+            sender_key: None,
+            mode: Some(QueueMode::Messaging),
+            link: None,
+            notifier: None,
+            status: QueueStatus::Active,
+            updated_at: None,
+        };
+        {
+            // A long delay: only closing the store commits the ACK.
+            let s = SqliteStore::open(&path, opts(Duration::from_secs(3600))).unwrap();
+            s.create_queue(q(1)).await.unwrap();
+            s.append_message([1; 24], new_msg(0), None).await.unwrap();
+            let before = s.writer_stats().batches;
+            assert!(s.delete_message([1; 24], mid(0)).await.unwrap().deleted);
+            assert_eq!(
+                s.writer_stats().batches,
+                before,
+                "answered before its commit"
+            );
+            // A read of that queue makes the writer commit first: it never sees the old head.
+            assert_eq!(s.message_count([1; 24]).await.unwrap(), 0);
+            assert!(s.peek_message([1; 24]).await.unwrap().is_none());
+            assert_eq!(s.writer_stats().batches, before + 1);
+            s.append_message([1; 24], new_msg(9), None).await.unwrap();
+            assert!(s.delete_message([1; 24], mid(9)).await.unwrap().deleted);
+            assert_eq!(
+                ids_in(&path).len(),
+                1,
+                "the second ACK is not committed yet"
+            );
+        }
+        assert!(
+            ids_in(&path).is_empty(),
+            "closing the store commits the open transaction"
+        );
+        // A short delay: committed without any further work.
+        let s = SqliteStore::open(&path, opts(Duration::from_millis(20))).unwrap();
+        s.append_message([1; 24], new_msg(1), None).await.unwrap();
+        let before = s.writer_stats().batches;
+        assert!(s.delete_message([1; 24], mid(1)).await.unwrap().deleted);
+        let waited = Instant::now();
+        while s.writer_stats().batches == before {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "never committed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(ids_in(&path).is_empty());
     }
 }

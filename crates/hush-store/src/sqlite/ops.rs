@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
 
 use hashlink::LruCache;
+use std::collections::HashMap;
 
 use super::cache::Effect;
 use crate::codec::{
@@ -331,6 +332,55 @@ pub(crate) struct WriterState {
     /// Queues whose [`Meta`] the running job used (dropped if the job fails).
     touched: Vec<EntityId>,
     quota: usize,
+    /// Per queue, the row id of the first item inserted in the open transaction: items from it
+    /// on are not durable yet (row ids only grow within a queue while it is not emptied).
+    fresh: HashMap<EntityId, i64>,
+    /// Set by a job whose answer must wait for the commit although it runs as an early job
+    /// (it would hand out an item of the open transaction); taken by the writer.
+    pub(crate) wait_commit: bool,
+    /// Queues whose messages the running early job changed (published to
+    /// [`Uncommitted`] when it is answered before the commit).
+    pub(crate) early_rids: Vec<EntityId>,
+    /// Shared with the store's readers.
+    pub(crate) uncommitted: std::sync::Arc<Uncommitted>,
+}
+
+/// Queues with changes that were answered but are not committed yet (an `ACK`'s delete waiting
+/// for the writer's next commit). Reads of their messages first make the writer commit, so that
+/// nobody reads the state from before the answer (the read connections and the cache only ever
+/// see committed state).
+#[derive(Default)]
+pub(crate) struct Uncommitted {
+    any: std::sync::atomic::AtomicBool,
+    set: std::sync::Mutex<std::collections::HashSet<EntityId>>,
+}
+
+impl Uncommitted {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<EntityId>> {
+        self.set.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn add(&self, rids: &mut Vec<EntityId>) {
+        if rids.is_empty() {
+            return;
+        }
+        let mut g = self.lock();
+        g.extend(rids.drain(..));
+        self.any.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// After the commit (or the rollback).
+    pub(crate) fn clear(&self) {
+        if self.any.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut g = self.lock();
+            g.clear();
+            self.any.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn contains(&self, rid: &EntityId) -> bool {
+        self.any.load(std::sync::atomic::Ordering::SeqCst) && self.lock().contains(rid)
+    }
 }
 
 /// Where a job's changes start, to undo them in the writer state if it fails.
@@ -340,12 +390,20 @@ pub(crate) struct Mark {
 }
 
 impl WriterState {
-    pub(crate) fn new(capacity: usize, quota: usize) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        quota: usize,
+        uncommitted: std::sync::Arc<Uncommitted>,
+    ) -> Self {
         Self {
             meta: LruCache::new(capacity.max(1)),
             effects: Vec::new(),
             touched: Vec::new(),
             quota,
+            fresh: HashMap::new(),
+            wait_commit: false,
+            early_rids: Vec::new(),
+            uncommitted,
         }
     }
 
@@ -367,6 +425,7 @@ impl WriterState {
     /// The batch is over: `committed` or rolled back as a whole.
     pub(crate) fn batch_done(&mut self, committed: bool) {
         self.touched.clear();
+        self.fresh.clear();
         if !committed {
             self.meta.clear();
             self.effects.clear();
@@ -379,6 +438,21 @@ impl WriterState {
         let q = get_queue(c, IdKind::Recipient, rid)?;
         self.effects.push(Effect::Record(*rid, q.map(Box::new)));
         Ok(())
+    }
+
+    /// An item was inserted into `rid` at row `row` in the open transaction.
+    fn note_fresh(&mut self, rid: &EntityId, row: i64) {
+        self.fresh.entry(*rid).or_insert(row);
+    }
+
+    /// The item at `row` of `rid` was inserted in the open transaction: answering with it
+    /// before the commit would hand out what a crash can still lose.
+    fn note_handed_out(&mut self, rid: &EntityId, row: Option<i64>) {
+        if let (Some(row), Some(first)) = (row, self.fresh.get(rid)) {
+            if row >= *first {
+                self.wait_commit = true;
+            }
+        }
     }
 
     /// Forget the messages state of a queue (changed by something else than append / ACK).
@@ -464,6 +538,7 @@ pub(crate) fn append_message(
                 m.head = Some((id, msg.msg_id));
                 st.effects.push(Effect::Head(*rid, Some(marker)));
             }
+            st.note_fresh(rid, id);
             Ok(AppendOutcome::QuotaExceeded { marker_added: true })
         }
         validate::QuotaDecision::Append => {
@@ -482,6 +557,7 @@ pub(crate) fn append_message(
                 m.head = Some((id, msg_id));
                 st.effects.push(Effect::Head(*rid, Some(item)));
             }
+            st.note_fresh(rid, id);
             Ok(AppendOutcome::Appended { was_empty })
         }
     }
@@ -511,6 +587,8 @@ pub(crate) fn delete_message(
                 head(c, m.row)?
             };
             m.head = next.as_ref().map(|(id, n)| (*id, *n.msg_id()));
+            st.note_handed_out(rid, next.as_ref().map(|(id, _)| *id));
+            st.early_rids.push(*rid);
             let next = next.map(|(_, n)| n);
             st.effects.push(Effect::Head(*rid, next.clone()));
             Ok(DeleteOutcome {
@@ -518,10 +596,14 @@ pub(crate) fn delete_message(
                 head: next,
             })
         }
-        Some(_) => Ok(DeleteOutcome {
-            deleted: false,
-            head: head(c, m.row)?.map(|(_, m)| m),
-        }),
+        Some(_) => {
+            let h = head(c, m.row)?;
+            st.note_handed_out(rid, h.as_ref().map(|(id, _)| *id));
+            Ok(DeleteOutcome {
+                deleted: false,
+                head: h.map(|(_, m)| m),
+            })
+        }
         None => Ok(DeleteOutcome {
             deleted: false,
             head: None,
