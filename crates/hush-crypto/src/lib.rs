@@ -18,6 +18,7 @@ pub mod keys;
 mod poly;
 mod salsa;
 pub mod sbchain;
+pub mod sntrup761;
 pub mod secretbox;
 pub mod x25519;
 
