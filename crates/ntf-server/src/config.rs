@@ -251,6 +251,7 @@ impl Config {
             tokens_per_device: self.tokens_per_device,
             sub_caps: self.sub_caps,
             relay_destinations: self.relay_destinations,
+            relay_network: self.network.clone(),
             ..CoreOptions::default()
         }
     }

@@ -70,6 +70,9 @@ pub struct CoreOptions {
     pub sub_caps: SubCaps,
     /// Which relay addresses `SNEW` may name (`[SUBSCRIBER] relay_destinations`).
     pub relay_destinations: DestinationPolicy,
+    /// How relays are reached (`[SUBSCRIBER] socks_proxy`, `socks_mode`, …): the `SNEW` check
+    /// does not look up names that the proxy resolves.
+    pub relay_network: hush_transport::NetworkConfig,
     /// `NSUB` requests waiting for a subscriber (bounded queue; `SNEW` waits when it is full).
     pub subscribe_queue: usize,
 }
@@ -91,6 +94,7 @@ impl Default for CoreOptions {
             tokens_per_device: 8,
             sub_caps: DEFAULT_SUB_CAPS,
             relay_destinations: DestinationPolicy::Public,
+            relay_network: hush_transport::NetworkConfig::direct(),
             subscribe_queue: 4096,
         }
     }
@@ -672,8 +676,12 @@ impl<G: PushGateway + 'static> Core<G> {
         // A relay already in use was checked when it was first named (and every connection
         // attempt checks again, see `relays::CheckedConnector`).
         if !self.store.relay_in_use(&queue.server)
-            && let Err(e) =
-                crate::relays::check_server(&queue.server, self.options.relay_destinations).await
+            && let Err(e) = crate::relays::check_server(
+                &queue.server,
+                self.options.relay_destinations,
+                &self.options.relay_network,
+            )
+            .await
         {
             self.metrics.destinations_refused.inc();
             tracing::debug!(error = %e, "SNEW relay address refused");

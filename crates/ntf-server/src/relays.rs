@@ -32,11 +32,28 @@ fn hosts(server: &ProtocolServer) -> impl Iterator<Item = String> + '_ {
 
 /// `Err` when every (non-onion) host of `server` resolves only to addresses `policy` refuses.
 /// A host that does not resolve (in [`CHECK_TIMEOUT`]) is not refused here: the connector
-/// checks again when it connects.
+/// checks again when it connects. A relay that `network` reaches through the SOCKS proxy is
+/// never looked up here (the proxy resolves it: a local lookup would leak the name to the local
+/// resolver, which `socks_mode = always` promises not to do); only an IP-literal host is checked.
 pub async fn check_server(
     server: &ProtocolServer,
     policy: DestinationPolicy,
+    network: &NetworkConfig,
 ) -> Result<(), DestinationRefused> {
+    if network.socks_proxy.is_some() {
+        match network.route(server.hosts()) {
+            Ok(route) if route.proxy.is_some() => {
+                return match route.host {
+                    TransportHost::Ipv4(a) => policy.check(std::net::IpAddr::from(*a)),
+                    TransportHost::Ipv6(a) => policy.check(std::net::IpAddr::V6(*a)),
+                    _ => Ok(()),
+                };
+            }
+            Ok(_) => {}
+            // No host the configuration may use: the connector refuses it at connection time.
+            Err(_) => return Ok(()),
+        }
+    }
     let port = server.effective_port();
     let mut refused = None;
     let mut any = false;
@@ -203,5 +220,46 @@ impl Connector for CheckedConnector {
 
     fn is_service(&self) -> bool {
         self.service
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_transport::SocksProxy;
+
+    const KEY: &str = "LcJUMfVhwD8yxjAiSaDzzGF3-kLG4Uh0Fl_ZIjrRwjI=";
+
+    fn server(host: &str) -> ProtocolServer {
+        ProtocolServer::parse(&format!("smp://{KEY}@{host}:5223")).unwrap()
+    }
+
+    fn via_tor() -> NetworkConfig {
+        NetworkConfig::all_via(SocksProxy::new("127.0.0.1:9050".parse().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn names_routed_through_the_proxy_are_not_looked_up_locally() {
+        // `localhost` resolves locally to a loopback address, which the public policy refuses:
+        // a refusal here would mean the name was looked up on this host.
+        let named = server("localhost");
+        assert!(matches!(
+            check_server(&named, DestinationPolicy::Public, &NetworkConfig::direct()).await,
+            Err(DestinationRefused::AllRefused(_))
+        ));
+        assert_eq!(
+            check_server(&named, DestinationPolicy::Public, &via_tor()).await,
+            Ok(())
+        );
+        // An IP literal needs no lookup: still checked through the proxy.
+        let literal = server("127.0.0.1");
+        assert!(matches!(
+            check_server(&literal, DestinationPolicy::Public, &via_tor()).await,
+            Err(DestinationRefused::Class(_))
+        ));
+        assert_eq!(
+            check_server(&literal, DestinationPolicy::Loopback, &via_tor()).await,
+            Ok(())
+        );
     }
 }
