@@ -1,20 +1,14 @@
-//! The delivery state machine (reference §3.7, §3.8; `Server.hs` `subscribeQueueAndDeliver`,
-//! `getMessage`, `acknowledgeMsg`, `sendMessage`/`tryDeliverMessage`, `endPreviousSubscriptions`).
+//! The async shell of the delivery rules (reference §3.7, §3.8; `Server.hs`
+//! `subscribeQueueAndDeliver`, `getMessage`, `acknowledgeMsg`, `sendMessage`/`tryDeliverMessage`,
+//! `endPreviousSubscriptions`).
 //!
-//! Everything that decides *which message goes to whom and when* is in this file:
+//! *Which message goes to whom and when* is decided by the pure state machine in
+//! [`super::delivery_core`] (subscriber per queue, the one delivered unacknowledged message,
+//! `END` to the previous subscriber, `GET`/`SUB` interplay; its module documentation has the
+//! rules). This file carries its decisions out: it holds the queue's lock, reads and writes the
+//! store, encrypts `MSG`s, counts metrics and subscriptions, and queues transmissions on the
+//! connections' outgoing queues ([`OutQueue`]).
 //!
-//! * A queue has at most one **subscriber** connection (server-wide registry, [`Subscriptions`]).
-//!   `SUB` from another connection moves the subscription there; the previous connection gets
-//!   `END`. `DEL` ends it with `DELD`.
-//! * A subscription has at most **one delivered, unacknowledged message** (`delivered`). `SUB`
-//!   delivers the head (as a separate `MSG` event after `SOK`), `ACK` of the delivered id deletes it
-//!   and answers with the next `MSG` (carrying the `ACK`'s corrId) or `OK`.
-//! * `SEND` to an **empty** queue whose subscriber has nothing outstanding pushes the message at
-//!   once; when the subscriber is the sending connection itself, the `MSG` is written before the
-//!   `OK` of that `SEND`. Otherwise the message waits for the `ACK` of the one before it.
-//! * `GET` works only on a connection that has not subscribed the queue (and `SUB` only where `GET`
-//!   was not used): both give `CMD PROHIBITED`. A `GET` delivery is tracked per connection; its
-//!   `ACK` deletes the message and answers `OK` (no next message).
 //! * Notifier subscriptions (`NSUB`): one connection per notifier id, `END` on takeover, `DELD`
 //!   when the notifier (or queue) is deleted. `NMSG` batching lives in `notify.rs`.
 //!
@@ -33,11 +27,14 @@ use hush_proto::smp::BrokerMsg;
 use hush_proto::transmission::{Transmission, encode_transmission};
 use hush_store::{AppendOutcome, EntityId, Message, MsgId, NewMessage, PendingNtf, QueueRecord};
 
+use super::delivery_core::{
+    AckRoute, Conn, ConnQueues, HeadFrom, Previous, Refusal, Registry, Removed, SmallMap, SubAck,
+};
 use super::error::CmdError;
 use super::{Response, Shared};
 
 /// A connection's id (for logs and the control port; never a secret).
-pub type ClientId = u64;
+pub type ClientId = super::delivery_core::ConnId;
 
 /// Per-connection facts other tasks can see (control port `clients`, inactivity), and the
 /// connection's outgoing queue.
@@ -360,19 +357,26 @@ impl Outbox {
     }
 }
 
-/// How this connection uses a queue (reference `Sub` with `ServerSub` / `ProhibitSub`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LocalSub {
-    /// `SUB`: the delivered message is tracked in the server-wide registry.
-    Sub,
-    /// `GET`: the message last returned by `GET`.
-    Get { delivered: Option<MsgId> },
+impl Conn for Outbox {
+    fn conn_id(&self) -> ClientId {
+        self.client.id
+    }
+}
+
+impl From<Refusal> for CmdError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Prohibited => CmdError::prohibited(),
+            Refusal::NoMsg => CmdError::NoMsg,
+        }
+    }
 }
 
 /// A connection's own view of its subscriptions (only its task touches it).
 #[derive(Debug, Default)]
 pub struct LocalSubs {
-    rcv: SmallMap<LocalSub>,
+    /// The recipient queues it uses (`SUB` or `GET`).
+    rcv: ConnQueues,
     ntf: SmallMap<()>,
     /// The notifier service this connection subscribed with `NSUBS` (reference
     /// `ntfServiceSubscribed`).
@@ -383,108 +387,14 @@ pub struct LocalSubs {
 
 impl LocalSubs {
     pub fn subscribed_count(&self) -> usize {
-        self.rcv
-            .iter()
-            .filter(|(_, s)| **s == LocalSub::Sub)
-            .count()
-            + self.ntf.len()
+        self.rcv.subscribed_count() + self.ntf.len()
     }
-}
-
-/// A map by entity id that stays a small exactly-sized vector (linear search) up to
-/// [`SMALL_MAP_MAX`] entries and becomes a hash map above: most connections use a few queues,
-/// and an empty or one-entry hash map costs a 4-bucket table per connection.
-#[derive(Debug)]
-enum SmallMap<V> {
-    Few(Vec<(EntityId, V)>),
-    // Boxed on purpose: keeps the enum at a `Vec`'s size (the small case is the common one).
-    #[allow(clippy::box_collection)]
-    Many(Box<HashMap<EntityId, V>>),
-}
-
-const SMALL_MAP_MAX: usize = 8;
-
-impl<V> Default for SmallMap<V> {
-    fn default() -> Self {
-        SmallMap::Few(Vec::new())
-    }
-}
-
-impl<V> SmallMap<V> {
-    fn get(&self, k: &EntityId) -> Option<&V> {
-        match self {
-            SmallMap::Few(v) => v.iter().find(|(id, _)| id == k).map(|(_, x)| x),
-            SmallMap::Many(m) => m.get(k),
-        }
-    }
-
-    fn get_mut(&mut self, k: &EntityId) -> Option<&mut V> {
-        match self {
-            SmallMap::Few(v) => v.iter_mut().find(|(id, _)| id == k).map(|(_, x)| x),
-            SmallMap::Many(m) => m.get_mut(k),
-        }
-    }
-
-    fn insert(&mut self, k: EntityId, x: V) {
-        match self {
-            SmallMap::Few(v) => {
-                if let Some(slot) = v.iter_mut().find(|(id, _)| *id == k) {
-                    slot.1 = x;
-                } else if v.len() < SMALL_MAP_MAX {
-                    v.reserve_exact(1);
-                    v.push((k, x));
-                } else {
-                    let mut m: HashMap<EntityId, V> = std::mem::take(v).into_iter().collect();
-                    m.insert(k, x);
-                    *self = SmallMap::Many(Box::new(m));
-                }
-            }
-            SmallMap::Many(m) => {
-                m.insert(k, x);
-            }
-        }
-    }
-
-    fn remove(&mut self, k: &EntityId) {
-        match self {
-            SmallMap::Few(v) => {
-                v.retain(|(id, _)| id != k);
-                v.shrink_to_fit();
-            }
-            SmallMap::Many(m) => {
-                m.remove(k);
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            SmallMap::Few(v) => v.len(),
-            SmallMap::Many(m) => m.len(),
-        }
-    }
-
-    fn iter(&self) -> Box<dyn Iterator<Item = (&EntityId, &V)> + '_> {
-        match self {
-            SmallMap::Few(v) => Box::new(v.iter().map(|(k, x)| (k, x))),
-            SmallMap::Many(m) => Box::new(m.iter()),
-        }
-    }
-}
-
-/// A queue's subscriber.
-#[derive(Debug)]
-struct RcvSub {
-    outbox: Outbox,
-    /// The delivered, not yet acknowledged message and when it was delivered. Boxed: an idle
-    /// subscription has none, and the registry holds one entry per subscribed queue.
-    delivered: Option<Box<(MsgId, Instant)>>,
 }
 
 /// Server-wide subscription registry plus per-queue locks.
 pub struct Subscriptions {
     stripes: Box<[tokio::sync::Mutex<()>]>,
-    rcv: Mutex<HashMap<EntityId, RcvSub>>,
+    rcv: Mutex<Registry<Outbox>>,
     ntf: Mutex<HashMap<EntityId, Outbox>>,
     /// Notifier services: the connection holding each service's subscription (`NSUBS`).
     ntf_services: Mutex<HashMap<EntityId, Outbox>>,
@@ -507,7 +417,7 @@ impl Default for Subscriptions {
     fn default() -> Self {
         Subscriptions {
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            rcv: Mutex::new(HashMap::new()),
+            rcv: Mutex::new(Registry::default()),
             ntf: Mutex::new(HashMap::new()),
             ntf_services: Mutex::new(HashMap::new()),
         }
@@ -533,12 +443,6 @@ impl Subscriptions {
 
     pub fn notifier_ids(&self) -> Vec<EntityId> {
         lock(&self.ntf).keys().copied().collect()
-    }
-
-    fn is_subscriber(&self, rid: &EntityId, me: ClientId) -> bool {
-        lock(&self.rcv)
-            .get(rid)
-            .is_some_and(|s| s.outbox.id() == me)
     }
 }
 
@@ -609,41 +513,34 @@ impl Shared {
     ) -> Result<Vec<Response>, CmdError> {
         let rid = q.recipient_id;
         let me = c.outbox.id();
-        if let Some(LocalSub::Get { .. }) = c.local.rcv.get(&rid) {
+        if let Err(e) = c.local.rcv.check_sub(&rid) {
             self.metrics
                 .subscription_error(crate::metrics::SubError::Prohibited);
-            return Err(CmdError::prohibited());
+            return Err(e.into());
         }
         let _guard = self.subs.stripe(&rid).lock().await;
-        let previous = lock(&self.subs.rcv).insert(
-            rid,
-            RcvSub {
-                outbox: c.outbox.clone(),
-                delivered: None,
-            },
-        );
+        let previous = lock(&self.subs.rcv).subscribe(&mut c.local.rcv, rid, c.outbox.clone());
         match previous {
-            Some(prev) if prev.outbox.id() == me => {
+            Previous::Same => {
                 self.metrics
                     .subscription_error(crate::metrics::SubError::Duplicate);
             }
-            Some(prev) => {
-                prev.outbox.client.rcv_subs.fetch_sub(1, Ordering::Relaxed);
-                prev.outbox.push_event(&rid, BrokerMsg::End);
+            Previous::Other(prev) => {
+                prev.client.rcv_subs.fetch_sub(1, Ordering::Relaxed);
+                prev.push_event(&rid, BrokerMsg::End);
                 self.metrics.subscription_end.inc();
                 c.outbox.client.rcv_subs.fetch_add(1, Ordering::Relaxed);
                 self.metrics.subscription_successes.inc();
             }
-            None => {
+            Previous::None => {
                 c.outbox.client.rcv_subs.fetch_add(1, Ordering::Relaxed);
                 self.metrics.subscription_successes.inc();
             }
         }
-        c.local.rcv.insert(rid, LocalSub::Sub);
         let mut out = vec![resp(corr, &rid, BrokerMsg::Sok(None))];
         if let Some(head) = self.store.peek_message(rid).await? {
             let msg = encrypt_msg(q, &head)?;
-            self.set_delivered(&rid, me, Some(*head.msg_id()));
+            lock(&self.subs.rcv).record_delivery(&rid, me, *head.msg_id(), Instant::now());
             out.push(resp(&[], &rid, msg));
         }
         Ok(out)
@@ -651,24 +548,8 @@ impl Shared {
 
     /// Subscribes the creating connection to a new (empty) queue (`NEW` with subscribe mode).
     pub fn subscribe_new(&self, c: Client<'_>, rid: EntityId) {
-        let prev = lock(&self.subs.rcv).insert(
-            rid,
-            RcvSub {
-                outbox: c.outbox.clone(),
-                delivered: None,
-            },
-        );
-        if prev.is_none() {
+        if lock(&self.subs.rcv).subscribe_new(&mut c.local.rcv, rid, c.outbox.clone()) {
             c.outbox.client.rcv_subs.fetch_add(1, Ordering::Relaxed);
-        }
-        c.local.rcv.insert(rid, LocalSub::Sub);
-    }
-
-    fn set_delivered(&self, rid: &EntityId, me: ClientId, msg_id: Option<MsgId>) {
-        if let Some(s) = lock(&self.subs.rcv).get_mut(rid)
-            && s.outbox.id() == me
-        {
-            s.delivered = msg_id.map(|m| Box::new((m, Instant::now())));
         }
     }
 
@@ -682,17 +563,17 @@ impl Shared {
     ) -> Result<Vec<Response>, CmdError> {
         let rid = q.recipient_id;
         let me = c.outbox.id();
-        if let Some(LocalSub::Sub) = c.local.rcv.get(&rid) {
-            if self.subs.is_subscriber(&rid, me) {
-                self.metrics.get_error(crate::metrics::GetError::Prohibited);
-                return Err(CmdError::prohibited());
-            }
-            // The subscription was taken over by another connection (END was sent).
-            c.local.rcv.remove(&rid);
+        let registry = &self.subs.rcv;
+        if let Err(e) = c
+            .local
+            .rcv
+            .check_get(&rid, || lock(registry).is_subscriber(&rid, me))
+        {
+            self.metrics.get_error(crate::metrics::GetError::Prohibited);
+            return Err(e.into());
         }
         let head = self.store.peek_message(rid).await?;
-        let delivered = head.as_ref().map(|m| *m.msg_id());
-        c.local.rcv.insert(rid, LocalSub::Get { delivered });
+        c.local.rcv.got(rid, head.as_ref().map(|m| *m.msg_id()));
         match head {
             Some(m) => {
                 self.metrics.messages_notify_get_sent.inc();
@@ -717,16 +598,9 @@ impl Shared {
     ) -> Result<Vec<Response>, CmdError> {
         let rid = q.recipient_id;
         let me = c.outbox.id();
-        let matches = |d: &MsgId| msg_id.is_empty() || msg_id == d.as_slice();
-        let id24: Option<MsgId> = msg_id.try_into().ok();
-        match c.local.rcv.get_mut(&rid) {
-            None => Err(CmdError::NoMsg),
-            Some(LocalSub::Get { delivered }) => {
-                match delivered {
-                    Some(d) if matches(d) => *delivered = None,
-                    _ => return Err(CmdError::NoMsg),
-                }
-                if let Some(id) = id24 {
+        match c.local.rcv.ack(&rid, msg_id)? {
+            AckRoute::Get { delete } => {
+                if let Some(id) = delete {
                     let _guard = self.subs.stripe(&rid).lock().await;
                     let out = self.store.delete_message(rid, id).await?;
                     if out.deleted {
@@ -736,23 +610,11 @@ impl Shared {
                 }
                 Ok(vec![resp(corr, &rid, BrokerMsg::Ok)])
             }
-            Some(LocalSub::Sub) => {
+            AckRoute::Sub => {
                 let _guard = self.subs.stripe(&rid).lock().await;
-                let delivered_at = {
-                    let mut reg = lock(&self.subs.rcv);
-                    match reg.get_mut(&rid) {
-                        Some(s) if s.outbox.id() == me => match s.delivered.as_deref() {
-                            Some(&(d, at)) if matches(&d) => {
-                                s.delivered = None;
-                                at
-                            }
-                            _ => return Err(CmdError::NoMsg),
-                        },
-                        _ => return Err(CmdError::NoMsg),
-                    }
-                };
-                let head = match id24 {
-                    Some(id) => {
+                let SubAck { next, delivered_at } = lock(&self.subs.rcv).ack(&rid, me, msg_id)?;
+                let head = match next {
+                    HeadFrom::Delete(id) => {
                         let out = self.store.delete_message(rid, id).await?;
                         if out.deleted {
                             self.metrics.messages_received.inc();
@@ -762,12 +624,12 @@ impl Shared {
                         }
                         out.head
                     }
-                    None => self.store.peek_message(rid).await?,
+                    HeadFrom::Peek => self.store.peek_message(rid).await?,
                 };
                 match head {
                     Some(m) => {
                         let msg = encrypt_msg(q, &m)?;
-                        self.set_delivered(&rid, me, Some(*m.msg_id()));
+                        lock(&self.subs.rcv).record_delivery(&rid, me, *m.msg_id(), Instant::now());
                         Ok(vec![resp(corr, &rid, msg)])
                     }
                     None => Ok(vec![resp(corr, &rid, BrokerMsg::Ok)]),
@@ -791,17 +653,8 @@ impl Shared {
         let _guard = self.subs.stripe(&rid).lock().await;
         let outcome = self.store.append_message(rid, msg.clone(), ntf).await?;
         let mut own = Vec::new();
-        if let AppendOutcome::Appended { was_empty: true } = outcome {
-            let target = {
-                let mut reg = lock(&self.subs.rcv);
-                match reg.get_mut(&rid) {
-                    Some(s) if s.delivered.is_none() => {
-                        s.delivered = Some(Box::new((msg.msg_id, Instant::now())));
-                        Some(s.outbox.clone())
-                    }
-                    _ => None,
-                }
-            };
+        if let AppendOutcome::Appended { was_empty } = outcome {
+            let target = lock(&self.subs.rcv).stored(&rid, was_empty, msg.msg_id, Instant::now);
             if let Some(outbox) = target {
                 let m = encrypt_msg(q, &Message::Message(msg))?;
                 if outbox.id() == c.outbox.id() {
@@ -818,10 +671,11 @@ impl Shared {
     /// `DELD`, and so does the notifier subscriber.
     pub fn queue_deleted(&self, me: Option<ClientId>, q: &QueueRecord) {
         let rid = q.recipient_id;
-        if let Some(s) = lock(&self.subs.rcv).remove(&rid) {
-            s.outbox.client.rcv_subs.fetch_sub(1, Ordering::Relaxed);
-            if Some(s.outbox.id()) != me {
-                s.outbox.push_event(&rid, BrokerMsg::Deld);
+        let removed = lock(&self.subs.rcv).queue_deleted(&rid, me);
+        if let Some(Removed { conn, deld }) = removed {
+            conn.client.rcv_subs.fetch_sub(1, Ordering::Relaxed);
+            if deld {
+                conn.push_event(&rid, BrokerMsg::Deld);
             }
         }
         if let Some(n) = &q.notifier {
@@ -970,26 +824,12 @@ impl Shared {
         c: &Client<'_>,
         rid: &EntityId,
     ) -> Option<(&'static str, Option<MsgId>)> {
-        match c.local.rcv.get(rid)? {
-            LocalSub::Get { delivered } => Some(("prohibitSub", *delivered)),
-            LocalSub::Sub => {
-                let reg = lock(&self.subs.rcv);
-                let s = reg.get(rid).filter(|s| s.outbox.id() == c.outbox.id())?;
-                Some(("noSub", s.delivered.as_ref().map(|d| d.0)))
-            }
-        }
+        lock(&self.subs.rcv).info(&c.local.rcv, rid, c.outbox.id())
     }
 
     /// The connection closed: drop the subscriptions it still holds.
     pub fn client_closed(&self, me: ClientId, local: &LocalSubs) {
-        {
-            let mut reg = lock(&self.subs.rcv);
-            for (rid, s) in local.rcv.iter() {
-                if *s == LocalSub::Sub && reg.get(rid).is_some_and(|r| r.outbox.id() == me) {
-                    reg.remove(rid);
-                }
-            }
-        }
+        lock(&self.subs.rcv).connection_closed(me, &local.rcv);
         if local.ntf_service.is_some() || local.ntf.len() > 0 {
             // Few services: a scan is cheap (and covers services held through `NSUB`).
             lock(&self.subs.ntf_services).retain(|_, o| o.id() != me);
@@ -1006,10 +846,6 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(i: u8) -> EntityId {
-        [i; 24]
-    }
 
     /// `encode_response` (command encoded in place) gives the bytes of the two-step encoding
     /// (`BrokerMsg::encode`, then `encode_transmission`) at every version, for a `MSG` and for
@@ -1040,47 +876,5 @@ mod tests {
         }
         // A field over 255 bytes cannot be encoded: empty output, as before.
         assert!(encode_response(&[], &[0; 256], &[], &BrokerMsg::Ok, 18).is_empty());
-    }
-
-    /// The small map behaves as a map below, at and above the switch to a hash map, and shrinks
-    /// back to nothing when emptied while small.
-    #[test]
-    fn small_map_is_a_map() {
-        let mut m: SmallMap<u32> = SmallMap::default();
-        let mut reference = HashMap::new();
-        for round in 0..3u32 {
-            for i in 0..20u8 {
-                m.insert(id(i), u32::from(i) + round);
-                reference.insert(id(i), u32::from(i) + round);
-                assert_eq!(m.len(), reference.len());
-                if m.len() <= SMALL_MAP_MAX {
-                    assert!(matches!(m, SmallMap::Few(_)));
-                }
-            }
-            for i in 0..25u8 {
-                assert_eq!(m.get(&id(i)), reference.get(&id(i)));
-            }
-            *m.get_mut(&id(3)).unwrap() = 99;
-            reference.insert(id(3), 99);
-            let mut all: Vec<_> = m.iter().map(|(k, v)| (*k, *v)).collect();
-            let mut want: Vec<_> = reference.iter().map(|(k, v)| (*k, *v)).collect();
-            all.sort();
-            want.sort();
-            assert_eq!(all, want);
-            for i in (0..20u8).step_by(2) {
-                m.remove(&id(i));
-                reference.remove(&id(i));
-            }
-            assert_eq!(m.len(), reference.len());
-        }
-        let mut small: SmallMap<()> = SmallMap::default();
-        small.insert(id(1), ());
-        small.insert(id(1), ());
-        assert_eq!(small.len(), 1);
-        small.remove(&id(1));
-        match &small {
-            SmallMap::Few(v) => assert_eq!(v.capacity(), 0),
-            SmallMap::Many(_) => panic!("small map became a hash map"),
-        }
     }
 }

@@ -33,6 +33,7 @@ pub mod commands;
 pub mod connection;
 pub mod control;
 pub mod delivery;
+pub mod delivery_core;
 pub mod error;
 pub mod limits;
 pub mod notify;
