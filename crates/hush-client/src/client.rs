@@ -317,12 +317,49 @@ impl SmpClient {
         requests: &[Request<'_>],
         timeout: Duration,
     ) -> Vec<Result<BrokerMsg, ClientError>> {
+        self.request_batch_corr(requests, None, timeout).await
+    }
+
+    /// One command with a correlation id chosen by the caller (24 bytes, unique per
+    /// connection): `NEW` with a client-supplied sender id must use the corrId whose
+    /// SHA3-384 gives that id (short links, §3.5).
+    pub async fn request_with_corr_id(
+        &self,
+        corr_id: &[u8; 24],
+        entity_id: &[u8],
+        key: Option<&AuthKey>,
+        command: &Command,
+    ) -> Result<BrokerMsg, ClientError> {
+        self.request_batch_corr(
+            &[Request {
+                entity_id,
+                key,
+                command,
+            }],
+            Some(corr_id),
+            self.inner.config.command_timeout,
+        )
+        .await
+        .pop()
+        .unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// `corr_id`: the id of a single request (random ids otherwise).
+    async fn request_batch_corr(
+        &self,
+        requests: &[Request<'_>],
+        corr_id: Option<&[u8; 24]>,
+        timeout: Duration,
+    ) -> Vec<Result<BrokerMsg, ClientError>> {
         let deadline = Instant::now() + timeout;
         // Encode and sign outside the lock (signing many commands takes a while).
         let encoded: Vec<Result<Outgoing, ClientError>> = requests
             .iter()
             .map(|r| {
-                let corr_id = new_corr_id().to_vec();
+                let corr_id = match corr_id {
+                    Some(c) if requests.len() == 1 => c.to_vec(),
+                    _ => new_corr_id().to_vec(),
+                };
                 let cmd = r.command.encode(self.inner.session.version);
                 encode_command_service(
                     &self.inner.session,

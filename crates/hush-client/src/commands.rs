@@ -4,8 +4,8 @@ use hush_crypto::DhSecret;
 use hush_proto::address::BasicAuth;
 use hush_proto::encoding::ShortString;
 use hush_proto::smp::{
-    BrokerMsg, Command, MsgFlags, NewNtfCreds, NewQueueReq, PublicKeyDer, QueueMode, QueueReqData,
-    SubscriptionMode,
+    BrokerMsg, Command, MsgFlags, NewNtfCreds, NewQueueReq, PublicKeyDer, QueueLinkData, QueueMode,
+    QueueReqData, SubscriptionMode,
 };
 use hush_proto::version::smp_version;
 
@@ -111,6 +111,25 @@ impl SmpClient {
     /// `NEW`: creates a queue with a fresh recipient key and DH key (and notifier keys when
     /// asked), returning the ids and the secrets to keep.
     pub async fn create_queue(&self, params: NewQueueParams) -> Result<NewQueue, ClientError> {
+        self.create_queue_corr(params, None).await
+    }
+
+    /// `NEW` sent with the correlation id `corr_id`: a queue whose short-link data names its
+    /// sender id in advance (`QueueReqData` with link data), which the relay accepts only if
+    /// it is the first 24 bytes of SHA3-384(corrId) ([`hush_crypto::sender_id_from_corr_id`]).
+    pub async fn create_queue_with_corr_id(
+        &self,
+        corr_id: &[u8; 24],
+        params: NewQueueParams,
+    ) -> Result<NewQueue, ClientError> {
+        self.create_queue_corr(params, Some(corr_id)).await
+    }
+
+    async fn create_queue_corr(
+        &self,
+        params: NewQueueParams,
+        corr_id: Option<&[u8; 24]>,
+    ) -> Result<NewQueue, ClientError> {
         let rcv_key = AuthKey::generate(params.auth)?;
         let (rcv_dh, rcv_dh_pub) = new_dh_key()?;
         let ntf = match params.notifier {
@@ -140,7 +159,14 @@ impl SmpClient {
             },
         };
         let cmd = Command::New(req);
-        let ids = match self.request(&[], Some(&rcv_key), &cmd).await? {
+        let r = match corr_id {
+            Some(c) => {
+                self.request_with_corr_id(c, &[], Some(&rcv_key), &cmd)
+                    .await
+            }
+            None => self.request(&[], Some(&rcv_key), &cmd).await,
+        };
+        let ids = match r? {
             BrokerMsg::Ids(ids) => ids,
             m => return Err(unexpected("NEW", &m)),
         };
@@ -424,6 +450,31 @@ impl SmpClient {
         match r? {
             BrokerMsg::Soks(n) => Ok(n),
             m => Err(unexpected("NSUBS", &m)),
+        }
+    }
+
+    /// `LKEY` (short links, v15): reads a one-time invitation's link data and secures its
+    /// queue with `snd_key` in one step (signed by that key). Returns the queue's sender id and
+    /// the encrypted link data. Repeating it with the same key reads the data again; another
+    /// key gets `AUTH`.
+    pub async fn secure_get_link(
+        &self,
+        link_id: &[u8],
+        snd_key: &AuthKey,
+    ) -> Result<(Vec<u8>, QueueLinkData), ClientError> {
+        let cmd = Command::LKey(snd_key.public_der()?);
+        match self.request(link_id, Some(snd_key), &cmd).await? {
+            BrokerMsg::Lnk { sender_id, data } => Ok((sender_id.into_vec(), data)),
+            m => Err(unexpected("LKEY", &m)),
+        }
+    }
+
+    /// `LGET` (short links, v15, unsigned): reads a contact address's link data. Returns the
+    /// queue's sender id and the encrypted link data.
+    pub async fn get_link(&self, link_id: &[u8]) -> Result<(Vec<u8>, QueueLinkData), ClientError> {
+        match self.request(link_id, None, &Command::LGet).await? {
+            BrokerMsg::Lnk { sender_id, data } => Ok((sender_id.into_vec(), data)),
+            m => Err(unexpected("LGET", &m)),
         }
     }
 
