@@ -63,6 +63,7 @@
 pub mod agent;
 pub mod envelope;
 pub mod ratchet;
+pub mod shortlink;
 pub mod store;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentEvents, MsgIntegrity};
