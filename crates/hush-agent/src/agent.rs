@@ -47,8 +47,8 @@ use crate::envelope::{
     SndQAddr,
 };
 use crate::ratchet::{
-    CURRENT_E2E_VERSION, E2eRatchetParams, Ratchet, RatchetError, RatchetVersions,
-    supported_e2e_versions, x3dh_inviter, x3dh_joiner,
+    CURRENT_E2E_VERSION, E2eRatchetParams, JoinerKem, Ratchet, RatchetError, RatchetVersions,
+    pq_x3dh_inviter, pq_x3dh_joiner, supported_e2e_versions,
 };
 use crate::store::{
     ConnId, ConnMode, ConnStatus, OutboxKind, RcvQueue, SndQueue, Store, StoreError, Tx,
@@ -70,6 +70,16 @@ pub struct AgentConfig {
     /// connection waits in [`ConnStatus::AwaitingApproval`] for [`Agent::allow_connection`]
     /// (the reference's CONF / allowConnection).
     pub auto_accept_confirmations: bool,
+    /// Propose the sntrup761 KEM (post-quantum ratchet) on connections we join without one
+    /// being offered: off by default, as the reference agent does for full invitation links
+    /// (`initialPQEncryption`: the KEM key travels only in short-link data or with
+    /// `pq=invitation`). A peer without PQ ignores the proposal and the connection falls back.
+    pub pq_propose: bool,
+    /// Accept a KEM the peer proposes (in the invitation or in the joiner's confirmation): on by
+    /// default, as the reference app joins and accepts direct connections with `PQSupportOn`.
+    /// Headers then grow to 2310 bytes and the largest message body shrinks (13618-byte
+    /// padding instead of 15840).
+    pub pq_accept: bool,
 }
 
 impl AgentConfig {
@@ -80,7 +90,44 @@ impl AgentConfig {
             retry_interval: Duration::from_secs(2),
             quota_retry_interval: Duration::from_secs(30),
             auto_accept_confirmations: true,
+            pq_propose: false,
+            pq_accept: true,
         }
+    }
+}
+
+/// Agent version from which PQ support shrinks the padded lengths (`pqdrSMPAgentVersion`).
+const PQDR_AGENT_VERSION: u16 = 5;
+
+/// `e2eEncAgentMsgLength v pqSupport`.
+fn agent_msg_len(agent_v: u16, pq_support: bool) -> usize {
+    if pq_support && agent_v >= PQDR_AGENT_VERSION {
+        13618
+    } else {
+        E2E_ENC_AGENT_MSG_LEN
+    }
+}
+
+/// `e2eEncConnInfoLength v pqSupport`.
+fn conn_info_len(agent_v: u16, pq_support: bool) -> usize {
+    if pq_support && agent_v >= PQDR_AGENT_VERSION {
+        11106
+    } else {
+        E2E_ENC_CONN_INFO_LEN
+    }
+}
+
+/// The invitation link's KEM params in the ratchet's form.
+fn uri_kem(k: &hush_proto::address::RatchetKemParams) -> crate::ratchet::KemParams {
+    use hush_proto::address::RatchetKemParams as U;
+    match k {
+        U::Proposed { kem_key } => crate::ratchet::KemParams::Proposed {
+            key: kem_key.clone(),
+        },
+        U::Accepted { kem_ct, kem_key } => crate::ratchet::KemParams::Accepted {
+            ct: kem_ct.clone(),
+            key: kem_key.clone(),
+        },
     }
 }
 
@@ -528,10 +575,18 @@ impl Agent {
         let (r1, r2) = (x448_pub(&e2e.key1)?, x448_pub(&e2e.key2)?);
         let queue_dh = X25519Public::from_spki_der(&queue.dh_public_key)
             .map_err(|_| AgentError::Link("queue dh key".into()))?;
-        // ratchet (joiner side)
+        // ratchet (joiner side): accept the invitation's KEM, or propose one (replyKEM_)
         let (s1, s2, dhrs) = (gen_x448()?, gen_x448()?, gen_x448()?);
-        let params = x3dh_joiner(&s1, &s2, &r1, &r2)?;
-        let mut ratchet = Ratchet::init_joiner(
+        let inv_kem = e2e.kem.as_ref().map(uri_kem);
+        let pq = if inv_kem.is_some() {
+            self.inner.config.pq_accept
+        } else {
+            self.inner.config.pq_propose
+        };
+        let kem = JoinerKem::reply(e2e_v, inv_kem.as_ref(), pq)?;
+        let conf_kem = kem.params();
+        let (params, own_kem) = pq_x3dh_joiner(&s1, &s2, &r1, &r2, kem)?;
+        let mut ratchet = Ratchet::init_joiner_pq(
             RatchetVersions {
                 current: e2e_v,
                 max_supported: CURRENT_E2E_VERSION,
@@ -539,6 +594,7 @@ impl Agent {
             &r2,
             dhrs,
             &params,
+            own_kem,
         )?;
         // send queue to the inviter
         let snd_key = AuthKey::generate(AuthAlgorithm::Ed25519)?;
@@ -559,7 +615,7 @@ impl Agent {
         }
         .encode()?;
         let enc = ratchet
-            .encrypt(&plain, E2E_ENC_CONN_INFO_LEN)
+            .encrypt(&plain, conn_info_len(agent_v, ratchet.pq_support()))
             .map_err(|e| match e {
                 RatchetError::TooLarge => AgentError::TooLarge,
                 e => e.into(),
@@ -570,7 +626,7 @@ impl Agent {
                 version: e2e_v,
                 key1: x448_public(&s1)?,
                 key2: x448_public(&s2)?,
-                kem: None,
+                kem: conf_kem,
             }),
             enc_conn_info: enc,
         }
@@ -725,7 +781,7 @@ impl Agent {
         }
         .encode()?;
         let enc = ratchet
-            .encrypt(&plain, E2E_ENC_AGENT_MSG_LEN)
+            .encrypt(&plain, agent_msg_len(c.agent_version, ratchet.pq_support()))
             .map_err(|e| match e {
                 RatchetError::TooLarge => AgentError::TooLarge,
                 e => e.into(),
@@ -932,6 +988,16 @@ impl Agent {
     /// A connection's status.
     pub fn connection_status(&self, conn: ConnId) -> Result<ConnStatus, AgentError> {
         Ok(self.with_tx(|tx| tx.connection(conn))?.status)
+    }
+
+    /// Post-quantum state of a connection's ratchet: (PQ support — large headers, smaller
+    /// message limit; PQ encryption — both current chains include a KEM secret).
+    pub fn connection_pq(&self, conn: ConnId) -> Result<(bool, bool), AgentError> {
+        let r = self
+            .with_tx(|tx| tx.connection(conn))?
+            .ratchet
+            .ok_or(AgentError::State("no ratchet"))?;
+        Ok((r.pq_support(), r.pq_chains() == (true, true)))
     }
 
     /// Messages waiting in the outbox (all connections).
@@ -1457,7 +1523,7 @@ impl Agent {
             .or(c.own_info)
             .unwrap_or_default();
         let own = AgentMessage::ConnInfo(info).encode()?;
-        let enc = ratchet.encrypt(&own, E2E_ENC_CONN_INFO_LEN)?;
+        let enc = ratchet.encrypt(&own, conn_info_len(c.agent_version, ratchet.pq_support()))?;
         let env = AgentMsgEnvelope::Confirmation {
             agent_version: c.agent_version,
             e2e: None,
@@ -1501,14 +1567,31 @@ impl Agent {
                 let agent_v = VersionRange::single(agent_version)
                     .compatible_version(&agent_version::RANGE)
                     .ok_or(AgentError::Version("agent"))?;
-                let init = x3dh_inviter(&r1, &r2, &params.key1, &params.key2)?;
-                let mut ratchet = Ratchet::init_inviter(
+                // our invitations carry no KEM key (as the reference's full links), so a joiner's
+                // acceptance is a KEM state error; its proposal is accepted at the first step
+                let pq = if params.kem.is_some() {
+                    self.inner.config.pq_accept
+                } else {
+                    self.inner.config.pq_propose
+                };
+                let (init, own_kem) = pq_x3dh_inviter(
+                    &r1,
+                    &r2,
+                    None,
+                    &params.key1,
+                    &params.key2,
+                    params.version,
+                    params.kem.as_ref(),
+                )?;
+                let mut ratchet = Ratchet::init_inviter_pq(
                     RatchetVersions {
                         current: e2e_v,
                         max_supported: CURRENT_E2E_VERSION,
                     },
                     r2,
                     &init,
+                    own_kem,
+                    pq,
                 );
                 let plain = ratchet.decrypt(enc_conn_info)?;
                 let AgentMessage::ConnInfoReply { queues, conn_info } =

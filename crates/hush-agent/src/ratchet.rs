@@ -6,9 +6,13 @@
 //!   message IV and the header IV, 16 bytes each).
 //! * AES-256-GCM with a 16-byte IV (GHASH-derived J0), the 16-byte tag placed *before* the
 //!   ciphertext, plaintexts `pad`ded (Word16 length ‖ data ‖ `#`…).
-//! * Headers already carry the e2e-v3 `Maybe KEM` slot. The sntrup761 KEM is not implemented:
-//!   headers always say "no KEM" (`'0'`), a peer's KEM *proposal* is ignored (as the reference
-//!   does when PQ encryption is off locally) and a KEM *acceptance* is a [`RatchetError::KemState`].
+//! * PQ (e2e v3, reference `pqX3dh*`, `pqRatchetStep`): the sntrup761 KEM
+//!   ([`hush_crypto::sntrup761`]). A header's `Maybe KEM` slot proposes our KEM public key (`P`)
+//!   or, once we encapsulated to the peer's key, accepts it (`A` ciphertext ‖ our key); the KEM
+//!   shared secret is appended to the DH output in X3DH and in the root KDF of the chains it
+//!   belongs to, and headers are padded to 2310 bytes once PQ support is on (it never goes off).
+//!   With PQ encryption off locally a peer's proposal is ignored, and an acceptance decapsulates
+//!   only if we still have a KEM key (else [`RatchetError::KemState`]), as the reference does.
 //!
 //! Every operation is transactional: [`Ratchet::decrypt`] works on a copy of the state and only
 //! replaces `self` when the message decrypted, so a corrupted, replayed or foreign message leaves
@@ -22,6 +26,9 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::aes::Aes256;
 use aes_gcm::{AesGcm, Nonce, Tag};
 use hush_crypto::hash::hkdf_sha512;
+use hush_crypto::sntrup761::{
+    self, KemCiphertext, KemKeyPair, KemPublicKey, KemSecretKey, KemSharedKey,
+};
 use hush_crypto::{X448Public, X448Secret};
 use hush_proto::encoding::{
     Parser, pad, put_large, put_short_string, put_word16, put_word32, unpad,
@@ -42,7 +49,7 @@ pub const CURRENT_E2E_VERSION: u16 = 3;
 pub const MAX_SKIP: u32 = 512;
 /// Padded header length without PQ support.
 pub const PADDED_HEADER_LEN: usize = 88;
-/// Padded header length with PQ support at e2e version ≥ 3 (never used here: no KEM).
+/// Padded header length with PQ support at e2e version ≥ 3.
 pub const PADDED_HEADER_LEN_PQ: usize = 2310;
 /// AES-GCM tag size.
 pub const AUTH_TAG_LEN: usize = 16;
@@ -100,7 +107,36 @@ pub enum RatchetError {
 
 type Key32 = [u8; 32];
 
-/// Output of X3DH (reference `RatchetInitParams` without KEM).
+/// An accepted KEM (reference `RatchetKEMAccepted`): the peer's public key, the shared secret we
+/// encapsulated to it and the ciphertext carrying it (sent in our headers until the next step).
+#[derive(Clone, Debug)]
+pub struct KemAccepted {
+    pub peer_key: KemPublicKey,
+    pub shared: KemSharedKey,
+    pub ct: KemCiphertext,
+}
+
+/// Our KEM state (reference `RatchetKEM`): our current key pair and what we accepted.
+#[derive(Clone, Debug)]
+struct RatchetKem {
+    own: KemKeyPair,
+    accepted: Option<KemAccepted>,
+}
+
+impl RatchetKem {
+    fn header_params(&self) -> KemParams {
+        let key = self.own.public.as_bytes().to_vec();
+        match &self.accepted {
+            None => KemParams::Proposed { key },
+            Some(a) => KemParams::Accepted {
+                ct: a.ct.as_bytes().to_vec(),
+                key,
+            },
+        }
+    }
+}
+
+/// Output of X3DH (reference `RatchetInitParams`).
 #[derive(Clone)]
 pub struct RatchetInitParams {
     /// Associated data: raw S1 ‖ raw R1 (112 bytes).
@@ -111,6 +147,8 @@ pub struct RatchetInitParams {
     pub snd_hk: Key32,
     /// NHK: the joiner's first NHKr (inviter's first NHKs).
     pub rcv_next_hk: Key32,
+    /// The KEM accepted in the confirmation (its shared secret went into X3DH).
+    pub kem_accepted: Option<KemAccepted>,
 }
 
 impl Drop for RatchetInitParams {
@@ -133,19 +171,23 @@ fn hkdf3(salt: &[u8], ikm: &[u8], info: &[u8]) -> Result<(Key32, Key32, Key32), 
     Ok((a, b, c))
 }
 
-/// X3DH key agreement: `HKDF-SHA512(salt = 64 zero bytes, dh1 ‖ dh2 ‖ dh3, "SimpleXX3DH", 96)`
-/// → HK ‖ NHK ‖ SK. `(s1, r1)` are the public keys forming the AD.
+/// X3DH key agreement: `HKDF-SHA512(salt = 64 zero bytes, dh1 ‖ dh2 ‖ dh3 [‖ KEM secret],
+/// "SimpleXX3DH", 96)` → HK ‖ NHK ‖ SK. `(s1, r1)` are the public keys forming the AD.
 fn x3dh(
     s1: &X448Public,
     r1: &X448Public,
     dh1: &[u8; 56],
     dh2: &[u8; 56],
     dh3: &[u8; 56],
+    kem_accepted: Option<KemAccepted>,
 ) -> Result<RatchetInitParams, RatchetError> {
-    let mut ikm = Zeroizing::new(Vec::with_capacity(168));
+    let mut ikm = Zeroizing::new(Vec::with_capacity(200));
     ikm.extend_from_slice(dh1);
     ikm.extend_from_slice(dh2);
     ikm.extend_from_slice(dh3);
+    if let Some(k) = &kem_accepted {
+        ikm.extend_from_slice(k.shared.as_bytes());
+    }
     let (hk, nhk, sk) = hkdf3(&[0u8; 64], &ikm, b"SimpleXX3DH")?;
     let mut assoc_data = Vec::with_capacity(112);
     assoc_data.extend_from_slice(&s1.0);
@@ -155,6 +197,7 @@ fn x3dh(
         ratchet_key: sk,
         snd_hk: hk,
         rcv_next_hk: nhk,
+        kem_accepted,
     })
 }
 
@@ -171,7 +214,142 @@ pub fn x3dh_joiner(
     r2: &X448Public,
 ) -> Result<RatchetInitParams, RatchetError> {
     let s1p = s1.public().map_err(|_| RatchetError::Key)?;
-    x3dh(&s1p, r1, &*dh(s2, r1)?, &*dh(s1, r2)?, &*dh(s2, r2)?)
+    x3dh(&s1p, r1, &*dh(s2, r1)?, &*dh(s1, r2)?, &*dh(s2, r2)?, None)
+}
+
+/// What the joiner answers to an invitation's KEM (reference `replyKEM_` then
+/// `generateSndE2EParams`): nothing, a proposal of its own key, or an acceptance (encapsulation
+/// to the invitation's key, plus its own key for the inviter to encapsulate to later).
+pub enum JoinerKem {
+    None,
+    Proposed(KemKeyPair),
+    Accepted {
+        own: KemKeyPair,
+        accepted: KemAccepted,
+    },
+}
+
+impl JoinerKem {
+    /// `replyKEM_ v invitationKEM pqSupport`: with PQ support and e2e version ≥ 3, accept the
+    /// invitation's proposed key or, without one, propose our own. An invitation cannot carry an
+    /// acceptance ([`RatchetError::KemState`]); its key must be an sntrup761 key
+    /// ([`RatchetError::Syntax`]).
+    pub fn reply(
+        version: u16,
+        invitation_kem: Option<&KemParams>,
+        pq_support: bool,
+    ) -> Result<JoinerKem, RatchetError> {
+        if !pq_support || version < PQ_RATCHET_E2E_VERSION {
+            return Ok(JoinerKem::None);
+        }
+        match invitation_kem {
+            None => Ok(JoinerKem::Proposed(sntrup761::keypair())),
+            Some(KemParams::Proposed { key }) => {
+                let peer_key = kem_public(key)?;
+                let own = sntrup761::keypair();
+                let (ct, shared) = sntrup761::encapsulate(&peer_key);
+                Ok(JoinerKem::Accepted {
+                    own,
+                    accepted: KemAccepted {
+                        peer_key,
+                        shared,
+                        ct,
+                    },
+                })
+            }
+            Some(KemParams::Accepted { .. }) => Err(RatchetError::KemState),
+        }
+    }
+
+    /// The KEM part of the confirmation's ratchet params.
+    pub fn params(&self) -> Option<KemParams> {
+        match self {
+            JoinerKem::None => None,
+            JoinerKem::Proposed(own) => Some(KemParams::Proposed {
+                key: own.public.as_bytes().to_vec(),
+            }),
+            JoinerKem::Accepted { own, accepted } => Some(KemParams::Accepted {
+                ct: accepted.ct.as_bytes().to_vec(),
+                key: own.public.as_bytes().to_vec(),
+            }),
+        }
+    }
+}
+
+/// X3DH on the joiner's side with KEM (reference `pqX3dhSnd`): returns the init params (with
+/// the accepted KEM's secret in X3DH) and our KEM key pair for [`Ratchet::init_joiner_pq`].
+pub fn pq_x3dh_joiner(
+    s1: &X448Secret,
+    s2: &X448Secret,
+    r1: &X448Public,
+    r2: &X448Public,
+    kem: JoinerKem,
+) -> Result<(RatchetInitParams, Option<KemKeyPair>), RatchetError> {
+    let s1p = s1.public().map_err(|_| RatchetError::Key)?;
+    let (own, accepted) = match kem {
+        JoinerKem::None => (None, None),
+        JoinerKem::Proposed(own) => (Some(own), None),
+        JoinerKem::Accepted { own, accepted } => (Some(own), Some(accepted)),
+    };
+    let p = x3dh(
+        &s1p,
+        r1,
+        &*dh(s2, r1)?,
+        &*dh(s1, r2)?,
+        &*dh(s2, r2)?,
+        accepted,
+    )?;
+    Ok((p, own))
+}
+
+/// X3DH on the inviter's side with KEM (reference `pqX3dhRcv`): `own_kem` is the key pair the
+/// invitation proposed (if any), `joiner_kem` the confirmation's KEM params at e2e `version`.
+/// An acceptance decapsulates with our key (none → [`RatchetError::KemState`]); a proposal is
+/// left to the first ratchet step. Returns our key pair only when the joiner accepted it.
+pub fn pq_x3dh_inviter(
+    r1: &X448Secret,
+    r2: &X448Secret,
+    own_kem: Option<KemKeyPair>,
+    s1: &X448Public,
+    s2: &X448Public,
+    version: u16,
+    joiner_kem: Option<&KemParams>,
+) -> Result<(RatchetInitParams, Option<KemKeyPair>), RatchetError> {
+    let r1p = r1.public().map_err(|_| RatchetError::Key)?;
+    let (own, accepted) = match joiner_kem {
+        Some(KemParams::Accepted { ct, key }) if version >= PQ_RATCHET_E2E_VERSION => {
+            let peer_key = kem_public(key)?;
+            let ct = kem_ciphertext(ct)?;
+            let own = own_kem.ok_or(RatchetError::KemState)?;
+            let shared = sntrup761::decapsulate(&ct, &own.secret);
+            (
+                Some(own),
+                Some(KemAccepted {
+                    peer_key,
+                    shared,
+                    ct,
+                }),
+            )
+        }
+        _ => (None, None),
+    };
+    let p = x3dh(
+        s1,
+        &r1p,
+        &*dh(r1, s2)?,
+        &*dh(r2, s1)?,
+        &*dh(r2, s2)?,
+        accepted,
+    )?;
+    Ok((p, own))
+}
+
+fn kem_public(key: &[u8]) -> Result<KemPublicKey, RatchetError> {
+    KemPublicKey::from_bytes(key).map_err(|_| RatchetError::Syntax("KEM public key length"))
+}
+
+fn kem_ciphertext(ct: &[u8]) -> Result<KemCiphertext, RatchetError> {
+    KemCiphertext::from_bytes(ct).map_err(|_| RatchetError::Syntax("KEM ciphertext length"))
 }
 
 /// X3DH on the inviter's side (reference `pqX3dhRcv` without KEM): own keys R1, R2, the
@@ -183,12 +361,29 @@ pub fn x3dh_inviter(
     s2: &X448Public,
 ) -> Result<RatchetInitParams, RatchetError> {
     let r1p = r1.public().map_err(|_| RatchetError::Key)?;
-    x3dh(s1, &r1p, &*dh(r1, s2)?, &*dh(r2, s1)?, &*dh(r2, s2)?)
+    x3dh(s1, &r1p, &*dh(r1, s2)?, &*dh(r2, s1)?, &*dh(r2, s2)?, None)
 }
 
 /// Root KDF: `HKDF-SHA512(salt = RK, ikm = DH output, "SimpleXRootRatchet", 96)` → RK' ‖ CK ‖ NHK.
 pub fn root_kdf(rk: &Key32, dh_out: &[u8]) -> Result<(Key32, Key32, Key32), RatchetError> {
     hkdf3(rk, dh_out, b"SimpleXRootRatchet")
+}
+
+/// Root KDF with an optional KEM shared secret appended to the DH output (reference `rootKdf`).
+pub fn root_kdf_pq(
+    rk: &Key32,
+    dh_out: &[u8],
+    kem: Option<&KemSharedKey>,
+) -> Result<(Key32, Key32, Key32), RatchetError> {
+    match kem {
+        None => root_kdf(rk, dh_out),
+        Some(ss) => {
+            let mut ikm = Zeroizing::new(Vec::with_capacity(dh_out.len() + 32));
+            ikm.extend_from_slice(dh_out);
+            ikm.extend_from_slice(ss.as_bytes());
+            root_kdf(rk, &ikm)
+        }
+    }
 }
 
 /// Chain KDF: `HKDF-SHA512(salt = "", ikm = CK, "SimpleXChainRatchet", 96)`
@@ -239,6 +434,15 @@ pub fn decrypt_aead(
     let plain = unpad(&buf).map_err(|_| RatchetError::Decrypt)?.to_vec();
     buf.zeroize();
     Ok(plain)
+}
+
+/// Reference `paddedHeaderLen v pqSupport`.
+pub fn padded_header_len(version: u16, pq_support: bool) -> usize {
+    if pq_support && version >= PQ_RATCHET_E2E_VERSION {
+        PADDED_HEADER_LEN_PQ
+    } else {
+        PADDED_HEADER_LEN
+    }
 }
 
 fn can_pad(len: usize, padded_len: usize) -> bool {
@@ -484,6 +688,16 @@ pub struct Ratchet {
     nhkr: Key32,
     /// Header key → (message number → key), ordered like the reference's `Map`.
     skipped: BTreeMap<Key32, BTreeMap<u32, MessageKey>>,
+    /// `rcKEM`: our KEM key pair and what we accepted.
+    kem: Option<RatchetKem>,
+    /// `rcSupportKEM`: large (2310-byte) headers; once on, stays on.
+    support_kem: bool,
+    /// `rcEnableKEM`: use KEM at the next ratchet step.
+    enable_kem: bool,
+    /// `rcSndKEM`: the sending chain includes a KEM secret.
+    snd_kem: bool,
+    /// `rcRcvKEM`: the receiving chain includes a KEM secret.
+    rcv_kem: bool,
 }
 
 impl std::fmt::Debug for Ratchet {
@@ -496,6 +710,10 @@ impl std::fmt::Debug for Ratchet {
             .field("has_snd", &self.snd.is_some())
             .field("has_rcv", &self.rcv.is_some())
             .field("skipped", &self.skipped_count())
+            .field("pq_support", &self.support_kem)
+            .field("pq_enable", &self.enable_kem)
+            .field("pq_snd", &self.snd_kem)
+            .field("pq_rcv", &self.rcv_kem)
             .finish_non_exhaustive()
     }
 }
@@ -535,15 +753,34 @@ enum Step {
 }
 
 impl Ratchet {
-    /// Joiner's ratchet (reference `initSndRatchet` without KEM): DHRr = the invitation's R2,
-    /// DHRs = `dhrs` (fresh), (RK, CKs, NHKs) = KDF_RK(SK, DH(R2, DHRs)).
+    /// Joiner's ratchet without KEM (see [`Ratchet::init_joiner_pq`]).
     pub fn init_joiner(
         version: RatchetVersions,
         r2: &X448Public,
         dhrs: X448Secret,
         params: &RatchetInitParams,
     ) -> Result<Ratchet, RatchetError> {
-        let (rk, cks, nhks) = root_kdf(&params.ratchet_key, dh(&dhrs, r2)?.as_ref())?;
+        Self::init_joiner_pq(version, r2, dhrs, params, None)
+    }
+
+    /// Joiner's ratchet (reference `initSndRatchet`): DHRr = the invitation's R2, DHRs = `dhrs`
+    /// (fresh), (RK, CKs, NHKs) = KDF_RK(SK, DH(R2, DHRs) [‖ accepted KEM secret]). With a KEM key
+    /// pair (from [`pq_x3dh_joiner`]) PQ support and encryption are on.
+    pub fn init_joiner_pq(
+        version: RatchetVersions,
+        r2: &X448Public,
+        dhrs: X448Secret,
+        params: &RatchetInitParams,
+        own_kem: Option<KemKeyPair>,
+    ) -> Result<Ratchet, RatchetError> {
+        let accepted = params.kem_accepted.clone();
+        let (rk, cks, nhks) = root_kdf_pq(
+            &params.ratchet_key,
+            dh(&dhrs, r2)?.as_ref(),
+            accepted.as_ref().map(|a| &a.shared),
+        )?;
+        let pq_on = own_kem.is_some();
+        let snd_kem = accepted.is_some();
         Ok(Ratchet {
             version,
             ad: params.assoc_data.clone(),
@@ -561,16 +798,35 @@ impl Ratchet {
             nhks,
             nhkr: params.rcv_next_hk,
             skipped: BTreeMap::new(),
+            kem: own_kem.map(|own| RatchetKem { own, accepted }),
+            support_kem: pq_on,
+            enable_kem: pq_on,
+            snd_kem,
+            rcv_kem: false,
         })
     }
 
-    /// Inviter's ratchet (reference `initRcvRatchet`): DHRs = R2's private key, RK = SK, no
-    /// chains yet; NHKs = NHK, NHKr = HK.
+    /// Inviter's ratchet without KEM (see [`Ratchet::init_inviter_pq`]).
     pub fn init_inviter(
         version: RatchetVersions,
         r2: X448Secret,
         params: &RatchetInitParams,
     ) -> Ratchet {
+        Self::init_inviter_pq(version, r2, params, None, false)
+    }
+
+    /// Inviter's ratchet (reference `initRcvRatchet`): DHRs = R2's private key, RK = SK, no
+    /// chains yet; NHKs = NHK, NHKr = HK. `own_kem` is the key pair [`pq_x3dh_inviter`] returned
+    /// (the joiner accepted our proposal); `pq_support` turns PQ support and encryption on, so
+    /// the first ratchet step accepts the joiner's proposal (or proposes our own key).
+    pub fn init_inviter_pq(
+        version: RatchetVersions,
+        r2: X448Secret,
+        params: &RatchetInitParams,
+        own_kem: Option<KemKeyPair>,
+        pq_support: bool,
+    ) -> Ratchet {
+        let accepted = params.kem_accepted.clone();
         Ratchet {
             version,
             ad: params.assoc_data.clone(),
@@ -584,6 +840,11 @@ impl Ratchet {
             nhks: params.rcv_next_hk,
             nhkr: params.snd_hk,
             skipped: BTreeMap::new(),
+            kem: own_kem.map(|own| RatchetKem { own, accepted }),
+            support_kem: pq_support,
+            enable_kem: pq_support,
+            snd_kem: false,
+            rcv_kem: false,
         }
     }
 
@@ -601,14 +862,55 @@ impl Ratchet {
         self.skipped.values().map(BTreeMap::len).sum()
     }
 
-    /// Padded header length for the current version (no PQ support: always 88).
+    /// Padded header length (reference `paddedHeaderLen`): 2310 with PQ support at e2e v ≥ 3,
+    /// else 88.
     pub fn padded_header_len(&self) -> usize {
-        PADDED_HEADER_LEN
+        padded_header_len(self.version.current, self.support_kem)
     }
 
-    /// Encrypts `msg` padded to `padded_len` (reference `rcEncryptHeader` + `rcEncryptMsg`).
-    /// On error the state is unchanged.
+    /// PQ support after the next [`Ratchet::encrypt`] (reference `pqEnableSupport`): whether
+    /// headers are large, so the agent must use the smaller PQ envelope lengths.
+    pub fn pq_support(&self) -> bool {
+        self.support_kem || (self.version.current >= PQ_RATCHET_E2E_VERSION && self.enable_kem)
+    }
+
+    /// Whether KEM will be used at the next ratchet step (`rcEnableKEM`).
+    pub fn pq_enabled(&self) -> bool {
+        self.enable_kem
+    }
+
+    /// Whether the current sending / receiving chains include a KEM secret (`rcSndKEM`,
+    /// `rcRcvKEM`): the connection is post-quantum encrypted when both are.
+    pub fn pq_chains(&self) -> (bool, bool) {
+        (self.snd_kem, self.rcv_kem)
+    }
+
+    /// Encrypts `msg` padded to `padded_len` (reference `rcEncryptHeader` + `rcEncryptMsg`
+    /// with no PQ change). On error the state is unchanged.
     pub fn encrypt(&mut self, msg: &[u8], padded_len: usize) -> Result<Vec<u8>, RatchetError> {
+        self.encrypt_pq(msg, padded_len, None)
+    }
+
+    /// Encrypts with an optional PQ encryption switch (`pqEnc_` of `rcEncryptHeader`): `Some(true)`
+    /// turns KEM on from the next ratchet step (and PQ support now, at e2e v ≥ 3), `Some(false)`
+    /// turns it off and stops repeating the pending KEM ciphertext after this message.
+    pub fn encrypt_pq(
+        &mut self,
+        msg: &[u8],
+        padded_len: usize,
+        pq_enc: Option<bool>,
+    ) -> Result<Vec<u8>, RatchetError> {
+        self.encrypt_inner(msg, padded_len, pq_enc, None)
+    }
+
+    /// `header_kem` replaces the header's KEM slot (decoder tests only).
+    fn encrypt_inner(
+        &mut self,
+        msg: &[u8],
+        padded_len: usize,
+        pq_enc: Option<bool>,
+        header_kem: Option<Option<KemParams>>,
+    ) -> Result<Vec<u8>, RatchetError> {
         if !can_pad(msg.len(), padded_len) {
             return Err(RatchetError::TooLarge);
         }
@@ -616,17 +918,28 @@ impl Ratchet {
         let (ck2, mk, iv, hiv) = chain_kdf(&sr.cks)?;
         let mk = Zeroizing::new(mk);
         let v = self.version.current;
-        let max_supported = CURRENT_E2E_VERSION.max(v);
+        let enable_kem = pq_enc.unwrap_or(self.enable_kem);
+        let support_kem = self.support_kem || (v >= PQ_RATCHET_E2E_VERSION && enable_kem);
+        let max_supported = CURRENT_E2E_VERSION.max(if pq_enc == Some(true) {
+            PQ_RATCHET_E2E_VERSION
+        } else {
+            v
+        });
         let header = MsgHeader {
             max_version: max_supported,
             dh: self.dhrs.public().map_err(|_| RatchetError::Key)?,
-            kem: None,
+            kem: header_kem.unwrap_or_else(|| self.kem.as_ref().map(RatchetKem::header_params)),
             pn: self.pn,
             ns: self.ns,
         }
         .encode(v)?;
-        let (htag, hbody) =
-            encrypt_aead(&sr.hks, &hiv, self.padded_header_len(), &self.ad, &header)?;
+        let (htag, hbody) = encrypt_aead(
+            &sr.hks,
+            &hiv,
+            padded_header_len(v, support_kem),
+            &self.ad,
+            &header,
+        )?;
         let mut enc_header = Vec::with_capacity(40 + hbody.len());
         put_word16(&mut enc_header, v);
         enc_header.extend_from_slice(&hiv);
@@ -646,6 +959,13 @@ impl Ratchet {
         }
         self.ns = self.ns.wrapping_add(1);
         self.version.max_supported = max_supported;
+        self.support_kem = support_kem;
+        self.enable_kem = enable_kem;
+        if pq_enc == Some(false)
+            && let Some(k) = self.kem.as_mut()
+        {
+            k.accepted = None;
+        }
         Ok(out)
     }
 
@@ -769,14 +1089,21 @@ impl Ratchet {
         hdr: &MsgHeader,
         keys: &mut dyn KeySource,
     ) -> Result<(), RatchetError> {
-        // pqRatchetStep with PQ encryption off: a proposal is ignored, an acceptance needs a KEM
-        // key we never made.
-        if let Some(KemParams::Accepted { .. }) = hdr.kem {
-            return Err(RatchetError::KemState);
-        }
+        let (kem_ss, kem_ss2, new_kem) = self.pq_ratchet_step(hdr.kem.as_ref())?;
         let new_dhrs = keys.generate()?;
-        let (rk1, ckr, nhkr) = root_kdf(&self.rk, dh(&self.dhrs, &hdr.dh)?.as_ref())?;
-        let (rk2, cks, nhks) = root_kdf(&rk1, dh(&new_dhrs, &hdr.dh)?.as_ref())?;
+        let (rk1, ckr, nhkr) =
+            root_kdf_pq(&self.rk, dh(&self.dhrs, &hdr.dh)?.as_ref(), kem_ss.as_ref())?;
+        let (rk2, cks, nhks) =
+            root_kdf_pq(&rk1, dh(&new_dhrs, &hdr.dh)?.as_ref(), kem_ss2.as_ref())?;
+        let snd_kem = kem_ss2.is_some();
+        let rcv_kem = kem_ss.is_some();
+        let enable_kem = snd_kem || rcv_kem || new_kem.is_some();
+        self.support_kem =
+            self.support_kem || (self.version.current >= PQ_RATCHET_E2E_VERSION && enable_kem);
+        self.enable_kem = enable_kem;
+        self.snd_kem = snd_kem;
+        self.rcv_kem = rcv_kem;
+        self.kem = new_kem;
         let snd = SndRatchet {
             dhrr: hdr.dh,
             cks,
@@ -796,6 +1123,66 @@ impl Ratchet {
         self.nhks = nhks;
         self.nhkr = nhkr;
         Ok(())
+    }
+
+    /// Reference `pqRatchetStep`: (receiving chain KEM secret, sending chain KEM secret, new KEM
+    /// state). A header without KEM makes us propose a key when PQ encryption is on and we have
+    /// none (and drops our KEM state otherwise); a header with KEM decapsulates an acceptance
+    /// with our key and, with PQ encryption on, accepts the peer's key with a fresh
+    /// encapsulation and a new key pair of ours.
+    #[allow(clippy::type_complexity)]
+    fn pq_ratchet_step(
+        &self,
+        kem: Option<&KemParams>,
+    ) -> Result<
+        (
+            Option<KemSharedKey>,
+            Option<KemSharedKey>,
+            Option<RatchetKem>,
+        ),
+        RatchetError,
+    > {
+        let pq_on = self.enable_kem && self.version.current >= PQ_RATCHET_E2E_VERSION;
+        let Some(kem) = kem else {
+            return Ok(match &self.kem {
+                None if pq_on => (
+                    None,
+                    None,
+                    Some(RatchetKem {
+                        own: sntrup761::keypair(),
+                        accepted: None,
+                    }),
+                ),
+                _ => (None, None, None),
+            });
+        };
+        let (ss, peer_key) = match kem {
+            KemParams::Proposed { key } => (None, kem_public(key)?),
+            KemParams::Accepted { ct, key } => {
+                let peer_key = kem_public(key)?;
+                let ct = kem_ciphertext(ct)?;
+                let own = self.kem.as_ref().ok_or(RatchetError::KemState)?;
+                (Some(sntrup761::decapsulate(&ct, &own.own.secret)), peer_key)
+            }
+        };
+        if !pq_on {
+            return Ok((ss, None, None));
+        }
+        let (ct2, ss2) = sntrup761::encapsulate(&peer_key);
+        let own = sntrup761::keypair();
+        let accepted = KemAccepted {
+            peer_key,
+            shared: ss2.clone(),
+            ct: ct2,
+        };
+        Ok((
+            ss,
+            Some(ss2),
+            Some(RatchetKem {
+                own,
+                accepted: Some(accepted),
+            }),
+        ))
     }
 
     /// Reference `skipMessageKeys untilN`.
@@ -837,12 +1224,23 @@ impl Ratchet {
     // Serialisation
 
     const STATE_FORMAT: u8 = 1;
+    /// Format 1 followed by the PQ state; written only when there is some.
+    const STATE_FORMAT_PQ: u8 = 2;
+
+    fn has_pq_state(&self) -> bool {
+        self.kem.is_some() || self.support_kem || self.enable_kem || self.snd_kem || self.rcv_kem
+    }
 
     /// Serialises the whole state (including skipped keys). Contains secrets: store it only in
-    /// the client database.
+    /// the client database. A ratchet that never used PQ keeps the format-1 bytes.
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, RatchetError> {
-        let mut out = Zeroizing::new(Vec::with_capacity(512));
-        out.push(Self::STATE_FORMAT);
+        let pq = self.has_pq_state();
+        let mut out = Zeroizing::new(Vec::with_capacity(if pq { 6000 } else { 512 }));
+        out.push(if pq {
+            Self::STATE_FORMAT_PQ
+        } else {
+            Self::STATE_FORMAT
+        });
         put_word16(&mut out, self.version.current);
         put_word16(&mut out, self.version.max_supported);
         put_large(&mut out, &self.ad).map_err(|_| RatchetError::State)?;
@@ -881,6 +1279,30 @@ impl Ratchet {
                 out.extend_from_slice(&mk.iv);
             }
         }
+        if pq {
+            out.push(
+                u8::from(self.support_kem)
+                    | u8::from(self.enable_kem) << 1
+                    | u8::from(self.snd_kem) << 2
+                    | u8::from(self.rcv_kem) << 3,
+            );
+            match &self.kem {
+                None => out.push(b'0'),
+                Some(k) => {
+                    out.push(b'1');
+                    out.extend_from_slice(k.own.secret.as_bytes());
+                    match &k.accepted {
+                        None => out.push(b'0'),
+                        Some(a) => {
+                            out.push(b'1');
+                            out.extend_from_slice(a.peer_key.as_bytes());
+                            out.extend_from_slice(a.shared.as_bytes());
+                            out.extend_from_slice(a.ct.as_bytes());
+                        }
+                    }
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -888,7 +1310,8 @@ impl Ratchet {
     pub fn from_bytes(bytes: &[u8]) -> Result<Ratchet, RatchetError> {
         let c = |_| RatchetError::CorruptState("truncated");
         let mut p = Parser::new(bytes);
-        if p.byte().map_err(c)? != Self::STATE_FORMAT {
+        let format = p.byte().map_err(c)?;
+        if format != Self::STATE_FORMAT && format != Self::STATE_FORMAT_PQ {
             return Err(RatchetError::CorruptState("unknown format"));
         }
         let current = p.word16().map_err(c)?;
@@ -933,6 +1356,54 @@ impl Ratchet {
             }
             skipped.insert(hk, mks);
         }
+        let (mut support_kem, mut enable_kem, mut snd_kem, mut rcv_kem) =
+            (false, false, false, false);
+        let mut kem = None;
+        if format == Self::STATE_FORMAT_PQ {
+            let flags = p.byte().map_err(c)?;
+            if flags > 0x0f {
+                return Err(RatchetError::CorruptState("PQ flags"));
+            }
+            support_kem = flags & 1 != 0;
+            enable_kem = flags & 2 != 0;
+            snd_kem = flags & 4 != 0;
+            rcv_kem = flags & 8 != 0;
+            kem = match p.byte().map_err(c)? {
+                b'0' => None,
+                b'1' => {
+                    let secret =
+                        KemSecretKey::from_bytes(p.take(sntrup761::SECRET_KEY_LEN).map_err(c)?)
+                            .map_err(|_| RatchetError::CorruptState("KEM secret key"))?;
+                    let own = KemKeyPair {
+                        public: secret.public(),
+                        secret,
+                    };
+                    let accepted = match p.byte().map_err(c)? {
+                        b'0' => None,
+                        b'1' => {
+                            let peer_key = KemPublicKey::from_bytes(
+                                p.take(sntrup761::PUBLIC_KEY_LEN).map_err(c)?,
+                            )
+                            .map_err(|_| RatchetError::CorruptState("KEM key"))?;
+                            let shared = KemSharedKey::from_bytes(p.take(32).map_err(c)?)
+                                .map_err(|_| RatchetError::CorruptState("KEM secret"))?;
+                            let ct = KemCiphertext::from_bytes(
+                                p.take(sntrup761::CIPHERTEXT_LEN).map_err(c)?,
+                            )
+                            .map_err(|_| RatchetError::CorruptState("KEM ciphertext"))?;
+                            Some(KemAccepted {
+                                peer_key,
+                                shared,
+                                ct,
+                            })
+                        }
+                        _ => return Err(RatchetError::CorruptState("KEM accepted tag")),
+                    };
+                    Some(RatchetKem { own, accepted })
+                }
+                _ => return Err(RatchetError::CorruptState("KEM tag")),
+            };
+        }
         p.finish()
             .map_err(|_| RatchetError::CorruptState("trailing bytes"))?;
         Ok(Ratchet {
@@ -951,6 +1422,11 @@ impl Ratchet {
             nhks,
             nhkr,
             skipped,
+            kem,
+            support_kem,
+            enable_kem,
+            snd_kem,
+            rcv_kem,
         })
     }
 }
@@ -1089,6 +1565,103 @@ mod tests {
         }
         assert_eq!(i.skipped_count(), 0);
         assert!(i.decrypt(&skipped[0]).is_err());
+    }
+
+    #[test]
+    fn malformed_header_kem_is_rejected_and_state_kept() {
+        // a proposal whose key is not 1158 bytes
+        let (mut j, mut i) = pair();
+        j.support_kem = true; // large headers for the KEM fields
+        i.support_kem = true;
+        i.enable_kem = true;
+        let m = j
+            .encrypt_inner(
+                b"x",
+                100,
+                None,
+                Some(Some(KemParams::Proposed { key: vec![7; 100] })),
+            )
+            .unwrap();
+        let before = i.to_bytes().unwrap();
+        assert_eq!(
+            i.decrypt(&m),
+            Err(RatchetError::Syntax("KEM public key length"))
+        );
+        assert_eq!(*i.to_bytes().unwrap(), *before);
+        // an acceptance with a short ciphertext
+        let (mut j, mut i) = pair();
+        j.support_kem = true; // large headers for the KEM fields
+        let m = j
+            .encrypt_inner(
+                b"x",
+                100,
+                None,
+                Some(Some(KemParams::Accepted {
+                    ct: vec![1; 1038],
+                    key: vec![2; sntrup761::PUBLIC_KEY_LEN],
+                })),
+            )
+            .unwrap();
+        assert_eq!(
+            i.decrypt(&m),
+            Err(RatchetError::Syntax("KEM ciphertext length"))
+        );
+        // a well-formed acceptance although we never proposed a key (reference CERatchetKEMState)
+        let (mut j, mut i) = pair();
+        j.support_kem = true; // large headers for the KEM fields
+        let m = j
+            .encrypt_inner(
+                b"x",
+                100,
+                None,
+                Some(Some(KemParams::Accepted {
+                    ct: vec![1; sntrup761::CIPHERTEXT_LEN],
+                    key: vec![2; sntrup761::PUBLIC_KEY_LEN],
+                })),
+            )
+            .unwrap();
+        let before = i.to_bytes().unwrap();
+        assert_eq!(i.decrypt(&m), Err(RatchetError::KemState));
+        assert_eq!(*i.to_bytes().unwrap(), *before);
+        // the same message decrypts once the receiver has a KEM key (implicit rejection gives an
+        // unrelated secret, so both chains then differ: the body no longer authenticates)
+        i.kem = Some(RatchetKem {
+            own: sntrup761::keypair(),
+            accepted: None,
+        });
+        assert_eq!(i.decrypt(&m), Err(RatchetError::Decrypt));
+    }
+
+    #[test]
+    fn pq_state_serialisation_round_trips() {
+        let (mut j, mut i) = pair();
+        assert_eq!(j.to_bytes().unwrap()[0], Ratchet::STATE_FORMAT);
+        j.support_kem = true;
+        j.enable_kem = true;
+        j.kem = Some(RatchetKem {
+            own: sntrup761::keypair(),
+            accepted: None,
+        });
+        let m = j.encrypt(b"pq", 100).unwrap();
+        i.support_kem = true;
+        i.enable_kem = true;
+        assert_eq!(i.decrypt(&m).unwrap(), b"pq");
+        let r = i.encrypt(b"ok", 100).unwrap();
+        assert_eq!(j.decrypt(&r).unwrap(), b"ok");
+        for r in [&i, &j] {
+            let bytes = r.to_bytes().unwrap();
+            assert_eq!(bytes[0], Ratchet::STATE_FORMAT_PQ);
+            let back = Ratchet::from_bytes(&bytes).unwrap();
+            assert_eq!(*back.to_bytes().unwrap(), *bytes);
+            assert_eq!(back.pq_chains(), r.pq_chains());
+            for cut in [bytes.len() - 1, bytes.len() - 33, bytes.len() - 1200] {
+                assert!(Ratchet::from_bytes(&bytes[..cut]).is_err());
+            }
+        }
+        // i accepted j's proposal: its state holds an accepted KEM
+        assert!(i.kem.as_ref().is_some_and(|k| k.accepted.is_some()));
+        assert_eq!(i.pq_chains(), (true, false));
+        assert_eq!(j.pq_chains(), (true, true));
     }
 
     #[test]
