@@ -525,6 +525,9 @@ impl Agent {
     /// Joins a one-time invitation or sends a contact request to a contact address.
     /// `conn_info` (e.g. a profile) is delivered to the other party.
     pub async fn join(&self, link: &str, conn_info: &[u8]) -> Result<ConnId, AgentError> {
+        if crate::shortlink::is_short_link(link) {
+            return self.join_short_link(link, conn_info, conn_info).await;
+        }
         match ConnectionRequestUri::parse(link).map_err(|e| AgentError::Link(e.to_string()))? {
             ConnectionRequestUri::Invitation { data, e2e } => {
                 self.join_invitation(&data, &e2e, conn_info).await
@@ -545,6 +548,9 @@ impl Agent {
         request_info: &[u8],
         conn_info: &[u8],
     ) -> Result<ConnId, AgentError> {
+        if crate::shortlink::is_short_link(link) {
+            return self.join_short_link(link, request_info, conn_info).await;
+        }
         match ConnectionRequestUri::parse(link).map_err(|e| AgentError::Link(e.to_string()))? {
             ConnectionRequestUri::Invitation { data, e2e } => {
                 self.join_invitation(&data, &e2e, conn_info).await
@@ -560,6 +566,18 @@ impl Agent {
         data: &ConnReqUriData,
         e2e: &E2eRatchetParamsUri,
         conn_info: &[u8],
+    ) -> Result<ConnId, AgentError> {
+        self.join_invitation_keyed(data, e2e, conn_info, None).await
+    }
+
+    /// `lkey`: the sender key that already secured the queue with `LKEY` (a short link was
+    /// read), so no `SKEY` is sent (reference `newSndQueue` with a key: status Secured).
+    async fn join_invitation_keyed(
+        &self,
+        data: &ConnReqUriData,
+        e2e: &E2eRatchetParamsUri,
+        conn_info: &[u8],
+        lkey: Option<AuthKey>,
     ) -> Result<ConnId, AgentError> {
         let agent_v = link_agent_version(data)?;
         let e2e_v = e2e
@@ -597,7 +615,11 @@ impl Agent {
             own_kem,
         )?;
         // send queue to the inviter
-        let snd_key = AuthKey::generate(AuthAlgorithm::Ed25519)?;
+        let secured = lkey.is_some();
+        let snd_key = match lkey {
+            Some(k) => k,
+            None => AuthKey::generate(AuthAlgorithm::Ed25519)?,
+        };
         let snd_e2e = X25519Secret::generate();
         let snd_secret = snd_e2e.dh(&queue_dh);
         // our reply queue
@@ -655,7 +677,7 @@ impl Agent {
                 snd_key: snd_key.clone(),
                 e2e_priv: snd_e2e.clone(),
                 e2e_secret: snd_secret.clone(),
-                secured: false,
+                secured,
                 smp_client_version: smp_v,
             })?;
             tx.push_outbox(conn, sq_id, 1, OutboxKind::Confirmation, &sealed)?;
@@ -1682,3 +1704,7 @@ fn link_queue(data: &ConnReqUriData) -> Result<(&SmpQueueUri, u16), AgentError> 
         .ok_or(AgentError::Version("smp client"))?;
     Ok((queue, smp_v))
 }
+
+// Short links (§3.9): creating queues with link data, reading links (`LKEY` / `LGET`).
+#[path = "shortlink_agent.rs"]
+pub(crate) mod shortlink_agent;

@@ -58,7 +58,8 @@
 //!
 //! Not implemented: the legacy (non-sender-secured, `KEY` + `HELLO`) connection procedure,
 //! queue rotation, ratchet re-synchronisation, the sntrup761 (PQ) KEM (headers carry
-//! "no KEM"; a peer's KEM proposal is ignored), short links, SMP proxies.
+//! "no KEM"; a peer's KEM proposal is ignored), SMP proxies. Short links (`/i#`, `/a#`):
+//! [`shortlink`] and [`Agent::create_invitation_with_short_link`] / [`Agent::join`].
 
 pub mod agent;
 pub mod envelope;
@@ -68,3 +69,5 @@ pub mod store;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentEvents, MsgIntegrity};
 pub use store::{ConnId, ConnStatus};
+
+pub use agent::shortlink_agent::{CreatedLink, ShortLinkData};
