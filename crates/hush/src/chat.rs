@@ -6,8 +6,8 @@
 //! ```text
 //! @name message           send to a contact
 //! #group message          send to every member of a group (member to member)
-//! /invite                 print a one-time invitation link
-//! /connect <link>         use an invitation link or a contact address
+//! /invite                 print a one-time invitation link (short, then full)
+//! /connect <link>         use an invitation link or a contact address (short or full)
 //! /address                print (creating it once) this profile's contact address
 //! /accept <name>          accept a contact request
 //! /contacts  /requests  /groups  /status

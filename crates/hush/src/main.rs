@@ -88,19 +88,20 @@ enum Cmd {
         #[arg(long)]
         run_for: Option<String>,
     },
-    /// Print a one-time invitation link.
+    /// Print a one-time invitation: its short link (`https://<relay>/i#…`) and the full link.
     Invite {
         /// Create the queue on this relay instead of the profile's.
         #[arg(long)]
         relay: Option<String>,
     },
-    /// Connect with an invitation link or a contact address.
+    /// Connect with an invitation link or a contact address, short (`/i#`, `/a#`) or full —
+    /// also one a SimpleX Chat app user shared.
     Connect {
         link: String,
         #[arg(long)]
         relay: Option<String>,
     },
-    /// Print this profile's contact address (created once).
+    /// Print this profile's contact address (created once): short link and full link.
     Address,
     /// Accept a contact request.
     Accept { name: String },

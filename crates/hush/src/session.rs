@@ -470,15 +470,44 @@ impl Session {
 
     // ------------------------------------------------------------------ commands
 
+    /// The user data in our short links: the SimpleX Chat app's `ContactShortLinkData`
+    /// (`{"profile": …, "business": false}`), which the app shows before connecting.
+    fn link_data(&self) -> anyhow::Result<Vec<u8>> {
+        let profile =
+            ChatMessage::info(self.my_profile(None)?).to_json()["params"]["profile"].clone();
+        Ok(serde_json::to_vec(
+            &json!({ "profile": profile, "business": false }),
+        )?)
+    }
+
+    /// A one-time invitation: the short link (`https://<relay>/i#…`) and the full link it
+    /// stands for (either works; the full one alone on a relay without short links).
     pub async fn invite(&mut self) -> anyhow::Result<String> {
         let info = self.my_info(None)?;
-        let (conn, link) = self.agent.create_invitation(&info).await?;
+        let (conn, link, full) = match self
+            .agent
+            .create_invitation_with_short_link(&info, &self.link_data()?)
+            .await
+        {
+            Ok((conn, l)) => (conn, l.short, Some(l.full)),
+            Err(hush_agent::AgentError::Unsupported(_)) => {
+                let (conn, link) = self.agent.create_invitation(&info).await?;
+                (conn, link, None)
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.profile.add_contact(conn, None, "invited")?;
         self.out.emit(
             "invitation",
             &format!("invitation: {link}"),
-            json!({ "link": link, "conn": conn }),
+            json!({ "link": link, "full_link": full, "conn": conn }),
         );
+        if let Some(f) = &full
+            && !self.out.json
+        {
+            self.out
+                .emit("invitation_full", &format!("full link: {f}"), json!({}));
+        }
         Ok(link)
     }
 
@@ -487,13 +516,18 @@ impl Session {
         // A contact address gets x.contact (a request with our profile), and our confirmation
         // once the owner accepts gets x.info, as the app does; a one-time invitation x.info.
         let info = self.my_info(None)?;
-        let conn = match ConnectionRequestUri::parse(link) {
-            Ok(ConnectionRequestUri::Contact { .. }) => {
-                let req =
-                    conn_info_body(&ChatMessage::contact_request(self.my_profile(None)?), false)?;
-                self.agent.join_with_request(link, &req, &info).await?
-            }
-            _ => self.agent.join(link, &info).await?,
+        let is_contact = matches!(
+            ConnectionRequestUri::parse(link),
+            Ok(ConnectionRequestUri::Contact { .. })
+        ) || matches!(
+            hush_proto::address::ConnShortLink::parse(link),
+            Ok(hush_proto::address::ConnShortLink::Contact { .. })
+        );
+        let conn = if is_contact {
+            let req = conn_info_body(&ChatMessage::contact_request(self.my_profile(None)?), false)?;
+            self.agent.join_with_request(link, &req, &info).await?
+        } else {
+            self.agent.join(link, &info).await?
         };
         self.profile.add_contact(conn, None, "joining")?;
         self.out.emit(
@@ -504,22 +538,48 @@ impl Session {
         Ok(conn)
     }
 
+    /// This profile's contact address (created once): the short link (`https://<relay>/a#…`)
+    /// and the full link it stands for.
     pub async fn address(&mut self) -> anyhow::Result<String> {
         if let Some(a) = self.profile.setting("address")? {
-            self.out
-                .emit("address", &format!("address: {a}"), json!({ "link": a }));
+            let full = self.profile.setting("address_full")?;
+            self.emit_address(&a, full.as_deref());
             return Ok(a);
         }
-        let (conn, link) = self.agent.create_contact_address().await?;
+        let (conn, link, full) = match self
+            .agent
+            .create_contact_address_with_short_link(&self.link_data()?)
+            .await
+        {
+            Ok((conn, l)) => (conn, l.short, Some(l.full)),
+            Err(hush_agent::AgentError::Unsupported(_)) => {
+                let (conn, link) = self.agent.create_contact_address().await?;
+                (conn, link, None)
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.profile.set_setting("address", &link)?;
+        if let Some(f) = &full {
+            self.profile.set_setting("address_full", f)?;
+        }
         self.profile
             .set_setting("address_conn", &conn.to_string())?;
+        self.emit_address(&link, full.as_deref());
+        Ok(link)
+    }
+
+    fn emit_address(&self, link: &str, full: Option<&str>) {
         self.out.emit(
             "address",
             &format!("address: {link}"),
-            json!({ "link": link }),
+            json!({ "link": link, "full_link": full }),
         );
-        Ok(link)
+        if let Some(f) = full
+            && !self.out.json
+        {
+            self.out
+                .emit("address_full", &format!("full link: {f}"), json!({}));
+        }
     }
 
     pub async fn accept(&mut self, name: &str) -> anyhow::Result<()> {
