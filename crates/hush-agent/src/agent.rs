@@ -18,8 +18,9 @@
 //!
 //! Limits (also in the crate docs): only the fast procedure (both queues in messaging mode,
 //! secured by the sender with `SKEY`); by default the inviter accepts a joiner's confirmation
-//! at once (see [`AgentConfig::auto_accept_confirmations`]); no queue rotation, ratchet
-//! re-synchronisation or short links.
+//! at once (see [`AgentConfig::auto_accept_confirmations`]); no short links. Queue rotation
+//! ([`Agent::switch_queue`]) and ratchet re-synchronisation ([`Agent::sync_ratchet`]) live in
+//! the `rotation` and `resync` submodules.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -53,6 +54,14 @@ use crate::ratchet::{
 use crate::store::{
     ConnId, ConnMode, ConnStatus, OutboxKind, RcvQueue, SndQueue, Store, StoreError, Tx,
 };
+
+#[path = "resync.rs"]
+mod resync;
+#[path = "rotation.rs"]
+mod rotation;
+
+pub use crate::store::RatchetSyncState;
+pub use rotation::{QueueDirection, SwitchPhase};
 
 /// Agent settings.
 #[derive(Clone, Debug)]
@@ -222,6 +231,22 @@ pub enum AgentEvent {
     RelayUp { server: String },
     /// A connection to a relay dropped; the pool reconnects.
     RelayDown { server: String, reason: String },
+    /// Queue rotation progress (reference `SWITCH`), see [`Agent::switch_queue`].
+    Switch {
+        conn: ConnId,
+        direction: QueueDirection,
+        phase: SwitchPhase,
+    },
+    /// The ratchet synchronisation state changed (reference `RSYNC`); `error`: the decryption
+    /// error that caused it. See [`Agent::sync_ratchet`].
+    RatchetSync {
+        conn: ConnId,
+        state: RatchetSyncState,
+        error: Option<String>,
+    },
+    /// The peer's `EREADY` after a re-synchronisation: the last of our message ids it had
+    /// decrypted.
+    EReady { conn: ConnId, last_msg_id: i64 },
 }
 
 /// Receives agent events.
@@ -236,6 +261,9 @@ struct Inner {
     /// Messages emitted during this process's lifetime and not yet acknowledged (a relay
     /// redelivery of one of them is not emitted again).
     emitted: Mutex<HashSet<(ConnId, i64)>>,
+    /// Queue rotation: the message held on a new receive queue (by relay text and recipient
+    /// id) until the old queue is drained.
+    held: Mutex<HashMap<(String, Vec<u8>), RawMsg>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stop: watch::Sender<bool>,
 }
@@ -313,6 +341,7 @@ impl Agent {
                 events: tx,
                 workers: Mutex::new(HashMap::new()),
                 emitted: Mutex::new(HashSet::new()),
+                held: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(Vec::new()),
                 stop,
             }),
@@ -771,6 +800,11 @@ impl Agent {
             return Err(AgentError::Closed);
         }
         let (msg_id, sq_id) = self.with_tx_a(|tx| {
+            if tx.ratchet_sync(conn)?.send_prohibited() {
+                return Err(AgentError::State(
+                    "ratchet is not synchronized (see sync_ratchet)",
+                ));
+            }
             Self::enqueue(tx, conn, AMessage::AMsg(body.to_vec()), OutboxKind::Message)
         })?;
         self.wake(sq_id);
@@ -789,10 +823,9 @@ impl Agent {
         if !matches!(c.status, ConnStatus::Connected | ConnStatus::Confirmed) {
             return Err(AgentError::State("connection is not connected"));
         }
+        // (the newest active queue: after a switch's QUSE, the new one)
         let sq = tx
-            .snd_queues_of(conn)?
-            .into_iter()
-            .next()
+            .current_snd_queue(conn)?
             .ok_or(AgentError::State("no send queue"))?;
         let mut ratchet = c.ratchet.ok_or(AgentError::State("no ratchet"))?;
         let msg_id = c.last_snd_id + 1;
@@ -861,6 +894,11 @@ impl Agent {
         info: &[u8],
     ) -> Result<(), AgentError> {
         let sq = self.with_tx_a(|tx| {
+            if tx.ratchet_sync(conn)?.send_prohibited() {
+                return Err(AgentError::State(
+                    "ratchet is not synchronized (see sync_ratchet)",
+                ));
+            }
             let rec = tx
                 .rcv_msg(conn, msg_id)?
                 .ok_or(AgentError::State("no such received message"))?;
@@ -981,6 +1019,7 @@ impl Agent {
                 }),
             }
         }
+        self.resume_switches().await;
         Ok(ok)
     }
 
@@ -1080,6 +1119,13 @@ impl Agent {
                     continue;
                 }
             };
+            // queue rotation: a new send queue starts after the old one's outbox is empty
+            if let Ok(true) = self.with_tx(|tx| Self::replaced_queue_busy(tx, sq_id)) {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
             // Control messages (receipts, QCONT) are sent without the notification flag, as
             // the reference's (MsgFlags notification = False): they never wake a phone.
             let ntf_flag = entry.kind != OutboxKind::Control;
@@ -1088,6 +1134,7 @@ impl Agent {
                     let events = self.with_tx(|tx| {
                         tx.delete_outbox(entry.outbox_id)?;
                         let mut ev = Vec::new();
+                        Self::after_sent(tx, &sq, &mut ev)?;
                         match entry.kind {
                             OutboxKind::Message => ev.push(AgentEvent::Sent {
                                 conn: entry.conn_id,
@@ -1234,6 +1281,18 @@ impl Agent {
                 client.ack(&rcv_id, &key, &id).await.ok().flatten()
             }
         };
+        // queue rotation: a message on a new queue waits until the old queue is drained
+        let raw = match self.hold_for_switch(&q, raw) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return None,
+            Err(e) => {
+                self.emit(AgentEvent::Error {
+                    conn: Some(conn),
+                    error: format!("store: {e}"),
+                });
+                return None;
+            }
+        };
         let m = match raw.decrypt(&q.rcv_dh_secret) {
             Ok(m) => m,
             Err(e) => {
@@ -1317,11 +1376,33 @@ impl Agent {
         let res = self.with_tx_a(|tx| self.process(tx, &q, &body, &enc_hash, &m.msg_id));
         match res {
             Ok(p) => {
+                let mut secure = false;
                 for e in p.events {
                     if let AgentEvent::Message { conn, msg_id, .. } = &e {
                         lock(&self.inner.emitted).insert((*conn, *msg_id));
                     }
+                    secure |= matches!(
+                        e,
+                        AgentEvent::Switch {
+                            direction: QueueDirection::Rcv,
+                            phase: SwitchPhase::Confirmed,
+                            ..
+                        }
+                    );
                     self.emit(e);
+                }
+                if secure {
+                    // QKEY: KEY the new queue, then QUSE (after the transaction)
+                    let a = self.clone();
+                    let t = tokio::spawn(async move {
+                        if let Err(e) = a.secure_switched_queues(conn).await {
+                            a.emit(AgentEvent::Error {
+                                conn: Some(conn),
+                                error: format!("switch: {e}"),
+                            });
+                        }
+                    });
+                    lock(&self.inner.tasks).push(t);
                 }
                 if let Some(sq) = p.wake {
                     self.wake(sq);
@@ -1354,6 +1435,9 @@ impl Agent {
                         error: e.to_string(),
                     }
                 });
+                if let AgentError::Ratchet(re) = &e {
+                    self.sync_on_decrypt_error(conn, re);
+                }
                 ack_now(self, m.msg_id).await
             }
         }
@@ -1426,17 +1510,25 @@ impl Agent {
             }
             (Some(secret), None) => {
                 let cm = env.open(secret)?;
-                let AgentMsgEnvelope::Msg {
-                    agent_version,
-                    enc_agent_message,
-                } = AgentMsgEnvelope::decode(&cm.body)?
-                else {
-                    return Err(AgentError::State(
-                        "unexpected envelope on an established queue",
-                    ));
+                let (agent_version, enc_agent_message) = match AgentMsgEnvelope::decode(&cm.body)? {
+                    AgentMsgEnvelope::Msg {
+                        agent_version,
+                        enc_agent_message,
+                    } => (agent_version, enc_agent_message),
+                    AgentMsgEnvelope::RatchetKey { e2e, .. } => {
+                        let p = Self::on_ratchet_key(tx, conn, e2e)?;
+                        record(0, None, true)?;
+                        return Ok(p);
+                    }
+                    _ => {
+                        return Err(AgentError::State(
+                            "unexpected envelope on an established queue",
+                        ));
+                    }
                 };
                 let c = tx.connection(conn)?;
                 let mut ratchet = c.ratchet.ok_or(AgentError::State("no ratchet"))?;
+                let could_send = ratchet.can_send();
                 let plain = ratchet.decrypt(&enc_agent_message)?;
                 let AgentMessage::Message {
                     snd_msg_id,
@@ -1467,7 +1559,17 @@ impl Agent {
                 if agent_version > c.agent_version && agent_version <= AGENT_VERSION {
                     tx.set_agent_version(conn, agent_version)?;
                 }
-                Ok(match msg {
+                let sync_ev = Self::sync_ok_after_decrypt(tx, conn)?;
+                // a refused control message (queue rotation) is reported, the decryption kept
+                let soft = |r: Result<Processed, AgentError>| match r {
+                    Err(AgentError::Store(e)) => Err(AgentError::Store(e)),
+                    Err(e) => Ok(Processed::ack(vec![AgentEvent::Error {
+                        conn: Some(conn),
+                        error: e.to_string(),
+                    }])),
+                    ok => ok,
+                };
+                let mut p = match msg {
                     AMessage::AMsg(body) => {
                         record(snd_msg_id, Some(&body), false)?;
                         tx.set_rcv_msg_hash(conn, snd_msg_id, &sha256(&plain))?;
@@ -1511,12 +1613,33 @@ impl Agent {
                             wake: sq.map(|sq| sq.snd_queue_id),
                         }
                     }
+                    AMessage::QAdd(qs) => {
+                        record(snd_msg_id, None, true)?;
+                        soft(Self::on_qadd(tx, conn, qs))?
+                    }
+                    AMessage::QKey(qs) => {
+                        record(snd_msg_id, None, true)?;
+                        soft(Self::on_qkey(tx, conn, qs))?
+                    }
+                    AMessage::QUse(qs) => {
+                        record(snd_msg_id, None, true)?;
+                        soft(Self::on_quse(tx, conn, qs))?
+                    }
+                    AMessage::EReady(id) => {
+                        record(snd_msg_id, None, true)?;
+                        soft(Self::on_eready(tx, conn, could_send, id, snd_msg_id))?
+                    }
                     _ => {
-                        // HELLO, receipts, queue rotation: nothing to do here
+                        // HELLO, QTEST (the switch completes on the sender's side): nothing
+                        // to do here
                         record(snd_msg_id, None, true)?;
                         Processed::ack(Vec::new())
                     }
-                })
+                };
+                if let Some(e) = sync_ev {
+                    p.events.insert(0, e);
+                }
+                Ok(p)
             }
             (Some(_), Some(_)) => {
                 // repeated confirmation: ACK and ignore

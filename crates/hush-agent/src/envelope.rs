@@ -12,11 +12,13 @@
 
 use hush_crypto::{DhSecret, X25519Public, cb_decrypt, cb_encrypt};
 use hush_proto::address::{
-    ConnectionRequestUri, ProtocolServer, ProtocolType, QueueMode, SmpServer, TransportHost,
+    ConnectionRequestUri, ProtocolServer, ProtocolType, QueueMode, SmpQueueUri, SmpServer,
+    TransportHost,
 };
 use hush_proto::encoding::{
-    Decode, Encode, Parser, put_int64, put_large, put_short_string, put_word16,
+    Decode, Encode, Parser, put_bool, put_int64, put_large, put_short_string, put_word16,
 };
+use hush_proto::version::VersionRange;
 
 use crate::ratchet::E2eRatchetParams;
 
@@ -413,12 +415,12 @@ pub struct SndQAddr {
 }
 
 impl SndQAddr {
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
         self.server.encode_binary(out);
         put_short_string(out, &self.sender_id).map_err(big)
     }
 
-    fn parse(p: &mut Parser<'_>) -> Result<SndQAddr, EnvelopeError> {
+    pub fn parse(p: &mut Parser<'_>) -> Result<SndQAddr, EnvelopeError> {
         let server = SmpServer::decode(p).map_err(syn("SndQAddr server"))?.0;
         let sender_id = p
             .short_string()
@@ -450,9 +452,64 @@ pub enum AMessage {
     QCont(SndQAddr),
     /// `E` last decrypted sender message id.
     EReady(i64),
-    /// Queue-rotation messages (`QA`, `QK`, `QU`, `QT`), kept as raw bytes after the tag: this
-    /// agent does not rotate queues.
-    QueueRotation { tag: [u8; 2], rest: Vec<u8> },
+    /// `QA` (recipient → sender): add these queues, each replacing the queue at the address.
+    QAdd(Vec<(SmpQueueUri, Option<SndQAddr>)>),
+    /// `QK` (sender → recipient): the added queue at the agreed client version with the
+    /// sender's e2e key, and the sender's auth public key (SPKI DER) to secure it with.
+    QKey(Vec<(SmpQueueInfo, Vec<u8>)>),
+    /// `QU` (recipient → sender): the queues are secured; use them (flag: primary).
+    QUse(Vec<(SndQAddr, bool)>),
+    /// `QT` (sender → recipient, on the new queue): test message completing the switch.
+    QTest(Vec<SndQAddr>),
+}
+
+/// Binary `SMPQueueUri` (reference `Encoding SMPQueueUri`): version range, server, sender id,
+/// dh key, then the queue mode as `M`/`C` when the minimum version is ≥ 4, else the
+/// sender-can-secure flag as `T`/`F` when the minimum version is ≥ 3 or the maximum is ≥ 3 and
+/// the queue is sender-securable.
+pub fn encode_queue_uri(q: &SmpQueueUri, out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+    let vr = q.client_versions;
+    vr.encode(out);
+    q.server.encode_binary(out);
+    put_short_string(out, &q.sender_id).map_err(big)?;
+    put_short_string(out, &q.dh_public_key).map_err(big)?;
+    let snd_secure = q.queue_mode == Some(QueueMode::Messaging);
+    if vr.min() >= 4 {
+        if let Some(m) = q.queue_mode {
+            put_mode(out, m);
+        }
+    } else if vr.min() >= 3 || (vr.max() >= 3 && snd_secure) {
+        put_bool(out, snd_secure);
+    }
+    Ok(())
+}
+
+/// Parses a binary `SMPQueueUri`.
+pub fn parse_queue_uri(p: &mut Parser<'_>) -> Result<SmpQueueUri, EnvelopeError> {
+    let client_versions = VersionRange::decode(p).map_err(syn("queue URI versions"))?;
+    let server = SmpServer::decode(p).map_err(syn("queue URI server"))?.0;
+    let sender_id = p
+        .short_string()
+        .map_err(syn("queue URI sender id"))?
+        .to_vec();
+    let dh = p.short_string().map_err(syn("queue URI dh key"))?;
+    X25519Public::from_spki_der(dh)
+        .map_err(|_| EnvelopeError::Syntax("queue URI dh key is not X25519"))?;
+    Ok(SmpQueueUri {
+        client_versions,
+        server,
+        sender_id,
+        dh_public_key: dh.to_vec(),
+        queue_mode: queue_mode_p(p),
+    })
+}
+
+fn put_count(out: &mut Vec<u8>, n: usize) -> Result<(), EnvelopeError> {
+    if n == 0 || n > 255 {
+        return Err(EnvelopeError::TooLarge);
+    }
+    out.push(n as u8);
+    Ok(())
 }
 
 impl AMessage {
@@ -483,9 +540,42 @@ impl AMessage {
                 out.push(b'E');
                 put_int64(out, *id);
             }
-            AMessage::QueueRotation { tag, rest } => {
-                out.extend_from_slice(tag);
-                out.extend_from_slice(rest);
+            AMessage::QAdd(qs) => {
+                out.extend_from_slice(b"QA");
+                put_count(out, qs.len())?;
+                for (uri, replaced) in qs {
+                    encode_queue_uri(uri, out)?;
+                    match replaced {
+                        None => out.push(b'0'),
+                        Some(a) => {
+                            out.push(b'1');
+                            a.encode(out)?;
+                        }
+                    }
+                }
+            }
+            AMessage::QKey(qs) => {
+                out.extend_from_slice(b"QK");
+                put_count(out, qs.len())?;
+                for (info, key) in qs {
+                    info.encode(out)?;
+                    put_short_string(out, key).map_err(big)?;
+                }
+            }
+            AMessage::QUse(qs) => {
+                out.extend_from_slice(b"QU");
+                put_count(out, qs.len())?;
+                for (a, primary) in qs {
+                    a.encode(out)?;
+                    put_bool(out, *primary);
+                }
+            }
+            AMessage::QTest(qs) => {
+                out.extend_from_slice(b"QT");
+                put_count(out, qs.len())?;
+                for a in qs {
+                    a.encode(out)?;
+                }
             }
         }
         Ok(())
@@ -513,15 +603,44 @@ impl AMessage {
             b'E' => AMessage::EReady(p.int64().map_err(syn("EREADY"))?),
             b'Q' => match p.byte().map_err(syn("AMessage Q tag"))? {
                 b'C' => AMessage::QCont(SndQAddr::parse(p)?),
-                t @ (b'A' | b'K' | b'U' | b'T') => AMessage::QueueRotation {
-                    tag: [b'Q', t],
-                    rest: p.tail().to_vec(),
-                },
+                b'A' => AMessage::QAdd(non_empty(p, "QADD", |p| {
+                    let uri = parse_queue_uri(p)?;
+                    let replaced = match p.byte().map_err(syn("QADD Maybe tag"))? {
+                        b'0' => None,
+                        b'1' => Some(SndQAddr::parse(p)?),
+                        _ => return Err(EnvelopeError::Syntax("QADD Maybe tag")),
+                    };
+                    Ok((uri, replaced))
+                })?),
+                b'K' => AMessage::QKey(non_empty(p, "QKEY", |p| {
+                    let info = SmpQueueInfo::parse(p)?;
+                    let key = p.short_string().map_err(syn("QKEY sender key"))?.to_vec();
+                    Ok((info, key))
+                })?),
+                b'U' => AMessage::QUse(non_empty(p, "QUSE", |p| {
+                    let a = SndQAddr::parse(p)?;
+                    let primary = p.bool().map_err(syn("QUSE primary flag"))?;
+                    Ok((a, primary))
+                })?),
+                b'T' => AMessage::QTest(non_empty(p, "QTEST", SndQAddr::parse)?),
                 _ => return Err(EnvelopeError::Syntax("AMessage Q tag")),
             },
             _ => return Err(EnvelopeError::Syntax("AMessage tag")),
         })
     }
+}
+
+/// A `NonEmpty` list: count byte (≥ 1) then the items.
+fn non_empty<T>(
+    p: &mut Parser<'_>,
+    what: &'static str,
+    mut f: impl FnMut(&mut Parser<'_>) -> Result<T, EnvelopeError>,
+) -> Result<Vec<T>, EnvelopeError> {
+    let n = p.byte().map_err(syn(what))?;
+    if n == 0 {
+        return Err(EnvelopeError::Syntax(what));
+    }
+    (0..n).map(|_| f(p)).collect()
 }
 
 /// Ratchet plaintext (`AgentMessage`).

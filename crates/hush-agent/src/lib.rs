@@ -56,8 +56,13 @@
 //! ([`AgentConfig::auto_accept_confirmations`] off + [`Agent::allow_connection`]), notifier
 //! credentials (`NKEY`/`NDEL`) kept per receive queue for a notification server.
 //!
+//! Queue rotation ([`Agent::switch_queue`], both roles: `QADD`/`QKEY`/`QUSE`/`QTEST`) and
+//! ratchet re-synchronisation ([`Agent::sync_ratchet`]: `R` envelopes, `EREADY`) follow the
+//! reference agent; progress is reported as [`AgentEvent::Switch`] and
+//! [`AgentEvent::RatchetSync`].
+//!
 //! Not implemented: the legacy (non-sender-secured, `KEY` + `HELLO`) connection procedure,
-//! queue rotation, ratchet re-synchronisation, the sntrup761 (PQ) KEM (headers carry
+//! the sntrup761 (PQ) KEM (headers carry
 //! "no KEM"; a peer's KEM proposal is ignored), SMP proxies. Short links (`/i#`, `/a#`):
 //! [`shortlink`] and [`Agent::create_invitation_with_short_link`] / [`Agent::join`].
 
@@ -67,7 +72,10 @@ pub mod ratchet;
 pub mod shortlink;
 pub mod store;
 
-pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentEvents, MsgIntegrity};
+pub use agent::{
+    Agent, AgentConfig, AgentError, AgentEvent, AgentEvents, MsgIntegrity, QueueDirection,
+    RatchetSyncState, SwitchPhase,
+};
 pub use store::{ConnId, ConnStatus};
 
 pub use agent::shortlink_agent::{CreatedLink, ShortLinkData};

@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::ratchet::Ratchet;
 
 /// Schema version written by this code.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Received-message hashes kept per connection once acknowledged (redelivery detection only
 /// ever concerns the latest unacknowledged message of a queue).
@@ -136,6 +136,21 @@ CREATE TABLE snd_msgs (
   msg_hash BLOB NOT NULL,
   PRIMARY KEY (conn_id, msg_id)
 );
+"#,
+    // 3: ratchet re-synchronisation and queue rotation
+    r#"
+ALTER TABLE connections ADD COLUMN ratchet_sync TEXT NOT NULL DEFAULT 'ok';
+CREATE TABLE ratchet_key_hashes (
+  conn_id INTEGER NOT NULL REFERENCES connections(conn_id) ON DELETE CASCADE,
+  key_hash BLOB NOT NULL,
+  PRIMARY KEY (conn_id, key_hash)
+);
+ALTER TABLE rcv_queues ADD COLUMN switch_status TEXT;
+ALTER TABLE rcv_queues ADD COLUMN replaces_rcv_id BLOB;
+ALTER TABLE rcv_queues ADD COLUMN sender_key BLOB;
+ALTER TABLE snd_queues ADD COLUMN switch_status TEXT;
+ALTER TABLE snd_queues ADD COLUMN replaces_id INTEGER;
+ALTER TABLE snd_queues ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
 "#,
 ];
 
@@ -1120,6 +1135,212 @@ impl Tx<'_> {
         )?;
         Ok(())
     }
+}
+
+/// Queue-rotation and ratchet re-synchronisation rows (schema 3).
+impl Tx<'_> {
+    /// The connection's ratchet synchronisation state.
+    pub fn ratchet_sync(&self, conn_id: ConnId) -> Result<RatchetSyncState, StoreError> {
+        let s: String = self
+            .0
+            .query_row(
+                "SELECT ratchet_sync FROM connections WHERE conn_id = ?1",
+                [conn_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound("connection"))?;
+        RatchetSyncState::parse(&s)
+    }
+
+    pub fn set_ratchet_sync(
+        &self,
+        conn_id: ConnId,
+        state: RatchetSyncState,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE connections SET ratchet_sync = ?2 WHERE conn_id = ?1",
+            params![conn_id, state.text()],
+        )?;
+        Ok(())
+    }
+
+    /// Records the hash of a peer's re-synchronisation keys; false if it was already there.
+    pub fn add_ratchet_key_hash(&self, conn_id: ConnId, hash: &[u8]) -> Result<bool, StoreError> {
+        let n = self.0.execute(
+            "INSERT OR IGNORE INTO ratchet_key_hashes (conn_id, key_hash) VALUES (?1, ?2)",
+            params![conn_id, hash],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// A receive queue's rotation state.
+    pub fn rcv_switch(
+        &self,
+        server: &ProtocolServer,
+        rcv_id: &[u8],
+    ) -> Result<RcvSwitch, StoreError> {
+        self.0
+            .query_row(
+                "SELECT switch_status, replaces_rcv_id, sender_key FROM rcv_queues WHERE server = ?1 AND rcv_id = ?2",
+                params![server.to_text(), rcv_id],
+                |r| {
+                    Ok(RcvSwitch {
+                        status: r.get(0)?,
+                        replaces_rcv_id: r.get(1)?,
+                        sender_key: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound("receive queue"))
+    }
+
+    pub fn set_rcv_switch(
+        &self,
+        server: &ProtocolServer,
+        rcv_id: &[u8],
+        sw: &RcvSwitch,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE rcv_queues SET switch_status = ?3, replaces_rcv_id = ?4, sender_key = ?5 WHERE server = ?1 AND rcv_id = ?2",
+            params![
+                server.to_text(),
+                rcv_id,
+                sw.status,
+                sw.replaces_rcv_id,
+                sw.sender_key
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_rcv_queue(
+        &self,
+        server: &ProtocolServer,
+        rcv_id: &[u8],
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "DELETE FROM rcv_queues WHERE server = ?1 AND rcv_id = ?2",
+            params![server.to_text(), rcv_id],
+        )?;
+        Ok(())
+    }
+
+    /// A send queue's rotation state.
+    pub fn snd_switch(&self, snd_queue_id: i64) -> Result<SndSwitch, StoreError> {
+        self.0
+            .query_row(
+                "SELECT switch_status, replaces_id, active FROM snd_queues WHERE snd_queue_id = ?1",
+                [snd_queue_id],
+                |r| {
+                    Ok(SndSwitch {
+                        status: r.get(0)?,
+                        replaces_id: r.get(1)?,
+                        active: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound("send queue"))
+    }
+
+    pub fn set_snd_switch(&self, snd_queue_id: i64, sw: &SndSwitch) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE snd_queues SET switch_status = ?2, replaces_id = ?3, active = ?4 WHERE snd_queue_id = ?1",
+            params![snd_queue_id, sw.status, sw.replaces_id, sw.active],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_snd_queue(&self, snd_queue_id: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            "DELETE FROM snd_queues WHERE snd_queue_id = ?1",
+            [snd_queue_id],
+        )?;
+        Ok(())
+    }
+
+    /// The send queue new messages go to: the newest active one.
+    pub fn current_snd_queue(&self, conn_id: ConnId) -> Result<Option<SndQueue>, StoreError> {
+        Ok(self
+            .snd_rows("conn_id = ?1 AND active = 1", [conn_id])?
+            .pop())
+    }
+
+    /// Messages waiting in one send queue's outbox.
+    pub fn outbox_count(&self, snd_queue_id: i64) -> Result<i64, StoreError> {
+        Ok(self.0.query_row(
+            "SELECT count(*) FROM outbox WHERE snd_queue_id = ?1",
+            [snd_queue_id],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+/// Ratchet synchronisation state (reference `RatchetSyncState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RatchetSyncState {
+    /// In sync.
+    Ok,
+    /// A message failed to decrypt in a way that may be harmless; re-sync may be started.
+    Allowed,
+    /// The ratchet is out of sync: sending is prohibited until re-synchronised.
+    Required,
+    /// We sent our re-synchronisation keys and wait for the peer's.
+    Started,
+    /// Both keys known, the ratchet was re-initialised; waiting for the first message.
+    Agreed,
+}
+
+impl RatchetSyncState {
+    pub fn text(self) -> &'static str {
+        match self {
+            RatchetSyncState::Ok => "ok",
+            RatchetSyncState::Allowed => "allowed",
+            RatchetSyncState::Required => "required",
+            RatchetSyncState::Started => "started",
+            RatchetSyncState::Agreed => "agreed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<RatchetSyncState, StoreError> {
+        Ok(match s {
+            "ok" => RatchetSyncState::Ok,
+            "allowed" => RatchetSyncState::Allowed,
+            "required" => RatchetSyncState::Required,
+            "started" => RatchetSyncState::Started,
+            "agreed" => RatchetSyncState::Agreed,
+            _ => return Err(StoreError::BadValue("ratchet sync state")),
+        })
+    }
+
+    /// Sending is prohibited (reference `ratchetSyncSendProhibited`).
+    pub fn send_prohibited(self) -> bool {
+        matches!(
+            self,
+            RatchetSyncState::Required | RatchetSyncState::Started | RatchetSyncState::Agreed
+        )
+    }
+}
+
+/// A receive queue's rotation state: on the old queue `status` (`sending_qadd`,
+/// `sending_quse`, `draining`), on the new one `replaces_rcv_id` (the old queue's recipient id)
+/// and, between QKEY and KEY, the sender's auth key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RcvSwitch {
+    pub status: Option<String>,
+    pub replaces_rcv_id: Option<Vec<u8>>,
+    pub sender_key: Option<Vec<u8>>,
+}
+
+/// A send queue's rotation state: on the old queue `status` (`sending_qkey`, `sending_qtest`),
+/// on the new one `replaces_id`; a new queue is inactive (gets no messages) until QUSE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SndSwitch {
+    pub status: Option<String>,
+    pub replaces_id: Option<i64>,
+    pub active: bool,
 }
 
 type RcvMsgRow = (

@@ -68,11 +68,48 @@ fn amessage() -> impl Strategy<Value = AMessage> {
             sender_id
         })),
         any::<i64>().prop_map(AMessage::EReady),
-        (
-            prop::sample::select(vec![*b"QA", *b"QK", *b"QU", *b"QT"]),
-            bytes(60)
-        )
-            .prop_map(|(tag, rest)| AMessage::QueueRotation { tag, rest }),
+        (bytes(24), any::<bool>()).prop_map(|(sender_id, v4)| {
+            let uri = hush_proto::address::SmpQueueUri {
+                client_versions: hush_proto::version::VersionRange::new(if v4 { 4 } else { 1 }, 4)
+                    .unwrap(),
+                server: server(),
+                sender_id: sender_id.clone(),
+                dh_public_key: X25519Secret::generate().public().to_spki_der(),
+                queue_mode: Some(QueueMode::Messaging),
+            };
+            let replaced = v4.then(|| SndQAddr {
+                server: server(),
+                sender_id,
+            });
+            AMessage::QAdd(vec![(uri, replaced)])
+        }),
+        (bytes(24), bytes(44)).prop_map(|(sender_id, key)| {
+            AMessage::QKey(vec![(
+                SmpQueueInfo {
+                    client_version: 4,
+                    server: server(),
+                    sender_id,
+                    dh_public_key: X25519Secret::generate().public(),
+                    queue_mode: Some(QueueMode::Messaging),
+                },
+                key,
+            )])
+        }),
+        (bytes(24), any::<bool>()).prop_map(|(sender_id, primary)| AMessage::QUse(vec![(
+            SndQAddr {
+                server: server(),
+                sender_id
+            },
+            primary
+        )])),
+        prop::collection::vec(bytes(24), 1..3).prop_map(|ids| AMessage::QTest(
+            ids.into_iter()
+                .map(|sender_id| SndQAddr {
+                    server: server(),
+                    sender_id
+                })
+                .collect()
+        )),
     ]
 }
 
