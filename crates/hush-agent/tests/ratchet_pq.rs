@@ -424,3 +424,177 @@ fn kem_field_decoder_errors() {
     // at e2e v2 the KEM params are not looked at
     assert!(pq_x3dh_inviter(&r1, &r2, None, &s1p, &s2p, 2, Some(&accepted)).is_ok());
 }
+
+// The reference's own KEM switching sequences (tests/AgentTests/DoubleRatchetTests.hs:
+// testDisableEnableKEM, testDisableEnableKEMStrict, testEnableKEM, testEnableKEMStrict), with
+// the same checks after every message: the sender's `rcSndKEM` after encrypting, the receiver's
+// `rcRcvKEM` after decrypting (for `\#>` and `\#>\` the reference checks the receiver's
+// `rcSndKEM`, kept as is). Alice is the inviter, Bob the joiner.
+
+#[derive(Clone, Copy)]
+enum Op {
+    /// `!#>`: no PQ preference, KEM in both chains
+    On,
+    /// `!#>!`: PQ on, KEM in both chains
+    OnOn,
+    /// `\#>!`: PQ on, no KEM yet
+    OffOn,
+    /// `!#>\`: PQ off, KEM still in both chains
+    OnOff,
+    /// `\#>\`: PQ off, no KEM
+    OffOff,
+    /// `\#>`: no PQ preference, no KEM
+    Off,
+}
+
+fn ref_step(s: &mut Ratchet, r: &mut Ratchet, op: Op, text: &str) {
+    let (pq, kem) = match op {
+        Op::On => (None, true),
+        Op::OnOn => (Some(true), true),
+        Op::OffOn => (Some(true), false),
+        Op::OnOff => (Some(false), true),
+        Op::OffOff => (Some(false), false),
+        Op::Off => (None, false),
+    };
+    let m = s.encrypt_pq(text.as_bytes(), 100, pq).unwrap();
+    assert_eq!(s.pq_chains().0, kem, "sender's chain: {text}");
+    assert_eq!(r.decrypt(&m).unwrap(), text.as_bytes());
+    let got = match op {
+        Op::OffOff | Op::Off => r.pq_chains().0,
+        _ => r.pq_chains().1,
+    };
+    assert_eq!(got, kem, "receiver's chain: {text}");
+    // the reference's tests also round-trip the state on every step
+    assert_eq!(
+        *Ratchet::from_bytes(&r.to_bytes().unwrap())
+            .unwrap()
+            .to_bytes()
+            .unwrap(),
+        *r.to_bytes().unwrap()
+    );
+}
+
+fn run_reference_sequence(kem_accepted: bool, seq: &[(bool, Op, &str)]) {
+    let Setup {
+        joiner: mut bob,
+        inviter: mut alice,
+        ..
+    } = if kem_accepted {
+        setup(true, true, true)
+    } else {
+        setup(false, false, false)
+    };
+    for &(bob_sends, op, text) in seq {
+        if bob_sends {
+            ref_step(&mut bob, &mut alice, op, text);
+        } else {
+            ref_step(&mut alice, &mut bob, op, text);
+        }
+    }
+}
+
+const BOB: bool = true;
+const ALICE: bool = false;
+
+#[test]
+fn reference_disable_enable_kem() {
+    use Op::*;
+    run_reference_sequence(
+        true,
+        &[
+            (BOB, On, "hello alice"),
+            (ALICE, On, "hello bob"),
+            (BOB, OnOff, "disabling KEM"),
+            (ALICE, On, "still disabling KEM"),
+            (BOB, Off, "now KEM is disabled"),
+            (ALICE, Off, "KEM is disabled for both sides"),
+            (BOB, OffOn, "trying to enable KEM"),
+            (
+                ALICE,
+                Off,
+                "but unless alice enables it too it won't enable",
+            ),
+            (BOB, Off, "KEM is disabled"),
+            (ALICE, Off, "KEM is disabled for both sides"),
+            (BOB, OffOn, "enabling KEM again"),
+            (ALICE, OffOn, "and alice accepts it this time"),
+            (BOB, OffOn, "still enabling KEM"),
+            (ALICE, On, "now KEM is enabled"),
+            (BOB, On, "KEM is enabled for both sides"),
+        ],
+    );
+    run_reference_sequence(
+        true,
+        &[
+            (BOB, OnOn, "hello alice"),
+            (ALICE, OnOn, "hello bob"),
+            (BOB, OnOff, "disabling KEM"),
+            (ALICE, OnOn, "still disabling KEM"),
+            (BOB, OffOff, "now KEM is disabled"),
+            (ALICE, OffOff, "KEM is disabled for both sides"),
+            (BOB, OffOn, "trying to enable KEM"),
+            (
+                ALICE,
+                OffOff,
+                "but unless alice enables it too it won't enable",
+            ),
+            (BOB, OffOn, "KEM is disabled"),
+            (ALICE, OffOff, "KEM is disabled for both sides"),
+            (BOB, OffOn, "enabling KEM again"),
+            (ALICE, OffOn, "and alice accepts it this time"),
+            (BOB, OffOn, "still enabling KEM"),
+            (ALICE, OnOn, "now KEM is enabled"),
+            (BOB, OnOn, "KEM is enabled for both sides"),
+        ],
+    );
+}
+
+#[test]
+fn reference_enable_kem() {
+    use Op::*;
+    run_reference_sequence(
+        false,
+        &[
+            (BOB, Off, "hello alice"),
+            (ALICE, Off, "hello bob"),
+            (BOB, OffOn, "enabling KEM"),
+            (BOB, OffOn, "KEM not enabled yet"),
+            (ALICE, OffOn, "accepting KEM"),
+            (ALICE, OffOn, "KEM not enabled yet here too"),
+            (BOB, OffOn, "KEM is still not enabled"),
+            (ALICE, OnOn, "now KEM is enabled"),
+            (BOB, On, "now KEM is enabled for both sides"),
+            (ALICE, On, "still enabled for both sides"),
+            (BOB, On, "still enabled for both sides 2"),
+            (ALICE, OnOff, "disabling KEM"),
+            (BOB, On, "KEM not disabled yet"),
+            (ALICE, Off, "KEM disabled"),
+            (BOB, Off, "KEM disabled on both sides"),
+        ],
+    );
+    run_reference_sequence(
+        false,
+        &[
+            (BOB, OffOff, "hello alice"),
+            (ALICE, OffOff, "hello bob"),
+            (BOB, OffOn, "enabling KEM"),
+            (BOB, OffOn, "KEM not enabled yet"),
+            (ALICE, OffOn, "accepting KEM"),
+            (ALICE, OffOn, "KEM not enabled yet here too"),
+            (BOB, OffOn, "KEM is still not enabled"),
+            (ALICE, OnOn, "now KEM is enabled"),
+            (BOB, OnOn, "now KEM is enabled for both sides"),
+            (ALICE, OnOn, "still enabled for both sides"),
+            (BOB, OnOn, "still enabled for both sides 2"),
+            (ALICE, OnOff, "disabling KEM"),
+            (BOB, OnOn, "KEM not disabled yet"),
+            (ALICE, OffOff, "KEM disabled"),
+            (BOB, OffOn, "KEM disabled on both sides"),
+            (ALICE, OffOff, "KEM still disabled 1"),
+            (BOB, OffOn, "KEM still disabled 2"),
+            (ALICE, OffOff, "KEM still disabled 3"),
+            (BOB, OffOn, "KEM still disabled 4"),
+            (ALICE, OffOff, "KEM still disabled 5"),
+        ],
+    );
+}
