@@ -5,6 +5,7 @@
 //! * `hush init | invite | connect | address | accept | send | chat | history | delete |
 //!   group | notify | status | contacts` — a chat client on hush-agent ([`session`], [`chat`]).
 
+mod assets;
 mod chat;
 mod daemon;
 mod demo;
@@ -175,6 +176,13 @@ enum Cmd {
         #[arg(long)]
         stats: bool,
     },
+    /// Packaging: write man pages and shell completions of hush, smp-server, ntf-server and
+    /// push-server into OUT (man/, completions/{bash,zsh,fish}/).
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(long, value_name = "OUT")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     match cli.command {
+        Cmd::GenerateAssets { out } => assets::run(&out, <Cli as clap::CommandFactory>::command()),
         Cmd::Up {
             data_dir,
             port_base,
