@@ -303,15 +303,22 @@ fn migrates_version_1() {
         })
         .unwrap()
     };
-    // turn it back into what version 1 created
+    // turn it back into what version 1 created (undoing versions 3 and 2)
     rusqlite_open(&path)
         .execute_batch(
-            "DROP TABLE snd_msgs; ALTER TABLE rcv_msgs DROP COLUMN msg_hash; PRAGMA user_version = 1;",
+            "DROP TABLE ratchet_key_hashes; ALTER TABLE connections DROP COLUMN ratchet_sync;
+             ALTER TABLE rcv_queues DROP COLUMN switch_status;
+             ALTER TABLE rcv_queues DROP COLUMN replaces_rcv_id;
+             ALTER TABLE rcv_queues DROP COLUMN sender_key;
+             ALTER TABLE snd_queues DROP COLUMN switch_status;
+             ALTER TABLE snd_queues DROP COLUMN replaces_id;
+             ALTER TABLE snd_queues DROP COLUMN active;
+             DROP TABLE snd_msgs; ALTER TABLE rcv_msgs DROP COLUMN msg_hash; PRAGMA user_version = 1;",
         )
         .unwrap();
     let mut s = Store::open(&path).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     s.tx(|tx| {
         assert_eq!(tx.connection(conn)?.last_snd_id, 5);
         tx.add_snd_msg(conn, 6, b"hash6")?;
