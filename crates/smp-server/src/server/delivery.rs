@@ -441,6 +441,12 @@ impl Subscriptions {
         lock(&self.ntf).get(nid).cloned()
     }
 
+    /// Whether `me` is the subscriber of queue `rid` (tests).
+    #[cfg(test)]
+    fn is_subscriber_for_tests(&self, rid: &EntityId, me: ClientId) -> bool {
+        lock(&self.rcv).is_subscriber(rid, me)
+    }
+
     pub fn notifier_ids(&self) -> Vec<EntityId> {
         lock(&self.ntf).keys().copied().collect()
     }
@@ -876,5 +882,316 @@ mod tests {
         }
         // A field over 255 bytes cannot be encoded: empty output, as before.
         assert!(encode_response(&[], &[0; 256], &[], &BrokerMsg::Ok, 18).is_empty());
+    }
+
+    /// The async shell over a memory store (real locks, store calls, encryption and outgoing
+    /// queues), driven by random `SUB`/`GET`/`ACK`/`SEND`/close sequences from 3 connections on
+    /// 2 queues: what the connections receive (answers, and events decoded from their outgoing
+    /// queues) keeps the delivery rules that `tests/delivery_model.rs` checks on the pure state
+    /// machine, and the store holds exactly the sent messages not yet acknowledged, in order.
+    mod shell {
+        use super::*;
+        use hush_store::QueueStatus;
+        use proptest::prelude::*;
+        use std::collections::VecDeque;
+
+        const VERSION: u16 = 18;
+
+        #[derive(Clone, Copy, Debug)]
+        enum Cmd {
+            Sub(usize, usize),
+            Get(usize, usize),
+            /// Acknowledge the last message received (`true`: with an empty id).
+            Ack(usize, usize, bool),
+            Send(usize, usize),
+            Close(usize),
+        }
+
+        struct Conn {
+            outbox: Outbox,
+            local: LocalSubs,
+            holds: [bool; 2],
+            outstanding: [Option<MsgId>; 2],
+            last: [Option<MsgId>; 2],
+            get_mode: [bool; 2],
+        }
+
+        fn conn(id: ClientId) -> Conn {
+            Conn {
+                outbox: Outbox::new(Arc::new(ClientShared::new(id, VERSION, vec![1; 32], 64))),
+                local: LocalSubs::default(),
+                holds: [false; 2],
+                outstanding: [None; 2],
+                last: [None; 2],
+                get_mode: [false; 2],
+            }
+        }
+
+        fn queue(i: u8) -> QueueRecord {
+            QueueRecord {
+                recipient_id: [i; 24],
+                recipient_keys: vec![vec![1, 2, 3]],
+                rcv_dh_secret: [i; 32],
+                sender_id: [i + 100; 24],
+                sender_key: None,
+                mode: None,
+                link: None,
+                notifier: None,
+                status: QueueStatus::Active,
+                updated_at: None,
+            }
+        }
+
+        fn msg_id(m: &BrokerMsg) -> Option<MsgId> {
+            match m {
+                BrokerMsg::Msg { msg_id, .. } => msg_id.as_bytes().try_into().ok(),
+                _ => None,
+            }
+        }
+
+        /// Events queued for a connection: (queue index, message).
+        fn events(c: &Conn, queues: &[QueueRecord]) -> Vec<(usize, BrokerMsg)> {
+            let mut out = Vec::new();
+            while let Some(group) = c.outbox.client.out.take(usize::MAX) {
+                for t in group {
+                    let t = hush_proto::transmission::decode_transmission(&t, VERSION, true)
+                        .expect("event decodes");
+                    assert!(t.corr_id.is_empty(), "an event has no corrId");
+                    let q = queues
+                        .iter()
+                        .position(|q| q.recipient_id.as_slice() == t.entity_id)
+                        .expect("event for a known queue");
+                    out.push((q, BrokerMsg::decode(t.command, VERSION).expect("event")));
+                }
+            }
+            out
+        }
+
+        fn cmd() -> impl Strategy<Value = Cmd> {
+            prop_oneof![
+                3 => (0..3usize, 0..2usize).prop_map(|(c, q)| Cmd::Sub(c, q)),
+                1 => (0..3usize, 0..2usize).prop_map(|(c, q)| Cmd::Get(c, q)),
+                5 => (0..3usize, 0..2usize, prop::bool::weighted(0.1))
+                    .prop_map(|(c, q, e)| Cmd::Ack(c, q, e)),
+                4 => (0..3usize, 0..2usize).prop_map(|(c, q)| Cmd::Send(c, q)),
+                1 => (0..3usize).prop_map(Cmd::Close),
+            ]
+        }
+
+        async fn run(cmds: Vec<Cmd>) -> Result<(), TestCaseError> {
+            let shared = Shared::for_tests();
+            let queues = [queue(1), queue(2)];
+            for q in &queues {
+                shared.store.create_queue(q.clone()).await.unwrap();
+            }
+            let mut next_id = 1;
+            let mut conns: Vec<Conn> = (0..3)
+                .map(|_| {
+                    next_id += 1;
+                    conn(next_id)
+                })
+                .collect();
+            let mut model: [VecDeque<MsgId>; 2] = Default::default();
+            let mut sent: u64 = 0;
+            for cmd in cmds {
+                let (c, q) = match cmd {
+                    Cmd::Sub(c, q) | Cmd::Get(c, q) | Cmd::Ack(c, q, _) | Cmd::Send(c, q) => (c, q),
+                    Cmd::Close(c) => (c, 0),
+                };
+                let holder = conns.iter().position(|x| x.holds[q]);
+                let qr = &queues[q];
+                let corr = b"corr";
+                let cn = &mut conns[c];
+                let client = Client {
+                    outbox: &cn.outbox,
+                    local: &mut cn.local,
+                };
+                // The connection's own answers, and whether an accepted ACK removed the head.
+                let answer = match cmd {
+                    Cmd::Sub(..) => shared.subscribe(client, qr, corr).await,
+                    Cmd::Get(..) => shared.get(client, qr, corr).await,
+                    Cmd::Ack(_, _, empty) => {
+                        let id = if empty {
+                            Vec::new()
+                        } else {
+                            cn.last[q].unwrap_or([9; 24]).to_vec()
+                        };
+                        let r = shared.ack(client, qr, corr, &id).await;
+                        if r.is_ok()
+                            && !empty
+                            && model[q].front().map(|f| f.as_slice()) == Some(&id[..])
+                        {
+                            model[q].pop_front();
+                        }
+                        r
+                    }
+                    Cmd::Send(..) => {
+                        sent += 1;
+                        let mut id = [0u8; 24];
+                        id[..8].copy_from_slice(&sent.to_be_bytes());
+                        let m = NewMessage {
+                            msg_id: id,
+                            ts: 1,
+                            flags: 0,
+                            body: vec![7; 10],
+                        };
+                        let (outcome, own) =
+                            shared.send_message(client, qr, m, None).await.unwrap();
+                        prop_assert_eq!(
+                            outcome,
+                            AppendOutcome::Appended {
+                                was_empty: model[q].is_empty()
+                            }
+                        );
+                        model[q].push_back(id);
+                        Ok(own)
+                    }
+                    Cmd::Close(_) => {
+                        shared.client_closed(cn.outbox.id(), &cn.local);
+                        cn.outbox.client.out.close();
+                        next_id += 1;
+                        conns[c] = conn(next_id);
+                        Ok(Vec::new())
+                    }
+                };
+                // The store holds exactly the model's messages: nothing lost, nothing reordered,
+                // ACK removed exactly the head.
+                let head = shared.store.peek_message(qr.recipient_id).await.unwrap();
+                prop_assert_eq!(
+                    head.as_ref().map(|m| *m.msg_id()),
+                    model[q].front().copied()
+                );
+                prop_assert_eq!(
+                    shared.store.message_count(qr.recipient_id).await.unwrap() as usize,
+                    model[q].len()
+                );
+                let head = model[q].front().copied();
+                // GET/SUB interplay.
+                let cn = &mut conns[c];
+                match cmd {
+                    Cmd::Sub(..) => prop_assert_eq!(answer.is_err(), cn.get_mode[q]),
+                    Cmd::Get(..) => prop_assert_eq!(answer.is_err(), cn.holds[q]),
+                    _ => {}
+                }
+                if let Err(e) = &answer {
+                    prop_assert!(
+                        matches!(e, CmdError::NoMsg) && matches!(cmd, Cmd::Ack(..))
+                            || matches!(
+                                e,
+                                CmdError::Cmd(hush_proto::error::CommandError::Prohibited)
+                            ),
+                        "{:?} -> {:?}",
+                        cmd,
+                        e
+                    );
+                }
+                // Replies to the commanding connection, then events to everyone.
+                let mut received: Vec<(usize, usize, BrokerMsg, bool)> = Vec::new();
+                for r in answer.unwrap_or_default() {
+                    prop_assert_eq!(r.entity_id.as_slice(), qr.recipient_id.as_slice());
+                    received.push((c, q, r.msg, !r.corr_id.is_empty()));
+                }
+                for (x, cx) in conns.iter().enumerate() {
+                    for (eq, m) in events(cx, &queues) {
+                        received.push((x, eq, m, false));
+                    }
+                }
+                let mut ends = 0;
+                for (x, eq, m, corr) in received {
+                    let cx = &mut conns[x];
+                    match m {
+                        BrokerMsg::Sok(_) => {
+                            cx.holds[eq] = true;
+                            cx.outstanding[eq] = None;
+                        }
+                        BrokerMsg::End => {
+                            prop_assert!(
+                                cx.holds[eq],
+                                "END to a connection without the subscription"
+                            );
+                            prop_assert!(
+                                matches!(cmd, Cmd::Sub(..)) && Some(x) == holder && x != c
+                            );
+                            cx.holds[eq] = false;
+                            cx.outstanding[eq] = None;
+                            ends += 1;
+                        }
+                        BrokerMsg::Ok => {
+                            if let Cmd::Ack(..) = cmd {
+                                cx.outstanding[eq] = None;
+                            }
+                            if let Cmd::Get(..) = cmd {
+                                cx.get_mode[eq] = true;
+                                cx.holds[eq] = false;
+                            }
+                        }
+                        m => {
+                            let id = msg_id(&m);
+                            prop_assert!(id.is_some(), "unexpected {:?}", m);
+                            prop_assert_eq!(eq, q);
+                            prop_assert_eq!(id, head, "a message delivered not from the head");
+                            cx.last[eq] = id;
+                            if let Cmd::Get(..) = cmd {
+                                prop_assert!(corr);
+                                cx.get_mode[eq] = true;
+                                cx.holds[eq] = false;
+                            } else {
+                                if corr {
+                                    // The answer to an ACK: the previous one is acknowledged.
+                                    cx.outstanding[eq] = None;
+                                }
+                                prop_assert!(
+                                    cx.holds[eq],
+                                    "MSG to a connection that is not the subscriber"
+                                );
+                                prop_assert_eq!(
+                                    cx.outstanding[eq],
+                                    None,
+                                    "a second unacknowledged message"
+                                );
+                                cx.outstanding[eq] = id;
+                            }
+                        }
+                    }
+                }
+                let takeover = matches!(cmd, Cmd::Sub(..))
+                    && holder.is_some_and(|h| h != c)
+                    && !conns[c].get_mode[q];
+                prop_assert_eq!(ends, usize::from(takeover), "END count");
+                // At most one holder per queue, the registry's subscriber; a holder with messages
+                // waiting has one delivered.
+                let held = (0..2)
+                    .filter(|&qq| conns.iter().any(|x| x.holds[qq]))
+                    .count();
+                prop_assert_eq!(shared.subs.counts().0, held, "registry entries");
+                for qq in 0..2 {
+                    let holders: Vec<&Conn> = conns.iter().filter(|x| x.holds[qq]).collect();
+                    prop_assert!(holders.len() <= 1);
+                    if let Some(h) = holders.first() {
+                        prop_assert!(
+                            shared
+                                .subs
+                                .is_subscriber_for_tests(&queues[qq].recipient_id, h.outbox.id())
+                        );
+                        if !model[qq].is_empty() {
+                            prop_assert!(
+                                h.outstanding[qq].is_some(),
+                                "an idle subscriber with messages waiting"
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn shell_keeps_the_delivery_rules(cmds in proptest::collection::vec(cmd(), 1..50)) {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(run(cmds))?;
+            }
+        }
     }
 }
