@@ -1,7 +1,8 @@
 //! The outbox: pending pushes in SQLite, so that they survive a restart.
 //!
 //! One connection, owned by one writer thread that batches every queued operation into one
-//! `BEGIN IMMEDIATE … COMMIT` transaction (group commit, each operation in its own savepoint),
+//! `BEGIN IMMEDIATE … COMMIT` transaction (group commit; when an operation fails, the batch is
+//! run again with each operation in its own savepoint, so a failed one leaves nothing behind),
 //! WAL mode, `synchronous=FULL` by default. A caller's future resolves only after the commit that
 //! contains its operation, so a `submit` that returned `Queued` is durable.
 //!
@@ -264,28 +265,35 @@ fn delete_job(c: &Connection, row: i64) -> Result<(), OutboxError> {
 }
 
 trait BatchOp: Send {
-    /// Runs inside the batch transaction; false = this op failed (its savepoint is rolled back).
+    /// Runs inside the batch transaction; false = this op failed. May run a second time in the
+    /// same batch (after the first attempt was rolled back, see [`run_batch`]): the last run's
+    /// result is the op's result.
     fn run(&mut self, conn: &Connection) -> bool;
+    /// The op could not run (its result is this error, whatever an earlier run gave).
+    fn not_run(&mut self, e: String);
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
 struct Op<F, T> {
-    f: Option<F>,
+    f: F,
     result: Option<Result<T, OutboxError>>,
     reply: oneshot::Sender<Result<T, OutboxError>>,
 }
 
 impl<F, T> BatchOp for Op<F, T>
 where
-    F: FnOnce(&Connection) -> Result<T, OutboxError> + Send,
+    F: FnMut(&Connection) -> Result<T, OutboxError> + Send,
     T: Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let Some(f) = self.f.take() else { return false };
-        let r = f(conn);
+        let r = (self.f)(conn);
         let ok = r.is_ok();
         self.result = Some(r);
         ok
+    }
+
+    fn not_run(&mut self, e: String) {
+        self.result = Some(Err(OutboxError::Db(e)));
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
@@ -386,14 +394,16 @@ impl Outbox {
         Ok(Outbox { tx })
     }
 
+    /// Runs `f` in the writer's next batch; resolves after that batch's commit. `f` must only
+    /// touch the database (it may be run twice, the first run rolled back).
     async fn op<T, F>(&self, f: F) -> Result<T, OutboxError>
     where
-        F: FnOnce(&Connection) -> Result<T, OutboxError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<T, OutboxError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let op: Box<dyn BatchOp> = Box::new(Op {
-            f: Some(f),
+            f,
             result: None,
             reply,
         });
@@ -546,7 +556,7 @@ impl Outbox {
         };
         self.op(move |c| {
             delete_job(c, row)?;
-            if let Some((client, target, reason)) = fb {
+            if let Some((client, target, reason)) = &fb {
                 c.prepare_cached(
                     "INSERT INTO feedback (client, job_id, target, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
@@ -762,24 +772,39 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// One transaction for the whole batch. The ops run first without savepoints (two statements
+/// per op saved); only when one fails is the transaction rolled back and the batch run again with
+/// each op in its own savepoint, so that a failed op leaves nothing behind and the others commit.
 fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn BatchOp>>) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        tracing::warn!("outbox: BEGIN failed: {e}");
+    let fail_all = |batch: &mut Vec<Box<dyn BatchOp>>, e: String| {
         for op in batch.drain(..) {
             op.finish(Err(e.clone()));
         }
+    };
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        tracing::warn!("outbox: BEGIN failed: {e}");
+        fail_all(batch, e);
         return;
     }
-    for op in batch.iter_mut() {
-        if let Err(e) = exec(conn, "SAVEPOINT op") {
-            tracing::warn!("outbox: SAVEPOINT failed: {e}");
-            continue;
+    if !batch.iter_mut().all(|op| op.run(conn)) {
+        let _ = exec(conn, "ROLLBACK");
+        if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+            tracing::warn!("outbox: BEGIN failed: {e}");
+            fail_all(batch, e);
+            return;
         }
-        let ok = op.run(conn);
-        if !ok {
-            let _ = exec(conn, "ROLLBACK TO op");
+        for op in batch.iter_mut() {
+            if let Err(e) = exec(conn, "SAVEPOINT op") {
+                tracing::warn!("outbox: SAVEPOINT failed: {e}");
+                op.not_run(e);
+                continue;
+            }
+            let ok = op.run(conn);
+            if !ok {
+                let _ = exec(conn, "ROLLBACK TO op");
+            }
+            let _ = exec(conn, "RELEASE op");
         }
-        let _ = exec(conn, "RELEASE op");
     }
     let commit = exec(conn, "COMMIT");
     if commit.is_err() {
