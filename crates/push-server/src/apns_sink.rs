@@ -311,7 +311,7 @@ struct Shared {
     /// The last provider token whose signature verified (a provider reuses one token for
     /// 20–60 minutes): the same text is not verified again (one ECDSA verification per push
     /// was most of the sink's CPU). Claims (`kid`, `iss`, `iat` age) are still checked per push.
-    last_verified: Mutex<Option<(String, jwt::Verified)>>,
+    last_verified: Mutex<Option<(String, Arc<jwt::Verified>)>>,
 }
 
 async fn apns_server(
@@ -562,6 +562,7 @@ async fn check(
         Some(v) => v,
         None => match jwt::verify_es256(&jwt_text, &shared.key) {
             Ok(v) => {
+                let v = Arc::new(v);
                 if let Ok(mut c) = shared.last_verified.lock() {
                     *c = Some((jwt_text.clone(), v.clone()));
                 }

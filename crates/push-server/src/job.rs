@@ -22,15 +22,16 @@ impl JobId {
 
     /// Canonical UUID text (8-4-4-4-12 lowercase hex), as used for `apns-id`.
     pub fn to_uuid(&self) -> String {
-        let h = hex::encode(self.0);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(36);
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                out.push('-');
+            }
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        out
     }
 
     /// Parses the UUID text form (either case, with dashes) or 32 hex digits.
@@ -350,5 +351,24 @@ pub(crate) mod b64 {
         URL_SAFE_NO_PAD
             .decode(s.trim_end_matches('='))
             .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_id_uuid_text_is_the_canonical_form_and_parses_back() {
+        let id = JobId([
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54,
+            0x32, 0x10,
+        ]);
+        assert_eq!(id.to_uuid(), "01234567-89ab-cdef-fedc-ba9876543210");
+        assert_eq!(JobId::from_uuid(&id.to_uuid()), Some(id));
+        assert_eq!(
+            JobId([0xff; 16]).to_uuid(),
+            "ffffffff-ffff-ffff-ffff-ffffffffffff"
+        );
     }
 }

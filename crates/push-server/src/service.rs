@@ -78,6 +78,9 @@ struct Inner {
     /// Outbox updates after a provider answered: a delivery slot is freed as soon as the
     /// provider answers, not after the commit of its outcome (which this bounds instead).
     finishing: Arc<Semaphore>,
+    /// The running dispatcher's delivery slots: `submit` starts a job's delivery itself when one
+    /// is free (no hop through the dispatcher task). Closed when the dispatcher stops.
+    slots: std::sync::OnceLock<Arc<Semaphore>>,
 }
 
 /// Jobs handed from `submit` to the dispatcher in memory (committed already leased) that may
@@ -145,6 +148,7 @@ impl PushService {
                 direct,
                 direct_rx: std::sync::Mutex::new(Some(direct_rx)),
                 finishing: Arc::new(Semaphore::new(FINISHING)),
+                slots: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -187,13 +191,25 @@ impl PushService {
                 self.inner.metrics.submitted("queued");
                 self.inner.metrics.outbox_length.inc();
                 match slot {
-                    Some(slot) => slot.send(LeasedJob {
-                        row,
-                        job,
-                        client: client.to_string(),
-                        deadline,
-                        attempts: 0,
-                    }),
+                    Some(slot) => {
+                        let leased = LeasedJob {
+                            row,
+                            job,
+                            client: client.to_string(),
+                            deadline,
+                            attempts: 0,
+                        };
+                        // A free delivery slot: deliver from here; else the dispatcher takes it.
+                        match self
+                            .inner
+                            .slots
+                            .get()
+                            .and_then(|s| s.clone().try_acquire_owned().ok())
+                        {
+                            Some(permit) => self.spawn_delivery(leased, permit),
+                            None => slot.send(leased),
+                        }
+                    }
                     None => self.inner.wake.notify_one(),
                 }
                 SubmitOutcome::Queued
@@ -275,14 +291,18 @@ impl PushService {
     }
 
     /// Resolves a job target to a device address.
-    async fn resolve(&self, target: &PushTarget) -> Result<DeviceAddress, PushError> {
+    async fn resolve<'a>(
+        &self,
+        target: &'a PushTarget,
+    ) -> Result<std::borrow::Cow<'a, DeviceAddress>, PushError> {
+        use std::borrow::Cow;
         match target {
-            PushTarget::Device(a) => Ok(a.clone()),
+            PushTarget::Device(a) => Ok(Cow::Borrowed(a)),
             PushTarget::Handle(h) => match self.inner.handle_key.open_sealed(h) {
-                Ok(Sealed::Address(a)) => Ok(a),
+                Ok(Sealed::Address(a)) => Ok(Cow::Owned(a)),
                 Ok(Sealed::Registration(id)) => {
                     match self.inner.outbox.registration(id, crate::unix_now()).await {
-                        Ok(Some(a)) => Ok(a),
+                        Ok(Some(a)) => Ok(Cow::Owned(a)),
                         // Dropped after long disuse: the device must register again.
                         Ok(None) => Err(PushError::InvalidToken {
                             reason: crate::error::InvalidReason::Unregistered,
@@ -326,12 +346,13 @@ impl PushService {
     async fn dispatch(self, mut shutdown: watch::Receiver<bool>) {
         let inner = &self.inner;
         let concurrency = inner.cfg.concurrency.max(1);
-        let permits = Arc::new(Semaphore::new(concurrency));
         let direct_rx = inner.direct_rx.lock().ok().and_then(|mut r| r.take());
         let Some(mut direct_rx) = direct_rx else {
             tracing::error!("push dispatcher already running");
             return;
         };
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let _ = inner.slots.set(permits.clone());
         if let Ok(n) = inner.outbox.len().await {
             inner
                 .metrics
@@ -449,10 +470,13 @@ impl PushService {
             }
         }
         // Wait for in-flight deliveries (their jobs stay leased only in memory: the outbox clears
-        // leases when it is opened again; so do jobs still in the direct channel).
-        let _ = permits
+        // leases when it is opened again; so do jobs still in the direct channel). While this
+        // waits, released slots go to it, not to `submit`; then no more deliveries start from
+        // `submit` (its jobs wait in the direct channel).
+        let _all = permits
             .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
             .await;
+        permits.close();
         // and for the outbox updates of answered deliveries
         let _ = inner
             .finishing
