@@ -26,6 +26,10 @@ pub fn tls_connector(
 ) -> Result<SslConnector, openssl::error::ErrorStack> {
     let mut b = SslConnector::builder(SslMethod::tls_client())?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    // Read whatever the socket has into OpenSSL's buffer (one read per burst of records instead
+    // of two per record: its 5-byte header, then its body). Readers here always read on until
+    // `Pending`, so bytes left in that buffer are never waited for.
+    b.set_read_ahead(true);
     if !alpn_wire.is_empty() {
         b.set_alpn_protos(alpn_wire)?;
     }
@@ -108,6 +112,139 @@ async fn tls_handshake(
         .await
         .map_err(|e| format!("tls handshake: {e}"))?;
     Ok(s)
+}
+
+/// A stream whose writes are gathered in memory and written to the inner stream as one write
+/// when flushed (or when 64 KB are gathered). Over TLS, h2 writes each DATA frame's header and
+/// its payload separately and flushes after each DATA frame: two TLS records and two `send`
+/// calls per request, one with this.
+pub struct CoalescingWriter<S> {
+    inner: S,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    pos: usize,
+    /// The inner stream answered `Pending` to a write of `buf[pos..]`: that write must be
+    /// completed (OpenSSL retries it with the same bytes) before `buf` grows.
+    stalled: bool,
+}
+
+/// Most bytes gathered before they are written.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+impl<S> CoalescingWriter<S> {
+    pub fn new(inner: S) -> CoalescingWriter<S> {
+        CoalescingWriter {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            stalled: false,
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> CoalescingWriter<S> {
+    fn poll_drain(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.pos < self.buf.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.pos..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.stalled = false;
+                    self.pos += n;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    self.stalled = true;
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.buf.clear();
+        self.pos = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Room for more bytes (writing out what is gathered when it is full or stalled).
+    fn poll_room(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.stalled || self.buf.len() >= COALESCE_LIMIT {
+            std::task::ready!(self.poll_drain(cx))?;
+        }
+        std::task::Poll::Ready(Ok(COALESCE_LIMIT - self.buf.len()))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CoalescingWriter<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CoalescingWriter<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let room = std::task::ready!(self.poll_room(cx))?;
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let mut room = std::task::ready!(self.poll_room(cx))?;
+        let mut n = 0;
+        for b in bufs {
+            if room == 0 {
+                break;
+            }
+            let k = b.len().min(room);
+            self.buf.extend_from_slice(&b[..k]);
+            room -= k;
+            n += k;
+        }
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Reads a whole body, at most `limit` bytes.
@@ -242,6 +379,8 @@ pub fn tls_acceptor(
 ) -> Result<openssl::ssl::SslAcceptor, openssl::error::ErrorStack> {
     use openssl::ssl::{AlpnError, SslAcceptor};
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    // as in `tls_connector`
+    b.set_read_ahead(true);
     if tls13_only {
         b.set_min_proto_version(Some(SslVersion::TLS1_3))?;
     }

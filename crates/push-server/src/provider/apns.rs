@@ -70,14 +70,21 @@ impl ApnsConfig {
 }
 
 struct CachedJwt {
-    token: String,
+    /// `bearer <JWT>`, ready for the `authorization` header (a clone shares the bytes).
+    header: http::HeaderValue,
     made: Instant,
 }
 
 pub struct ApnsProvider {
     cfg: ApnsConfig,
     connector: SslConnector,
-    conn: tokio::sync::Mutex<Option<SendRequest<Body>>>,
+    /// The open connection's request handle (cloned per request; never held across an await).
+    conn: Mutex<Option<SendRequest<Body>>>,
+    /// Held while a connection is being opened, so that concurrent requests share one.
+    connecting: tokio::sync::Mutex<()>,
+    /// `https://host[:port]`, the request URIs' scheme and authority.
+    authority: http::uri::Authority,
+    topic: http::HeaderValue,
     jwt: Mutex<Option<CachedJwt>>,
     jwt_made: AtomicU64,
     connects: AtomicU64,
@@ -93,10 +100,24 @@ impl ApnsProvider {
     pub fn new(cfg: ApnsConfig) -> Result<ApnsProvider, PushError> {
         let connector = http_util::tls_connector(cfg.ca_file.as_deref(), b"\x02h2")
             .map_err(|e| PushError::Connection(format!("TLS setup: {e}")))?;
+        let authority = if cfg.port == 443 {
+            cfg.host.clone()
+        } else if cfg.host.contains(':') {
+            format!("[{}]:{}", cfg.host, cfg.port)
+        } else {
+            format!("{}:{}", cfg.host, cfg.port)
+        };
+        let authority = http::uri::Authority::try_from(authority.as_str())
+            .map_err(|e| PushError::Connection(format!("APNs host: {e}")))?;
+        let topic = http::HeaderValue::try_from(cfg.topic.as_str())
+            .map_err(|e| PushError::Connection(format!("APNs topic: {e}")))?;
         Ok(ApnsProvider {
             cfg,
             connector,
-            conn: tokio::sync::Mutex::new(None),
+            conn: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            authority,
+            topic,
             jwt: Mutex::new(None),
             jwt_made: AtomicU64::new(0),
             connects: AtomicU64::new(0),
@@ -113,7 +134,9 @@ impl ApnsProvider {
         self.connects.load(Ordering::Relaxed)
     }
 
-    fn provider_token(&self, force: bool) -> Result<String, PushError> {
+    /// The `authorization` header value (`bearer <provider token>`), the cached token unless
+    /// it is older than the refresh interval or `force`.
+    fn provider_token(&self, force: bool) -> Result<http::HeaderValue, PushError> {
         let mut guard = self
             .jwt
             .lock()
@@ -122,7 +145,7 @@ impl ApnsProvider {
             && let Some(c) = guard.as_ref()
             && c.made.elapsed() < self.cfg.refresh()
         {
-            return Ok(c.token.clone());
+            return Ok(c.header.clone());
         }
         let token = apns_provider_token(
             &self.cfg.key,
@@ -135,22 +158,35 @@ impl ApnsProvider {
             status: 0,
             reason: format!("cannot sign provider token: {e}"),
         })?;
+        let header = http::HeaderValue::try_from(format!("bearer {token}")).map_err(|e| {
+            PushError::Rejected {
+                status: 0,
+                reason: format!("provider token header: {e}"),
+            }
+        })?;
         self.jwt_made.fetch_add(1, Ordering::Relaxed);
         *guard = Some(CachedJwt {
-            token: token.clone(),
+            header: header.clone(),
             made: Instant::now(),
         });
-        Ok(token)
+        Ok(header)
+    }
+
+    /// The open connection's request handle, if it is still open.
+    fn open_sender(&self) -> Option<SendRequest<Body>> {
+        let guard = self.conn.lock().ok()?;
+        guard.as_ref().filter(|s| !s.is_closed()).cloned()
     }
 
     async fn sender(&self) -> Result<SendRequest<Body>, PushError> {
-        let mut guard = self.conn.lock().await;
-        if let Some(s) = guard.as_ref()
-            && !s.is_closed()
-        {
-            return Ok(s.clone());
+        if let Some(s) = self.open_sender() {
+            return Ok(s);
         }
-        *guard = None;
+        let _connecting = self.connecting.lock().await;
+        // opened by another request while this one waited
+        if let Some(s) = self.open_sender() {
+            return Ok(s);
+        }
         let tls = http_util::connect_tls(
             &self.connector,
             &self.cfg.host,
@@ -166,7 +202,7 @@ impl ApnsProvider {
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(60))
             .keep_alive_timeout(Duration::from_secs(20))
-            .handshake::<_, Body>(TokioIo::new(tls))
+            .handshake::<_, Body>(TokioIo::new(http_util::CoalescingWriter::new(tls)))
             .await
             .map_err(|e| PushError::Connection(format!("h2 handshake: {e}")))?;
         let label = self.cfg.label;
@@ -176,31 +212,46 @@ impl ApnsProvider {
             }
         });
         self.connects.fetch_add(1, Ordering::Relaxed);
-        *guard = Some(sender.clone());
+        if let Ok(mut g) = self.conn.lock() {
+            *g = Some(sender.clone());
+        }
         Ok(sender)
     }
 
-    async fn drop_connection(&self) {
-        *self.conn.lock().await = None;
+    fn drop_connection(&self) {
+        if let Ok(mut g) = self.conn.lock() {
+            *g = None;
+        }
     }
 
     fn request(
         &self,
         d: &Delivery<'_>,
         token: &str,
-        jwt: &str,
+        authorization: http::HeaderValue,
     ) -> Result<http::Request<Body>, PushError> {
-        let authority = if self.cfg.port == 443 {
-            self.cfg.host.clone()
-        } else {
-            format!("{}:{}", self.cfg.host, self.cfg.port)
+        let bad = |e: &dyn std::fmt::Display| PushError::Rejected {
+            status: 0,
+            reason: format!("request: {e}"),
         };
+        let mut path = String::with_capacity(10 + token.len());
+        path.push_str("/3/device/");
+        path.push_str(token);
+        let uri = http::Uri::builder()
+            .scheme(http::uri::Scheme::HTTPS)
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| bad(&e))?;
         let mut b = http::Request::builder()
-            .method("POST")
-            .uri(format!("https://{authority}/3/device/{token}"))
-            .header("authorization", format!("bearer {jwt}"))
-            .header("apns-topic", self.cfg.topic.as_str())
-            .header("apns-push-type", d.push_type.apns_value())
+            .method(http::Method::POST)
+            .uri(uri)
+            .header(http::header::AUTHORIZATION, authorization)
+            .header("apns-topic", self.topic.clone())
+            .header(
+                "apns-push-type",
+                http::HeaderValue::from_static(d.push_type.apns_value()),
+            )
             .header("apns-id", d.job_id.to_uuid());
         if let Some(p) = d.priority {
             b = b.header("apns-priority", p.to_string());
@@ -212,10 +263,7 @@ impl ApnsProvider {
             b = b.header("apns-collapse-id", c);
         }
         b.body(http_util::full(Bytes::copy_from_slice(d.payload)))
-            .map_err(|e| PushError::Rejected {
-                status: 0,
-                reason: format!("request: {e}"),
-            })
+            .map_err(|e| bad(&e))
     }
 
     async fn send_inner(&self, d: Delivery<'_>) -> Result<(), PushError> {
@@ -241,7 +289,7 @@ impl ApnsProvider {
                 }
                 Err(e) => return Err(e),
             };
-            let req = self.request(&d, token, &jwt)?;
+            let req = self.request(&d, token, jwt)?;
             let sent = tokio::time::timeout(self.cfg.request_timeout, async {
                 sender
                     .ready()
@@ -262,7 +310,7 @@ impl ApnsProvider {
             let (status, body) = match sent {
                 Ok(r) => r,
                 Err(e) => {
-                    self.drop_connection().await;
+                    self.drop_connection();
                     if !reconnected {
                         reconnected = true;
                         continue;
@@ -286,7 +334,7 @@ impl ApnsProvider {
                 }
                 PushError::Unavailable { .. } => {
                     // 503 / 5xx / 410 with another reason: reconnect for the next attempt.
-                    self.drop_connection().await;
+                    self.drop_connection();
                     return Err(err);
                 }
                 _ => return Err(err),
