@@ -1,5 +1,24 @@
-//! Calendar time for display (server pages, control-port listings, `QUE`): one civil-date
-//! conversion for every server.
+//! Unix time and calendar time for every server: [`unix_secs`] / [`unix_millis`] (the clock
+//! read once, in one place) and one civil-date conversion for display (server pages,
+//! control-port listings, `QUE`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Current Unix time in whole seconds; 0 if the clock is before 1970.
+pub fn unix_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Current Unix time in milliseconds; 0 if the clock is before 1970.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
 
 /// A UTC date and time of day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +76,17 @@ impl Utc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_helpers_agree() {
+        let (s, ms) = (unix_secs(), unix_millis());
+        // After 2020-01-01 and the two reads within a few seconds of each other.
+        assert!(s > 1_577_836_800, "{s}");
+        assert!(
+            (i64::try_from(ms / 1000).unwrap() - s).abs() <= 5,
+            "{s} {ms}"
+        );
+    }
 
     #[test]
     fn known_dates() {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use hush_server_common::private::write_private;
 use serde::{Deserialize, Serialize};
 
 /// Default first port (the SMP default port).
@@ -168,7 +169,8 @@ fn init_if_needed(data: &Path, base: u16) -> anyhow::Result<Vec<String>> {
         let key = push_server::jwt::Es256Key::generate()
             .and_then(|k| k.to_pkcs8_pem())
             .map_err(|e| anyhow::anyhow!("APNs key: {e}"))?;
-        write_private(&d.push.join("apns-key.p8"), &key)?;
+        let path = d.push.join("apns-key.p8");
+        write_private(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
         let (cert, key) = push_server::http_util::self_signed_cert(
             "apns-sink",
             &["localhost", "127.0.0.1"],
@@ -176,19 +178,14 @@ fn init_if_needed(data: &Path, base: u16) -> anyhow::Result<Vec<String>> {
         )
         .map_err(|e| anyhow::anyhow!("apns-sink certificate: {e}"))?;
         std::fs::write(d.push.join("apns-sink.crt"), &cert)?;
-        write_private(&d.push.join("apns-sink.key"), &key)?;
+        let path = d.push.join("apns-sink.key");
+        write_private(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
         out.push(format!(
             "initialized push-server and apns-sink in {}",
             d.push.display()
         ));
     }
     Ok(out)
-}
-
-/// A private file (0600 from creation, fsync'd, atomically replaced).
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    hush_server_common::private::write_private(path, data)
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A running stack.

@@ -37,10 +37,5 @@ pub use policy::{BudgetConfig, Decision, Policy, PolicyMode, PushStyle};
 pub use server::{NtfServer, RunError, start};
 pub use store::{Store, StoreMode};
 
-/// Current Unix time in seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Current Unix time in seconds (the one clock helper of the servers).
+pub use hush_server_common::time::unix_secs as unix_now;

@@ -1,6 +1,7 @@
 //! `push-server init|start`: command line (clap) and the server assembly used by the binary
 //! and by tests ([`start`]).
 
+use hush_server_common::private::write_private;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,11 +76,6 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> CliError {
     }
 }
 
-/// A private file (0600 from creation, fsync'd, atomically replaced).
-fn write_private(path: &Path, data: &[u8]) -> Result<(), CliError> {
-    hush_server_common::private::write_private(path, data).map_err(|e| file_err(path, e))
-}
-
 /// What `init` produced.
 #[derive(Debug)]
 pub struct InitOutcome {
@@ -111,7 +107,9 @@ pub fn init(
     let fp_text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp);
     std::fs::write(dir.join(config::CERT_FILE), &cert)
         .map_err(|e| file_err(&dir.join(config::CERT_FILE), e))?;
-    write_private(&dir.join(config::KEY_FILE), &key)?;
+    // Private files: 0600 from creation, fsync'd, atomically replaced.
+    let key_file = dir.join(config::KEY_FILE);
+    write_private(&key_file, &key).map_err(|e| file_err(&key_file, e))?;
     std::fs::write(dir.join(config::FINGERPRINT_FILE), format!("{fp_text}\n"))
         .map_err(|e| file_err(&dir.join(config::FINGERPRINT_FILE), e))?;
     HandleKey::generate()
@@ -120,12 +118,14 @@ pub fn init(
     let vapid = Es256Key::generate()
         .and_then(|k| k.to_pkcs8_pem())
         .map_err(|e| CliError::Setup(e.to_string()))?;
-    write_private(&dir.join("vapid.pem"), &vapid)?;
+    let vapid_file = dir.join("vapid.pem");
+    write_private(&vapid_file, &vapid).map_err(|e| file_err(&vapid_file, e))?;
     let credential = net::new_credential();
     write_private(
         &ini,
         config::default_ini(host, port, client_name, &credential).as_bytes(),
-    )?;
+    )
+    .map_err(|e| file_err(&ini, e))?;
     Ok(InitOutcome {
         fingerprint: fp_text,
         client_name: client_name.to_string(),

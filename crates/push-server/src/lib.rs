@@ -47,16 +47,8 @@ pub const HANDLE_PROVIDER_CODE: &[u8; 2] = hush_proto::ntf::PushProvider::PushHa
 
 /// Current Unix time in seconds (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    hush_server_common::time::unix_millis() / 1000
 }
 
-/// Current Unix time in milliseconds.
-pub fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+/// Current Unix time in milliseconds (the one clock helper of the servers).
+pub use hush_server_common::time::unix_millis as unix_now_ms;

@@ -5,6 +5,7 @@
 //! (`server.crt`, `server.key`; keys 0600 from creation), the `fingerprint` file (base64url of the SHA-256 of
 //! the CA certificate DER, one line) and a commented `smp-server.ini`.
 
+use hush_server_common::private::write_private;
 use std::fmt::Write as _;
 use std::io;
 use std::net::IpAddr;
@@ -133,15 +134,11 @@ fn random_control_password() -> Result<BasicAuth, InitError> {
     BasicAuth::new(&random_base64url(18)).map_err(InitError::Password)
 }
 
-/// Writes `path` as a private file (0600 from creation, fsync'd, atomically replaced).
-fn write_private(path: &Path, data: &[u8]) -> Result<(), InitError> {
-    hush_server_common::private::write_private(path, data).map_err(io_err(path))
-}
-
 fn save_cert_key(ck: &CertKey, cert: &Path, key: &Path) -> Result<(), InitError> {
     let (cert_pem, key_pem) = ck.to_pem()?;
     std::fs::write(cert, cert_pem.as_bytes()).map_err(io_err(cert))?;
-    write_private(key, key_pem.as_bytes())
+    // 0600 from creation, fsync'd, atomically replaced.
+    write_private(key, key_pem.as_bytes()).map_err(io_err(key))
 }
 
 /// `smp-server init`.
@@ -205,7 +202,7 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         store_log: opts.store_log,
     });
     // The ini holds passwords: keep it private like the keys.
-    write_private(&ini_file, text.as_bytes())?;
+    write_private(&ini_file, text.as_bytes()).map_err(io_err(&ini_file))?;
     let address = server_address(&fp, create_password.as_ref(), &hosts, opts.port);
     Ok(InitOutcome {
         fingerprint: fp,
