@@ -15,6 +15,8 @@
 //! /delete <name>
 //! /group create <g>   /group invite <g> <name>   /members <g>
 //! /notify <name> connected|push|periodic|off [split]
+//! /switch <name>          rotate the receive queue of a contact's connection
+//! /sync <name>            re-synchronise the ratchet with a contact (forced)
 //! /quit                   (end of input does the same)
 //! ```
 
@@ -119,6 +121,28 @@ async fn command(s: &mut Session, line: &str) -> anyhow::Result<bool> {
                 .ok_or_else(|| anyhow::anyhow!("mode: connected, push, periodic or off"))?;
             let split = args.get(2) == Some(&"split");
             crate::push::set_mode(s, name, mode, split).await?;
+        }
+        "/switch" | "/sync" => {
+            let name = arg(0)?;
+            let c = s
+                .profile
+                .contact_by_name(name)?
+                .ok_or_else(|| anyhow::anyhow!("no contact {name}"))?;
+            if cmd == "/switch" {
+                s.agent.switch_queue(c.conn_id).await?;
+                s.out.emit(
+                    "switch",
+                    &format!("{name}: switching to a new receive queue"),
+                    json!({ "name": name }),
+                );
+            } else {
+                let st = s.agent.sync_ratchet(c.conn_id, true)?;
+                s.out.emit(
+                    "ratchet_sync",
+                    &format!("{name}: ratchet re-synchronisation {}", st.text()),
+                    json!({ "name": name, "state": st.text() }),
+                );
+            }
         }
         other => {
             anyhow::bail!("unknown command {other} (try @name text, /invite, /connect <link>)")
