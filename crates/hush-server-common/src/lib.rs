@@ -2,6 +2,8 @@
 //! relay so that a server that needs only these does not build the relay:
 //!
 //! * [`ini`]: the strict INI reader of the configuration files;
+//! * [`config`]: the typed reader on it (`on`/`off`, ranges, durations, addresses, paths, the
+//!   known-key check) with one error and one warning type for every server;
 //! * [`Shutdown`] / [`ShutdownTrigger`] / [`shutdown_channel`]: the "stop now" signal of every task;
 //! * [`BasicAuth`]: an `[AUTH]` password (`create_password`, control port passwords);
 //! * [`accept`]: the accept step of every listener, with back-off on accept errors;
@@ -14,6 +16,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod config;
 pub mod ini;
 pub mod limits;
 pub mod netpolicy;

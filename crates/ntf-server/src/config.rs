@@ -4,9 +4,10 @@
 //! errors naming their line.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hush_server_common::config::{KnownKeys, Reader};
 use hush_server_common::ini::{Entry, Ini};
 use hush_server_common::{BasicAuth, DestinationPolicy, Rate};
 
@@ -277,49 +278,35 @@ impl Config {
     }
 
     /// Reads `<config dir>/ntf-server.ini`.
-    pub fn load(paths: Paths) -> Result<(Config, Vec<String>), ConfigError> {
+    pub fn load(paths: Paths) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let file = paths.ini_file();
-        let bytes = std::fs::read(&file).map_err(|e| ConfigError::Io(file.clone(), e))?;
-        Config::parse(paths, &bytes)
+        let ini = hush_server_common::config::load(&file)?;
+        Config::read(paths, &ini, &file)
     }
 
     /// Parses ini text; returns the config and warnings.
-    pub fn parse(paths: Paths, bytes: &[u8]) -> Result<(Config, Vec<String>), ConfigError> {
-        let ini = Ini::parse(bytes).map_err(|e| ConfigError::Ini(e.to_string()))?;
+    pub fn parse(paths: Paths, bytes: &[u8]) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let file = paths.ini_file();
+        let ini = hush_server_common::config::parse(bytes, &file)?;
+        Config::read(paths, &ini, &file)
+    }
+
+    fn read(
+        paths: Paths,
+        ini: &Ini,
+        file: &Path,
+    ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let mut r = Reader::new(ini, file);
+        r.check_keys(&KEYS);
         let mut c = Config::defaults(paths);
-        let mut warnings = Vec::new();
         for s in &ini.sections {
             for e in &s.entries {
-                let known = apply(&mut c, &s.name, e)?;
-                if !known {
-                    warnings.push(format!(
-                        "line {}: unknown key [{}] {}",
-                        e.line, s.name, e.key
-                    ));
-                }
+                apply(&mut c, &r, &s.name, e)?;
             }
         }
-        // [INFORMATION] and [WEB]: one implementation with smp-server (hush-server-common).
-        let key_err = |e: hush_server_common::web::KeyError| ConfigError::Value {
-            line: e.line,
-            section: e.section.into(),
-            key: e.key.into(),
-            reason: format!("{:?}: {}", e.value, e.reason),
-        };
-        let (information, info_warnings) =
-            hush_server_common::web::read_information(&ini).map_err(key_err)?;
-        c.information = information;
-        for w in info_warnings {
-            warnings.push(format!(
-                "line {}: [{}] {}: {}",
-                w.line,
-                w.section,
-                w.key.unwrap_or(""),
-                w.message
-            ));
-        }
-        c.web = hush_server_common::web::read_web(&ini, &c.paths.data_dir, &c.paths.config_dir)
-            .map_err(key_err)?;
+        // [INFORMATION] and [WEB]: one implementation with the other servers.
+        c.information = r.information()?;
+        c.web = r.web(&c.paths.data_dir, &c.paths.config_dir)?;
         match c.store_db.take() {
             Some(db) if c.store_enable => {
                 c.store_db = Some(crate::store::PgConfig {
@@ -327,111 +314,177 @@ impl Config {
                     ..c.store_db_options.clone()
                 })
             }
-            Some(_) => warnings.push(
-                "[STORE_LOG] db_connection is ignored with enable = off (memory only)".into(),
+            Some(_) => r.warn_at(
+                ini.get("STORE_LOG", "db_connection"),
+                "STORE_LOG",
+                "db_connection",
+                "ignored with enable = off (memory only)",
             ),
             None => {}
         }
-        if let (Some(_), None) = (c.control_port, &c.control_admin_password) {
-            warnings.push("control port without admin password: only public commands".into());
+        if let Some(a) = c.metrics_addr
+            && !a.ip().is_loopback()
+        {
+            r.warn_at(
+                ini.get("METRICS", "address"),
+                "METRICS",
+                "address",
+                "metrics are served without authentication on a non-loopback address",
+            );
         }
-        Ok((c, warnings))
+        if let (Some(_), None) = (c.control_port, &c.control_admin_password) {
+            r.warn_at(
+                ini.get("TRANSPORT", "control_port"),
+                "TRANSPORT",
+                "control_port",
+                "control port without admin password: only public commands",
+            );
+        }
+        Ok((c, r.into_warnings()))
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {0}: {1}")]
-    Io(PathBuf, std::io::Error),
-    #[error("{0}")]
-    Ini(String),
-    #[error("line {line}: [{section}] {key}: {reason}")]
-    Value {
-        line: usize,
-        section: String,
-        key: String,
-        reason: String,
-    },
-}
+pub use hush_server_common::config::{ConfigError, ConfigWarning};
 
-fn bad(section: &str, e: &Entry, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Value {
-        line: e.line,
-        section: section.into(),
-        key: e.key.clone(),
-        reason: reason.into(),
-    }
-}
+/// Keys of `ntf-server.ini`, per section ([`apply`] reads each of them).
+const KNOWN: &[(&str, &[&str])] = &[
+    (
+        "STORE_LOG",
+        &[
+            "enable",
+            "db_file",
+            "db_connection",
+            "db_schema",
+            "db_pool_size",
+            "lease_ttl",
+        ],
+    ),
+    (
+        "AUTH",
+        &["control_port_admin_password", "control_port_user_password"],
+    ),
+    (
+        "TRANSPORT",
+        &[
+            "host",
+            "port",
+            "bind",
+            "log_tls_errors",
+            "websockets",
+            "control_port",
+            "max_connections",
+            "handshake_timeout",
+        ],
+    ),
+    (
+        "LIMITS",
+        &[
+            "max_connections_per_ip",
+            "token_rate",
+            "token_burst",
+            "token_rate_per_ip",
+            "token_burst_per_ip",
+            "token_rate_per_connection",
+            "token_burst_per_connection",
+            "unverified_token_ttl",
+            "tokens_per_device",
+            "subscriptions_per_token",
+            "relays_per_token",
+            "max_relays",
+        ],
+    ),
+    (
+        "SUBSCRIBER",
+        &[
+            "relay_destinations",
+            "socks_proxy",
+            "socks_mode",
+            "host_mode",
+            "required_host_mode",
+            "use_service_credentials",
+            "reconnect_initial",
+            "reconnect_max",
+        ],
+    ),
+    ("INACTIVE_CLIENTS", &["disconnect", "ttl"]),
+    ("METRICS", &["enable", "address"]),
+    (
+        "POLICY",
+        &[
+            "mode",
+            "silent_per_window",
+            "window",
+            "alert_interval",
+            "alert_text",
+            "cron_sweep",
+            "cron_min_minutes",
+            "cron_minute_seconds",
+            "feedback_interval",
+        ],
+    ),
+    (
+        "PUSH",
+        &[
+            "mode",
+            "host",
+            "port",
+            "fingerprint",
+            "payload_padding",
+            "config_dir",
+            "credential",
+        ],
+    ),
+    ("INFORMATION", hush_server_common::web::INFORMATION_KEYS),
+    ("WEB", hush_server_common::web::WEB_KEYS),
+];
 
-fn onoff(section: &str, e: &Entry) -> Result<bool, ConfigError> {
-    match e.value.as_str() {
-        "on" | "true" | "yes" => Ok(true),
-        "off" | "false" | "no" => Ok(false),
-        _ => Err(bad(section, e, "expected on or off")),
-    }
-}
+/// Reference keys hush reads past, with their own warning.
+const REFERENCE_ONLY: &[(&str, &[&str])] = &[
+    (
+        "STORE_LOG",
+        &[
+            "db_deleted_ttl",
+            "db_store_log",
+            "log_stats",
+            "prometheus_interval",
+            "restore_last_ntfs",
+        ],
+    ),
+    ("SUBSCRIBER", &["own_server_domains"]),
+    ("INACTIVE_CLIENTS", &["check_interval"]),
+];
 
-fn secs(section: &str, e: &Entry) -> Result<Duration, ConfigError> {
-    let v: f64 = e
-        .value
-        .parse()
-        .map_err(|_| bad(section, e, "expected a number of seconds"))?;
-    if !(0.0..=1e9).contains(&v) {
-        return Err(bad(section, e, "out of range"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
+const KEYS: KnownKeys = KnownKeys {
+    sections: KNOWN,
+    open_sections: &[],
+    reference_only: REFERENCE_ONLY,
+};
 
-fn num<T: std::str::FromStr>(section: &str, e: &Entry) -> Result<T, ConfigError> {
-    e.value
-        .parse()
-        .map_err(|_| bad(section, e, "expected a number"))
-}
+/// Seconds, fractions allowed: the widest range any key takes.
+const MAX_SECS: Duration = Duration::from_secs(1_000_000_000);
+/// Upper bound of counts (caps per token, relays).
+const MAX_COUNT: usize = 1_000_000_000;
 
-/// A whole number of at least 1.
-fn count(section: &str, e: &Entry) -> Result<usize, ConfigError> {
-    match e.value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(bad(section, e, "expected a whole number of at least 1")),
-    }
-}
-
-/// A rate per second (0 = no limit).
-fn rate(section: &str, e: &Entry) -> Result<f64, ConfigError> {
-    match e.value.parse::<f64>() {
-        Ok(v) if (0.0..=1e9).contains(&v) => Ok(v),
-        _ => Err(bad(section, e, "expected a rate per second (0 = no limit)")),
-    }
-}
-
-/// A positive number of seconds.
-fn positive_secs(section: &str, e: &Entry) -> Result<Duration, ConfigError> {
-    let d = secs(section, e)?;
-    if d.is_zero() {
-        return Err(bad(section, e, "must be more than 0"));
-    }
-    Ok(d)
-}
-
-fn burst(section: &str, e: &Entry) -> Result<u32, ConfigError> {
-    match e.value.parse::<u32>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(bad(section, e, "expected a whole number of at least 1")),
-    }
-}
-
-/// Applies one entry; `Ok(false)` = unknown key.
-fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> {
+/// Applies one entry; `Ok(false)` = a key it does not read (warned about by
+/// [`Reader::check_keys`] when it is not in [`KNOWN`]).
+fn apply(c: &mut Config, r: &Reader, section: &str, e: &Entry) -> Result<bool, ConfigError> {
     let v = e.value.as_str();
+    let bad = |reason: &str| r.error(section, e, reason);
+    let onoff = || r.on_off_at(section, e);
+    let secs = || r.seconds_at(section, e, Duration::ZERO, MAX_SECS);
+    let positive_secs = || r.positive_seconds_at(section, e, MAX_SECS);
+    let count = || r.number_at(section, e, 1, MAX_COUNT);
+    let rate = || r.rate_at(section, e);
+    let burst = || r.number_at(section, e, 1, u32::MAX);
     match (section, e.key.as_str()) {
-        ("STORE_LOG", "enable") => c.store_enable = onoff(section, e)?,
+        ("STORE_LOG", "enable") => c.store_enable = onoff()?,
         ("STORE_LOG", "db_file") => c.store_file = Some(PathBuf::from(v)),
         ("STORE_LOG", "db_connection") => {
             let url = v.starts_with("postgresql://") || v.starts_with("postgres://");
             let key_value = v.contains('=') && !v.contains("://");
             if !(url || key_value) || v.chars().any(|c| c.is_control()) {
                 // The value may hold a password: never repeated.
-                return Err(bad(
+                return Err(r.error_redacted(
                     section,
                     e,
                     "expected a PostgreSQL connection string: \
@@ -446,39 +499,26 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
         ("STORE_LOG", "db_schema") => {
             if !crate::store::postgres::valid_schema(v) {
                 return Err(bad(
-                    section,
-                    e,
                     "expected a schema name: lowercase letters, digits and _, \
                      not starting with a digit, at most 63 characters",
                 ));
             }
             c.store_db_options.schema = v.to_string();
         }
-        ("STORE_LOG", "db_pool_size") => match v.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => c.store_db_options.pool_size = n,
-            _ => return Err(bad(section, e, "expected a whole number from 1 to 1000")),
-        },
+        ("STORE_LOG", "db_pool_size") => {
+            c.store_db_options.pool_size = r.number_at(section, e, 1, 1000)?
+        }
         ("STORE_LOG", "lease_ttl") => {
-            let d = positive_secs(section, e)?;
-            if d > Duration::from_secs(3600) {
-                return Err(bad(section, e, "at most 3600 seconds"));
-            }
+            let d = r.positive_seconds_at(section, e, Duration::from_secs(3600))?;
             c.store_db_options.lease = crate::store::Lease::from_ttl(d);
         }
-        // accepted for compatibility (reference options without an equivalent here)
-        (
-            "STORE_LOG",
-            "db_deleted_ttl"
-            | "db_store_log"
-            | "log_stats"
-            | "prometheus_interval"
-            | "restore_last_ntfs",
-        ) => {}
         ("AUTH", "control_port_admin_password") => {
-            c.control_admin_password = Some(BasicAuth::new(v).map_err(|r| bad(section, e, r))?)
+            c.control_admin_password =
+                Some(BasicAuth::new(v).map_err(|m| r.error_redacted(section, e, m))?)
         }
         ("AUTH", "control_port_user_password") => {
-            c.control_user_password = Some(BasicAuth::new(v).map_err(|r| bad(section, e, r))?)
+            c.control_user_password =
+                Some(BasicAuth::new(v).map_err(|m| r.error_redacted(section, e, m))?)
         }
         ("TRANSPORT", "host") => c.host = Some(v.to_string()),
         ("TRANSPORT", "port") => {
@@ -486,9 +526,9 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
                 .split(',')
                 .map(|p| p.trim().parse::<u16>())
                 .collect::<Result<_, _>>()
-                .map_err(|_| bad(section, e, "expected port numbers separated by commas"))?;
+                .map_err(|_| bad("expected port numbers separated by commas"))?;
             if c.ports.is_empty() {
-                return Err(bad(section, e, "no port"));
+                return Err(bad("no port"));
             }
         }
         ("TRANSPORT", "bind") => {
@@ -496,130 +536,120 @@ fn apply(c: &mut Config, section: &str, e: &Entry) -> Result<bool, ConfigError> 
                 .split(',')
                 .map(|p| p.trim().parse::<IpAddr>())
                 .collect::<Result<_, _>>()
-                .map_err(|_| bad(section, e, "expected IP addresses separated by commas"))?;
+                .map_err(|_| bad("expected IP addresses separated by commas"))?;
         }
-        ("TRANSPORT", "log_tls_errors") => c.log_tls_errors = onoff(section, e)?,
+        ("TRANSPORT", "log_tls_errors") => c.log_tls_errors = onoff()?,
         ("TRANSPORT", "websockets") => {
-            if onoff(section, e)? {
-                return Err(bad(section, e, "websockets are not supported"));
+            if onoff()? {
+                return Err(bad("websockets are not supported"));
             }
         }
-        ("TRANSPORT", "control_port") => c.control_port = Some(num(section, e)?),
-        ("TRANSPORT", "max_connections") => c.max_connections = num(section, e)?,
-        ("TRANSPORT", "handshake_timeout") => c.handshake_timeout = positive_secs(section, e)?,
-        ("LIMITS", "max_connections_per_ip") => c.max_connections_per_ip = num(section, e)?,
-        ("LIMITS", "token_rate") => c.token_rate.per_second = rate(section, e)?,
-        ("LIMITS", "token_burst") => c.token_rate.burst = burst(section, e)?,
-        ("LIMITS", "token_rate_per_ip") => c.token_rate_per_ip.per_second = rate(section, e)?,
-        ("LIMITS", "token_burst_per_ip") => c.token_rate_per_ip.burst = burst(section, e)?,
-        ("LIMITS", "token_rate_per_connection") => {
-            c.token_rate_per_connection.per_second = rate(section, e)?
+        ("TRANSPORT", "control_port") => {
+            c.control_port = Some(r.number_at(section, e, 0, u16::MAX)?)
         }
-        ("LIMITS", "token_burst_per_connection") => {
-            c.token_rate_per_connection.burst = burst(section, e)?
+        ("TRANSPORT", "max_connections") => {
+            c.max_connections = r.number_at(section, e, 1, 10_000_000)?
         }
-        ("LIMITS", "unverified_token_ttl") => c.unverified_token_ttl = positive_secs(section, e)?,
-        ("LIMITS", "tokens_per_device") => c.tokens_per_device = count(section, e)?,
-        ("LIMITS", "subscriptions_per_token") => c.sub_caps.per_token = count(section, e)?,
-        ("LIMITS", "relays_per_token") => c.sub_caps.relays_per_token = count(section, e)?,
-        ("LIMITS", "max_relays") => c.sub_caps.relays = count(section, e)?,
+        ("TRANSPORT", "handshake_timeout") => c.handshake_timeout = positive_secs()?,
+        ("LIMITS", "max_connections_per_ip") => {
+            c.max_connections_per_ip = r.number_at(section, e, 0, u32::MAX)?
+        }
+        ("LIMITS", "token_rate") => c.token_rate.per_second = rate()?,
+        ("LIMITS", "token_burst") => c.token_rate.burst = burst()?,
+        ("LIMITS", "token_rate_per_ip") => c.token_rate_per_ip.per_second = rate()?,
+        ("LIMITS", "token_burst_per_ip") => c.token_rate_per_ip.burst = burst()?,
+        ("LIMITS", "token_rate_per_connection") => c.token_rate_per_connection.per_second = rate()?,
+        ("LIMITS", "token_burst_per_connection") => c.token_rate_per_connection.burst = burst()?,
+        ("LIMITS", "unverified_token_ttl") => c.unverified_token_ttl = positive_secs()?,
+        ("LIMITS", "tokens_per_device") => c.tokens_per_device = count()?,
+        ("LIMITS", "subscriptions_per_token") => c.sub_caps.per_token = count()?,
+        ("LIMITS", "relays_per_token") => c.sub_caps.relays_per_token = count()?,
+        ("LIMITS", "max_relays") => c.sub_caps.relays = count()?,
         ("SUBSCRIBER", "relay_destinations") => {
-            c.relay_destinations = DestinationPolicy::parse(v).map_err(|r| bad(section, e, r))?
+            c.relay_destinations = DestinationPolicy::parse(v).map_err(|m| bad(&m))?
         }
         ("SUBSCRIBER", "socks_proxy") => {
             c.network.socks_proxy =
-                Some(hush_transport::SocksProxy::parse(v).map_err(|r| bad(section, e, r))?)
+                // The message never repeats the value: it may hold a SOCKS password.
+                Some(hush_transport::SocksProxy::parse(v).map_err(|m| r.error_redacted(section, e, m))?)
         }
         ("SUBSCRIBER", "socks_mode") => {
-            c.network.socks_mode =
-                hush_transport::SocksMode::parse(v).map_err(|r| bad(section, e, r))?
+            c.network.socks_mode = hush_transport::SocksMode::parse(v).map_err(|m| bad(&m))?
         }
         ("SUBSCRIBER", "host_mode") => {
-            c.network.host_mode =
-                hush_transport::HostMode::parse(v).map_err(|r| bad(section, e, r))?
+            c.network.host_mode = hush_transport::HostMode::parse(v).map_err(|m| bad(&m))?
         }
-        ("SUBSCRIBER", "required_host_mode") => c.network.required_host_mode = onoff(section, e)?,
-        ("SUBSCRIBER", "own_server_domains") => {}
-        ("SUBSCRIBER", "use_service_credentials") => c.use_service_credentials = onoff(section, e)?,
-        ("SUBSCRIBER", "reconnect_initial") => c.reconnect_initial = secs(section, e)?,
-        ("SUBSCRIBER", "reconnect_max") => c.reconnect_max = secs(section, e)?,
+        ("SUBSCRIBER", "required_host_mode") => c.network.required_host_mode = onoff()?,
+        ("SUBSCRIBER", "use_service_credentials") => c.use_service_credentials = onoff()?,
+        ("SUBSCRIBER", "reconnect_initial") => c.reconnect_initial = secs()?,
+        ("SUBSCRIBER", "reconnect_max") => c.reconnect_max = secs()?,
         ("INACTIVE_CLIENTS", "disconnect") => {
-            c.inactive_ttl = if onoff(section, e)? {
+            c.inactive_ttl = if onoff()? {
                 Some(c.inactive_ttl.unwrap_or(Duration::from_secs(43_200)))
             } else {
                 None
             }
         }
         ("INACTIVE_CLIENTS", "ttl") => {
-            let d = secs(section, e)?;
+            let d = secs()?;
             if c.inactive_ttl.is_some() {
                 c.inactive_ttl = Some(d);
             }
         }
-        ("INACTIVE_CLIENTS", "check_interval") => {}
         ("METRICS", "enable") => {
-            if !onoff(section, e)? {
+            if !onoff()? {
                 c.metrics_addr = None;
             } else if c.metrics_addr.is_none() {
                 c.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 5228)));
             }
         }
         ("METRICS", "address") => {
-            c.metrics_addr = Some(v.parse().map_err(|_| bad(section, e, "expected ip:port"))?)
+            c.metrics_addr = Some(
+                v.parse()
+                    .map_err(|_| bad("expected ip:port (IPv6 as [ip]:port)"))?,
+            )
         }
         ("POLICY", "mode") => match v {
             "budget" => c.policy_reference = false,
             "reference" => c.policy_reference = true,
-            _ => return Err(bad(section, e, "expected budget or reference")),
+            _ => return Err(bad("expected budget or reference")),
         },
         ("POLICY", "silent_per_window") => {
-            c.budget.silent_per_window = num(section, e)?;
+            c.budget.silent_per_window = r.number_at(section, e, 0, u32::MAX)?;
         }
         ("POLICY", "window") => {
-            c.budget.window = secs(section, e)?;
+            c.budget.window = secs()?;
         }
         ("POLICY", "alert_interval") => {
-            c.budget.alert_interval = secs(section, e)?;
+            c.budget.alert_interval = secs()?;
         }
         ("POLICY", "alert_text") => {
             if v.is_empty() || v.len() > 200 {
-                return Err(bad(section, e, "1..200 characters"));
+                return Err(bad("1..200 characters"));
             }
             c.alert_text = v.to_string();
         }
-        ("POLICY", "cron_sweep") => c.cron_sweep = secs(section, e)?,
+        ("POLICY", "cron_sweep") => c.cron_sweep = secs()?,
         ("POLICY", "cron_min_minutes") => {
-            let n: u16 = num(section, e)?;
-            if n == 0 {
-                return Err(bad(section, e, "at least 1"));
-            }
-            c.cron_min_minutes = n;
+            c.cron_min_minutes = r.number_at(section, e, 1, u16::MAX)?;
         }
         ("POLICY", "cron_minute_seconds") => {
-            let d = secs(section, e)?;
-            if d < Duration::from_millis(10) {
-                return Err(bad(section, e, "at least 0.01"));
-            }
-            c.cron_minute = d;
+            c.cron_minute = r.seconds_at(section, e, Duration::from_millis(10), MAX_SECS)?;
         }
-        ("POLICY", "feedback_interval") => c.feedback_interval = secs(section, e)?,
+        ("POLICY", "feedback_interval") => c.feedback_interval = secs()?,
         ("PUSH", "mode") => match v {
             "in_process" => c.push_remote = false,
             "remote" => c.push_remote = true,
-            _ => return Err(bad(section, e, "expected in_process or remote")),
+            _ => return Err(bad("expected in_process or remote")),
         },
         ("PUSH", "host") => c.push_host = v.to_string(),
-        ("PUSH", "port") => c.push_port = num(section, e)?,
+        ("PUSH", "port") => c.push_port = r.number_at(section, e, 0, u16::MAX)?,
         ("PUSH", "fingerprint") => {
             c.push_fingerprint = push_server::net::parse_fingerprint(v)
-                .ok_or_else(|| bad(section, e, "expected 64 hex digits or base64url"))?
+                .ok_or_else(|| bad("expected 64 hex digits or base64url"))?
         }
         ("PUSH", "payload_padding") => {
-            let n: usize = num(section, e)?;
-            if !(1024..=8192).contains(&n) {
-                return Err(bad(section, e, "1024..8192 bytes"));
-            }
-            c.payload_padding = n;
+            c.payload_padding = r.number_at(section, e, 1024, 8192)?;
         }
         ("PUSH", "config_dir") => c.push_config_dir = Some(PathBuf::from(v)),
         ("PUSH", "credential") => c.push_credential = v.to_string(),
@@ -879,7 +909,10 @@ mod tests {
             b"[LIMITS]\nunverified_token_ttl = 0\n",
         ] {
             let e = Config::parse(paths(), bad).unwrap_err();
-            assert!(e.to_string().starts_with("line "), "{e}");
+            assert!(
+                e.to_string().starts_with("/c/ntf-server.ini: line 2: ["),
+                "{e}"
+            );
         }
     }
 
@@ -908,7 +941,10 @@ mod tests {
             b"[SUBSCRIBER]\nrequired_host_mode = maybe\n",
         ] {
             let e = Config::parse(paths(), bad).unwrap_err();
-            assert!(e.to_string().starts_with("line "), "{e}");
+            assert!(
+                e.to_string().starts_with("/c/ntf-server.ini: line 2: ["),
+                "{e}"
+            );
         }
         // init writes them, commented
         let t = ini_template(443, None, true);

@@ -87,9 +87,7 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
         .context("bad log level")?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let (config, warnings) = Config::load(cli.paths())?;
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
+    hush_server_common::config::print_warnings(&cli.paths().ini_file(), &warnings);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let (trigger, shutdown) = hush_server_common::shutdown_channel();
@@ -124,9 +122,10 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
                 }
                 let (pcfg, warnings) = push_server::config::Config::load(&dir)
                     .map_err(|e| anyhow::anyhow!("push-server configuration: {e}"))?;
-                for w in warnings {
-                    eprintln!("warning (push-server): {w}");
-                }
+                hush_server_common::config::print_warnings(
+                    &dir.join(push_server::config::INI_FILE),
+                    &warnings,
+                );
                 let running = push_server::cli::start(&pcfg)
                     .await
                     .map_err(|e| anyhow::anyhow!("push-server: {e}"))?;
@@ -188,9 +187,7 @@ async fn wait_for_signal() -> std::io::Result<()> {
 /// `import`: a reference ntf-server's store log into the configured store.
 fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<()> {
     let (config, warnings) = Config::load(cli.paths())?;
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
+    hush_server_common::config::print_warnings(&cli.paths().ini_file(), &warnings);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hush_server_common::ini::{Entry, Ini, IniError};
+use hush_server_common::config::{KnownKeys, Reader};
+use hush_server_common::ini::Ini;
 
 use crate::jwt::SigFormat;
 use crate::net::ServerLimits;
@@ -66,23 +67,7 @@ pub struct Config {
     pub limits: ServerLimits,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{}: cannot read: {source}", file.display())]
-    Io {
-        file: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: {error}", file.display())]
-    Syntax { file: PathBuf, error: IniError },
-    /// `detail` = `[SECTION] key = "value": reason`.
-    #[error("{}: line {line}: {detail}", file.display())]
-    Value {
-        file: PathBuf,
-        line: usize,
-        detail: String,
-    },
-}
+pub use hush_server_common::config::{ConfigError, ConfigWarning};
 
 const KNOWN: &[(&str, &[&str])] = &[
     ("STORE", &["outbox_file", "sync"]),
@@ -146,147 +131,52 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("METRICS", &["enable", "host", "port"]),
 ];
 
-struct Reader<'a> {
-    ini: &'a Ini,
-    file: &'a Path,
-    warnings: Vec<String>,
-}
+const KEYS: KnownKeys = KnownKeys {
+    sections: KNOWN,
+    // [CLIENTS]: one line per ntf-server, name = credential.
+    open_sections: &["CLIENTS"],
+    reference_only: &[],
+};
 
-impl Reader<'_> {
-    fn err(&self, e: &Entry, section: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Value {
-            file: self.file.to_path_buf(),
-            line: e.line,
-            detail: format!("[{section}] {} = {:?}: {}", e.key, e.value, reason.into()),
-        }
-    }
-
-    fn str(&self, s: &str, k: &str) -> Option<String> {
-        self.ini
-            .get(s, k)
-            .map(|e| e.value.clone())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn bool(&self, s: &str, k: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.ini.get(s, k) {
-            None => Ok(default),
-            Some(e) => match e.value.to_ascii_lowercase().as_str() {
-                "on" | "true" | "yes" => Ok(true),
-                "off" | "false" | "no" => Ok(false),
-                _ => Err(self.err(e, s, "expected on or off")),
-            },
-        }
-    }
-
-    fn num<T: std::str::FromStr>(&self, s: &str, k: &str, default: T) -> Result<T, ConfigError> {
-        match self.ini.get(s, k) {
-            None => Ok(default),
-            Some(e) => e
-                .value
-                .parse()
-                .map_err(|_| self.err(e, s, "expected a number")),
-        }
-    }
-
-    /// An integer in `min..=max`.
-    fn int<T>(&self, s: &str, k: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-    {
-        match self.ini.get(s, k) {
-            None => Ok(default),
-            Some(e) => match e.value.parse::<T>() {
-                Ok(v) if v >= min && v <= max => Ok(v),
-                _ => Err(self.err(e, s, format!("expected a whole number from {min} to {max}"))),
-            },
-        }
-    }
-
-    /// A rate in events per second (`0` = no limit).
-    fn rate(&self, s: &str, k: &str, default: f64) -> Result<f64, ConfigError> {
-        match self.ini.get(s, k) {
-            None => Ok(default),
-            Some(e) => match e.value.parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-                _ => Err(self.err(
-                    e,
-                    s,
-                    "expected a number of events per second (0 = no limit)",
-                )),
-            },
-        }
-    }
-
-    fn path(&self, dir: &Path, s: &str, k: &str, default: &str) -> PathBuf {
-        let v = self.str(s, k).unwrap_or_else(|| default.to_string());
-        dir.join(v)
-    }
-
-    fn check_keys(&mut self) {
-        for sec in &self.ini.sections {
-            match KNOWN.iter().find(|(n, _)| *n == sec.name) {
-                None => self
-                    .warnings
-                    .push(format!("line {}: unknown section [{}]", sec.line, sec.name)),
-                Some((name, keys)) if *name != "CLIENTS" => {
-                    for e in &sec.entries {
-                        if !keys.contains(&e.key.as_str()) {
-                            self.warnings.push(format!(
-                                "line {}: unknown key [{}] {}",
-                                e.line, sec.name, e.key
-                            ));
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-    }
+/// `value`, or `default` when the key is absent.
+fn or<T>(value: Result<Option<T>, ConfigError>, default: T) -> Result<T, ConfigError> {
+    Ok(value?.unwrap_or(default))
 }
 
 impl Config {
     /// Reads `<dir>/push-server.ini`. Returns the configuration and warnings (unknown keys).
-    pub fn load(dir: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+    pub fn load(dir: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let file = dir.join(INI_FILE);
-        let bytes = std::fs::read(&file).map_err(|source| ConfigError::Io {
-            file: file.clone(),
-            source,
-        })?;
-        Config::parse(&bytes, &file, dir)
+        let ini = hush_server_common::config::load(&file)?;
+        Config::read(&ini, &file, dir)
     }
 
     pub fn parse(
         bytes: &[u8],
         file: &Path,
         dir: &Path,
-    ) -> Result<(Config, Vec<String>), ConfigError> {
-        let ini = Ini::parse(bytes).map_err(|error| ConfigError::Syntax {
-            file: file.to_path_buf(),
-            error,
-        })?;
-        let mut r = Reader {
-            ini: &ini,
-            file,
-            warnings: Vec::new(),
-        };
-        r.check_keys();
-        let full_sync = match ini.get("STORE", "sync") {
-            None => true,
-            Some(e) => match e.value.as_str() {
-                "full" => true,
-                "normal" => false,
-                _ => return Err(r.err(e, "STORE", "expected full or normal")),
-            },
-        };
-        let host: IpAddr = match ini.get("TRANSPORT", "host") {
-            None => IpAddr::from([127, 0, 0, 1]),
-            Some(e) => e
-                .value
-                .parse()
-                .map_err(|_| r.err(e, "TRANSPORT", "expected an IP address"))?,
-        };
-        let port = r.num("TRANSPORT", "port", DEFAULT_PORT)?;
+    ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let ini = hush_server_common::config::parse(bytes, file)?;
+        Config::read(&ini, file, dir)
+    }
+
+    fn read(
+        ini: &Ini,
+        file: &Path,
+        dir: &Path,
+    ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let mut r = Reader::new(ini, file);
+        r.check_keys(&KEYS);
+        let full_sync = or(
+            r.parse_with("STORE", "sync", |v| match v {
+                "full" => Ok(true),
+                "normal" => Ok(false),
+                _ => Err("expected `full` or `normal`".into()),
+            }),
+            true,
+        )?;
+        let host = or(r.ip_addr("TRANSPORT", "host"), IpAddr::from([127, 0, 0, 1]))?;
+        let port = or(r.number("TRANSPORT", "port", 0, u16::MAX), DEFAULT_PORT)?;
         let clients = ini
             .section("CLIENTS")
             .map(|s| {
@@ -296,153 +186,155 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
-        let sig_format = match ini.get("APNS", "jwt_signature") {
-            None => SigFormat::Jose,
-            Some(e) => SigFormat::parse(&e.value)
-                .ok_or_else(|| r.err(e, "APNS", "expected jose or der"))?,
-        };
+        let sig_format = or(
+            r.parse_with("APNS", "jwt_signature", |v| {
+                SigFormat::parse(v).ok_or_else(|| "expected `jose` or `der`".into())
+            }),
+            SigFormat::Jose,
+        )?;
+        // An empty URL switches that APNs environment off.
         let url = |k: &str, default: Option<&str>| -> Option<String> {
-            match ini.get("APNS", k) {
+            match r.get("APNS", k) {
                 None => default.map(str::to_string),
                 Some(e) if e.value.is_empty() => None,
                 Some(e) => Some(e.value.clone()),
             }
         };
+        let path = |s: &str, k: &str, default: &str| {
+            r.path(s, k, dir).unwrap_or_else(|| dir.join(default))
+        };
         let apns = ApnsSection {
-            enable: r.bool("APNS", "enable", false)?,
+            enable: or(r.on_off("APNS", "enable"), false)?,
             topic: r
-                .str("APNS", "topic")
+                .string("APNS", "topic")
                 .unwrap_or_else(|| "chat.simplex.app".into()),
-            team_id: r.str("APNS", "team_id").unwrap_or_default(),
-            key_id: r.str("APNS", "key_id").unwrap_or_default(),
-            key_file: r.path(dir, "APNS", "key_file", "apns-key.p8"),
+            team_id: r.string("APNS", "team_id").unwrap_or_default(),
+            key_id: r.string("APNS", "key_id").unwrap_or_default(),
+            key_file: path("APNS", "key_file", "apns-key.p8"),
             sig_format,
-            jwt_refresh: Duration::from_secs(60 * r.num("APNS", "jwt_refresh_minutes", 30u64)?),
+            jwt_refresh: Duration::from_secs(
+                60 * or(r.number("APNS", "jwt_refresh_minutes", 1, 1440), 30u64)?,
+            ),
             prod_url: url("prod_url", Some("https://api.push.apple.com")),
             dev_url: url("dev_url", Some("https://api.sandbox.push.apple.com")),
             test_url: url("test_url", None),
-            test_ca_file: r.str("APNS", "test_ca_file").map(|p| dir.join(p)),
-            max_payload: r.num("APNS", "max_payload", crate::provider::apns::MAX_PAYLOAD)?,
+            test_ca_file: r.path("APNS", "test_ca_file", dir),
+            max_payload: or(
+                r.number("APNS", "max_payload", 1, 1 << 20),
+                crate::provider::apns::MAX_PAYLOAD,
+            )?,
         };
-        let destinations = match ini.get("WEBPUSH", "destinations") {
-            None => DestinationPolicy::Public,
-            Some(e) => DestinationPolicy::parse(&e.value).map_err(|m| r.err(e, "WEBPUSH", m))?,
-        };
-        let allow_http = r.bool("WEBPUSH", "allow_http", false)?;
+        let destinations = or(
+            r.parse_with("WEBPUSH", "destinations", DestinationPolicy::parse),
+            DestinationPolicy::Public,
+        )?;
+        let allow_http = or(r.on_off("WEBPUSH", "allow_http"), false)?;
         let endpoints = EndpointPolicy {
             destinations,
-            allow_any_port: r.bool("WEBPUSH", "allow_any_port", false)?,
+            allow_any_port: or(r.on_off("WEBPUSH", "allow_any_port"), false)?,
             allow_http,
         };
         let webpush = WebPushSection {
-            enable: r.bool("WEBPUSH", "enable", false)?,
-            vapid_key_file: r.path(dir, "WEBPUSH", "vapid_key_file", "vapid.pem"),
-            subject: r.str("WEBPUSH", "subject").unwrap_or_default(),
+            enable: or(r.on_off("WEBPUSH", "enable"), false)?,
+            vapid_key_file: path("WEBPUSH", "vapid_key_file", "vapid.pem"),
+            subject: r.string("WEBPUSH", "subject").unwrap_or_default(),
             allow_http,
-            ca_file: r.str("WEBPUSH", "ca_file").map(|p| dir.join(p)),
+            ca_file: r.path("WEBPUSH", "ca_file", dir),
             endpoints,
         };
         let dl = ServerLimits::default();
         const L: &str = "LIMITS";
-        let max_connections = r.int(L, "max_connections", dl.max_connections, 1, 1_000_000)?;
-        let reserved_connections = r.int(
-            L,
-            "reserved_connections",
-            dl.reserved_connections.min(max_connections - 1),
-            0,
-            max_connections - 1,
+        let max_connections = or(
+            r.number(L, "max_connections", 1, 1_000_000),
+            dl.max_connections,
         )?;
+        let reserved_connections = or(
+            r.number(L, "reserved_connections", 0, max_connections - 1),
+            dl.reserved_connections.min(max_connections - 1),
+        )?;
+        // A rate in events per second (0 = no limit) and its burst.
+        let rate = |k: &str, burst: &str, default: Rate| -> Result<Rate, ConfigError> {
+            Ok(Rate::new(
+                or(r.rate(L, k), default.per_second)?,
+                or(r.number(L, burst, 1, 1_000_000), default.burst)?,
+            ))
+        };
         let limits = ServerLimits {
             max_connections,
             reserved_connections,
-            max_connections_per_ip: r.int(
-                L,
-                "max_connections_per_ip",
+            max_connections_per_ip: or(
+                r.number(L, "max_connections_per_ip", 0, 1_000_000),
                 dl.max_connections_per_ip,
-                0,
-                1_000_000,
             )?,
-            handshake_timeout: match ini.get("TRANSPORT", "handshake_timeout") {
-                None => dl.handshake_timeout,
-                Some(e) => match e.value.parse::<f64>() {
-                    Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Duration::from_secs_f64(v),
-                    _ => {
-                        return Err(r.err(
-                            e,
-                            "TRANSPORT",
-                            "expected seconds, more than 0 and at most 3600",
-                        ));
-                    }
-                },
-            },
-            anonymous_registrations: r.bool(
-                L,
-                "anonymous_registrations",
+            handshake_timeout: or(
+                r.positive_seconds("TRANSPORT", "handshake_timeout", Duration::from_secs(3600)),
+                dl.handshake_timeout,
+            )?,
+            anonymous_registrations: or(
+                r.on_off(L, "anonymous_registrations"),
                 dl.anonymous_registrations,
             )?,
-            register_rate: Rate::new(
-                r.rate(L, "register_rate", dl.register_rate.per_second)?,
-                r.int(L, "register_burst", dl.register_rate.burst, 1, 1_000_000)?,
-            ),
-            register_rate_per_ip: Rate::new(
-                r.rate(
-                    L,
-                    "register_rate_per_ip",
-                    dl.register_rate_per_ip.per_second,
-                )?,
-                r.int(
-                    L,
-                    "register_burst_per_ip",
-                    dl.register_rate_per_ip.burst,
-                    1,
-                    1_000_000,
-                )?,
-            ),
+            register_rate: rate("register_rate", "register_burst", dl.register_rate)?,
+            register_rate_per_ip: rate(
+                "register_rate_per_ip",
+                "register_burst_per_ip",
+                dl.register_rate_per_ip,
+            )?,
         };
         let d = ServiceConfig::default();
+        const O: &str = "OUTBOX";
+        const DAY: u64 = 86_400;
         let service = ServiceConfig {
-            retry_base: Duration::from_millis(r.num("OUTBOX", "retry_base_ms", 1000u64)?),
-            retry_max: Duration::from_secs(r.num("OUTBOX", "retry_max_seconds", 600u64)?),
-            default_ttl: Duration::from_secs(r.num(
-                "OUTBOX",
-                "default_ttl_seconds",
+            retry_base: Duration::from_millis(or(
+                r.number(O, "retry_base_ms", 1, 3_600_000),
+                1000u64,
+            )?),
+            retry_max: Duration::from_secs(or(
+                r.number(O, "retry_max_seconds", 1, 7 * DAY),
+                600u64,
+            )?),
+            default_ttl: Duration::from_secs(or(
+                r.number(O, "default_ttl_seconds", 1, 365 * DAY),
                 d.default_ttl.as_secs(),
             )?),
-            concurrency: r.num("OUTBOX", "concurrency", d.concurrency)?.max(1),
-            dedup_window: Duration::from_secs(r.num(
-                "OUTBOX",
-                "dedup_window_seconds",
+            // 0 is taken as 1, as before.
+            concurrency: or(r.number(O, "concurrency", 0, 100_000), d.concurrency)?.max(1),
+            dedup_window: Duration::from_secs(or(
+                r.number(O, "dedup_window_seconds", 0, 365 * DAY),
                 d.dedup_window.as_secs(),
             )?),
             poll_interval: d.poll_interval,
-            max_pending: r.num("OUTBOX", "max_pending", d.max_pending)?,
+            max_pending: or(r.number(O, "max_pending", 1, 1_000_000_000), d.max_pending)?,
             registration_ttl: Duration::from_secs(
-                24 * 3600 * r.num("OUTBOX", "registration_ttl_days", 60u64)?,
+                DAY * or(r.number(O, "registration_ttl_days", 1, 3650), 60u64)?,
             ),
             webpush_endpoints: endpoints,
-            max_anonymous_registrations: r.int(
-                L,
-                "max_anonymous_registrations",
+            max_anonymous_registrations: or(
+                r.number(L, "max_anonymous_registrations", 0, u64::MAX),
                 d.max_anonymous_registrations,
-                0,
-                u64::MAX,
             )?,
         };
-        let metrics = if r.bool("METRICS", "enable", false)? {
-            let host: IpAddr = match ini.get("METRICS", "host") {
-                None => IpAddr::from([127, 0, 0, 1]),
-                Some(e) => e
-                    .value
-                    .parse()
-                    .map_err(|_| r.err(e, "METRICS", "expected an IP address"))?,
-            };
-            Some(SocketAddr::new(host, r.num("METRICS", "port", 5229u16)?))
+        let outbox_file = path("STORE", "outbox_file", "push-outbox.sqlite");
+        let metrics = if or(r.on_off("METRICS", "enable"), false)? {
+            let host = or(r.ip_addr("METRICS", "host"), IpAddr::from([127, 0, 0, 1]))?;
+            let port = or(r.number("METRICS", "port", 0, u16::MAX), 5229)?;
+            if !host.is_loopback()
+                && let Some(e) = r.get("METRICS", "host")
+            {
+                r.warn_at(
+                    Some(e),
+                    "METRICS",
+                    "host",
+                    "metrics are served without authentication on a non-loopback address",
+                );
+            }
+            Some(SocketAddr::new(host, port))
         } else {
             None
         };
         let cfg = Config {
             dir: dir.to_path_buf(),
-            outbox_file: r.path(dir, "STORE", "outbox_file", "push-outbox.sqlite"),
+            outbox_file,
             full_sync,
             listen: SocketAddr::new(host, port),
             clients,
@@ -452,7 +344,7 @@ impl Config {
             metrics,
             limits,
         };
-        Ok((cfg, r.warnings))
+        Ok((cfg, r.into_warnings()))
     }
 }
 

@@ -24,9 +24,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Start => {
             let (cfg, warnings) = Config::load(&args.dir)?;
-            for w in warnings {
-                eprintln!("warning: push-server.ini {w}");
-            }
+            hush_server_common::config::print_warnings(
+                &args.dir.join(push_server::config::INI_FILE),
+                &warnings,
+            );
             let running = cli::start(&cfg).await?;
             // Machine-readable line (tests and `hush up` read it).
             println!("push-server listening on {}", running.addr);

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use push_server::config::{self, Config};
 use push_server::jwt::SigFormat;
 
-fn parse(text: &str) -> Result<(Config, Vec<String>), config::ConfigError> {
+fn parse(text: &str) -> Result<(Config, Vec<config::ConfigWarning>), config::ConfigError> {
     Config::parse(
         text.as_bytes(),
         Path::new("push-server.ini"),
@@ -49,6 +49,7 @@ fn defaults_and_values() {
     assert_eq!(c.apns.test_url.as_deref(), Some("https://127.0.0.1:8443"));
     assert!(!c.full_sync);
     assert_eq!(w.len(), 2, "{w:?}");
+    let w: Vec<String> = w.iter().map(ToString::to_string).collect();
     assert!(w[0].contains("line") && w.iter().any(|x| x.contains("bogus")));
 }
 

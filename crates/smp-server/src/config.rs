@@ -17,7 +17,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::ini::{Entry, Ini, IniError};
+use crate::ini::Ini;
+use hush_server_common::config::KnownKeys;
 
 /// Default SMP port (reference §2.1).
 pub const DEFAULT_PORT: u16 = 5223;
@@ -490,27 +491,8 @@ impl Config {
     /// Reads and parses `paths.ini_file()`.
     pub fn load(paths: ServerPaths) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let file = paths.ini_file();
-        let meta = std::fs::metadata(&file).map_err(|source| ConfigError::Io {
-            file: file.clone(),
-            source,
-        })?;
-        if meta.len() > crate::ini::MAX_FILE_LEN as u64 {
-            return Err(ConfigError::Syntax {
-                file,
-                error: IniError::FileTooLarge {
-                    len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
-                    max: crate::ini::MAX_FILE_LEN,
-                },
-            });
-        }
-        // Bounded read: the file may have grown since the size check.
-        let bytes = read_bounded(&file, crate::ini::MAX_FILE_LEN + 1).map_err(|source| {
-            ConfigError::Io {
-                file: file.clone(),
-                source,
-            }
-        })?;
-        Config::parse(&bytes, &file, paths)
+        let ini = hush_server_common::config::load(&file)?;
+        Config::read(&ini, &file, paths)
     }
 
     /// Parses the bytes of an INI file; `file` is only used in messages.
@@ -519,21 +501,20 @@ impl Config {
         file: &Path,
         paths: ServerPaths,
     ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-        let ini = Ini::parse(bytes).map_err(|error| ConfigError::Syntax {
-            file: file.to_path_buf(),
-            error,
-        })?;
-        let mut r = Reader {
-            ini: &ini,
-            file,
-            warnings: Vec::new(),
-        };
+        let ini = hush_server_common::config::parse(bytes, file)?;
+        Config::read(&ini, file, paths)
+    }
+
+    fn read(
+        ini: &Ini,
+        file: &Path,
+        paths: ServerPaths,
+    ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let mut r = Reader(hush_server_common::config::Reader::new(ini, file));
         let mut cfg = Config::defaults(paths);
-        r.check_keys();
-        r.read_information(&mut cfg.information)?;
-        cfg.web =
-            hush_server_common::web::read_web(r.ini, &cfg.paths.data_dir, &cfg.paths.config_dir)
-                .map_err(|e| r.key_error(e))?;
+        r.check_keys(&KEYS);
+        cfg.information = r.information()?;
+        cfg.web = r.web(&cfg.paths.data_dir, &cfg.paths.config_dir)?;
         r.read_store(&mut cfg)?;
         r.read_auth(&mut cfg.auth)?;
         r.read_transport(&mut cfg.transport)?;
@@ -548,75 +529,19 @@ impl Config {
             && cfg.auth.control_port_user_password.is_none()
         {
             r.warn_at(
-                r.ini.get("TRANSPORT", "control_port"),
+                ini.get("TRANSPORT", "control_port"),
                 "TRANSPORT",
                 "control_port",
                 "control port is enabled but [AUTH] has no control_port_admin_password or \
                  control_port_user_password: every command that needs a role will be refused",
             );
         }
-        let warnings = r.warnings;
-        Ok((cfg, warnings))
+        Ok((cfg, r.0.into_warnings()))
     }
 }
 
-/// An error in the configuration file. `Display` names the file, the line and the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{}: cannot read: {source}", file.display())]
-    Io {
-        file: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: {error}", file.display())]
-    Syntax { file: PathBuf, error: IniError },
-    #[error("{}: line {line}: [{section}] {key} = {value:?}: {reason}", file.display())]
-    Value {
-        file: PathBuf,
-        line: usize,
-        section: &'static str,
-        key: &'static str,
-        value: String,
-        reason: String,
-    },
-}
-
-impl ConfigError {
-    /// The 1-based line the error is about, if any.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            ConfigError::Io { .. } => None,
-            ConfigError::Syntax { error, .. } => error.line(),
-            ConfigError::Value { line, .. } => Some(*line),
-        }
-    }
-}
-
-/// Something the operator should look at, but that does not stop the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigWarning {
-    pub line: usize,
-    pub section: String,
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigWarning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.key {
-            Some(k) => write!(
-                f,
-                "line {}: [{}] {}: {}",
-                self.line, self.section, k, self.message
-            ),
-            None => write!(
-                f,
-                "line {}: [{}]: {}",
-                self.line, self.section, self.message
-            ),
-        }
-    }
-}
+pub(crate) use hush_server_common::config::read_bounded;
+pub use hush_server_common::config::{ConfigError, ConfigWarning};
 
 /// Keys hush understands, per section.
 const KNOWN: &[(&str, &[&str])] = &[
@@ -709,7 +634,11 @@ const REFERENCE_ONLY: &[(&str, &[&str])] = &[
     ("TRANSPORT", &["websockets"]),
     ("PROXY", &["own_server_domains", "client_concurrency"]),
 ];
-const REFERENCE_ONLY_SECTIONS: &[&str] = &[];
+const KEYS: KnownKeys = KnownKeys {
+    sections: KNOWN,
+    open_sections: &[],
+    reference_only: REFERENCE_ONLY,
+};
 
 /// A PostgreSQL schema name hush accepts (the same rule as `hush_store::PgStore`).
 fn valid_schema(s: &str) -> bool {
@@ -719,179 +648,32 @@ fn valid_schema(s: &str) -> bool {
         && s.len() <= 63
 }
 
-struct Reader<'a> {
-    ini: &'a Ini,
-    file: &'a Path,
-    warnings: Vec<ConfigWarning>,
+/// The shared typed reader ([`hush_server_common::config::Reader`]) with the sections of
+/// `smp-server.ini` as methods.
+struct Reader<'a>(hush_server_common::config::Reader<'a>);
+
+impl<'a> std::ops::Deref for Reader<'a> {
+    type Target = hush_server_common::config::Reader<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn check_keys(&mut self) {
-        for s in &self.ini.sections {
-            if REFERENCE_ONLY_SECTIONS.contains(&s.name.as_str()) {
-                self.warnings.push(ConfigWarning {
-                    line: s.line,
-                    section: s.name.clone(),
-                    key: None,
-                    message:
-                        "section of the reference server that hush does not implement yet; ignored"
-                            .into(),
-                });
-                continue;
-            }
-            let Some((_, keys)) = KNOWN.iter().find(|(n, _)| *n == s.name) else {
-                self.warnings.push(ConfigWarning {
-                    line: s.line,
-                    section: s.name.clone(),
-                    key: None,
-                    message: "unknown section; ignored".into(),
-                });
-                continue;
-            };
-            let reference_only = REFERENCE_ONLY
-                .iter()
-                .find(|(n, _)| *n == s.name)
-                .map(|(_, k)| *k)
-                .unwrap_or(&[]);
-            for e in &s.entries {
-                if keys.contains(&e.key.as_str()) {
-                    continue;
-                }
-                let message = if reference_only.contains(&e.key.as_str()) {
-                    "setting of the reference server that hush does not implement; ignored"
-                } else {
-                    "unknown key; ignored"
-                };
-                self.warnings.push(ConfigWarning {
-                    line: e.line,
-                    section: s.name.clone(),
-                    key: Some(e.key.clone()),
-                    message: message.into(),
-                });
-            }
-        }
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
+}
 
-    fn warn_at(&mut self, e: Option<&Entry>, section: &str, key: &str, message: &str) {
-        self.warnings.push(ConfigWarning {
-            line: e.map(|e| e.line).unwrap_or(0),
-            section: section.into(),
-            key: Some(key.into()),
-            message: message.into(),
-        });
-    }
-
-    fn err(
-        &self,
-        e: &Entry,
-        section: &'static str,
-        key: &'static str,
-        reason: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError::Value {
-            file: self.file.to_path_buf(),
-            line: e.line,
-            section,
-            key,
-            value: truncate_for_message(&e.value),
-            reason: reason.into(),
-        }
-    }
-
-    fn get(&self, section: &str, key: &str) -> Option<&'a Entry> {
-        self.ini.get(section, key)
-    }
-
-    fn on_off(
-        &self,
-        section: &'static str,
-        key: &'static str,
-    ) -> Result<Option<bool>, ConfigError> {
-        match self.get(section, key) {
-            None => Ok(None),
-            Some(e) => match e.value.as_str() {
-                "on" => Ok(Some(true)),
-                "off" => Ok(Some(false)),
-                _ => Err(self.err(e, section, key, "expected `on` or `off`")),
-            },
-        }
-    }
-
-    fn number<T>(
-        &self,
-        section: &'static str,
-        key: &'static str,
-        min: T,
-        max: T,
-    ) -> Result<Option<T>, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        match self.get(section, key) {
-            None => Ok(None),
-            Some(e) => {
-                let v: T = e.value.parse().map_err(|_| {
-                    self.err(
-                        e,
-                        section,
-                        key,
-                        format!("expected a whole number from {min} to {max}"),
-                    )
-                })?;
-                if v < min || v > max {
-                    return Err(self.err(
-                        e,
-                        section,
-                        key,
-                        format!("expected a whole number from {min} to {max}"),
-                    ));
-                }
-                Ok(Some(v))
-            }
-        }
-    }
-
+impl Reader<'_> {
     fn password(&self, key: &'static str) -> Result<Option<BasicAuth>, ConfigError> {
         match self.get("AUTH", key) {
             None => Ok(None),
             Some(e) => BasicAuth::new(&e.value)
                 .map(Some)
                 // The message never repeats the value: it is a secret.
-                .map_err(|reason| ConfigError::Value {
-                    file: self.file.to_path_buf(),
-                    line: e.line,
-                    section: "AUTH",
-                    key,
-                    value: "<redacted>".into(),
-                    reason,
-                }),
+                .map_err(|reason| self.error_redacted("AUTH", e, reason)),
         }
-    }
-
-    /// A `[WEB]` / `[INFORMATION]` value error from `hush-server-common`.
-    fn key_error(&self, e: hush_server_common::web::KeyError) -> ConfigError {
-        ConfigError::Value {
-            file: self.file.to_path_buf(),
-            line: e.line,
-            section: e.section,
-            key: e.key,
-            value: truncate_for_message(&e.value),
-            reason: e.reason,
-        }
-    }
-
-    fn read_information(&mut self, info: &mut ServerInformation) -> Result<(), ConfigError> {
-        let (read, warnings) =
-            hush_server_common::web::read_information(self.ini).map_err(|e| self.key_error(e))?;
-        *info = read;
-        self.warnings
-            .extend(warnings.into_iter().map(|w| ConfigWarning {
-                line: w.line,
-                section: w.section.into(),
-                key: w.key.map(Into::into),
-                message: w.message,
-            }));
-        Ok(())
     }
 
     fn read_store(&mut self, cfg: &mut Config) -> Result<(), ConfigError> {
@@ -902,7 +684,7 @@ impl<'a> Reader<'a> {
         }
         if let Some(e) = self.get(S, "store_path") {
             if e.value.is_empty() {
-                return Err(self.err(e, S, "store_path", "expected a file path"));
+                return Err(self.error(S, e, "expected a file path"));
             }
             st.path = cfg.paths.data_dir.join(&e.value);
         }
@@ -910,7 +692,7 @@ impl<'a> Reader<'a> {
             st.sync = match e.value.as_str() {
                 "full" => SyncPolicy::Full,
                 "normal" => SyncPolicy::Normal,
-                _ => return Err(self.err(e, S, "sync", "expected `full` or `normal`")),
+                _ => return Err(self.error(S, e, "expected `full` or `normal`")),
             };
         }
         if let Some(n) = self.number::<usize>(S, "cache_queues", 0, 100_000_000)? {
@@ -936,28 +718,25 @@ impl<'a> Reader<'a> {
         const S: &str = "STORE_LOG";
         let use_db = match self.get(S, "store_queues") {
             None => false,
-            Some(e) => match e.value.as_str() {
-                "memory" => false,
-                "database" => {
-                    if !cfg.store.enable {
-                        return Err(self.err(
-                            e,
-                            S,
-                            "store_queues",
-                            "`database` needs `enable = on` (off keeps everything in memory)",
-                        ));
+            Some(e) => {
+                match e.value.as_str() {
+                    "memory" => false,
+                    "database" => {
+                        if !cfg.store.enable {
+                            return Err(self.error(
+                                S,
+                                e,
+                                "`database` needs `enable = on` (off keeps everything in memory)",
+                            ));
+                        }
+                        true
                     }
-                    true
-                }
-                _ => {
-                    return Err(self.err(
-                        e,
-                        S,
-                        "store_queues",
-                        "expected `memory` (the embedded SQLite store) or `database` (PostgreSQL)",
+                    _ => {
+                        return Err(self.error(S, e, "expected `memory` (the embedded SQLite store) or `database` (PostgreSQL)",
                     ));
+                    }
                 }
-            },
+            }
         };
         let mut db = DatabaseConfig::default();
         if let Some(e) = self.get(S, "db_connection") {
@@ -966,25 +745,20 @@ impl<'a> Reader<'a> {
             let key_value = v.contains('=') && !v.contains("://");
             if !(url || key_value) || v.chars().any(|c| c.is_control()) {
                 // The value may hold a password: never repeated in the message.
-                return Err(ConfigError::Value {
-                    file: self.file.to_path_buf(),
-                    line: e.line,
-                    section: S,
-                    key: "db_connection",
-                    value: "<redacted>".into(),
-                    reason: "expected a PostgreSQL connection string: \
-                             postgresql://user[:password]@host[:port]/database or host=... dbname=..."
-                        .into(),
-                });
+                return Err(self.error_redacted(
+                    S,
+                    e,
+                    "expected a PostgreSQL connection string: \
+                     postgresql://user[:password]@host[:port]/database or host=... dbname=...",
+                ));
             }
             db.connection = v.to_string();
         }
         if let Some(e) = self.get(S, "db_schema") {
             if !valid_schema(&e.value) {
-                return Err(self.err(
-                    e,
+                return Err(self.error(
                     S,
-                    "db_schema",
+                    e,
                     "expected a schema name: lowercase letters, digits and _, \
                      not starting with a digit, at most 63 characters",
                 ));
@@ -1034,10 +808,9 @@ impl<'a> Reader<'a> {
             let mut hosts = Vec::new();
             for h in e.value.split(',').map(str::trim) {
                 if !valid_host(h) {
-                    return Err(self.err(
-                        e,
+                    return Err(self.error(
                         S,
-                        "host",
+                        e,
                         format!(
                             "{h:?} is not a host name or IP address (comma-separated list expected)"
                         ),
@@ -1050,18 +823,15 @@ impl<'a> Reader<'a> {
         if let Some(e) = self.get(S, "port") {
             let mut ports = Vec::new();
             for p in e.value.split(',').map(str::trim) {
-                let port: u16 = p.parse().map_err(|_| {
-                    self.err(
-                        e,
-                        S,
-                        "port",
-                        format!(
+                let port: u16 =
+                    p.parse().map_err(|_| {
+                        self.error(S, e, format!(
                             "{p:?} is not a TCP port (comma-separated list of 0..65535 expected)"
                         ),
                     )
-                })?;
+                    })?;
                 if ports.contains(&port) && port != 0 {
-                    return Err(self.err(e, S, "port", format!("port {port} is listed twice")));
+                    return Err(self.error(S, e, format!("port {port} is listed twice")));
                 }
                 ports.push(port);
             }
@@ -1071,10 +841,9 @@ impl<'a> Reader<'a> {
             let mut addrs = Vec::new();
             for a in e.value.split(',').map(str::trim) {
                 let ip: IpAddr = a.parse().map_err(|_| {
-                    self.err(
-                        e,
+                    self.error(
                         S,
-                        "bind",
+                        e,
                         format!("{a:?} is not an IP address (comma-separated list expected)"),
                     )
                 })?;
@@ -1083,9 +852,10 @@ impl<'a> Reader<'a> {
             t.bind = addrs;
         }
         if let Some(e) = self.get(S, "control_port") {
-            let port: u16 = e.value.parse().map_err(|_| {
-                self.err(e, S, "control_port", "expected a TCP port from 0 to 65535")
-            })?;
+            let port: u16 = e
+                .value
+                .parse()
+                .map_err(|_| self.error(S, e, "expected a TCP port from 0 to 65535"))?;
             t.control_port = Some(port);
         }
         if let Some(v) = self.on_off(S, "log_tls_errors")? {
@@ -1140,8 +910,8 @@ impl<'a> Reader<'a> {
     fn read_proxy(&mut self, p: &mut ProxyConfig) -> Result<(), ConfigError> {
         const S: &str = "PROXY";
         if let Some(e) = self.get(S, "destinations") {
-            p.destinations = DestinationPolicy::parse(&e.value)
-                .map_err(|reason| self.err(e, S, "destinations", reason))?;
+            p.destinations =
+                DestinationPolicy::parse(&e.value).map_err(|reason| self.error(S, e, reason))?;
         }
         if let Some(v) = self.number::<usize>(S, "max_relay_links", 1, 1_000_000)? {
             p.max_relay_links = v;
@@ -1154,31 +924,21 @@ impl<'a> Reader<'a> {
         }
         if let Some(e) = self.get(S, "socks_proxy") {
             // The message never repeats the value: it may hold a SOCKS password.
-            p.network.socks_proxy = Some(hush_transport::SocksProxy::parse(&e.value).map_err(
-                |reason| ConfigError::Value {
-                    file: self.file.to_path_buf(),
-                    line: e.line,
-                    section: S,
-                    key: "socks_proxy",
-                    value: "<redacted>".into(),
-                    reason,
-                },
-            )?);
+            p.network.socks_proxy = Some(
+                hush_transport::SocksProxy::parse(&e.value)
+                    .map_err(|reason| self.error_redacted(S, e, reason))?,
+            );
         }
         if let Some(e) = self.get(S, "socks_mode") {
             p.network.socks_mode = hush_transport::SocksMode::parse(&e.value)
-                .map_err(|reason| self.err(e, S, "socks_mode", reason))?;
+                .map_err(|reason| self.error(S, e, reason))?;
         }
         if let Some(e) = self.get(S, "host_mode") {
             p.network.host_mode = hush_transport::HostMode::parse(&e.value)
-                .map_err(|reason| self.err(e, S, "host_mode", reason))?;
+                .map_err(|reason| self.error(S, e, reason))?;
         }
-        if let Some(e) = self.get(S, "required_host_mode") {
-            p.network.required_host_mode = match e.value.trim() {
-                "on" => true,
-                "off" => false,
-                _ => return Err(self.err(e, S, "required_host_mode", "expected on or off")),
-            };
+        if let Some(v) = self.on_off(S, "required_host_mode")? {
+            p.network.required_host_mode = v;
         }
         Ok(())
     }
@@ -1192,10 +952,9 @@ impl<'a> Reader<'a> {
                 "adaptive" => false,
                 "fixed" => true,
                 _ => {
-                    return Err(self.err(
-                        e,
+                    return Err(self.error(
                         S,
-                        "delivery",
+                        e,
                         "expected adaptive (at once when quiet, batched under load) or fixed \
                          (every interval_ms, as the reference)",
                     ));
@@ -1232,10 +991,9 @@ impl<'a> Reader<'a> {
                 && cfg.transport.ports.contains(&a.port())
                 && let Some(e) = self.get("WEB", key)
             {
-                return Err(self.err(
-                    e,
+                return Err(self.error(
                     "WEB",
-                    key,
+                    e,
                     "is also an SMP port in [TRANSPORT] port: hush serves the page on its own \
                      port (the reference's HTTPS on the SMP port is not supported)",
                 ));
@@ -1253,7 +1011,7 @@ impl<'a> Reader<'a> {
             m.address = e
                 .value
                 .parse()
-                .map_err(|_| self.err(e, S, "address", "expected IP:PORT, e.g. 127.0.0.1:5225"))?;
+                .map_err(|_| self.error(S, e, "expected IP:PORT, e.g. 127.0.0.1:5225"))?;
             if !m.address.ip().is_loopback() {
                 self.warn_at(
                     Some(e),
@@ -1284,28 +1042,6 @@ pub fn valid_host(h: &str) -> bool {
     })
 }
 
-/// Reads at most `max` bytes of `path`.
-pub(crate) fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    std::fs::File::open(path)?
-        .take(max as u64)
-        .read_to_end(&mut out)?;
-    Ok(out)
-}
-
-fn truncate_for_message(v: &str) -> String {
-    const MAX: usize = 80;
-    if v.len() <= MAX {
-        return v.to_string();
-    }
-    let mut end = MAX;
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &v[..end], v.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1318,7 +1054,7 @@ mod tests {
         Config::parse(ini.as_bytes(), Path::new("smp-server.ini"), paths)
     }
 
-    fn value_error(ini: &str) -> (usize, &'static str, String) {
+    fn value_error(ini: &str) -> (usize, String, String) {
         match parse(ini) {
             Err(e @ ConfigError::Value { .. }) => {
                 let msg = e.to_string();
@@ -1415,7 +1151,7 @@ mod tests {
         ];
         for (ini, line, key) in cases {
             let (l, k, msg) = value_error(ini);
-            assert_eq!((l, k), (*line, *key), "{ini:?}: {msg}");
+            assert_eq!((l, k.as_str()), (*line, *key), "{ini:?}: {msg}");
             assert!(msg.contains(&format!("line {line}")), "{msg}");
             assert!(msg.contains(key), "{msg}");
         }
@@ -1555,7 +1291,7 @@ mod tests {
         ];
         for (ini, line, key, why) in cases {
             let (l, k, msg) = value_error(ini);
-            assert_eq!((l, k), (*line, *key), "{ini:?}: {msg}");
+            assert_eq!((l, k.as_str()), (*line, *key), "{ini:?}: {msg}");
             assert!(msg.contains(why), "{msg}");
         }
     }
@@ -1575,8 +1311,8 @@ mod tests {
         let (c, _) = parse("[STORE_LOG]\ncache_queues = 2000000\n").unwrap();
         assert_eq!(c.store.cache_queues, 2_000_000);
         let (l, k, _) = value_error("[STORE_LOG]\ncache_queues = lots\n");
-        assert_eq!((l, k), (2, "cache_queues"));
+        assert_eq!((l, k.as_str()), (2, "cache_queues"));
         let (l, k, _) = value_error("[STORE_LOG]\ncache_queues = 100000001\n");
-        assert_eq!((l, k), (2, "cache_queues"));
+        assert_eq!((l, k.as_str()), (2, "cache_queues"));
     }
 }

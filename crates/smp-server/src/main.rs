@@ -141,9 +141,7 @@ fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
         println!("Fingerprint: {}", init::fingerprint_text(&out.fingerprint));
     }
     let (config, warnings) = Config::load(paths.clone())?;
-    for w in &warnings {
-        tracing::warn!("{}: {w}", paths.ini_file().display());
-    }
+    hush_server_common::config::print_warnings(&paths.ini_file(), &warnings);
     let fp = init::check_fingerprint(&paths)?;
     let port = config
         .transport
@@ -190,9 +188,7 @@ fn cmd_start(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
 fn cmd_import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<()> {
     let paths = cli.paths();
     let (config, warnings) = Config::load(paths.clone())?;
-    for w in &warnings {
-        eprintln!("{}: {w}", paths.ini_file().display());
-    }
+    hush_server_common::config::print_warnings(&paths.ini_file(), &warnings);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
