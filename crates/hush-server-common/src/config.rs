@@ -33,8 +33,9 @@ pub enum ConfigError {
     Value {
         file: PathBuf,
         line: usize,
-        section: String,
-        key: String,
+        // Boxed: keeps `Result<_, ConfigError>` small (clippy::result_large_err).
+        section: Box<str>,
+        key: Box<str>,
         /// The value as written (shortened when long; `<redacted>` for secrets).
         value: String,
         reason: String,
@@ -282,7 +283,7 @@ impl<'a> Reader<'a> {
             file: self.file.to_path_buf(),
             line: e.line,
             section: section.into(),
-            key: e.key.clone(),
+            key: e.key.as_str().into(),
             value,
             reason: reason.into(),
         }

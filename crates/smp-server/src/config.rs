@@ -1061,7 +1061,7 @@ mod tests {
                 let ConfigError::Value { line, key, .. } = e else {
                     unreachable!()
                 };
-                (line, key, msg)
+                (line, key.into(), msg)
             }
             other => panic!("expected a value error for {ini:?}, got {other:?}"),
         }
