@@ -18,8 +18,8 @@ pub mod keys;
 mod poly;
 mod salsa;
 pub mod sbchain;
-pub mod sntrup761;
 pub mod secretbox;
+pub mod sntrup761;
 pub mod x25519;
 
 pub use auth::{
