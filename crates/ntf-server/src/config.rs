@@ -25,6 +25,10 @@ pub const DEFAULT_PORT: u16 = 443;
 /// Default `[TRANSPORT] handshake_timeout` (seconds): TLS handshake + NTF hello.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 15;
 
+/// Default `[METRICS] address` port (`enable = on` without `address`): 127.0.0.1:5230, beside
+/// the in-process push-server's 5228 ([`crate::init::DEFAULT_PUSH_PORT`]).
+pub const DEFAULT_METRICS_PORT: u16 = 5230;
+
 /// Where the server keeps its files (reference `/etc/opt/simplex-notifications`,
 /// `/var/opt/simplex-notifications`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -600,7 +604,8 @@ fn apply(c: &mut Config, r: &Reader, section: &str, e: &Entry) -> Result<bool, C
             if !onoff()? {
                 c.metrics_addr = None;
             } else if c.metrics_addr.is_none() {
-                c.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 5228)));
+                // Not 5228: that is the in-process push-server's port (`init`).
+                c.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT)));
             }
         }
         ("METRICS", "address") => {
@@ -726,7 +731,7 @@ pub fn ini_template(port: u16, control: Option<(u16, &str, &str)>, store: bool) 
          # Subscriptions of one token, distinct relays of one token, relays in total (ERR QUOTA).\n\
          subscriptions_per_token = 4096\nrelays_per_token = 64\nmax_relays = 4096\n\n\
          [INACTIVE_CLIENTS]\ndisconnect = off\n# ttl = 43200\n# check_interval = 3600\n\n\
-         [METRICS]\nenable = off\n# address = 127.0.0.1:5228\n\n\
+         [METRICS]\nenable = off\n# address = 127.0.0.1:5230\n\n\
          [POLICY]\n# budget: at most silent_per_window silent pushes per token per window (seconds),\n\
          # then visible content-free alerts at most every alert_interval seconds (coalesced).\n\
          # reference: every notification is an alert at once (like the reference server).\n\
@@ -798,6 +803,15 @@ mod tests {
         assert_eq!(c.handshake_timeout, d.handshake_timeout);
         assert_eq!(c.max_connections_per_ip, d.max_connections_per_ip);
         assert!(c.control_admin_password.unwrap().matches(b"adminpw"));
+    }
+
+    #[test]
+    fn metrics_default_address_is_not_the_in_process_push_servers_port() {
+        let (c, _) = Config::parse(paths(), b"[METRICS]\nenable = on\n").unwrap();
+        let addr = c.metrics_addr.expect("enabled");
+        assert!(addr.ip().is_loopback());
+        assert_eq!(addr.port(), DEFAULT_METRICS_PORT);
+        assert_ne!(addr.port(), crate::init::DEFAULT_PUSH_PORT);
     }
 
     #[test]
