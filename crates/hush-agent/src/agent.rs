@@ -18,7 +18,8 @@
 //!
 //! Limits (also in the crate docs): only the fast procedure (both queues in messaging mode,
 //! secured by the sender with `SKEY`); by default the inviter accepts a joiner's confirmation
-//! at once (see [`AgentConfig::auto_accept_confirmations`]); no short links. Queue rotation
+//! at once (see [`AgentConfig::auto_accept_confirmations`]). Short links live in the
+//! `shortlink_agent` submodule (pure codecs in [`crate::shortlink`]). Queue rotation
 //! ([`Agent::switch_queue`]) and ratchet re-synchronisation ([`Agent::sync_ratchet`]) live in
 //! the `rotation` and `resync` submodules.
 

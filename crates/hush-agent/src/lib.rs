@@ -61,10 +61,12 @@
 //! reference agent; progress is reported as [`AgentEvent::Switch`] and
 //! [`AgentEvent::RatchetSync`].
 //!
-//! Not implemented: the legacy (non-sender-secured, `KEY` + `HELLO`) connection procedure,
-//! the sntrup761 (PQ) KEM (headers carry
-//! "no KEM"; a peer's KEM proposal is ignored), SMP proxies. Short links (`/i#`, `/a#`):
+//! The sntrup761 (PQ) KEM in the ratchet, negotiated as the reference
+//! ([`AgentConfig`] `pq_propose` off, `pq_accept` on). Short links (`/i#`, `/a#`):
 //! [`shortlink`] and [`Agent::create_invitation_with_short_link`] / [`Agent::join`].
+//!
+//! Not implemented: the legacy (non-sender-secured, `KEY` + `HELLO`) connection procedure,
+//! SMP proxies, automatic re-synchronisation (only [`Agent::sync_ratchet`]).
 
 pub mod agent;
 pub mod envelope;

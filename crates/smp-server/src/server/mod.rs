@@ -11,7 +11,8 @@
 //! close the store (its writer commits what is queued — and every `OK` already waited for
 //! durability).
 //!
-//! Where to look: [`delivery`] is the queue/subscription/delivery state machine; [`commands`]
+//! Where to look: [`delivery_core`] is the queue/subscription/delivery state machine (pure) and
+//! [`delivery`] the async shell that carries out its effects; [`commands`]
 //! parses, authorizes ([`auth`]) and dispatches one transmission; [`error`] maps failures to `ERR`,
 //! metric labels and log levels; [`control`] answers the control port.
 //!
