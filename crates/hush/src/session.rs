@@ -1279,8 +1279,25 @@ impl Session {
         }
     }
 
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         self.agent.close().await;
+        // Events the agent emitted after the last one handled (a one-shot `hush connect` whose
+        // handshake completes while it flushes): record them in the profile, else the contact
+        // would stay "joining" although the connection is up. Only such connection-state events:
+        // messages are not acknowledged, so the agent emits them again next time.
+        while let Ok(ev) = self.events.try_recv() {
+            if !matches!(
+                ev,
+                AgentEvent::Connected { .. }
+                    | AgentEvent::Confirmation { .. }
+                    | AgentEvent::ContactRequest { .. }
+            ) {
+                continue;
+            }
+            if let Err(e) = Box::pin(self.handle(ev)).await {
+                tracing::debug!(error = %format!("{e:#}"), "event after close");
+            }
+        }
     }
 }
 
