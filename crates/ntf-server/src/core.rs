@@ -206,10 +206,7 @@ fn now_secs() -> i64 {
 
 /// Current Unix time in milliseconds (periodic pushes with a shortened test minute).
 fn now_ms() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i128::try_from(d.as_millis()).unwrap_or(i128::MAX))
-        .unwrap_or(0)
+    i128::from(hush_server_common::time::unix_millis())
 }
 
 fn random_id() -> Vec<u8> {

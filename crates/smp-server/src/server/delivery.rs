@@ -126,16 +126,8 @@ impl ClientShared {
     }
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn now_secs() -> i64 {
-    (now_ms() / 1000) as i64
-}
+/// The servers' one clock (hush-server-common).
+pub use hush_server_common::time::{unix_millis as now_ms, unix_secs as now_secs};
 
 /// A connection's outgoing queue: groups of encoded transmissions ("slots"; a group is what one
 /// response block or one event batch needs, at most about one block), written by the
