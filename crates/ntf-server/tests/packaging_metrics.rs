@@ -9,16 +9,9 @@
 mod metric_names;
 
 use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use metric_names::Killed;
 
 #[test]
 fn dashboard_and_alert_metrics_are_exported_by_the_ntf_server() {

@@ -8,17 +8,10 @@
 mod metric_names;
 
 use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use metric_names::Killed;
 
 #[test]
 fn dashboard_and_alert_metrics_are_exported_by_the_relay() {
