@@ -94,6 +94,9 @@ pub struct SinkConfig {
     /// TLS certificate and key (PEM); `None` = a fresh self-signed certificate for
     /// `localhost` / `127.0.0.1` / `::1`.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// Each answer is held this long (the round trip to Apple over the Internet is tens of ms;
+    /// on loopback it is well under one): shows how a sender behaves with real round trips.
+    pub response_delay: Duration,
 }
 
 impl SinkConfig {
@@ -108,6 +111,7 @@ impl SinkConfig {
             max_payload: crate::provider::apns::MAX_PAYLOAD,
             token_max_age: Duration::from_secs(3600),
             tls: None,
+            response_delay: Duration::ZERO,
         }
     }
 }
@@ -150,6 +154,9 @@ struct State {
     failures: Mutex<HashMap<String, (FailureMode, Option<u32>)>>,
     expired_jwts: Mutex<HashSet<String>>,
     notify: Notify,
+    /// Requests being handled now, and the most there ever were at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// A running sink. Dropping it stops the servers.
@@ -272,6 +279,13 @@ impl SinkHandle {
     }
 
     /// Waits until at least `n` pushes were accepted in total.
+    /// The most push requests the sink was handling at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         wait_for(&self.state, |r| r.len() >= n, timeout).await
     }
@@ -348,8 +362,14 @@ async fn apns_server(
                 let shared = shared.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle_push(&shared, req).await) }
             });
+            // The SETTINGS APNs sends once a connection is in use (observed: at most 500
+            // concurrent streams, 65,535-byte stream windows, 8,000-byte header lists), so a
+            // client that exceeds them fails here as it would there.
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                .max_concurrent_streams(APNS_MAX_CONCURRENT_STREAMS)
+                .initial_stream_window_size(65_535)
+                .max_header_list_size(8_000)
                 .serve_connection(TokioIo::new(tls), svc);
             tokio::pin!(conn);
             tokio::select! {
@@ -359,6 +379,9 @@ async fn apns_server(
         });
     }
 }
+
+/// APNs's `SETTINGS_MAX_CONCURRENT_STREAMS` on a connection in use.
+pub const APNS_MAX_CONCURRENT_STREAMS: u32 = 500;
 
 fn reply(status: u16, reason: Option<&str>, apns_id: &str) -> http::Response<Body> {
     let body = match reason {
@@ -405,6 +428,19 @@ const PUSH_TYPES: &[&str] = &[
 ];
 
 async fn handle_push(shared: &Shared, req: http::Request<Incoming>) -> http::Response<Body> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let state = &shared.state;
+    let now = state.in_flight.fetch_add(1, Relaxed) + 1;
+    state.max_in_flight.fetch_max(now, Relaxed);
+    let reply = handle_push_inner(shared, req).await;
+    if !shared.cfg.response_delay.is_zero() {
+        tokio::time::sleep(shared.cfg.response_delay).await;
+    }
+    state.in_flight.fetch_sub(1, Relaxed);
+    reply
+}
+
+async fn handle_push_inner(shared: &Shared, req: http::Request<Incoming>) -> http::Response<Body> {
     let state = &shared.state;
     // apns-id: the request's (if a valid UUID) or a fresh one.
     let req_id = match header(&req, "apns-id") {

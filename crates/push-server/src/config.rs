@@ -413,7 +413,9 @@ allow_any_port = off
 retry_base_ms = 1000
 retry_max_seconds = 600
 default_ttl_seconds = 86400
-concurrency = 64
+# Deliveries in flight at once (each waits one round trip to the provider): pushes/s is at most
+# this divided by the round trip. APNs accepts up to 500 concurrent requests per connection.
+concurrency = 256
 dedup_window_seconds = 604800
 # Load shedding: refuse new jobs (ntf-servers retry) while this many are pending.
 max_pending = 1000000

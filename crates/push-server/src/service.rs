@@ -25,7 +25,12 @@ pub struct ServiceConfig {
     pub retry_max: Duration,
     /// Lifetime of a job without `expires_at`.
     pub default_ttl: Duration,
-    /// Concurrent deliveries (in-flight provider requests).
+    /// Concurrent deliveries (in-flight provider requests). Each holds its slot for one round
+    /// trip to the provider, so pushes/s ≤ concurrency ÷ round trip: with 64, a few ms of round
+    /// trip over the one HTTP/2 connection to APNs capped a 2-core host at ≈ 7,500 pushes/s;
+    /// 256 gave 13,000–14,000 (BENCHMARKS.md). APNs allows 500 concurrent streams per
+    /// connection (its SETTINGS frame); more requests than the peer allows wait in the HTTP/2
+    /// client.
     pub concurrency: usize,
     /// How long a delivered job id is remembered for deduplication.
     pub dedup_window: Duration,
@@ -41,6 +46,9 @@ pub struct ServiceConfig {
     pub max_anonymous_registrations: u64,
 }
 
+/// Default `[OUTBOX] concurrency` (see [`ServiceConfig::concurrency`]).
+pub const DEFAULT_CONCURRENCY: usize = 256;
+
 /// Default `[LIMITS] max_anonymous_registrations`.
 pub const DEFAULT_MAX_ANONYMOUS_REGISTRATIONS: u64 = 100_000;
 
@@ -50,7 +58,7 @@ impl Default for ServiceConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(600),
             default_ttl: Duration::from_secs(24 * 3600),
-            concurrency: 64,
+            concurrency: DEFAULT_CONCURRENCY,
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             poll_interval: Duration::from_secs(5),
             max_pending: 1_000_000,

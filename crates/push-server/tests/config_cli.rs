@@ -37,7 +37,7 @@ fn defaults_and_values() {
     assert_eq!(c.apns.test_url, None);
     assert_eq!(c.outbox_file, Path::new("/d/push-outbox.sqlite"));
     assert!(c.full_sync);
-    assert_eq!(c.service.concurrency, 64);
+    assert_eq!(c.service.concurrency, 256);
     assert!(c.metrics.is_none());
 
     let (c, w) = parse(

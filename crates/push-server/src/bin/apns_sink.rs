@@ -43,6 +43,10 @@ enum Cmd {
         /// Payload limit in bytes.
         #[arg(long, default_value_t = 4096)]
         max_payload: usize,
+        /// Hold each answer this many milliseconds (Apple's round trip over the Internet is
+        /// tens of ms; 0 = answer at once).
+        #[arg(long, default_value_t = 0)]
+        response_delay_ms: u64,
         /// Where to write the sink's TLS certificate (PEM) for clients to trust.
         #[arg(long, default_value = "apns-sink.crt")]
         cert_out: PathBuf,
@@ -60,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         team_id,
         topic,
         max_payload,
+        response_delay_ms,
         cert_out,
     } = Cli::parse().command;
     let pem = std::fs::read(&jwt_key)?;
@@ -73,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.team_id = team_id;
     cfg.topics = topic;
     cfg.max_payload = max_payload;
+    cfg.response_delay = std::time::Duration::from_millis(response_delay_ms);
     let sink = apns_sink::start(cfg).await?;
     std::fs::write(&cert_out, &sink.cert_pem)?;
     println!("apns-sink listening on {}", sink.addr);

@@ -21,12 +21,18 @@ pub struct Env {
 }
 
 pub async fn sink() -> Env {
+    sink_with(|_| {}).await
+}
+
+/// [`sink`] with changes to its configuration.
+pub async fn sink_with(change: impl FnOnce(&mut SinkConfig)) -> Env {
     let key = Es256Key::generate().unwrap();
     let mut cfg = SinkConfig::new("127.0.0.1:0".parse().unwrap(), key.public_pem().unwrap());
     cfg.read_listen = Some("127.0.0.1:0".parse().unwrap());
     cfg.key_id = Some(KEY_ID.into());
     cfg.team_id = Some(TEAM_ID.into());
     cfg.topics = vec![TOPIC.into()];
+    change(&mut cfg);
     let sink = apns_sink::start(cfg).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("apns-sink.crt");
