@@ -12,6 +12,7 @@
 //! * [`private_start`]: looser data directories / database files tightened at start (logged);
 //! * [`netpolicy`]: which destinations a peer may make a server connect to (SNEW, PRXY, Web Push);
 //! * [`limits`]: rate limits, per-address connection caps and throttled warn logs;
+//! * [`storelog`]: reading a reference server's store log for the `import` commands;
 //! * [`web`]: the server information page (`[INFORMATION]`, `[WEB]`) over HTTP/HTTPS.
 
 pub mod accept;
@@ -23,6 +24,7 @@ pub mod netpolicy;
 pub mod private;
 pub mod private_start;
 pub mod process;
+pub mod storelog;
 pub mod time;
 pub mod web;
 

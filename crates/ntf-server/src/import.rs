@@ -14,18 +14,20 @@
 //! counted and dropped.
 //!
 //! Parse errors name the file and line; a last line without its newline that does not parse
-//! (the reference killed while writing it) is skipped with a warning.
+//! (the reference killed while writing it) is skipped with a warning (the reading rules shared
+//! with `smp-server import` are in [`hush_server_common::storelog`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use hush_crypto::X25519Secret;
 use hush_proto::encoding::Parser;
 use hush_proto::ntf::{
     DeviceToken, PrivateKeyDer, PublicKeyDer, PushProvider, SmpQueueNtf, SubStatus, TokenStatus,
 };
-use hush_proto::strtext::{StrCursor, lines};
+use hush_proto::strtext::StrCursor;
+use hush_server_common::storelog;
+pub use hush_server_common::storelog::LogError;
 use zeroize::Zeroizing;
 
 use crate::store::{Device, Store, SubRec, TokenRec};
@@ -33,17 +35,9 @@ use crate::store::{Device, Store, SubRec, TokenRec};
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{}:{line}: {msg}", file.display())]
-    Parse {
-        file: PathBuf,
-        line: usize,
-        msg: String,
-    },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// The store log could not be read, or a line of it is not a record (file and line named).
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// The target already holds tokens and `force` was not given.
     #[error(
         "the target store already holds {0} tokens; import into an empty store (or pass --force to add to it)"
@@ -100,14 +94,7 @@ pub struct ImportReport {
     pub warnings: Vec<String>,
 }
 
-impl ImportReport {
-    fn warn(&mut self, w: String) {
-        tracing::warn!("import: {w}");
-        if self.warnings.len() < 100 {
-            self.warnings.push(w);
-        }
-    }
-}
+hush_server_common::log_report!(ImportReport);
 
 /// [`import_reference_with`] with the default options (refuses a non-empty target).
 pub async fn import_reference(
@@ -130,23 +117,16 @@ pub async fn import_reference_with(
     if existing > 0 && !opts.force {
         return Err(ImportError::TargetNotEmpty(existing));
     }
-    let start_backup = PathBuf::from(format!("{}.start", store_log.display()));
-    let store_log = if start_backup.exists() {
-        // `readWriteStoreLog`: the reference was killed while compacting its log at start; it
-        // restores the state from `<log>.start` (the log itself is incomplete), and so do we
-        report.warn(format!(
-            "{} exists (the reference server was stopped while compacting its log): importing it instead",
-            start_backup.display()
-        ));
-        start_backup.as_path()
-    } else {
-        store_log
-    };
-    let text = std::fs::read(store_log).map_err(|source| ImportError::Io {
-        path: store_log.to_path_buf(),
-        source,
-    })?;
-    let st = replay(store_log, &text, &mut report)?;
+    let store_log = storelog::start_backup(store_log, "server", &mut report);
+    let text = storelog::read(&store_log)?;
+    let mut st = Replay::default();
+    storelog::replay(
+        &store_log,
+        &text,
+        &mut report,
+        parse_record,
+        |report, rec| apply(&mut st, rec, report),
+    )?;
     let now = crate::unix_now();
 
     let mut with_subs: HashSet<Vec<u8>> = HashSet::new();
@@ -226,19 +206,16 @@ pub async fn import_into_configured_store(
 /// A progress printer for the CLI: `imported N/M tokens` / `subscriptions` on stderr, at most
 /// once a second, and always for the last one of a phase.
 pub fn stderr_progress() -> impl FnMut(Progress) {
-    let mut last: Option<Instant> = None;
-    move |p: Progress| {
-        let finished = p.done == p.total;
-        if !finished && last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return;
-        }
-        last = Some(Instant::now());
-        let what = match p.phase {
-            Phase::Tokens => "tokens",
-            Phase::Subscriptions => "subscriptions",
-        };
-        eprintln!("imported {}/{} {what}", p.done, p.total);
-    }
+    storelog::stderr_progress(
+        |p: &Progress| p.done == p.total,
+        |p| {
+            let what = match p.phase {
+                Phase::Tokens => "tokens",
+                Phase::Subscriptions => "subscriptions",
+            };
+            format!("imported {}/{} {what}", p.done, p.total)
+        },
+    )
 }
 
 // ------------------------------------------------------------------------------------------
@@ -288,39 +265,6 @@ impl Replay {
         self.subs.retain(|_, (_, s)| s.token_id != id);
         report.deleted_subscriptions += (before - self.subs.len()) as u64;
     }
-}
-
-fn replay(path: &Path, text: &[u8], report: &mut ImportReport) -> Result<Replay, ImportError> {
-    let mut st = Replay::default();
-    for (line_no, line, complete) in lines(text) {
-        report.log_lines += 1;
-        let rec = std::str::from_utf8(line)
-            .map_err(|_| "not UTF-8 text".to_string())
-            .and_then(parse_record);
-        let rec = match rec {
-            Ok(r) => r,
-            Err(_) if !complete => {
-                report.truncated_lines += 1;
-                report.warn(format!(
-                    "{}:{line_no}: incomplete last line skipped",
-                    path.display()
-                ));
-                continue;
-            }
-            Err(msg) => {
-                return Err(ImportError::Parse {
-                    file: path.to_path_buf(),
-                    line: line_no,
-                    msg,
-                });
-            }
-        };
-        if let Err(w) = apply(&mut st, rec, report) {
-            report.records_skipped += 1;
-            report.warn(format!("{}:{line_no}: {w}", path.display()));
-        }
-    }
-    Ok(st)
 }
 
 const NO_TOKEN: &str = "record for a token that does not exist (or was deleted), skipped";

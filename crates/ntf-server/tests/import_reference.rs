@@ -16,7 +16,7 @@ use hush_proto::error::ErrorType;
 use hush_proto::ntf::{NtfCommand, NtfResponse, PushProvider, SmpQueueNtf, SubStatus, TokenStatus};
 use ntf_server::PolicyMode;
 use ntf_server::import::{
-    ImportError, ImportOptions, ImportReport, Phase, Progress, import_reference,
+    ImportError, ImportOptions, ImportReport, LogError, Phase, Progress, import_reference,
     import_reference_with,
 };
 use ntf_server::store::{Device as StoreDevice, Store, StoreMode};
@@ -268,7 +268,7 @@ async fn import_text(dir: &Path, name: &str, text: &str) -> Result<ImportReport,
 
 fn parse_err(r: Result<ImportReport, ImportError>) -> (usize, String) {
     match r {
-        Err(ImportError::Parse { line, msg, .. }) => (line, msg),
+        Err(ImportError::Log(LogError::Parse { line, msg, .. })) => (line, msg),
         other => panic!("expected a parse error, got {other:?}"),
     }
 }

@@ -15,7 +15,8 @@
 //!
 //! Parse errors name the file and line. A last line without its newline that does not parse
 //! (the reference crashed in the middle of writing it) is skipped with a warning, as the
-//! reference does when it restores messages.
+//! reference does when it restores messages (the reading rules shared with `ntf-server import`
+//! are in [`hush_server_common::storelog`]).
 //!
 //! Service certificates (`NEW_SERVICE`) and the queues' associations with them (`QUEUE_SERVICE`,
 //! `rsrv=`, `nsrv=`) are imported after the queues, so that a notification server presenting its
@@ -28,11 +29,13 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hush_proto::encoding::base64url_token;
 use hush_proto::smp::PublicKeyDer;
 use hush_proto::strtext::{StrCursor, lines};
+pub use hush_server_common::storelog::LogError;
+use hush_server_common::storelog::{self, LogReport};
 use hush_store::{
     AppendOutcome, BlockInfo, BlockNotice, BlockReason, DEFAULT_QUOTA, DhSecret, EntityId, ID_LEN,
     LinkData, MsgId, NewMessage, NotifierCreds, QueueLink, QueueMode, QueueRecord, QueueStatus,
@@ -42,18 +45,10 @@ use hush_store::{
 /// Why an import stopped. Nothing of a failed import should be used: import into a fresh store.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    /// A line that is not a record of the reference's format.
-    #[error("{}:{line}: {msg}", file.display())]
-    Parse {
-        file: PathBuf,
-        line: usize,
-        msg: String,
-    },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// A file could not be read, or a line of it is not a record of the reference's format
+    /// (file and line named).
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// The target already holds queues and `force` was not given.
     #[error(
         "the target store already holds {0} queues; import into an empty store (or pass --force to add to it)"
@@ -147,14 +142,7 @@ pub struct ImportReport {
     pub warnings: Vec<String>,
 }
 
-impl ImportReport {
-    fn warn(&mut self, w: String) {
-        tracing::warn!("import: {w}");
-        if self.warnings.len() < 100 {
-            self.warnings.push(w);
-        }
-    }
-}
+hush_server_common::log_report!(ImportReport);
 
 /// [`import_reference_with`] with the default options (refuses a non-empty target).
 pub async fn import_reference(
@@ -187,27 +175,13 @@ pub async fn import_reference_with(
     if existing > 0 && !opts.force {
         return Err(ImportError::TargetNotEmpty(existing));
     }
-    let start_backup = PathBuf::from(format!("{}.start", store_log.display()));
-    let store_log = if start_backup.exists() {
-        // `readWriteStoreLog`: the reference was killed while compacting its log at start; it
-        // restores the state from `<log>.start` (the log itself is incomplete), and so do we
-        report.warn(format!(
-            "{} exists (the reference relay was stopped while compacting its log): importing it instead",
-            start_backup.display()
-        ));
-        start_backup.as_path()
-    } else {
-        store_log
-    };
-    let text = std::fs::read(store_log).map_err(|source| ImportError::Io {
-        path: store_log.to_path_buf(),
-        source,
-    })?;
+    let store_log = storelog::start_backup(store_log, "relay", &mut report);
+    let text = storelog::read(&store_log)?;
     let Replayed {
         queues,
         services,
         assoc,
-    } = replay_store_log(store_log, &text, &mut report)?;
+    } = replay_store_log(&store_log, &text, &mut report)?;
     let total = queues.len() as u64;
     let width = opts.concurrency.max(1);
 
@@ -258,10 +232,7 @@ pub async fn import_reference_with(
 
     // 3. messages
     if let Some(m) = msg_store {
-        let meta = std::fs::metadata(m).map_err(|source| ImportError::Io {
-            path: m.to_path_buf(),
-            source,
-        })?;
+        let meta = std::fs::metadata(m).map_err(|source| LogError::io(m, source))?;
         if meta.is_dir() {
             import_journal(m, target, &imported, opts, &mut report, &mut progress).await?;
         } else {
@@ -397,21 +368,16 @@ pub async fn import_into_configured_store(
 /// A progress printer for the CLI: `imported N/M queues` (and messages) on stderr, at most once
 /// a second, and always for the last queue of a phase.
 pub fn stderr_progress() -> impl FnMut(Progress) {
-    let mut last: Option<Instant> = None;
-    move |p: Progress| {
-        let finished = p.done == p.total;
-        if !finished && last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return;
-        }
-        last = Some(Instant::now());
-        match p.phase {
-            Phase::Queues => eprintln!("imported {}/{} queues", p.done, p.total),
-            Phase::Messages => eprintln!(
+    storelog::stderr_progress(
+        |p: &Progress| p.done == p.total,
+        |p| match p.phase {
+            Phase::Queues => format!("imported {}/{} queues", p.done, p.total),
+            Phase::Messages => format!(
                 "imported messages of {}/{} queues ({} messages)",
                 p.done, p.total, p.messages
             ),
-        }
-    }
+        },
+    )
 }
 
 // ------------------------------------------------------------------------------------------
@@ -491,34 +457,9 @@ fn replay_store_log(
     report: &mut ImportReport,
 ) -> Result<Replayed, ImportError> {
     let mut st = Replay::default();
-    for (line_no, line, complete) in lines(text) {
-        report.log_lines += 1;
-        let rec = std::str::from_utf8(line)
-            .map_err(|_| "not UTF-8 text".to_string())
-            .and_then(parse_record);
-        let rec = match rec {
-            Ok(r) => r,
-            Err(_) if !complete => {
-                report.truncated_lines += 1;
-                report.warn(format!(
-                    "{}:{line_no}: incomplete last line skipped",
-                    path.display()
-                ));
-                continue;
-            }
-            Err(msg) => {
-                return Err(ImportError::Parse {
-                    file: path.to_path_buf(),
-                    line: line_no,
-                    msg,
-                });
-            }
-        };
-        if let Err(w) = apply(&mut st, rec, report) {
-            report.records_skipped += 1;
-            report.warn(format!("{}:{line_no}: {w}", path.display()));
-        }
-    }
+    storelog::replay(path, text, report, parse_record, |report, rec| {
+        apply(&mut st, rec, report)
+    })?;
     let mut out: Vec<(u64, QueueRecord)> = st.queues.into_values().collect();
     out.sort_by_key(|(seq, _)| *seq);
     Ok(Replayed {
@@ -1178,10 +1119,7 @@ async fn run_message_jobs(
 }
 
 fn find_queue_states(dir: &Path, out: &mut Vec<(PathBuf, EntityId)>) -> Result<(), ImportError> {
-    let io = |source| ImportError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = |source| LogError::io(dir, source);
     for e in std::fs::read_dir(dir).map_err(io)? {
         let e = e.map_err(io)?;
         let path = e.path();
@@ -1288,18 +1226,12 @@ fn read_journal_queue(
     } else {
         state_path.to_path_buf()
     };
-    let text = std::fs::read(&path).map_err(|source| ImportError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = storelog::read(&path)?;
     let all: Vec<(usize, &[u8], bool)> = lines(&text).collect();
     // the last line, or the one before it if the last does not parse (`useLastLine`)
     let mut state = None;
     for (i, (line_no, line, _)) in all.iter().enumerate().rev().take(2) {
-        match std::str::from_utf8(line)
-            .map_err(|_| "not UTF-8 text".to_string())
-            .and_then(parse_queue_state)
-        {
+        match storelog::utf8(line).and_then(parse_queue_state) {
             Ok(st) => {
                 state = Some((*line_no, st));
                 break;
@@ -1318,24 +1250,14 @@ fn read_journal_queue(
                 );
                 return Ok(Vec::new());
             }
-            Err(msg) => {
-                return Err(ImportError::Parse {
-                    file: path.clone(),
-                    line: *line_no,
-                    msg,
-                });
-            }
+            Err(msg) => return Err(LogError::parse(&path, *line_no, msg).into()),
         }
     }
     let Some((line_no, st)) = state else {
         return Ok(Vec::new());
     };
     if !valid_state(&st) {
-        return Err(ImportError::Parse {
-            file: path,
-            line: line_no,
-            msg: "inconsistent queue state".into(),
-        });
+        return Err(LogError::parse(&path, line_no, "inconsistent queue state").into());
     }
     if st.size == 0 {
         return Ok(Vec::new());
@@ -1368,32 +1290,21 @@ fn read_journal_range(
         return Ok(Vec::new());
     }
     let path = dir.join(format!("messages.{journal_id}.log"));
-    let text = std::fs::read(&path).map_err(|source| ImportError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = storelog::read(&path)?;
     let (from, to) = (from as usize, to as usize);
     if to > text.len() {
-        return Err(ImportError::Parse {
-            file: path,
-            line: 0,
-            msg: format!(
-                "journal is {} bytes, the queue state expects {to}",
-                text.len()
-            ),
-        });
+        let msg = format!(
+            "journal is {} bytes, the queue state expects {to}",
+            text.len()
+        );
+        return Err(LogError::parse(&path, 0, msg).into());
     }
     let first_line = text[..from].iter().filter(|&&c| c == b'\n').count();
     let mut out = Vec::new();
     for (n, line, _) in lines(&text[from..to]) {
-        let m = std::str::from_utf8(line)
-            .map_err(|_| "not UTF-8 text".to_string())
+        let m = storelog::utf8(line)
             .and_then(|s| parse_message(&mut StrCursor { s }))
-            .map_err(|msg| ImportError::Parse {
-                file: path.clone(),
-                line: first_line + n,
-                msg,
-            })?;
+            .map_err(|msg| LogError::parse(&path, first_line + n, msg))?;
         out.push(m);
     }
     Ok(out)
@@ -1408,48 +1319,25 @@ async fn import_v3_file(
     report: &mut ImportReport,
     progress: &mut impl FnMut(Progress),
 ) -> Result<(), ImportError> {
-    let text = std::fs::read(path).map_err(|source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = storelog::read(path)?;
     // group consecutive lines of one queue; a queue seen again later is appended after
     let mut groups: Vec<(EntityId, Vec<RefMessage>)> = Vec::new();
     let mut index: HashMap<EntityId, usize> = HashMap::new();
-    for (line_no, line, complete) in lines(&text) {
-        let parsed = std::str::from_utf8(line)
-            .map_err(|_| "not UTF-8 text".to_string())
-            .and_then(|s| {
-                let mut c = StrCursor { s };
-                c.lit("v3 ")?;
-                let rid = c.id("recipient id")?;
-                c.lit(" ")?;
-                Ok((rid, parse_message(&mut c)?))
-            });
-        let (rid, m) = match parsed {
-            Ok(x) => x,
-            Err(_) if !complete => {
-                report.truncated_lines += 1;
-                report.warn(format!(
-                    "{}:{line_no}: incomplete last line skipped",
-                    path.display()
-                ));
-                continue;
-            }
-            Err(msg) => {
-                return Err(ImportError::Parse {
-                    file: path.to_path_buf(),
-                    line: line_no,
-                    msg,
-                });
-            }
-        };
+    let parse = |s: &str| {
+        let mut c = StrCursor { s };
+        c.lit("v3 ")?;
+        let rid = c.id("recipient id")?;
+        c.lit(" ")?;
+        Ok((rid, parse_message(&mut c)?))
+    };
+    storelog::each_record(path, &text, report, parse, |report, line_no, (rid, m)| {
         if !imported.contains(&rid) {
             report.messages_without_queue += 1;
             report.warn(format!(
                 "{}:{line_no}: message of a queue not in the store log skipped",
                 path.display()
             ));
-            continue;
+            return;
         }
         match index.get(&rid) {
             Some(&i) => groups[i].1.push(m),
@@ -1458,7 +1346,7 @@ async fn import_v3_file(
                 groups.push((rid, vec![m]));
             }
         }
-    }
+    })?;
     let total = groups.len() as u64;
     let mut done = 0u64;
     let jobs = groups

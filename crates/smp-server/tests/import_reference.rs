@@ -16,7 +16,7 @@ use hush_store::{
 };
 use sha2::{Digest, Sha256};
 use smp_server::import::{
-    ImportError, ImportOptions, ImportReport, Phase, Progress, import_reference,
+    ImportError, ImportOptions, ImportReport, LogError, Phase, Progress, import_reference,
     import_reference_with,
 };
 
@@ -404,7 +404,7 @@ async fn import_text(dir: &Path, name: &str, text: &str) -> Result<ImportReport,
 
 fn parse_err(r: Result<ImportReport, ImportError>) -> (String, usize, String) {
     match r {
-        Err(ImportError::Parse { file, line, msg }) => (
+        Err(ImportError::Log(LogError::Parse { file, line, msg })) => (
             file.file_name().unwrap().to_str().unwrap().to_string(),
             line,
             msg,
