@@ -325,16 +325,6 @@ pub fn scrape(addr: std::net::SocketAddr) -> (String, String) {
     (ctype, body.to_string())
 }
 
-/// A spawned server, killed and reaped when the test ends (also on panic).
-pub struct Killed(pub std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A loopback port nothing listens on right now (for a metrics address in an ini file).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -13,6 +13,7 @@
 //! * [`netpolicy`]: which destinations a peer may make a server connect to (SNEW, PRXY, Web Push);
 //! * [`limits`]: rate limits, per-address connection caps and throttled warn logs;
 //! * [`storelog`]: reading a reference server's store log for the `import` commands;
+//! * `test_support` (feature `test-support`): helpers of the servers' integration tests;
 //! * [`web`]: the server information page (`[INFORMATION]`, `[WEB]`) over HTTP/HTTPS.
 
 pub mod accept;
@@ -25,6 +26,8 @@ pub mod private;
 pub mod private_start;
 pub mod process;
 pub mod storelog;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod time;
 pub mod web;
 

@@ -6,12 +6,10 @@
 mod binary;
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use binary::{Sink, bin, push_dir, sink_with_topics};
+use binary::{Sink, ntf_command, push_dir, register, sink_with_topics, start};
 use common::*;
 use hush_proto::ntf::{NtfCommand, NtfResponse};
 
@@ -41,91 +39,6 @@ fn set_ini(etc: &Path, extra: &str) {
     std::fs::write(&ini, format!("{text}\n{extra}")).unwrap();
 }
 
-struct Running {
-    child: Child,
-    addr: std::net::SocketAddr,
-    fp: [u8; 32],
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(etc: &Path, var: &Path) -> Running {
-    let mut child = Command::new(bin())
-        .arg("--config-dir")
-        .arg(etc)
-        .arg("--data-dir")
-        .arg(var)
-        .args(["start", "--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = None;
-    let mut fp = None;
-    while addr.is_none() || fp.is_none() {
-        let line = lines.next().expect("ntf-server exited").unwrap();
-        if let Some(a) = line.strip_prefix("Listening on ") {
-            addr = Some(a.trim().parse().unwrap());
-        }
-        if let Some(f) = line.strip_prefix("Fingerprint: ") {
-            fp = Some(
-                hush_proto::encoding::base64url_decode(f.trim())
-                    .unwrap()
-                    .try_into()
-                    .unwrap(),
-            );
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Running {
-        child,
-        addr: addr.unwrap(),
-        fp: fp.unwrap(),
-    }
-}
-
-/// Registration through the binary; returns (client, device).
-async fn register_via(r: &Running, s: &Sink, n: u8) -> (NtfClient, Device) {
-    let mut c = NtfClient::connect(r.addr, &r.fp).await;
-    let mut d = Device::new(n);
-    let (_, resp) = tnew(&mut c, &d).await;
-    let NtfResponse::TknId {
-        token_id,
-        server_dh_key,
-    } = resp
-    else {
-        panic!("{resp:?}")
-    };
-    d.token_id = token_id;
-    let srv = hush_crypto::X25519Public::from_spki_der(server_dh_key.as_bytes()).unwrap();
-    d.dh_secret = Some(d.dh.dh(&srv));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let p = loop {
-        if let Some(p) = s.sink.received_for(&d.token_hex).pop() {
-            break p;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no verification push"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let PushContent::Verification(code) = d.decode(&p) else {
-        panic!()
-    };
-    let (_, resp) = c
-        .cmd(Some(&d.key), &d.token_id, &NtfCommand::Tvfy { code })
-        .await;
-    assert_eq!(resp, NtfResponse::Ok);
-    (c, d)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_with_remote_push_server() {
     init_tracing();
@@ -147,8 +60,8 @@ async fn binary_with_remote_push_server() {
             fp.trim()
         ),
     );
-    let r = start(&etc, &var);
-    let (mut c, d) = register_via(&r, &s, 31).await;
+    let r = start(&etc, &var, false);
+    let (mut c, d) = register(r.addr, &r.fp, &s, 31).await;
 
     // a relay, a queue, SNEW, SEND → message push through the network gateway
     let relay = Relay::start(relay_config(dir.path())).await;
@@ -175,11 +88,7 @@ async fn binary_with_remote_push_server() {
     push.stop().await;
 
     // delete
-    let out = Command::new(bin())
-        .arg("--config-dir")
-        .arg(&etc)
-        .arg("--data-dir")
-        .arg(&var)
+    let out = ntf_command(&etc, &var)
         .args(["delete", "-y"])
         .output()
         .unwrap();
@@ -203,8 +112,8 @@ async fn binary_with_in_process_push_server() {
             pdir.display()
         ),
     );
-    let r = start(&etc, &var);
-    let (mut c, d) = register_via(&r, &s, 32).await;
+    let r = start(&etc, &var, false);
+    let (mut c, d) = register(r.addr, &r.fp, &s, 32).await;
     let (_, resp) = c.cmd(Some(&d.key), &d.token_id, &NtfCommand::Tchk).await;
     assert_eq!(resp, NtfResponse::Tkn(hush_proto::ntf::TokenStatus::Active));
     // without a push configuration the binary refuses to start (init writes one in
@@ -212,14 +121,7 @@ async fn binary_with_in_process_push_server() {
     let bare = tempfile::tempdir().unwrap();
     let (etc2, var2) = ntf_init(bare.path());
     std::fs::remove_dir_all(etc2.join("push")).unwrap();
-    let out = Command::new(bin())
-        .arg("--config-dir")
-        .arg(&etc2)
-        .arg("--data-dir")
-        .arg(&var2)
-        .arg("start")
-        .output()
-        .unwrap();
+    let out = ntf_command(&etc2, &var2).arg("start").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("config_dir"));
 }

@@ -1,9 +1,8 @@
 //! ntf-server.ini problems are reported as by the other servers (hush_server_common::config):
 //! unknown keys are warnings with their line, booleans are `on`/`off` only, numbers out of range
-//! are errors naming file, line, section and key.
+//! are errors naming file, line, section and key (the checks: hush_server_common::test_support).
 
-use std::path::Path;
-
+use hush_server_common::test_support::{check_on_off, check_out_of_range, check_unknown_key};
 use ntf_server::config::{Config, ConfigError, ConfigWarning, Paths};
 
 const FILE: &str = "/cfg/ntf-server.ini";
@@ -18,11 +17,11 @@ fn parse(text: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
 
 #[test]
 fn unknown_key_is_warned_with_its_line() {
-    let (_, w) = parse("[STORE_LOG]\nenable = on\ncolour = blue\n").unwrap();
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert_eq!(
-        hush_server_common::config::warning_line(Path::new(FILE), &w[0]),
-        "warning: /cfg/ntf-server.ini: line 3: [STORE_LOG] colour: unknown key; ignored"
+    check_unknown_key(
+        FILE,
+        parse,
+        "[STORE_LOG]\nenable = on\ncolour = blue\n",
+        "warning: /cfg/ntf-server.ini: line 3: [STORE_LOG] colour: unknown key; ignored",
     );
     // Reference keys hush does not implement are warned about too, never silently dropped.
     let (_, w) = parse("[STORE_LOG]\nlog_stats = on\n[NOPE]\nk = v\n").unwrap();
@@ -34,29 +33,17 @@ fn unknown_key_is_warned_with_its_line() {
 
 #[test]
 fn booleans_are_on_or_off_only() {
-    let (c, _) = parse("[STORE_LOG]\nenable = off\n").unwrap();
-    assert!(!c.store_enable);
-    let (c, _) = parse("[STORE_LOG]\nenable = on\n").unwrap();
-    assert!(c.store_enable);
-    for bad in ["yes", "no", "true", "false", "On"] {
-        let e = parse(&format!("[STORE_LOG]\nenable = {bad}\n")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!("{FILE}: line 2: [STORE_LOG] enable = \"{bad}\": expected on or off")
-        );
-    }
+    check_on_off(FILE, parse, "STORE_LOG", "enable", |c| c.store_enable);
 }
 
 #[test]
 fn out_of_range_number_names_file_line_section_and_key() {
-    let e = parse("[STORE_LOG]\n\ndb_pool_size = 1001\n").unwrap_err();
-    assert_eq!(e.line(), Some(3));
-    assert_eq!(e.key(), Some(("STORE_LOG", "db_pool_size")));
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "{FILE}: line 3: [STORE_LOG] db_pool_size = \"1001\": \
-             expected a whole number from 1 to 1000"
-        )
+    check_out_of_range(
+        FILE,
+        parse,
+        "STORE_LOG",
+        "db_pool_size",
+        "1001",
+        "a whole number from 1 to 1000",
     );
 }

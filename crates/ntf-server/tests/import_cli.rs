@@ -3,28 +3,15 @@
 //! import_reference.rs (imported tokens answer TCHK, an imported subscription pushes).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use hush_server_common::test_support::{dirs_command, output_text as text};
 
 fn run(etc: &Path, var: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ntf-server"))
-        .arg("--config-dir")
-        .arg(etc)
-        .arg("--data-dir")
-        .arg(var)
+    dirs_command(env!("CARGO_BIN_EXE_ntf-server"), "NTF_SERVER", etc, var)
         .args(args)
-        .env_remove("NTF_SERVER_CFG_PATH")
-        .env_remove("NTF_SERVER_LOG_PATH")
-        .env_remove("RUST_LOG")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -16,15 +16,13 @@ mod pg;
 
 use pg::{PG_URL, PgSchema, pg};
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use binary::{Sink, bin, push_dir, sink_with_topics};
+use binary::{Running as Instance, push_dir, register, sink_with_topics, start};
 use common::*;
-use hush_proto::ntf::{NtfCommand, NtfResponse, SubStatus};
+use hush_proto::ntf::{NtfResponse, SubStatus};
 
 /// Test size; the benchmark runs the same test with `HUSH_NTF_MULTI_DEVICES=30
 /// HUSH_NTF_MULTI_QUEUES=1000 HUSH_NTF_MULTI_LEASE_TTL=15` (30,000 subscriptions, the default
@@ -77,97 +75,6 @@ fn set_ini(etc: &Path, extra: &str) {
         .replace("[STORE_LOG]\n", &format!("[STORE_LOG]\n{store}"))
         .replace("[PUSH]\n", &format!("[PUSH]\n{push}"));
     std::fs::write(&ini, text).unwrap();
-}
-
-struct Instance {
-    child: Child,
-    addr: std::net::SocketAddr,
-    fp: [u8; 32],
-    id: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(etc: &Path, var: &Path) -> Instance {
-    let mut child = Command::new(bin())
-        .arg("--config-dir")
-        .arg(etc)
-        .arg("--data-dir")
-        .arg(var)
-        .args(["start", "--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut fp, mut id) = (None, None, None);
-    while addr.is_none() || fp.is_none() || id.is_none() {
-        let line = lines.next().expect("ntf-server exited").unwrap();
-        if let Some(a) = line.strip_prefix("Listening on ") {
-            addr = Some(a.trim().parse().unwrap());
-        }
-        if let Some(f) = line.strip_prefix("Fingerprint: ") {
-            fp = Some(
-                hush_proto::encoding::base64url_decode(f.trim())
-                    .unwrap()
-                    .try_into()
-                    .unwrap(),
-            );
-        }
-        if let Some(i) = line.strip_prefix("Instance: ") {
-            id = Some(i.trim().to_string());
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Instance {
-        child,
-        addr: addr.unwrap(),
-        fp: fp.unwrap(),
-        id: id.unwrap(),
-    }
-}
-
-/// TNEW → verification push → TVFY through the instance at `addr`.
-async fn register(
-    addr: std::net::SocketAddr,
-    fp: &[u8; 32],
-    s: &Sink,
-    n: u8,
-) -> (NtfClient, Device) {
-    let mut c = NtfClient::connect(addr, fp).await;
-    let mut d = Device::new(n);
-    let (_, resp) = tnew(&mut c, &d).await;
-    let NtfResponse::TknId {
-        token_id,
-        server_dh_key,
-    } = resp
-    else {
-        panic!("{resp:?}")
-    };
-    d.token_id = token_id;
-    let srv = hush_crypto::X25519Public::from_spki_der(server_dh_key.as_bytes()).unwrap();
-    d.dh_secret = Some(d.dh.dh(&srv));
-    let deadline = Instant::now() + WAIT;
-    let p = loop {
-        if let Some(p) = s.sink.received_for(&d.token_hex).pop() {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no verification push");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let PushContent::Verification(code) = d.decode(&p) else {
-        panic!()
-    };
-    let (_, resp) = c
-        .cmd(Some(&d.key), &d.token_id, &NtfCommand::Tvfy { code })
-        .await;
-    assert_eq!(resp, NtfResponse::Ok);
-    (c, d)
 }
 
 /// relay address → (owner instance id, lease current).
@@ -239,11 +146,11 @@ async fn three_instances_one_killed_mid_stream() {
                 pfp.trim()
             ),
         );
-        insts.push(Some(start(&etc, &var)));
+        insts.push(Some(start(&etc, &var, true)));
     }
     let ids: Vec<String> = insts
         .iter()
-        .map(|i| i.as_ref().unwrap().id.clone())
+        .map(|i| i.as_ref().unwrap().id.clone().unwrap())
         .collect();
 
     // devices registered and their queues subscribed through all three instances (device n
@@ -343,8 +250,8 @@ async fn three_instances_one_killed_mid_stream() {
         .collect();
     let mut v = insts[victim].take().unwrap();
     let killed_at = unix_ms();
-    v.child.kill().unwrap(); // SIGKILL
-    v.child.wait().unwrap();
+    v.child.0.kill().unwrap(); // SIGKILL
+    v.child.0.wait().unwrap();
     drop(v);
     let kill = Instant::now();
 

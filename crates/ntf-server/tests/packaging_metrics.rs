@@ -8,36 +8,21 @@
 #[path = "../../../packaging/metric_names.rs"]
 mod metric_names;
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+use std::time::Duration;
 
-use metric_names::Killed;
+use hush_server_common::test_support::{dirs_command, run_ok, spawn_lines, wait_for_lines};
 
 #[test]
 fn dashboard_and_alert_metrics_are_exported_by_the_ntf_server() {
     let dir = tempfile::tempdir().unwrap();
     let (etc, var) = (dir.path().join("ntf"), dir.path().join("ntf-data"));
-    let cmd = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ntf-server"));
-        c.arg("--config-dir")
-            .arg(&etc)
-            .arg("--data-dir")
-            .arg(&var)
-            .env_remove("NTF_SERVER_CFG_PATH")
-            .env_remove("NTF_SERVER_LOG_PATH")
-            .env_remove("RUST_LOG");
-        c
-    };
-    let out = cmd()
-        .args(["init", "--fqdn", "ntf.example.com", "--port", "0"])
-        .args(["--push-port", "0", "-y"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "init: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let cmd = || dirs_command(env!("CARGO_BIN_EXE_ntf-server"), "NTF_SERVER", &etc, &var);
+    run_ok(
+        cmd()
+            .args(["init", "--fqdn", "ntf.example.com", "--port", "0"])
+            .args(["--push-port", "0", "-y"]),
+        "init",
     );
     let ini = etc.join("ntf-server.ini");
     let t = std::fs::read_to_string(&ini).unwrap();
@@ -47,26 +32,11 @@ fn dashboard_and_alert_metrics_are_exported_by_the_ntf_server() {
     let on = format!("[METRICS]\nenable = on\naddress = {metrics}\n");
     std::fs::write(&ini, t.replace(off, &on)).unwrap();
 
-    let mut child = Killed(
-        cmd()
-            .arg("start")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("start exited before listening")
-            .unwrap();
-        if line.starts_with("Listening on ") {
-            break;
-        }
-    }
+    let (child, rx) = spawn_lines(cmd().arg("start").stderr(Stdio::null()));
+    wait_for_lines(&rx, Duration::from_secs(20), |line| {
+        line.starts_with("Listening on ").then_some(())
+    })
+    .expect("start exited before listening");
     let (ctype, body) = metric_names::scrape(metrics);
     let openmetrics = ctype.contains("openmetrics");
     let checked = metric_names::check_server("ntf-server", &body, openmetrics);

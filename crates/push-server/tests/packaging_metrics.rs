@@ -10,14 +10,12 @@ mod common;
 #[path = "../../../packaging/metric_names.rs"]
 mod metric_names;
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hush_server_common::test_support::{after, spawn_lines, wait_for_lines};
 use push_server::PushGateway;
 use push_server::apns_sink::FailureMode;
-
-use metric_names::Killed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alert_metrics_are_exported_by_the_push_server() {
@@ -37,39 +35,19 @@ async fn dashboard_and_alert_metrics_are_exported_by_the_push_server() {
     );
     std::fs::write(&ini, format!("{t}[LIMITS]\nmax_connections_per_ip = 2\n")).unwrap();
 
-    let mut child = Killed(
+    let (child, rx) = spawn_lines(
         Command::new(env!("CARGO_BIN_EXE_push-server"))
             .arg("--dir")
             .arg(dir.path())
             .arg("start")
             .env_remove("PUSH_SERVER_DIR")
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("push-server did not start");
-        if let Some(a) = line.strip_prefix("push-server listening on ") {
-            break a.trim().parse::<std::net::SocketAddr>().unwrap();
-        }
-    };
+    let addr: std::net::SocketAddr = wait_for_lines(&rx, Duration::from_secs(20), |line| {
+        after(line, "push-server listening on ")
+    })
+    .expect("push-server did not start");
 
     env.sink
         .set_failure(&common::token(2), FailureMode::BadDeviceToken, None);

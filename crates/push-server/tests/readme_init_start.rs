@@ -4,21 +4,12 @@
 //! gateway connects with the fingerprint `init` printed and the credential it wrote, gets
 //! `ping` and `feedback` answered, and a wrong credential is refused.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hush_server_common::test_support::{after, run_ok, spawn_lines, wait_for_lines};
 use push_server::PushGateway;
 use push_server::net::{RemoteConfig, RemoteGateway, parse_fingerprint};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_init_then_start_serves_the_gateway() {
@@ -33,17 +24,7 @@ async fn readme_init_then_start_serves_the_gateway() {
             .env_remove("RUST_LOG");
         c
     };
-    let out = cmd()
-        .args(["init", "--port", "0"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "init failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_ok(cmd().args(["init", "--port", "0"]), "init");
     let fp = text
         .lines()
         .find_map(|l| l.strip_prefix("fingerprint: "))
@@ -52,39 +33,14 @@ async fn readme_init_then_start_serves_the_gateway() {
     let (cfg, _) = push_server::config::Config::load(&d).unwrap();
     let credential = cfg.clients.get("ntf").expect("init's client `ntf`").clone();
 
-    let mut child = Killed(
-        cmd()
-            .arg("start")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut addr, mut no_provider, mut seen) = (None, false, Vec::new());
-    while addr.is_none() || !no_provider {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("start did not come up:\n{}", seen.join("\n")));
-        if let Some(a) = line.strip_prefix("push-server listening on ") {
-            addr = Some(a.trim().parse::<std::net::SocketAddr>().unwrap());
-        }
+    let (child, rx) = spawn_lines(cmd().arg("start"));
+    let (mut addr, mut no_provider) = (None, false);
+    let addr: std::net::SocketAddr = wait_for_lines(&rx, Duration::from_secs(20), |line| {
+        addr = addr.or(after(line, "push-server listening on "));
         no_provider |= line.starts_with("No push provider is enabled");
-        seen.push(line);
-    }
-    let addr = addr.unwrap();
+        addr.filter(|_| no_provider)
+    })
+    .unwrap_or_else(|seen| panic!("start did not come up:\n{}", seen.join("\n")));
     let gateway = |credential: &str| {
         RemoteGateway::new(RemoteConfig {
             host: addr.ip().to_string(),

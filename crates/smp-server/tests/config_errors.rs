@@ -1,9 +1,10 @@
 //! smp-server.ini problems are reported as by the other servers (hush_server_common::config):
 //! unknown keys are warnings with their line, booleans are `on`/`off` only, numbers out of range
-//! are errors naming file, line, section and key.
+//! are errors naming file, line, section and key (the checks: hush_server_common::test_support).
 
 use std::path::Path;
 
+use hush_server_common::test_support::{check_on_off, check_out_of_range, check_unknown_key};
 use smp_server::ServerPaths;
 use smp_server::config::{Config, ConfigError, ConfigWarning};
 
@@ -19,39 +20,27 @@ fn parse(text: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
 
 #[test]
 fn unknown_key_is_warned_with_its_line() {
-    let (_, w) = parse("[STORE_LOG]\nenable = on\ncolour = blue\n").unwrap();
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert_eq!(
-        hush_server_common::config::warning_line(Path::new(FILE), &w[0]),
-        "warning: /cfg/smp-server.ini: line 3: [STORE_LOG] colour: unknown key; ignored"
+    check_unknown_key(
+        FILE,
+        parse,
+        "[STORE_LOG]\nenable = on\ncolour = blue\n",
+        "warning: /cfg/smp-server.ini: line 3: [STORE_LOG] colour: unknown key; ignored",
     );
 }
 
 #[test]
 fn booleans_are_on_or_off_only() {
-    let (c, _) = parse("[STORE_LOG]\nenable = off\n").unwrap();
-    assert!(!c.store.enable);
-    let (c, _) = parse("[STORE_LOG]\nenable = on\n").unwrap();
-    assert!(c.store.enable);
-    for bad in ["yes", "no", "true", "false", "On"] {
-        let e = parse(&format!("[STORE_LOG]\nenable = {bad}\n")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!("{FILE}: line 2: [STORE_LOG] enable = \"{bad}\": expected on or off")
-        );
-    }
+    check_on_off(FILE, parse, "STORE_LOG", "enable", |c| c.store.enable);
 }
 
 #[test]
 fn out_of_range_number_names_file_line_section_and_key() {
-    let e = parse("[TRANSPORT]\n\nhandshake_timeout = 601\n").unwrap_err();
-    assert_eq!(e.line(), Some(3));
-    assert_eq!(e.key(), Some(("TRANSPORT", "handshake_timeout")));
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "{FILE}: line 3: [TRANSPORT] handshake_timeout = \"601\": \
-             expected a whole number from 1 to 600"
-        )
+    check_out_of_range(
+        FILE,
+        parse,
+        "TRANSPORT",
+        "handshake_timeout",
+        "601",
+        "a whole number from 1 to 600",
     );
 }

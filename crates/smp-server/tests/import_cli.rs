@@ -3,7 +3,9 @@
 //! (every record kind, messages served over SMP afterwards) is tested in import_reference.rs.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use hush_server_common::test_support::{dirs_command, output_text as text};
 
 fn fixture(p: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -12,25 +14,10 @@ fn fixture(p: &str) -> std::path::PathBuf {
 }
 
 fn run(etc: &Path, var: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smp-server"))
-        .arg("--config-dir")
-        .arg(etc)
-        .arg("--data-dir")
-        .arg(var)
+    dirs_command(env!("CARGO_BIN_EXE_smp-server"), "SMP_SERVER", etc, var)
         .args(args)
-        .env_remove("SMP_SERVER_CFG_PATH")
-        .env_remove("SMP_SERVER_LOG_PATH")
-        .env_remove("RUST_LOG")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -7,36 +7,19 @@
 #[path = "../../../packaging/metric_names.rs"]
 mod metric_names;
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use metric_names::Killed;
+use hush_server_common::test_support::{after, dirs_command, run_ok, spawn_lines, wait_for_lines};
 
 #[test]
 fn dashboard_and_alert_metrics_are_exported_by_the_relay() {
     let dir = tempfile::tempdir().unwrap();
     let (etc, var) = (dir.path().join("smp"), dir.path().join("smp-data"));
-    let cmd = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_smp-server"));
-        c.arg("--config-dir")
-            .arg(&etc)
-            .arg("--data-dir")
-            .arg(&var)
-            .env_remove("SMP_SERVER_CFG_PATH")
-            .env_remove("SMP_SERVER_LOG_PATH")
-            .env_remove("RUST_LOG");
-        c
-    };
-    let out = cmd()
-        .args(["init", "--fqdn", "relay.example.com", "--port", "0", "-y"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "init: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let cmd = || dirs_command(env!("CARGO_BIN_EXE_smp-server"), "SMP_SERVER", &etc, &var);
+    run_ok(
+        cmd().args(["init", "--fqdn", "relay.example.com", "--port", "0", "-y"]),
+        "init",
     );
     let ini = etc.join("smp-server.ini");
     let t = std::fs::read_to_string(&ini).unwrap();
@@ -45,26 +28,11 @@ fn dashboard_and_alert_metrics_are_exported_by_the_relay() {
     let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metric_names::free_port()));
     std::fs::write(&ini, t.replace(&default, &format!("address = {metrics}\n"))).unwrap();
 
-    let mut child = Killed(
-        cmd()
-            .arg("start")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("start exited before listening")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("Listening on ") {
-            break a.trim().parse::<std::net::SocketAddr>().unwrap().port();
-        }
-    };
+    let (child, rx) = spawn_lines(cmd().arg("start").stderr(Stdio::null()));
+    let port = wait_for_lines(&rx, Duration::from_secs(20), |line| {
+        after(line, "Listening on ").map(|a: std::net::SocketAddr| a.port())
+    })
+    .expect("start exited before listening");
     // one accepted (and closed) socket: simplex_smp_sockets_{accepted,closed,active}{port}
     drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
 

@@ -7,23 +7,15 @@
 
 mod common;
 
-use std::io::{BufRead, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use hush_proto::address::ServerWithAuth;
 use hush_proto::error::ErrorType;
 use hush_proto::smp::{BrokerMsg, Command as SmpCommand};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use hush_server_common::test_support::{after, dirs_command, spawn_lines, wait_for_lines};
 
 fn line_with<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines()
@@ -36,17 +28,7 @@ async fn readme_init_then_start_serves_new() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let (etc, var) = (dir.path().join("smp"), dir.path().join("smp-data"));
-    let cmd = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_smp-server"));
-        c.arg("--config-dir")
-            .arg(&etc)
-            .arg("--data-dir")
-            .arg(&var)
-            .env_remove("SMP_SERVER_CFG_PATH")
-            .env_remove("SMP_SERVER_LOG_PATH")
-            .env_remove("RUST_LOG");
-        c
-    };
+    let cmd = || dirs_command(env!("CARGO_BIN_EXE_smp-server"), "SMP_SERVER", &etc, &var);
     let mut init = cmd()
         .args(["init", "--fqdn", "relay.example.com", "--port", "0"])
         .stdin(Stdio::piped())
@@ -73,39 +55,18 @@ async fn readme_init_then_start_serves_new() {
     assert!(t.contains(&metrics), "{t}");
     std::fs::write(&ini, t.replace(&metrics, "address = 127.0.0.1:0\n")).unwrap();
 
-    let mut child = Killed(
-        cmd()
-            .arg("start")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
+    let (child, rx) = spawn_lines(cmd().arg("start"));
+    let mut before = Vec::new();
+    let port = wait_for_lines(&rx, Duration::from_secs(20), |line| {
+        let port = after(line, "Listening on ").map(|a: std::net::SocketAddr| a.port());
+        if port.is_none() {
+            before.push(line.to_string());
         }
-    });
-    let mut seen = Vec::new();
-    let port = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("start did not come up:\n{}", seen.join("\n")));
-        if let Some(a) = line.strip_prefix("Listening on ") {
-            break a.trim().parse::<std::net::SocketAddr>().unwrap().port();
-        }
-        seen.push(line);
-    };
+        port
+    })
+    .unwrap_or_else(|seen| panic!("start did not come up:\n{}", seen.join("\n")));
     // `start` prints the address `init` printed (same identity and password)
-    let all = seen.join("\n");
+    let all = before.join("\n");
     assert_eq!(line_with(&all, "Server address: ").trim(), address);
 
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
