@@ -225,45 +225,31 @@ mod tests {
         }
     }
 
+    /// Replays `text` as `x.log` with [`apply`]: the report and the records applied.
+    fn replayed(text: &[u8]) -> (Report, Vec<u32>) {
+        let (mut r, mut seen) = (Report::default(), Vec::new());
+        replay(Path::new("x.log"), text, &mut r, parse, apply(&mut seen)).unwrap();
+        (r, seen)
+    }
+
     #[test]
     fn replay_applies_in_order_and_warns_about_refused_records() {
-        let (mut r, mut seen) = (Report::default(), Vec::new());
-        replay(
-            Path::new("x.log"),
-            b"2\n3\n4\n",
-            &mut r,
-            parse,
-            apply(&mut seen),
-        )
-        .unwrap();
+        let (r, seen) = replayed(b"2\n3\n4\n");
         assert_eq!(seen, [2, 4]);
-        assert_eq!(
-            (r.log_lines, r.records_skipped, r.truncated_lines),
-            (3, 1, 0)
-        );
+        let counts = (r.log_lines, r.records_skipped, r.truncated_lines);
+        assert_eq!(counts, (3, 1, 0));
         assert_eq!(r.warnings, ["x.log:2: odd 3, skipped"]);
     }
 
     #[test]
     fn a_truncated_last_line_is_skipped_with_a_warning() {
-        let (mut r, mut seen) = (Report::default(), Vec::new());
-        replay(
-            Path::new("x.log"),
-            b"2\n4\n6x",
-            &mut r,
-            parse,
-            apply(&mut seen),
-        )
-        .unwrap();
+        let (r, seen) = replayed(b"2\n4\n6x");
         assert_eq!(seen, [2, 4]);
-        assert_eq!(
-            (r.log_lines, r.records_skipped, r.truncated_lines),
-            (3, 0, 1)
-        );
+        let counts = (r.log_lines, r.records_skipped, r.truncated_lines);
+        assert_eq!(counts, (3, 0, 1));
         assert_eq!(r.warnings, ["x.log:3: incomplete last line skipped"]);
         // a last line without newline that parses is a record like any other
-        let (mut r, mut seen) = (Report::default(), Vec::new());
-        replay(Path::new("x.log"), b"2\n6", &mut r, parse, apply(&mut seen)).unwrap();
+        let (r, seen) = replayed(b"2\n6");
         assert_eq!((seen, r.truncated_lines), (vec![2, 6], 0));
     }
 

@@ -138,8 +138,7 @@ pub async fn import_reference_with(
     let mut tokens: Vec<(u64, RefToken)> = st.tokens.into_values().collect();
     tokens.sort_by_key(|(s, _)| *s);
 
-    let total = tokens.len() as u64;
-    for (i, (_, t)) in tokens.into_iter().enumerate() {
+    write_all(target, Phase::Tokens, tokens, &mut progress, |(_, t)| {
         let was_active = t.status == TokenStatus::Active || with_subs.contains(&t.id);
         report.active_tokens += u64::from(t.status == TokenStatus::Active);
         report.cron_tokens += u64::from(t.cron_interval > 0);
@@ -158,30 +157,44 @@ pub async fn import_reference_with(
             was_active,
         });
         report.tokens += 1;
-        if i % 1000 == 999 {
-            target.throttle().await;
-        }
-        progress(Progress {
-            phase: Phase::Tokens,
-            done: i as u64 + 1,
-            total,
-        });
-    }
-    let total = subs.len() as u64;
-    for (i, (_, s)) in subs.into_iter().enumerate() {
-        target.put_sub(s);
-        report.subscriptions += 1;
-        if i % 1000 == 999 {
-            target.throttle().await;
-        }
-        progress(Progress {
-            phase: Phase::Subscriptions,
-            done: i as u64 + 1,
-            total,
-        });
-    }
+    })
+    .await;
+    write_all(
+        target,
+        Phase::Subscriptions,
+        subs,
+        &mut progress,
+        |(_, s)| {
+            target.put_sub(s);
+            report.subscriptions += 1;
+        },
+    )
+    .await;
     target.sync().await?;
     Ok(report)
+}
+
+/// Writes `items` into the target with `put`, yielding to the store's writer every 1000
+/// (`throttle`) and reporting `phase` progress after each.
+async fn write_all<T>(
+    target: &Store,
+    phase: Phase,
+    items: Vec<T>,
+    progress: &mut impl FnMut(Progress),
+    mut put: impl FnMut(T),
+) {
+    let total = items.len() as u64;
+    for (i, item) in items.into_iter().enumerate() {
+        put(item);
+        if i % 1000 == 999 {
+            target.throttle().await;
+        }
+        progress(Progress {
+            phase,
+            done: i as u64 + 1,
+            total,
+        });
+    }
 }
 
 /// `ntf-server import`: imports into the store the server's configuration names (SQLite, or
