@@ -693,44 +693,11 @@ async fn start_backup_is_used() {
     );
 }
 
-fn pg_url() -> String {
-    std::env::var("HUSH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-/// A fresh PostgreSQL schema, dropped (CASCADE) with the guard.
-struct Schema(String);
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let (client, conn) =
-                    tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
-                tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await
-            })
-        })
-        .join();
-    }
-}
-
 /// `store_queues = database`: the import goes to the PostgreSQL store the ini names, and a relay
 /// on it serves the imported queues.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_into_the_configured_postgres_store() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let schema = Schema(format!("hush_import_{}_{nanos}", std::process::id()));
+    let schema = Schema::new("import");
     let dir = tempfile::tempdir().unwrap();
     let paths = init_dirs(dir.path());
     let url = pg_url();

@@ -12,49 +12,9 @@ use smp_server::config::STORE_FILE;
 use smp_server::server::RelayOptions;
 use smp_server::testing::TestRelay;
 
-fn pg_url() -> String {
-    std::env::var("HUSH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-/// A fresh schema name; the schema is dropped (CASCADE) when the guard goes out of scope.
-struct Schema(String);
-
-impl Schema {
-    fn new(tag: &str) -> Schema {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        Schema(format!("hush_relay_{tag}_{}_{nanos}", std::process::id()))
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        // Own thread + runtime: Drop runs inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let (client, conn) =
-                    tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
-                tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await
-            })
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_survives_a_restart_on_postgres() {
-    let schema = Schema::new("restart");
+    let schema = Schema::new("relay_restart");
     let dir = tempfile::tempdir().unwrap();
     let paths = init_dirs(dir.path());
     // Configured as an operator would: the keys in smp-server.ini.

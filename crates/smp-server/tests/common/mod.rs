@@ -682,3 +682,48 @@ pub async fn pipelined(
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// The test database: `HUSH_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
+pub fn pg_url() -> String {
+    std::env::var("HUSH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A fresh schema name (`hush_<tag>_<pid>_<nanos>`); the schema is dropped (CASCADE) when the
+/// guard goes out of scope.
+pub struct Schema(pub String);
+
+impl Schema {
+    pub fn new(tag: &str) -> Schema {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Schema(format!("hush_{tag}_{}_{nanos}", std::process::id()))
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // Own thread + runtime: Drop runs inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let (client, conn) =
+                    tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+            })
+        })
+        .join();
+    }
+}
