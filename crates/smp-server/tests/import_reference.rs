@@ -700,16 +700,7 @@ async fn imports_into_the_configured_postgres_store() {
     let schema = Schema::new("import");
     let dir = tempfile::tempdir().unwrap();
     let paths = init_dirs(dir.path());
-    let url = pg_url();
-    ini_for_binary(
-        &paths,
-        &[
-            ("STORE_LOG", "store_queues", "database"),
-            ("STORE_LOG", "db_connection", &url),
-            ("STORE_LOG", "db_schema", &schema.0),
-            ("STORE_LOG", "db_pool_size", "4"),
-        ],
-    );
+    ini_for_postgres(&paths, &schema, 4);
     let mut config = test_config(&paths);
     assert!(config.store.database.is_some());
     config.limits.queue_quota = QUOTA;

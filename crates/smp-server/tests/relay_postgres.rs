@@ -18,16 +18,7 @@ async fn message_survives_a_restart_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let paths = init_dirs(dir.path());
     // Configured as an operator would: the keys in smp-server.ini.
-    let url = pg_url();
-    ini_for_binary(
-        &paths,
-        &[
-            ("STORE_LOG", "store_queues", "database"),
-            ("STORE_LOG", "db_connection", &url),
-            ("STORE_LOG", "db_schema", &schema.0),
-            ("STORE_LOG", "db_pool_size", "3"),
-        ],
-    );
+    ini_for_postgres(&paths, &schema, 3);
     let cfg = test_config(&paths);
     let db = cfg.store.database.clone().expect("store_queues = database");
     assert_eq!((db.schema.as_str(), db.pool_size), (schema.0.as_str(), 3));

@@ -692,6 +692,21 @@ pub fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
+/// The relay's ini as an operator writes it for the PostgreSQL store ([`pg_url`], `schema`,
+/// `pool_size` connections).
+pub fn ini_for_postgres(paths: &ServerPaths, schema: &Schema, pool_size: usize) {
+    let (url, pool) = (pg_url(), pool_size.to_string());
+    ini_for_binary(
+        paths,
+        &[
+            ("STORE_LOG", "store_queues", "database"),
+            ("STORE_LOG", "db_connection", &url),
+            ("STORE_LOG", "db_schema", &schema.0),
+            ("STORE_LOG", "db_pool_size", &pool),
+        ],
+    );
+}
+
 /// A fresh schema name (`hush_<tag>_<pid>_<nanos>`); the schema is dropped (CASCADE) when the
 /// guard goes out of scope.
 pub struct Schema(pub String);
