@@ -32,8 +32,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_openssl::SslStream;
 
-use crate::http_util::{self, Body};
-use crate::jwt::{self, SigFormat};
+use push_api::JobId;
+use push_server::http_util::{self, Body};
+use push_server::jwt::{self, SigFormat};
 
 /// How the sink answers pushes to a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,7 +109,7 @@ impl SinkConfig {
             key_id: None,
             team_id: None,
             topics: Vec::new(),
-            max_payload: crate::provider::apns::MAX_PAYLOAD,
+            max_payload: push_server::provider::apns::MAX_PAYLOAD,
             token_max_age: Duration::from_secs(3600),
             tls: None,
             response_delay: Duration::ZERO,
@@ -387,7 +388,8 @@ fn reply(status: u16, reason: Option<&str>, apns_id: &str) -> http::Response<Bod
     let body = match reason {
         None => Bytes::new(),
         Some(r) if status == 410 => Bytes::from(
-            serde_json::json!({"reason": r, "timestamp": crate::unix_now_ms()}).to_string(),
+            serde_json::json!({"reason": r, "timestamp": hush_server_common::time::unix_millis()})
+                .to_string(),
         ),
         Some(r) => Bytes::from(serde_json::json!({"reason": r}).to_string()),
     };
@@ -450,7 +452,7 @@ async fn handle_push_inner(shared: &Shared, req: http::Request<Incoming>) -> htt
     let id_valid = req_id.as_deref().map(is_uuid).unwrap_or(true);
     let apns_id = match (&req_id, id_valid) {
         (Some(s), true) => s.to_ascii_lowercase(),
-        _ => crate::job::JobId::random().to_uuid(),
+        _ => JobId::random().to_uuid(),
     };
     let token = req
         .uri()
@@ -465,7 +467,7 @@ async fn handle_push_inner(shared: &Shared, req: http::Request<Incoming>) -> htt
             status,
             reason: reason.map(str::to_string),
             apns_id: apns_id.clone(),
-            at_ms: crate::unix_now_ms(),
+            at_ms: hush_server_common::time::unix_millis(),
         });
     }
     if let Some(rec) = record
@@ -620,7 +622,7 @@ async fn check(
     let Some(iat) = verified.claims.get("iat").and_then(|v| v.as_u64()) else {
         return (403, Some("InvalidProviderToken"), None);
     };
-    let now = crate::unix_now();
+    let now = push_server::unix_now();
     if iat > now + 300 {
         return (403, Some("InvalidProviderToken"), None);
     }
@@ -737,7 +739,7 @@ async fn check(
         expiration,
         collapse_id,
         payload: text.to_owned(),
-        received_at_ms: crate::unix_now_ms(),
+        received_at_ms: hush_server_common::time::unix_millis(),
         jwt_signature: match verified.format {
             SigFormat::Jose => "jose".into(),
             SigFormat::Der => "der".into(),

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use apns_sink::SinkConfig;
 use clap::{Parser, Subcommand};
-use push_server::apns_sink::{self, SinkConfig};
 
 #[derive(Debug, Parser)]
 #[command(

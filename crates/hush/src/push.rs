@@ -268,10 +268,10 @@ async fn push_handle(p: &Profile, token_hex: &str) -> anyhow::Result<String> {
         .context("no push-server address for split mode (hush init with a running `hush up`)")?;
     let fp = p
         .setting("push_fingerprint")?
-        .and_then(|f| push_server::net::parse_fingerprint(&f))
+        .and_then(|f| push_api::parse_fingerprint(&f))
         .context("no push-server fingerprint for split mode")?;
     let sa: SocketAddr = addr.parse().context("push-server address")?;
-    let gw = push_server::net::RemoteGateway::new(push_server::net::RemoteConfig {
+    let gw = push_api::RemoteGateway::new(push_api::RemoteConfig {
         host: sa.ip().to_string(),
         port: sa.port(),
         fingerprint: fp,
@@ -280,8 +280,8 @@ async fn push_handle(p: &Profile, token_hex: &str) -> anyhow::Result<String> {
     })
     .map_err(|e| anyhow::anyhow!("push-server: {e}"))?;
     let h = gw
-        .register(push_server::DeviceAddress::Apns {
-            env: push_server::ApnsEnv::Test,
+        .register(push_api::DeviceAddress::Apns {
+            env: push_api::ApnsEnv::Test,
             token: token_hex.to_string(),
         })
         .await
@@ -295,7 +295,7 @@ fn tnew_with_handle(apns_form: &[u8], token_len: usize, handle: &str) -> anyhow:
     let rest = apns_form.get(skip..).context("TNEW encoding")?;
     let len = u8::try_from(handle.len()).map_err(|_| anyhow::anyhow!("push handle too long"))?;
     let mut c = b"TNEW T".to_vec();
-    c.extend_from_slice(push_server::HANDLE_PROVIDER_CODE);
+    c.extend_from_slice(push_api::HANDLE_PROVIDER_CODE);
     c.push(len);
     c.extend_from_slice(handle.as_bytes());
     c.extend_from_slice(rest);

@@ -198,7 +198,7 @@ pub struct Stack {
     relay: smp_server::server::Relay,
     ntf: ntf_server::NtfServer<push_server::InProcessGateway>,
     push: push_server::cli::Running,
-    sink: push_server::apns_sink::SinkHandle,
+    sink: apns_sink::SinkHandle,
 }
 
 /// Initializes (first run) and starts every component; returns once all are listening.
@@ -214,7 +214,7 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
         .and_then(|k| k.public_pem())
         .map_err(|e| anyhow::anyhow!("apns-key.p8: {e}"))?;
     let mut sink_cfg =
-        push_server::apns_sink::SinkConfig::new(SocketAddr::new(LOCALHOST, port(base, 3)?), public);
+        apns_sink::SinkConfig::new(SocketAddr::new(LOCALHOST, port(base, 3)?), public);
     sink_cfg.read_listen = Some(SocketAddr::new(LOCALHOST, port(base, 4)?));
     sink_cfg.key_id = Some(SINK_KEY_ID.into());
     sink_cfg.team_id = Some(SINK_TEAM_ID.into());
@@ -222,9 +222,7 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<(Stack, Vec<String>)> {
         std::fs::read(d.push.join("apns-sink.crt")).context("apns-sink.crt")?,
         std::fs::read(d.push.join("apns-sink.key")).context("apns-sink.key")?,
     ));
-    let sink = push_server::apns_sink::start(sink_cfg)
-        .await
-        .context("apns-sink")?;
+    let sink = apns_sink::start(sink_cfg).await.context("apns-sink")?;
     let read_addr = sink.read_addr.context("apns-sink read API not bound")?;
 
     // push-server (APNs test provider → the sink)

@@ -336,6 +336,22 @@ impl Config {
                 "metrics are served without authentication on a non-loopback address",
             );
         }
+        // Built without the embedded push-server (`--no-default-features`): only a remote one.
+        #[cfg(not(feature = "embedded-push"))]
+        if !c.push_remote {
+            let mode = ini.get("PUSH", "mode");
+            return Err(ConfigError::Value {
+                file: file.to_path_buf(),
+                line: mode.map_or(0, |e| e.line),
+                section: "PUSH".into(),
+                key: "mode".into(),
+                value: mode.map_or_else(|| "in_process (default)".into(), |e| e.value.clone()),
+                reason: "this ntf-server is built without the in-process push-server (cargo \
+                         feature `embedded-push`): set mode = remote with the host, port, \
+                         fingerprint and credential of a push-server"
+                    .into(),
+            });
+        }
         if let (Some(_), None) = (c.control_port, &c.control_admin_password) {
             r.warn_at(
                 ini.get("TRANSPORT", "control_port"),
@@ -650,7 +666,7 @@ fn apply(c: &mut Config, r: &Reader, section: &str, e: &Entry) -> Result<bool, C
         ("PUSH", "host") => c.push_host = v.to_string(),
         ("PUSH", "port") => c.push_port = r.number_at(section, e, 0, u16::MAX)?,
         ("PUSH", "fingerprint") => {
-            c.push_fingerprint = push_server::net::parse_fingerprint(v)
+            c.push_fingerprint = push_api::parse_fingerprint(v)
                 .ok_or_else(|| bad("expected 64 hex digits or base64url"))?
         }
         ("PUSH", "payload_padding") => {
@@ -875,6 +891,20 @@ mod tests {
             (o.cron_sweep, o.cron_min_minutes, o.cron_minute),
             (Duration::from_millis(500), 1, Duration::from_millis(100))
         );
+    }
+
+    /// Without the `embedded-push` feature, `[PUSH] mode = in_process` (explicit or the default)
+    /// is a configuration error naming the key; `mode = remote` loads.
+    #[cfg(not(feature = "embedded-push"))]
+    #[test]
+    fn in_process_push_is_refused_without_the_embedded_push_server() {
+        let e = Config::parse(paths(), b"[PUSH]\nmode = in_process\n").unwrap_err();
+        assert_eq!(e.key(), Some(("PUSH", "mode")));
+        assert_eq!(e.line(), Some(2));
+        assert!(e.to_string().contains("embedded-push"), "{e}");
+        let e = Config::parse(paths(), b"").unwrap_err();
+        assert_eq!(e.key(), Some(("PUSH", "mode")));
+        assert!(e.to_string().contains("mode = remote"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use hush_server_common::BasicAuth;
-use push_server::PushGateway;
+use push_api::PushGateway;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 

@@ -21,7 +21,7 @@ use hush_proto::ntf::{
 use hush_proto::transmission::Transmission;
 use hush_proto::version::ntf_version;
 use hush_server_common::{DestinationPolicy, Rate, RateLimiter};
-use push_server::{FeedbackReason, JobId, PushGateway, PushJob, PushKind, PushType};
+use push_api::{FeedbackReason, JobId, PushGateway, PushJob, PushKind, PushType};
 use tokio::sync::{Semaphore, mpsc};
 use zeroize::Zeroizing;
 
@@ -229,12 +229,12 @@ fn auth_key(pkcs8: &[u8]) -> Option<AuthKey> {
     }
 }
 
-fn map_invalid(r: &push_server::InvalidReason) -> InvalidReason {
+fn map_invalid(r: &push_api::InvalidReason) -> InvalidReason {
     match r {
-        push_server::InvalidReason::Bad => InvalidReason::BadToken,
-        push_server::InvalidReason::Topic => InvalidReason::TokenNotForTopic,
-        push_server::InvalidReason::Expired => InvalidReason::ExpiredToken,
-        push_server::InvalidReason::Unregistered => InvalidReason::Unregistered,
+        push_api::InvalidReason::Bad => InvalidReason::BadToken,
+        push_api::InvalidReason::Topic => InvalidReason::TokenNotForTopic,
+        push_api::InvalidReason::Expired => InvalidReason::ExpiredToken,
+        push_api::InvalidReason::Unregistered => InvalidReason::Unregistered,
     }
 }
 

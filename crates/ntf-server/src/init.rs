@@ -61,6 +61,7 @@ pub enum InitError {
     Io(#[from] std::io::Error),
     #[error("crypto: {0}")]
     Crypto(#[from] hush_crypto::CryptoError),
+    #[cfg(feature = "embedded-push")]
     #[error("push-server: {0}")]
     Push(#[from] push_server::cli::CliError),
 }
@@ -70,9 +71,14 @@ pub enum InitError {
 pub const PUSH_DIR: &str = "push";
 
 /// Default listen port of the in-process push-server (the push-server's default, loopback).
-pub const DEFAULT_PUSH_PORT: u16 = push_server::config::DEFAULT_PORT;
+pub const DEFAULT_PUSH_PORT: u16 = push_api::DEFAULT_PORT;
+
+/// The push-server's configuration file in [`PUSH_DIR`] (`push_server::config::INI_FILE`; a
+/// build without the `embedded-push` feature still removes that directory in [`delete`]).
+const PUSH_INI_FILE: &str = "push-server.ini";
 
 /// What [`init_push`] did.
+#[cfg(feature = "embedded-push")]
 #[derive(Debug)]
 pub enum PushInit {
     /// A new push-server configuration (no push provider enabled).
@@ -85,10 +91,11 @@ pub enum PushInit {
 /// `push-server init` with every provider off, listening on 127.0.0.1:`port` (devices that
 /// register push handles in split mode, other ntf-servers). With it `ntf-server start` runs
 /// right after `init`; pushes are delivered once `[APNS]` or `[WEBPUSH]` is enabled in its
-/// `push-server.ini`. An existing configuration is kept.
+/// `push-server.ini`. An existing configuration is kept. Only with the `embedded-push` feature.
+#[cfg(feature = "embedded-push")]
 pub fn init_push(paths: &Paths, port: u16) -> Result<PushInit, InitError> {
     let dir = paths.config_dir.join(PUSH_DIR);
-    if dir.join(push_server::config::INI_FILE).exists() {
+    if dir.join(PUSH_INI_FILE).exists() {
         return Ok(PushInit::Kept);
     }
     let out = push_server::cli::init(
@@ -207,7 +214,7 @@ pub fn delete(paths: &Paths) -> Result<Vec<PathBuf>, InitError> {
     }
     // The push-server configuration `init` created (keys, credential, outbox).
     let push = paths.config_dir.join(PUSH_DIR);
-    if push.join(push_server::config::INI_FILE).exists() {
+    if push.join(PUSH_INI_FILE).exists() {
         std::fs::remove_dir_all(&push)?;
         removed.push(push);
     }
@@ -223,6 +230,13 @@ pub fn delete(paths: &Paths) -> Result<Vec<PathBuf>, InitError> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "embedded-push")]
+    #[test]
+    fn push_ini_file_is_the_push_servers() {
+        assert_eq!(PUSH_INI_FILE, push_server::config::INI_FILE);
+    }
+
+    #[cfg(feature = "embedded-push")]
     #[test]
     fn init_loads_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
@@ -260,6 +274,7 @@ mod tests {
 
     /// `init_push` writes a push-server configuration that loads with no provider enabled,
     /// keeps an existing one, and `delete` removes it.
+    #[cfg(feature = "embedded-push")]
     #[test]
     fn init_push_writes_a_loadable_push_configuration() {
         let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,16 @@
 //! receive queues (`SNEW`); the server subscribes to those queues on their relays as notifier
 //! (`NSUB`, one connection per relay through [`hush_client::SmpClientPool`]) and turns every
 //! `NMSG` into an encrypted push, handed to the push-server through its
-//! [`push_server::PushGateway`] (in the same process or over the network; in split mode the
+//! [`push_api::PushGateway`] (in the same process or over the network; in split mode the
 //! device registers a push handle, provider code `PH`, and this server never sees the token).
+//!
+//! Crate shape: the library depends on the small `push-api` crate (jobs, the gateway trait, push
+//! handles, the remote client), not on the push-server. The push-server itself comes in only with
+//! the cargo feature **`embedded-push`** (default on): it is what `[PUSH] mode = in_process` runs
+//! (the binary's start-up path, `ntf-server init`'s push-server configuration
+//! (`init::init_push`), `hush up`). `cargo build -p ntf-server --no-default-features` gives a
+//! server that only reaches a separate push-server (`mode = remote`); its configuration refuses
+//! `in_process` with an error naming `[PUSH] mode`.
 //!
 //! * [`policy`]: the delivery policy (budget of silent pushes, coalesced alerts), sans-IO.
 //! * [`payload`]: APNs JSON payloads (verification, message, periodic), reference byte layout.

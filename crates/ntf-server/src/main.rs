@@ -1,13 +1,61 @@
 //! `ntf-server` binary: CLI dispatch; errors become messages and exit codes (anyhow).
+//!
+//! With the `embedded-push` feature (default) `[PUSH] mode = in_process` starts the push-server
+//! in this process; without it only `mode = remote` exists (the configuration refuses the other).
 
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use ntf_server::cli::{Cli, Command, ImportArgs};
-use ntf_server::config::{Config, PushConfig};
-use ntf_server::init::{InitOptions, control_passwords};
+use ntf_server::config::{Config, Paths, PushConfig};
+use ntf_server::init::{InitError, InitOptions, control_passwords};
+#[cfg(feature = "embedded-push")]
 use push_server::{AnyGateway, InProcessGateway};
+
+/// The gateway the binary hands to the server: in process or remote, or only remote in a build
+/// without the embedded push-server.
+#[cfg(feature = "embedded-push")]
+type Gateway = AnyGateway;
+#[cfg(not(feature = "embedded-push"))]
+type Gateway = push_api::RemoteGateway;
+
+#[cfg(feature = "embedded-push")]
+fn remote(g: push_api::RemoteGateway) -> Gateway {
+    AnyGateway::Remote(g)
+}
+
+#[cfg(not(feature = "embedded-push"))]
+fn remote(g: push_api::RemoteGateway) -> Gateway {
+    g
+}
+
+/// `init`'s push-server part: the in-process push-server's configuration in `<config dir>/push`;
+/// returns the line to print.
+#[cfg(feature = "embedded-push")]
+fn init_push(paths: &Paths, port: u16) -> Result<String, InitError> {
+    let pdir = paths.config_dir.join(ntf_server::init::PUSH_DIR);
+    Ok(match ntf_server::init::init_push(paths, port)? {
+        ntf_server::init::PushInit::Created(_) => format!(
+            "Push-server (in this process) configured in {}: no push provider \
+             is enabled; enable [APNS] or [WEBPUSH] in its push-server.ini",
+            pdir.display()
+        ),
+        ntf_server::init::PushInit::Kept => {
+            format!("Push-server configuration in {} kept", pdir.display())
+        }
+    })
+}
+
+#[cfg(not(feature = "embedded-push"))]
+fn init_push(_paths: &Paths, _port: u16) -> Result<String, InitError> {
+    Ok(
+        "This ntf-server is built without the in-process push-server (cargo feature \
+        `embedded-push`): set [PUSH] mode = remote with a push-server's host, port, fingerprint \
+        and credential in ntf-server.ini"
+            .to_string(),
+    )
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -27,7 +75,7 @@ fn main() -> std::process::ExitCode {
                 force: a.force,
             };
             ntf_server::init::init(&opts)
-                .and_then(|fp| Ok((fp, ntf_server::init::init_push(&opts.paths, a.push_port)?)))
+                .and_then(|fp| Ok((fp, init_push(&opts.paths, a.push_port)?)))
                 .map(|(fp, push)| {
                     println!(
                         "Server initialized; configuration in {}",
@@ -43,17 +91,7 @@ fn main() -> std::process::ExitCode {
                         hush_proto::encoding::base64url_encode(&fp),
                         a.port
                     );
-                    let pdir = opts.paths.config_dir.join(ntf_server::init::PUSH_DIR);
-                    match push {
-                        ntf_server::init::PushInit::Created(_) => println!(
-                            "Push-server (in this process) configured in {}: no push provider \
-                             is enabled; enable [APNS] or [WEBPUSH] in its push-server.ini",
-                            pdir.display()
-                        ),
-                        ntf_server::init::PushInit::Kept => {
-                            println!("Push-server configuration in {} kept", pdir.display())
-                        }
-                    }
+                    println!("{push}");
                     println!("Run `ntf-server start` to start the server.");
                 })
                 .map_err(anyhow::Error::from)
@@ -91,15 +129,16 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let (trigger, shutdown) = hush_server_common::shutdown_channel();
+        #[cfg(feature = "embedded-push")]
         let mut push_running = None;
-        let gateway = match config.push() {
+        let gateway: Gateway = match config.push() {
             PushConfig::Remote {
                 host,
                 port,
                 fingerprint,
                 credential,
-            } => AnyGateway::Remote(
-                push_server::net::RemoteGateway::new(push_server::net::RemoteConfig {
+            } => remote(
+                push_api::RemoteGateway::new(push_api::RemoteConfig {
                     host,
                     port,
                     fingerprint,
@@ -108,6 +147,12 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
                 })
                 .map_err(|e| anyhow::anyhow!("push-server gateway: {e}"))?,
             ),
+            #[cfg(not(feature = "embedded-push"))]
+            PushConfig::InProcess { .. } => bail!(
+                "[PUSH] mode = in_process: this ntf-server is built without the in-process \
+                 push-server (cargo feature `embedded-push`); use mode = remote"
+            ),
+            #[cfg(feature = "embedded-push")]
             PushConfig::InProcess { config_dir } => {
                 // Without `config_dir`: the push-server configuration `ntf-server init` wrote.
                 let dir = config_dir
@@ -161,6 +206,7 @@ fn start(cli: &Cli, log_level: &str) -> anyhow::Result<()> {
         wait_for_signal().await?;
         trigger.trigger();
         task.await??;
+        #[cfg(feature = "embedded-push")]
         if let Some(p) = push_running {
             p.stop().await;
         }

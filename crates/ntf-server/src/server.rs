@@ -12,7 +12,7 @@ use hush_proto::error::ErrorType;
 use hush_proto::ntf::NtfResponse;
 use hush_server_common::{Admission, LogThrottle, Rate, RateLimiter};
 use hush_transport::TransportServer;
-use push_server::PushGateway;
+use push_api::PushGateway;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

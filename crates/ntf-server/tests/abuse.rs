@@ -9,6 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use apns_sink::FailureMode;
 use common::*;
 use hush_crypto::Ed25519Secret;
 use hush_proto::address::ProtocolServer;
@@ -19,7 +20,6 @@ use hush_proto::ntf::{
 use hush_server_common::{DestinationPolicy, Rate};
 use ntf_server::store::SubCaps;
 use ntf_server::{Config, PolicyMode};
-use push_server::apns_sink::FailureMode;
 use tokio::io::AsyncReadExt;
 
 const QUOTA: NtfResponse = NtfResponse::Err(ErrorType::Quota);

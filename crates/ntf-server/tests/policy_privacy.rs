@@ -6,12 +6,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apns_sink::Received;
 use common::*;
 use hush_proto::encoding::base64url_encode;
 use hush_proto::ntf::{InvalidReason, NtfCommand, NtfResponse, TokenStatus};
 use ntf_server::policy::TokenBudget;
 use ntf_server::{BudgetConfig, Decision, Policy, PolicyMode, PushStyle};
-use push_server::apns_sink::Received;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// Nothing in any payload the sink received may name the relay, a queue, or the content.
@@ -292,11 +292,8 @@ async fn feedback_and_periodic_pushes() {
     assert_eq!(ntf.core.cron_sweep(&permits).await, 0, "sent_at updated");
 
     // feedback: the sink answers 410 Unregistered
-    push.sink.set_failure(
-        d.sink_token(),
-        push_server::apns_sink::FailureMode::Unregistered,
-        None,
-    );
+    push.sink
+        .set_failure(d.sink_token(), apns_sink::FailureMode::Unregistered, None);
     let q = Queue::new(&smp, &relay.server).await;
     subscribe(&mut c, &d, &q).await;
     send(&smp, &q, b"to a dead token").await;

@@ -1,8 +1,10 @@
-//! The API the ntf-server calls: [`PushGateway`], with an in-process and a network implementation.
+//! The API the ntf-server calls: [`PushGateway`]. Implementations: [`crate::RemoteGateway`]
+//! (network, this crate) and `push_server::InProcessGateway` (direct calls into a push-server
+//! running in the same process).
 //!
 //! ```no_run
-//! # async fn demo(gw: push_server::AnyGateway, token_hex: String, apns_json: Vec<u8>) -> Result<(), push_server::GatewayError> {
-//! use push_server::{ApnsEnv, DeviceAddress, JobId, PushGateway, PushJob, PushKind, PushTarget, PushType};
+//! # async fn demo(gw: impl push_api::PushGateway, token_hex: String, apns_json: Vec<u8>) -> Result<(), push_api::GatewayError> {
+//! use push_api::{ApnsEnv, DeviceAddress, JobId, PushGateway, PushJob, PushKind, PushTarget, PushType};
 //! let job = PushJob {
 //!     job_id: JobId::random(),
 //!     target: PushTarget::Device(DeviceAddress::Apns { env: ApnsEnv::Prod, token: token_hex }),
@@ -23,10 +25,33 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::InvalidReason;
 use crate::job::{JobId, PushJob, PushTarget};
-use crate::net::RemoteGateway;
-use crate::service::PushService;
+
+/// Why a device token is invalid (NTF `INVALID,<reason>`, reference §5.3 #7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidReason {
+    /// APNs 400 `BadDeviceToken` → `INVALID,BAD`.
+    Bad,
+    /// APNs 400 `DeviceTokenNotForTopic` → `INVALID,TOPIC`.
+    Topic,
+    /// APNs 410 `ExpiredToken`, Web Push 410 Gone → `INVALID,EXPIRED`.
+    Expired,
+    /// APNs 410 `Unregistered`, Web Push 404 Not Found → `INVALID,UNREGISTERED`.
+    Unregistered,
+}
+
+impl InvalidReason {
+    /// The NTF wire text after `INVALID,`.
+    pub const fn ntf_text(self) -> &'static str {
+        match self {
+            InvalidReason::Bad => "BAD",
+            InvalidReason::Topic => "TOPIC",
+            InvalidReason::Expired => "EXPIRED",
+            InvalidReason::Unregistered => "UNREGISTERED",
+        }
+    }
+}
 
 /// Result of a submit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,65 +159,4 @@ pub trait PushGateway: Send + Sync {
     ) -> impl Future<Output = Result<Vec<FeedbackEvent>, GatewayError>> + Send;
     /// Forgets feedback events up to `seq` (after the ntf-server stored their effect).
     fn ack_feedback(&self, up_to: u64) -> impl Future<Output = Result<(), GatewayError>> + Send;
-}
-
-/// Direct calls into a [`PushService`] running in the same process.
-#[derive(Clone, Debug)]
-pub struct InProcessGateway {
-    service: PushService,
-    client: String,
-}
-
-impl InProcessGateway {
-    /// `client` names the ntf-server (feedback is kept per client).
-    pub fn new(service: PushService, client: impl Into<String>) -> InProcessGateway {
-        InProcessGateway {
-            service,
-            client: client.into(),
-        }
-    }
-}
-
-impl PushGateway for InProcessGateway {
-    async fn submit(&self, job: PushJob) -> Result<SubmitOutcome, GatewayError> {
-        self.service.submit(&self.client, job).await
-    }
-
-    async fn feedback(&self, after: u64, max: u32) -> Result<Vec<FeedbackEvent>, GatewayError> {
-        self.service.feedback(&self.client, after, max).await
-    }
-
-    async fn ack_feedback(&self, up_to: u64) -> Result<(), GatewayError> {
-        self.service.ack_feedback(&self.client, up_to).await
-    }
-}
-
-/// Either implementation, so that the ntf-server can hold one type.
-#[derive(Debug)]
-pub enum AnyGateway {
-    InProcess(InProcessGateway),
-    Remote(RemoteGateway),
-}
-
-impl PushGateway for AnyGateway {
-    async fn submit(&self, job: PushJob) -> Result<SubmitOutcome, GatewayError> {
-        match self {
-            AnyGateway::InProcess(g) => g.submit(job).await,
-            AnyGateway::Remote(g) => g.submit(job).await,
-        }
-    }
-
-    async fn feedback(&self, after: u64, max: u32) -> Result<Vec<FeedbackEvent>, GatewayError> {
-        match self {
-            AnyGateway::InProcess(g) => g.feedback(after, max).await,
-            AnyGateway::Remote(g) => g.feedback(after, max).await,
-        }
-    }
-
-    async fn ack_feedback(&self, up_to: u64) -> Result<(), GatewayError> {
-        match self {
-            AnyGateway::InProcess(g) => g.ack_feedback(up_to).await,
-            AnyGateway::Remote(g) => g.ack_feedback(up_to).await,
-        }
-    }
 }

@@ -4,8 +4,6 @@
 use hush_server_common::private::write_private;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
@@ -14,15 +12,12 @@ use tokio::sync::watch;
 
 use crate::config::{self, Config};
 use crate::handle::HandleKey;
-use crate::http_util::{self, UrlParts};
-use crate::job::ApnsEnv;
+use crate::http_util;
 use crate::jwt::Es256Key;
 use crate::metrics::Metrics;
 use crate::net::{self, Credentials};
 use crate::outbox::Outbox;
-use crate::provider::Providers;
-use crate::provider::apns::{ApnsConfig, ApnsProvider};
-use crate::provider::webpush::{Vapid, WebPushConfig, WebPushProvider};
+use crate::provider::{Providers, SetupError};
 use crate::service::PushService;
 
 pub const DEFAULT_DIR: &str = "/etc/opt/hush/push";
@@ -133,70 +128,12 @@ pub fn init(
     })
 }
 
-/// Builds the providers configured in `cfg`.
+/// Builds the providers configured in `cfg` (every provider of [`crate::provider::REGISTRY`]).
 pub fn providers(cfg: &Config) -> Result<Providers, CliError> {
-    let mut p = Providers::new();
-    if cfg.apns.enable {
-        let pem = std::fs::read(&cfg.apns.key_file).map_err(|e| file_err(&cfg.apns.key_file, e))?;
-        let key = Es256Key::from_pem(&pem).map_err(|e| file_err(&cfg.apns.key_file, e))?;
-        if cfg.apns.team_id.is_empty() || cfg.apns.key_id.is_empty() {
-            return Err(CliError::Setup(
-                "[APNS] team_id and key_id are required".into(),
-            ));
-        }
-        for (env, url, label, ca) in [
-            (ApnsEnv::Prod, &cfg.apns.prod_url, "apns_prod", None),
-            (ApnsEnv::Dev, &cfg.apns.dev_url, "apns_dev", None),
-            (
-                ApnsEnv::Test,
-                &cfg.apns.test_url,
-                "apns_test",
-                cfg.apns.test_ca_file.clone(),
-            ),
-        ] {
-            let Some(url) = url else { continue };
-            let u = UrlParts::parse(url)
-                .filter(|u| u.https)
-                .ok_or_else(|| CliError::Setup(format!("[APNS] bad https URL: {url}")))?;
-            let provider = ApnsProvider::new(ApnsConfig {
-                label,
-                host: u.host,
-                port: u.port,
-                topic: cfg.apns.topic.clone(),
-                team_id: cfg.apns.team_id.clone(),
-                key_id: cfg.apns.key_id.clone(),
-                key: key.clone(),
-                sig_format: cfg.apns.sig_format,
-                jwt_refresh: cfg.apns.jwt_refresh,
-                allow_short_refresh: false,
-                ca_file: ca,
-                connect_timeout: Duration::from_secs(10),
-                request_timeout: Duration::from_secs(30),
-                max_payload: cfg.apns.max_payload,
-            })
-            .map_err(|e| CliError::Setup(e.to_string()))?;
-            p = p.with_apns(env, Arc::new(provider));
-        }
-    }
-    if cfg.webpush.enable {
-        let f = &cfg.webpush.vapid_key_file;
-        let pem = std::fs::read(f).map_err(|e| file_err(f, e))?;
-        let key = Es256Key::from_pem(&pem).map_err(|e| file_err(f, e))?;
-        let provider = WebPushProvider::new(WebPushConfig {
-            vapid: Vapid {
-                key,
-                subject: cfg.webpush.subject.clone(),
-                lifetime: Duration::from_secs(12 * 3600),
-            },
-            ca_file: cfg.webpush.ca_file.clone(),
-            endpoints: cfg.webpush.endpoints,
-            default_ttl: cfg.service.default_ttl,
-            timeout: Duration::from_secs(30),
-        })
-        .map_err(|e| CliError::Setup(e.to_string()))?;
-        p = p.with_webpush(Arc::new(provider));
-    }
-    Ok(p)
+    Providers::from_config(cfg).map_err(|e| match e {
+        SetupError::File { path, msg } => CliError::File { path, msg },
+        SetupError::Setup(m) => CliError::Setup(m),
+    })
 }
 
 /// A running push-server.

@@ -20,7 +20,7 @@ pub const CERT_FILE: &str = "push-server.crt";
 pub const KEY_FILE: &str = "push-server.key";
 pub const FINGERPRINT_FILE: &str = "fingerprint";
 pub const HANDLE_KEY_FILE: &str = "handle.key";
-pub const DEFAULT_PORT: u16 = 5228;
+pub const DEFAULT_PORT: u16 = push_api::DEFAULT_PORT;
 
 #[derive(Debug, Clone)]
 pub struct ApnsSection {

@@ -3,33 +3,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-/// Why a device token is invalid (NTF `INVALID,<reason>`, reference §5.3 #7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InvalidReason {
-    /// APNs 400 `BadDeviceToken` → `INVALID,BAD`.
-    Bad,
-    /// APNs 400 `DeviceTokenNotForTopic` → `INVALID,TOPIC`.
-    Topic,
-    /// APNs 410 `ExpiredToken`, Web Push 410 Gone → `INVALID,EXPIRED`.
-    Expired,
-    /// APNs 410 `Unregistered`, Web Push 404 Not Found → `INVALID,UNREGISTERED`.
-    Unregistered,
-}
-
-impl InvalidReason {
-    /// The NTF wire text after `INVALID,`.
-    pub const fn ntf_text(self) -> &'static str {
-        match self {
-            InvalidReason::Bad => "BAD",
-            InvalidReason::Topic => "TOPIC",
-            InvalidReason::Expired => "EXPIRED",
-            InvalidReason::Unregistered => "UNREGISTERED",
-        }
-    }
-}
+pub use push_api::InvalidReason;
 
 /// An error from a provider (or from resolving a job's target).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
+use apns_sink::FailureMode;
 use common::*;
-use push_server::apns_sink::FailureMode;
 use push_server::jwt::SigFormat;
 use push_server::provider::apns::ApnsProvider;
 use push_server::provider::{Delivery, Provider};

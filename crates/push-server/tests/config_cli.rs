@@ -1,9 +1,8 @@
-//! push-server.ini parsing (errors name the line), `push-server init` via the binary, and the
-//! apns-sink binary.
+//! push-server.ini parsing (errors name the line) and `push-server init` via the binary (the
+//! apns-sink binary's test is in the apns-sink crate).
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use push_server::config::{self, Config};
 use push_server::jwt::SigFormat;
@@ -194,48 +193,4 @@ fn init_via_the_binary_then_config_loads() {
         .output()
         .unwrap();
     assert!(!again.status.success());
-}
-
-#[test]
-fn apns_sink_binary_starts_and_serves_the_read_api() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = push_server::jwt::Es256Key::generate().unwrap();
-    std::fs::write(dir.path().join("key.p8"), key.to_pkcs8_pem().unwrap()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_apns-sink"))
-        .args([
-            "start",
-            "--listen",
-            "127.0.0.1:0",
-            "--read-listen",
-            "127.0.0.1:0",
-            "--jwt-key",
-            "key.p8",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut read_url = None;
-    for _ in 0..3 {
-        let l = lines.next().unwrap().unwrap();
-        if let Some(u) = l.strip_prefix("read API on ") {
-            read_url = Some(u.to_string());
-        }
-    }
-    let read_url = read_url.unwrap();
-    assert!(dir.path().join("apns-sink.crt").exists());
-    let addr = read_url
-        .trim_start_matches("http://")
-        .trim_end_matches("/received")
-        .to_string();
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    child.kill().unwrap();
-    let _ = child.wait();
 }

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
+use apns_sink::FailureMode;
 use common::*;
-use push_server::apns_sink::FailureMode;
 use push_server::config::Config;
 use push_server::{
     ApnsEnv, DeviceAddress, FeedbackReason, GatewayError, InvalidReason, PushGateway, PushTarget,
@@ -158,7 +158,7 @@ async fn sink_read_api_serves_json_lines_and_failure_modes() {
     let resp = http_req(read, "GET", "/received?after=0&wait_ms=1000", "").await;
     let body = resp.split("\r\n\r\n").nth(1).unwrap();
     let line = body.lines().find(|l| l.starts_with('{')).unwrap();
-    let rec: push_server::apns_sink::Received = serde_json::from_str(line).unwrap();
+    let rec: apns_sink::Received = serde_json::from_str(line).unwrap();
     assert_eq!(rec.apns_id, id.to_uuid());
     assert_eq!(rec.collapse_id.as_deref(), Some("c1"));
     assert_eq!(rec.token, t);

@@ -13,9 +13,9 @@ mod metric_names;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use apns_sink::FailureMode;
 use hush_server_common::test_support::{after, spawn_lines, wait_for_lines};
 use push_server::PushGateway;
-use push_server::apns_sink::FailureMode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alert_metrics_are_exported_by_the_push_server() {

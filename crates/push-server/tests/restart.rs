@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use apns_sink::FailureMode;
 use common::*;
-use push_server::apns_sink::FailureMode;
 use push_server::{JobId, PushGateway, SubmitOutcome};
 
 fn spawn(dir: &Path) -> (Child, SocketAddr) {

@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apns_sink::FailureMode;
 use common::*;
-use push_server::apns_sink::FailureMode;
 use push_server::metrics::Metrics;
 use push_server::outbox::Outbox;
 use push_server::provider::Providers;

@@ -339,11 +339,8 @@ async fn sink_answers_like_apns() {
     assert_eq!(st, 200);
     assert_eq!(id.as_deref(), Some("123e4567-e89b-12d3-a456-426614174000"));
     // 410 replies carry a timestamp.
-    env.sink.set_failure(
-        &token(1),
-        push_server::apns_sink::FailureMode::Unregistered,
-        Some(1),
-    );
+    env.sink
+        .set_failure(&token(1), apns_sink::FailureMode::Unregistered, Some(1));
     let (st, body, _) = send(&mut s, &env, good(&env)).await;
     assert_eq!(st, 410);
     assert_eq!(body["reason"], "Unregistered");

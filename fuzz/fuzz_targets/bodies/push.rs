@@ -1,6 +1,6 @@
-//! Fuzz target body for the push-server network protocol (`crates/push-server/src/net.rs`): the
-//! JSON lines an ntf-server (or a device registering a handle) and a remote push-server
-//! exchange.
+//! Fuzz target body for the push-server network protocol (`crates/push-api/src/remote.rs`, served
+//! by `crates/push-server/src/net.rs`): the JSON lines an ntf-server (or a device registering a
+//! handle) and a remote push-server exchange.
 //!
 //! Shared by the cargo-fuzz target `push_protocol` and the corpus replay
 //! `crates/push-server/tests/fuzz_corpus.rs` (included with `#[path]`). The first byte
@@ -8,10 +8,10 @@
 //! at most `MAX_LINE` bytes, as the readers take it). Never panics on bad input; returns
 //! whether the decoder accepted the line and asserts round trips when it did.
 
-use push_server::net::{
+use push_api::remote::{
     Envelope, MAX_LINE, Request, decode_request, decode_response, encode_request, encode_response,
 };
-use push_server::{FeedbackEvent, GatewayError, HandleKey, PushHandle, Sealed, SubmitOutcome};
+use push_api::{FeedbackEvent, GatewayError, HandleKey, PushHandle, Sealed, SubmitOutcome};
 use serde_json::Value;
 
 /// The request id the client waits for in the reply direction.
@@ -101,7 +101,7 @@ fn server_reads(line: &[u8]) -> Result<&'static str, &'static str> {
     match &env.req {
         Request::Submit { job } => {
             let _ = job.validate();
-            if let push_server::PushTarget::Handle(h) = &job.target {
+            if let push_api::PushTarget::Handle(h) = &job.target {
                 let _ = key.open_sealed(h);
             }
         }
@@ -113,7 +113,7 @@ fn server_reads(line: &[u8]) -> Result<&'static str, &'static str> {
                         Ok(Sealed::Address(address.clone())),
                         "sealed handle opens to the address"
                     ),
-                    Err(e) => assert!(matches!(e, push_server::HandleError::TooLong(_)), "{e:?}"),
+                    Err(e) => assert!(matches!(e, push_api::HandleError::TooLong(_)), "{e:?}"),
                 }
             }
         }

@@ -14,7 +14,7 @@ use hush_proto::ntf::{NtfCommand, NtfResponse, decode_ntf_transmission, encode_n
 use hush_proto::transmission::{Transmission, authorized_bytes};
 use hush_transport::{ClientConnection, TransportClient};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
-use push_server::net::{Envelope, Request, decode_response, encode_request};
+use push_api::remote::{Envelope, Request, decode_response, encode_request};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
@@ -184,7 +184,7 @@ impl PushConn {
             self.writer.flush().await?;
             let mut line = Vec::new();
             let n = (&mut self.reader)
-                .take(push_server::net::MAX_LINE as u64 + 1)
+                .take(push_api::remote::MAX_LINE as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .await?;
             std::io::Result::Ok((n, line))

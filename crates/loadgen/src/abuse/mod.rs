@@ -38,7 +38,7 @@ use hush_proto::ntf::{
     DeviceToken, NtfCommand, NtfResponse, PrivateKeyDer, PublicKeyDer, PushProvider, SmpQueueNtf,
 };
 use hush_transport::TransportClient;
-use push_server::net::Request;
+use push_api::remote::Request;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -682,23 +682,23 @@ impl PushGood {
         let t = token("beef");
         let v = conn
             .call(Request::Register {
-                address: push_server::DeviceAddress::Apns {
-                    env: push_server::ApnsEnv::Test,
+                address: push_api::DeviceAddress::Apns {
+                    env: push_api::ApnsEnv::Test,
                     token: t.clone(),
                 },
             })
             .await
             .map_err(|e| format!("register: {}", short(e)))?
             .map_err(|e| format!("register: {e}"))?;
-        let handle: push_server::PushHandle =
+        let handle: push_api::PushHandle =
             serde_json::from_value(v.get("handle").cloned().unwrap_or(Value::Null))
                 .map_err(|e| format!("register: {e}"))?;
-        let job = push_server::PushJob {
-            job_id: push_server::JobId::random(),
-            target: push_server::PushTarget::Handle(handle),
-            kind: push_server::PushKind::Other,
+        let job = push_api::PushJob {
+            job_id: push_api::JobId::random(),
+            target: push_api::PushTarget::Handle(handle),
+            kind: push_api::PushKind::Other,
             payload: br#"{"aps":{"content-available":1}}"#.to_vec(),
-            push_type: push_server::PushType::Background,
+            push_type: push_api::PushType::Background,
             priority: Some(5),
             expires_at: None,
             collapse_id: None,
@@ -1394,8 +1394,8 @@ async fn attack_register(
                 let (kind, address) = if i.is_multiple_of(2) {
                     (
                         "apns",
-                        push_server::DeviceAddress::Apns {
-                            env: push_server::ApnsEnv::Test,
+                        push_api::DeviceAddress::Apns {
+                            env: push_api::ApnsEnv::Test,
                             token: token("dead"),
                         },
                     )
@@ -1403,13 +1403,11 @@ async fn attack_register(
                     let path = hex::encode(rand::random::<[u8; 32]>()).repeat(6);
                     (
                         "webpush_long",
-                        push_server::DeviceAddress::WebPush(
-                            push_server::job::WebPushSubscription {
-                                endpoint: format!("https://push.example.net/wpush/v2/{path}"),
-                                p256dh: (*p256).clone(),
-                                auth: rand::random::<[u8; 16]>().to_vec(),
-                            },
-                        ),
+                        push_api::DeviceAddress::WebPush(push_api::job::WebPushSubscription {
+                            endpoint: format!("https://push.example.net/wpush/v2/{path}"),
+                            p256dh: (*p256).clone(),
+                            auth: rand::random::<[u8; 16]>().to_vec(),
+                        }),
                     )
                 };
                 match c.call(Request::Register { address }).await {

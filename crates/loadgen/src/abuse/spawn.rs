@@ -359,7 +359,7 @@ pub fn push_stack(bin_dir: &Path, dir: &Path, sets: &[IniSet]) -> Result<PushSta
     set.extend(sets_for(sets, "push"));
     rewrite_ini(&ini, &set)?;
     let fp_text = std::fs::read_to_string(pdir.join(push_server::config::FINGERPRINT_FILE))?;
-    let push_fingerprint = push_server::net::parse_fingerprint(fp_text.trim())
+    let push_fingerprint = push_api::parse_fingerprint(fp_text.trim())
         .ok_or_else(|| LoadError::Relay("push-server fingerprint".into()))?;
     let mut cmd = Command::new(&push_exe);
     cmd.arg("--dir")

@@ -33,7 +33,7 @@ use hush_proto::address::ProtocolServer;
 use hush_proto::ntf::{
     DeviceToken, PnMessageData, PushProvider, SmpQueueNtf, SubStatus, TokenStatus,
 };
-use push_server::{ApnsEnv, DeviceAddress, PushHandle, PushTarget};
+use push_api::{ApnsEnv, DeviceAddress, PushHandle, PushTarget};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 

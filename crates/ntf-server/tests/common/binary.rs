@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use apns_sink::{SinkConfig, SinkHandle};
 use hush_proto::ntf::{NtfCommand, NtfResponse};
 use hush_server_common::test_support::{
     Killed, after, dirs_command, run_ok, spawn_lines, wait_for_lines,
 };
-use push_server::apns_sink::{self, SinkConfig, SinkHandle};
 use push_server::jwt::Es256Key;
 
 use crate::common::{Device, NtfClient, PushContent, WAIT, tnew};

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apns_sink::{Received, SinkConfig, SinkHandle};
 use hush_client::{AuthAlgorithm, AuthKey, ClientConfig, NewQueueParams, NotifierCreds, SmpClient};
 use hush_crypto::{DhSecret, Ed25519Secret, X25519Public, X25519Secret};
 use hush_proto::address::ProtocolServer;
@@ -19,7 +20,6 @@ use hush_proto::ntf::{
 use hush_proto::transmission::{Transmission, authorized_bytes};
 use hush_transport::{ClientConnection, TransportClient};
 use ntf_server::{Config, NtfServer, Paths, PolicyMode};
-use push_server::apns_sink::{self, Received, SinkConfig, SinkHandle};
 use push_server::jwt::{Es256Key, SigFormat};
 use push_server::outbox::Outbox;
 use push_server::provider::Providers;

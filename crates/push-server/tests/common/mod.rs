@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use push_server::apns_sink::{self, SinkConfig, SinkHandle};
+use apns_sink::{SinkConfig, SinkHandle};
 use push_server::jwt::{Es256Key, SigFormat};
 use push_server::provider::apns::{ApnsConfig, ApnsProvider};
 

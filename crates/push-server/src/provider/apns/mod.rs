@@ -15,6 +15,8 @@
 //! `der` reproduces the reference. Refresh interval is clamped to 20–50 min (Apple: not more often
 //! than every 20 min, tokens older than 60 min are rejected).
 
+pub mod setup;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

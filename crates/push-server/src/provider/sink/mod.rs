@@ -1,5 +1,5 @@
 //! In-memory sink provider: records every push, can be scripted to fail (tests, local runs).
-//! For an APNs-shaped sink over the network use [`crate::apns_sink`] with the APNs provider.
+//! For an APNs-shaped sink over the network use the `apns-sink` crate with the APNs provider.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -8,6 +8,8 @@
 //! One HTTP/1.1 connection (TLS via OpenSSL, ALPN `http/1.1`) per push: endpoints are spread over
 //! many hosts, so there is no single long-lived connection to keep as for APNs.
 
+pub mod setup;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Mutex;
