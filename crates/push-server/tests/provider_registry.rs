@@ -10,7 +10,7 @@ use push_server::config::Config;
 use push_server::job::WebPushSubscription;
 use push_server::jwt::Es256Key;
 use push_server::provider::sink::MemorySink;
-use push_server::provider::{Constructor, Provider, Providers, REGISTRY, Route, SetupError};
+use push_server::provider::{Constructor, Providers, REGISTRY, Route, Routes, SetupError};
 use push_server::{ApnsEnv, DeviceAddress, PushError};
 
 fn config(dir: &Path) -> Config {
@@ -126,7 +126,7 @@ fn setup_errors_keep_their_messages() {
     assert_eq!(e.to_string(), "[APNS] team_id and key_id are required");
 }
 
-fn sink_for_apns_test(_: &Config) -> Result<Vec<(&'static str, Arc<dyn Provider>)>, SetupError> {
+fn sink_for_apns_test(_: &Config) -> Result<Routes, SetupError> {
     Ok(vec![("apns_test", Arc::new(MemorySink::new()))])
 }
 

@@ -29,9 +29,11 @@ use crate::config::Config;
 use crate::error::PushError;
 use crate::job::{ApnsEnv, DeviceAddress, JobId, PushKind, PushType};
 
-/// A provider's constructor: the routes (address kinds) `cfg` enables for it, with the provider
-/// serving each; empty when the provider is off.
-pub type Constructor = fn(&Config) -> Result<Vec<(&'static str, Arc<dyn Provider>)>, SetupError>;
+/// Routes (address kinds, [`DeviceAddress::provider_label`]) with the provider serving each.
+pub type Routes = Vec<(&'static str, Arc<dyn Provider>)>;
+
+/// A provider's constructor: the routes `cfg` enables for it; empty when the provider is off.
+pub type Constructor = fn(&Config) -> Result<Routes, SetupError>;
 
 /// The configurable providers, name → constructor: one registration line per provider.
 pub const REGISTRY: &[(&str, Constructor)] = &[

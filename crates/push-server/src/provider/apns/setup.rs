@@ -9,11 +9,11 @@ use crate::config::Config;
 use crate::http_util::UrlParts;
 use crate::job::ApnsEnv;
 use crate::jwt::Es256Key;
-use crate::provider::{Provider, SetupError};
+use crate::provider::{Routes, SetupError};
 
 /// The routes `[APNS]` enables (none with `enable = off`).
-pub fn from_config(cfg: &Config) -> Result<Vec<(&'static str, Arc<dyn Provider>)>, SetupError> {
-    let mut out: Vec<(&'static str, Arc<dyn Provider>)> = Vec::new();
+pub fn from_config(cfg: &Config) -> Result<Routes, SetupError> {
+    let mut out: Routes = Vec::new();
     if !cfg.apns.enable {
         return Ok(out);
     }

@@ -7,10 +7,10 @@ use std::time::Duration;
 use super::{Vapid, WebPushConfig, WebPushProvider};
 use crate::config::Config;
 use crate::jwt::Es256Key;
-use crate::provider::{Provider, SetupError, WEBPUSH_ROUTE};
+use crate::provider::{Routes, SetupError, WEBPUSH_ROUTE};
 
 /// The route `[WEBPUSH]` enables (none with `enable = off`).
-pub fn from_config(cfg: &Config) -> Result<Vec<(&'static str, Arc<dyn Provider>)>, SetupError> {
+pub fn from_config(cfg: &Config) -> Result<Routes, SetupError> {
     if !cfg.webpush.enable {
         return Ok(Vec::new());
     }
