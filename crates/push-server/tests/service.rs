@@ -581,5 +581,5 @@ async fn deliveries_overlap_up_to_the_default_concurrency() {
         (200..=256).contains(&most),
         "{most} requests in flight at most (expected close to 256, never more)"
     );
-    assert!(most <= push_server::apns_sink::APNS_MAX_CONCURRENT_STREAMS as usize);
+    assert!(most <= apns_sink::APNS_MAX_CONCURRENT_STREAMS as usize);
 }
