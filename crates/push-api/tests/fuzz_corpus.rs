@@ -5,7 +5,7 @@
 //! [`EXPECTED`]. A missing or empty corpus directory, or a file without a known outcome, fails.
 //!
 //! Regenerate the seeds with
-//! `cargo test -p push-server --test fuzz_corpus -- --ignored write_seed_corpus`.
+//! `cargo test -p push-api --test fuzz_corpus -- --ignored write_seed_corpus`.
 
 #[path = "../../../fuzz/fuzz_targets/bodies/push.rs"]
 mod bodies;
@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
-use push_server::net::{Envelope, Request, encode_request, encode_response};
-use push_server::{
+use push_api::remote::{Envelope, Request, encode_request, encode_response};
+use push_api::{
     ApnsEnv, DeviceAddress, FeedbackEvent, FeedbackReason, GatewayError, InvalidReason, JobId,
     PushHandle, PushJob, PushKind, PushTarget, PushType,
 };

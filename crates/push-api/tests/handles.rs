@@ -1,7 +1,7 @@
 //! Split mode: a push handle cannot be turned into the token without the push-server's key.
 
-use push_server::job::WebPushSubscription;
-use push_server::{ApnsEnv, DeviceAddress, HandleError, HandleKey, PushHandle};
+use push_api::job::WebPushSubscription;
+use push_api::{ApnsEnv, DeviceAddress, HandleError, HandleKey, PushHandle};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -137,24 +137,24 @@ proptest! {
 
     #[test]
     fn job_json_round_trips(id in any::<[u8; 16]>(), payload in proptest::collection::vec(any::<u8>(), 0..200), prio in proptest::option::of(prop_oneof![Just(5u8), Just(10u8)])) {
-        let job = push_server::PushJob {
-            job_id: push_server::JobId(id),
-            target: push_server::PushTarget::Device(apns(&hex::encode(id))),
-            kind: push_server::PushKind::Message,
+        let job = push_api::PushJob {
+            job_id: push_api::JobId(id),
+            target: push_api::PushTarget::Device(apns(&hex::encode(id))),
+            kind: push_api::PushKind::Message,
             payload,
-            push_type: push_server::PushType::Alert,
+            push_type: push_api::PushType::Alert,
             priority: prio,
             expires_at: Some(123),
             collapse_id: Some("c".into()),
             report_delivery: true,
         };
         let text = serde_json::to_string(&job).unwrap();
-        prop_assert_eq!(serde_json::from_str::<push_server::PushJob>(&text).unwrap(), job);
-        prop_assert_eq!(push_server::JobId::from_uuid(&push_server::JobId(id).to_uuid()), Some(push_server::JobId(id)));
+        prop_assert_eq!(serde_json::from_str::<push_api::PushJob>(&text).unwrap(), job);
+        prop_assert_eq!(push_api::JobId::from_uuid(&push_api::JobId(id).to_uuid()), Some(push_api::JobId(id)));
     }
 
     #[test]
     fn job_json_parser_never_panics(s in ".{0,300}") {
-        let _ = serde_json::from_str::<push_server::PushJob>(&s);
+        let _ = serde_json::from_str::<push_api::PushJob>(&s);
     }
 }

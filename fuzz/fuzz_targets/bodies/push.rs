@@ -3,7 +3,7 @@
 //! handle) and a remote push-server exchange.
 //!
 //! Shared by the cargo-fuzz target `push_protocol` and the corpus replay
-//! `crates/push-server/tests/fuzz_corpus.rs` (included with `#[path]`). The first byte
+//! `crates/push-api/tests/fuzz_corpus.rs` (included with `#[path]`). The first byte
 //! selects the direction, the rest is one received line (up to and including the first `\n`,
 //! at most `MAX_LINE` bytes, as the readers take it). Never panics on bad input; returns
 //! whether the decoder accepted the line and asserts round trips when it did.
