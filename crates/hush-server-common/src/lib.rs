@@ -19,6 +19,7 @@
 pub mod accept;
 pub mod auth;
 pub mod config;
+pub mod group_commit;
 pub mod ini;
 pub mod limits;
 pub mod netpolicy;
