@@ -1,6 +1,8 @@
 //! The outbox: pending pushes in SQLite, so that they survive a restart.
 //!
-//! One connection, owned by one writer thread that batches every queued operation into one
+//! One connection, owned by one writer thread (the common group-commit writer,
+//! [`hush_server_common::group_commit`], policy [`Overflow::Wait`]: a caller waits
+//! asynchronously while its 4096 places are taken) that batches every queued operation into one
 //! `BEGIN IMMEDIATE … COMMIT` transaction (group commit; when an operation fails, the batch is
 //! run again with each operation in its own savepoint, so a failed one leaves nothing behind),
 //! WAL mode, `synchronous=FULL` by default. A caller's future resolves only after the commit that
@@ -26,9 +28,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use hush_server_common::group_commit::{self, Backend, Overflow, Ran, Savepoints};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::gateway::{FeedbackEvent, FeedbackReason, SubmitOutcome};
 use crate::job::{DeviceAddress, JobId, PushJob, PushKind, PushTarget, PushType};
@@ -266,11 +269,9 @@ fn delete_job(c: &Connection, row: i64) -> Result<(), OutboxError> {
 
 trait BatchOp: Send {
     /// Runs inside the batch transaction; false = this op failed. May run a second time in the
-    /// same batch (after the first attempt was rolled back, see [`run_batch`]): the last run's
-    /// result is the op's result.
+    /// same batch (after the first attempt was rolled back, see [`OutboxWriter`]): the last
+    /// run's result is the op's result.
     fn run(&mut self, conn: &Connection) -> bool;
-    /// The op could not run (its result is this error, whatever an earlier run gave).
-    fn not_run(&mut self, e: String);
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
@@ -292,10 +293,6 @@ where
         ok
     }
 
-    fn not_run(&mut self, e: String) {
-        self.result = Some(Err(OutboxError::Db(e)));
-    }
-
     fn finish(self: Box<Self>, commit: Result<(), String>) {
         let r = match commit {
             Ok(()) => self
@@ -310,7 +307,7 @@ where
 /// Handle to the outbox (cheap to clone).
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Box<dyn BatchOp>>,
+    tx: group_commit::Sender<Box<dyn BatchOp>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -321,6 +318,8 @@ impl std::fmt::Debug for Outbox {
 
 /// Most operations in one transaction.
 const MAX_BATCH: usize = 512;
+/// Operations queued for the writer; a submit beyond waits for room.
+const QUEUE: usize = 4096;
 
 impl Outbox {
     /// Opens (creating if needed) the outbox file. `full_sync` = `synchronous=FULL`, else NORMAL
@@ -374,23 +373,18 @@ impl Outbox {
                 WHEN OLD.anonymous = 1
                 BEGIN UPDATE registration_count SET anonymous = anonymous - 1 WHERE id = 0; END;",
         )?;
-        let (tx, mut rx) = mpsc::channel::<Box<dyn BatchOp>>(4096);
-        std::thread::Builder::new()
-            .name("push-outbox-writer".into())
-            .spawn(move || {
-                let mut batch: Vec<Box<dyn BatchOp>> = Vec::with_capacity(64);
-                while let Some(op) = rx.blocking_recv() {
-                    batch.push(op);
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(op) => batch.push(op),
-                            Err(_) => break,
-                        }
-                    }
-                    run_batch(&conn, &mut batch);
-                }
-            })
-            .map_err(|e| OutboxError::Db(format!("cannot start writer thread: {e}")))?;
+        // The common group-commit writer; a full queue makes the submit wait (asynchronously).
+        let (tx, _thread) = group_commit::spawn(
+            "push-outbox-writer",
+            OutboxWriter { conn },
+            QUEUE,
+            Overflow::Wait,
+            group_commit::Options {
+                max_batch: MAX_BATCH,
+                commit_delay: Duration::ZERO,
+            },
+        )
+        .map_err(|e| OutboxError::Db(format!("cannot start writer thread: {e}")))?;
         Ok(Outbox { tx })
     }
 
@@ -407,7 +401,7 @@ impl Outbox {
             result: None,
             reply,
         });
-        self.tx.send(op).await.map_err(|_| OutboxError::Closed)?;
+        self.tx.submit(op).await.map_err(|_| OutboxError::Closed)?;
         rx.await.map_err(|_| OutboxError::Closed)?
     }
 
@@ -772,45 +766,43 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// One transaction for the whole batch. The ops run first without savepoints (two statements
-/// per op saved); only when one fails is the transaction rolled back and the batch run again with
-/// each op in its own savepoint, so that a failed op leaves nothing behind and the others commit.
-fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn BatchOp>>) {
-    let fail_all = |batch: &mut Vec<Box<dyn BatchOp>>, e: String| {
-        for op in batch.drain(..) {
-            op.finish(Err(e.clone()));
-        }
-    };
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        tracing::warn!("outbox: BEGIN failed: {e}");
-        fail_all(batch, e);
-        return;
+/// The outbox's side of the group-commit writer: one transaction for the whole batch. The ops
+/// run first without savepoints (two statements per op saved); only when one fails is the
+/// transaction rolled back and the batch run again with each op in its own savepoint, so that a
+/// failed op leaves nothing behind and the others commit ([`Savepoints::OnFailure`]).
+struct OutboxWriter {
+    conn: Connection,
+}
+
+impl Backend for OutboxWriter {
+    type Job = Box<dyn BatchOp>;
+
+    fn exec(&mut self, sql: &'static str) -> Result<(), String> {
+        exec(&self.conn, sql)
     }
-    if !batch.iter_mut().all(|op| op.run(conn)) {
-        let _ = exec(conn, "ROLLBACK");
-        if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-            tracing::warn!("outbox: BEGIN failed: {e}");
-            fail_all(batch, e);
-            return;
-        }
-        for op in batch.iter_mut() {
-            if let Err(e) = exec(conn, "SAVEPOINT op") {
-                tracing::warn!("outbox: SAVEPOINT failed: {e}");
-                op.not_run(e);
-                continue;
-            }
-            let ok = op.run(conn);
-            if !ok {
-                let _ = exec(conn, "ROLLBACK TO op");
-            }
-            let _ = exec(conn, "RELEASE op");
+
+    fn savepoints(&self) -> Savepoints {
+        Savepoints::OnFailure
+    }
+
+    fn run(&mut self, op: &mut Box<dyn BatchOp>) -> Ran {
+        Ran {
+            ok: op.run(&self.conn),
+            wait_commit: true,
         }
     }
-    let commit = exec(conn, "COMMIT");
-    if commit.is_err() {
-        let _ = exec(conn, "ROLLBACK");
+
+    fn fail(&mut self, op: Box<dyn BatchOp>, error: &str) {
+        op.finish(Err(error.to_string()));
     }
-    for op in batch.drain(..) {
+
+    fn after_commit(&mut self, result: &Result<(), String>, jobs: usize) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, jobs, "outbox: transaction failed");
+        }
+    }
+
+    fn finish(&mut self, op: Box<dyn BatchOp>, commit: &Result<(), String>) {
         op.finish(commit.clone());
     }
 }
