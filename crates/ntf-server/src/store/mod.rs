@@ -10,12 +10,15 @@
 //! * [`StoreMode::Memory`]: nothing on disk. After a restart clients find their tokens gone
 //!   (`TCHK` → `ERR AUTH`) and create them again with `TNEW`/`SNEW`.
 //! * [`StoreMode::Sqlite`]: every change is also appended, in order, to an in-memory queue that
-//!   one writer thread applies in transactions (group commit, WAL). Appending never blocks (the
-//!   state lock is never held across a wait for the disk); [`Store::sync`] waits asynchronously
+//!   one writer thread applies in transactions (the common group-commit writer,
+//!   [`hush_server_common::group_commit`]; WAL). Appending never blocks (the state lock is never
+//!   held across a wait for the disk; the queue has no cap); [`Store::sync`] waits asynchronously
 //!   until everything queued before it is committed, and command handlers call it before
 //!   replying, so a client never gets `OK`/`IDTKN`/`IDSUB` for a change that is not durable.
 //!   Writers that do not reply to anyone (relay events) wait in [`Store::throttle`] while the
-//!   queue is long, which is the back-pressure. On start the state is loaded from the file (a row
+//!   queue is longer than [`THROTTLE_BACKLOG`], which is the back-pressure (the writer's "wait"
+//!   policy, outside the state lock). While another connection holds the file's write lock the
+//!   writer waits for it and loses nothing. On start the state is loaded from the file (a row
 //!   that does not decode is skipped with a warning, never a panic).
 //! * [`StoreMode::Postgres`]: the same write-behind queue, applied by an async writer to a
 //!   PostgreSQL schema that several ntf-server instances share ([`postgres`]). Each instance
@@ -555,7 +558,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Changes not yet committed above which [`Store::throttle`] waits.
-const THROTTLE_BACKLOG: u64 = 65_536;
+pub const THROTTLE_BACKLOG: u64 = 65_536;
 /// Most changes applied in one transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -633,7 +636,7 @@ impl Store {
         let (store, w) = Store::with_writer(state, None);
         let thread = std::thread::Builder::new()
             .name("ntf-store-writer".into())
-            .spawn(move || writer_loop(conn, &w))?;
+            .spawn(move || writer_loop(conn, w))?;
         *lock(&store.inner.thread) = Some(thread);
         Ok(store)
     }

@@ -1,7 +1,10 @@
-//! The SQLite file: schema, migration, load, and the writer thread.
+//! The SQLite file: schema, migration, load, and the writer thread (the common group-commit
+//! writer, [`hush_server_common::group_commit`], fed from the store's own append-only list).
 
 use super::*;
+use hush_server_common::group_commit::{self, Backend, Committer, Next, Ran, Savepoints, Source};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
@@ -42,6 +45,9 @@ CREATE TABLE IF NOT EXISTS last_notifications (
 
 pub(super) fn open_db(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open(path)?;
+    // Another connection holding the file (a backup, an operator's sqlite3 shell) makes the
+    // writer wait for it, not fail the batch at once.
+    conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(SCHEMA)?;
@@ -192,14 +198,14 @@ pub(super) fn load(conn: &rusqlite::Connection) -> Result<State, StoreError> {
 /// Runs one statement through the connection's prepared-statement cache (the writer applies
 /// the same few statements for every change; parsing them each time was most of its CPU).
 fn exec(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<usize, rusqlite::Error> {
     tx.prepare_cached(sql)?.execute(params)
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Error> {
+fn apply(tx: &rusqlite::Connection, op: &Op) -> Result<(), rusqlite::Error> {
     match op {
         Op::PutToken(t) => {
             let (prov, tok) = t.device.to_row();
@@ -281,10 +287,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Error>
 /// `PutLastNtfs` of the same token. Such a write is replaced entirely by the later one (both
 /// delete all of the token's rows and insert the full list; no other op writes those rows but
 /// `DelToken`, which the later write follows), so skipping it leaves the same committed state.
-pub(super) fn superseded_last_ntfs(batch: &[Op]) -> Vec<bool> {
+pub(super) fn superseded_last_ntfs<'a>(
+    batch: impl DoubleEndedIterator<Item = &'a Op> + ExactSizeIterator,
+) -> Vec<bool> {
     let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
     let mut out = vec![false; batch.len()];
-    for (i, op) in batch.iter().enumerate().rev() {
+    for (i, op) in batch.enumerate().rev() {
         if let Op::PutLastNtfs(token_id, _) = op {
             out[i] = !seen.insert(token_id.as_slice());
         }
@@ -292,42 +300,139 @@ pub(super) fn superseded_last_ntfs(batch: &[Op]) -> Vec<bool> {
     out
 }
 
-pub(super) fn writer_loop(mut conn: rusqlite::Connection, w: &WriteQueue) {
-    loop {
-        let batch: Vec<Op> = {
-            let mut q = lock(&w.q);
-            while q.ops.is_empty() && !q.closed {
-                q = w.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-            }
-            if q.ops.is_empty() {
-                break;
-            }
-            if q.ops.len() <= MAX_BATCH {
-                std::mem::take(&mut q.ops)
-            } else {
-                q.ops.drain(..MAX_BATCH).collect()
-            }
-        };
-        // A token's last-notification list is stored whole by each `PutLastNtfs`: only the
-        // batch's last one per token is written (same file content after the commit; a burst
-        // of notifications for one device is one write instead of one per notification).
-        let superseded = superseded_last_ntfs(&batch);
-        let result = (|| -> Result<(), rusqlite::Error> {
-            let tx = conn.transaction()?;
-            for (i, op) in batch.iter().enumerate() {
-                if superseded.get(i).copied().unwrap_or(false) {
-                    continue;
+/// One change for the writer.
+pub(super) struct Job {
+    op: Op,
+    /// Replaced by a later change of the same batch (see [`superseded_last_ntfs`]).
+    skip: bool,
+}
+
+/// The store's side of the group-commit writer. The changes of a batch run in one
+/// `BEGIN IMMEDIATE … COMMIT` transaction without savepoints: a change that fails fails the
+/// transaction (logged; nobody waits for a single change, [`Store::sync`] waits for the count).
+struct NtfWriter {
+    conn: rusqlite::Connection,
+    w: Arc<WriteQueue>,
+}
+
+impl Backend for NtfWriter {
+    type Job = Job;
+
+    fn exec(&mut self, sql: &'static str) -> Result<(), String> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn savepoints(&self) -> Savepoints {
+        Savepoints::Never
+    }
+
+    /// Waits while another connection holds the write lock (each attempt waits the busy
+    /// timeout), so that a locked file delays the changes instead of losing them; gives up only
+    /// once the store is closing.
+    fn begin(&mut self) -> Result<(), String> {
+        loop {
+            match self.conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => return Ok(()),
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::DatabaseBusy && !lock(&self.w.q).closed =>
+                {
+                    tracing::warn!("store file locked by another connection: writer waiting");
                 }
-                apply(&tx, op)?;
+                Err(e) => return Err(e.to_string()),
             }
-            tx.commit()
-        })();
+        }
+    }
+
+    /// A token's last-notification list is stored whole by each `PutLastNtfs`: only the
+    /// batch's last one per token is written (same file content after the commit; a burst of
+    /// notifications for one device is one write instead of one per notification).
+    fn prepare(&mut self, batch: &mut [Job]) {
+        let superseded = superseded_last_ntfs(batch.iter().map(|j| &j.op));
+        for (j, s) in batch.iter_mut().zip(superseded) {
+            j.skip = s;
+        }
+    }
+
+    fn run(&mut self, job: &mut Job) -> Ran {
+        let ok = job.skip
+            || match apply(&self.conn, &job.op) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "store write failed");
+                    false
+                }
+            };
+        Ran {
+            ok,
+            wait_commit: true,
+        }
+    }
+
+    fn fail(&mut self, _job: Job, _error: &str) {
+        // Counted as done like a change of a failed commit (logged there or at BEGIN).
+        self.w.committed.send_modify(|(done, _)| *done += 1);
+    }
+
+    fn after_commit(&mut self, result: &Result<(), String>, jobs: usize) {
         if let Err(e) = result {
             tracing::error!(error = %e, "store commit failed");
         }
-        let n = batch.len() as u64;
-        w.committed.send_modify(|(done, _)| *done += n);
+        self.w
+            .committed
+            .send_modify(|(done, _)| *done += jobs as u64);
     }
+
+    fn finish(&mut self, _job: Job, _commit: &Result<(), String>) {}
+}
+
+/// The writer's jobs: the store's list of changes (appended under the state lock, never
+/// waiting; the back-pressure is [`Store::throttle`], an async wait on the backlog).
+struct ChangeList(Arc<WriteQueue>);
+
+impl Source<Job> for ChangeList {
+    fn next(&mut self, batch: &mut Vec<Job>, max: usize, wait: Option<Duration>) -> Next {
+        let w = &self.0;
+        let deadline = wait.map(|d| Instant::now() + d);
+        let mut q = lock(&w.q);
+        while q.ops.is_empty() && !q.closed {
+            q = match deadline {
+                None => w.wake.wait(q).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Next::Timeout;
+                    }
+                    match w.wake.wait_timeout(q, left) {
+                        Ok((g, _)) => g,
+                        Err(p) => p.into_inner().0,
+                    }
+                }
+            };
+        }
+        if q.ops.is_empty() {
+            return Next::Closed;
+        }
+        let n = q.ops.len().min(max.saturating_sub(batch.len()).max(1));
+        batch.extend(q.ops.drain(..n).map(|op| Job { op, skip: false }));
+        Next::Jobs
+    }
+}
+
+/// The writer thread's body: batches of up to [`MAX_BATCH`] changes until the store closes and
+/// every queued change is committed.
+pub(super) fn writer_loop(conn: rusqlite::Connection, w: Arc<WriteQueue>) {
+    let mut c = Committer::new(
+        NtfWriter { conn, w: w.clone() },
+        group_commit::Options {
+            max_batch: MAX_BATCH,
+            commit_delay: Duration::ZERO,
+        },
+    );
+    group_commit::run(&mut c, &mut ChangeList(w.clone()));
     w.committed.send_modify(|(_, alive)| *alive = false);
 }
 
@@ -349,12 +454,12 @@ mod tests {
             Op::DelToken(vec![3; 24]),
         ];
         assert_eq!(
-            superseded_last_ntfs(&batch),
+            superseded_last_ntfs(batch.iter()),
             // token 1: the first write is replaced by the one after DelToken; token 2: the
             // first by the second; token 3's only write stays (DelToken then deletes it)
             vec![true, true, false, false, false, false, false, false]
         );
-        assert!(superseded_last_ntfs(&[]).is_empty());
+        assert!(superseded_last_ntfs([].iter()).is_empty());
     }
 
     /// Many list writes of one token in one batch: the file holds the newest list after a
@@ -364,12 +469,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ntf.db");
         let conn = open_db(&path).unwrap();
-        let w = WriteQueue {
+        let w = Arc::new(WriteQueue {
             q: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             wake_async: tokio::sync::Notify::new(),
             committed: watch::channel((0, true)).0,
-        };
+        });
         let sub = |i: u8| vec![i; 24];
         let ntf = |i: u8| LastNtf {
             sub_id: sub(i),
@@ -395,7 +500,7 @@ mod tests {
             }
             q.closed = true;
         }
-        writer_loop(conn, &w);
+        writer_loop(conn, w.clone());
         let conn = open_db(&path).unwrap();
         let rows: Vec<(i64, Vec<u8>)> = conn
             .prepare("SELECT pos, sub_id FROM last_notifications ORDER BY pos")
