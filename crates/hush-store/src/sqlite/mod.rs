@@ -1,6 +1,7 @@
 //! SQLite backend: one writer thread with group commit, a bounded pool of read connections.
 //!
-//! Write path: a write method sends a job over a bounded channel (`try_send`: a full channel is
+//! Write path: the common group-commit writer ([`hush_server_common::group_commit`]). A write
+//! method sends a job over its bounded queue with the policy [`Overflow::Shed`] (a full queue is
 //! [`StoreError::Busy`], never unbounded buffering) to the writer thread. The thread takes the
 //! first job, then everything else already queued (up to `max_batch`), and runs them in one
 //! `BEGIN IMMEDIATE … COMMIT` transaction, each job inside its own savepoint (a failing job is
@@ -39,11 +40,11 @@ mod ops;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use hush_server_common::group_commit::{self, Backend, Overflow, Ran, SubmitError};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -156,9 +157,11 @@ impl Default for SqliteOptions {
 
 /// A write operation queued for the writer thread.
 trait WriteJob: Send {
-    /// Run on the writer connection: whether it succeeded (else its savepoint is rolled back)
-    /// and a completion to call with the batch's commit result.
-    fn run(self: Box<Self>, conn: &Connection, st: &mut WriterState) -> (bool, Completion);
+    /// Run on the writer connection (inside the job's savepoint): whether it succeeded (else
+    /// its savepoint is rolled back). The result waits in the job for [`WriteJob::finish`].
+    fn run(&mut self, conn: &Connection, st: &mut WriterState) -> bool;
+    /// Answer with the result once the transaction committed (or with the commit's error).
+    fn finish(self: Box<Self>, commit: &Result<(), String>);
     /// The transaction is unusable: complete without running.
     fn fail(self: Box<Self>, error: String);
     /// Answered when it ran (its loss in a crash is harmless): a transaction holding only such
@@ -169,11 +172,29 @@ trait WriteJob: Send {
 }
 
 type Job = Box<dyn WriteJob>;
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// The answer of a job that ran, after its transaction's commit.
+fn committed<T>(r: Option<StoreResult<T>>, commit: &Result<(), String>) -> StoreResult<T> {
+    match commit {
+        Ok(()) => r.unwrap_or(Err(StoreError::Internal("write job did not run"))),
+        Err(e) => Err(StoreError::CommitFailed(e.clone())),
+    }
+}
 
 struct OpJob<F, T> {
-    op: F,
+    op: Option<F>,
+    result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<F, T> OpJob<F, T> {
+    fn new(op: F, reply: oneshot::Sender<StoreResult<T>>) -> Self {
+        OpJob {
+            op: Some(op),
+            result: None,
+            reply,
+        }
+    }
 }
 
 impl<F, T> WriteJob for OpJob<F, T>
@@ -181,19 +202,19 @@ where
     F: FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection, st: &mut WriterState) -> (bool, Completion) {
-        let OpJob { op, reply } = *self;
+    fn run(&mut self, conn: &Connection, st: &mut WriterState) -> bool {
+        let Some(op) = self.op.take() else {
+            return false;
+        };
         let r = op(conn, st);
         let ok = r.is_ok();
-        let done: Completion = Box::new(move |commit| {
-            let out = match commit {
-                Ok(()) => r,
-                Err(e) => Err(StoreError::CommitFailed(e)),
-            };
-            // The caller may have gone away (dropped future): nothing to tell then.
-            let _ = reply.send(out);
-        });
-        (ok, done)
+        self.result = Some(r);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: &Result<(), String>) {
+        // The caller may have gone away (dropped future): nothing to tell then.
+        let _ = self.reply.send(committed(self.result, commit));
     }
 
     fn fail(self: Box<Self>, error: String) {
@@ -203,8 +224,20 @@ where
 
 /// A job answered when it ran, not after the commit (see [`SqliteStore::write_early`]).
 struct EarlyJob<F, T> {
-    op: F,
-    reply: oneshot::Sender<StoreResult<T>>,
+    op: Option<F>,
+    result: Option<StoreResult<T>>,
+    /// Taken when answered early.
+    reply: Option<oneshot::Sender<StoreResult<T>>>,
+}
+
+impl<F, T> EarlyJob<F, T> {
+    fn new(op: F, reply: oneshot::Sender<StoreResult<T>>) -> Self {
+        EarlyJob {
+            op: Some(op),
+            result: None,
+            reply: Some(reply),
+        }
+    }
 }
 
 impl<F, T> WriteJob for EarlyJob<F, T>
@@ -212,31 +245,38 @@ where
     F: FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection, st: &mut WriterState) -> (bool, Completion) {
-        let EarlyJob { op, reply } = *self;
+    fn run(&mut self, conn: &Connection, st: &mut WriterState) -> bool {
+        let Some(op) = self.op.take() else {
+            return false;
+        };
         let r = op(conn, st);
         let ok = r.is_ok();
         if st.wait_commit {
             // It would hand out an item of the open transaction: answer after the commit.
-            let done: Completion = Box::new(move |commit| {
-                let _ = reply.send(match commit {
-                    Ok(()) => r,
-                    Err(e) => Err(StoreError::CommitFailed(e)),
-                });
-            });
-            return (ok, done);
+            self.result = Some(r);
+            return ok;
         }
         if ok {
             // Reads of these queues now wait for the commit (see `Uncommitted`).
             let mut early = std::mem::take(&mut st.early_rids);
             st.uncommitted.add(&mut early);
         }
-        let _ = reply.send(r);
-        (ok, Box::new(|_| {}))
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(r);
+        }
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: &Result<(), String>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(committed(self.result, commit));
+        }
     }
 
     fn fail(self: Box<Self>, error: String) {
-        let _ = self.reply.send(Err(StoreError::CommitFailed(error)));
+        if let Some(reply) = self.reply {
+            let _ = reply.send(Err(StoreError::CommitFailed(error)));
+        }
     }
 
     fn early(&self) -> bool {
@@ -268,7 +308,7 @@ struct Inner {
     cache: Arc<Cache>,
     /// Queues with answered, uncommitted changes (shared with the writer thread).
     uncommitted: Arc<ops::Uncommitted>,
-    writer: Option<std_mpsc::SyncSender<Job>>,
+    writer: Option<group_commit::Sender<Job>>,
     writer_thread: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<Semaphore>,
@@ -433,31 +473,28 @@ impl SqliteStore {
             readers.push(r);
         }
 
-        let (tx, rx) = std_mpsc::sync_channel::<Job>(opts.write_queue.max(1));
-        let early_delay = opts.early_commit_delay;
-        let max_batch = opts.max_batch.max(1);
         let counters = Arc::new(Counters::default());
-        let thread_counters = counters.clone();
         let cache = Arc::new(Cache::new(opts.cache_queues, opts.cache_head_bytes));
         if opts.cache_queues > 0 && ops::queue_count(&writer)? <= (opts.cache_queues / 2) as u64 {
             cache.load_all(ops::all_queues(&writer)?);
         }
-        let thread_cache = cache.clone();
         let uncommitted = Arc::new(ops::Uncommitted::default());
         let state = WriterState::new(opts.cache_queues, opts.quota.max(1), uncommitted.clone());
-        let writer_thread = std::thread::Builder::new()
-            .name("hush-store-writer".into())
-            .spawn(move || {
-                writer_loop(
-                    writer,
-                    rx,
-                    max_batch,
-                    early_delay,
-                    state,
-                    &thread_counters,
-                    &thread_cache,
-                )
-            })?;
+        let (tx, writer_thread) = group_commit::spawn(
+            "hush-store-writer",
+            RelayWriter {
+                conn: writer,
+                st: state,
+                counters: counters.clone(),
+                cache: cache.clone(),
+            },
+            opts.write_queue,
+            Overflow::Shed,
+            group_commit::Options {
+                max_batch: opts.max_batch,
+                commit_delay: opts.early_commit_delay,
+            },
+        )?;
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -496,7 +533,7 @@ impl SqliteStore {
         f: impl FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
-        self.submit(Box::new(OpJob { op: f, reply: tx }), rx).await
+        self.submit(Box::new(OpJob::new(f, tx)), rx).await
     }
 
     /// If `rid` has changes that were answered but not committed (an early `ACK`), make the
@@ -517,15 +554,15 @@ impl SqliteStore {
         f: impl FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
-        self.submit(Box::new(EarlyJob { op: f, reply: tx }), rx)
-            .await
+        self.submit(Box::new(EarlyJob::new(f, tx)), rx).await
     }
 
     async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
         let sender = self.inner.writer.as_ref().ok_or(StoreError::Closed)?;
-        sender.try_send(job).map_err(|e| match e {
-            std_mpsc::TrySendError::Full(_) => StoreError::Busy,
-            std_mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+        // Policy Shed: a full queue is `Busy` at once.
+        sender.submit(job).await.map_err(|e| match e {
+            SubmitError::Busy => StoreError::Busy,
+            SubmitError::Closed => StoreError::Closed,
         })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -562,63 +599,6 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(
-    conn: Connection,
-    rx: std_mpsc::Receiver<Job>,
-    max_batch: usize,
-    early_delay: Duration,
-    mut state: WriterState,
-    counters: &Counters,
-    cache: &Cache,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut open: Option<OpenTxn> = None;
-    loop {
-        let job = match &open {
-            None => match rx.recv() {
-                Ok(j) => j,
-                Err(_) => break,
-            },
-            Some(t) => {
-                let wait = t.deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(wait) {
-                    Ok(j) => j,
-                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                        finish(&conn, open.take(), &mut state, counters, cache);
-                        continue;
-                    }
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            }
-        };
-        batch.push(job);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        open = run_batch(&conn, &mut batch, open, early_delay, max_batch, &mut state);
-        if open.as_ref().is_some_and(|t| t.durable) {
-            finish(&conn, open.take(), &mut state, counters, cache);
-        }
-    }
-    // Closed: what is still open is committed before the thread ends.
-    finish(&conn, open.take(), &mut state, counters, cache);
-    tracing::debug!("hush-store: writer thread exiting");
-}
-
-/// The writer's open transaction: jobs run in it, not yet committed.
-struct OpenTxn {
-    completions: Vec<Completion>,
-    /// Set once the transaction failed: every later job fails, the commit becomes a rollback.
-    broken: Option<String>,
-    /// Some job in it waits for the commit (not only [`WriteJob::early`] ones).
-    durable: bool,
-    /// Commit by then even if no more work came.
-    deadline: Instant,
-}
-
 fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
     conn.prepare_cached(sql)
         .and_then(|mut s| s.execute([]))
@@ -626,105 +606,64 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Run one batch of jobs in the open transaction (beginning one if there is none). Returns the
-/// transaction, still open: [`finish`] commits it (at once when a job waits for the commit,
-/// else by its deadline unless more work joins it first).
-fn run_batch(
-    conn: &Connection,
-    batch: &mut Vec<Job>,
-    open: Option<OpenTxn>,
-    early_delay: Duration,
-    max_batch: usize,
-    st: &mut WriterState,
-) -> Option<OpenTxn> {
-    let mut t = match open {
-        Some(t) => t,
-        None => {
-            if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-                tracing::warn!(error = %e, "hush-store: BEGIN failed");
-                for job in batch.drain(..) {
-                    job.fail(e.clone());
-                }
-                return None;
-            }
-            OpenTxn {
-                completions: Vec::with_capacity(batch.len()),
-                broken: None,
-                durable: early_delay.is_zero(),
-                deadline: Instant::now() + early_delay,
-            }
-        }
-    };
-    for job in batch.drain(..) {
-        if let Some(e) = &t.broken {
-            job.fail(e.clone());
-            continue;
-        }
-        if let Err(e) = exec(conn, "SAVEPOINT op") {
-            t.broken = Some(e.clone());
-            job.fail(e.clone());
-            continue;
-        }
+/// The store's side of the group-commit writer: the writer connection, the writer's per-queue
+/// state, and the shared cache and counters it updates after each commit.
+struct RelayWriter {
+    conn: Connection,
+    st: WriterState,
+    counters: Arc<Counters>,
+    cache: Arc<Cache>,
+}
+
+impl Backend for RelayWriter {
+    type Job = Job;
+
+    fn exec(&mut self, sql: &'static str) -> Result<(), String> {
+        exec(&self.conn, sql)
+    }
+
+    fn run(&mut self, job: &mut Job) -> Ran {
+        let st = &mut self.st;
         let early = job.early();
         st.early_rids.clear();
         let mark = st.mark();
-        let (ok, done) = job.run(conn, st);
-        t.durable |= !early || std::mem::take(&mut st.wait_commit);
+        let ok = job.run(&self.conn, st);
+        let wait_commit = !early || std::mem::take(&mut st.wait_commit);
         if !ok {
             st.job_failed(mark);
         }
-        t.completions.push(done);
-        let end = if ok {
-            exec(conn, "RELEASE op")
-        } else {
-            exec(conn, "ROLLBACK TO op").and_then(|()| exec(conn, "RELEASE op"))
-        };
-        if let Err(e) = end {
-            t.broken = Some(e);
-        }
+        Ran { ok, wait_commit }
     }
-    // A failed transaction or a full one is not kept waiting.
-    if t.broken.is_some() || t.completions.len() >= max_batch {
-        t.durable = true;
-    }
-    Some(t)
-}
 
-/// Commit (or, when broken, roll back) the open transaction and complete its callers.
-fn finish(
-    conn: &Connection,
-    open: Option<OpenTxn>,
-    st: &mut WriterState,
-    counters: &Counters,
-    cache: &Cache,
-) {
-    let Some(t) = open else { return };
-    let n = t.completions.len();
-    let commit = match t.broken {
-        Some(e) => Err(e),
-        None => exec(conn, "COMMIT"),
-    };
-    if let Err(e) = &commit {
-        tracing::warn!(error = %e, jobs = n, "hush-store: batch transaction failed");
-        let _ = exec(conn, "ROLLBACK");
-        // Jobs answered before the commit (an ACK's delete) may have told the relay a head that
-        // the database no longer has: nothing cached about heads is trusted any more.
-        cache.apply(&mut vec![cache::Effect::AllHeadsUnknown]);
-    } else {
-        tracing::trace!(jobs = n, "hush-store: committed batch");
+    fn fail(&mut self, job: Job, error: &str) {
+        job.fail(error.to_string());
     }
-    st.batch_done(commit.is_ok());
-    if commit.is_ok() {
-        // Before completing callers, so a caller sees its own operation (and counts it).
-        cache.apply(&mut st.effects);
-        counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters.ops.fetch_add(n as u64, Ordering::Relaxed);
-        counters.max_batch.fetch_max(n as u64, Ordering::Relaxed);
+
+    /// After the commit (or the rollback), before the callers are answered.
+    fn after_commit(&mut self, commit: &Result<(), String>, n: usize) {
+        let (st, cache, counters) = (&mut self.st, &self.cache, &self.counters);
+        if let Err(e) = commit {
+            tracing::warn!(error = %e, jobs = n, "hush-store: batch transaction failed");
+            // Jobs answered before the commit (an ACK's delete) may have told the relay a head
+            // that the database no longer has: nothing cached about heads is trusted any more.
+            cache.apply(&mut vec![cache::Effect::AllHeadsUnknown]);
+        } else {
+            tracing::trace!(jobs = n, "hush-store: committed batch");
+        }
+        st.batch_done(commit.is_ok());
+        if commit.is_ok() {
+            // Before completing callers, so a caller sees its own operation (and counts it).
+            cache.apply(&mut st.effects);
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            counters.ops.fetch_add(n as u64, Ordering::Relaxed);
+            counters.max_batch.fetch_max(n as u64, Ordering::Relaxed);
+        }
+        // The database, the cache and the read connections agree again.
+        st.uncommitted.clear();
     }
-    // The database, the cache and the read connections agree again.
-    st.uncommitted.clear();
-    for done in t.completions {
-        done(commit.clone());
+
+    fn finish(&mut self, job: Job, commit: &Result<(), String>) {
+        job.finish(commit);
     }
 }
 
@@ -1003,6 +942,7 @@ mod early_commit_tests {
     //! The writer's early answers (an `ACK`'s delete) against the open transaction.
     use super::*;
     use crate::types::{NewMessage, QueueMode, QueueRecord, QueueStatus};
+    use std::time::Instant;
 
     const RID: EntityId = [b'r'; 24];
 
@@ -1036,9 +976,9 @@ mod early_commit_tests {
     ) -> (Job, oneshot::Receiver<StoreResult<T>>) {
         let (reply, rx) = oneshot::channel();
         let job: Job = if early {
-            Box::new(EarlyJob { op, reply })
+            Box::new(EarlyJob::new(op, reply))
         } else {
-            Box::new(OpJob { op, reply })
+            Box::new(OpJob::new(op, reply))
         };
         (job, rx)
     }
@@ -1067,15 +1007,23 @@ mod early_commit_tests {
                 s.append_message(RID, new_msg(n), None).await.unwrap();
             }
         }
-        let conn = Connection::open(&path).unwrap();
-        let mut st = WriterState::new(16, 100, Arc::default());
-        let (counters, cache) = (Counters::default(), Cache::new(16, 1 << 20));
-        let delay = Duration::from_secs(60);
+        let mut c = group_commit::Committer::new(
+            RelayWriter {
+                conn: Connection::open(&path).unwrap(),
+                st: WriterState::new(16, 100, Arc::default()),
+                counters: Arc::default(),
+                cache: Arc::new(Cache::new(16, 1 << 20)),
+            },
+            group_commit::Options {
+                max_batch: 1024,
+                commit_delay: Duration::from_secs(60),
+            },
+        );
 
         // ACK of message 0: the new head (1) is committed, so the answer leaves at once and the
         // transaction stays open, waiting for more work.
         let (ack0, mut ack0_rx) = job(true, |c, st| ops::delete_message(c, st, &RID, &mid(0)));
-        let open = run_batch(&conn, &mut vec![ack0], None, delay, 1024, &mut st);
+        c.run_batch(&mut vec![ack0]);
         let out = ack0_rx
             .try_recv()
             .expect("answered before the commit")
@@ -1083,7 +1031,7 @@ mod early_commit_tests {
         assert!(out.deleted);
         assert_eq!(out.head.map(|m| *m.msg_id()), Some(mid(1)));
         assert!(
-            !open.as_ref().unwrap().durable,
+            c.is_open() && !c.must_commit(),
             "nothing waits for this commit"
         );
         assert_eq!(ids_in(&path).len(), 2, "not committed yet");
@@ -1094,8 +1042,8 @@ mod early_commit_tests {
             ops::append_message(c, st, &RID, new_msg(2), None)
         });
         let (ack1, mut ack1_rx) = job(true, |c, st| ops::delete_message(c, st, &RID, &mid(1)));
-        let open = run_batch(&conn, &mut vec![send, ack1], open, delay, 1024, &mut st);
-        assert!(open.as_ref().unwrap().durable);
+        c.run_batch(&mut vec![send, ack1]);
+        assert!(c.must_commit());
         assert!(
             send_rx.try_recv().is_err(),
             "a SEND is answered after its commit"
@@ -1104,7 +1052,8 @@ mod early_commit_tests {
             ack1_rx.try_recv().is_err(),
             "must not hand out message 2 before its commit"
         );
-        finish(&conn, open, &mut st, &counters, &cache);
+        c.finish();
+        let counters = &c.backend().counters;
         assert!(send_rx.try_recv().unwrap().is_ok());
         let out = ack1_rx.try_recv().unwrap().unwrap();
         assert_eq!(out.head.map(|m| *m.msg_id()), Some(mid(2)));
