@@ -443,7 +443,7 @@ mod tests {
     #[test]
     fn only_the_last_list_write_of_a_token_in_a_batch_runs() {
         let put = |t: u8| Op::PutLastNtfs(vec![t; 24], Vec::new());
-        let batch = vec![
+        let batch = [
             put(1),
             put(2),
             Op::DelToken(vec![1; 24]),
