@@ -14,7 +14,8 @@
 //! * [`limits`]: rate limits, per-address connection caps and throttled warn logs;
 //! * [`storelog`]: reading a reference server's store log for the `import` commands;
 //! * `test_support` (feature `test-support`): helpers of the servers' integration tests;
-//! * [`web`]: the server information page (`[INFORMATION]`, `[WEB]`) over HTTP/HTTPS.
+//! * [`web`]: the server information page (`[INFORMATION]`, `[WEB]`) over HTTP/HTTPS;
+//! * [`metrics`]: the `/metrics` endpoint (OpenMetrics over HTTP/1.1) and shared metric types.
 
 pub mod accept;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod group_commit;
 pub mod ini;
 pub mod limits;
+pub mod metrics;
 pub mod netpolicy;
 pub mod private;
 pub mod private_start;
@@ -65,6 +67,13 @@ impl ShutdownTrigger {
     /// Asks every holder of a [`Shutdown`] to stop.
     pub fn trigger(&self) {
         let _ = self.tx.send(true);
+    }
+}
+
+impl From<watch::Receiver<bool>> for Shutdown {
+    /// A signal from a `watch` channel whose `true` (or dropped sender) means "stop now".
+    fn from(rx: watch::Receiver<bool>) -> Self {
+        Self { rx }
     }
 }
 
