@@ -1,60 +1,28 @@
-//! Relay metrics (reference §7.5, `Server/Prometheus.hs` names) and the Prometheus text endpoint.
+//! Relay metrics (reference §7.5, `Server/Prometheus.hs` names), served by the shared endpoint
+//! ([`hush_server_common::metrics`]: OpenMetrics text on `GET /metrics` at the admin address).
 //!
 //! [`Metrics`] is a cheap-to-clone bundle of atomic counters and gauges in a `prometheus-client`
-//! registry. The relay core increments them; [`serve`] answers `GET /metrics` on the admin address.
+//! registry. The relay core increments them; [`serve`] answers `GET /metrics`.
 //!
 //! Names are the reference's, byte for byte (including its `subscribtion` spelling), so dashboards built
 //! for the reference keep working. The reference writes counters without the `_total` suffix that the
 //! OpenMetrics counter type demands, so reference counters are exposed as [`RefCounter`]s: monotonic
-//! values whose `# TYPE` is `untyped` (Prometheus text format 0.0.4; `rate()` works on them as usual).
-//! Gauges keep the `gauge` type.
+//! values whose `# TYPE` is `unknown` (`untyped` in the text format 0.0.4; `rate()` works on them
+//! as usual). Gauges keep the `gauge` type.
 
-use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Duration;
-
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
+
+use hush_server_common::metrics::Exposition;
 
 use crate::Shutdown;
 
-/// A monotonic counter exposed under its exact name (no `_total` suffix), typed `untyped`.
-#[derive(Debug, Clone, Default)]
-pub struct RefCounter(Counter);
-
-impl RefCounter {
-    pub fn inc(&self) {
-        self.0.inc();
-    }
-    pub fn inc_by(&self, n: u64) {
-        self.0.inc_by(n);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.get()
-    }
-}
-
-impl TypedMetric for RefCounter {
-    const TYPE: MetricType = MetricType::Unknown;
-}
-
-impl EncodeMetric for RefCounter {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        encoder.encode_gauge(&self.0.get())
-    }
-    fn metric_type(&self) -> MetricType {
-        Self::TYPE
-    }
-}
+/// A monotonic counter exposed under its exact name (no `_total` suffix), typed `unknown`.
+pub type RefCounter = hush_server_common::metrics::UntypedCounter;
 
 /// Label set: one or two `(name, value)` pairs with static strings.
 pub type Label = [(&'static str, &'static str); 1];
@@ -117,24 +85,18 @@ pub enum ProxyOutcome {
 /// "all + subset" label conventions in one place.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Registry>,
+    exposition: Exposition,
     // Queues
     pub queues_created: RefCounter,
     pub queues_secured: RefCounter,
     /// `{type="all"|"new"|"secured"}`; use [`Metrics::queue_deleted`].
     pub queues_deleted: Family<Label, RefCounter>,
     pub queues_blocked: RefCounter,
-    pub queues_deleted_batch: RefCounter,
     /// Stored queues (gauge, reference `simplex_smp_queues_total1`).
     pub queues_total: Gauge,
-    pub queues_daily: Gauge,
-    pub queues_weekly: Gauge,
-    pub queues_monthly: Gauge,
     // Subscriptions
     pub subscription_successes: RefCounter,
-    pub subscription_successes_batch: RefCounter,
     pub subscription_end: RefCounter,
-    pub subscription_end_batch: RefCounter,
     pub subscription_errors: Family<Label, RefCounter>,
     // Messages
     pub messages_sent: RefCounter,
@@ -145,18 +107,17 @@ pub struct Metrics {
     pub messages_total: Gauge,
     // Notification flags (client side)
     pub messages_notify_sent: RefCounter,
-    pub messages_notify_received: RefCounter,
     pub messages_notify_get_sent: RefCounter,
     pub messages_notify_get_received: RefCounter,
     pub messages_notify_get_errors: Family<Label, RefCounter>,
     pub queues_notify_created: RefCounter,
     pub queues_notify_new_created: RefCounter,
     pub queues_notify_deleted: RefCounter,
-    pub queues_notify_deleted_batch: RefCounter,
+    /// Stored queues with notification credentials (gauge, reference
+    /// `simplex_smp_queues_notify_total1`).
     pub queues_notify_total: Gauge,
     // Notifications (to ntf servers)
     pub messages_ntf_successes: RefCounter,
-    pub messages_ntf_successes_batch: RefCounter,
     pub messages_ntf_errors: Family<Label, RefCounter>,
     pub subscription_ntf_requests: RefCounter,
     pub subscription_ntf_requests_batch: RefCounter,
@@ -232,20 +193,14 @@ fn proxy_family() -> Family<Label2, RefCounter> {
 impl Metrics {
     pub fn new() -> Metrics {
         let m = Metrics {
-            registry: Arc::new(Registry::default()),
+            exposition: Exposition::new(Registry::default()),
             queues_created: RefCounter::default(),
             queues_secured: RefCounter::default(),
             queues_deleted: family1(&["all", "new", "secured"], TYPE),
             queues_blocked: RefCounter::default(),
-            queues_deleted_batch: RefCounter::default(),
             queues_total: Gauge::default(),
-            queues_daily: Gauge::default(),
-            queues_weekly: Gauge::default(),
-            queues_monthly: Gauge::default(),
             subscription_successes: RefCounter::default(),
-            subscription_successes_batch: RefCounter::default(),
             subscription_end: RefCounter::default(),
-            subscription_end_batch: RefCounter::default(),
             subscription_errors: family1(&["auth", "duplicate", "prohibited"], TYPE),
             messages_sent: RefCounter::default(),
             messages_sent_errors: family1(&["auth", "quota", "large", "block"], TYPE),
@@ -253,7 +208,6 @@ impl Metrics {
             messages_expired: RefCounter::default(),
             messages_total: Gauge::default(),
             messages_notify_sent: RefCounter::default(),
-            messages_notify_received: RefCounter::default(),
             messages_notify_get_sent: RefCounter::default(),
             messages_notify_get_received: RefCounter::default(),
             messages_notify_get_errors: family1(
@@ -263,10 +217,8 @@ impl Metrics {
             queues_notify_created: RefCounter::default(),
             queues_notify_new_created: RefCounter::default(),
             queues_notify_deleted: RefCounter::default(),
-            queues_notify_deleted_batch: RefCounter::default(),
             queues_notify_total: Gauge::default(),
             messages_ntf_successes: RefCounter::default(),
-            messages_ntf_successes_batch: RefCounter::default(),
             messages_ntf_errors: family1(&["nosub", "lost", "expired"], TYPE),
             subscription_ntf_requests: RefCounter::default(),
             subscription_ntf_requests_batch: RefCounter::default(),
@@ -323,29 +275,9 @@ impl Metrics {
             queues_blocked
         );
         reg!(
-            "simplex_smp_queues_deleted_batch",
-            "Batched requests to delete queues",
-            queues_deleted_batch
-        );
-        reg!(
             "simplex_smp_queues_total1",
             "Total number of stored queues",
             queues_total
-        );
-        reg!(
-            "simplex_smp_queues_daily",
-            "Daily active queues",
-            queues_daily
-        );
-        reg!(
-            "simplex_smp_queues_weekly",
-            "Weekly active queues",
-            queues_weekly
-        );
-        reg!(
-            "simplex_smp_queues_monthly",
-            "Monthly active queues",
-            queues_monthly
         );
         reg!(
             "simplex_smp_subscribtion_successes",
@@ -353,19 +285,9 @@ impl Metrics {
             subscription_successes
         );
         reg!(
-            "simplex_smp_subscribtion_successes_batch",
-            "Batched successful subscriptions",
-            subscription_successes_batch
-        );
-        reg!(
             "simplex_smp_subscribtion_end",
             "Ended subscriptions",
             subscription_end
-        );
-        reg!(
-            "simplex_smp_subscribtion_end_batch",
-            "Batched ended subscriptions",
-            subscription_end_batch
         );
         reg!(
             "simplex_smp_subscribtion_errors",
@@ -399,11 +321,6 @@ impl Metrics {
             messages_notify_sent
         );
         reg!(
-            "simplex_smp_messages_notify_received",
-            "Received messages with notification flag (client)",
-            messages_notify_received
-        );
-        reg!(
             "simplex_smp_messages_notify_get_sent",
             "Requests to get messages with notification flag (client)",
             messages_notify_get_sent
@@ -434,11 +351,6 @@ impl Metrics {
             queues_notify_deleted
         );
         reg!(
-            "simplex_smp_queues_notify_deleted_batch",
-            "Deleted batched queue notification credentials",
-            queues_notify_deleted_batch
-        );
-        reg!(
             "simplex_smp_queues_notify_total1",
             "Total number of stored queues with notification flag",
             queues_notify_total
@@ -447,11 +359,6 @@ impl Metrics {
             "simplex_smp_messages_ntf_successes",
             "Successful events with notification messages (to ntf server)",
             messages_ntf_successes
-        );
-        reg!(
-            "simplex_smp_messages_ntf_successes_batch",
-            "Successful batched events with notification messages (to ntf server)",
-            messages_ntf_successes_batch
         );
         reg!(
             "simplex_smp_messages_ntf_errors",
@@ -588,7 +495,7 @@ impl Metrics {
             ]),
         );
         Metrics {
-            registry: Arc::new(r),
+            exposition: Exposition::new(r),
             ..m
         }
     }
@@ -712,213 +619,18 @@ impl Metrics {
         self.sockets_active.get_or_create(&l).dec();
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    /// The OpenMetrics text of every metric (what `/metrics` answers).
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        if prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry).is_err() {
-            // Writing to a String cannot fail; keep the scrape well-formed if it ever does.
-            out.clear();
-            let _ = writeln!(out, "# encoding error");
-        }
-        out
+        self.exposition.encode()
     }
 }
 
 /// Content type of [`Metrics::encode`].
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-/// Largest accepted request head (request line + headers).
-pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// Concurrent scrape connections served at once; more wait in the kernel backlog.
-pub const MAX_SCRAPE_CONNECTIONS: usize = 16;
-/// Time allowed to send the request head.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONTENT_TYPE: &str = hush_server_common::metrics::CONTENT_TYPE;
+/// Largest accepted request head (request line + headers); a larger one is answered `431`.
+pub const MAX_REQUEST_HEAD: usize = hush_server_common::metrics::MAX_REQUEST_HEAD;
 
-/// Serves `GET /metrics` on `listener` until `shutdown` fires. HTTP/1.1, one request per connection.
-pub async fn serve(listener: TcpListener, metrics: Metrics, mut shutdown: Shutdown) {
-    let permits = Arc::new(Semaphore::new(MAX_SCRAPE_CONNECTIONS));
-    let mut backoff = hush_server_common::AcceptBackoff::new("metrics");
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.wait() => return,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let Some((stream, _peer)) =
-            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
-        else {
-            return;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            if let Err(e) =
-                tokio::time::timeout(REQUEST_TIMEOUT * 2, handle(stream, &metrics)).await
-            {
-                tracing::debug!("metrics connection timed out: {e}");
-            }
-            drop(permit);
-        });
-    }
-}
-
-async fn handle(mut stream: TcpStream, metrics: &Metrics) {
-    let response = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
-        Err(_) => return,
-        Ok(Err(HeadError::Io)) => return,
-        Ok(Err(HeadError::TooLarge)) => simple(431, "Request Header Fields Too Large"),
-        Ok(Err(HeadError::Malformed)) => simple(400, "Bad Request"),
-        Ok(Ok(head)) => respond(&head, metrics),
-    };
-    let _ = stream.write_all(&response).await;
-    let _ = stream.shutdown().await;
-    crate::control::linger(&mut stream).await;
-}
-
-enum HeadError {
-    Io,
-    TooLarge,
-    Malformed,
-}
-
-/// Reads until the blank line that ends the request head, at most [`MAX_REQUEST_HEAD`] bytes.
-async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if find_head_end(&buf).is_some() {
-            return Ok(buf);
-        }
-        if buf.len() >= MAX_REQUEST_HEAD {
-            return Err(HeadError::TooLarge);
-        }
-        let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Io)?;
-        if n == 0 {
-            return Err(if buf.is_empty() {
-                HeadError::Io
-            } else {
-                HeadError::Malformed
-            });
-        }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-    }
-}
-
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| buf.windows(2).position(|w| w == b"\n\n"))
-}
-
-fn respond(head: &[u8], metrics: &Metrics) -> Vec<u8> {
-    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    let line = head.get(..line_end).unwrap_or(&[]);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Ok(line) = std::str::from_utf8(line) else {
-        return simple(400, "Bad Request");
-    };
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return simple(400, "Bad Request");
-    };
-    if !version.starts_with("HTTP/1.") {
-        return simple(505, "HTTP Version Not Supported");
-    }
-    let path = target.split('?').next().unwrap_or(target);
-    if path != "/metrics" {
-        return simple(404, "Not Found");
-    }
-    match method {
-        "GET" | "HEAD" => {
-            let body = metrics.encode();
-            let mut out = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            if method == "GET" {
-                out.extend_from_slice(body.as_bytes());
-            }
-            out
-        }
-        _ => {
-            let mut r = simple(405, "Method Not Allowed");
-            // Insert the Allow header after the status line.
-            let pos = r
-                .iter()
-                .position(|&b| b == b'\n')
-                .map(|p| p + 1)
-                .unwrap_or(0);
-            r.splice(pos..pos, b"Allow: GET, HEAD\r\n".iter().copied());
-            r
-        }
-    }
-}
-
-fn simple(code: u16, reason: &str) -> Vec<u8> {
-    let body = format!("{code} {reason}\n");
-    format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn status(resp: &[u8]) -> &str {
-        std::str::from_utf8(resp)
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-    }
-
-    #[test]
-    fn request_lines() {
-        let m = Metrics::new();
-        assert_eq!(
-            status(&respond(b"GET /metrics HTTP/1.1\r\n\r\n", &m)),
-            "200"
-        );
-        assert_eq!(
-            status(&respond(b"GET /metrics?a=b HTTP/1.0\n\n", &m)),
-            "200"
-        );
-        assert_eq!(status(&respond(b"GET /other HTTP/1.1\r\n\r\n", &m)), "404");
-        assert_eq!(
-            status(&respond(b"PUT /metrics HTTP/1.1\r\n\r\n", &m)),
-            "405"
-        );
-        assert!(
-            String::from_utf8(respond(b"PUT /metrics HTTP/1.1\r\n\r\n", &m))
-                .unwrap()
-                .contains("\r\nAllow: GET, HEAD\r\n")
-        );
-        assert_eq!(
-            status(&respond(b"GET  /metrics HTTP/1.1\r\n\r\n", &m)),
-            "400"
-        );
-        assert_eq!(status(&respond(b"", &m)), "400");
-        assert_eq!(
-            find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"),
-            Some(20)
-        );
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
-    }
-
-    proptest! {
-        #[test]
-        fn respond_never_panics(head in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let m = Metrics::new();
-            let r = respond(&head, &m);
-            prop_assert!(r.starts_with(b"HTTP/1.1 "));
-            let _ = find_head_end(&head);
-        }
-    }
+/// Serves `GET /metrics` on `listener` until `shutdown` fires (the shared endpoint).
+pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Shutdown) {
+    hush_server_common::metrics::serve(listener, metrics.exposition, shutdown).await;
 }
