@@ -478,7 +478,7 @@ impl<G: PushGateway + 'static> Core<G> {
     }
 
     fn evicted(&self, e: Evicted) {
-        self.metrics.tokens_evicted.add(e.tokens as u64);
+        self.metrics.tokens_evicted.inc_by(e.tokens as u64);
         self.forget_subs(e.subs);
     }
 
@@ -1111,7 +1111,7 @@ impl<G: PushGateway + 'static> Core<G> {
             }
         }
         if total > 0 {
-            self.metrics.tokens_expired.add(total as u64);
+            self.metrics.tokens_expired.inc_by(total as u64);
             tracing::info!(count = total, "expired unverified tokens");
         }
         total
@@ -1150,6 +1150,11 @@ impl<G: PushGateway + 'static> Core<G> {
                     for id in self.store.tokens_for_target(&ev.target) {
                         self.metrics.feedback_invalid.inc();
                         self.store.update_token(&id, |x| {
+                            // a token awaiting verification gets no push but its verification
+                            // push: the invalid token was found delivering that
+                            if x.status == TokenStatus::Registered {
+                                self.metrics.verification_invalid_tkn.inc();
+                            }
                             x.status = TokenStatus::Invalid(Some(reason));
                             true
                         });

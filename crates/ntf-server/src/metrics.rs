@@ -1,32 +1,127 @@
 //! Metrics with the reference's `simplex_ntf_*` names (upstream
 //! `Notifications/Server/Prometheus.hs`), plus hush's delivery-policy counters
-//! (`hush_ntf_policy_*`), rendered as Prometheus text (format 0.0.4) for `GET /metrics`.
+//! (`hush_ntf_policy_*`), in a `prometheus-client` registry served by the shared endpoint
+//! ([`hush_server_common::metrics`]: OpenMetrics text on `GET /metrics`).
+//!
+//! Counters keep the reference's names without the `_total` suffix an OpenMetrics `counter` must
+//! have, so they are [`Counter`]s typed `unknown` (`rate()` works on them as on counters); gauges
+//! are plain atomics the server stores into. The labelled counters have a fixed set of label
+//! values, created at start (a scrape shows them at zero) and kept: counting one is an atomic add,
+//! with no lock and no map lookup (the policy and push counters move with every push).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// A monotonic counter.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+use hush_server_common::metrics::prometheus_client;
+use hush_server_common::metrics::{AtomicGauge, Children, Exposition, UntypedCounter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+/// A monotonic counter (`inc`, `inc_by`, `get`), exported typed `unknown` under its exact name.
+pub type Counter = UntypedCounter;
+
+/// A gauge the server sets (`store`, `load`, `fetch_add` on its `AtomicU64`).
+pub type GaugeU64 = AtomicGauge;
+
+type Label = [(&'static str, &'static str); 1];
+
+/// A labelled counter family whose label values are a fixed list (created at start).
+pub struct Labelled {
+    key: &'static str,
+    values: &'static [&'static str],
+    children: Children<Label, Counter>,
+}
+
+impl std::fmt::Debug for Labelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Labelled").field("key", &self.key).finish()
     }
 }
 
+impl Labelled {
+    fn new(key: &'static str, values: &'static [&'static str]) -> Self {
+        let children = Children::new(Family::default(), values.len());
+        children.create_all(|i| [(key, values[i])]);
+        Self {
+            key,
+            values,
+            children,
+        }
+    }
+
+    fn family(&self) -> Family<Label, Counter> {
+        self.children.family().clone()
+    }
+
+    fn inc(&self, value: &'static str) {
+        match self.values.iter().position(|v| *v == value) {
+            Some(i) => self.children.get(i, || [(self.key, value)]).inc(),
+            // not in the list: counted all the same (a lookup in the family)
+            None => self
+                .children
+                .family()
+                .get_or_create(&[(self.key, value)])
+                .inc(),
+        }
+    }
+
+    fn get(&self, value: &'static str) -> u64 {
+        match self.values.iter().position(|v| *v == value) {
+            Some(i) => self.children.get(i, || [(self.key, value)]).get(),
+            None => self
+                .children
+                .family()
+                .get(&[(self.key, value)])
+                .map_or(0, |c| c.get()),
+        }
+    }
+}
+
+/// Delivery-policy decisions (`hush_ntf_policy_decisions{decision}`).
+pub const POLICY_DECISIONS: &[&str] = &[
+    "silent",
+    "alert",
+    "deferred",
+    "coalesced",
+    "due_silent",
+    "due_alert",
+];
+/// Caps that refuse commands (`hush_ntf_caps_refused{cap}`).
+pub const CAPS: &[&str] = &[
+    "subscriptions_per_token",
+    "relays_per_token",
+    "relays",
+    "tokens_per_device",
+];
+/// Reasons to refuse a connection at accept (`hush_ntf_connections_refused{reason}`).
+pub const CONNECTION_REFUSALS: &[&str] = &["max_connections", "max_connections_per_ip"];
+/// Push styles (`hush_ntf_pushes{style}`).
+pub const PUSH_STYLES: &[&str] = &["silent", "alert"];
+
 /// All counters (cheap to clone).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
     inner: Arc<MetricsInner>,
+    labelled: Arc<LabelledCounters>,
+    exposition: Exposition,
+}
+
+#[derive(Debug)]
+struct LabelledCounters {
+    /// Refusals by cap ([`CAPS`]).
+    caps: Labelled,
+    /// Connections refused at accept ([`CONNECTION_REFUSALS`]).
+    conns_refused: Labelled,
+    /// Delivery-policy decisions ([`POLICY_DECISIONS`]).
+    policy: Labelled,
+    /// Pushes handed to the push-server by style ([`PUSH_STYLES`]).
+    pushes: Labelled,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -47,11 +142,14 @@ pub struct MetricsInner {
     pub verification_queued: Counter,
     pub verification_delivered: Counter,
     pub verification_failed: Counter,
+    /// Tokens awaiting verification that push-server feedback reported invalid.
     pub verification_invalid_tkn: Counter,
     /// Tokens marked INVALID from push-server feedback.
     pub feedback_invalid: Counter,
+    /// NSUB answered OK (not exported).
     pub smp_subscribed: Counter,
     pub smp_subscribe_errors: Counter,
+    /// Relay sessions connected (not exported).
     pub smp_connected: Counter,
     pub smp_disconnected: Counter,
     /// `TNEW`/`TRPL` refused with `ERR QUOTA` by the connection's or the server's rate limit.
@@ -64,25 +162,15 @@ pub struct MetricsInner {
     pub destinations_refused: Counter,
     /// Connections closed before the TLS handshake and NTF hello completed in time.
     pub handshake_timeouts: Counter,
-    /// Refusals by cap (`subscriptions_per_token`, `relays_per_token`, `relays`,
-    /// `tokens_per_device`).
-    caps: Mutex<BTreeMap<&'static str, u64>>,
-    /// Connections refused at accept (`max_connections`, `max_connections_per_ip`).
-    conns_refused: Mutex<BTreeMap<&'static str, u64>>,
-    /// Delivery-policy decisions by label (`silent`, `alert`, `deferred`, `coalesced`,
-    /// `due_silent`, `due_alert`).
-    policy: Mutex<BTreeMap<&'static str, u64>>,
-    /// Pushes handed to the push-server by style (`silent`, `alert`).
-    pushes: Mutex<BTreeMap<&'static str, u64>>,
     /// Gauges set by the server.
-    pub tokens_total: AtomicU64,
-    pub subscriptions_total: AtomicU64,
-    pub last_ntfs_total: AtomicU64,
-    pub smp_sessions: AtomicU64,
-    pub subs_active: AtomicU64,
-    pub subs_pending: AtomicU64,
-    pub push_queue_length: AtomicU64,
-    pub relays_total: AtomicU64,
+    pub tokens_total: GaugeU64,
+    pub subscriptions_total: GaugeU64,
+    pub last_ntfs_total: GaugeU64,
+    pub smp_sessions: GaugeU64,
+    pub subs_active: GaugeU64,
+    pub subs_pending: GaugeU64,
+    pub push_queue_length: GaugeU64,
+    pub relays_total: GaugeU64,
 }
 
 impl std::ops::Deref for Metrics {
@@ -92,199 +180,142 @@ impl std::ops::Deref for Metrics {
     }
 }
 
-fn bump(m: &Mutex<BTreeMap<&'static str, u64>>, label: &'static str) {
-    let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
-    *g.entry(label).or_default() += 1;
-}
-
 impl Metrics {
     pub fn new() -> Metrics {
-        Metrics::default()
-    }
-
-    pub fn policy_decision(&self, label: &'static str) {
-        bump(&self.inner.policy, label);
-    }
-
-    pub fn cap_refused(&self, cap: &'static str) {
-        bump(&self.inner.caps, cap);
-    }
-
-    pub fn connection_refused(&self, reason: &'static str) {
-        bump(&self.inner.conns_refused, reason);
-    }
-
-    /// Refusals of one cap.
-    pub fn cap_count(&self, cap: &str) -> u64 {
-        let g = self.inner.caps.lock().unwrap_or_else(|p| p.into_inner());
-        g.get(cap).copied().unwrap_or(0)
-    }
-
-    /// Connections refused for one reason.
-    pub fn connections_refused(&self, reason: &str) -> u64 {
-        let g = self
-            .inner
-            .conns_refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        g.get(reason).copied().unwrap_or(0)
-    }
-
-    pub fn push_sent(&self, style: &'static str) {
-        bump(&self.inner.pushes, style);
-    }
-
-    /// Count of one policy decision label.
-    pub fn policy_count(&self, label: &str) -> u64 {
-        self.inner
-            .policy
-            .lock()
-            .map(|g| g.get(label).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-
-    /// Count of pushes of one style.
-    pub fn push_count(&self, style: &str) -> u64 {
-        self.inner
-            .pushes
-            .lock()
-            .map(|g| g.get(style).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-
-    /// Prometheus text.
-    pub fn render(&self) -> String {
-        let mut o = String::with_capacity(4096);
-        let m = &self.inner;
-        let counters: [(&str, &str, u64); 24] = [
+        let m = MetricsInner::default();
+        let l = LabelledCounters {
+            caps: Labelled::new("cap", CAPS),
+            conns_refused: Labelled::new("reason", CONNECTION_REFUSALS),
+            policy: Labelled::new("decision", POLICY_DECISIONS),
+            pushes: Labelled::new("style", PUSH_STYLES),
+        };
+        let mut r = Registry::default();
+        let counters: [(&str, &str, &Counter); 24] = [
             (
                 "simplex_ntf_tokens_created",
                 "Created tokens",
-                m.tokens_created.get(),
+                &m.tokens_created,
             ),
             (
                 "simplex_ntf_tokens_verified",
                 "Verified tokens",
-                m.tokens_verified.get(),
+                &m.tokens_verified,
             ),
             (
                 "simplex_ntf_tokens_deleted",
                 "Deleted tokens",
-                m.tokens_deleted.get(),
+                &m.tokens_deleted,
             ),
             (
                 "simplex_ntf_tokens_replaced",
                 "Replaced tokens",
-                m.tokens_replaced.get(),
+                &m.tokens_replaced,
             ),
             (
                 "simplex_ntf_subscriptions_created",
                 "Created subscriptions",
-                m.subscriptions_created.get(),
+                &m.subscriptions_created,
             ),
             (
                 "simplex_ntf_subscriptions_deleted",
                 "Deleted subscriptions",
-                m.subscriptions_deleted.get(),
+                &m.subscriptions_deleted,
             ),
             (
                 "simplex_ntf_notifications_received",
                 "Received notifications",
-                m.notifications_received.get(),
+                &m.notifications_received,
             ),
             (
                 "simplex_ntf_notifications_delivered",
                 "Delivered notifications",
-                m.notifications_delivered.get(),
+                &m.notifications_delivered,
             ),
             (
                 "simplex_ntf_notifications_failed",
                 "Failed notifications",
-                m.notifications_failed.get(),
+                &m.notifications_failed,
             ),
             (
                 "simplex_ntf_notifications_periodic_delivered",
                 "Delivered periodic notifications",
-                m.periodic_delivered.get(),
+                &m.periodic_delivered,
             ),
             (
                 "simplex_ntf_notifications_periodic_failed",
                 "Failed periodic notifications",
-                m.periodic_failed.get(),
+                &m.periodic_failed,
             ),
             (
                 "simplex_ntf_notifications_verification_queued",
                 "Token verifications queued",
-                m.verification_queued.get(),
+                &m.verification_queued,
             ),
             (
                 "simplex_ntf_notifications_verification_delivered",
                 "Delivered token verifications",
-                m.verification_delivered.get(),
+                &m.verification_delivered,
             ),
             (
                 "simplex_ntf_notifications_verification_failed",
                 "Failed token verification deliveries",
-                m.verification_failed.get(),
+                &m.verification_failed,
             ),
             (
                 "simplex_ntf_notifications_verification_invalid_tkn",
                 "Invalid token errors while delivering verifications",
-                m.verification_invalid_tkn.get(),
+                &m.verification_invalid_tkn,
             ),
             (
                 "hush_ntf_notifications_dropped",
                 "Notifications for unknown subscriptions or inactive tokens",
-                m.notifications_dropped.get(),
+                &m.notifications_dropped,
             ),
             (
                 "hush_ntf_tokens_invalidated",
                 "Tokens marked invalid from push-server feedback",
-                m.feedback_invalid.get(),
+                &m.feedback_invalid,
             ),
             (
                 "hush_ntf_smp_subscribe_errors",
                 "NSUB errors",
-                m.smp_subscribe_errors.get(),
+                &m.smp_subscribe_errors,
             ),
             (
                 "hush_ntf_smp_disconnects",
                 "SMP relay disconnections",
-                m.smp_disconnected.get(),
+                &m.smp_disconnected,
             ),
             (
                 "hush_ntf_token_commands_rate_limited",
                 "TNEW/TRPL refused by a rate limit (ERR QUOTA)",
-                m.token_rate_limited.get(),
+                &m.token_rate_limited,
             ),
             (
                 "hush_ntf_tokens_expired",
                 "Never verified tokens deleted after the unverified token ttl",
-                m.tokens_expired.get(),
+                &m.tokens_expired,
             ),
             (
                 "hush_ntf_tokens_evicted",
                 "Never verified tokens evicted by the tokens-per-device cap",
-                m.tokens_evicted.get(),
+                &m.tokens_evicted,
             ),
             (
                 "hush_ntf_relay_destinations_refused",
                 "SNEW refused: relay address not allowed by relay_destinations",
-                m.destinations_refused.get(),
+                &m.destinations_refused,
             ),
             (
                 "hush_ntf_handshake_timeouts",
                 "Connections closed because TLS + hello did not complete in time",
-                m.handshake_timeouts.get(),
+                &m.handshake_timeouts,
             ),
         ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                o,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            );
+        for (name, help, c) in counters {
+            r.register(name, help, c.clone());
         }
-        let gauges: [(&str, &str, &AtomicU64); 8] = [
+        let gauges: [(&str, &str, &GaugeU64); 8] = [
             (
                 "simplex_ntf_tokens_total",
                 "Total number of tokens stored.",
@@ -326,112 +357,141 @@ impl Metrics {
                 &m.relays_total,
             ),
         ];
-        for (name, help, v) in gauges {
-            let v = v.load(Ordering::Relaxed);
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+        for (name, help, g) in gauges {
+            r.register(name, help, g.clone());
         }
-        let name = "hush_ntf_policy_decisions";
-        let _ = writeln!(
-            o,
-            "# HELP {name} Delivery policy decisions\n# TYPE {name} counter"
-        );
-        if let Ok(g) = m.policy.lock() {
-            for (l, v) in g.iter() {
-                let _ = writeln!(o, "{name}{{decision=\"{l}\"}} {v}");
-            }
-        }
-        for (name, help, label, map) in [
+        for (name, help, family) in [
+            (
+                "hush_ntf_policy_decisions",
+                "Delivery policy decisions",
+                &l.policy,
+            ),
             (
                 "hush_ntf_caps_refused",
                 "Commands refused by a cap (ERR QUOTA)",
-                "cap",
-                &m.caps,
+                &l.caps,
             ),
             (
                 "hush_ntf_connections_refused",
                 "Connections refused at accept",
-                "reason",
-                &m.conns_refused,
+                &l.conns_refused,
+            ),
+            (
+                "hush_ntf_pushes",
+                "Message pushes handed to the push-server",
+                &l.pushes,
             ),
         ] {
-            let _ = writeln!(o, "\n# HELP {name} {help}\n# TYPE {name} counter");
-            if let Ok(g) = map.lock() {
-                for (l, v) in g.iter() {
-                    let _ = writeln!(o, "{name}{{{label}=\"{l}\"}} {v}");
-                }
-            }
+            r.register(name, help, family.family());
         }
-        let name = "hush_ntf_pushes";
-        let _ = writeln!(
-            o,
-            "\n# HELP {name} Message pushes handed to the push-server\n# TYPE {name} counter"
-        );
-        if let Ok(g) = m.pushes.lock() {
-            for (l, v) in g.iter() {
-                let _ = writeln!(o, "{name}{{style=\"{l}\"}} {v}");
-            }
+        // `simplex_ntf_info{version}` 1, a gauge as the reference's
+        let info = Family::<Label, Gauge>::default();
+        info.get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        r.register("simplex_ntf_info", "Server information.", info);
+        Metrics {
+            inner: Arc::new(m),
+            labelled: Arc::new(l),
+            exposition: Exposition::new(r),
         }
-        let _ = writeln!(
-            o,
-            "\n# HELP simplex_ntf_info Server information.\n# TYPE simplex_ntf_info gauge\nsimplex_ntf_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        o
+    }
+
+    pub fn policy_decision(&self, label: &'static str) {
+        self.labelled.policy.inc(label);
+    }
+
+    pub fn cap_refused(&self, cap: &'static str) {
+        self.labelled.caps.inc(cap);
+    }
+
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.labelled.conns_refused.inc(reason);
+    }
+
+    /// Refusals of one cap.
+    pub fn cap_count(&self, cap: &'static str) -> u64 {
+        self.labelled.caps.get(cap)
+    }
+
+    /// Connections refused for one reason.
+    pub fn connections_refused(&self, reason: &'static str) -> u64 {
+        self.labelled.conns_refused.get(reason)
+    }
+
+    pub fn push_sent(&self, style: &'static str) {
+        self.labelled.pushes.inc(style);
+    }
+
+    /// Count of one policy decision label.
+    pub fn policy_count(&self, label: &'static str) -> u64 {
+        self.labelled.policy.get(label)
+    }
+
+    /// Count of pushes of one style.
+    pub fn push_count(&self, style: &'static str) -> u64 {
+        self.labelled.pushes.get(style)
+    }
+
+    /// The OpenMetrics text of every metric (what `/metrics` answers).
+    pub fn render(&self) -> String {
+        self.exposition.encode()
     }
 }
 
-/// Concurrent metrics connections.
-const MAX_SCRAPES: usize = 64;
-
-/// Serves `GET /metrics` (any path) until `shutdown` fires: HTTP/1.1, one request per connection.
+/// Serves `GET /metrics` until `shutdown` fires (the shared endpoint).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
-    mut shutdown: hush_server_common::Shutdown,
+    shutdown: hush_server_common::Shutdown,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut backoff = hush_server_common::AcceptBackoff::new("metrics");
-    // at most this many scrapes at once (a task each); more are closed at accept
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
-    loop {
-        let Some((mut s, _)) =
-            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
-        else {
-            return;
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut buf = vec![0u8; 8192];
-            let mut n = 0;
-            let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-                while n < buf.len() {
-                    match s.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(k) => n += k,
-                    }
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        return true;
-                    }
-                }
-                false
-            })
-            .await;
-            let resp = if matches!(read, Ok(true)) && buf.starts_with(b"GET ") {
-                let body = metrics.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_string()
-            };
-            let _ = s.write_all(resp.as_bytes()).await;
-            let _ = s.shutdown().await;
-        });
+    hush_server_common::metrics::serve(listener, metrics.exposition, shutdown).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn names_types_and_labelled_counters() {
+        let m = Metrics::new();
+        m.tokens_created.inc();
+        m.tokens_expired.inc_by(3);
+        m.push_queue_length.fetch_add(2, Relaxed);
+        m.policy_decision("coalesced");
+        m.policy_decision("coalesced");
+        m.push_sent("alert");
+        m.cap_refused("relays");
+        m.connection_refused("max_connections_per_ip");
+        assert_eq!(m.policy_count("coalesced"), 2);
+        assert_eq!(m.policy_count("silent"), 0);
+        assert_eq!(m.push_count("alert"), 1);
+        assert_eq!(m.cap_count("relays"), 1);
+        assert_eq!(m.connections_refused("max_connections_per_ip"), 1);
+        let text = m.render();
+        for line in [
+            "# TYPE simplex_ntf_tokens_created unknown\n",
+            "\nsimplex_ntf_tokens_created 1\n",
+            "\nhush_ntf_tokens_expired 3\n",
+            "# TYPE simplex_ntf_apns_push_queue_length gauge\n",
+            "\nsimplex_ntf_apns_push_queue_length 2\n",
+            "\nhush_ntf_policy_decisions{decision=\"coalesced\"} 2\n",
+            "\nhush_ntf_policy_decisions{decision=\"due_alert\"} 0\n",
+            "\nhush_ntf_pushes{style=\"alert\"} 1\n",
+            "\nhush_ntf_pushes{style=\"silent\"} 0\n",
+            "\nhush_ntf_caps_refused{cap=\"relays\"} 1\n",
+            "\nhush_ntf_connections_refused{reason=\"max_connections_per_ip\"} 1\n",
+            "# TYPE simplex_ntf_info gauge\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+        assert!(!text.contains("_total{") && !text.contains("created_total"));
+        assert!(
+            text.contains(&format!(
+                "simplex_ntf_info{{version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
     }
 }

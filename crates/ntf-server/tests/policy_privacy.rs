@@ -345,7 +345,7 @@ async fn metrics_and_control_port() {
         "simplex_ntf_tokens_created 1",
         "simplex_ntf_tokens_verified 1",
         "simplex_ntf_notifications_verification_queued 1",
-        "# TYPE simplex_ntf_subscriptions_created counter",
+        "# TYPE simplex_ntf_subscriptions_created unknown",
         "# TYPE simplex_ntf_apns_push_queue_length gauge",
     ] {
         assert!(body.contains(line), "missing {line}");
