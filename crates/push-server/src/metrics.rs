@@ -1,12 +1,15 @@
-//! Prometheus metrics of the push-server and the `/metrics` endpoint.
+//! Prometheus metrics of the push-server, served by the shared endpoint
+//! ([`hush_server_common::metrics`]: OpenMetrics text on `GET /metrics`).
+//!
+//! The per-push counters (`sent`, `jobs_submitted`, and `failed`/`retries`/`refused` by reason)
+//! have label values from fixed lists: each child is looked up in its family at its first use
+//! and kept, so that counting a push is an atomic add, with no lock, no map lookup and no
+//! allocation. A series appears once something was counted in it; a value outside the lists is
+//! counted all the same (looked up in the family).
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicI64;
 
-use bytes::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hush_server_common::metrics::{Children, Exposition};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,8 +17,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-use crate::http_util::{self, Body};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
@@ -38,10 +39,58 @@ pub struct RefusedLabels {
     pub reason: String,
 }
 
+/// Provider labels (`DeviceAddress::provider_label`).
+pub const PROVIDERS: &[&str] = &["apns_prod", "apns_dev", "apns_test", "apns_null", "webpush"];
+/// Failure and retry reasons (`PushError::metric_label`).
+pub const REASONS: &[&str] = &[
+    "invalid_bad",
+    "invalid_topic",
+    "invalid_expired",
+    "invalid_unregistered",
+    "provider_token_expired",
+    "rate_limited",
+    "unavailable",
+    "connection",
+    "payload_too_large",
+    "rejected",
+    "bad_handle",
+    "no_provider",
+    "expired",
+    "destination_refused",
+];
+/// Outcomes of a submitted job.
+pub const OUTCOMES: &[&str] = &["queued", "duplicate"];
+/// Reasons of `push_refused_total` (see its help text).
+pub const REFUSALS: &[&str] = &[
+    "max_connections",
+    "per_ip",
+    "anonymous_connections",
+    "handshake_timeout",
+    "register_rate",
+    "register_rate_per_ip",
+    "anonymous_cap",
+    "anonymous_disabled",
+    "destination",
+];
+
+fn index(list: &[&str], value: &str) -> Option<usize> {
+    list.iter().position(|v| *v == value)
+}
+
+/// The kept children of the per-push families.
+struct Kept {
+    sent: Children<ProviderLabels, Counter>,
+    failed: Children<ReasonLabels, Counter>,
+    retries: Children<ReasonLabels, Counter>,
+    submitted: Children<OutcomeLabels, Counter>,
+    refused: Children<RefusedLabels, Counter>,
+}
+
 /// All counters and gauges (cheap to clone).
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Registry>,
+    exposition: Exposition,
+    kept: std::sync::Arc<Kept>,
     pub sent: Family<ProviderLabels, Counter>,
     pub failed: Family<ReasonLabels, Counter>,
     pub retries: Family<ReasonLabels, Counter>,
@@ -55,7 +104,7 @@ pub struct Metrics {
 }
 
 /// Gauge atomic type (prometheus-client's default `AtomicI64`).
-pub type AtomicU64Compat = std::sync::atomic::AtomicI64;
+pub type AtomicU64Compat = AtomicI64;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,8 +167,16 @@ impl Metrics {
             "Stored registrations made without credential",
             anonymous_registrations.clone(),
         );
+        let kept = Kept {
+            sent: Children::new(sent.clone(), PROVIDERS.len()),
+            failed: Children::new(failed.clone(), PROVIDERS.len() * REASONS.len()),
+            retries: Children::new(retries.clone(), PROVIDERS.len() * REASONS.len()),
+            submitted: Children::new(submitted.clone(), OUTCOMES.len()),
+            refused: Children::new(refused.clone(), REFUSALS.len()),
+        };
         Metrics {
-            registry: Arc::new(r),
+            exposition: Exposition::new(r),
+            kept: std::sync::Arc::new(kept),
             sent,
             failed,
             retries,
@@ -132,106 +189,103 @@ impl Metrics {
     }
 
     pub fn refused(&self, reason: &str) {
-        self.refused
-            .get_or_create(&RefusedLabels {
-                reason: reason.into(),
-            })
-            .inc();
+        let labels = || RefusedLabels {
+            reason: reason.into(),
+        };
+        match index(REFUSALS, reason) {
+            Some(i) => self.kept.refused.get(i, labels).inc(),
+            None => self.refused.get_or_create(&labels()).inc(),
+        };
     }
 
     pub fn sent(&self, provider: &str) {
-        self.sent
-            .get_or_create(&ProviderLabels {
-                provider: provider.into(),
-            })
-            .inc();
+        let labels = || ProviderLabels {
+            provider: provider.into(),
+        };
+        match index(PROVIDERS, provider) {
+            Some(i) => self.kept.sent.get(i, labels).inc(),
+            None => self.sent.get_or_create(&labels()).inc(),
+        };
     }
 
     pub fn failed(&self, provider: &str, reason: &str) {
-        self.failed
-            .get_or_create(&ReasonLabels {
-                provider: provider.into(),
-                reason: reason.into(),
-            })
-            .inc();
+        Self::by_reason(&self.kept.failed, provider, reason);
     }
 
     pub fn retry(&self, provider: &str, reason: &str) {
-        self.retries
-            .get_or_create(&ReasonLabels {
-                provider: provider.into(),
-                reason: reason.into(),
-            })
-            .inc();
+        Self::by_reason(&self.kept.retries, provider, reason);
+    }
+
+    fn by_reason(kept: &Children<ReasonLabels, Counter>, provider: &str, reason: &str) {
+        let labels = || ReasonLabels {
+            provider: provider.into(),
+            reason: reason.into(),
+        };
+        match (index(PROVIDERS, provider), index(REASONS, reason)) {
+            (Some(p), Some(r)) => kept.get(p * REASONS.len() + r, labels).inc(),
+            _ => kept.family().get_or_create(&labels()).inc(),
+        };
     }
 
     pub fn submitted(&self, outcome: &str) {
-        self.submitted
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
-            })
-            .inc();
+        let labels = || OutcomeLabels {
+            outcome: outcome.into(),
+        };
+        match index(OUTCOMES, outcome) {
+            Some(i) => self.kept.submitted.get(i, labels).inc(),
+            None => self.submitted.get_or_create(&labels()).inc(),
+        };
     }
 
-    /// Prometheus text exposition.
+    /// The OpenMetrics text of every metric (what `/metrics` answers).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out = "# encoding error\n".into();
-        }
-        out
+        self.exposition.encode()
     }
 }
 
-static SCRAPES: AtomicU64 = AtomicU64::new(0);
-
-/// Serves `GET /metrics` (HTTP/1.1) until `shutdown` becomes true.
+/// Serves `GET /metrics` until `shutdown` becomes true (the shared endpoint).
 pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: watch::Receiver<bool>) {
-    let sem = Arc::new(tokio::sync::Semaphore::new(16));
-    let mut backoff = hush_server_common::AcceptBackoff::new("metrics");
-    loop {
-        let Some((tcp, _)) = hush_server_common::accept_until(&listener, &mut backoff, || {
-            let mut shutdown = shutdown.clone();
-            async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            }
-        })
-        .await
-        else {
-            return;
-        };
-        let Ok(permit) = sem.clone().try_acquire_owned() else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
-                async move {
-                    let resp =
-                        if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
-                            SCRAPES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            http::Response::builder()
-                                .header(
-                                    "content-type",
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                )
-                                .body(http_util::full(Bytes::from(metrics.encode())))
-                        } else {
-                            http::Response::builder()
-                                .status(404)
-                                .body(http_util::full(Bytes::from_static(b"not found\n")))
-                        };
-                    Ok::<_, http::Error>(
-                        resp.unwrap_or_else(|_| http::Response::new(Body::default())),
-                    )
-                }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(tcp), svc);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
-            drop(permit);
-        });
+    hush_server_common::metrics::serve(listener, metrics.exposition, shutdown.into()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_children_are_the_exported_series() {
+        let m = Metrics::new();
+        // nothing counted: the per-push families are not exported yet
+        assert!(!m.encode().contains("push_sent_total{"), "{}", m.encode());
+        m.sent("webpush");
+        m.sent("webpush");
+        m.sent("fcm"); // outside the list: counted in the family
+        m.failed("apns_prod", "invalid_bad");
+        m.failed("apns_prod", "something_new");
+        m.retry("apns_dev", "unavailable");
+        m.submitted("queued");
+        m.refused("per_ip");
+        let text = m.encode();
+        for line in [
+            "push_sent_total{provider=\"webpush\"} 2\n",
+            "push_sent_total{provider=\"fcm\"} 1\n",
+            "push_failed_total{provider=\"apns_prod\",reason=\"invalid_bad\"} 1\n",
+            "push_failed_total{provider=\"apns_prod\",reason=\"something_new\"} 1\n",
+            "push_retries_total{provider=\"apns_dev\",reason=\"unavailable\"} 1\n",
+            "push_jobs_submitted_total{outcome=\"queued\"} 1\n",
+            "push_refused_total{reason=\"per_ip\"} 1\n",
+            "# TYPE push_outbox_length gauge\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+        assert!(!text.contains("apns_test"), "only counted series: {text}");
+        assert_eq!(
+            m.sent
+                .get_or_create(&ProviderLabels {
+                    provider: "webpush".into()
+                })
+                .get(),
+            2
+        );
     }
 }
