@@ -557,6 +557,7 @@ impl QueueStore for MemoryStore {
                 queues: s.queues.len() as u64,
                 messages: s.messages.values().map(|m| m.len() as u64).sum(),
                 notifications: s.ntfs.values().map(|m| m.len() as u64).sum(),
+                notifier_queues: s.by_notifier.len() as u64,
             })
         })
     }

@@ -1011,10 +1011,36 @@ impl QueueStore for PgStore {
                         .map_err(|_| StoreError::BadRecord("count".into()))?
                 };
             }
+            // Queues with a notifier: counted exactly (its UNIQUE index) while the queues are,
+            // else the queues' estimate times the planner's share of non-null notifier ids.
+            let queues_exact = out[0] <= EXACT_COUNT_MAX;
+            let notifier_queues = if queues_exact {
+                let r = opt(
+                    &**c,
+                    "SELECT count(*) FROM queues WHERE notifier_id IS NOT NULL",
+                    &[],
+                )
+                .await?
+                .ok_or(StoreError::Internal("count returned no row"))?;
+                u64::try_from(get::<i64>(&r, 0)?)
+                    .map_err(|_| StoreError::BadRecord("count".into()))?
+            } else {
+                let null_frac = opt(
+                    &**c,
+                    "SELECT null_frac::float8 FROM pg_stats WHERE schemaname = current_schema() \
+                     AND tablename = 'queues' AND attname = 'notifier_id'",
+                    &[],
+                )
+                .await?
+                .and_then(|r| get::<f64>(&r, 0).ok())
+                .unwrap_or(1.0);
+                (out[0] as f64 * (1.0 - null_frac.clamp(0.0, 1.0))) as u64
+            };
             Ok(StoreStats {
                 queues: out[0],
                 messages: out[1],
                 notifications: out[2],
+                notifier_queues,
             })
         })
     }

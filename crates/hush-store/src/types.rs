@@ -174,6 +174,8 @@ pub struct StoreStats {
     pub queues: u64,
     pub messages: u64,
     pub notifications: u64,
+    /// Queues with notification credentials (a notifier id).
+    pub notifier_queues: u64,
 }
 
 /// The side of a queue a service (v16 service certificate) is associated with (reference

@@ -706,6 +706,8 @@ async fn stats_counts(s: &dyn QueueStore) {
     s.append_message(rid(2), msg(3, 1), None).await.unwrap();
     let st = s.stats().await.unwrap();
     assert_eq!((st.queues, st.messages, st.notifications), (2, 3, 1));
+    // queue 1 has notification credentials, queue 2 none
+    assert_eq!(st.notifier_queues, 1);
 }
 
 #[tokio::test]

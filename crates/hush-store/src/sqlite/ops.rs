@@ -705,6 +705,8 @@ pub(crate) fn stats(c: &Connection) -> StoreResult<StoreStats> {
         queues: count("SELECT count(*) FROM queues")?,
         messages: count("SELECT count(*) FROM messages")?,
         notifications: count("SELECT count(*) FROM notifications")?,
+        // the UNIQUE index on notifier_id: no table scan
+        notifier_queues: count("SELECT count(*) FROM queues WHERE notifier_id IS NOT NULL")?,
     })
 }
 

@@ -212,6 +212,9 @@ impl Shared {
         if let Ok(s) = self.store.stats().await {
             self.metrics.queues_total.set(s.queues as i64);
             self.metrics.messages_total.set(s.messages as i64);
+            self.metrics
+                .queues_notify_total
+                .set(s.notifier_queues as i64);
         }
         let (rcv, ntf) = self.subs.counts();
         self.metrics.subscription_total.set(rcv as i64);
@@ -651,4 +654,47 @@ fn new_queues_per_ip_limiter(
         hush_server_common::Rate::new(f64::from(per_minute) / 60.0, per_minute),
         100_000,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_store::{NotifierCreds, QueueMode, QueueRecord, QueueStatus};
+
+    fn queue(n: u8, notifier: bool) -> QueueRecord {
+        QueueRecord {
+            recipient_id: [n; 24],
+            recipient_keys: vec![vec![1; 44]],
+            rcv_dh_secret: [7; 32],
+            sender_id: [n + 100; 24],
+            sender_key: None,
+            mode: Some(QueueMode::Messaging),
+            link: None,
+            notifier: notifier.then(|| NotifierCreds {
+                notifier_id: [n + 200; 24],
+                notifier_key: vec![9; 44],
+                rcv_ntf_dh_secret: [n; 32],
+            }),
+            status: QueueStatus::Active,
+            updated_at: None,
+        }
+    }
+
+    /// `simplex_smp_queues_notify_total1` is the stored queues with notification credentials
+    /// (the alert "notifier queues but no ntf-server subscribed" reads it).
+    #[tokio::test]
+    async fn gauges_count_stored_queues_and_queues_with_notifiers() {
+        let shared = Shared::for_tests();
+        for (n, notifier) in [(1, true), (2, false), (3, true)] {
+            shared.store.create_queue(queue(n, notifier)).await.unwrap();
+        }
+        shared.update_gauges().await;
+        assert_eq!(shared.metrics.queues_total.get(), 3);
+        assert_eq!(shared.metrics.queues_notify_total.get(), 2);
+        let text = shared.metrics.encode();
+        assert!(
+            text.contains("\nsimplex_smp_queues_notify_total1 2\n"),
+            "{text}"
+        );
+    }
 }
