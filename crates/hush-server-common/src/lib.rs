@@ -7,6 +7,7 @@
 //! * [`Shutdown`] / [`ShutdownTrigger`] / [`shutdown_channel`]: the "stop now" signal of every task;
 //! * [`BasicAuth`]: an `[AUTH]` password (`create_password`, control port passwords);
 //! * [`accept`]: the accept step of every listener, with back-off on accept errors;
+//! * [`control`]: the loopback control port (roles, limits, built-ins, per-server command table);
 //! * [`init_logging`] / [`wait_for_signal`]: the logging setup and stop signal of the `main`s;
 //! * [`private`]: private files and directories (0600/0700 from creation, fsync'd, atomic replace);
 //! * [`private_start`]: looser data directories / database files tightened at start (logged);
@@ -20,6 +21,7 @@
 pub mod accept;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod group_commit;
 pub mod ini;
 pub mod limits;
