@@ -1,54 +1,31 @@
-//! The loopback control port (reference §7.5, `Server/Control.hs`, `Server.hs runCPClient`).
+//! The relay's control port commands (reference §7.5, `Server/Control.hs`, `Server.hs runCPClient`).
 //!
-//! Plain text lines over TCP on 127.0.0.1. A connection starts with no role; `auth <password>` selects
-//! `admin` or `user` once per connection. The protocol layer here parses lines, enforces roles and
-//! limits, and hands each command to a [`ControlHandler`] that the relay core implements.
+//! The port itself (loopback listener, connection cap, line cap, idle timeout, `auth` with the
+//! two roles and its failure limit, `help`, `quit`) is the one of every hush server,
+//! [`hush_server_common::control`]. This module is the relay's part: the command parser
+//! ([`ControlCommand`]), the [`ControlHandler`] the relay core implements, and the
+//! [`command_table`] that joins them.
 //!
 //! Roles (hush): `stats` and `status` need user or admin; `clients`, `block`, `unblock`, `delete` and
 //! `save` need admin. (The reference lets the user role block and unblock; hush keeps every command that
 //! changes state or lists connections admin-only.) Unauthorized commands get the line `AUTH`, as in the
-//! reference.
+//! reference. The reference's `stats-rts`, `threads`, `sockets`, `socket-threads`, `server-info`,
+//! `suspend` and `resume` are not offered (not in `help`); they get
+//! `error: <name> is not implemented by this server`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use hush_server_common::control::{self, Command, CommandTable, ReplyFuture};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use crate::Shutdown;
-use crate::config::BasicAuth;
 
-/// Longest accepted command line, in bytes (without the newline). A longer line gets an error line and
-/// the connection is closed.
-pub const MAX_LINE: usize = 4096;
-/// Connections served at once; further ones get an error line and are closed.
-pub const MAX_CONNECTIONS: usize = 8;
-/// Failed `auth` attempts allowed per connection before it is closed.
-pub const MAX_AUTH_FAILURES: u32 = 3;
-/// An idle connection is closed after this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-/// The role a control connection has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    None,
-    User,
-    Admin,
-}
-
-impl Role {
-    /// The reference's spelling (`CPRNone`, `CPRUser`, `CPRAdmin`), used in `auth` replies.
-    fn reference_name(self) -> &'static str {
-        match self {
-            Role::None => "CPRNone",
-            Role::User => "CPRUser",
-            Role::Admin => "CPRAdmin",
-        }
-    }
-}
+/// Used by the metrics endpoint too.
+pub(crate) use hush_server_common::control::linger;
+pub use hush_server_common::control::{
+    ControlAuth, IDLE_TIMEOUT, MAX_AUTH_FAILURES, MAX_CONNECTIONS, MAX_LINE, Role, bind,
+};
 
 /// A queue named by its sender id (base64url on the wire of the control port). `Debug` hides the bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -130,10 +107,14 @@ impl ControlCommand {
     pub fn parse(line: &[u8]) -> Result<ControlCommand, ParseError> {
         let line = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
         let line = line.trim_end_matches('\r');
-        let (word, rest) = match line.split_once(' ') {
-            Some((w, r)) => (w, Some(r)),
-            None => (line, None),
-        };
+        match line.split_once(' ') {
+            Some((w, r)) => Self::parse_parts(w, Some(r)),
+            None => Self::parse_parts(line, None),
+        }
+    }
+
+    /// Parses a command word and what follows its first space (`None` or `Some("")`: nothing).
+    pub fn parse_parts(word: &str, rest: Option<&str>) -> Result<ControlCommand, ParseError> {
         let no_args = |name: &'static str, c: ControlCommand| match rest {
             None => Ok(c),
             Some(r) if r.trim().is_empty() => Ok(c),
@@ -235,7 +216,7 @@ fn parse_blocking_info(s: &str) -> Result<BlockingInfo, ParseError> {
 }
 
 /// What a handler answers: lines to print, or an error printed as `error: <text>`.
-pub type ControlReply = Result<Vec<String>, String>;
+pub type ControlReply = hush_server_common::control::Reply;
 
 /// What the relay core implements for the control port. Each method returns the lines to print.
 /// Roles are checked before a method is called. Implementations must not log queue ids above debug.
@@ -257,271 +238,102 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn unblock(&self, sender_id: SenderId) -> impl Future<Output = ControlReply> + Send;
     /// `delete <senderId>`: delete the queue and its messages (admin).
     fn delete(&self, sender_id: SenderId) -> impl Future<Output = ControlReply> + Send;
-    /// `save`: persist server state now (admin).
+    /// `save` (admin): the reference writes its in-memory state to disk here; the reply must say
+    /// what was done (hush's stores commit every change when it is made).
     fn save(&self) -> impl Future<Output = ControlReply> + Send;
 }
 
-/// Passwords for the two roles (`[AUTH] control_port_admin_password` / `control_port_user_password`).
-#[derive(Debug, Clone, Default)]
-pub struct ControlAuth {
-    pub admin: Option<BasicAuth>,
-    pub user: Option<BasicAuth>,
+/// The relay's command table for the shared control port
+/// ([`hush_server_common::control`]): the commands of [`HELP`] answered through `handler`, and
+/// the reference's names hush does not implement answered with an error.
+pub fn command_table<H: ControlHandler>(handler: Arc<H>) -> CommandTable {
+    let entry = |name: &'static str, role: Role, help: &'static str| {
+        let h = handler.clone();
+        Command::new(name, role, help, move |arg: &str| {
+            let cmd = ControlCommand::parse_parts(name, Some(arg)).map_err(|e| e.to_string())?;
+            Ok(Box::pin(run(h.clone(), cmd)) as ReplyFuture)
+        })
+    };
+    CommandTable::new("SMP server control port")
+        .command(entry(
+            "stats",
+            Role::User,
+            "stats: server statistics (user or admin)",
+        ))
+        .command(entry(
+            "clients",
+            Role::Admin,
+            "clients: connected clients, CSV (admin)",
+        ))
+        .command(entry(
+            "status",
+            Role::User,
+            "status <senderId>: the queue's status (user or admin)",
+        ))
+        .command(entry(
+            "block",
+            Role::Admin,
+            "block <senderId> reason=spam|content[,notice={\"ttl\":<seconds>}]: block the queue (admin, daily_block_queue_quota)",
+        ))
+        .command(entry(
+            "unblock",
+            Role::Admin,
+            "unblock <senderId>: unblock the queue (admin)",
+        ))
+        .command(entry(
+            "delete",
+            Role::Admin,
+            "delete <senderId>: delete the queue and its messages (admin)",
+        ))
+        .command(entry(
+            "save",
+            Role::Admin,
+            "save: say how the server state is stored (every change is committed when it is made: nothing is written) (admin)",
+        ))
+        .not_supported(REFERENCE_ONLY)
 }
 
-impl ControlAuth {
-    fn role_for(&self, password: &[u8]) -> Role {
-        if self.admin.as_ref().is_some_and(|a| a.matches(password)) {
-            Role::Admin
-        } else if self.user.as_ref().is_some_and(|u| u.matches(password)) {
-            Role::User
-        } else {
-            Role::None
-        }
+async fn run<H: ControlHandler>(handler: Arc<H>, cmd: ControlCommand) -> ControlReply {
+    match cmd {
+        ControlCommand::Stats => handler.stats().await,
+        ControlCommand::Clients => handler.clients().await,
+        ControlCommand::Status(id) => handler.status(id).await,
+        ControlCommand::Block(id, info) => handler.block(id, info).await,
+        ControlCommand::Unblock(id) => handler.unblock(id).await,
+        ControlCommand::Delete(id) => handler.delete(id).await,
+        ControlCommand::Save => handler.save().await,
+        // The table only parses its own names.
+        other => Err(format!("unexpected command {other:?}")),
     }
 }
 
-/// Binds the control port on loopback. `port` 0 picks a free port (tests).
-pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
-}
-
-/// Serves control connections on `listener` until `shutdown` fires.
+/// Serves control connections on `listener` until `shutdown` fires (the shared control port with
+/// [`command_table`] and the default [`control::Limits`]).
 pub async fn serve<H: ControlHandler>(
     listener: TcpListener,
     handler: Arc<H>,
     auth: ControlAuth,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let auth = Arc::new(auth);
-    let mut backoff = hush_server_common::AcceptBackoff::new("control port");
-    loop {
-        let Some((mut stream, peer)) =
-            hush_server_common::accept(&listener, &mut backoff, &mut shutdown).await
-        else {
-            return;
-        };
-        if !peer.ip().is_loopback() {
-            // Only reachable if someone bound a non-loopback listener; refuse regardless.
-            continue;
-        }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            let _ = stream
-                .write_all(b"error: too many control connections\n")
-                .await;
-            continue;
-        };
-        let handler = handler.clone();
-        let auth = auth.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            session(stream, &*handler, &auth, shutdown).await;
-            drop(permit);
-        });
-    }
-}
-
-/// Reads one line of at most [`MAX_LINE`] bytes. `Ok(None)` = EOF, `Err(())` = too long or I/O error.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<Option<()>, LineError> {
-    buf.clear();
-    let n = r
-        .take(MAX_LINE as u64 + 2)
-        .read_until(b'\n', buf)
-        .await
-        .map_err(|_| LineError::Io)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-    } else if n > MAX_LINE {
-        return Err(LineError::TooLong);
-    }
-    if buf.len() > MAX_LINE {
-        return Err(LineError::TooLong);
-    }
-    Ok(Some(()))
-}
-
-enum LineError {
-    Io,
-    TooLong,
+    control::serve(
+        listener,
+        command_table(handler),
+        auth,
+        control::Limits::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// One control connection. Public so that tests and embedders can drive a stream directly.
 pub async fn session<H: ControlHandler>(
     stream: TcpStream,
-    handler: &H,
+    handler: Arc<H>,
     auth: &ControlAuth,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
-    let mut role = Role::None;
-    let mut auth_failures = 0u32;
-    let mut line = Vec::with_capacity(256);
-    if write_lines(
-        &mut wr,
-        &[
-            "SMP server control port".into(),
-            "'help' for supported commands".into(),
-        ],
-    )
-    .await
-    .is_err()
-    {
-        return;
-    }
-    loop {
-        let read = tokio::select! {
-            _ = shutdown.wait() => return,
-            r = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut rd, &mut line)) => r,
-        };
-        let cmd = match read {
-            Err(_) | Ok(Ok(None)) | Ok(Err(LineError::Io)) => return,
-            Ok(Err(LineError::TooLong)) => {
-                let _ = write_lines(
-                    &mut wr,
-                    &[format!(
-                        "error: line too long (limit {MAX_LINE} bytes), closing"
-                    )],
-                )
-                .await;
-                let _ = wr.shutdown().await;
-                linger(&mut rd).await;
-                return;
-            }
-            Ok(Ok(Some(()))) => ControlCommand::parse(&line),
-        };
-        let out: Vec<String> = match cmd {
-            Err(e) => vec![format!("error: {e}")],
-            Ok(ControlCommand::Quit) => return,
-            Ok(ControlCommand::Skip) => Vec::new(),
-            Ok(ControlCommand::Help) => vec![HELP.to_string()],
-            Ok(ControlCommand::Auth(pwd)) => {
-                let new_role = auth.role_for(&pwd);
-                let reply = if role == Role::None {
-                    role = new_role;
-                    format!("Current role is {}", role.reference_name())
-                } else if role == new_role {
-                    format!("Current role is {}", role.reference_name())
-                } else {
-                    format!(
-                        "Current role is {}, start new session to change.",
-                        role.reference_name()
-                    )
-                };
-                if new_role == Role::None {
-                    auth_failures += 1;
-                    tracing::warn!("control port: failed auth attempt");
-                    if auth_failures >= MAX_AUTH_FAILURES {
-                        let _ = write_lines(
-                            &mut wr,
-                            &[
-                                reply,
-                                "error: too many failed auth attempts, closing".into(),
-                            ],
-                        )
-                        .await;
-                        return;
-                    }
-                }
-                vec![reply]
-            }
-            Ok(ControlCommand::NotImplemented(c)) => {
-                vec![format!("error: {c} is not implemented by this server")]
-            }
-            Ok(cmd) => {
-                let needed = match cmd {
-                    ControlCommand::Stats | ControlCommand::Status(_) => Role::User,
-                    _ => Role::Admin,
-                };
-                let allowed = match needed {
-                    Role::User => role != Role::None,
-                    _ => role == Role::Admin,
-                };
-                if !allowed {
-                    tracing::warn!("control port: unauthorized command");
-                    vec!["AUTH".to_string()]
-                } else {
-                    tracing::info!("control port: {} command", command_name(&cmd));
-                    let reply = match cmd {
-                        ControlCommand::Stats => handler.stats().await,
-                        ControlCommand::Clients => handler.clients().await,
-                        ControlCommand::Status(id) => handler.status(id).await,
-                        ControlCommand::Block(id, info) => handler.block(id, info).await,
-                        ControlCommand::Unblock(id) => handler.unblock(id).await,
-                        ControlCommand::Delete(id) => handler.delete(id).await,
-                        ControlCommand::Save => handler.save().await,
-                        _ => Ok(Vec::new()),
-                    };
-                    match reply {
-                        Ok(lines) => lines,
-                        Err(e) => vec![format!("error: {e}")],
-                    }
-                }
-            }
-        };
-        if write_lines(&mut wr, &out).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads and drops what the peer is still sending (bounded in bytes and time) so that closing the socket
-/// does not reset the connection before the peer has read our last line.
-pub(crate) async fn linger<R: tokio::io::AsyncRead + Unpin>(r: &mut R) {
-    let mut sink = [0u8; 4096];
-    let mut left: usize = 1024 * 1024;
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while left > 0 {
-            match r.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    })
-    .await;
-}
-
-fn command_name(c: &ControlCommand) -> &'static str {
-    match c {
-        ControlCommand::Auth(_) => "auth",
-        ControlCommand::Stats => "stats",
-        ControlCommand::Clients => "clients",
-        ControlCommand::Status(_) => "status",
-        ControlCommand::Block(..) => "block",
-        ControlCommand::Unblock(_) => "unblock",
-        ControlCommand::Delete(_) => "delete",
-        ControlCommand::Save => "save",
-        ControlCommand::Help => "help",
-        ControlCommand::Quit => "quit",
-        ControlCommand::Skip => "",
-        ControlCommand::NotImplemented(c) => c,
-    }
-}
-
-async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(
-    w: &mut W,
-    lines: &[String],
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    for l in lines {
-        // A handler's line never breaks the framing: embedded newlines are replaced.
-        buf.extend(
-            l.bytes()
-                .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-        );
-        buf.push(b'\n');
-    }
-    w.write_all(&buf).await?;
-    w.flush().await
+    let table = command_table(handler);
+    control::session(stream, &table, auth, &control::Limits::default(), shutdown).await
 }
 
 #[cfg(test)]
@@ -565,6 +377,59 @@ mod tests {
             ControlCommand::parse(b"threads"),
             Ok(ControlCommand::NotImplemented("threads"))
         );
+    }
+
+    struct NoHandler;
+
+    impl ControlHandler for NoHandler {
+        async fn stats(&self) -> ControlReply {
+            Err("stats".into())
+        }
+        async fn clients(&self) -> ControlReply {
+            Err("clients".into())
+        }
+        async fn status(&self, _: SenderId) -> ControlReply {
+            Err("status".into())
+        }
+        async fn block(&self, _: SenderId, _: BlockingInfo) -> ControlReply {
+            Err("block".into())
+        }
+        async fn unblock(&self, _: SenderId) -> ControlReply {
+            Err("unblock".into())
+        }
+        async fn delete(&self, _: SenderId) -> ControlReply {
+            Err("delete".into())
+        }
+        async fn save(&self) -> ControlReply {
+            Err("save".into())
+        }
+    }
+
+    #[test]
+    fn the_table_offers_what_help_says() {
+        let t = command_table(Arc::new(NoHandler));
+        assert_eq!(t.help_line(), HELP);
+        let roles: Vec<_> = t.commands().iter().map(|c| (c.name(), c.role())).collect();
+        assert_eq!(
+            roles,
+            [
+                ("stats", Role::User),
+                ("clients", Role::Admin),
+                ("status", Role::User),
+                ("block", Role::Admin),
+                ("unblock", Role::Admin),
+                ("delete", Role::Admin),
+                ("save", Role::Admin),
+            ]
+        );
+        // Not offered: not in help, but still recognised by the parser (as not implemented).
+        for name in REFERENCE_ONLY {
+            assert!(!HELP.contains(name), "{name}");
+            assert_eq!(
+                ControlCommand::parse(name.as_bytes()),
+                Ok(ControlCommand::NotImplemented(name))
+            );
+        }
     }
 
     #[test]

@@ -173,6 +173,34 @@ async fn blocked_queue_via_control_port() {
     server.stop().await;
 }
 
+/// `save` says what the running relay's store is and that there is nothing to write; a user
+/// cannot run it.
+#[tokio::test]
+async fn save_reports_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_dirs(dir.path());
+    let mut cfg = test_config(&paths);
+    assert!(cfg.store.enable && cfg.store.database.is_none());
+    cfg.transport.control_port = Some(0);
+    cfg.auth.control_port_admin_password =
+        Some(smp_server::config::BasicAuth::new("adminpw").unwrap());
+    cfg.auth.control_port_user_password =
+        Some(smp_server::config::BasicAuth::new("userpw").unwrap());
+    let server = TestServer::start(cfg).await;
+    let ctl = server.control_addr.unwrap();
+    let out = control(ctl, &["auth adminpw", "save"]).await;
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with(
+            "nothing to save: the store is SQLite (sync = full), every change is committed"
+        ),
+        "{out}"
+    );
+    let out = control(ctl, &["auth userpw", "save"]).await;
+    assert_eq!(out.lines().last(), Some("AUTH"), "{out}");
+    server.stop().await;
+}
+
 async fn control(addr: std::net::SocketAddr, lines: &[&str]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();

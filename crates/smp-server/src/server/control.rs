@@ -7,7 +7,7 @@ use hush_store::{BlockInfo, BlockNotice, BlockReason, EntityId, QueueRecord, Que
 
 use super::Shared;
 use super::delivery::now_secs;
-use crate::config::BlockQuota;
+use crate::config::{BlockQuota, Config, SyncPolicy};
 use crate::control::{self, BlockingInfo, ControlHandler, ControlReply, SenderId};
 
 /// [`ControlHandler`] backed by the running relay.
@@ -56,6 +56,41 @@ fn parse_notice(json: &str) -> Result<BlockNotice, String> {
         .parse()
         .map_err(|_| "notice: ttl must be a whole number")?;
     Ok(BlockNotice { ttl: Some(ttl) })
+}
+
+/// The `save` reply for the store `config` names (the store `start` opens from it: PostgreSQL
+/// with `store_queues = database`, else SQLite, or memory with `[STORE_LOG] enable = off`).
+fn save_reply(config: &Config) -> String {
+    if let Some(db) = &config.store.database {
+        return format!(
+            "nothing to save: the store is PostgreSQL (schema {}), every change is committed \
+             when it is made",
+            db.schema
+        );
+    }
+    if !config.store.enable {
+        return "not saved: the store is in memory only ([STORE_LOG] enable = off), queues and \
+                messages are lost when the server stops"
+            .into();
+    }
+    // The relay opens SQLite with the default early commit delay (server::open_store).
+    let early_ms = hush_store::SqliteOptions::default()
+        .early_commit_delay
+        .as_millis();
+    let committed = format!(
+        "every change is committed when it is made (before its reply; an ACK's delete within \
+         {early_ms} ms)"
+    );
+    match config.store.sync {
+        SyncPolicy::Full => {
+            format!("nothing to save: the store is SQLite (sync = full), {committed} and fsynced")
+        }
+        SyncPolicy::Normal => format!(
+            "nothing to save: the store is SQLite (sync = normal), {committed}; the WAL is \
+             fsynced at checkpoints, so the last changes survive a crash of the server but may \
+             be lost on power loss"
+        ),
+    }
 }
 
 impl ControlPort {
@@ -172,14 +207,51 @@ impl ControlHandler for ControlPort {
     }
 
     async fn save(&self) -> ControlReply {
-        // Every change is committed before it is acknowledged: nothing to save.
-        Ok(vec!["ok".into()])
+        // The reference writes its in-memory state to the store log here. hush's stores commit
+        // every change before the relay acknowledges it, so there is nothing to write: the reply
+        // says so, and what the store is.
+        Ok(vec![save_reply(&self.0.config)])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn save_says_what_the_store_is() {
+        let mut c = Config::defaults(crate::config::ServerPaths {
+            config_dir: "/nonexistent".into(),
+            data_dir: "/nonexistent".into(),
+        });
+        c.store.enable = true;
+        c.store.sync = SyncPolicy::Full;
+        let full = save_reply(&c);
+        assert!(
+            full.starts_with("nothing to save: the store is SQLite (sync = full), every change")
+                && full.ends_with("5 ms) and fsynced"),
+            "{full}"
+        );
+        c.store.sync = SyncPolicy::Normal;
+        let normal = save_reply(&c);
+        assert!(
+            normal.contains("(sync = normal)") && normal.contains("power loss"),
+            "{normal}"
+        );
+        c.store.enable = false;
+        let mem = save_reply(&c);
+        assert!(
+            mem.starts_with("not saved: the store is in memory only"),
+            "{mem}"
+        );
+        c.store.database = Some(crate::config::DatabaseConfig {
+            connection: "postgresql://u:secret@h/db".into(),
+            ..Default::default()
+        });
+        let pg = save_reply(&c);
+        assert!(pg.contains("PostgreSQL (schema smp_server)"), "{pg}");
+        assert!(!pg.contains("secret"), "{pg}");
+    }
 
     #[test]
     fn notices() {
