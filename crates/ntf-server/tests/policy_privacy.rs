@@ -359,13 +359,118 @@ async fn metrics_and_control_port() {
     wr.write_all(b"stats\n").await.unwrap();
     assert_eq!(rd.next_line().await.unwrap().unwrap(), "AUTH");
     wr.write_all(b"auth wrong\n").await.unwrap();
-    assert_eq!(rd.next_line().await.unwrap().unwrap(), "CPRNone");
+    assert_eq!(
+        rd.next_line().await.unwrap().unwrap(),
+        "Current role is CPRNone"
+    );
     wr.write_all(b"auth adminpw\nstats\n").await.unwrap();
     assert_eq!(
         rd.next_line().await.unwrap().unwrap(),
         "Current role is CPRAdmin"
     );
     assert_eq!(rd.next_line().await.unwrap().unwrap(), "tokens: 1");
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+}
+
+/// The control port has the limits of every hush control port (hush-server-common `control`):
+/// help lists what is implemented, the reference's other names get an error, the user role
+/// runs `stats`, three failed `auth` close the connection, the ninth connection is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_port_limits() {
+    use hush_server_common::control::{MAX_CONNECTIONS, TOO_MANY_CONNECTIONS};
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let push = push().await;
+    let mut cfg = ntf_config(dir.path(), false, PolicyMode::default());
+    cfg.control_port = Some(0);
+    cfg.control_admin_password = Some(smp_server::config::BasicAuth::new("adminpw").unwrap());
+    cfg.control_user_password = Some(smp_server::config::BasicAuth::new("userpw").unwrap());
+    let (trigger, shutdown) = smp_server::shutdown_channel();
+    let s = ntf_server::start(cfg, push.gw.clone(), shutdown)
+        .await
+        .unwrap();
+    let c_addr = s.control_addr.unwrap();
+    assert!(c_addr.ip().is_loopback());
+    let task = tokio::spawn(s.wait());
+
+    type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>>;
+    async fn next(rd: &mut Lines) -> Option<String> {
+        tokio::time::timeout(WAIT, rd.next_line())
+            .await
+            .expect("no reply")
+            .unwrap_or(None)
+    }
+    async fn connect(addr: std::net::SocketAddr) -> (Lines, tokio::net::tcp::OwnedWriteHalf) {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (rd, wr) = tcp.into_split();
+        (tokio::io::BufReader::new(rd).lines(), wr)
+    }
+
+    let (mut rd, mut wr) = connect(c_addr).await;
+    assert_eq!(
+        next(&mut rd).await.as_deref(),
+        Some("NTF server control port")
+    );
+    assert_eq!(
+        next(&mut rd).await.as_deref(),
+        Some("'help' for supported commands")
+    );
+    wr.write_all(b"help\nstats-rts\nfrobnicate\nauth userpw\nstats\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut rd).await.as_deref(),
+        Some("commands: auth, stats, help, quit")
+    );
+    assert_eq!(
+        next(&mut rd).await.as_deref(),
+        Some("error: stats-rts is not implemented by this server")
+    );
+    assert_eq!(
+        next(&mut rd).await.as_deref(),
+        Some("error: unknown command \"frobnicate\", 'help' for supported commands")
+    );
+    assert_eq!(
+        next(&mut rd).await.as_deref(),
+        Some("Current role is CPRUser")
+    );
+    assert_eq!(next(&mut rd).await.as_deref(), Some("tokens: 0"));
+    wr.write_all(b"quit\n").await.unwrap();
+    assert_eq!(next(&mut rd).await, None);
+    drop(wr);
+
+    // Three failed auth attempts close the connection.
+    let (mut rd, mut wr) = connect(c_addr).await;
+    wr.write_all(b"auth a\nauth b\nauth c\n").await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(l) = next(&mut rd).await {
+        lines.push(l);
+    }
+    assert_eq!(
+        lines[2..],
+        [
+            "Current role is CPRNone",
+            "Current role is CPRNone",
+            "Current role is CPRNone",
+            "error: too many failed auth attempts, closing",
+        ]
+    );
+
+    // At most MAX_CONNECTIONS at once: the next one gets one line and is closed.
+    let mut open = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        let (mut rd, wr) = connect(c_addr).await;
+        assert_eq!(
+            next(&mut rd).await.as_deref(),
+            Some("NTF server control port")
+        );
+        open.push((rd, wr));
+    }
+    let (mut rd, _wr) = connect(c_addr).await;
+    assert_eq!(next(&mut rd).await.as_deref(), Some(TOO_MANY_CONNECTIONS));
+    assert_eq!(next(&mut rd).await, None);
+    drop(open);
     trigger.trigger();
     task.await.unwrap().unwrap();
 }
