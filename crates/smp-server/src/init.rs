@@ -244,7 +244,8 @@ pub fn ini_content(t: &IniTemplate<'_>) -> String {
 
 [INFORMATION]
 # AGPLv3 requires that you publish the source code of the server you run, including your changes.
-# Server information is only published when source_code is set.
+# Published on the server information page ([WEB] static_path, below) once source_code is set;
+# without source_code or without [WEB] it is not published anywhere.
 # source_code = https://example.com/your/hush/fork
 # usage_conditions =
 # condition_amendments =
