@@ -50,7 +50,7 @@ pub fn command_table<G: PushGateway + 'static>(core: Arc<Core<G>>) -> CommandTab
             "stats: counters and counts (user or admin)",
             move || {
                 let core = core.clone();
-                async move { Ok(stats_lines(&core)) }
+                async move { Ok::<_, String>(stats_lines(&core)) }
             },
         ))
         .not_supported(NOT_SUPPORTED)

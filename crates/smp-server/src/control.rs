@@ -423,7 +423,7 @@ mod tests {
             ]
         );
         // Not offered: not in help, but still recognised by the parser (as not implemented).
-        for name in REFERENCE_ONLY {
+        for &name in REFERENCE_ONLY {
             assert!(!HELP.contains(name), "{name}");
             assert_eq!(
                 ControlCommand::parse(name.as_bytes()),
