@@ -21,8 +21,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::Shutdown;
 
-/// Used by the metrics endpoint too.
-pub(crate) use hush_server_common::control::linger;
 pub use hush_server_common::control::{
     ControlAuth, IDLE_TIMEOUT, MAX_AUTH_FAILURES, MAX_CONNECTIONS, MAX_LINE, Role, bind,
 };
