@@ -499,7 +499,9 @@ impl Session {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes at a character boundary, with `…` when cut (what a control
+/// port echoes of a peer's word).
+pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

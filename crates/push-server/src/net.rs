@@ -209,16 +209,6 @@ impl Listener {
     }
 }
 
-const REASONS: &[&str] = &[
-    "max_connections",
-    "per_ip",
-    "anonymous_connections",
-    "handshake_timeout",
-    "register_rate",
-    "register_rate_per_ip",
-    "anonymous_disabled",
-];
-
 /// Serves the push-server protocol on `listener` until `shutdown` becomes true.
 pub async fn serve(
     listener: TcpListener,
@@ -239,7 +229,8 @@ pub async fn serve(
         per_ip: IpConnLimiter::new(limits.max_connections_per_ip),
         register_all: RateLimiter::new(limits.register_rate),
         register_ip: KeyedRateLimiter::new(limits.register_rate_per_ip, MAX_RATE_KEYS),
-        warn: REASONS
+        // one log throttle per refusal reason (the metric's label values)
+        warn: crate::metrics::REFUSALS
             .iter()
             .map(|r| (*r, LogThrottle::new(WARN_INTERVAL)))
             .collect(),

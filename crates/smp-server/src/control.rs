@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::Shutdown;
 
+use hush_server_common::control::truncate;
 pub use hush_server_common::control::{
     ControlAuth, IDLE_TIMEOUT, MAX_AUTH_FAILURES, MAX_CONNECTIONS, MAX_LINE, Role, bind,
 };
@@ -166,17 +167,6 @@ impl ControlCommand {
             },
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 fn parse_sender_id(s: &str) -> Result<SenderId, ParseError> {
