@@ -310,8 +310,45 @@ async fn feedback_and_periodic_pushes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ntf.core.metrics.feedback_invalid.get() >= 1);
+    // the token was verified: not a verification failure
+    assert_eq!(ntf.core.metrics.verification_invalid_tkn.get(), 0);
     ntf.stop().await;
     relay.stop().await;
+}
+
+/// `simplex_ntf_notifications_verification_invalid_tkn` counts invalid-token feedback for a token
+/// still awaiting verification (its verification push is the only push it gets).
+#[tokio::test]
+async fn invalid_token_while_verifying_is_counted() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let push = push().await;
+    let ntf = Ntf::start(ntf_config(dir.path(), false, PolicyMode::Reference), &push).await;
+    let mut c = ntf.client().await;
+    let d = Device::new(25);
+    push.sink
+        .set_failure(d.sink_token(), apns_sink::FailureMode::Unregistered, None);
+    let (_, r) = tnew(&mut c, &d).await;
+    assert!(matches!(r, NtfResponse::TknId { .. }), "{r:?}");
+    let m = &ntf.core.metrics;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while m.verification_invalid_tkn.get() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no verification failure counted (feedback_invalid {})",
+            m.feedback_invalid.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(m.verification_invalid_tkn.get(), 1);
+    assert_eq!(m.feedback_invalid.get(), 1);
+    assert!(
+        ntf.core
+            .metrics
+            .render()
+            .contains("\nsimplex_ntf_notifications_verification_invalid_tkn 1\n")
+    );
+    ntf.stop().await;
 }
 
 /// Metrics endpoint (reference names) and control port.
