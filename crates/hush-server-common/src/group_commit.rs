@@ -15,7 +15,9 @@
 //! after that commit ([`Backend::finish`]), except for jobs the backend answers when they ran
 //! ([`Ran::wait_commit`] false: changes whose loss in a crash is harmless). A transaction that
 //! holds only such jobs stays open up to `commit_delay` so that the next job whose caller waits
-//! shares its commit. If the commit fails, every job of the transaction gets the error.
+//! shares its commit. Under load ([`Options::busy_commit_delay`]) a transaction whose callers
+//! wait may sleep briefly before its commit so that more of them share it. If the commit fails,
+//! every job of the transaction gets the error.
 //! Closing the queue (every [`Sender`] dropped) lets the writer run and commit what is queued,
 //! then the thread ends.
 //!
@@ -135,7 +137,19 @@ pub struct Options {
     /// How long a transaction holding only early-answered jobs may stay open for more work
     /// (zero: committed at once).
     pub commit_delay: Duration,
+    /// Under load, how long a transaction whose callers wait may stay open for more of them
+    /// (zero: never). "Under load" means the last committed transaction held at least
+    /// [`BUSY_DURABLE_JOBS`] jobs whose callers waited for it: the open one then waits until it
+    /// holds as many such jobs as that one did, at most this long from its first, so that a
+    /// burst of callers shares one commit (one fsync) instead of splitting into commits of one
+    /// or two while the previous one runs. A lone caller is never kept waiting (its
+    /// transactions hold one such job), nor are callers that all arrived already.
+    pub busy_commit_delay: Duration,
 }
+
+/// How many jobs waiting for their commit the last transaction must have held for the next one
+/// to wait for more ([`Options::busy_commit_delay`]).
+pub const BUSY_DURABLE_JOBS: usize = 2;
 
 /// The transaction logic of the writer, one batch at a time (the writer thread drives it with
 /// [`run`]; tests can drive it step by step).
@@ -152,6 +166,13 @@ pub struct Committer<B: Backend> {
     durable: bool,
     /// Commit by then even if no more work came.
     deadline: Instant,
+    busy_commit_delay: Duration,
+    /// Jobs of the open transaction whose callers wait for its commit.
+    durable_jobs: usize,
+    /// The same count for the last committed transaction.
+    last_durable_jobs: usize,
+    /// The open transaction waits until then for more jobs although callers wait.
+    linger: Option<Instant>,
 }
 
 impl<B: Backend> Committer<B> {
@@ -166,6 +187,10 @@ impl<B: Backend> Committer<B> {
             broken: None,
             durable: false,
             deadline: Instant::now(),
+            busy_commit_delay: opts.busy_commit_delay,
+            durable_jobs: 0,
+            last_durable_jobs: 0,
+            linger: None,
         }
     }
 
@@ -211,6 +236,8 @@ impl<B: Backend> Committer<B> {
         self.broken = None;
         self.durable = self.commit_delay.is_zero();
         self.deadline = Instant::now() + self.commit_delay;
+        self.durable_jobs = 0;
+        self.linger = None;
         true
     }
 
@@ -229,6 +256,26 @@ impl<B: Backend> Committer<B> {
         // A failed transaction or a full one is not kept waiting.
         if self.open && (self.broken.is_some() || self.ran.len() >= self.max_batch) {
             self.durable = true;
+            self.linger = None;
+        } else if self.linger.is_none()
+            && self.open
+            && self.durable_jobs > 0
+            && self.durable_jobs < self.last_durable_jobs
+            && self.last_durable_jobs >= BUSY_DURABLE_JOBS
+            && !self.busy_commit_delay.is_zero()
+        {
+            // Under load: give the callers still to come the busy delay to join this commit.
+            self.linger = Some(Instant::now() + self.busy_commit_delay);
+        }
+    }
+
+    /// The open transaction waits for more callers under load ([`Options::busy_commit_delay`])
+    /// until then; [`run`] sleeps (no wake-up per arriving job), takes what came and commits.
+    pub fn linger_until(&self) -> Option<Instant> {
+        if self.open && self.durable {
+            self.linger
+        } else {
+            None
         }
     }
 
@@ -248,6 +295,7 @@ impl<B: Backend> Committer<B> {
             }
             let ran = self.backend.run(&mut job);
             self.durable |= ran.wait_commit;
+            self.durable_jobs += usize::from(ran.wait_commit);
             self.ran.push(job);
             let end = match (savepoints, ran.ok) {
                 (true, true) => self.backend.release(),
@@ -271,6 +319,7 @@ impl<B: Backend> Committer<B> {
         for job in batch.iter_mut() {
             let ran = backend.run(job);
             self.durable |= ran.wait_commit;
+            self.durable_jobs += usize::from(ran.wait_commit);
             if !ran.ok {
                 ok = false;
                 break;
@@ -292,6 +341,8 @@ impl<B: Backend> Committer<B> {
             return;
         }
         self.open = false;
+        self.linger = None;
+        self.last_durable_jobs = self.durable_jobs;
         let n = self.ran.len();
         let result = match self.broken.take() {
             Some(e) => Err(e),
@@ -341,7 +392,19 @@ pub fn run<B: Backend, S: Source<B::Job>>(committer: &mut Committer<B>, source: 
         match source.next(&mut batch, committer.max_batch, wait) {
             Next::Jobs => {
                 committer.run_batch(&mut batch);
-                if committer.must_commit() {
+                if let Some(until) = committer.linger_until() {
+                    // Under load: sleep rather than wake for each job that arrives meanwhile,
+                    // then take them all into this commit.
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                    let room = committer
+                        .max_batch
+                        .saturating_sub(committer.ran.len())
+                        .max(1);
+                    if source.next(&mut batch, room, Some(Duration::ZERO)) == Next::Jobs {
+                        committer.run_batch(&mut batch);
+                    }
+                    committer.finish();
+                } else if committer.must_commit() {
                     committer.finish();
                 }
             }
@@ -719,6 +782,7 @@ mod tests {
         Options {
             max_batch,
             commit_delay: Duration::ZERO,
+            busy_commit_delay: Duration::ZERO,
         }
     }
 
@@ -984,6 +1048,7 @@ mod tests {
             Options {
                 max_batch: 16,
                 commit_delay: Duration::from_secs(60),
+                busy_commit_delay: Duration::ZERO,
             },
         );
         let (mut e1, mut re1) = job(1);
@@ -1002,6 +1067,104 @@ mod tests {
         let db = db.lock().unwrap();
         assert_eq!(db.committed, vec![1, 2]);
         assert_eq!(db.batches, vec![2], "one commit for both");
+    }
+
+    /// Under load (the last commit held ≥ 2 waiting callers) a transaction with fewer waits the
+    /// busy delay and takes what came meanwhile; a lone caller's, or one that already holds as
+    /// many, or one with only early answers, is committed at once.
+    #[test]
+    fn under_load_a_commit_waits_for_more_callers_a_lone_caller_never_does() {
+        let busy = Duration::from_millis(200);
+        let (backend, db) = TestBackend::new(Savepoints::EachJob);
+        let mut c = Committer::new(
+            backend,
+            Options {
+                max_batch: 16,
+                commit_delay: Duration::ZERO,
+                busy_commit_delay: busy,
+            },
+        );
+        // No history: a caller's job is committed at once.
+        c.run_batch(&mut vec![job(1).0]);
+        assert_eq!(c.linger_until(), None);
+        assert!(c.must_commit());
+        c.finish();
+        // Two callers at once: committed at once (nothing was busy before), but now it is.
+        c.run_batch(&mut vec![job(2).0, job(3).0]);
+        assert_eq!(c.linger_until(), None);
+        c.finish();
+        // One caller after a commit of two: wait up to `busy` for more.
+        let before = Instant::now();
+        c.run_batch(&mut vec![job(4).0]);
+        let until = c.linger_until().expect("waits under load");
+        assert!(until >= before + busy && until <= Instant::now() + busy);
+        // A second comes: as many as last time, still the same deadline (not extended).
+        c.run_batch(&mut vec![job(5).0]);
+        assert_eq!(c.linger_until(), Some(until));
+        c.finish();
+        assert_eq!(db.lock().unwrap().batches, vec![1, 2, 2]);
+        // Three at once after two: enough already, no wait.
+        c.run_batch(&mut vec![job(6).0, job(7).0, job(8).0]);
+        assert_eq!(c.linger_until(), None);
+        c.finish();
+        // Only early answers (nobody waits for the commit): no busy wait either.
+        let (mut e, _) = job(9);
+        e.early = true;
+        c.run_batch(&mut vec![e]);
+        assert_eq!(c.linger_until(), None);
+        c.finish();
+        // The last commit had no waiting caller: the next one is alone, committed at once.
+        c.run_batch(&mut vec![job(10).0]);
+        assert_eq!(c.linger_until(), None);
+        c.finish();
+        c.run_batch(&mut vec![job(11).0]);
+        assert_eq!(c.linger_until(), None, "one caller after one: never waits");
+        c.finish();
+        assert_eq!(db.lock().unwrap().committed, (1..=11).collect::<Vec<_>>());
+    }
+
+    /// The writer loop sleeps through the busy delay (no wake-up per arriving job), then takes
+    /// whatever is queued without waiting and commits it with the open transaction.
+    #[test]
+    fn the_writer_sleeps_through_the_busy_delay_then_commits_what_came() {
+        struct Feed {
+            calls: Vec<Option<Duration>>,
+        }
+        impl Source<TJob> for Feed {
+            fn next(&mut self, batch: &mut Vec<TJob>, _: usize, wait: Option<Duration>) -> Next {
+                self.calls.push(wait);
+                match self.calls.len() {
+                    1 => batch.extend([job(1).0, job(2).0]),
+                    2 => batch.push(job(3).0),
+                    // Taken after the sleep, without waiting.
+                    3 => batch.extend([job(4).0, job(5).0]),
+                    _ => return Next::Closed,
+                }
+                Next::Jobs
+            }
+        }
+        let busy = Duration::from_millis(50);
+        let (backend, db) = TestBackend::new(Savepoints::EachJob);
+        let mut c = Committer::new(
+            backend,
+            Options {
+                max_batch: 16,
+                commit_delay: Duration::ZERO,
+                busy_commit_delay: busy,
+            },
+        );
+        let mut feed = Feed { calls: Vec::new() };
+        let start = Instant::now();
+        run(&mut c, &mut feed);
+        assert!(start.elapsed() >= busy, "slept the busy delay");
+        assert_eq!(feed.calls[..3], [None, None, Some(Duration::ZERO)]);
+        let db = db.lock().unwrap();
+        assert_eq!(
+            db.batches,
+            vec![2, 3],
+            "job 3 shares its commit with 4 and 5"
+        );
+        assert_eq!(db.committed, (1..=5).collect::<Vec<_>>());
     }
 
     #[test]
@@ -1032,6 +1195,7 @@ mod tests {
             Options {
                 max_batch: 16,
                 commit_delay: Duration::from_millis(5),
+                busy_commit_delay: Duration::ZERO,
             },
         );
         run(&mut c, &mut Idle(0));

@@ -86,6 +86,29 @@ pub trait QueueStore: Send + Sync {
         msg: NewMessage,
         ntf: Option<PendingNtf>,
     ) -> StoreFuture<'_, AppendOutcome>;
+    /// [`QueueStore::append_message`], telling `ran` its outcome as soon as the append is
+    /// decided, before it is durable: the relay delivers the new message to a waiting
+    /// subscriber while the commit (an fsync) runs, and answers the sender's `SEND` with `OK`
+    /// only when the returned future resolves (durable). `ran` is told before the future
+    /// resolves `Ok`, and never for an append that fails before its commit; if the commit
+    /// itself fails the future returns the error after `ran` was told (a subscriber may then
+    /// have received a message that is not stored: the sender is told the error and sends it
+    /// again). Default: tells `ran` once the append is durable.
+    fn append_message_then(
+        &self,
+        recipient_id: EntityId,
+        msg: NewMessage,
+        ntf: Option<PendingNtf>,
+        ran: tokio::sync::oneshot::Sender<AppendOutcome>,
+    ) -> StoreFuture<'_, AppendOutcome> {
+        Box::pin(async move {
+            let r = self.append_message(recipient_id, msg, ntf).await;
+            if let Ok(o) = &r {
+                let _ = ran.send(*o);
+            }
+            r
+        })
+    }
     /// The oldest item (message or quota marker).
     fn peek_message(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<Message>>;
     /// Remove the head if its id is `msg_id` (`ACK`); returns whether it did and the new head.

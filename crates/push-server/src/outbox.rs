@@ -382,6 +382,7 @@ impl Outbox {
             group_commit::Options {
                 max_batch: MAX_BATCH,
                 commit_delay: Duration::ZERO,
+                busy_commit_delay: Duration::ZERO,
             },
         )
         .map_err(|e| OutboxError::Db(format!("cannot start writer thread: {e}")))?;

@@ -430,6 +430,7 @@ pub(super) fn writer_loop(conn: rusqlite::Connection, w: Arc<WriteQueue>) {
         group_commit::Options {
             max_batch: MAX_BATCH,
             commit_delay: Duration::ZERO,
+            busy_commit_delay: Duration::ZERO,
         },
     );
     group_commit::run(&mut c, &mut ChangeList(w.clone()));
