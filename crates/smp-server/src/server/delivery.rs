@@ -649,20 +649,35 @@ impl Shared {
     ) -> Result<(AppendOutcome, Vec<Response>), CmdError> {
         let rid = q.recipient_id;
         let _guard = self.subs.stripe(&rid).lock().await;
-        let outcome = self.store.append_message(rid, msg.clone(), ntf).await?;
-        let mut own = Vec::new();
-        if let AppendOutcome::Appended { was_empty } = outcome {
-            let target = lock(&self.subs.rcv).stored(&rid, was_empty, msg.msg_id, Instant::now);
-            if let Some(outbox) = target {
-                let m = encrypt_msg(q, &Message::Message(msg))?;
-                if outbox.id() == c.outbox.id() {
-                    own.push(resp(&[], &rid, m));
-                } else {
-                    outbox.push_event(&rid, m);
-                }
+        // The subscriber gets the message as soon as the store decided the append, while its
+        // commit (an fsync) runs; the sender's `OK` waits for the commit. A crash in between
+        // loses a message the sender was never told was stored (it sends it again; the
+        // recipient's agent drops the copy), never one it was told was.
+        let (ran_tx, ran_rx) = tokio::sync::oneshot::channel();
+        let msg_id = msg.msg_id;
+        let append = self
+            .store
+            .append_message_then(rid, msg.clone(), ntf, ran_tx);
+        let deliver = async {
+            let Ok(AppendOutcome::Appended { was_empty }) = ran_rx.await else {
+                return Ok::<_, CmdError>(None);
+            };
+            let target = lock(&self.subs.rcv).stored(&rid, was_empty, msg_id, Instant::now);
+            let Some(outbox) = target else {
+                return Ok(None);
+            };
+            let m = encrypt_msg(q, &Message::Message(msg))?;
+            if outbox.id() == c.outbox.id() {
+                Ok(Some(resp(&[], &rid, m)))
+            } else {
+                outbox.push_event(&rid, m);
+                Ok(None)
             }
-        }
-        Ok((outcome, own))
+        };
+        let (outcome, own) = tokio::join!(append, deliver);
+        let outcome = outcome?;
+        let own = own?;
+        Ok((outcome, own.into_iter().collect()))
     }
 
     /// The queue was deleted (`DEL`, control port): its subscriber (on another connection) gets
@@ -1175,6 +1190,251 @@ mod tests {
                 }
             }
             Ok(())
+        }
+
+        /// A store whose appends are decided at once but become durable only when the test
+        /// opens the gate (a slow fsync, held).
+        struct HeldCommits(hush_store::MemoryStore, Arc<tokio::sync::Semaphore>);
+        use hush_store::{
+            BlockInfo, DeleteOutcome, NotifierCreds, QueueLink, ServiceParty, ServiceRecord,
+            StoreFuture, StoreStats,
+        };
+
+        impl hush_store::QueueStore for HeldCommits {
+            fn append_message_then(
+                &self,
+                recipient_id: EntityId,
+                msg: NewMessage,
+                ntf: Option<PendingNtf>,
+                ran: tokio::sync::oneshot::Sender<AppendOutcome>,
+            ) -> StoreFuture<'_, AppendOutcome> {
+                Box::pin(async move {
+                    let r = self.0.append_message(recipient_id, msg, ntf).await;
+                    if let Ok(o) = &r {
+                        let _ = ran.send(*o);
+                    }
+                    let _ = self.1.acquire().await.map(|p| p.forget());
+                    r
+                })
+            }
+            fn create_queue(&self, queue: QueueRecord) -> StoreFuture<'_, ()> {
+                self.0.create_queue(queue)
+            }
+            fn get_by_recipient(
+                &self,
+                recipient_id: EntityId,
+            ) -> StoreFuture<'_, Option<QueueRecord>> {
+                self.0.get_by_recipient(recipient_id)
+            }
+            fn get_by_sender(&self, sender_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+                self.0.get_by_sender(sender_id)
+            }
+            fn get_by_notifier(
+                &self,
+                notifier_id: EntityId,
+            ) -> StoreFuture<'_, Option<QueueRecord>> {
+                self.0.get_by_notifier(notifier_id)
+            }
+            fn get_by_link(&self, link_id: EntityId) -> StoreFuture<'_, Option<QueueRecord>> {
+                self.0.get_by_link(link_id)
+            }
+            fn secure_queue(
+                &self,
+                recipient_id: EntityId,
+                sender_key: Vec<u8>,
+            ) -> StoreFuture<'_, ()> {
+                self.0.secure_queue(recipient_id, sender_key)
+            }
+            fn add_recipient_key(
+                &self,
+                recipient_id: EntityId,
+                key: Vec<u8>,
+            ) -> StoreFuture<'_, ()> {
+                self.0.add_recipient_key(recipient_id, key)
+            }
+            fn remove_recipient_key(
+                &self,
+                recipient_id: EntityId,
+                key: Vec<u8>,
+            ) -> StoreFuture<'_, ()> {
+                self.0.remove_recipient_key(recipient_id, key)
+            }
+            fn set_recipient_keys(
+                &self,
+                recipient_id: EntityId,
+                keys: Vec<Vec<u8>>,
+            ) -> StoreFuture<'_, ()> {
+                self.0.set_recipient_keys(recipient_id, keys)
+            }
+            fn set_link(&self, recipient_id: EntityId, link: QueueLink) -> StoreFuture<'_, ()> {
+                self.0.set_link(recipient_id, link)
+            }
+            fn delete_link(&self, recipient_id: EntityId) -> StoreFuture<'_, ()> {
+                self.0.delete_link(recipient_id)
+            }
+            fn set_notifier(
+                &self,
+                recipient_id: EntityId,
+                creds: NotifierCreds,
+            ) -> StoreFuture<'_, Option<EntityId>> {
+                self.0.set_notifier(recipient_id, creds)
+            }
+            fn delete_notifier(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<EntityId>> {
+                self.0.delete_notifier(recipient_id)
+            }
+            fn suspend_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, ()> {
+                self.0.suspend_queue(recipient_id)
+            }
+            fn block_queue(&self, recipient_id: EntityId, info: BlockInfo) -> StoreFuture<'_, ()> {
+                self.0.block_queue(recipient_id, info)
+            }
+            fn unblock_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, ()> {
+                self.0.unblock_queue(recipient_id)
+            }
+            fn touch_queue(&self, recipient_id: EntityId, updated_at: i64) -> StoreFuture<'_, ()> {
+                self.0.touch_queue(recipient_id, updated_at)
+            }
+            fn delete_queue(&self, recipient_id: EntityId) -> StoreFuture<'_, QueueRecord> {
+                self.0.delete_queue(recipient_id)
+            }
+            fn append_message(
+                &self,
+                recipient_id: EntityId,
+                msg: NewMessage,
+                ntf: Option<PendingNtf>,
+            ) -> StoreFuture<'_, AppendOutcome> {
+                self.0.append_message(recipient_id, msg, ntf)
+            }
+            fn peek_message(&self, recipient_id: EntityId) -> StoreFuture<'_, Option<Message>> {
+                self.0.peek_message(recipient_id)
+            }
+            fn delete_message(
+                &self,
+                recipient_id: EntityId,
+                msg_id: MsgId,
+            ) -> StoreFuture<'_, DeleteOutcome> {
+                self.0.delete_message(recipient_id, msg_id)
+            }
+            fn message_count(&self, recipient_id: EntityId) -> StoreFuture<'_, usize> {
+                self.0.message_count(recipient_id)
+            }
+            fn expire_messages(&self, before: i64) -> StoreFuture<'_, u64> {
+                self.0.expire_messages(before)
+            }
+            fn expire_queue_messages(
+                &self,
+                recipient_id: EntityId,
+                before: i64,
+            ) -> StoreFuture<'_, u64> {
+                self.0.expire_queue_messages(recipient_id, before)
+            }
+            fn drain_notifications(
+                &self,
+                notifier_id: EntityId,
+                limit: usize,
+            ) -> StoreFuture<'_, Vec<PendingNtf>> {
+                self.0.drain_notifications(notifier_id, limit)
+            }
+            fn drain_notifications_many(
+                &self,
+                ids: Vec<EntityId>,
+                per_id: usize,
+                total: usize,
+            ) -> StoreFuture<'_, Vec<Vec<PendingNtf>>> {
+                self.0.drain_notifications_many(ids, per_id, total)
+            }
+            fn expire_notifications(&self, before: i64) -> StoreFuture<'_, u64> {
+                self.0.expire_notifications(before)
+            }
+            fn get_create_service(&self, service: ServiceRecord) -> StoreFuture<'_, EntityId> {
+                self.0.get_create_service(service)
+            }
+            fn get_queue_service(
+                &self,
+                recipient_id: EntityId,
+                party: ServiceParty,
+            ) -> StoreFuture<'_, Option<EntityId>> {
+                self.0.get_queue_service(recipient_id, party)
+            }
+            fn set_queue_service(
+                &self,
+                recipient_id: EntityId,
+                party: ServiceParty,
+                service_id: Option<EntityId>,
+            ) -> StoreFuture<'_, ()> {
+                self.0.set_queue_service(recipient_id, party, service_id)
+            }
+            fn service_queue_count(
+                &self,
+                service_id: EntityId,
+                party: ServiceParty,
+            ) -> StoreFuture<'_, u64> {
+                self.0.service_queue_count(service_id, party)
+            }
+            fn service_queue_ids(
+                &self,
+                service_id: EntityId,
+                party: ServiceParty,
+                after: Option<EntityId>,
+                limit: usize,
+            ) -> StoreFuture<'_, Vec<EntityId>> {
+                self.0.service_queue_ids(service_id, party, after, limit)
+            }
+            fn stats(&self) -> StoreFuture<'_, StoreStats> {
+                self.0.stats()
+            }
+        }
+
+        /// `SEND` to a subscribed queue: the subscriber's `MSG` is queued as soon as the store
+        /// decided the append, while its commit is still running; the sender's `OK` only after
+        /// the commit.
+        #[tokio::test]
+        async fn the_subscriber_gets_the_message_before_the_sender_gets_ok() {
+            let gate = Arc::new(tokio::sync::Semaphore::new(0));
+            let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
+            let shared = Shared::for_tests_with(Arc::new(store));
+            let qr = queue(1);
+            shared.store.create_queue(qr.clone()).await.unwrap();
+            let (mut rcv, mut snd) = (conn(2), conn(3));
+            let sub = Client {
+                outbox: &rcv.outbox,
+                local: &mut rcv.local,
+            };
+            shared.subscribe(sub, &qr, b"corr").await.unwrap();
+            let _ = events(&rcv, std::slice::from_ref(&qr));
+            let m = NewMessage {
+                msg_id: [5; 24],
+                ts: 1,
+                flags: 0,
+                body: vec![7; 10],
+            };
+            let client = Client {
+                outbox: &snd.outbox,
+                local: &mut snd.local,
+            };
+            let send = shared.send_message(client, &qr, m, None);
+            tokio::pin!(send);
+            let got = async {
+                loop {
+                    let ev = events(&rcv, std::slice::from_ref(&qr));
+                    if !ev.is_empty() {
+                        return ev;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            };
+            let ev = tokio::select! {
+                _ = &mut send => panic!("SEND finished before its commit"),
+                ev = tokio::time::timeout(std::time::Duration::from_secs(10), got) => {
+                    ev.expect("MSG queued before the commit")
+                }
+            };
+            assert_eq!(ev.len(), 1);
+            assert_eq!(msg_id(&ev[0].1), Some([5; 24]));
+            gate.add_permits(1);
+            let (outcome, own) = send.await.unwrap();
+            assert_eq!(outcome, AppendOutcome::Appended { was_empty: true });
+            assert!(own.is_empty(), "the MSG went to the other connection");
         }
 
         proptest! {
