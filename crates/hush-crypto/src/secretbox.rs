@@ -290,6 +290,8 @@ mod tests {
             Backend::Sse2,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512,
         ];
         all.into_iter().filter(|b| b.available()).collect()
     }
