@@ -18,7 +18,7 @@ use hush_store::{
 use rand::RngCore;
 
 use super::auth::{Authorization, KeyCache};
-use super::delivery::{Client, LocalSubs, Outbox, now_secs};
+use super::delivery::{Client, LocalSubs, Outbox, Sent, now_secs};
 use super::error::CmdError;
 use super::{Response, Shared, proxy};
 use crate::metrics::{GetError, NtfSubError, SendError, SubError};
@@ -37,6 +37,22 @@ pub struct ConnCtx<'a> {
     pub proxy_secret: Option<&'a hush_crypto::DhSecret>,
     /// The service this connection is a session of (v16 service handshake), if any.
     pub service: Option<&'a hush_transport::PeerService>,
+    /// Where a `SEND` whose append still commits leaves its answer, so that the connection
+    /// goes on reading meanwhile (answered with [`Shared::send_done`]); `None`: the `SEND`
+    /// waits for its commit (forwarded transmissions, whose answer travels inside `RRES`).
+    pub deferred: Option<&'a mut Vec<DeferredSend>>,
+}
+
+/// A `SEND` waiting for its commit: resolves to what its answer needs.
+pub type DeferredSend =
+    std::pin::Pin<Box<dyn std::future::Future<Output = SendDone> + Send + 'static>>;
+
+/// A `SEND` whose append's commit ended.
+pub struct SendDone {
+    corr: Vec<u8>,
+    entity: Vec<u8>,
+    nid: Option<EntityId>,
+    result: Result<AppendOutcome, CmdError>,
 }
 
 /// The service role a party's commands need in a service session (reference
@@ -439,6 +455,8 @@ impl Shared {
                     // a nested RFWD is refused
                     proxy_secret: None,
                     service: None,
+                    // the answer travels inside RRES: wait for the commit
+                    deferred: None,
                 };
                 self.process_one(&mut fc, items[0], true).await
             }
@@ -783,19 +801,56 @@ impl Shared {
             outbox: c.outbox,
             local: c.local,
         };
-        let (outcome, mut out) = self.send_message(client, &q, msg, ntf).await?;
-        match outcome {
-            AppendOutcome::Appended { .. } => {
-                self.metrics.messages_sent.inc();
-                if let Some(nid) = nid {
-                    self.metrics.messages_notify_sent.inc();
-                    self.notify.mark(nid);
+        let (sent, mut out) = self.send_message_deferred(client, &q, msg, ntf).await?;
+        let result = match sent {
+            Sent::Durable(r) => r,
+            Sent::Pending(durable) => match c.deferred.as_deref_mut() {
+                Some(list) => {
+                    let (corr, entity) = (corr.to_vec(), entity.to_vec());
+                    list.push(Box::pin(async move {
+                        SendDone {
+                            corr,
+                            entity,
+                            nid,
+                            result: durable.await,
+                        }
+                    }));
+                    return Ok(out);
                 }
+                None => durable.await,
+            },
+        };
+        match result? {
+            AppendOutcome::Appended { .. } => {
+                self.message_stored(nid);
                 out.push(Response::new(corr, entity, BrokerMsg::Ok));
                 Ok(out)
             }
             AppendOutcome::QuotaExceeded { .. } => Err(CmdError::Quota),
         }
+    }
+
+    fn message_stored(&self, nid: Option<EntityId>) {
+        self.metrics.messages_sent.inc();
+        if let Some(nid) = nid {
+            self.metrics.messages_notify_sent.inc();
+            self.notify.mark(nid);
+        }
+    }
+
+    /// The answer to a deferred `SEND` whose commit ended: `OK`, or its error.
+    pub fn send_done(&self, d: SendDone) -> Vec<Response> {
+        let e = match d.result {
+            Ok(AppendOutcome::Appended { .. }) => {
+                self.message_stored(d.nid);
+                return vec![Response::new(&d.corr, &d.entity, BrokerMsg::Ok)];
+            }
+            Ok(AppendOutcome::QuotaExceeded { .. }) => CmdError::Quota,
+            Err(e) => e,
+        };
+        e.log("SEND");
+        self.count_error("SEND", &e);
+        vec![Response::err(&d.corr, &d.entity, e.to_protocol())]
     }
 
     async fn create_queue(
@@ -1153,6 +1208,7 @@ mod tests {
                 keys: &keys,
                 proxy_secret: Some(&secret),
                 service: None,
+                deferred: None,
             };
             shared.process_transmission(&mut c, &bytes).await
         })

@@ -23,7 +23,7 @@ use hush_transport::{ConnReader, ConnWriter, ServerConnection, TransportServer};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::commands::ConnCtx;
+use super::commands::{ConnCtx, DeferredSend, SendDone};
 use super::delivery::{
     ClientShared, LocalSubs, Outbox, STOP_INACTIVE, STOP_SHUTDOWN, encode_response,
 };
@@ -109,6 +109,31 @@ struct Established {
 }
 
 /// The connection task: handshake, then [`run`].
+/// Most `SEND`s of one connection waiting for their commit at once; beyond, the connection is
+/// not read until one ends (each holds its message until the writer committed it).
+const MAX_DEFERRED_SENDS: usize = 64;
+
+fn encode_all(responses: &[Response], session_id: &[u8], version: u16) -> Vec<Vec<u8>> {
+    responses
+        .iter()
+        .map(|r| encode_response(session_id, &r.corr_id, &r.entity_id, &r.msg, version))
+        .collect()
+}
+
+/// Polls for the first deferred `SEND` whose commit ended (removed from `deferred`, which keeps
+/// the others in order).
+fn poll_done(
+    deferred: &mut [DeferredSend],
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<(usize, SendDone)> {
+    for (i, f) in deferred.iter_mut().enumerate() {
+        if let std::task::Poll::Ready(done) = f.as_mut().poll(cx) {
+            return std::task::Poll::Ready((i, done));
+        }
+    }
+    std::task::Poll::Pending
+}
+
 pub(super) async fn serve(shared: Arc<Shared>, incoming: Box<Incoming>) {
     // Boxed: the handshake's state lives on the heap only while it runs, instead of enlarging
     // this task (allocated once per connection, for its whole life).
@@ -219,7 +244,8 @@ struct Session {
     writer: ConnWriter,
     client: Arc<ClientShared>,
     session_key: X25519Secret,
-    proxy_secret: Option<DhSecret>,
+    /// Boxed: the task state stays small (see `connection_task_state_stays_small`).
+    proxy_secret: Option<Box<DhSecret>>,
     /// The service this connection is a session of (boxed: rare, and the task state stays
     /// small).
     service: Option<Box<hush_transport::PeerService>>,
@@ -239,7 +265,7 @@ fn open_session(shared: &Shared, est: Box<Established>) -> Session {
     let version = conn.version();
     let session_key = conn.session_key().clone();
     // X25519(client hello key, our session key): the secret of RFWD from an SMP proxy.
-    let proxy_secret = conn.client_dh_key().map(|k| session_key.dh(k));
+    let proxy_secret = conn.client_dh_key().map(|k| Box::new(session_key.dh(k)));
     let service = conn.service().cloned().map(Box::new);
     let id = shared.next_client.fetch_add(1, Ordering::Relaxed);
     let client = Arc::new(ClientShared::new(
@@ -288,6 +314,9 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
     let keys = super::auth::KeyCache::default();
     local.limits = super::limits::ConnLimits::for_peer(_slot.peer);
     tracing::debug!(client = id, version, "client connected");
+    // SENDs of this connection whose appends are still committing (answered when they end);
+    // boxed so that an idle connection's task stays small.
+    let mut deferred: Box<Vec<DeferredSend>> = Box::default();
     'serve: loop {
         let stop = client.stop_requested();
         if stop & STOP_SHUTDOWN != 0 {
@@ -304,7 +333,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
             }
         }
         writer.kick(&client);
-        let room = client.out.has_room();
+        let room = client.out.has_room() && deferred.len() < MAX_DEFERRED_SENDS;
         let received = tokio::select! {
             biased;
             ok = writer.finished() => {
@@ -315,7 +344,17 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
             }
             // Something was queued, or a stop was requested.
             _ = client.out.woken() => continue,
-            // Back-pressure: not read while the outgoing queue is full.
+            // A SEND's commit ended: its answer.
+            (i, done) = std::future::poll_fn(|cx| poll_done(&mut deferred, cx)),
+                if !deferred.is_empty() =>
+            {
+                drop(deferred.remove(i));
+                let answer = shared.send_done(done);
+                outbox.push(encode_all(&answer, &client.session_id, version));
+                continue;
+            }
+            // Back-pressure: not read while the outgoing queue is full, nor while too many
+            // SENDs of this connection wait for their commit.
             r = reader.recv(), if room => r,
         };
         client.touch();
@@ -333,8 +372,9 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
                         session_id: &client.session_id,
                         session_key: &session_key,
                         keys: &keys,
-                        proxy_secret: proxy_secret.as_ref(),
+                        proxy_secret: proxy_secret.as_deref(),
                         service: service.as_deref(),
+                        deferred: Some(&mut deferred),
                     };
                     // Boxed: command handling is large and its state should live on the heap
                     // only while it runs, not in this task (allocated for the connection's life).
@@ -364,19 +404,7 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
                 }
             },
         }
-        let encoded: Vec<Vec<u8>> = responses
-            .iter()
-            .map(|r| {
-                encode_response(
-                    &client.session_id,
-                    &r.corr_id,
-                    &r.entity_id,
-                    &r.msg,
-                    version,
-                )
-            })
-            .collect();
-        outbox.push(encoded);
+        outbox.push(encode_all(&responses, &client.session_id, version));
     }
     shared.client_closed(id, &local);
     shared.unregister_client(id);

@@ -444,6 +444,23 @@ impl Subscriptions {
     }
 }
 
+/// A `SEND`'s append until it is durable.
+type DurableAppend = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<AppendOutcome, hush_store::StoreError>> + Send>,
+>;
+
+/// The durable outcome of a `SEND`'s append ([`Shared::send_message_deferred`]).
+pub enum Sent {
+    /// Already known (a memory store, or an append refused before any commit).
+    Durable(Result<AppendOutcome, CmdError>),
+    /// Resolves once the append's commit ended.
+    Pending(
+        std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<AppendOutcome, CmdError>> + Send>,
+        >,
+    ),
+}
+
 /// `MSG` for a stored item: `crypto_box(rcvDhSecret, nonce = msgId, pad(plaintext, 16106))`.
 pub fn encrypt_msg(q: &QueueRecord, m: &Message) -> Result<BrokerMsg, CmdError> {
     let mut plain = Vec::new();
@@ -647,37 +664,69 @@ impl Shared {
         msg: NewMessage,
         ntf: Option<PendingNtf>,
     ) -> Result<(AppendOutcome, Vec<Response>), CmdError> {
+        let (sent, own) = self.send_message_deferred(c, q, msg, ntf).await?;
+        let outcome = match sent {
+            Sent::Durable(r) => r?,
+            Sent::Pending(durable) => durable.await?,
+        };
+        Ok((outcome, own))
+    }
+
+    /// `SEND`'s store and delivery part: the subscriber gets the message as soon as the store
+    /// decided the append, while its commit (an fsync) runs; the returned [`Sent`] resolves once
+    /// the append is durable, and only then may the sender be answered `OK`. A crash in between
+    /// loses a message the sender was never told was stored (it sends it again; the recipient's
+    /// agent drops the copy), never one it was told was. The connection keeps reading while a
+    /// [`Sent::Pending`] runs; appends keep their order (one writer, first come first served).
+    pub async fn send_message_deferred(
+        &self,
+        c: Client<'_>,
+        q: &QueueRecord,
+        msg: NewMessage,
+        ntf: Option<PendingNtf>,
+    ) -> Result<(Sent, Vec<Response>), CmdError> {
         let rid = q.recipient_id;
         let _guard = self.subs.stripe(&rid).lock().await;
-        // The subscriber gets the message as soon as the store decided the append, while its
-        // commit (an fsync) runs; the sender's `OK` waits for the commit. A crash in between
-        // loses a message the sender was never told was stored (it sends it again; the
-        // recipient's agent drops the copy), never one it was told was.
-        let (ran_tx, ran_rx) = tokio::sync::oneshot::channel();
+        let (ran_tx, mut ran_rx) = tokio::sync::oneshot::channel();
         let msg_id = msg.msg_id;
-        let append = self
-            .store
-            .append_message_then(rid, msg.clone(), ntf, ran_tx);
-        let deliver = async {
-            let Ok(AppendOutcome::Appended { was_empty }) = ran_rx.await else {
-                return Ok::<_, CmdError>(None);
-            };
-            let target = lock(&self.subs.rcv).stored(&rid, was_empty, msg_id, Instant::now);
-            let Some(outbox) = target else {
-                return Ok(None);
-            };
-            let m = encrypt_msg(q, &Message::Message(msg))?;
-            if outbox.id() == c.outbox.id() {
-                Ok(Some(resp(&[], &rid, m)))
-            } else {
-                outbox.push_event(&rid, m);
-                Ok(None)
+        let store = self.store.clone();
+        let body = msg.clone();
+        let mut durable: DurableAppend =
+            Box::pin(async move { store.append_message_then(rid, body, ntf, ran_tx).await });
+        let mut done = None;
+        let ran = tokio::select! {
+            biased;
+            r = &mut ran_rx => r.ok(),
+            r = &mut durable => {
+                done = Some(r);
+                ran_rx.try_recv().ok()
             }
         };
-        let (outcome, own) = tokio::join!(append, deliver);
-        let outcome = outcome?;
-        let own = own?;
-        Ok((outcome, own.into_iter().collect()))
+        let mut own = Vec::new();
+        match ran {
+            Some(AppendOutcome::Appended { was_empty }) => {
+                let target = lock(&self.subs.rcv).stored(&rid, was_empty, msg_id, Instant::now);
+                if let Some(outbox) = target {
+                    let m = encrypt_msg(q, &Message::Message(msg))?;
+                    if outbox.id() == c.outbox.id() {
+                        own.push(resp(&[], &rid, m));
+                    } else {
+                        outbox.push_event(&rid, m);
+                    }
+                }
+            }
+            Some(AppendOutcome::QuotaExceeded { .. }) => {}
+            // Not appended (refused before its commit): the error is the durable result.
+            None if done.is_none() => done = Some(durable.as_mut().await),
+            None => {}
+        }
+        let sent = match done {
+            Some(r) => Sent::Durable(r.map_err(CmdError::from)),
+            None => Sent::Pending(Box::pin(
+                async move { durable.await.map_err(CmdError::from) },
+            )),
+        };
+        Ok((sent, own))
     }
 
     /// The queue was deleted (`DEL`, control port): its subscriber (on another connection) gets
@@ -1382,6 +1431,78 @@ mod tests {
             }
             fn stats(&self) -> StoreFuture<'_, StoreStats> {
                 self.0.stats()
+            }
+        }
+
+        /// A connection's `SEND`s whose commits have not ended are left in its deferred list
+        /// (no answer yet, the connection reads on); each is answered `OK` under its own corrId
+        /// once its commit ended, and the messages are stored in the order sent.
+        #[tokio::test]
+        async fn sends_waiting_for_their_commit_are_answered_when_it_ends() {
+            use crate::server::auth::KeyCache;
+            use crate::server::commands::{ConnCtx, DeferredSend};
+            let gate = Arc::new(tokio::sync::Semaphore::new(0));
+            let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
+            let shared = Shared::for_tests_with(Arc::new(store));
+            let qr = queue(1);
+            shared.store.create_queue(qr.clone()).await.unwrap();
+            let mut snd = conn(3);
+            let key = hush_crypto::X25519Secret::generate();
+            let keys = KeyCache::default();
+            let mut deferred: Vec<DeferredSend> = Vec::new();
+            let send = |corr: &[u8], body: &[u8]| {
+                let cmd = hush_proto::smp::Command::Send {
+                    flags: hush_proto::smp::MsgFlags {
+                        notification: false,
+                    },
+                    body: body.to_vec(),
+                }
+                .encode(VERSION);
+                let t = Transmission::new(corr, &qr.sender_id, &cmd);
+                let mut out = Vec::new();
+                encode_transmission(&mut out, &t, VERSION, true).unwrap();
+                out
+            };
+            for (corr, body) in [(b"corr-one", b"first"), (b"corr-two", b"other")] {
+                let mut c = ConnCtx {
+                    outbox: &snd.outbox,
+                    local: &mut snd.local,
+                    version: VERSION,
+                    session_id: &[1; 32],
+                    session_key: &key,
+                    keys: &keys,
+                    proxy_secret: None,
+                    service: None,
+                    deferred: Some(&mut deferred),
+                };
+                let answer = shared.process_transmission(&mut c, &send(corr, body)).await;
+                assert!(answer.is_empty(), "no answer before the commit: {answer:?}");
+            }
+            assert_eq!(deferred.len(), 2);
+            assert_eq!(
+                shared.store.message_count(qr.recipient_id).await.unwrap(),
+                2
+            );
+            gate.add_permits(2);
+            let mut answers = Vec::new();
+            for d in deferred {
+                answers.extend(shared.send_done(d.await));
+            }
+            let got: Vec<(&[u8], &BrokerMsg)> = answers
+                .iter()
+                .map(|r| (r.corr_id.as_slice(), &r.msg))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (&b"corr-one"[..], &BrokerMsg::Ok),
+                    (&b"corr-two"[..], &BrokerMsg::Ok)
+                ]
+            );
+            let head = shared.store.peek_message(qr.recipient_id).await.unwrap();
+            match head {
+                Some(Message::Message(m)) => assert_eq!(m.body, b"first"),
+                other => panic!("head {other:?}"),
             }
         }
 
