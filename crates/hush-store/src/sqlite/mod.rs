@@ -1032,6 +1032,38 @@ mod early_commit_tests {
             .collect()
     }
 
+    fn test_queue() -> QueueRecord {
+        QueueRecord {
+            recipient_id: RID,
+            recipient_keys: vec![vec![1; 44]],
+            rcv_dh_secret: [7; 32],
+            sender_id: [b's'; 24],
+            sender_key: None,
+            mode: Some(QueueMode::Messaging),
+            link: None,
+            notifier: None,
+            status: QueueStatus::Active,
+            updated_at: None,
+        }
+    }
+
+    /// A writer on the store at `path`, driven step by step by the test.
+    fn writer_on(path: &Path, commit_delay: Duration) -> group_commit::Committer<RelayWriter> {
+        group_commit::Committer::new(
+            RelayWriter {
+                conn: Connection::open(path).unwrap(),
+                st: WriterState::new(16, 100, Arc::default()),
+                counters: Arc::default(),
+                cache: Arc::new(Cache::new(16, 1 << 20)),
+            },
+            group_commit::Options {
+                max_batch: 1024,
+                commit_delay,
+                busy_commit_delay: Duration::ZERO,
+            },
+        )
+    }
+
     fn job<T: Send + 'static>(
         early: bool,
         op: impl FnOnce(&Connection, &mut WriterState) -> StoreResult<T> + Send + 'static,
@@ -1051,37 +1083,12 @@ mod early_commit_tests {
         let path = dir.path().join("store.db");
         {
             let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-            s.create_queue(QueueRecord {
-                recipient_id: RID,
-                recipient_keys: vec![vec![1; 44]],
-                rcv_dh_secret: [7; 32],
-                sender_id: [b's'; 24],
-                sender_key: None,
-                mode: Some(QueueMode::Messaging),
-                link: None,
-                notifier: None,
-                status: QueueStatus::Active,
-                updated_at: None,
-            })
-            .await
-            .unwrap();
+            s.create_queue(test_queue()).await.unwrap();
             for n in 0..2 {
                 s.append_message(RID, new_msg(n), None).await.unwrap();
             }
         }
-        let mut c = group_commit::Committer::new(
-            RelayWriter {
-                conn: Connection::open(&path).unwrap(),
-                st: WriterState::new(16, 100, Arc::default()),
-                counters: Arc::default(),
-                cache: Arc::new(Cache::new(16, 1 << 20)),
-            },
-            group_commit::Options {
-                max_batch: 1024,
-                commit_delay: Duration::from_secs(60),
-                busy_commit_delay: Duration::ZERO,
-            },
-        );
+        let mut c = writer_on(&path, Duration::from_secs(60));
 
         // ACK of message 0: the new head (1) is committed, so the answer leaves at once and the
         // transaction stays open, waiting for more work.
@@ -1135,34 +1142,9 @@ mod early_commit_tests {
         let path = dir.path().join("store.db");
         {
             let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-            s.create_queue(QueueRecord {
-                recipient_id: RID,
-                recipient_keys: vec![vec![1; 44]],
-                rcv_dh_secret: [7; 32],
-                sender_id: [b's'; 24],
-                sender_key: None,
-                mode: Some(QueueMode::Messaging),
-                link: None,
-                notifier: None,
-                status: QueueStatus::Active,
-                updated_at: None,
-            })
-            .await
-            .unwrap();
+            s.create_queue(test_queue()).await.unwrap();
         }
-        let mut c = group_commit::Committer::new(
-            RelayWriter {
-                conn: Connection::open(&path).unwrap(),
-                st: WriterState::new(16, 100, Arc::default()),
-                counters: Arc::default(),
-                cache: Arc::new(Cache::new(16, 1 << 20)),
-            },
-            group_commit::Options {
-                max_batch: 1024,
-                commit_delay: Duration::ZERO,
-                busy_commit_delay: Duration::ZERO,
-            },
-        );
+        let mut c = writer_on(&path, Duration::ZERO);
         let append = |n: u8, body: Vec<u8>| {
             let (tx, rx) = oneshot::channel();
             let (ran_tx, ran_rx) = oneshot::channel();
