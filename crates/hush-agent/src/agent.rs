@@ -267,6 +267,9 @@ struct Inner {
     held: Mutex<HashMap<(String, Vec<u8>), RawMsg>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stop: watch::Sender<bool>,
+    /// Held by the receive loop while it handles one relay event (decrypt, store, emit, `ACK`):
+    /// [`Agent::close`] waits for it, so a message already reported is also acknowledged.
+    receiving: tokio::sync::Mutex<()>,
 }
 
 /// The client agent. Clone to share.
@@ -280,6 +283,9 @@ impl std::fmt::Debug for Agent {
         f.debug_struct("Agent").finish_non_exhaustive()
     }
 }
+
+/// How long [`Agent::close`] waits for the message being handled (its `ACK` included).
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -345,6 +351,7 @@ impl Agent {
                 held: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(Vec::new()),
                 stop,
+                receiving: tokio::sync::Mutex::new(()),
             }),
         };
         let a = agent.clone();
@@ -358,9 +365,14 @@ impl Agent {
         Ok((agent, rx))
     }
 
-    /// Stops all tasks and closes relay connections.
+    /// Stops all tasks and closes relay connections. A message being handled is finished first
+    /// (up to [`CLOSE_WAIT`]): one already reported as an event is also acknowledged, so the
+    /// relay does not deliver it again to the next start.
     pub async fn close(&self) {
         self.inner.stop.send_replace(true);
+        // The receive loop handles nothing more once `stop` is set; wait for the event it may
+        // be handling (its ACK included).
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.inner.receiving.lock()).await;
         self.inner.pool.close().await;
         let tasks = std::mem::take(&mut *lock(&self.inner.tasks));
         for t in tasks {
@@ -1211,6 +1223,11 @@ impl Agent {
 
     async fn pool_loop(&self, mut events: PoolEvents) {
         while let Some(ev) = events.recv().await {
+            let _receiving = self.inner.receiving.lock().await;
+            if *self.inner.stop.borrow() {
+                // closing: not handled (a message is delivered again to the next start)
+                break;
+            }
             match ev {
                 PoolEvent::Event { server, event } => match event {
                     ServerEvent::Message { rcv_id, msg } => {
