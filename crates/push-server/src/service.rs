@@ -89,6 +89,21 @@ struct Inner {
     /// The running dispatcher's delivery slots: `submit` starts a job's delivery itself when one
     /// is free (no hop through the dispatcher task). Closed when the dispatcher stops.
     slots: std::sync::OnceLock<Arc<Semaphore>>,
+    /// Serialises "read the stored count, set the gauge" so that a stale read never overwrites
+    /// a newer count (`push_anonymous_registrations`).
+    anonymous_gauge: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    /// Sets `push_anonymous_registrations` to the count stored in the outbox.
+    async fn refresh_anonymous_gauge(&self) {
+        let _serial = self.anonymous_gauge.lock().await;
+        if let Ok(n) = self.outbox.anonymous_registrations().await {
+            self.metrics
+                .anonymous_registrations
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// Jobs handed from `submit` to the dispatcher in memory (committed already leased) that may
@@ -157,6 +172,7 @@ impl PushService {
                 direct_rx: std::sync::Mutex::new(Some(direct_rx)),
                 finishing: Arc::new(Semaphore::new(FINISHING)),
                 slots: std::sync::OnceLock::new(),
+                anonymous_gauge: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -288,7 +304,7 @@ impl PushService {
                     Err(e) => return Err(storage(e)),
                 };
                 if anonymous {
-                    self.inner.metrics.anonymous_registrations.inc();
+                    self.inner.refresh_anonymous_gauge().await;
                 }
                 self.inner.handle_key.seal_registration(&id).map_err(bad)?
             }
@@ -386,12 +402,7 @@ impl PushService {
                 if let Err(e) = inner.outbox.prune_registrations(unused).await {
                     tracing::warn!("registration prune failed: {e}");
                 }
-                if let Ok(n) = inner.outbox.anonymous_registrations().await {
-                    inner
-                        .metrics
-                        .anonymous_registrations
-                        .set(i64::try_from(n).unwrap_or(i64::MAX));
-                }
+                inner.refresh_anonymous_gauge().await;
             }
             // Jobs handed over by `submit` first: they are leased already.
             while let Ok(job) = direct_rx.try_recv() {
