@@ -134,6 +134,20 @@ fn poll_done(
     std::task::Poll::Pending
 }
 
+/// Waits (bounded by [`FINAL_WRITE_LIMIT`]) for the commits of a closed connection's deferred
+/// `SEND`s and accounts them (metrics, notifier marks). Boxed: runs once, at the end.
+pub(in crate::server) async fn finish_deferred(shared: &Shared, deferred: Vec<DeferredSend>) {
+    if deferred.is_empty() {
+        return;
+    }
+    let _ = Box::pin(tokio::time::timeout(FINAL_WRITE_LIMIT, async {
+        for d in deferred {
+            let _ = shared.send_done(d.await);
+        }
+    }))
+    .await;
+}
+
 pub(super) async fn serve(shared: Arc<Shared>, incoming: Box<Incoming>) {
     // Boxed: the handshake's state lives on the heap only while it runs, instead of enlarging
     // this task (allocated once per connection, for its whole life).
@@ -406,6 +420,9 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
         }
         outbox.push(encode_all(&responses, &client.session_id, version));
     }
+    // SENDs still committing: their answers have nowhere to go, but their metrics and the
+    // notifications they mark must not be lost with the connection.
+    finish_deferred(&shared, std::mem::take(&mut *deferred)).await;
     shared.client_closed(id, &local);
     shared.unregister_client(id);
     // Write what is already queued (bounded in time: the client may not be reading), then close.

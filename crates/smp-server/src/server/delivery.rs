@@ -1506,6 +1506,49 @@ mod tests {
             }
         }
 
+        /// A connection that closes while its `SEND`s commit: they are still accounted once
+        /// their commits end (the connection loop hands its list to `finish_deferred`).
+        #[tokio::test]
+        async fn a_closed_connections_sends_are_accounted_when_their_commits_end() {
+            use crate::server::auth::KeyCache;
+            use crate::server::commands::{ConnCtx, DeferredSend};
+            let gate = Arc::new(tokio::sync::Semaphore::new(0));
+            let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
+            let shared = Shared::for_tests_with(Arc::new(store));
+            let qr = queue(1);
+            shared.store.create_queue(qr.clone()).await.unwrap();
+            let mut snd = conn(3);
+            let key = hush_crypto::X25519Secret::generate();
+            let keys = KeyCache::default();
+            let mut deferred: Vec<DeferredSend> = Vec::new();
+            let cmd = hush_proto::smp::Command::Send {
+                flags: hush_proto::smp::MsgFlags {
+                    notification: false,
+                },
+                body: b"late".to_vec(),
+            }
+            .encode(VERSION);
+            let mut bytes = Vec::new();
+            let t = Transmission::new(b"corr", &qr.sender_id, &cmd);
+            encode_transmission(&mut bytes, &t, VERSION, true).unwrap();
+            let mut c = ConnCtx {
+                outbox: &snd.outbox,
+                local: &mut snd.local,
+                version: VERSION,
+                session_id: &[1; 32],
+                session_key: &key,
+                keys: &keys,
+                proxy_secret: None,
+                service: None,
+                deferred: Some(&mut deferred),
+            };
+            assert!(shared.process_transmission(&mut c, &bytes).await.is_empty());
+            let before = shared.metrics.messages_sent.get();
+            gate.add_permits(1);
+            crate::server::connection::finish_deferred(&shared, deferred).await;
+            assert_eq!(shared.metrics.messages_sent.get(), before + 1);
+        }
+
         /// `SEND` to a subscribed queue: the subscriber's `MSG` is queued as soon as the store
         /// decided the append, while its commit is still running; the sender's `OK` only after
         /// the commit.
