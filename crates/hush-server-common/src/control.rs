@@ -556,9 +556,9 @@ async fn write_lines<W: tokio::io::AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::ControlClient;
     use crate::{ShutdownTrigger, shutdown_channel};
     use std::sync::Mutex;
-    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
     /// A table with a user command (`count`), an admin command with an argument (`echo <word>`)
     /// and one reference name it does not offer; `calls` records what ran.
@@ -632,48 +632,15 @@ mod tests {
         }
     }
 
-    struct Client {
-        rd: BufReader<OwnedReadHalf>,
-        wr: OwnedWriteHalf,
-    }
+    /// The shared control-port test client, under this module's test server name.
+    struct Client;
 
     impl Client {
-        async fn raw(addr: SocketAddr) -> Client {
-            let (rd, wr) = TcpStream::connect(addr).await.unwrap().into_split();
-            Client {
-                rd: BufReader::new(rd),
-                wr,
-            }
+        async fn raw(addr: SocketAddr) -> ControlClient {
+            ControlClient::raw(addr).await
         }
-        async fn connect(addr: SocketAddr) -> Client {
-            let mut c = Client::raw(addr).await;
-            assert_eq!(c.line().await.as_deref(), Some("TEST server control port"));
-            assert_eq!(
-                c.line().await.as_deref(),
-                Some("'help' for supported commands")
-            );
-            c
-        }
-        /// Next line, or `None` at EOF (or a reset after the server closed).
-        async fn line(&mut self) -> Option<String> {
-            let mut s = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(10), self.rd.read_line(&mut s))
-                .await
-                .expect("no reply")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            assert_eq!(s.pop(), Some('\n'), "{s:?}");
-            Some(s)
-        }
-        async fn send(&mut self, l: &str) {
-            self.wr.write_all(l.as_bytes()).await.unwrap();
-            self.wr.write_all(b"\n").await.unwrap();
-        }
-        async fn cmd(&mut self, l: &str) -> String {
-            self.send(l).await;
-            self.line().await.expect("connection closed")
+        async fn connect(addr: SocketAddr) -> ControlClient {
+            ControlClient::connect(addr, "TEST server").await
         }
     }
 
@@ -708,7 +675,7 @@ mod tests {
             c.cmd("frobnicate").await,
             "error: unknown command \"frobnicate\", 'help' for supported commands"
         );
-        c.wr.write_all(b"\xff\n").await.unwrap();
+        c.send_bytes(b"\xff\n").await.unwrap();
         assert_eq!(
             c.line().await.as_deref(),
             Some("error: command is not valid UTF-8")
@@ -738,7 +705,7 @@ mod tests {
         assert_eq!(a.cmd("echo hi").await, "hi");
         assert_eq!(a.line().await.as_deref(), Some("second line"));
         assert_eq!(a.cmd("echo fail").await, "error: it failed");
-        a.wr.write_all(b"\r\n\ncount\r\n").await.unwrap();
+        a.send_bytes(b"\r\n\ncount\r\n").await.unwrap();
         assert_eq!(a.line().await.as_deref(), Some("count: 4"));
         assert_eq!(
             a.cmd("quit now").await,
@@ -837,7 +804,7 @@ mod tests {
         assert_eq!(c.line().await, None);
         // A stream without a newline is cut off too.
         let mut c = Client::connect(s.addr).await;
-        let _ = c.wr.write_all(&[b'x'; 10_000]).await;
+        let _ = c.send_bytes(&[b'x'; 10_000]).await;
         let l = c.line().await.unwrap();
         assert!(l.starts_with("error: line too long"), "{l}");
         assert!(s.calls.lock().unwrap().is_empty());

@@ -7,7 +7,8 @@
 //!   on panic), [`output_text`];
 //! * reading what `start` prints: [`stdout_lines`], [`wait_for_lines`], [`after`];
 //! * the configuration-error checks every server's `config_errors` test makes:
-//!   [`check_unknown_key`], [`check_on_off`], [`check_out_of_range`].
+//!   [`check_unknown_key`], [`check_on_off`], [`check_out_of_range`];
+//! * a line client for a control port: [`ControlClient`].
 
 use std::io::BufRead;
 use std::path::Path;
@@ -233,5 +234,75 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(output_text(&o), "out\nerr\n");
+    }
+}
+
+/// A client of a hush control port (`crate::control`): one command per line, one reply line each.
+#[derive(Debug)]
+pub struct ControlClient {
+    rd: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl ControlClient {
+    /// Connects without reading the banner.
+    pub async fn raw(addr: std::net::SocketAddr) -> ControlClient {
+        let (rd, wr) = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("control port connects")
+            .into_split();
+        ControlClient {
+            rd: tokio::io::BufReader::new(rd),
+            wr,
+        }
+    }
+
+    /// Connects and checks the two banner lines (`<name> control port`, the help hint).
+    pub async fn connect(addr: std::net::SocketAddr, name: &str) -> ControlClient {
+        let mut c = ControlClient::raw(addr).await;
+        assert_eq!(
+            c.line().await.as_deref(),
+            Some(format!("{name} control port").as_str())
+        );
+        assert_eq!(
+            c.line().await.as_deref(),
+            Some("'help' for supported commands")
+        );
+        c
+    }
+
+    /// The next line (without its `\n`; 10 s at most), or `None` at EOF or after a reset.
+    pub async fn line(&mut self) -> Option<String> {
+        use tokio::io::AsyncBufReadExt;
+        let mut s = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), self.rd.read_line(&mut s))
+            .await
+            .expect("no reply")
+            .unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+        assert_eq!(s.pop(), Some('\n'), "{s:?}");
+        Some(s)
+    }
+
+    /// Sends `l` and a newline.
+    pub async fn send(&mut self, l: &str) {
+        self.send_bytes(l.as_bytes())
+            .await
+            .expect("control port write");
+        self.send_bytes(b"\n").await.expect("control port write");
+    }
+
+    /// Sends raw bytes (a partial or over-long line); the server may have closed already.
+    pub async fn send_bytes(&mut self, b: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.wr.write_all(b).await
+    }
+
+    /// Sends a command and returns its reply line.
+    pub async fn cmd(&mut self, l: &str) -> String {
+        self.send(l).await;
+        self.line().await.expect("connection closed")
     }
 }

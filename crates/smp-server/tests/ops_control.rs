@@ -3,15 +3,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hush_server_common::test_support::ControlClient;
 use proptest::prelude::*;
 use smp_server::config::BasicAuth;
 use smp_server::control::{
     self, BlockingInfo, BlockingReason, ControlAuth, ControlCommand, ControlHandler, ControlReply,
     MAX_LINE, SenderId,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Records every call; `status` of an unknown queue is an error, as in the reference.
 #[derive(Default)]
@@ -95,44 +93,12 @@ impl ControlHandler for TestHandler {
     }
 }
 
-struct Client {
-    rd: BufReader<OwnedReadHalf>,
-    wr: OwnedWriteHalf,
-}
+/// The shared control-port test client (hush-server-common `test_support`).
+struct Client;
 
 impl Client {
-    async fn connect(addr: std::net::SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).await.unwrap();
-        let (rd, wr) = s.into_split();
-        let mut c = Client {
-            rd: BufReader::new(rd),
-            wr,
-        };
-        assert_eq!(c.line().await.as_deref(), Some("SMP server control port"));
-        assert_eq!(
-            c.line().await.as_deref(),
-            Some("'help' for supported commands")
-        );
-        c
-    }
-    /// Next line, or None at EOF.
-    async fn line(&mut self) -> Option<String> {
-        let mut s = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(10), self.rd.read_line(&mut s))
-            .await
-            .expect("no reply")
-            .unwrap();
-        if n == 0 {
-            return None;
-        }
-        assert!(s.ends_with('\n'));
-        s.pop();
-        Some(s)
-    }
-    async fn cmd(&mut self, c: &str) -> String {
-        self.wr.write_all(c.as_bytes()).await.unwrap();
-        self.wr.write_all(b"\n").await.unwrap();
-        self.line().await.expect("connection closed")
+    async fn connect(addr: std::net::SocketAddr) -> ControlClient {
+        ControlClient::connect(addr, "SMP server").await
     }
 }
 
@@ -237,7 +203,7 @@ async fn roles_gate_commands() {
         ]
     );
     // quit closes the connection.
-    a.wr.write_all(b"quit\n").await.unwrap();
+    a.send_bytes(b"quit\n").await.unwrap();
     assert_eq!(a.line().await, None);
 }
 
@@ -265,13 +231,13 @@ async fn bad_input_gets_error_lines_and_the_session_goes_on() {
         c.cmd("threads").await,
         "error: threads is not implemented by this server"
     );
-    c.wr.write_all(b"\xff\xfe\n").await.unwrap();
+    c.send_bytes(b"\xff\xfe\n").await.unwrap();
     assert_eq!(
         c.line().await.as_deref(),
         Some("error: command is not valid UTF-8")
     );
     // Empty lines and CRLF are fine.
-    c.wr.write_all(b"\r\n\n").await.unwrap();
+    c.send_bytes(b"\r\n\n").await.unwrap();
     assert_eq!(c.cmd("help\r").await.split(':').next(), Some("commands"));
     // Wrong password: role stays none, the session goes on.
     assert_eq!(c.cmd("auth wrong").await, "Current role is CPRNone");
@@ -284,8 +250,8 @@ async fn overlong_line_closes_the_connection() {
     let s = server().await;
     let mut c = Client::connect(s.addr).await;
     let long = vec![b'a'; MAX_LINE + 1];
-    c.wr.write_all(&long).await.unwrap();
-    c.wr.write_all(b"\n").await.unwrap();
+    c.send_bytes(&long).await.unwrap();
+    c.send_bytes(b"\n").await.unwrap();
     assert_eq!(
         c.line().await,
         Some(format!(
@@ -298,8 +264,8 @@ async fn overlong_line_closes_the_connection() {
     let mut c = Client::connect(s.addr).await;
     let mut exact = b"status ".to_vec();
     exact.extend(std::iter::repeat_n(b'A', MAX_LINE - exact.len()));
-    c.wr.write_all(&exact).await.unwrap();
-    c.wr.write_all(b"\n").await.unwrap();
+    c.send_bytes(&exact).await.unwrap();
+    c.send_bytes(b"\n").await.unwrap();
     assert_eq!(
         c.line().await.as_deref(),
         Some("error: invalid queue id: expected the base64url sender id")
@@ -308,7 +274,7 @@ async fn overlong_line_closes_the_connection() {
     // A huge stream without newlines is cut off too.
     let mut c = Client::connect(s.addr).await;
     let junk = vec![b'x'; 256 * 1024];
-    let _ = c.wr.write_all(&junk).await; // the server may close before we finish
+    let _ = c.send_bytes(&junk).await; // the server may close before we finish
     let l = c.line().await.unwrap();
     assert!(l.starts_with("error: line too long"), "{l}");
 }
