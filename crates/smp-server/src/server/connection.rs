@@ -493,4 +493,129 @@ mod tests {
         eprintln!("connection task state: {size} bytes");
         assert!(size <= 800, "connection task state is {size} bytes");
     }
+
+    /// An unauthenticated client pipelining `SEND`s while commits stall holds at most
+    /// [`MAX_DEFERRED_SENDS`] of them at the relay: beyond, its connection is not read (the
+    /// messages wait in its own socket); every one is stored and answered once commits go on.
+    #[tokio::test]
+    async fn a_connection_is_not_read_while_its_cap_of_sends_waits_for_commits() {
+        use crate::server::test_store::HeldCommits;
+        use hush_proto::smp::{BrokerMsg, Command, MsgFlags};
+        use hush_proto::transmission::{Transmission, decode_transmission, encode_transmission};
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let store = Arc::new(HeldCommits(
+            hush_store::MemoryStore::new(1000),
+            gate.clone(),
+        ));
+        let shared = Shared::for_tests_with(store);
+        let rid = [1u8; 24];
+        let sid = [2u8; 24];
+        shared
+            .store
+            .create_queue(hush_store::QueueRecord {
+                recipient_id: rid,
+                recipient_keys: vec![vec![1, 2, 3]],
+                rcv_dh_secret: [3; 32],
+                sender_id: sid,
+                sender_key: None,
+                mode: None,
+                link: None,
+                notifier: None,
+                status: hush_store::QueueStatus::Active,
+                updated_at: None,
+            })
+            .await
+            .unwrap();
+        let id = hush_crypto::ServerIdentity::generate(hush_crypto::SignAlgorithm::Ed25519, "t")
+            .unwrap();
+        let server_id = hush_transport::ServerIdentity::from_crypto(&id).unwrap();
+        let fingerprint = server_id.fingerprint();
+        let transport = TransportServer::smp(server_id).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (_trigger, shutdown) = crate::shutdown_channel();
+        let relay = shared.clone();
+        tokio::spawn(async move {
+            let (tcp, _) = l.accept().await.unwrap();
+            let permit = Arc::new(tokio::sync::Semaphore::new(1))
+                .try_acquire_owned()
+                .unwrap();
+            serve(
+                relay,
+                Box::new(Incoming {
+                    transport,
+                    tcp,
+                    port: 0,
+                    shutdown,
+                    slot: Slot {
+                        _permit: permit,
+                        _ip: hush_server_common::IpConnLimiter::new(1)
+                            .try_acquire(std::net::Ipv4Addr::LOCALHOST.into())
+                            .unwrap(),
+                        peer: std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST).into(),
+                    },
+                }),
+            )
+            .await;
+        });
+        let conn = hush_transport::TransportClient::smp()
+            .unwrap()
+            .connect_addr(addr, &fingerprint)
+            .await
+            .unwrap();
+        let version = conn.version();
+        let (mut rd, mut wr) = conn.into_split();
+        let total = MAX_DEFERRED_SENDS + 6;
+        let cmd = Command::Send {
+            flags: MsgFlags {
+                notification: false,
+            },
+            body: b"hi".to_vec(),
+        }
+        .encode(version);
+        // One SEND per block, written by a task: the relay stops reading, so the writes block.
+        let writer = tokio::spawn(async move {
+            for i in 0..total {
+                let corr = format!("{i:024}");
+                let t = Transmission::new(corr.as_bytes(), &sid, &cmd);
+                let mut bytes = Vec::new();
+                encode_transmission(&mut bytes, &t, version, true).unwrap();
+                wr.send_transmissions(&[bytes]).await.unwrap();
+            }
+            wr
+        });
+        let count = || shared.store.message_count(rid);
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while count().await.unwrap() < MAX_DEFERRED_SENDS {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the relay takes SENDs up to its cap");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            count().await.unwrap(),
+            MAX_DEFERRED_SENDS,
+            "nothing read beyond the cap"
+        );
+        gate.add_permits(total);
+        let mut oks = 0;
+        while oks < total {
+            let block = tokio::time::timeout(std::time::Duration::from_secs(10), rd.recv())
+                .await
+                .expect("answers once commits go on")
+                .unwrap()
+                .unwrap();
+            for t in block.transmissions().unwrap() {
+                let t = decode_transmission(t, version, true).unwrap();
+                assert_eq!(
+                    BrokerMsg::decode(t.command, version).unwrap(),
+                    BrokerMsg::Ok
+                );
+                oks += 1;
+            }
+        }
+        assert_eq!(count().await.unwrap(), total);
+        drop(writer.await.unwrap());
+    }
 }

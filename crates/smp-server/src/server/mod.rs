@@ -39,6 +39,8 @@ pub mod error;
 pub mod limits;
 pub mod notify;
 pub mod proxy;
+#[cfg(test)]
+mod test_store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
