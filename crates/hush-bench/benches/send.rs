@@ -11,7 +11,7 @@
 use divan::{Bencher, black_box};
 use hush_bench::{SendFixture, open_send, seal_send};
 use hush_crypto::secretbox::{TAG_LEN, sb_encrypt_into, sb_open_in_place};
-use hush_crypto::{Ed25519Secret, PublicKey, SbChainKey};
+use hush_crypto::{Ed25519Secret, Ed25519Verifier, PublicKey, SbChainKey};
 use hush_proto::version::SMP_BLOCK_SIZE;
 
 fn main() {
@@ -49,8 +49,25 @@ mod send {
         let mut block = Vec::new();
         seal_send(&fx, &mut fx.chain(), &mut block);
         b.with_inputs(|| block.clone()).bench_local_refs(|blk| {
-            open_send(&fx.sender_public, &fx.session_id, &mut fx.chain(), blk)
+            open_send(&fx.sender_verifier, &fx.session_id, &mut fx.chain(), blk)
                 .expect("the fixture block opens")
+        });
+    }
+
+    /// `b_open` with the sender key decoded (point decompression) on every open: a relay's
+    /// first verification with a key on a connection (and the figure before 2026-12-06's
+    /// seventh session, when the bench decoded the key each time).
+    #[divan::bench]
+    fn b_open_key_decoded_each_time(b: Bencher) {
+        let fx = SendFixture::default();
+        let mut block = Vec::new();
+        seal_send(&fx, &mut fx.chain(), &mut block);
+        let PublicKey::Ed25519(pk) = &fx.sender_public else {
+            unreachable!("the fixture key is Ed25519")
+        };
+        b.with_inputs(|| block.clone()).bench_local_refs(|blk| {
+            let key = Ed25519Verifier::new(pk).expect("the fixture key is a point");
+            open_send(&key, &fx.session_id, &mut fx.chain(), blk).expect("the fixture block opens")
         });
     }
 
@@ -61,7 +78,7 @@ mod send {
         let mut out = Vec::with_capacity(SMP_BLOCK_SIZE);
         b.bench_local(|| {
             seal_send(&fx, &mut client, &mut out);
-            open_send(&fx.sender_public, &fx.session_id, &mut server, &mut out)
+            open_send(&fx.sender_verifier, &fx.session_id, &mut server, &mut out)
                 .expect("the block opens")
         });
     }
@@ -97,14 +114,11 @@ mod primitives {
     /// (`PublicKey::verify` decompresses the point on every call).
     #[divan::bench(args = [100, AUTHORIZED_LEN])]
     fn ed25519_verify_cached_key(b: Bencher, len: usize) {
-        use ed25519_dalek::VerifyingKey;
         let sk = key();
         let msg = vec![1u8; len];
         let sig = sk.sign(&msg);
-        let vk = VerifyingKey::from_bytes(&sk.public().0).expect("valid key");
-        b.bench_local(|| {
-            hush_crypto::keys::ed25519_verify(&vk, black_box(&msg), black_box(&sig)).is_ok()
-        });
+        let vk = Ed25519Verifier::new(&sk.public()).expect("valid key");
+        b.bench_local(|| vk.verify(black_box(&msg), black_box(&sig)).is_ok());
     }
 
     /// The previous verify: ed25519-dalek's own `Verifier` (SHA-512 from the `sha2` crate),

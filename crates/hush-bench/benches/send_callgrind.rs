@@ -97,7 +97,7 @@ fn cg_seal_send(fx: &SendFixture, out: &mut Vec<u8>) {
 
 #[inline(never)]
 fn cg_open_send(fx: &SendFixture, block: &mut [u8]) {
-    let r = open_send(&fx.sender_public, &fx.session_id, &mut fx.chain(), block);
+    let r = open_send(&fx.sender_verifier, &fx.session_id, &mut fx.chain(), block);
     assert!(r.is_ok());
 }
 
@@ -109,7 +109,7 @@ fn cg_send_total(
     buf: &mut Vec<u8>,
 ) {
     seal_send(fx, client, buf);
-    let r = open_send(&fx.sender_public, &fx.session_id, server, buf);
+    let r = open_send(&fx.sender_verifier, &fx.session_id, server, buf);
     assert!(r.is_ok());
 }
 
@@ -213,7 +213,7 @@ fn child(scenario: &str) {
         "open_send" => {
             let mut blocks = vec![sealed.clone(); n + 1];
             let _ = open_send(
-                &fx.sender_public,
+                &fx.sender_verifier,
                 &fx.session_id,
                 &mut fx.chain(),
                 &mut blocks[n],
@@ -225,7 +225,7 @@ fn child(scenario: &str) {
         "send_total" => {
             let (mut client, mut server) = (fx.chain(), fx.chain());
             seal_send(&fx, &mut client, &mut out);
-            let _ = open_send(&fx.sender_public, &fx.session_id, &mut server, &mut out);
+            let _ = open_send(&fx.sender_verifier, &fx.session_id, &mut server, &mut out);
             for _ in 0..n {
                 cg_send_total(black_box(&fx), &mut client, &mut server, &mut out);
             }

@@ -6,17 +6,19 @@
 //!   bytes with Ed25519, encode the v18 transmission, batch it into a block, pad and encrypt
 //!   with the next secretbox-chain key → 16384 bytes.
 //! * [`open_send`] (server side): decrypt with the next chain key, unpad, parse the batch and
-//!   the transmission, parse the command, verify the signature.
+//!   the transmission, parse the command, verify the signature where the authorized bytes lie
+//!   in the block, with the sender key decoded once (as the relay's per-connection key cache
+//!   holds it after the connection's first verified command).
 //!
 //! Both use only the crates' public API, as `hush-transport` and the server do.
 
 use hush_crypto::secretbox::{TAG_LEN, sb_encrypt_into, sb_open_in_place};
-use hush_crypto::{Ed25519Secret, PublicKey, SbChainKey, TransmissionAuth};
+use hush_crypto::{Ed25519Secret, Ed25519Verifier, PublicKey, SbChainKey, SignAlgorithm};
 use hush_proto::encoding::unpad;
 use hush_proto::smp::{Command, MsgFlags};
 use hush_proto::transmission::{
-    Layout, Transmission, authorized_bytes, batch_one, decode_batch, decode_transmission_with,
-    encode_transmission_with,
+    Authorized, Layout, Transmission, authorized_bytes, batch_one, decode_batch,
+    decode_transmission_signed, encode_transmission_with,
 };
 use hush_proto::version::{SMP_BLOCK_SIZE, smp_version};
 
@@ -50,6 +52,8 @@ pub enum OpenError {
 pub struct SendFixture {
     pub sender_key: Ed25519Secret,
     pub sender_public: PublicKey,
+    /// `sender_public` decoded, as the relay keeps it.
+    pub sender_verifier: Ed25519Verifier,
     pub session_id: [u8; 32],
     pub corr_id: [u8; 24],
     pub sender_id: [u8; 24],
@@ -62,9 +66,12 @@ impl Default for SendFixture {
     fn default() -> Self {
         let sender_key = Ed25519Secret::from_seed(&core::array::from_fn(|i| i as u8 + 1));
         let sender_public = PublicKey::Ed25519(sender_key.public());
+        let sender_verifier =
+            Ed25519Verifier::new(&sender_key.public()).expect("a generated key is a point");
         SendFixture {
             sender_key,
             sender_public,
+            sender_verifier,
             session_id: core::array::from_fn(|i| 201 + i as u8),
             corr_id: core::array::from_fn(|i| 1 + i as u8),
             sender_id: core::array::from_fn(|i| 101 + i as u8),
@@ -90,8 +97,9 @@ pub fn seal_send(fx: &SendFixture, chain: &mut SbChainKey, out: &mut Vec<u8>) {
         body: fx.body.clone(),
     };
     let command = cmd.encode(smp_version::CURRENT);
-    let authorized = authorized_bytes(&fx.session_id, &fx.corr_id, &fx.sender_id, &command);
-    let sig = fx.sender_key.sign(&authorized);
+    // As hush-client's `encode_command`: the short head, then the command where it is.
+    let head = authorized_bytes(&fx.session_id, &fx.corr_id, &fx.sender_id, &[]);
+    let sig = fx.sender_key.sign_parts(&[&head, &command]);
     let t = Transmission {
         authorization: &sig,
         service_sig: None,
@@ -121,7 +129,7 @@ pub struct OpenedSend {
 /// `SEND` command and verifies its signature against `sender_key` over the connection's
 /// `session_id`. Advances `chain` by one block.
 pub fn open_send(
-    sender_key: &PublicKey,
+    sender_key: &Ed25519Verifier,
     session_id: &[u8],
     chain: &mut SbChainKey,
     block: &mut [u8],
@@ -133,23 +141,21 @@ pub fn open_send(
     let [item] = items.as_slice() else {
         return Err(OpenError::Batch);
     };
-    let t = decode_transmission_with(item, Layout::smp(smp_version::CURRENT))
+    let (t, signed) = decode_transmission_signed(item, Layout::smp(smp_version::CURRENT))
         .map_err(|_| OpenError::Transmission)?;
     let cmd = Command::decode(t.command, smp_version::CURRENT).map_err(|_| OpenError::Command)?;
     let Command::Send { flags, body } = cmd else {
         return Err(OpenError::NotSend);
     };
-    let auth = TransmissionAuth::parse(t.authorization).map_err(|_| OpenError::Signature)?;
-    let authorized = t.authorized(session_id);
-    if !hush_crypto::verify_transmission(
-        Some(sender_key),
-        auth.as_ref(),
-        None,
-        &authorized,
-        t.corr_id,
-    ) {
+    let Ok(Some(hush_crypto::TransmissionAuth::Signature(SignAlgorithm::Ed25519, sig))) =
+        hush_crypto::TransmissionAuth::parse(t.authorization)
+    else {
         return Err(OpenError::Signature);
-    }
+    };
+    let authorized = Authorized::new(session_id, signed).ok_or(OpenError::Transmission)?;
+    sender_key
+        .verify_parts(&authorized.parts(), &sig)
+        .map_err(|_| OpenError::Signature)?;
     Ok(OpenedSend {
         sender_id_len: t.entity_id.len(),
         notification: flags.notification,
@@ -169,7 +175,7 @@ mod tests {
             let mut block = Vec::new();
             seal_send(&fx, &mut client, &mut block);
             assert_eq!(block.len(), SMP_BLOCK_SIZE);
-            let opened = open_send(&fx.sender_public, &fx.session_id, &mut server, &mut block);
+            let opened = open_send(&fx.sender_verifier, &fx.session_id, &mut server, &mut block);
             assert_eq!(
                 opened,
                 Ok(OpenedSend {
@@ -186,7 +192,7 @@ mod tests {
         let fx = SendFixture::default();
         let mut block = Vec::new();
         seal_send(&fx, &mut fx.chain(), &mut block);
-        let other = PublicKey::Ed25519(Ed25519Secret::from_seed(&[9; 32]).public());
+        let other = Ed25519Verifier::new(&Ed25519Secret::from_seed(&[9; 32]).public()).unwrap();
         let mut b = block.clone();
         assert_eq!(
             open_send(&other, &fx.session_id, &mut fx.chain(), &mut b),
@@ -194,13 +200,13 @@ mod tests {
         );
         let mut b = block.clone();
         assert_eq!(
-            open_send(&fx.sender_public, &[0; 32], &mut fx.chain(), &mut b),
+            open_send(&fx.sender_verifier, &[0; 32], &mut fx.chain(), &mut b),
             Err(OpenError::Signature)
         );
         let mut ahead = fx.chain();
         let _ = ahead.next();
         assert_eq!(
-            open_send(&fx.sender_public, &fx.session_id, &mut ahead, &mut block),
+            open_send(&fx.sender_verifier, &fx.session_id, &mut ahead, &mut block),
             Err(OpenError::Decrypt)
         );
     }

@@ -51,9 +51,15 @@ pub fn encode_command(
 ) -> Result<Vec<u8>, ClientError> {
     let authorization = match key {
         Some(k) => {
-            let authorized = try_authorized_bytes(&session.session_id, corr_id, entity_id, command)
+            // shortString(sessionId) ‖ shortString(corrId) ‖ shortString(entityId), then the
+            // command where it is (not copied behind them).
+            let head = try_authorized_bytes(&session.session_id, corr_id, entity_id, &[])
                 .map_err(|_| ClientError::Auth("field over 255 bytes"))?;
-            k.authorize(session.server_session_key.as_ref(), corr_id, &authorized)?
+            k.authorize_parts(
+                session.server_session_key.as_ref(),
+                corr_id,
+                &[&head, command],
+            )?
         }
         None => Vec::new(),
     };

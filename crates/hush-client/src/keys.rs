@@ -3,7 +3,7 @@
 //! session key.
 
 use hush_crypto::keys::{Ed448Secret, Ed25519Secret};
-use hush_crypto::{X25519Public, X25519Secret, cb_authenticate};
+use hush_crypto::{X25519Public, X25519Secret, cb_authenticate_parts};
 use hush_proto::smp::PublicKeyDer;
 
 use crate::ClientError;
@@ -62,13 +62,24 @@ impl AuthKey {
         corr_id: &[u8],
         authorized: &[u8],
     ) -> Result<Vec<u8>, ClientError> {
+        self.authorize_parts(server_session_key, corr_id, &[authorized])
+    }
+
+    /// [`AuthKey::authorize`] over the concatenation of `authorized` (Ed25519 and the
+    /// authenticator hash the parts where they lie: a 16 KB `SEND` is not copied to be signed).
+    pub fn authorize_parts(
+        &self,
+        server_session_key: Option<&X25519Public>,
+        corr_id: &[u8],
+        authorized: &[&[u8]],
+    ) -> Result<Vec<u8>, ClientError> {
         match self {
-            AuthKey::Ed25519(k) => Ok(k.sign(authorized).to_vec()),
-            AuthKey::Ed448(k) => Ok(k.sign(authorized)?),
+            AuthKey::Ed25519(k) => Ok(k.sign_parts(authorized).to_vec()),
+            AuthKey::Ed448(k) => Ok(k.sign(&authorized.concat())?),
             AuthKey::X25519(k) => {
                 let server = server_session_key
                     .ok_or(ClientError::Auth("relay sent no session key (SMP < 7)"))?;
-                Ok(cb_authenticate(server, k, corr_id, authorized).to_vec())
+                Ok(cb_authenticate_parts(server, k, corr_id, authorized).to_vec())
             }
         }
     }

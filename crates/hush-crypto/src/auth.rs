@@ -4,7 +4,7 @@
 
 use crate::CryptoError;
 use crate::cryptobox::{cb_decrypt_no_pad, cb_encrypt_no_pad, cb_nonce};
-use crate::hash::sha512;
+use crate::hash::sha512_parts;
 use crate::keys::{Ed448Public, Ed25519Public, PublicKey, SignAlgorithm};
 use crate::x25519::{X25519Public, X25519Secret};
 
@@ -19,8 +19,18 @@ pub fn cb_authenticate(
     corr_id: &[u8],
     authorized: &[u8],
 ) -> [u8; AUTHENTICATOR_LEN] {
+    cb_authenticate_parts(peer, own, corr_id, &[authorized])
+}
+
+/// [`cb_authenticate`] of the concatenation of `authorized` (not concatenated).
+pub fn cb_authenticate_parts(
+    peer: &X25519Public,
+    own: &X25519Secret,
+    corr_id: &[u8],
+    authorized: &[&[u8]],
+) -> [u8; AUTHENTICATOR_LEN] {
     let dh = own.dh(peer);
-    let ct = cb_encrypt_no_pad(&dh, &cb_nonce(corr_id), &sha512(authorized));
+    let ct = cb_encrypt_no_pad(&dh, &cb_nonce(corr_id), &sha512_parts(authorized));
     let mut out = [0u8; AUTHENTICATOR_LEN];
     out.copy_from_slice(&ct);
     out
@@ -35,12 +45,33 @@ pub fn cb_verify(
     authenticator: &[u8],
     authorized: &[u8],
 ) -> bool {
+    cb_verify_parts(peer, own, corr_id, authenticator, &[authorized])
+}
+
+/// [`cb_verify`] of the concatenation of `authorized` (not concatenated).
+pub fn cb_verify_parts(
+    peer: &X25519Public,
+    own: &X25519Secret,
+    corr_id: &[u8],
+    authenticator: &[u8],
+    authorized: &[&[u8]],
+) -> bool {
     if authenticator.len() != AUTHENTICATOR_LEN {
         return false;
     }
-    let dh = own.dh(peer);
-    match cb_decrypt_no_pad(&dh, &cb_nonce(corr_id), authenticator) {
-        Ok(digest) => crate::ct_eq(&digest, &sha512(authorized)),
+    cb_verify_dh(&own.dh(peer), corr_id, authenticator, authorized)
+}
+
+/// [`cb_verify_parts`] with the DH secret already computed (the relay caches it per key and
+/// connection).
+pub fn cb_verify_dh(
+    dh: &crate::DhSecret,
+    corr_id: &[u8],
+    authenticator: &[u8],
+    authorized: &[&[u8]],
+) -> bool {
+    match cb_decrypt_no_pad(dh, &cb_nonce(corr_id), authenticator) {
+        Ok(digest) => crate::ct_eq(&digest, &sha512_parts(authorized)),
         Err(_) => false,
     }
 }
@@ -114,7 +145,13 @@ pub fn dummy_sign_key(alg: SignAlgorithm) -> PublicKey {
 /// Runs a verification of `alg` against the dummy key (result discarded by callers; always
 /// `false` in practice). Used when the queue or key is missing.
 pub fn dummy_verify(alg: SignAlgorithm, msg: &[u8], sig: &[u8]) -> bool {
-    dummy_sign_key(alg).verify(msg, sig).is_ok()
+    dummy_verify_parts(alg, &[msg], sig)
+}
+
+/// [`dummy_verify`] of the concatenation of `msg` (the same work as [`PublicKey::verify_parts`]
+/// with a key decoded each time).
+pub fn dummy_verify_parts(alg: SignAlgorithm, msg: &[&[u8]], sig: &[u8]) -> bool {
+    dummy_sign_key(alg).verify_parts(msg, sig).is_ok()
 }
 
 /// Verifies a transmission's authorization like the reference's `verifyCmdAuthorization`:
@@ -133,6 +170,17 @@ pub fn verify_transmission(
     authorized: &[u8],
     corr_id: &[u8],
 ) -> bool {
+    verify_transmission_parts(key, auth, session_key, &[authorized], corr_id)
+}
+
+/// [`verify_transmission`] with the authorized bytes in parts (not concatenated).
+pub fn verify_transmission_parts(
+    key: Option<&PublicKey>,
+    auth: Option<&TransmissionAuth>,
+    session_key: Option<&X25519Secret>,
+    authorized: &[&[u8]],
+    corr_id: &[u8],
+) -> bool {
     let Some(auth) = auth else { return false };
     match (auth, key) {
         (TransmissionAuth::Signature(alg, sig), Some(k)) => {
@@ -142,9 +190,9 @@ pub fn verify_transmission(
                     | (SignAlgorithm::Ed448, PublicKey::Ed448(_))
             );
             if same {
-                k.verify(authorized, sig).is_ok()
+                k.verify_parts(authorized, sig).is_ok()
             } else {
-                let _ = dummy_verify(*alg, authorized, sig);
+                let _ = dummy_verify_parts(*alg, authorized, sig);
                 false
             }
         }
@@ -152,7 +200,7 @@ pub fn verify_transmission(
             verify_authenticator(k, session_key, a, authorized, corr_id)
         }
         _ => {
-            let _ = dummy_verify_transmission(auth, session_key, authorized, corr_id);
+            let _ = dummy_verify_transmission_parts(auth, session_key, authorized, corr_id);
             false
         }
     }
@@ -162,11 +210,11 @@ fn verify_authenticator(
     k: &X25519Public,
     session_key: Option<&X25519Secret>,
     a: &[u8; AUTHENTICATOR_LEN],
-    authorized: &[u8],
+    authorized: &[&[u8]],
     corr_id: &[u8],
 ) -> bool {
     match session_key {
-        Some(sk) => cb_verify(k, sk, corr_id, a, authorized),
+        Some(sk) => cb_verify_parts(k, sk, corr_id, a, authorized),
         None => false,
     }
 }
@@ -179,8 +227,18 @@ pub fn dummy_verify_transmission(
     authorized: &[u8],
     corr_id: &[u8],
 ) -> bool {
+    dummy_verify_transmission_parts(auth, session_key, &[authorized], corr_id)
+}
+
+/// [`dummy_verify_transmission`] with the authorized bytes in parts (not concatenated).
+pub fn dummy_verify_transmission_parts(
+    auth: &TransmissionAuth,
+    session_key: Option<&X25519Secret>,
+    authorized: &[&[u8]],
+    corr_id: &[u8],
+) -> bool {
     match auth {
-        TransmissionAuth::Signature(alg, sig) => dummy_verify(*alg, authorized, sig),
+        TransmissionAuth::Signature(alg, sig) => dummy_verify_parts(*alg, authorized, sig),
         TransmissionAuth::Authenticator(a) => verify_authenticator(
             &X25519Public(DUMMY_KEY_X25519),
             session_key,

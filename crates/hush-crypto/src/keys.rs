@@ -4,8 +4,10 @@
 //! Public keys are kept as raw bytes and only decoded as curve points when used, like the
 //! reference (whose key parsers only check the DER structure and the length).
 
-use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign, raw_verify};
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::hazmat::ExpandedSecretKey;
 use openssl::derive::Deriver;
 use openssl::pkey::{Id, PKey, Private};
 use openssl::sign::{Signer, Verifier};
@@ -13,7 +15,6 @@ use rand::rngs::OsRng;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::CryptoError;
-use crate::hash::OpensslSha512;
 use crate::x25519::{X25519Public, X25519Secret};
 
 pub use crate::cert::SignAlgorithm;
@@ -119,11 +120,33 @@ impl Ed25519Secret {
         Ed25519Public(self.0.verifying_key().to_bytes())
     }
 
-    /// A 64-byte signature (RFC 8032; exactly ed25519-dalek's `sign`, with OpenSSL's
+    /// A 64-byte signature (RFC 8032; the same bytes as ed25519-dalek's `sign`, with OpenSSL's
     /// SHA-512 for the two hashes over the message).
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.sign_parts(&[msg])
+    }
+
+    /// [`Ed25519Secret::sign`] of the concatenation of `parts`, without concatenating them
+    /// (a 16 KB transmission is hashed twice where it lies, not copied first).
+    pub fn sign_parts(&self, parts: &[&[u8]]) -> [u8; 64] {
+        // RFC 8032 §5.1.6, as ed25519-dalek's `raw_sign`: r = H(prefix ‖ M), R = [r]B,
+        // k = H(R ‖ A ‖ M), S = r + k·a.
         let esk = ExpandedSecretKey::from(&*self.seed());
-        raw_sign::<OpensslSha512>(&esk, msg, &self.0.verifying_key()).to_bytes()
+        let mut h = openssl::sha::Sha512::new();
+        h.update(&esk.hash_prefix);
+        for p in parts {
+            h.update(p);
+        }
+        let mut r_hash = Zeroizing::new(h.finish());
+        let r = Zeroizing::new(Scalar::from_bytes_mod_order_wide(&r_hash));
+        r_hash.zeroize();
+        let big_r = EdwardsPoint::mul_base(&r).compress();
+        let k = challenge(big_r.as_bytes(), self.0.verifying_key().as_bytes(), parts);
+        let s = k * esk.scalar + *r;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(big_r.as_bytes());
+        sig[32..].copy_from_slice(s.as_bytes());
+        sig
     }
 
     /// PKCS#8 v1 DER, 48 bytes.
@@ -158,19 +181,79 @@ impl Ed25519Public {
 
     /// Verifies a 64-byte signature (RFC 8032, cofactorless; non-canonical S rejected).
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-        let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| CryptoError::BadSignature)?;
-        ed25519_verify(&vk, msg, sig)
+        Ed25519Verifier::new(self)
+            .map_err(|_| CryptoError::BadSignature)?
+            .verify(msg, sig)
     }
 }
 
-/// Verifies a 64-byte Ed25519 signature with an already-decoded key: the same check as
-/// ed25519-dalek's `Verifier::verify` (cofactorless, non-canonical S rejected, not
-/// `verify_strict`), with OpenSSL's SHA-512 for `H(R ‖ A ‖ M)`. For callers that cache
-/// decoded keys.
-pub fn ed25519_verify(vk: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-    let sig: [u8; 64] = sig.try_into().map_err(|_| CryptoError::BadSignature)?;
-    raw_verify::<OpensslSha512>(vk, msg, &ed25519_dalek::Signature::from_bytes(&sig))
-        .map_err(|_| CryptoError::BadSignature)
+/// `k = H(R ‖ A ‖ M) mod ℓ`, M given in parts.
+fn challenge(r: &[u8; 32], a: &[u8; 32], parts: &[&[u8]]) -> Scalar {
+    let mut h = openssl::sha::Sha512::new();
+    h.update(r);
+    h.update(a);
+    for p in parts {
+        h.update(p);
+    }
+    Scalar::from_bytes_mod_order_wide(&h.finish())
+}
+
+/// An Ed25519 public key decoded for verification: the point is decompressed once, so callers
+/// that verify with the same key again (the relay's per-connection key cache) skip it.
+///
+/// The check is ed25519-dalek's `Verifier::verify` (the one before it, tested against it in
+/// `tests/ed25519_sha512.rs`): cofactorless, a non-canonical S rejected, R compared as
+/// bytes, small-order keys not refused (not `verify_strict`, like the reference), with
+/// OpenSSL's SHA-512 for `H(R ‖ A ‖ M)`.
+#[derive(Clone, Copy)]
+pub struct Ed25519Verifier {
+    /// The key as given (hashed as given, like ed25519-dalek).
+    key: [u8; 32],
+    /// `-A`.
+    minus_a: EdwardsPoint,
+}
+
+impl std::fmt::Debug for Ed25519Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ed25519Verifier(..)")
+    }
+}
+
+impl Ed25519Verifier {
+    /// Decodes the key; an encoding that is not a curve point is an error.
+    pub fn new(key: &Ed25519Public) -> Result<Self, CryptoError> {
+        let a = CompressedEdwardsY(key.0)
+            .decompress()
+            .ok_or(CryptoError::InvalidKey)?;
+        Ok(Ed25519Verifier {
+            key: key.0,
+            minus_a: -a,
+        })
+    }
+
+    /// Verifies a 64-byte signature over `msg`.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        self.verify_parts(&[msg], sig)
+    }
+
+    /// Verifies a 64-byte signature over the concatenation of `parts`, without concatenating
+    /// them.
+    pub fn verify_parts(&self, parts: &[&[u8]], sig: &[u8]) -> Result<(), CryptoError> {
+        let sig: &[u8; 64] = sig.try_into().map_err(|_| CryptoError::BadSignature)?;
+        let (r, s) = sig.split_at(32);
+        let r: [u8; 32] = r.try_into().map_err(|_| CryptoError::BadSignature)?;
+        let s: [u8; 32] = s.try_into().map_err(|_| CryptoError::BadSignature)?;
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s))
+            .ok_or(CryptoError::BadSignature)?;
+        let k = challenge(&r, &self.key, parts);
+        // [s]B - [k]A must be R (as bytes: a non-canonical R never matches).
+        let expected = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &self.minus_a, &s);
+        if expected.compress().as_bytes() == &r {
+            Ok(())
+        } else {
+            Err(CryptoError::BadSignature)
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,9 +473,20 @@ impl PublicKey {
     /// Verifies a signature with this key; the signature's length must match the key's
     /// algorithm (64 for Ed25519, 114 for Ed448). DH keys never verify signatures.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        self.verify_parts(&[msg], sig)
+    }
+
+    /// [`PublicKey::verify`] of the concatenation of `parts` (Ed25519 hashes them where they
+    /// lie; OpenSSL's one-shot Ed448 gets them concatenated).
+    pub fn verify_parts(&self, parts: &[&[u8]], sig: &[u8]) -> Result<(), CryptoError> {
         match self {
-            PublicKey::Ed25519(k) => k.verify(msg, sig),
-            PublicKey::Ed448(k) => k.verify(msg, sig),
+            PublicKey::Ed25519(k) => Ed25519Verifier::new(k)
+                .map_err(|_| CryptoError::BadSignature)?
+                .verify_parts(parts, sig),
+            PublicKey::Ed448(k) => match parts {
+                [one] => k.verify(one, sig),
+                _ => k.verify(&parts.concat(), sig),
+            },
             _ => Err(CryptoError::Algorithm),
         }
     }

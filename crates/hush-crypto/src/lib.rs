@@ -23,8 +23,9 @@ pub mod sntrup761;
 pub mod x25519;
 
 pub use auth::{
-    AUTHENTICATOR_LEN, TransmissionAuth, cb_authenticate, cb_verify, dummy_verify,
-    dummy_verify_transmission, verify_transmission,
+    AUTHENTICATOR_LEN, TransmissionAuth, cb_authenticate, cb_authenticate_parts, cb_verify,
+    cb_verify_dh, cb_verify_parts, dummy_verify, dummy_verify_parts, dummy_verify_transmission,
+    dummy_verify_transmission_parts, verify_transmission, verify_transmission_parts,
 };
 pub use cert::{
     CertKey, SignAlgorithm, fingerprint, generate_ca, generate_online_cert, sign_x25519_key,
@@ -35,11 +36,11 @@ pub use cryptobox::{
     decrypt_rcv_msg_body, encrypt_nmsg_meta, encrypt_rcv_msg_body, random_nonce,
 };
 pub use error::CryptoError;
-pub use hash::{sender_id_from_corr_id, sha256, sha512};
+pub use hash::{sender_id_from_corr_id, sha256, sha512, sha512_parts};
 pub use identity::ServerIdentity;
 pub use keys::{
-    Ed448Public, Ed448Secret, Ed25519Public, Ed25519Secret, KeyAlgorithm, PrivateKey, PublicKey,
-    SignSecret, X448Public, X448Secret,
+    Ed448Public, Ed448Secret, Ed25519Public, Ed25519Secret, Ed25519Verifier, KeyAlgorithm,
+    PrivateKey, PublicKey, SignSecret, X448Public, X448Secret,
 };
 pub use sbchain::{SbChainKey, sb_chain_init};
 pub use secretbox::{sb_decrypt, sb_decrypt_no_pad, sb_encrypt, sb_encrypt_no_pad};

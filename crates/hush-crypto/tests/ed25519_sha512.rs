@@ -1,10 +1,10 @@
-//! Ed25519 with OpenSSL's SHA-512 inside (keys.rs, hash.rs) against ed25519-dalek's own
-//! `sign` / `Verifier::verify` (the previous implementation): identical signatures, and the
-//! same accept/reject on tampered, malleated and degenerate inputs.
+//! Ed25519 with OpenSSL's SHA-512 inside (keys.rs: `sign`, `sign_parts`, `Ed25519Verifier`)
+//! against ed25519-dalek's own `sign` / `Verifier::verify` (the previous implementation):
+//! identical signatures, and the same accept/reject on tampered, malleated and degenerate
+//! inputs, whole or in parts.
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
-use hush_crypto::keys::ed25519_verify;
-use hush_crypto::{Ed25519Public, Ed25519Secret, PublicKey};
+use hush_crypto::{Ed25519Public, Ed25519Secret, Ed25519Verifier, PublicKey};
 use proptest::prelude::*;
 
 /// The group order L, little endian.
@@ -26,8 +26,30 @@ fn new_verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
         .verify(msg, sig)
         .is_ok();
     assert_eq!(a, b);
-    if let Ok(vk) = VerifyingKey::from_bytes(pk) {
-        assert_eq!(ed25519_verify(&vk, msg, sig).is_ok(), a);
+    match Ed25519Verifier::new(&Ed25519Public(*pk)) {
+        Ok(v) => {
+            assert_eq!(v.verify(msg, sig).is_ok(), a);
+            // the same verdict with the message in parts, wherever it is cut
+            let cuts = [0, msg.len() / 3, msg.len() / 2, msg.len()];
+            for &c in &cuts {
+                assert_eq!(v.verify_parts(&[&msg[..c], &msg[c..]], sig).is_ok(), a);
+            }
+            assert_eq!(
+                v.verify_parts(
+                    &[
+                        &[],
+                        &msg[..cuts[1]],
+                        &msg[cuts[1]..cuts[2]],
+                        &msg[cuts[2]..]
+                    ],
+                    sig
+                )
+                .is_ok(),
+                a
+            );
+        }
+        // a key that is not a point verifies nothing (ed25519-dalek refuses it too)
+        Err(_) => assert!(!a && VerifyingKey::from_bytes(pk).is_err()),
     }
     a
 }
@@ -61,6 +83,9 @@ fn signatures_are_identical_to_dalek() {
         let old = SigningKey::from_bytes(&seed).sign(&msg).to_bytes();
         let new = Ed25519Secret::from_seed(&seed).sign(&msg);
         assert_eq!(new, old, "len {len}");
+        let (a, b) = msg.split_at(len / 2);
+        let parts = Ed25519Secret::from_seed(&seed).sign_parts(&[a, &[], b]);
+        assert_eq!(parts, old, "len {len} in parts");
         assert!(same_verdict(
             &Ed25519Secret::from_seed(&seed).public().0,
             &msg,
@@ -137,6 +162,48 @@ fn degenerate_points_get_the_same_verdict() {
     assert!(accepted >= 1);
 }
 
+/// RFC 8032 §7.1 TEST 1 and TEST 3: the published signatures, signed whole and in parts, and
+/// verified.
+#[test]
+fn rfc8032_vectors() {
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+    for (seed, public, msg, sig) in [
+        (
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            "",
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+        ),
+        (
+            "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+            "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+            "af82",
+            "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a",
+        ),
+    ] {
+        let seed: [u8; 32] = hex(seed).try_into().unwrap();
+        let (public, msg, sig) = (hex(public), hex(msg), hex(sig));
+        let sk = Ed25519Secret::from_seed(&seed);
+        assert_eq!(sk.public().0.to_vec(), public);
+        assert_eq!(sk.sign(&msg).to_vec(), sig);
+        let (a, b) = msg.split_at(msg.len() / 2);
+        assert_eq!(sk.sign_parts(&[a, b]).to_vec(), sig);
+        let v = Ed25519Verifier::new(&sk.public()).unwrap();
+        assert!(v.verify(&msg, &sig).is_ok());
+        assert!(v.verify_parts(&[a, b], &sig).is_ok());
+        assert!(v.verify(b"other", &sig).is_err());
+        assert!(
+            v.verify(&msg, &sig[..63]).is_err(),
+            "a short signature is an error"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -151,6 +218,8 @@ proptest! {
         let sk = Ed25519Secret::from_seed(&seed);
         let sig = sk.sign(&msg);
         prop_assert_eq!(sig, old);
+        let cut = flip_msg.index(msg.len() + 1);
+        prop_assert_eq!(sk.sign_parts(&[&msg[..cut], &msg[cut..]]), old);
         let pk = sk.public().0;
         prop_assert!(same_verdict(&pk, &msg, &sig));
         let mut bad = sig;

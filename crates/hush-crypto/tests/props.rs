@@ -118,6 +118,42 @@ proptest! {
         prop_assert!(!dummy_verify_transmission(&auth, Some(&session), &authorized, &corr));
     }
 
+    /// Every authorization kind gives the same verdict on the authorized bytes whole or in
+    /// parts (the relay hashes them where they lie in the block), for the right bytes, for
+    /// changed bytes and for the dummy verification.
+    #[test]
+    fn authorized_bytes_in_parts_verify_like_whole(
+        seed in arr32(), q in arr32(), s in arr32(),
+        corr in proptest::collection::vec(any::<u8>(), 0..40),
+        authorized in proptest::collection::vec(any::<u8>(), 0..300),
+        cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(),
+    ) {
+        let (queue, session) = (X25519Secret::from_bytes(q), X25519Secret::from_bytes(s));
+        let ed = Ed25519Secret::from_seed(&seed);
+        let ed448 = Ed448Secret::generate().unwrap();
+        let c = cut.index(authorized.len() + 1);
+        let parts: [&[u8]; 3] = [&authorized[..c / 2], &authorized[c / 2..c], &authorized[c..]];
+        let mut changed = authorized.clone();
+        if changed.is_empty() { changed.push(1) } else { let i = flip.index(changed.len()); changed[i] ^= 0x40 }
+        let ed_sig = ed.sign_parts(&parts);
+        prop_assert_eq!(ed_sig, ed.sign(&authorized));
+        let cases = [
+            (PublicKey::Ed25519(ed.public()), ed_sig.to_vec()),
+            (PublicKey::Ed448(ed448.public().unwrap()), ed448.sign(&authorized).unwrap()),
+            (PublicKey::X25519(queue.public()), cb_authenticate_parts(&session.public(), &queue, &corr, &parts).to_vec()),
+        ];
+        for (key, bytes) in cases {
+            let auth = TransmissionAuth::parse(&bytes).unwrap().unwrap();
+            let whole = verify_transmission(Some(&key), Some(&auth), Some(&session), &authorized, &corr);
+            prop_assert!(whole);
+            prop_assert!(verify_transmission_parts(Some(&key), Some(&auth), Some(&session), &parts, &corr));
+            prop_assert!(!verify_transmission_parts(Some(&key), Some(&auth), Some(&session), &[&changed], &corr));
+            prop_assert!(!verify_transmission(Some(&key), Some(&auth), Some(&session), &changed, &corr));
+            prop_assert!(!dummy_verify_transmission_parts(&auth, Some(&session), &parts, &corr));
+            prop_assert!(!verify_transmission_parts(None, Some(&auth), Some(&session), &parts, &corr));
+        }
+    }
+
     #[test]
     fn ed25519_sign_verify(seed in arr32(), msg in proptest::collection::vec(any::<u8>(), 0..200), flip in 0usize..64) {
         let sk = Ed25519Secret::from_seed(&seed);

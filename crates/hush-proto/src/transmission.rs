@@ -220,6 +220,16 @@ pub fn decode_transmission_with(
     bytes: &[u8],
     layout: Layout,
 ) -> Result<Transmission<'_>, DecodeError> {
+    decode_transmission_signed(bytes, layout).map(|(t, _)| t)
+}
+
+/// [`decode_transmission_with`], and the wire bytes from corrId's length byte to the end:
+/// `shortString(corrId) ‖ shortString(entityId) ‖ command`, the part of the authorized bytes
+/// that lies in the transmission as it is (see [`Authorized`]).
+pub fn decode_transmission_signed(
+    bytes: &[u8],
+    layout: Layout,
+) -> Result<(Transmission<'_>, &[u8]), DecodeError> {
     let mut p = Parser::new(bytes);
     let authorization = p.short_string()?;
     let service_sig = if layout.service_slot && !authorization.is_empty() {
@@ -241,17 +251,77 @@ pub fn decode_transmission_with(
     } else {
         &[]
     };
+    let signed = p.remaining();
     let corr_id = p.short_string()?;
     let entity_id = p.short_string()?;
     let command = p.tail();
-    Ok(Transmission {
-        authorization,
-        service_sig,
-        session_id,
-        corr_id,
-        entity_id,
-        command,
-    })
+    Ok((
+        Transmission {
+            authorization,
+            service_sig,
+            session_id,
+            corr_id,
+            entity_id,
+            command,
+        },
+        signed,
+    ))
+}
+
+/// The authorized bytes of a received transmission without copying them:
+/// `[certHash] ‖ shortString(sessionId) ‖ shortString(corrId) ‖ shortString(entityId) ‖
+/// command`, the last three being the transmission's own wire bytes
+/// ([`decode_transmission_signed`]). A 16 KB `SEND` is hashed where it lies.
+#[derive(Clone, Copy, Debug)]
+pub struct Authorized<'a> {
+    cert_hash: &'a [u8],
+    /// `shortString(sessionId)`'s length byte (none in [`Authorized::from_bytes`]).
+    session_len: Option<[u8; 1]>,
+    session_id: &'a [u8],
+    signed: &'a [u8],
+}
+
+impl<'a> Authorized<'a> {
+    /// `None` if `session_id` is over 255 bytes (it could not be a shortString).
+    pub fn new(session_id: &'a [u8], signed: &'a [u8]) -> Option<Self> {
+        Some(Authorized {
+            cert_hash: &[],
+            session_len: Some([u8::try_from(session_id.len()).ok()?]),
+            session_id,
+            signed,
+        })
+    }
+
+    /// Authorized bytes already laid out in one slice.
+    pub fn from_bytes(bytes: &'a [u8]) -> Self {
+        Authorized {
+            cert_hash: &[],
+            session_len: None,
+            session_id: &[],
+            signed: bytes,
+        }
+    }
+
+    /// The same bytes after a service certificate's hash (service sessions: the entity key
+    /// signs `certHash ‖ authorized`).
+    pub fn with_cert_hash(self, cert_hash: &'a [u8]) -> Self {
+        Authorized { cert_hash, ..self }
+    }
+
+    /// The bytes in order, as parts to hash.
+    pub fn parts(&self) -> [&[u8]; 4] {
+        [
+            self.cert_hash,
+            self.session_len.as_ref().map_or(&[][..], |l| &l[..]),
+            self.session_id,
+            self.signed,
+        ]
+    }
+
+    /// The bytes, concatenated.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts().concat()
+    }
 }
 
 /// Contract form of [`decode_transmission_with`] (same `service_slot` meaning as
@@ -434,6 +504,50 @@ pub fn decode_batch(content: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The authorized bytes in place equal the ones built from the decoded fields, in every
+        /// layout (session id on the wire or not, service slot or not, signed or not), with and
+        /// without a certificate hash.
+        #[test]
+        fn authorized_in_place_equals_authorized_bytes(
+            session in proptest::collection::vec(any::<u8>(), 0..64),
+            corr in proptest::collection::vec(any::<u8>(), 0..30),
+            entity in proptest::collection::vec(any::<u8>(), 0..40),
+            command in proptest::collection::vec(any::<u8>(), 0..300),
+            signed in any::<bool>(), service in any::<bool>(),
+            version in prop::sample::select(vec![6u16, 7, 15, 16, 18]),
+        ) {
+            let sig = [7u8; 64];
+            let t = Transmission {
+                authorization: if signed { &sig } else { &[] },
+                service_sig: (signed && service && version >= 16).then_some(&[8u8; 64][..]),
+                session_id: &session,
+                corr_id: &corr,
+                entity_id: &entity,
+                command: &command,
+            };
+            let layout = Layout::smp(version);
+            let mut wire = Vec::new();
+            encode_transmission_with(&mut wire, &t, layout).unwrap();
+            let (d, tail) = decode_transmission_signed(&wire, layout).unwrap();
+            prop_assert_eq!(d, decode_transmission_with(&wire, layout).unwrap());
+            let a = Authorized::new(&session, tail).unwrap();
+            let want = authorized_bytes(&session, &corr, &entity, &command);
+            prop_assert_eq!(a.to_vec(), want.clone());
+            prop_assert_eq!(a.parts().concat(), want.clone());
+            let hash = [9u8; 32];
+            prop_assert_eq!(a.with_cert_hash(&hash).to_vec(), [&hash[..], &want].concat());
+            prop_assert_eq!(Authorized::from_bytes(&want).to_vec(), want.clone());
+        }
+    }
+
+    #[test]
+    fn a_session_id_over_255_bytes_has_no_authorized_bytes() {
+        assert!(Authorized::new(&[0; 256], b"x").is_none());
+        assert!(Authorized::new(&[0; 255], b"x").is_some());
+    }
 
     #[test]
     fn too_large_in_middle_splits() {

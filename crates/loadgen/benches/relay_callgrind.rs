@@ -88,7 +88,7 @@ const CALLS: [(&str, &str); 14] = [
         "chain step (HKDF-SHA512)",
     ),
     (
-        "ed25519_dalek::verifying::VerifyingKey::raw_verify",
+        "hush_crypto::keys::Ed25519Verifier::verify_parts",
         "Ed25519 verify",
     ),
     (

@@ -14,7 +14,10 @@
 
 use std::sync::Mutex;
 
-use hush_crypto::{DhSecret, PublicKey, SignAlgorithm, TransmissionAuth, X25519Secret};
+use hush_crypto::{
+    DhSecret, Ed25519Verifier, PublicKey, SignAlgorithm, TransmissionAuth, X25519Secret,
+};
+use hush_proto::transmission::Authorized;
 
 /// Keys one connection keeps decoded. Small on purpose (a linear scan over a few entries): a
 /// client typically authorizes with a handful of queue keys per connection; above
@@ -36,7 +39,7 @@ pub const KEY_CACHE_MAX: usize = 32;
 /// A key decoded for verification on one connection.
 #[derive(Clone)]
 enum Decoded {
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(Ed25519Verifier),
     Ed448(hush_crypto::Ed448Public),
     /// X25519(queue key, this connection's session key).
     X25519(DhSecret),
@@ -69,9 +72,7 @@ impl KeyCache {
 /// Decodes a DER SPKI key for verification (`None`: not a key, or not a valid point).
 fn decode(der: &[u8], session_key: &X25519Secret) -> Option<Decoded> {
     Some(match PublicKey::from_spki_der(der).ok()? {
-        PublicKey::Ed25519(k) => {
-            Decoded::Ed25519(ed25519_dalek::VerifyingKey::from_bytes(&k.0).ok()?)
-        }
+        PublicKey::Ed25519(k) => Decoded::Ed25519(Ed25519Verifier::new(&k).ok()?),
         PublicKey::Ed448(k) => Decoded::Ed448(k),
         PublicKey::X25519(k) => Decoded::X25519(session_key.dh(&k)),
         PublicKey::X448(_) => return None,
@@ -82,8 +83,9 @@ fn decode(der: &[u8], session_key: &X25519Secret) -> Option<Decoded> {
 pub struct Authorization<'a> {
     /// `None` = no authorization (length 0). Lengths other than 0/64/80/114 never get here (`ERR BLOCK`).
     pub auth: Option<TransmissionAuth>,
-    /// `shortString(sessionId) ‖ shortString(corrId) ‖ shortString(entityId) ‖ command`.
-    pub authorized: Vec<u8>,
+    /// `shortString(sessionId) ‖ shortString(corrId) ‖ shortString(entityId) ‖ command`, in
+    /// place in the block (hashed where it lies).
+    pub authorized: Authorized<'a>,
     pub corr_id: &'a [u8],
     /// This connection's X25519 key (for authenticators).
     pub session_key: &'a X25519Secret,
@@ -135,19 +137,13 @@ impl Authorization<'_> {
     fn verify_decoded(&self, d: &Decoded, auth: &TransmissionAuth) -> bool {
         match (auth, d) {
             (TransmissionAuth::Signature(SignAlgorithm::Ed25519, sig), Decoded::Ed25519(vk)) => {
-                hush_crypto::keys::ed25519_verify(vk, &self.authorized, sig).is_ok()
+                vk.verify_parts(&self.authorized.parts(), sig).is_ok()
             }
             (TransmissionAuth::Signature(SignAlgorithm::Ed448, sig), Decoded::Ed448(k)) => {
-                k.verify(&self.authorized, sig).is_ok()
+                k.verify(&self.authorized.to_vec(), sig).is_ok()
             }
             (TransmissionAuth::Authenticator(a), Decoded::X25519(dh)) => {
-                let nonce = hush_crypto::cb_nonce(self.corr_id);
-                match hush_crypto::cb_decrypt_no_pad(dh, &nonce, a) {
-                    Ok(digest) => {
-                        hush_crypto::ct_eq(&digest, &hush_crypto::sha512(&self.authorized))
-                    }
-                    Err(_) => false,
-                }
+                hush_crypto::cb_verify_dh(dh, self.corr_id, a, &self.authorized.parts())
             }
             _ => {
                 self.dummy();
@@ -164,10 +160,10 @@ impl Authorization<'_> {
     /// Runs a dummy verification (result discarded) when there is an authorization.
     pub fn dummy(&self) {
         if let Some(auth) = &self.auth {
-            let _ = hush_crypto::dummy_verify_transmission(
+            let _ = hush_crypto::dummy_verify_transmission_parts(
                 auth,
                 Some(self.session_key),
-                &self.authorized,
+                &self.authorized.parts(),
                 self.corr_id,
             );
         }
@@ -181,14 +177,14 @@ mod tests {
 
     fn authorization<'a>(
         auth: Option<TransmissionAuth>,
-        authorized: &[u8],
+        authorized: &'a [u8],
         corr: &'a [u8],
         session_key: &'a X25519Secret,
         keys: &'a KeyCache,
     ) -> Authorization<'a> {
         Authorization {
             auth,
-            authorized: authorized.to_vec(),
+            authorized: Authorized::from_bytes(authorized),
             corr_id: corr,
             session_key,
             keys,

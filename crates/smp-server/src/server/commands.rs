@@ -9,7 +9,7 @@ use hush_proto::smp::{
     BrokerMsg, Command, NewQueueReq, PublicKeyDer, QueueIdsKeys, QueueMode, QueueReqData,
     ServerNtfCreds, check_client_transmission,
 };
-use hush_proto::transmission::{Layout, decode_transmission_with};
+use hush_proto::transmission::{Authorized, Layout, decode_transmission_signed};
 use hush_proto::version::smp_version;
 use hush_store::{
     AppendOutcome, EntityId, ID_LEN, LinkData, Message, NewMessage, NotifierCreds, PendingNtf,
@@ -68,9 +68,13 @@ fn party_role(p: hush_proto::smp::Party) -> Option<ServiceRole> {
 }
 
 /// Ed25519 signature `sig` by the service key over `msg`.
-fn service_verifies(service: &hush_transport::PeerService, msg: &[u8], sig: &[u8]) -> bool {
-    ed25519_dalek::VerifyingKey::from_bytes(&service.key.0)
-        .is_ok_and(|vk| hush_crypto::keys::ed25519_verify(&vk, msg, sig).is_ok())
+fn service_verifies(
+    service: &hush_transport::PeerService,
+    msg: &Authorized<'_>,
+    sig: &[u8],
+) -> bool {
+    hush_crypto::Ed25519Verifier::new(&service.key)
+        .is_ok_and(|vk| vk.verify_parts(&msg.parts(), sig).is_ok())
 }
 
 fn random_id() -> EntityId {
@@ -119,7 +123,7 @@ impl Shared {
         bytes: &[u8],
         forwarded: bool,
     ) -> Vec<Response> {
-        let t = match decode_transmission_with(bytes, Layout::smp(c.version)) {
+        let (t, signed) = match decode_transmission_signed(bytes, Layout::smp(c.version)) {
             Ok(t) => t,
             Err(_) => return vec![Response::err(&[], &[], ErrorType::Block)],
         };
@@ -150,7 +154,10 @@ impl Shared {
                 ErrorType::Cmd(CommandError::Prohibited),
             )];
         }
-        let mut authorized = t.authorized(c.session_id);
+        // The session id is this connection's tls-unique (never over 255 bytes).
+        let Some(mut authorized) = Authorized::new(c.session_id, signed) else {
+            return vec![Response::err(t.corr_id, t.entity_id, ErrorType::Internal)];
+        };
         let service_ok = if cmd.uses_service_auth() {
             match (c.service, t.service_sig) {
                 (Some(svc), Some(sig)) => service_verifies(svc, &authorized, sig),
@@ -165,10 +172,7 @@ impl Shared {
         }
         // With a service signature the entity key signs the service certificate's hash too.
         if let (Some(svc), Some(_)) = (c.service, t.service_sig) {
-            let mut with_cert = Vec::with_capacity(32 + authorized.len());
-            with_cert.extend_from_slice(&svc.cert_hash);
-            with_cert.extend_from_slice(&authorized);
-            authorized = with_cert;
+            authorized = authorized.with_cert_hash(&svc.cert_hash);
         }
         let service_cmd = matches!(cmd, Command::Subs | Command::NSubs);
         if service_cmd {
