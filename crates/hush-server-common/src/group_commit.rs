@@ -337,8 +337,24 @@ impl<B: Backend> Committer<B> {
 
     /// Commits (or, when broken, rolls back) the open transaction and answers its jobs.
     pub fn finish(&mut self) {
+        if let Some(mut done) = self.commit_unanswered() {
+            for job in done.jobs.drain(..) {
+                self.backend.finish(job, &done.result);
+            }
+            // Keep the allocation for the next transaction.
+            if self.ran.capacity() == 0 {
+                self.ran = done.jobs;
+            }
+        }
+    }
+
+    /// [`Committer::finish`] without answering the jobs: the caller answers them (with the
+    /// backend's `finish` or its own) once it made the commit durable itself — a writer that
+    /// commits without fsync and syncs the log outside its lock. `None` if no transaction is
+    /// open.
+    pub fn commit_unanswered(&mut self) -> Option<Committed<B::Job>> {
         if !self.open {
-            return;
+            return None;
         }
         self.open = false;
         self.linger = None;
@@ -352,15 +368,29 @@ impl<B: Backend> Committer<B> {
             self.backend.rollback();
         }
         self.backend.after_commit(&result, n);
-        for job in self.ran.drain(..) {
-            self.backend.finish(job, &result);
-        }
+        Some(Committed {
+            result,
+            jobs: std::mem::take(&mut self.ran),
+        })
+    }
+
+    /// Jobs run in the open transaction, not answered yet.
+    pub fn open_jobs(&self) -> usize {
+        self.ran.len()
     }
 
     pub fn into_backend(mut self) -> B {
         self.finish();
         self.backend
     }
+}
+
+/// A transaction committed (or rolled back: `result` is the error) by
+/// [`Committer::commit_unanswered`], with the jobs still to answer.
+#[derive(Debug)]
+pub struct Committed<J> {
+    pub result: Result<(), String>,
+    pub jobs: Vec<J>,
 }
 
 /// What [`Source::next`] got.

@@ -1,13 +1,14 @@
-//! SQLite backend: one writer thread with group commit, a bounded pool of read connections.
+//! SQLite backend: writes run on the caller's thread in one open transaction, a flusher thread
+//! commits (group commit), a bounded pool of read connections.
 //!
-//! Write path: the common group-commit writer ([`hush_server_common::group_commit`]). A write
-//! method sends a job over its bounded queue with the policy [`Overflow::Shed`] (a full queue is
-//! [`StoreError::Busy`], never unbounded buffering) to the writer thread. The thread takes the
-//! first job, then everything else already queued (up to `max_batch`), and runs them in one
-//! `BEGIN IMMEDIATE … COMMIT` transaction, each job inside its own savepoint (a failing job is
-//! rolled back alone and gets its error). Only after `COMMIT` returned — i.e. durable under
-//! the sync policy — are the callers' oneshots completed. If the commit fails, every job of the
-//! batch gets [`StoreError::CommitFailed`] and nothing of it is stored.
+//! Write path ([`inline`]): a write method runs its operation at once, under the writer's lock,
+//! inside the open transaction (`BEGIN IMMEDIATE`, each operation in its own savepoint: a failing
+//! one is rolled back alone and gets its error), over the shared group-commit transaction logic
+//! ([`hush_server_common::group_commit::Committer`]). Only after the flusher's `COMMIT` and,
+//! with `sync = full`, its fdatasync of the WAL are the callers' futures completed (an `ACK`'s
+//! delete and an append's outcome are told earlier, see below). If the commit fails, every
+//! operation of the transaction gets [`StoreError::CommitFailed`] and nothing of it is stored.
+//! At most `write_queue` operations wait in the open transaction ([`StoreError::Busy`] beyond).
 //!
 //! Read path: lookups take a permit from a semaphore (as many permits as read connections; a
 //! caller waiting longer than `read_timeout` gets [`StoreError::Busy`]) and run on a read-only
@@ -24,17 +25,19 @@
 //!   committed state: the writer applies a batch's changes to it after `COMMIT` and before
 //!   answering the batch's callers; see that module for why a concurrent miss cannot refill it
 //!   with stale data. Options `cache_queues` / `cache_head_bytes`.
-//! * the writer thread's per-queue message state (row id, notifier id, item count, quota
+//! * the writer's per-queue message state (row id, notifier id, item count, quota
 //!   marker, head id), so append and ACK run no `SELECT` first. Only the writer changes the
 //!   database, so it is exact; it is dropped for a queue whose operation failed (savepoint
 //!   rolled back) and entirely when a batch fails to commit.
 //!
-//! Durability is unchanged: every write, `ACK`'s delete included, resolves after its batch's
-//! `COMMIT` (fsync'd with `synchronous=FULL`).
+//! Durability: every write, `ACK`'s delete included, resolves after its transaction's `COMMIT`
+//! and (`sync = full`) the WAL's fdatasync; SQLite itself runs with `synchronous=NORMAL`, so its
+//! commits only write the WAL and the sync happens outside the writer's lock.
 //!
 //! Must be used from within a tokio runtime (reads use `spawn_blocking`).
 
 mod cache;
+mod inline;
 mod open;
 mod ops;
 
@@ -44,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hush_server_common::group_commit::{self, Backend, Overflow, Ran, SubmitError};
+use hush_server_common::group_commit::{self, Backend, Ran};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -63,11 +66,12 @@ pub use open::SCHEMA_VERSION;
 /// What `COMMIT` waits for (`PRAGMA synchronous`, WAL mode).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SyncPolicy {
-    /// `synchronous=FULL` (default, ini value `full`): every commit is fsynced before it is
-    /// acknowledged; an acknowledged write survives a process crash and a power loss.
+    /// Default, ini value `full`: every commit is fsynced (the WAL, by the flusher, as
+    /// `synchronous=FULL` would) before it is acknowledged; an acknowledged write survives a
+    /// process crash and a power loss.
     #[default]
     Full,
-    /// `synchronous=NORMAL` (ini value `normal`): the WAL is fsynced only at checkpoints; an
+    /// Ini value `normal` (`synchronous=NORMAL`): the WAL is fsynced only at checkpoints; an
     /// acknowledged write survives a process crash (SIGKILL) but the last commits may be lost on
     /// power loss / OS crash. Faster.
     Normal,
@@ -95,7 +99,7 @@ impl SyncPolicy {
 #[derive(Clone, Debug)]
 pub struct SqliteOptions {
     pub sync: SyncPolicy,
-    /// Bounded write queue (jobs waiting for the writer); beyond it writes get `Busy`.
+    /// Most writes waiting in the open transaction for their commit; beyond, writes get `Busy`.
     pub write_queue: usize,
     /// Most jobs committed in one transaction.
     pub max_batch: usize,
@@ -133,10 +137,10 @@ pub struct SqliteOptions {
     /// SEND → MSG → ACK cycle costs one fsync'd commit instead of two. Zero commits them at once.
     pub early_commit_delay: Duration,
     /// Under load (the last commit held two or more `SEND`s or other writes whose replies wait
-    /// for it, and fewer are in the open transaction), how long the writer sleeps before the
+    /// for it, and fewer are in the open transaction), how long the flusher waits before the
     /// commit so that more of them share its fsync (`group_commit::Options::busy_commit_delay`).
-    /// A lone client's writes never wait; jobs answered early (an `ACK`) wait too while it
-    /// sleeps. Zero: every commit at once.
+    /// A lone client's writes never wait; writes answered early (an `ACK`) and the outcome of
+    /// an append (the subscriber's `MSG`) never wait for it. Zero: every commit at once.
     pub busy_commit_delay: Duration,
 }
 
@@ -157,10 +161,10 @@ impl Default for SqliteOptions {
             wal_autocheckpoint: 1000,
             journal_size_limit: -1,
             early_commit_delay: Duration::from_millis(5),
-            // Measured (BENCHMARKS.md, issue 12): 8 × 16 senders, half the fsyncs and a fifth
-            // fewer context switches per message; longer delays stall ACKs behind the sleeping
-            // writer (1 ms: −30 % msgs/s).
-            busy_commit_delay: Duration::from_micros(300),
+            // Measured (BENCHMARKS.md, issue 12, 8 × 16 senders): relay CPU per message 171 µs
+            // at 300 µs, 155 at 1 ms, 143–149 at 4 ms, and more msgs/s. Only `OK`s to `SEND`s
+            // wait for it: writes run (and `MSG`s leave, `ACK`s are answered) at once.
+            busy_commit_delay: Duration::from_millis(4),
         }
     }
 }
@@ -332,6 +336,8 @@ pub struct WriterStats {
     pub ops: u64,
     /// Largest batch so far.
     pub max_batch: u64,
+    /// `fdatasync`s of the WAL (`sync = full`: one per commit, before its callers are answered).
+    pub wal_syncs: u64,
 }
 
 #[derive(Default)]
@@ -339,6 +345,7 @@ struct Counters {
     batches: AtomicU64,
     ops: AtomicU64,
     max_batch: AtomicU64,
+    wal_syncs: AtomicU64,
 }
 
 struct Inner {
@@ -347,8 +354,8 @@ struct Inner {
     cache: Arc<Cache>,
     /// Queues with answered, uncommitted changes (shared with the writer thread).
     uncommitted: Arc<ops::Uncommitted>,
-    writer: Option<group_commit::Sender<Job>>,
-    writer_thread: Option<JoinHandle<()>>,
+    writer: Arc<inline::InlineWriter>,
+    flusher: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<Semaphore>,
     read_timeout: Duration,
@@ -367,9 +374,9 @@ fn side(p: ServiceParty) -> usize {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish the queued jobs and exit.
-        self.writer.take();
-        if let Some(t) = self.writer_thread.take() {
+        // The flusher commits (and syncs) what is open, then exits.
+        self.writer.close();
+        if let Some(t) = self.flusher.take() {
             let _ = t.join();
         }
     }
@@ -479,7 +486,9 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        configure(&writer, opts.sync, opts.secure_delete)?;
+        // The flusher syncs the WAL itself, outside the writer's lock (inline.rs): SQLite's
+        // commits only write it.
+        configure(&writer, SyncPolicy::Normal, opts.secure_delete)?;
         writer.pragma_update(None, "wal_autocheckpoint", opts.wal_autocheckpoint)?;
         let _limit: i64 = writer.query_row(
             &format!("PRAGMA journal_size_limit = {}", opts.journal_size_limit),
@@ -519,21 +528,31 @@ impl SqliteStore {
         }
         let uncommitted = Arc::new(ops::Uncommitted::default());
         let state = WriterState::new(opts.cache_queues, opts.quota.max(1), uncommitted.clone());
-        let (tx, writer_thread) = group_commit::spawn(
-            "hush-store-writer",
+        let wal = match opts.sync {
+            SyncPolicy::Full => {
+                let mut p = path.clone().into_os_string();
+                p.push("-wal");
+                // Written by the migration above (WAL mode): it exists while the writer
+                // connection is open.
+                Some(std::fs::File::open(&p)?)
+            }
+            SyncPolicy::Normal => None,
+        };
+        let (writer, flusher) = inline::InlineWriter::start(
             RelayWriter {
                 conn: writer,
                 st: state,
                 counters: counters.clone(),
                 cache: cache.clone(),
             },
-            opts.write_queue,
-            Overflow::Shed,
             group_commit::Options {
                 max_batch: opts.max_batch,
                 commit_delay: opts.early_commit_delay,
                 busy_commit_delay: opts.busy_commit_delay,
             },
+            opts.write_queue,
+            wal,
+            counters.clone(),
         )?;
 
         Ok(Self {
@@ -542,8 +561,8 @@ impl SqliteStore {
                 counters,
                 cache,
                 uncommitted,
-                writer: Some(tx),
-                writer_thread: Some(writer_thread),
+                writer,
+                flusher: Some(flusher),
                 readers: Mutex::new(readers),
                 read_permits: Arc::new(Semaphore::new(n_readers)),
                 read_timeout: opts.read_timeout,
@@ -564,6 +583,7 @@ impl SqliteStore {
             batches: c.batches.load(Ordering::Relaxed),
             ops: c.ops.load(Ordering::Relaxed),
             max_batch: c.max_batch.load(Ordering::Relaxed),
+            wal_syncs: c.wal_syncs.load(Ordering::Relaxed),
         }
     }
 
@@ -598,12 +618,8 @@ impl SqliteStore {
     }
 
     async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
-        let sender = self.inner.writer.as_ref().ok_or(StoreError::Closed)?;
-        // Policy Shed: a full queue is `Busy` at once.
-        sender.submit(job).await.map_err(|e| match e {
-            SubmitError::Busy => StoreError::Busy,
-            SubmitError::Closed => StoreError::Closed,
-        })?;
+        // Runs here, in the open transaction (a full one is `Busy` at once).
+        self.inner.writer.submit(job)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -1075,6 +1091,86 @@ mod early_commit_tests {
             Box::new(OpJob::new(op, reply))
         };
         (job, rx)
+    }
+
+    /// The inline writer (inline.rs): with `sync = full` every answer to a durable write comes
+    /// after a WAL fdatasync of its commit (the count rises before each answer), with
+    /// `sync = normal` none runs; what was answered is in the file for another connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_writes_are_answered_after_the_wal_is_synced() {
+        for sync in [SyncPolicy::Full, SyncPolicy::Normal] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("store.db");
+            let s = SqliteStore::open(
+                &path,
+                SqliteOptions {
+                    sync,
+                    ..SqliteOptions::default()
+                },
+            )
+            .unwrap();
+            s.create_queue(test_queue()).await.unwrap();
+            let mut syncs = s.writer_stats().wal_syncs;
+            for n in 0..5 {
+                s.append_message(RID, new_msg(n), None).await.unwrap();
+                let now = s.writer_stats().wal_syncs;
+                match sync {
+                    SyncPolicy::Full => assert!(now > syncs, "append {n} answered before a sync"),
+                    SyncPolicy::Normal => assert_eq!(now, 0),
+                }
+                syncs = now;
+                assert_eq!(
+                    ids_in(&path).len(),
+                    n as usize + 1,
+                    "committed when answered"
+                );
+            }
+        }
+    }
+
+    /// Writes run on the caller's thread: an early-answered write (an `ACK`'s delete) is
+    /// answered before any commit; the open transaction holds at most `write_queue` writes,
+    /// beyond which a write is `Busy` at once; closing the store commits what is open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_open_transaction_is_bounded_and_committed_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let opts = SqliteOptions {
+            write_queue: 3,
+            // Early-answered writes then wait a minute for their commit.
+            early_commit_delay: Duration::from_secs(60),
+            ..SqliteOptions::default()
+        };
+        {
+            let s = SqliteStore::open(&path, opts.clone()).unwrap();
+            s.create_queue(test_queue()).await.unwrap();
+            for n in 0..4 {
+                s.append_message(RID, new_msg(n), None).await.unwrap();
+            }
+            let batches = s.writer_stats().batches;
+            // Three ACKs answered at once, none committed.
+            for n in 0..3 {
+                let out =
+                    tokio::time::timeout(Duration::from_secs(5), s.delete_message(RID, mid(n)))
+                        .await
+                        .expect("an ACK is answered without waiting for a commit")
+                        .unwrap();
+                assert!(out.deleted);
+            }
+            assert_eq!(s.writer_stats().batches, batches, "nothing committed yet");
+            assert_eq!(
+                ids_in(&path).len(),
+                4,
+                "the deletes are not in the file yet"
+            );
+            // The open transaction is full.
+            assert!(matches!(
+                s.delete_message(RID, mid(3)).await,
+                Err(StoreError::Busy)
+            ));
+        }
+        // Dropped: the flusher committed the open transaction.
+        assert_eq!(ids_in(&path), vec![mid(3).to_vec()]);
     }
 
     #[tokio::test]
