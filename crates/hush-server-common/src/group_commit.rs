@@ -139,8 +139,8 @@ pub struct Options {
     pub commit_delay: Duration,
     /// Under load, how long a transaction whose callers wait may stay open for more of them
     /// (zero: never). "Under load" means the last committed transaction held at least
-    /// [`BUSY_DURABLE_JOBS`] jobs whose callers waited for it: the open one then waits until it
-    /// holds as many such jobs as that one did, at most this long from its first, so that a
+    /// [`BUSY_DURABLE_JOBS`] jobs whose callers waited for it: the open one then waits
+    /// [`BUSY_DELAY_PER_JOB`] for each of them, at most this long from its first, so that a
     /// burst of callers shares one commit (one fsync) instead of splitting into commits of one
     /// or two while the previous one runs. A lone caller is never kept waiting (its
     /// transactions hold one such job), nor are callers that all arrived already.
@@ -150,6 +150,11 @@ pub struct Options {
 /// How many jobs waiting for their commit the last transaction must have held for the next one
 /// to wait for more ([`Options::busy_commit_delay`]).
 pub const BUSY_DURABLE_JOBS: usize = 2;
+
+/// Under load the open transaction waits this long for each job that waited for the last
+/// commit, up to [`Options::busy_commit_delay`]: two callers → 0.3 ms, twenty-seven or more →
+/// the whole delay (so light load keeps short commits, heavy load gets few large ones).
+pub const BUSY_DELAY_PER_JOB: Duration = Duration::from_micros(150);
 
 /// The transaction logic of the writer, one batch at a time (the writer thread drives it with
 /// [`run`]; tests can drive it step by step).
@@ -264,8 +269,13 @@ impl<B: Backend> Committer<B> {
             && self.last_durable_jobs >= BUSY_DURABLE_JOBS
             && !self.busy_commit_delay.is_zero()
         {
-            // Under load: give the callers still to come the busy delay to join this commit.
-            self.linger = Some(Instant::now() + self.busy_commit_delay);
+            // Under load: give the callers still to come time to join this commit, in
+            // proportion to how many shared the last one (a lone pair of callers gets a short
+            // wait, a crowd the whole busy delay).
+            let wait = BUSY_DELAY_PER_JOB
+                .saturating_mul(u32::try_from(self.last_durable_jobs).unwrap_or(u32::MAX))
+                .min(self.busy_commit_delay);
+            self.linger = Some(Instant::now() + wait);
         }
     }
 
@@ -1099,9 +1109,10 @@ mod tests {
         assert_eq!(db.batches, vec![2], "one commit for both");
     }
 
-    /// Under load (the last commit held ≥ 2 waiting callers) a transaction with fewer waits the
-    /// busy delay and takes what came meanwhile; a lone caller's, or one that already holds as
-    /// many, or one with only early answers, is committed at once.
+    /// Under load (the last commit held ≥ 2 waiting callers) a transaction with fewer waits
+    /// [`BUSY_DELAY_PER_JOB`] per caller of the last commit (at most the busy delay) and takes
+    /// what came meanwhile; a lone caller's, or one that already holds as many, or one with only
+    /// early answers, is committed at once.
     #[test]
     fn under_load_a_commit_waits_for_more_callers_a_lone_caller_never_does() {
         let busy = Duration::from_millis(200);
@@ -1123,11 +1134,12 @@ mod tests {
         c.run_batch(&mut vec![job(2).0, job(3).0]);
         assert_eq!(c.linger_until(), None);
         c.finish();
-        // One caller after a commit of two: wait up to `busy` for more.
+        // One caller after a commit of two: wait two callers' time for more.
+        let wait = BUSY_DELAY_PER_JOB * 2;
         let before = Instant::now();
         c.run_batch(&mut vec![job(4).0]);
         let until = c.linger_until().expect("waits under load");
-        assert!(until >= before + busy && until <= Instant::now() + busy);
+        assert!(until >= before + wait && until <= Instant::now() + wait);
         // A second comes: as many as last time, still the same deadline (not extended).
         c.run_batch(&mut vec![job(5).0]);
         assert_eq!(c.linger_until(), Some(until));
@@ -1150,7 +1162,35 @@ mod tests {
         c.run_batch(&mut vec![job(11).0]);
         assert_eq!(c.linger_until(), None, "one caller after one: never waits");
         c.finish();
-        assert_eq!(db.lock().unwrap().committed, (1..=11).collect::<Vec<_>>());
+        // A crowd: after a commit of 40 the next waits 40 callers' time …
+        c.run_batch(&mut (100..140).map(|i| job(i).0).collect());
+        c.finish();
+        let before = Instant::now();
+        c.run_batch(&mut vec![job(12).0]);
+        let until = c.linger_until().expect("waits under load");
+        let wait = BUSY_DELAY_PER_JOB * 40;
+        assert!(until >= before + wait && until <= Instant::now() + wait);
+        c.finish();
+        // … and never more than the busy delay.
+        let mut more: Vec<_> = (300..1800).map(|i| job(i).0).collect();
+        let mut c2 = Committer::new(
+            TestBackend::new(Savepoints::EachJob).0,
+            Options {
+                max_batch: 4096,
+                commit_delay: Duration::ZERO,
+                busy_commit_delay: busy,
+            },
+        );
+        c2.run_batch(&mut more);
+        c2.finish();
+        let before = Instant::now();
+        c2.run_batch(&mut vec![job(13).0]);
+        let until = c2.linger_until().expect("waits under load");
+        assert!(until >= before + busy && until <= Instant::now() + busy);
+        let mut want: Vec<u32> = (1..=11).collect();
+        want.extend(100..140);
+        want.push(12);
+        assert_eq!(db.lock().unwrap().committed, want);
     }
 
     /// The writer loop sleeps through the busy delay (no wake-up per arriving job), then takes
@@ -1186,7 +1226,11 @@ mod tests {
         let mut feed = Feed { calls: Vec::new() };
         let start = Instant::now();
         run(&mut c, &mut feed);
-        assert!(start.elapsed() >= busy, "slept the busy delay");
+        // Two callers in the last commit: two callers' time (less than `busy`).
+        assert!(
+            start.elapsed() >= BUSY_DELAY_PER_JOB * 2,
+            "slept the busy delay"
+        );
         assert_eq!(feed.calls[..3], [None, None, Some(Duration::ZERO)]);
         let db = db.lock().unwrap();
         assert_eq!(
