@@ -1,5 +1,7 @@
 //! The one group-commit writer of hush's servers (the relay's message store, the ntf-server's
-//! SQLite store, the push-server's outbox).
+//! SQLite store, the push-server's outbox), in two shapes over the same transaction logic
+//! ([`Committer`]): a writer thread fed by a queue (below), or jobs run on their callers'
+//! threads with a flusher thread that commits ([`InlineWriter`], the relay's store).
 //!
 //! One named thread owns the database connection (a [`Backend`]). Callers hand it jobs through
 //! a bounded queue ([`channel`]) whose [`Overflow`] policy is chosen at construction:
@@ -26,6 +28,10 @@
 //! into an unbounded list, never waiting; its back-pressure is an async wait on the backlog).
 //! The loop and the transaction logic ([`Committer`]) add no allocation, lock or wake-up per
 //! job: the jobs that ran are kept in one reused vector until their commit.
+
+mod inline;
+
+pub use inline::InlineWriter;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
@@ -347,21 +353,26 @@ impl<B: Backend> Committer<B> {
 
     /// Commits (or, when broken, rolls back) the open transaction and answers its jobs.
     pub fn finish(&mut self) {
-        if let Some(mut done) = self.commit_unanswered() {
-            for job in done.jobs.drain(..) {
-                self.backend.finish(job, &done.result);
-            }
-            // Keep the allocation for the next transaction.
-            if self.ran.capacity() == 0 {
-                self.ran = done.jobs;
-            }
+        if let Some(done) = self.commit_unanswered() {
+            self.answer(done);
         }
     }
 
-    /// [`Committer::finish`] without answering the jobs: the caller answers them (with the
-    /// backend's `finish` or its own) once it made the commit durable itself — a writer that
-    /// commits without fsync and syncs the log outside its lock. `None` if no transaction is
-    /// open.
+    /// Answers the jobs of a transaction [`Committer::commit_unanswered`] committed.
+    pub fn answer(&mut self, mut done: Committed<B::Job>) {
+        for job in done.jobs.drain(..) {
+            self.backend.finish(job, &done.result);
+        }
+        // Keep the allocation for the next transaction.
+        if self.ran.capacity() == 0 {
+            self.ran = done.jobs;
+        }
+    }
+
+    /// [`Committer::finish`] without answering the jobs: the caller answers them
+    /// ([`Committer::answer`]) once it made the commit durable itself — a writer that commits
+    /// without fsync and syncs the log outside its lock ([`InlineWriter`]). `None` if no
+    /// transaction is open.
     pub fn commit_unanswered(&mut self) -> Option<Committed<B::Job>> {
         if !self.open {
             return None;
@@ -816,6 +827,53 @@ mod tests {
             };
             let _ = r.send(out);
         }
+    }
+
+    /// [`InlineWriter`]: a job runs on the submitting thread (an early one is answered on
+    /// return, before any commit); a job whose caller waits is answered only after the
+    /// flusher's commit and the log's sync; beyond `max_open` jobs in the open transaction a
+    /// submit is `Busy` at once; closing commits what is open.
+    #[test]
+    fn inline_writer_runs_jobs_in_place_and_answers_after_commit_and_sync() {
+        let path = std::env::temp_dir().join(format!("hush-gc-inline-{}", std::process::id()));
+        std::fs::write(&path, b"log").unwrap();
+        let log = std::fs::File::open(&path).unwrap();
+        let (backend, db) = TestBackend::new(Savepoints::EachJob);
+        let (w, flusher) = InlineWriter::start(
+            "test-flush",
+            backend,
+            Options {
+                max_batch: 16,
+                commit_delay: Duration::from_secs(60),
+                busy_commit_delay: Duration::ZERO,
+            },
+            2,
+            Some(log),
+        )
+        .unwrap();
+        let (j1, r1) = job(1);
+        w.submit(j1).unwrap();
+        assert_eq!(r1.blocking_recv().unwrap(), Ok(1));
+        assert_eq!(
+            db.lock().unwrap().committed,
+            vec![1],
+            "answered after its commit"
+        );
+        assert_eq!(w.syncs(), 1, "and after the log's sync");
+        // Early jobs: answered on return, left open (the commit delay is a minute).
+        for id in [2, 3] {
+            let (mut e, mut re) = job(id);
+            e.early = true;
+            w.submit(e).unwrap();
+            assert_eq!(re.try_recv().unwrap(), Ok(id), "answered when it ran");
+        }
+        assert_eq!(db.lock().unwrap().committed, vec![1]);
+        assert!(matches!(w.submit(job(4).0), Err(SubmitError::Busy)));
+        w.close();
+        flusher.join().unwrap();
+        assert_eq!(db.lock().unwrap().committed, vec![1, 2, 3]);
+        assert_eq!(w.syncs(), 2);
+        let _ = std::fs::remove_file(&path);
     }
 
     fn opts(max_batch: usize) -> Options {

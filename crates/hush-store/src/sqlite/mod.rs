@@ -1,7 +1,8 @@
 //! SQLite backend: writes run on the caller's thread in one open transaction, a flusher thread
 //! commits (group commit), a bounded pool of read connections.
 //!
-//! Write path ([`inline`]): a write method runs its operation at once, under the writer's lock,
+//! Write path ([`group_commit::InlineWriter`]): a write method runs its operation at once, under
+//! the writer's lock,
 //! inside the open transaction (`BEGIN IMMEDIATE`, each operation in its own savepoint: a failing
 //! one is rolled back alone and gets its error), over the shared group-commit transaction logic
 //! ([`hush_server_common::group_commit::Committer`]). Only after the flusher's `COMMIT` and,
@@ -37,7 +38,6 @@
 //! Must be used from within a tokio runtime (reads use `spawn_blocking`).
 
 mod cache;
-mod inline;
 mod open;
 mod ops;
 
@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hush_server_common::group_commit::{self, Backend, Ran};
+use hush_server_common::group_commit::{self, Backend, InlineWriter, Ran, SubmitError};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -346,7 +346,6 @@ struct Counters {
     batches: AtomicU64,
     ops: AtomicU64,
     max_batch: AtomicU64,
-    wal_syncs: AtomicU64,
 }
 
 struct Inner {
@@ -355,7 +354,7 @@ struct Inner {
     cache: Arc<Cache>,
     /// Queues with answered, uncommitted changes (shared with the writer thread).
     uncommitted: Arc<ops::Uncommitted>,
-    writer: Arc<inline::InlineWriter>,
+    writer: Arc<InlineWriter<RelayWriter>>,
     flusher: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<Semaphore>,
@@ -487,8 +486,8 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        // The flusher syncs the WAL itself, outside the writer's lock (inline.rs): SQLite's
-        // commits only write it.
+        // The flusher syncs the WAL itself, outside the writer's lock (`InlineWriter`):
+        // SQLite's commits only write it.
         configure(&writer, SyncPolicy::Normal, opts.secure_delete)?;
         writer.pragma_update(None, "wal_autocheckpoint", opts.wal_autocheckpoint)?;
         let _limit: i64 = writer.query_row(
@@ -539,7 +538,8 @@ impl SqliteStore {
             }
             SyncPolicy::Normal => None,
         };
-        let (writer, flusher) = inline::InlineWriter::start(
+        let (writer, flusher) = InlineWriter::start(
+            "hush-store-flush",
             RelayWriter {
                 conn: writer,
                 st: state,
@@ -553,7 +553,6 @@ impl SqliteStore {
             },
             opts.write_queue,
             wal,
-            counters.clone(),
         )?;
 
         Ok(Self {
@@ -584,7 +583,7 @@ impl SqliteStore {
             batches: c.batches.load(Ordering::Relaxed),
             ops: c.ops.load(Ordering::Relaxed),
             max_batch: c.max_batch.load(Ordering::Relaxed),
-            wal_syncs: c.wal_syncs.load(Ordering::Relaxed),
+            wal_syncs: self.inner.writer.syncs(),
         }
     }
 
@@ -620,7 +619,10 @@ impl SqliteStore {
 
     async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
         // Runs here, in the open transaction (a full one is `Busy` at once).
-        self.inner.writer.submit(job)?;
+        self.inner.writer.submit(job).map_err(|e| match e {
+            SubmitError::Busy => StoreError::Busy,
+            SubmitError::Closed => StoreError::Closed,
+        })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 

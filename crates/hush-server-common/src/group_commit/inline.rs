@@ -1,45 +1,46 @@
-//! The relay store's writer: each write runs on its caller's thread, inside the open
-//! transaction, under one lock; a flusher thread commits and makes commits durable.
+//! The group-commit writer without a writer thread: each job runs on its caller's thread,
+//! inside the open transaction, under one lock; a flusher thread commits and makes commits
+//! durable.
 //!
-//! Why not a writer thread with a job queue (as the ntf and push stores have): on the relay's
-//! per-message path every `SEND` and `ACK` then crossed threads twice (the job to the writer,
-//! its outcome back), and on a 2-core VM each crossing that finds a thread asleep costs a wake-up
-//! and a context switch. Here the append / delete runs where the command is processed — its
-//! outcome (and so the subscriber's `MSG`, or the next message after an `ACK`) is known at once —
-//! and only the answer that needs durability (`OK` to a `SEND`) waits for the flusher.
+//! Why (the relay's SQLite store, whose per-message path uses it): with a writer thread and a
+//! job queue ([`super::spawn`]) every job crosses threads twice (the job to the writer, its
+//! outcome back), and on a 2-core VM each crossing that finds a thread asleep costs a wake-up and
+//! a context switch. Here a job runs where it is submitted — its outcome, and what a job answers
+//! early, is known at once — and only the answers that need durability wait for the flusher.
 //!
-//! The flusher: when the open transaction holds a write whose caller waits for durability, it
-//! lingers under load ([`group_commit::Options::busy_commit_delay`]: only when the previous
-//! commit held two or more such writes; a lone caller is committed at once), then takes the
-//! lock, `COMMIT`s (SQLite `synchronous=NORMAL`: the WAL frames are written, not synced), lets
-//! the lock go, and with [`SyncPolicy::Full`] `fdatasync`s the WAL file before it answers the
-//! transaction's callers. So an answered write is on disk as with `synchronous=FULL`, while
-//! writers keep adding to the next transaction during the fsync. SQLite's automatic checkpoint
+//! The flusher: when the open transaction holds a job whose caller waits for durability, it
+//! lingers under load ([`Options::busy_commit_delay`]: only when the previous commit held two
+//! or more such jobs; a lone caller is committed at once), then takes the lock, commits (the
+//! backend commits without syncing, e.g. SQLite `synchronous=NORMAL`: the WAL frames are
+//! written), lets the lock go, `fdatasync`s the log file it was given (if any), and answers the
+//! So an answered job is on disk as with `synchronous=FULL`, while writers keep adding to the
+//! next transaction during the fsync. SQLite's automatic checkpoint
 //! (`wal_autocheckpoint` pages) still runs inside the `COMMIT` that crosses it, under the lock
 //! (with `NORMAL` it syncs the WAL and the database file itself): a write arriving then waits
 //! for it, as it waited behind the writer thread's checkpoint before.
 //!
-//! Bounds: at most `write_queue` writes wait in the open transaction; beyond that a write is
-//! refused with [`StoreError::Busy`] (as the writer thread's bounded queue did).
+//! Bounds: at most `max_open` jobs wait in the open transaction; beyond, a job is refused with
+//! [`SubmitError::Busy`] (as [`Overflow::Shed`] refuses one over a full queue).
 
 use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hush_server_common::group_commit::{self, Committer};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Counters, Job, RelayWriter};
-use crate::error::{StoreError, StoreResult};
+#[cfg(doc)]
+use super::Overflow;
+use super::{Backend, Committer, Options, SubmitError};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Locked {
-    committer: Committer<RelayWriter>,
-    /// Reused for each write (no allocation per job).
-    batch: Vec<Job>,
+struct Locked<B: Backend> {
+    committer: Committer<B>,
+    /// Reused for each job (no allocation per job).
+    batch: Vec<B::Job>,
 }
 
 #[derive(Default)]
@@ -48,22 +49,28 @@ struct Flush {
     closing: bool,
 }
 
-pub(super) struct InlineWriter {
-    locked: Mutex<Locked>,
+/// See the module documentation.
+pub struct InlineWriter<B: Backend> {
+    locked: Mutex<Locked<B>>,
     flush: Mutex<Flush>,
     wake: Condvar,
-    write_queue: usize,
-    counters: Arc<Counters>,
+    max_open: usize,
+    syncs: AtomicU64,
 }
 
-impl InlineWriter {
-    /// Starts the flusher thread.
-    pub(super) fn start(
-        backend: RelayWriter,
-        opts: group_commit::Options,
-        write_queue: usize,
-        wal: Option<File>,
-        counters: Arc<Counters>,
+impl<B> InlineWriter<B>
+where
+    B: Backend + Send + 'static,
+    B::Job: Send + 'static,
+{
+    /// Starts the flusher thread `name`. `log`: the file to `fdatasync` after each commit,
+    /// before its callers are answered (`None`: the backend's commit is durable enough).
+    pub fn start(
+        name: &str,
+        backend: B,
+        opts: Options,
+        max_open: usize,
+        log: Option<File>,
     ) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
         let w = Arc::new(InlineWriter {
             locked: Mutex::new(Locked {
@@ -72,24 +79,30 @@ impl InlineWriter {
             }),
             flush: Mutex::new(Flush::default()),
             wake: Condvar::new(),
-            write_queue: write_queue.max(1),
-            counters,
+            max_open: max_open.max(1),
+            syncs: AtomicU64::new(0),
         });
         let f = w.clone();
         let t = std::thread::Builder::new()
-            .name("hush-store-flush".into())
-            .spawn(move || f.flusher(wal))?;
+            .name(name.to_string())
+            .spawn(move || f.flusher(log))?;
         Ok((w, t))
     }
 
+    /// `fdatasync`s of the log so far (one per commit, before its callers are answered).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
     /// Runs `job` in the open transaction on this thread (a job answered early is answered on
-    /// return; the others when the flusher made their commit durable).
-    pub(super) fn submit(&self, job: Job) -> StoreResult<()> {
+    /// return; the others when the flusher made their commit durable). A full transaction
+    /// refuses it at once (the job is dropped unanswered).
+    pub fn submit(&self, job: B::Job) -> Result<(), SubmitError> {
         let kick = {
             let mut g = lock(&self.locked);
             let Locked { committer, batch } = &mut *g;
-            if committer.open_jobs() >= self.write_queue {
-                return Err(StoreError::Busy);
+            if committer.open_jobs() >= self.max_open {
+                return Err(SubmitError::Busy);
             }
             let before = (committer.is_open(), committer.must_commit());
             batch.push(job);
@@ -105,14 +118,13 @@ impl InlineWriter {
         Ok(())
     }
 
-    /// Makes the flusher commit what is open and stop (joined by the caller).
-    pub(super) fn close(&self) {
+    /// Makes the flusher commit what is open and stop (join its handle to wait for that).
+    pub fn close(&self) {
         lock(&self.flush).closing = true;
         self.wake.notify_one();
     }
 
-    /// `wal`: the WAL file, synced before callers are answered (`None`: `sync = normal`).
-    fn flusher(self: Arc<Self>, wal: Option<File>) {
+    fn flusher(self: Arc<Self>, log: Option<File>) {
         loop {
             // What the open transaction needs: a commit now (after the busy linger), one at
             // its deadline (changes answered early), or nothing.
@@ -133,10 +145,10 @@ impl InlineWriter {
                     {
                         std::thread::sleep(until.saturating_duration_since(Instant::now()));
                     }
-                    self.commit(wal.as_ref());
+                    self.commit(log.as_ref());
                 }
                 None if closing => {
-                    self.commit(wal.as_ref());
+                    self.commit(log.as_ref());
                     break;
                 }
                 None => {
@@ -161,33 +173,29 @@ impl InlineWriter {
                 }
             }
         }
-        tracing::debug!("hush-store: flusher exiting");
+        tracing::debug!("group commit: flusher exiting");
     }
 
-    /// Commits the open transaction (under the lock), syncs the WAL (not under it), answers.
-    fn commit(&self, wal: Option<&File>) {
+    /// Commits the open transaction (under the lock), syncs the log (not under it), answers.
+    fn commit(&self, log: Option<&File>) {
         let Some(mut done) = lock(&self.locked).committer.commit_unanswered() else {
             return;
         };
         if done.result.is_ok()
-            && let Some(wal) = wal
+            && let Some(log) = log
         {
-            match wal.sync_data() {
+            match log.sync_data() {
                 Ok(()) => {
-                    self.counters
-                        .wal_syncs
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    // The transaction is in the WAL but may not be on disk: its callers are
+                    // The transaction is in the log but may not be on disk: its callers are
                     // told it failed (a sender resends; agents drop the duplicate).
-                    tracing::error!(error = %e, "hush-store: fsync of the WAL failed");
-                    done.result = Err(format!("fsync of the WAL failed: {e}"));
+                    tracing::error!(error = %e, "group commit: fsync of the log failed");
+                    done.result = Err(format!("fsync of the log failed: {e}"));
                 }
             }
         }
-        for job in done.jobs.drain(..) {
-            job.finish(&done.result);
-        }
+        lock(&self.locked).committer.answer(done);
     }
 }
