@@ -1178,9 +1178,8 @@ mod tests {
         let mut c = Committer::new(
             backend,
             Options {
-                max_batch: 16,
-                commit_delay: Duration::ZERO,
                 busy_commit_delay: busy,
+                ..opts(16)
             },
         );
         // No history: a caller's job is committed at once.
@@ -1234,9 +1233,8 @@ mod tests {
         let mut c2 = Committer::new(
             TestBackend::new(Savepoints::EachJob).0,
             Options {
-                max_batch: 4096,
-                commit_delay: Duration::ZERO,
                 busy_commit_delay: busy,
+                ..opts(4096)
             },
         );
         c2.run_batch(&mut more);
@@ -1276,9 +1274,8 @@ mod tests {
         let mut c = Committer::new(
             backend,
             Options {
-                max_batch: 16,
-                commit_delay: Duration::ZERO,
                 busy_commit_delay: busy,
+                ..opts(16)
             },
         );
         let mut feed = Feed { calls: Vec::new() };

@@ -455,6 +455,30 @@ async fn run(shared: Arc<Shared>, est: Box<Established>) {
 mod tests {
     use super::*;
 
+    /// An accepted loopback socket with its own connection slot, as the accept loop makes it.
+    fn loopback_incoming(
+        transport: TransportServer,
+        tcp: TcpStream,
+        shutdown: Shutdown,
+    ) -> Box<Incoming> {
+        let localhost = std::net::Ipv4Addr::LOCALHOST;
+        Box::new(Incoming {
+            transport,
+            tcp,
+            port: 0,
+            shutdown,
+            slot: Slot {
+                _permit: Arc::new(tokio::sync::Semaphore::new(1))
+                    .try_acquire_owned()
+                    .unwrap(),
+                _ip: hush_server_common::IpConnLimiter::new(1)
+                    .try_acquire(localhost.into())
+                    .unwrap(),
+                peer: std::net::IpAddr::from(localhost).into(),
+            },
+        })
+    }
+
     /// The connection task's state is allocated once per connection and held for its whole
     /// life (idle connections included): keep it small. It was 1,992 bytes with the handshake
     /// inline and a separate writer task; large, short-lived parts are boxed or kept out of async
@@ -470,25 +494,7 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (_trigger, shutdown) = crate::shutdown_channel();
-        let permit = Arc::new(tokio::sync::Semaphore::new(1))
-            .try_acquire_owned()
-            .unwrap();
-        let f = serve(
-            shared,
-            Box::new(Incoming {
-                transport,
-                tcp,
-                port: 0,
-                shutdown,
-                slot: Slot {
-                    _permit: permit,
-                    _ip: hush_server_common::IpConnLimiter::new(1)
-                        .try_acquire(std::net::Ipv4Addr::LOCALHOST.into())
-                        .unwrap(),
-                    peer: std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST).into(),
-                },
-            }),
-        );
+        let f = serve(shared, loopback_incoming(transport, tcp, shutdown));
         let size = std::mem::size_of_val(&f);
         eprintln!("connection task state: {size} bytes");
         assert!(size <= 800, "connection task state is {size} bytes");
@@ -537,26 +543,7 @@ mod tests {
         let relay = shared.clone();
         tokio::spawn(async move {
             let (tcp, _) = l.accept().await.unwrap();
-            let permit = Arc::new(tokio::sync::Semaphore::new(1))
-                .try_acquire_owned()
-                .unwrap();
-            serve(
-                relay,
-                Box::new(Incoming {
-                    transport,
-                    tcp,
-                    port: 0,
-                    shutdown,
-                    slot: Slot {
-                        _permit: permit,
-                        _ip: hush_server_common::IpConnLimiter::new(1)
-                            .try_acquire(std::net::Ipv4Addr::LOCALHOST.into())
-                            .unwrap(),
-                        peer: std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST).into(),
-                    },
-                }),
-            )
-            .await;
+            serve(relay, loopback_incoming(transport, tcp, shutdown)).await;
         });
         let conn = hush_transport::TransportClient::smp()
             .unwrap()

@@ -1241,15 +1241,50 @@ mod tests {
             Ok(())
         }
 
+        use crate::server::auth::KeyCache;
+        use crate::server::commands::{ConnCtx, DeferredSend};
         use crate::server::test_store::HeldCommits;
+
+        /// An unsigned `SEND` of `body` to `sender_id`, encoded as a client sends it.
+        fn send_bytes(corr: &[u8], sender_id: &[u8], body: &[u8]) -> Vec<u8> {
+            let cmd = hush_proto::smp::Command::Send {
+                flags: hush_proto::smp::MsgFlags {
+                    notification: false,
+                },
+                body: body.to_vec(),
+            }
+            .encode(VERSION);
+            let mut out = Vec::new();
+            let t = Transmission::new(corr, sender_id, &cmd);
+            encode_transmission(&mut out, &t, VERSION, true).unwrap();
+            out
+        }
+
+        /// `snd`'s connection context, its `SEND`s deferred into `deferred`.
+        fn deferring_ctx<'a>(
+            snd: &'a mut Conn,
+            key: &'a hush_crypto::X25519Secret,
+            keys: &'a KeyCache,
+            deferred: &'a mut Vec<DeferredSend>,
+        ) -> ConnCtx<'a> {
+            ConnCtx {
+                outbox: &snd.outbox,
+                local: &mut snd.local,
+                version: VERSION,
+                session_id: &[1; 32],
+                session_key: key,
+                keys,
+                proxy_secret: None,
+                service: None,
+                deferred: Some(deferred),
+            }
+        }
 
         /// A connection's `SEND`s whose commits have not ended are left in its deferred list
         /// (no answer yet, the connection reads on); each is answered `OK` under its own corrId
         /// once its commit ended, and the messages are stored in the order sent.
         #[tokio::test]
         async fn sends_waiting_for_their_commit_are_answered_when_it_ends() {
-            use crate::server::auth::KeyCache;
-            use crate::server::commands::{ConnCtx, DeferredSend};
             let gate = Arc::new(tokio::sync::Semaphore::new(0));
             let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
             let shared = Shared::for_tests_with(Arc::new(store));
@@ -1259,32 +1294,10 @@ mod tests {
             let key = hush_crypto::X25519Secret::generate();
             let keys = KeyCache::default();
             let mut deferred: Vec<DeferredSend> = Vec::new();
-            let send = |corr: &[u8], body: &[u8]| {
-                let cmd = hush_proto::smp::Command::Send {
-                    flags: hush_proto::smp::MsgFlags {
-                        notification: false,
-                    },
-                    body: body.to_vec(),
-                }
-                .encode(VERSION);
-                let t = Transmission::new(corr, &qr.sender_id, &cmd);
-                let mut out = Vec::new();
-                encode_transmission(&mut out, &t, VERSION, true).unwrap();
-                out
-            };
             for (corr, body) in [(b"corr-one", b"first"), (b"corr-two", b"other")] {
-                let mut c = ConnCtx {
-                    outbox: &snd.outbox,
-                    local: &mut snd.local,
-                    version: VERSION,
-                    session_id: &[1; 32],
-                    session_key: &key,
-                    keys: &keys,
-                    proxy_secret: None,
-                    service: None,
-                    deferred: Some(&mut deferred),
-                };
-                let answer = shared.process_transmission(&mut c, &send(corr, body)).await;
+                let mut c = deferring_ctx(&mut snd, &key, &keys, &mut deferred);
+                let bytes = send_bytes(corr, &qr.sender_id, body);
+                let answer = shared.process_transmission(&mut c, &bytes).await;
                 assert!(answer.is_empty(), "no answer before the commit: {answer:?}");
             }
             assert_eq!(deferred.len(), 2);
@@ -1319,8 +1332,6 @@ mod tests {
         /// their commits end (the connection loop hands its list to `finish_deferred`).
         #[tokio::test]
         async fn a_closed_connections_sends_are_accounted_when_their_commits_end() {
-            use crate::server::auth::KeyCache;
-            use crate::server::commands::{ConnCtx, DeferredSend};
             let gate = Arc::new(tokio::sync::Semaphore::new(0));
             let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
             let shared = Shared::for_tests_with(Arc::new(store));
@@ -1330,27 +1341,8 @@ mod tests {
             let key = hush_crypto::X25519Secret::generate();
             let keys = KeyCache::default();
             let mut deferred: Vec<DeferredSend> = Vec::new();
-            let cmd = hush_proto::smp::Command::Send {
-                flags: hush_proto::smp::MsgFlags {
-                    notification: false,
-                },
-                body: b"late".to_vec(),
-            }
-            .encode(VERSION);
-            let mut bytes = Vec::new();
-            let t = Transmission::new(b"corr", &qr.sender_id, &cmd);
-            encode_transmission(&mut bytes, &t, VERSION, true).unwrap();
-            let mut c = ConnCtx {
-                outbox: &snd.outbox,
-                local: &mut snd.local,
-                version: VERSION,
-                session_id: &[1; 32],
-                session_key: &key,
-                keys: &keys,
-                proxy_secret: None,
-                service: None,
-                deferred: Some(&mut deferred),
-            };
+            let bytes = send_bytes(b"corr", &qr.sender_id, b"late");
+            let mut c = deferring_ctx(&mut snd, &key, &keys, &mut deferred);
             assert!(shared.process_transmission(&mut c, &bytes).await.is_empty());
             let before = shared.metrics.messages_sent.get();
             gate.add_permits(1);

@@ -23,10 +23,11 @@ impl hush_store::QueueStore for HeldCommits {
         ran: tokio::sync::oneshot::Sender<AppendOutcome>,
     ) -> StoreFuture<'_, AppendOutcome> {
         Box::pin(async move {
-            let r = self.0.append_message(recipient_id, msg, ntf).await;
-            if let Ok(o) = &r {
-                let _ = ran.send(*o);
-            }
+            // The memory store's append is durable at once: it tells `ran` when it returns.
+            let r = self
+                .0
+                .append_message_then(recipient_id, msg, ntf, ran)
+                .await;
             let _ = self.1.acquire().await.map(|p| p.forget());
             r
         })
