@@ -816,12 +816,12 @@ impl Shared {
                             corr,
                             entity,
                             nid,
-                            result: durable.await,
+                            result: durable.await.map_err(CmdError::from),
                         }
                     }));
                     return Ok(out);
                 }
-                None => durable.await,
+                None => durable.await.map_err(CmdError::from),
             },
         };
         match result? {

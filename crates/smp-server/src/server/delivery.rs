@@ -445,7 +445,7 @@ impl Subscriptions {
 }
 
 /// A `SEND`'s append until it is durable.
-type DurableAppend = std::pin::Pin<
+pub type DurableAppend = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<AppendOutcome, hush_store::StoreError>> + Send>,
 >;
 
@@ -454,11 +454,7 @@ pub enum Sent {
     /// Already known (a memory store, or an append refused before any commit).
     Durable(Result<AppendOutcome, CmdError>),
     /// Resolves once the append's commit ended.
-    Pending(
-        std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<AppendOutcome, CmdError>> + Send>,
-        >,
-    ),
+    Pending(DurableAppend),
 }
 
 /// `MSG` for a stored item: `crypto_box(rcvDhSecret, nonce = msgId, pad(plaintext, 16106))`.
@@ -667,7 +663,7 @@ impl Shared {
         let (sent, own) = self.send_message_deferred(c, q, msg, ntf).await?;
         let outcome = match sent {
             Sent::Durable(r) => r?,
-            Sent::Pending(durable) => durable.await?,
+            Sent::Pending(durable) => durable.await.map_err(CmdError::from)?,
         };
         Ok((outcome, own))
     }
@@ -722,9 +718,7 @@ impl Shared {
         }
         let sent = match done {
             Some(r) => Sent::Durable(r.map_err(CmdError::from)),
-            None => Sent::Pending(Box::pin(
-                async move { durable.await.map_err(CmdError::from) },
-            )),
+            None => Sent::Pending(durable),
         };
         Ok((sent, own))
     }
