@@ -1239,6 +1239,17 @@ mod tests {
         use crate::server::commands::{ConnCtx, DeferredSend};
         use crate::server::test_store::HeldCommits;
 
+        /// A relay whose appends become durable only as the returned gate lets them, with
+        /// queue 1.
+        async fn held_relay() -> (Arc<tokio::sync::Semaphore>, Arc<Shared>, QueueRecord) {
+            let gate = Arc::new(tokio::sync::Semaphore::new(0));
+            let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
+            let shared = Shared::for_tests_with(Arc::new(store));
+            let qr = queue(1);
+            shared.store.create_queue(qr.clone()).await.unwrap();
+            (gate, shared, qr)
+        }
+
         /// An unsigned `SEND` of `body` to `sender_id`, encoded as a client sends it.
         fn send_bytes(corr: &[u8], sender_id: &[u8], body: &[u8]) -> Vec<u8> {
             let cmd = hush_proto::smp::Command::Send {
@@ -1279,11 +1290,7 @@ mod tests {
         /// once its commit ended, and the messages are stored in the order sent.
         #[tokio::test]
         async fn sends_waiting_for_their_commit_are_answered_when_it_ends() {
-            let gate = Arc::new(tokio::sync::Semaphore::new(0));
-            let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
-            let shared = Shared::for_tests_with(Arc::new(store));
-            let qr = queue(1);
-            shared.store.create_queue(qr.clone()).await.unwrap();
+            let (gate, shared, qr) = held_relay().await;
             let mut snd = conn(3);
             let key = hush_crypto::X25519Secret::generate();
             let keys = KeyCache::default();
@@ -1326,11 +1333,7 @@ mod tests {
         /// their commits end (the connection loop hands its list to `finish_deferred`).
         #[tokio::test]
         async fn a_closed_connections_sends_are_accounted_when_their_commits_end() {
-            let gate = Arc::new(tokio::sync::Semaphore::new(0));
-            let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
-            let shared = Shared::for_tests_with(Arc::new(store));
-            let qr = queue(1);
-            shared.store.create_queue(qr.clone()).await.unwrap();
+            let (gate, shared, qr) = held_relay().await;
             let mut snd = conn(3);
             let key = hush_crypto::X25519Secret::generate();
             let keys = KeyCache::default();
@@ -1349,11 +1352,7 @@ mod tests {
         /// the commit.
         #[tokio::test]
         async fn the_subscriber_gets_the_message_before_the_sender_gets_ok() {
-            let gate = Arc::new(tokio::sync::Semaphore::new(0));
-            let store = HeldCommits(hush_store::MemoryStore::new(128), gate.clone());
-            let shared = Shared::for_tests_with(Arc::new(store));
-            let qr = queue(1);
-            shared.store.create_queue(qr.clone()).await.unwrap();
+            let (gate, shared, qr) = held_relay().await;
             let (mut rcv, mut snd) = (conn(2), conn(3));
             let sub = Client {
                 outbox: &rcv.outbox,
